@@ -1,0 +1,12 @@
+//! TypeScript in, JavaScript values out: transpiling with oxc and evaluating in a sandboxed
+//! QuickJS runtime.
+//!
+//! This crate knows nothing about Paragraph's DSL, HTTP or databases. The compiler decides which
+//! virtual modules exist and what they export; this crate only enforces the sandbox (no ambient
+//! I/O, a time limit per call, a memory limit) and maps errors back to TypeScript positions.
+
+mod engine;
+mod transpile;
+
+pub use engine::{Engine, JsError, JsErrorKind, Limits, VirtualModules, resolve_relative};
+pub use transpile::{Import, PropertySite, Transpiled, transpile};

@@ -1,0 +1,221 @@
+//! TypeScript → JavaScript with oxc, plus what the compiler needs to know about a file's shape
+//! without evaluating it: its runtime imports and where each object/class property is written.
+
+use std::path::Path;
+
+use oxc::{
+    allocator::Allocator,
+    ast::ast::{
+        ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration, Expression,
+        ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
+    },
+    ast_visit::{Visit, walk},
+    codegen::{Codegen, CodegenOptions},
+    diagnostics::OxcDiagnostic,
+    parser::Parser,
+    semantic::SemanticBuilder,
+    span::{GetSpan, SourceType},
+    transformer::{TransformOptions, Transformer},
+};
+use oxc_sourcemap::SourceMap;
+use para_project::{Diagnostic, Span, from_oxc};
+
+/// A module specifier that survives type erasure, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub specifier: String,
+    /// The span of the specifier's string literal.
+    pub span: Span,
+}
+
+/// Where a property is written: the chain of enclosing property names (object literal keys and
+/// class fields), innermost last. `{ a: { b: 1 } }` records `["a"]` and `["a", "b"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertySite {
+    pub path: Vec<String>,
+    /// The span of the key.
+    pub key: Span,
+    /// The span of the whole `key: value`.
+    pub whole: Span,
+}
+
+/// One transpiled file.
+pub struct Transpiled {
+    pub js: String,
+    pub map: SourceMap<'static>,
+    pub imports: Vec<Import>,
+    pub properties: Vec<PropertySite>,
+    /// The span of `export default …`, if the file has one.
+    pub default_export: Option<Span>,
+}
+
+impl Transpiled {
+    /// The key of the property best matching `path`: an exact match of the whole chain if there is
+    /// one, else the shortest chain ending with `path`.
+    pub fn find_property(&self, path: &[&str]) -> Option<&PropertySite> {
+        let ends_with = |site: &&PropertySite| {
+            site.path.len() >= path.len()
+                && site.path[site.path.len() - path.len()..].iter().zip(path).all(|(a, b)| a == b)
+        };
+        self.properties
+            .iter()
+            .filter(ends_with)
+            .min_by_key(|site| (site.path.len(), site.key.start))
+    }
+}
+
+fn span_of(s: oxc::span::Span) -> Span {
+    Span::new(s.start, s.end)
+}
+
+#[derive(Default)]
+struct Outline {
+    stack: Vec<String>,
+    imports: Vec<Import>,
+    properties: Vec<PropertySite>,
+    default_export: Option<Span>,
+}
+
+impl Outline {
+    fn enter(&mut self, name: Option<String>, key: Span, whole: Span) -> bool {
+        match name {
+            Some(name) => {
+                self.stack.push(name);
+                self.properties.push(PropertySite { path: self.stack.clone(), key, whole });
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<'a> Visit<'a> for Outline {
+    fn visit_object_property(&mut self, it: &ObjectProperty<'a>) {
+        let pushed = self.enter(
+            it.key.static_name().map(|n| n.into_owned()),
+            span_of(it.key.span()),
+            span_of(it.span),
+        );
+        walk::walk_object_property(self, it);
+        if pushed {
+            self.stack.pop();
+        }
+    }
+
+    fn visit_property_definition(&mut self, it: &PropertyDefinition<'a>) {
+        let pushed = self.enter(
+            it.key.static_name().map(|n| n.into_owned()),
+            span_of(it.key.span()),
+            span_of(it.span),
+        );
+        walk::walk_property_definition(self, it);
+        if pushed {
+            self.stack.pop();
+        }
+    }
+
+    fn visit_import_declaration(&mut self, it: &ImportDeclaration<'a>) {
+        self.imports
+            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        walk::walk_import_declaration(self, it);
+    }
+
+    fn visit_export_from_declaration(&mut self, it: &ExportFromDeclaration<'a>) {
+        self.imports
+            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        walk::walk_export_from_declaration(self, it);
+    }
+
+    fn visit_export_all_declaration(&mut self, it: &ExportAllDeclaration<'a>) {
+        self.imports
+            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        walk::walk_export_all_declaration(self, it);
+    }
+
+    fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
+        if let Expression::StringLiteral(lit) = &it.source {
+            self.imports
+                .push(Import { specifier: lit.value.to_string(), span: span_of(lit.span) });
+        }
+        walk::walk_import_expression(self, it);
+    }
+
+    fn visit_export_default_declaration(&mut self, it: &ExportDefaultDeclaration<'a>) {
+        self.default_export = Some(span_of(it.span));
+        walk::walk_export_default_declaration(self, it);
+    }
+}
+
+fn convert(path: &str, diags: Vec<OxcDiagnostic>) -> Vec<Diagnostic> {
+    diags.into_iter().map(|d| from_oxc(path, d, "syntax")).collect()
+}
+
+/// Transpiles one TypeScript file. `path` is the project-relative name used in diagnostics and as
+/// the source map's file name. Every syntax error oxc finds in the file is returned.
+pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>> {
+    let allocator = Allocator::default();
+    let source_type = SourceType::from_path(Path::new(path)).unwrap_or_else(|_| SourceType::ts());
+    let parsed = Parser::new(&allocator, source, source_type).parse();
+    if parsed.panicked || !parsed.diagnostics.is_empty() {
+        let diags = convert(path, parsed.diagnostics.into_vec());
+        if parsed.panicked || diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
+    }
+    let mut program = parsed.program;
+    let semantic = SemanticBuilder::new()
+        .with_enum_eval(true)
+        .with_check_syntax_error(true)
+        .build(&program);
+    if semantic.diagnostics.has_errors() {
+        return Err(convert(path, semantic.diagnostics.into_vec()));
+    }
+    let scoping = semantic.semantic.into_scoping();
+    let options = TransformOptions::default();
+    let transformed =
+        Transformer::new(&allocator, Path::new(path), &options).build_with_scoping(scoping, &mut program);
+    if transformed.diagnostics.has_errors() {
+        return Err(convert(path, transformed.diagnostics.into_vec()));
+    }
+    let mut outline = Outline::default();
+    outline.visit_program(&program);
+    let generated = Codegen::new()
+        .with_options(CodegenOptions { source_map_path: Some(path.into()), ..CodegenOptions::default() })
+        .build(&program);
+    let map = generated.map.ok_or_else(|| {
+        vec![Diagnostic::error("internal", "the transpiler produced no source map").in_file(path)]
+    })?;
+    Ok(Transpiled {
+        js: generated.code,
+        map: map.into_owned(),
+        imports: outline.imports,
+        properties: outline.properties,
+        default_export: outline.default_export,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_types_and_records_shape() {
+        let src = "import { IContext } from '@useparagon/core/execution';\n\
+                   import { createInputs } from '@useparagon/core/inputs';\n\
+                   export default createInputs({ a: { id: 'x', title: 'T' as string } });\n";
+        let out = transpile("src/inputs.ts", src).unwrap();
+        assert!(!out.js.contains("as string"));
+        let specifiers: Vec<_> = out.imports.iter().map(|i| i.specifier.as_str()).collect();
+        assert_eq!(specifiers, ["@useparagon/core/inputs"], "type-only imports are erased");
+        let site = out.find_property(&["a", "title"]).unwrap();
+        assert_eq!(&src[site.key.start as usize..site.key.end as usize], "title");
+        assert!(out.default_export.is_some());
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_location() {
+        let errors = transpile("src/bad.ts", "const x = ;\n").err().unwrap();
+        assert_eq!(errors[0].code, "syntax");
+        assert_eq!(errors[0].location.as_ref().unwrap().span.unwrap().start, 10);
+    }
+}
