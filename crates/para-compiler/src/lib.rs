@@ -1,1 +1,494 @@
-//! placeholder
+//! The Paragraph compiler: a loaded project in, a [`Build`] and located findings out.
+//!
+//! Stages: transpile every file (all syntax errors, every file) → check imports → evaluate the
+//! files whose meaning depends on their place (persona, events, integration configs, inputs,
+//! workflows, resources) in one sandboxed engine with the `@useparagon/*` modules → validate and
+//! convert what they recorded → assemble a deterministic, hashed document. The compiler never
+//! panics on input: every problem becomes a [`Diagnostic`].
+
+mod config;
+mod eval;
+mod inputs;
+mod layout;
+mod lower;
+mod modules;
+mod workflows;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use para_build::{
+    Build, Event, FORMAT_VERSION, Integration, IntegrationKind, Persona, ProjectInfo, Resource,
+};
+use para_js::{Engine, Limits, Transpiled, VirtualModules};
+use para_project::{Diagnostic, Project, naming};
+use serde_json::Value;
+
+use crate::{eval::Session, layout::Layout};
+
+pub use para_js::Limits as EvaluationLimits;
+
+/// Namespace of the UUID v5 ids the compiler derives (events; step ids later), so ids are stable
+/// across rebuilds and machines.
+const ID_NAMESPACE: uuid::Uuid = uuid::uuid!("5a1e0c3b-7d7f-4b8e-9a52-0f6a2c1d9e41");
+
+/// How to compile.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limits: Limits,
+    /// Written into the build as `generator`.
+    pub generator: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            generator: format!("para {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// What compiling produced. `build` is `None` when any finding is an error.
+#[derive(Debug)]
+pub struct Output {
+    pub build: Option<Build>,
+    /// Sorted by file and position; duplicates removed.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Output {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles a loaded project.
+pub fn compile(project: &Project, options: &Options) -> Output {
+    let mut diagnostics = Vec::new();
+    let mut transpiled: BTreeMap<String, Transpiled> = BTreeMap::new();
+    let mut broken = BTreeSet::new();
+    for file in &project.files {
+        match para_js::transpile(&file.path, &file.text) {
+            Ok(t) => {
+                transpiled.insert(file.path.clone(), t);
+            }
+            Err(found) => {
+                diagnostics.extend(found);
+                broken.insert(file.path.clone());
+            }
+        }
+    }
+    for (path, file) in &transpiled {
+        let found = modules::check_imports(path, file, &transpiled, &project.drafts);
+        if !found.is_empty() {
+            diagnostics.extend(found);
+            broken.insert(path.clone());
+        }
+    }
+    let virtuals: VirtualModules =
+        Rc::new(|name: &str| modules::virtual_module(name).map(str::to_string));
+    let engine = match Engine::new(transpiled, virtuals, options.limits) {
+        Ok(engine) => engine,
+        Err(e) => {
+            diagnostics.push(Diagnostic::error("internal", e.message));
+            return finish(None, diagnostics);
+        }
+    };
+    let mut session = Session::new(project, engine, broken);
+    session.diagnostics = diagnostics;
+    let layout = Layout::of(project, &mut session);
+    let persona = persona(&mut session, &layout);
+    let events = events(&mut session, &layout);
+    let mut integrations = BTreeMap::new();
+    for folder in &layout.integrations {
+        if let Some(integration) = integration(&mut session, folder) {
+            integrations.insert(integration.key.clone(), integration);
+        }
+    }
+    let resources = resources(&mut session, &layout);
+    let mut build = Build {
+        format_version: FORMAT_VERSION,
+        build_hash: String::new(),
+        generator: options.generator.clone(),
+        project: ProjectInfo {
+            project_id: project.meta.project_id.clone(),
+            project_name: project.meta.project_name.clone(),
+        },
+        persona,
+        events,
+        integrations,
+        resources,
+        secrets: Vec::new(),
+    };
+    build.seal();
+    finish(Some(build), session.diagnostics)
+}
+
+fn finish(build: Option<Build>, mut diagnostics: Vec<Diagnostic>) -> Output {
+    diagnostics.sort_by_key(Diagnostic::sort_key);
+    diagnostics.dedup();
+    let failed = diagnostics.iter().any(Diagnostic::is_error);
+    Output { build: if failed { None } else { build }, diagnostics }
+}
+
+/// A module's default export (reporting its absence) and its named exports.
+fn module_exports(
+    session: &mut Session<'_>,
+    file: &str,
+    what: &str,
+    example: &str,
+) -> Option<(Value, Value)> {
+    let described = session.describe(file, "describeModule")?;
+    if described.get("hasDefault") != Some(&Value::Bool(true)) {
+        let at = session.locate(file, &[]);
+        session.push(
+            Diagnostic::error("missing-default-export", format!("{what} has no default export"))
+                .at(at)
+                .with_help(format!("end the file with `{example}`")),
+        );
+        return None;
+    }
+    Some((
+        described.get("default").cloned().unwrap_or(Value::Null),
+        described.get("exports").cloned().unwrap_or(Value::Null),
+    ))
+}
+
+fn persona(session: &mut Session<'_>, layout: &Layout) -> Persona {
+    let Some(file) = &layout.persona else { return Persona::default() };
+    let Some((value, _)) = module_exports(
+        session,
+        file,
+        "the persona metadata file",
+        "export default { plan: 'pro' };",
+    ) else {
+        return Persona { meta: Value::Null, source: Some(file.clone()) };
+    };
+    let meta = match lower::plain(&value) {
+        Ok(meta) => meta,
+        Err(what) => {
+            let at = session.locate(file, &[]);
+            session.push(
+                Diagnostic::error("invalid-persona", format!("persona metadata must be plain data, but it holds {what}"))
+                    .at(at)
+                    .with_help("write an example of the metadata your app attaches to users, as literal values"),
+            );
+            Value::Null
+        }
+    };
+    Persona { meta, source: Some(file.clone()) }
+}
+
+fn events(session: &mut Session<'_>, layout: &Layout) -> BTreeMap<String, Event> {
+    let mut events = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for file in &layout.events {
+        let Some((value, _)) = module_exports(
+            session,
+            file,
+            "this event file",
+            "export default { name: 'Task Created', schema: { … } };",
+        ) else {
+            continue;
+        };
+        let name =
+            value.get("name").and_then(Value::as_str).map(str::trim).filter(|n| !n.is_empty());
+        let Some(name) = name else {
+            let at = session.locate(file, &["name"]);
+            session.push(
+                Diagnostic::error("missing-field", "an App Event needs a `name`")
+                    .at(at)
+                    .with_help("add `name: 'Task Created'`: your app sends events by this name"),
+            );
+            continue;
+        };
+        let sample = match value.get("schema").map(lower::plain) {
+            Some(Ok(sample)) => sample,
+            None => Value::Null,
+            Some(Err(what)) => {
+                let at = session.locate(file, &["schema"]);
+                session.push(
+                    Diagnostic::error(
+                        "invalid-field",
+                        format!("the event's `schema` must be sample data, but it holds {what}"),
+                    )
+                    .at(at),
+                );
+                continue;
+            }
+        };
+        if let Some(first) = by_name.get(name) {
+            let at = session.locate(file, &["name"]);
+            let first_at = session.locate(first, &["name"]);
+            session.push(
+                Diagnostic::error("duplicate-event", format!("two events are named `{name}`"))
+                    .at(at)
+                    .with_related(first_at, "first defined")
+                    .with_help("apps trigger events by name, so each needs its own"),
+            );
+            continue;
+        }
+        by_name.insert(name.to_string(), file.clone());
+        let id = uuid::Uuid::new_v5(&ID_NAMESPACE, format!("event:{name}").as_bytes()).to_string();
+        events.insert(
+            id.clone(),
+            Event { id, name: name.to_string(), sample_data: sample, source: file.clone() },
+        );
+    }
+    events
+}
+
+fn integration(
+    session: &mut Session<'_>,
+    folder: &layout::IntegrationFolder,
+) -> Option<Integration> {
+    let key = folder.key.clone();
+    let (kind, catalog_name) = match key.strip_prefix(naming::CUSTOM_PREFIX) {
+        Some(slug) => {
+            if slug.is_empty()
+                || !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            {
+                session.push(
+                    Diagnostic::error(
+                        "invalid-integration-folder",
+                        format!("`{key}` is not a valid custom integration folder"),
+                    )
+                    .in_file(&folder.path)
+                    .with_help(format!(
+                        "a custom integration's folder is `custom.<slug>`, the slug being its name lower-cased with everything but a-z and 0-9 removed (e.g. `custom.{}`)",
+                        naming::custom_slug(slug)
+                    )),
+                );
+            }
+            (IntegrationKind::Custom, None)
+        }
+        None => match para_catalog::lookup(&key) {
+            Some(entry) => (IntegrationKind::Catalog, Some(entry.name.to_string())),
+            None => {
+                let keys = para_catalog::all().iter().map(|i| i.key);
+                let suggestions = naming::closest(&key, keys, 3);
+                let help = if suggestions.is_empty() {
+                    "for an API para does not know, make a custom integration: a folder named `custom.<slug>`".to_string()
+                } else {
+                    format!(
+                        "did you mean {}? For an API para does not know, make a custom integration: `custom.<slug>`",
+                        suggestions
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    )
+                };
+                session.push(
+                    Diagnostic::warning(
+                        "unknown-integration",
+                        format!("`{key}` is not an integration in para's catalog"),
+                    )
+                    .in_file(&folder.path)
+                    .with_help(help),
+                );
+                (IntegrationKind::Catalog, None)
+            }
+        },
+    };
+    let allowed_types = inputs::allowed_types(&key);
+    // config.ts
+    let config_file = format!("{}/config.ts", folder.path);
+    let inputs_file = format!("{}/inputs.ts", folder.path);
+    let mut config = None;
+    if session.has_file(&config_file) {
+        let example = if kind == IntegrationKind::Custom {
+            "export default config;` where `const config: ICustomIntegrationConfig = { … }"
+        } else {
+            "export default config;` where `const config: IIntegrationConfig = { … }"
+        };
+        if let Some((value, exports)) = module_exports(session, &config_file, "config.ts", example)
+        {
+            config = Some(integration_config(
+                session,
+                &key,
+                kind,
+                &config_file,
+                &value,
+                &exports,
+                &allowed_types,
+            ));
+        }
+    } else {
+        session.push(
+            Diagnostic::error("missing-config", format!("integration `{key}` has no config.ts"))
+                .in_file(&folder.path)
+                .with_help(format!(
+                    "create `{config_file}` exporting the integration's config: `export default {{ description: '…', workflowDisplayOrder: [] }};`"
+                )),
+        );
+    }
+    // inputs.ts
+    let mut shared_inputs = Vec::new();
+    if session.has_file(&inputs_file) {
+        if let Some((value, _)) =
+            module_exports(session, &inputs_file, "inputs.ts", "export default createInputs({});")
+        {
+            let scope = inputs::InputScope {
+                file: &inputs_file,
+                prefix: &[],
+                what: "integration-level User Settings",
+                allowed_types: &allowed_types,
+            };
+            shared_inputs = inputs::convert(session, &value, &scope);
+        }
+    } else {
+        session.push(
+            Diagnostic::error("missing-inputs", format!("integration `{key}` has no inputs.ts"))
+                .in_file(&folder.path)
+                .with_help(format!(
+                    "create `{inputs_file}` with its User Settings: `import {{ createInputs }} from '@useparagon/core/inputs'; export default createInputs({{}});`"
+                )),
+        );
+    }
+    let (mut config, display_order) = config?;
+    let workflows = workflows::compile_all(session, folder, &allowed_types);
+    config.workflow_display_order =
+        workflows::apply_order(session, &config_file, &display_order, &workflows);
+    let workflows = workflows::with_order(workflows, &config.workflow_display_order);
+    let name = match (&config.custom, catalog_name) {
+        (Some(custom), _) if !custom.name.is_empty() => custom.name.clone(),
+        (_, Some(name)) => name,
+        _ => key.clone(),
+    };
+    Some(Integration {
+        key,
+        kind,
+        name,
+        source: folder.path.clone(),
+        config,
+        inputs: shared_inputs,
+        workflows,
+        custom_triggers: BTreeMap::new(),
+    })
+}
+
+/// Converts config.ts; returns it with the raw `workflowDisplayOrder` entries.
+fn integration_config(
+    session: &mut Session<'_>,
+    key: &str,
+    kind: IntegrationKind,
+    file: &str,
+    value: &Value,
+    exports: &Value,
+    allowed_types: &[&str],
+) -> (para_build::IntegrationConfig, Vec<Value>) {
+    let empty = serde_json::Map::new();
+    let object = match value.as_object().filter(|_| lower::special(value).is_none()) {
+        Some(object) => object,
+        None => {
+            let at = session.locate(file, &[]);
+            session.push(
+                Diagnostic::error("invalid-config", "the default export of config.ts must be an object")
+                    .at(at)
+                    .with_help("export an object literal: `export default { description: '…', workflowDisplayOrder: [] };`"),
+            );
+            &empty
+        }
+    };
+    let mut config_inputs = Vec::new();
+    if kind == IntegrationKind::Custom
+        && let Some(raw_inputs) = exports.get("inputs")
+    {
+        let scope =
+            inputs::InputScope { file, prefix: &["inputs"], what: "config inputs", allowed_types };
+        config_inputs = inputs::convert(session, raw_inputs, &scope);
+    }
+    let raw = config::RawConfig { file, value: object, config_inputs };
+    let converted = config::convert(session, key, &raw);
+    let order =
+        object.get("workflowDisplayOrder").and_then(Value::as_array).cloned().unwrap_or_default();
+    (converted, order)
+}
+
+fn resources(session: &mut Session<'_>, layout: &Layout) -> BTreeMap<String, Resource> {
+    let mut out: BTreeMap<String, Resource> = BTreeMap::new();
+    for file in &layout.resources {
+        let Some(described) = session.describe(file, "describeResource") else { continue };
+        match described.get("shape").and_then(Value::as_str) {
+            Some("resource") => {}
+            Some("missing") => {
+                session.push(
+                    Diagnostic::error(
+                        "missing-default-export",
+                        "this resource has no default export",
+                    )
+                    .in_file(file)
+                    .with_help("export default class extends UserLevelAPIResource { … }"),
+                );
+                continue;
+            }
+            _ => {
+                let at = session.locate(file, &[]);
+                session.push(
+                    Diagnostic::error("not-a-resource", "the default export of a resource must be a class extending UserLevelAPIResource or AppLevelAPIResource")
+                        .at(at),
+                );
+                continue;
+            }
+        }
+        let text = |field: &str| {
+            described
+                .get(field)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let (Some(id), Some(name)) = (text("id"), text("name")) else {
+            for field in ["id", "name"] {
+                if text(field).is_none() {
+                    let at = session.locate(file, &[field]);
+                    session.push(
+                        Diagnostic::error(
+                            "missing-field",
+                            format!("this resource has no `{field}`"),
+                        )
+                        .at(at)
+                        .with_help(format!("add `{field}: string = '…'` to the class")),
+                    );
+                }
+            }
+            continue;
+        };
+        let mut configs = BTreeMap::new();
+        for (method, value) in
+            described.get("configs").and_then(Value::as_object).into_iter().flatten()
+        {
+            match lower::to_source(value, &lower::Scope::default()) {
+                Ok(source) => {
+                    configs.insert(method.clone(), source);
+                }
+                Err(e) => {
+                    let at = session.locate(
+                        file,
+                        &[&format!("get{}{}", method[..1].to_uppercase(), &method[1..])],
+                    );
+                    session.push(Diagnostic::error("invalid-resource", e.0).at(at));
+                }
+            }
+        }
+        if let Some(existing) = out.get(&id) {
+            let first = session.locate(&existing.source, &["id"]);
+            let at = session.locate(file, &["id"]);
+            session.push(
+                Diagnostic::error(
+                    "duplicate-resource-id",
+                    format!("two resources have the id `{id}`"),
+                )
+                .at(at)
+                .with_related(first, "first used")
+                .with_help("give this resource a new UUID"),
+            );
+            continue;
+        }
+        let level = described.get("level").and_then(Value::as_str).unwrap_or("user").to_string();
+        out.insert(id.clone(), Resource { id, name, level, source: file.clone(), configs });
+    }
+    out
+}

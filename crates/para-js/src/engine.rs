@@ -69,7 +69,8 @@ pub struct JsError {
 
 type Modules = Rc<BTreeMap<String, Transpiled>>;
 
-fn normalize(path: &str) -> String {
+/// Resolves `.` and `..` segments of a `/`-separated path.
+pub fn normalize_path(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -91,7 +92,7 @@ pub fn resolve_relative(
     specifier: &str,
 ) -> Option<String> {
     let dir = base.rsplit_once('/').map_or("", |(dir, _)| dir);
-    let joined = normalize(&format!("{dir}/{specifier}"));
+    let joined = normalize_path(&format!("{dir}/{specifier}"));
     let mut candidates = vec![
         joined.clone(),
         format!("{joined}.ts"),
@@ -245,6 +246,24 @@ impl Engine {
         })
     }
 
+    /// A project module as transpiled, by its path.
+    pub fn module(&self, path: &str) -> Option<&Transpiled> {
+        self.modules.get(path)
+    }
+
+    /// Resolves a relative import of `base` to a project module, as the loader will.
+    pub fn resolve(&self, base: &str, specifier: &str) -> Option<String> {
+        if specifier.starts_with('.') {
+            resolve_relative(&self.modules, base, specifier)
+        } else {
+            None
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Bytes the runtime currently holds.
     pub fn memory_used(&self) -> i64 {
         self.runtime.memory_usage().memory_used_size
@@ -256,7 +275,9 @@ impl Engine {
                 let name: Option<String> = ex.get("name").ok();
                 let message = ex.message().unwrap_or_default();
                 let message = match name {
-                    Some(name) if !name.is_empty() && name != "Error" => format!("{name}: {message}"),
+                    Some(name) if !name.is_empty() && name != "Error" => {
+                        format!("{name}: {message}")
+                    }
                     _ => message,
                 };
                 (message, ex.stack().unwrap_or_default())
@@ -335,7 +356,8 @@ mod tests {
             .collect();
         let virtuals: VirtualModules = Rc::new(|name: &str| {
             (name == "@host").then(|| {
-                "export function json(ns) { return JSON.stringify(ns.default ?? null); }".to_string()
+                "export function json(ns) { return JSON.stringify(ns.default ?? null); }"
+                    .to_string()
             })
         });
         Engine::new(modules, virtuals, limits).unwrap()
@@ -345,13 +367,19 @@ mod tests {
     fn evaluates_relative_imports_with_spaces_and_index() {
         let e = engine(
             &[
-                ("src/a.ts", "import b from './dir/b c';\nimport d from './d';\nexport default { b, d };"),
+                (
+                    "src/a.ts",
+                    "import b from './dir/b c';\nimport d from './d';\nexport default { b, d };",
+                ),
                 ("src/dir/b c.ts", "export default 1 as number;"),
                 ("src/d/index.ts", "export default 'd';"),
             ],
             Limits::default(),
         );
-        assert_eq!(e.call_with_module("src/a.ts", "@host", "json", "").unwrap(), r#"{"b":1,"d":"d"}"#);
+        assert_eq!(
+            e.call_with_module("src/a.ts", "@host", "json", "").unwrap(),
+            r#"{"b":1,"d":"d"}"#
+        );
     }
 
     #[test]
@@ -359,7 +387,10 @@ mod tests {
         let limits = Limits { time_per_call: Duration::from_millis(200), ..Limits::default() };
         let e = engine(
             &[
-                ("src/loop.ts", "while (true) { try { for (;;) {} } catch (e) {} }\nexport default 1;"),
+                (
+                    "src/loop.ts",
+                    "while (true) { try { for (;;) {} } catch (e) {} }\nexport default 1;",
+                ),
                 ("src/ok.ts", "export default 2;"),
             ],
             limits,
@@ -373,7 +404,10 @@ mod tests {
     fn runaway_allocation_hits_the_memory_limit() {
         let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
         let e = engine(
-            &[("src/oom.ts", "const a: string[] = [];\nwhile (true) a.push('x'.repeat(100000) + a.length);\nexport default 1;")],
+            &[(
+                "src/oom.ts",
+                "const a: string[] = [];\nwhile (true) a.push('x'.repeat(100000) + a.length);\nexport default 1;",
+            )],
             limits,
         );
         let err = e.call_with_module("src/oom.ts", "@host", "json", "").unwrap_err();
@@ -392,7 +426,10 @@ mod tests {
         let err = e.call_with_module("src/throws.ts", "@host", "json", "").unwrap_err();
         assert_eq!(err.kind, JsErrorKind::Exception);
         assert!(err.message.starts_with("TypeError"), "{}", err.message);
-        assert_eq!(err.location.as_ref().map(|(f, l, _)| (f.as_str(), *l)), Some(("src/throws.ts", 5)));
+        assert_eq!(
+            err.location.as_ref().map(|(f, l, _)| (f.as_str(), *l)),
+            Some(("src/throws.ts", 5))
+        );
     }
 
     #[test]
@@ -400,7 +437,10 @@ mod tests {
         let e = engine(
             &[
                 ("src/clock.ts", "export default Date.now();"),
-                ("src/globals.ts", "export default [typeof std, typeof os, typeof fetch, typeof require];"),
+                (
+                    "src/globals.ts",
+                    "export default [typeof std, typeof os, typeof fetch, typeof require];",
+                ),
                 ("src/date.ts", "export default new Date(0).toISOString();"),
             ],
             Limits::default(),

@@ -8,5 +8,7 @@
 mod engine;
 mod transpile;
 
-pub use engine::{Engine, JsError, JsErrorKind, Limits, VirtualModules, resolve_relative};
+pub use engine::{
+    Engine, JsError, JsErrorKind, Limits, VirtualModules, normalize_path, resolve_relative,
+};
 pub use transpile::{Import, PropertySite, Transpiled, transpile};

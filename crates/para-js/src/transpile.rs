@@ -134,8 +134,7 @@ impl<'a> Visit<'a> for Outline {
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
         if let Expression::StringLiteral(lit) = &it.source {
-            self.imports
-                .push(Import { specifier: lit.value.to_string(), span: span_of(lit.span) });
+            self.imports.push(Import { specifier: lit.value.to_string(), span: span_of(lit.span) });
         }
         walk::walk_import_expression(self, it);
     }
@@ -163,24 +162,25 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
         }
     }
     let mut program = parsed.program;
-    let semantic = SemanticBuilder::new()
-        .with_enum_eval(true)
-        .with_check_syntax_error(true)
-        .build(&program);
+    let semantic =
+        SemanticBuilder::new().with_enum_eval(true).with_check_syntax_error(true).build(&program);
     if semantic.diagnostics.has_errors() {
         return Err(convert(path, semantic.diagnostics.into_vec()));
     }
     let scoping = semantic.semantic.into_scoping();
     let options = TransformOptions::default();
-    let transformed =
-        Transformer::new(&allocator, Path::new(path), &options).build_with_scoping(scoping, &mut program);
+    let transformed = Transformer::new(&allocator, Path::new(path), &options)
+        .build_with_scoping(scoping, &mut program);
     if transformed.diagnostics.has_errors() {
         return Err(convert(path, transformed.diagnostics.into_vec()));
     }
     let mut outline = Outline::default();
     outline.visit_program(&program);
     let generated = Codegen::new()
-        .with_options(CodegenOptions { source_map_path: Some(path.into()), ..CodegenOptions::default() })
+        .with_options(CodegenOptions {
+            source_map_path: Some(path.into()),
+            ..CodegenOptions::default()
+        })
         .build(&program);
     let map = generated.map.ok_or_else(|| {
         vec![Diagnostic::error("internal", "the transpiler produced no source map").in_file(path)]

@@ -125,6 +125,19 @@ pub fn line_col(text: &str, offset: u32) -> (usize, usize) {
     (line, col)
 }
 
+/// Byte offset of a 1-based line and column (in characters); clamped to the text.
+pub fn offset_of(text: &str, line: usize, col: usize) -> u32 {
+    let mut offset = 0usize;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let within: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+            return (offset + within) as u32;
+        }
+        offset += l.len();
+    }
+    text.len() as u32
+}
+
 /// Renders one diagnostic as text: a header line, a code frame where a span is known, related
 /// places as `file:line:col` notes, and a `help:` line.
 pub fn render(diag: &Diagnostic, sources: &dyn SourceLookup) -> String {
@@ -141,15 +154,15 @@ pub fn render(diag: &Diagnostic, sources: &dyn SourceLookup) -> String {
     match framed {
         Some((loc, span, text)) => {
             let oxc = match diag.severity {
-                Severity::Error => OxcDiagnostic::error(format!("{}[{}]: {}", word, diag.code, diag.message)),
+                Severity::Error => {
+                    OxcDiagnostic::error(format!("{}[{}]: {}", word, diag.code, diag.message))
+                }
                 Severity::Warning => {
                     OxcDiagnostic::warn(format!("{}[{}]: {}", word, diag.code, diag.message))
                 }
             };
-            let labeled = LabeledSpan::new_primary_with_span(
-                diag.label.clone(),
-                span.start..span.end,
-            );
+            let labeled =
+                LabeledSpan::new_primary_with_span(diag.label.clone(), span.start..span.end);
             let rendered = oxc
                 .with_label(labeled)
                 .render_with_source_code(NamedSource::new(&loc.file, text.to_string()));
@@ -201,9 +214,7 @@ pub fn from_oxc(file: &str, diag: OxcDiagnostic, code: &'static str) -> Diagnost
         message: inner.message.to_string(),
         location: Some(Location {
             file: file.to_string(),
-            span: first
-                .as_ref()
-                .map(|l| Span::new(l.offset() as u32, (l.offset() + l.len()) as u32)),
+            span: first.as_ref().map(|l| Span::new(l.offset(), l.offset() + l.len())),
         }),
         label: first.and_then(|l| l.label().map(str::to_string)),
         related: Vec::new(),
@@ -213,7 +224,7 @@ pub fn from_oxc(file: &str, diag: OxcDiagnostic, code: &'static str) -> Diagnost
         out.related.push((
             Location {
                 file: file.to_string(),
-                span: Some(Span::new(l.offset() as u32, (l.offset() + l.len()) as u32)),
+                span: Some(Span::new(l.offset(), l.offset() + l.len())),
             },
             l.label().unwrap_or("see also").to_string(),
         ));
@@ -232,5 +243,7 @@ mod tests {
         assert_eq!(line_col(text, 3), (2, 1));
         // 'ç' is two bytes; the space after "çd" is character 3 of line 2.
         assert_eq!(line_col(text, 6), (2, 3));
+        assert_eq!(offset_of(text, 2, 3), 6);
+        assert_eq!(offset_of(text, 9, 1), text.len() as u32);
     }
 }

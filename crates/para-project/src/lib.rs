@@ -12,7 +12,7 @@ pub mod scaffold;
 use std::path::PathBuf;
 
 pub use diagnostic::{
-    Diagnostic, Location, Severity, SourceLookup, Span, from_oxc, line_col, render,
+    Diagnostic, Location, Severity, SourceLookup, Span, from_oxc, line_col, offset_of, render,
 };
 pub use project::{
     Marker, Project, ProjectMeta, SourceFile, find_root, is_buildable_file, load, root_at,
@@ -23,7 +23,9 @@ pub use project::{
 pub enum ProjectError {
     #[error("no Paragraph project found at or above {start}")]
     NotFound { start: PathBuf },
-    #[error("{dir} is not a Paragraph project: it has no .para/project.json, paragon.json or src/integrations/")]
+    #[error(
+        "{dir} is not a Paragraph project: it has no .para/project.json, paragon.json or src/integrations/"
+    )]
     NotAProject { dir: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

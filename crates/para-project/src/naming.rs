@@ -30,7 +30,11 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The candidates closest to `word` (case-insensitive), best first, at most `limit` of them, and
 /// only those close enough to be a plausible typo.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>, limit: usize) -> Vec<&'a str> {
+pub fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    limit: usize,
+) -> Vec<&'a str> {
     let lower = word.to_lowercase();
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()

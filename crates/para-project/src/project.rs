@@ -46,6 +46,10 @@ pub struct Project {
     pub marker: Marker,
     pub meta: ProjectMeta,
     pub files: Vec<SourceFile>,
+    /// Drafts under `src/` (`~name.ts`), skipped by the build; kept to explain imports of them.
+    pub drafts: Vec<String>,
+    /// Every folder under `src/` (relative, sorted), so empty integration folders are seen too.
+    pub folders: Vec<String>,
 }
 
 impl Project {
@@ -128,9 +132,15 @@ fn is_skipped_dir(name: &str) -> bool {
     name.starts_with('~') || name.starts_with('.') || name == "node_modules"
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<(), ProjectError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|source| ProjectError::Io { path: dir.to_path_buf(), source })?;
+fn collect(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<SourceFile>,
+    drafts: &mut Vec<String>,
+    folders: &mut Vec<String>,
+) -> Result<(), ProjectError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|source| ProjectError::Io { path: dir.to_path_buf(), source })?;
     for entry in entries {
         let entry = entry.map_err(|source| ProjectError::Io { path: dir.to_path_buf(), source })?;
         let path = entry.path();
@@ -139,17 +149,23 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<(), Pro
             entry.file_type().map_err(|source| ProjectError::Io { path: path.clone(), source })?;
         if file_type.is_dir() {
             if !is_skipped_dir(&name) {
-                collect(root, &path, out)?;
+                folders.push(relative(root, &path));
+                collect(root, &path, out, drafts, folders)?;
             }
         } else if is_buildable_file(&name) {
             let text = std::fs::read_to_string(&path)
                 .map_err(|source| ProjectError::Io { path: path.clone(), source })?;
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>();
-            out.push(SourceFile { path: rel.join("/"), text });
+            out.push(SourceFile { path: relative(root, &path), text });
+        } else if name.starts_with('~') {
+            drafts.push(relative(root, &path));
         }
     }
     Ok(())
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Reads the project at `root`: its metadata and every buildable `.ts` file under `src/`.
@@ -157,11 +173,15 @@ pub fn load(root: &Path, marker: Marker) -> Result<Project, ProjectError> {
     let meta = read_meta(root, marker)?;
     let src = root.join("src");
     let mut files = Vec::new();
+    let mut drafts = Vec::new();
+    let mut folders = Vec::new();
     if src.is_dir() {
-        collect(root, &src, &mut files)?;
+        collect(root, &src, &mut files, &mut drafts, &mut folders)?;
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Project { root: root.to_path_buf(), marker, meta, files })
+    drafts.sort();
+    folders.sort();
+    Ok(Project { root: root.to_path_buf(), marker, meta, files, drafts, folders })
 }
 
 #[cfg(test)]

@@ -39,7 +39,13 @@ export default {};
 fn package_json(name: &str) -> String {
     let package_name: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let value = serde_json::json!({
         "name": if package_name.is_empty() { "paragraph-project".to_string() } else { package_name },
@@ -80,7 +86,9 @@ pub fn init(dir: &Path, name: Option<&str>, force: bool) -> Result<InitReport, P
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let canonical = std::fs::canonicalize(dir).map_err(io(dir))?;
     let project_name = name.map(str::to_string).unwrap_or_else(|| {
-        canonical.file_name().map_or("paragraph-project".into(), |n| n.to_string_lossy().into_owned())
+        canonical
+            .file_name()
+            .map_or("paragraph-project".into(), |n| n.to_string_lossy().into_owned())
     });
     let project_id = uuid::Uuid::new_v4().to_string();
     let files: Vec<(PathBuf, String)> = vec![

@@ -1,0 +1,99 @@
+//! `para build`
+
+use std::{path::Path, time::Instant};
+
+use para_compiler::{Options, compile};
+use para_project::{Marker, Severity};
+
+use crate::{cli::BuildArgs, commands, output};
+
+pub fn run(args: BuildArgs) -> i32 {
+    let started = Instant::now();
+    let found = match &args.project {
+        Some(dir) => para_project::root_at(dir),
+        None => std::env::current_dir()
+            .map_err(|source| para_project::ProjectError::Io { path: ".".into(), source })
+            .and_then(|cwd| para_project::find_root(&cwd)),
+    };
+    let (root, marker) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            output::error(e.to_string(), e.hint().as_deref());
+            return commands::USAGE;
+        }
+    };
+    if marker == Marker::None {
+        output::say(format!(
+            "warning: {} has no .para/project.json (or paragon.json); building it because it has src/integrations/\nhint: run `para init --force {}` to add the marker without touching your files",
+            root.display(),
+            root.display()
+        ));
+    }
+    let project = match para_project::load(&root, marker) {
+        Ok(project) => project,
+        Err(e) => {
+            output::error(e.to_string(), e.hint().as_deref());
+            return commands::FINDINGS;
+        }
+    };
+    let result = compile(&project, &Options::default());
+    if !result.diagnostics.is_empty() {
+        eprint!("{}", output::render_all(&result.diagnostics, &project));
+        eprintln!();
+    }
+    let errors = result.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = result.diagnostics.len() - errors;
+    let Some(build) = result.build else {
+        output::error(
+            format!(
+                "build failed: {}, {}",
+                output::plural(errors, "error"),
+                output::plural(warnings, "warning")
+            ),
+            Some(
+                "fix the errors above and run `para build` again; the previous out/build.json was left as it was",
+            ),
+        );
+        return commands::FINDINGS;
+    };
+    let text = build.to_json_pretty();
+    if args.out == Path::new("-") {
+        print!("{text}");
+    } else {
+        let path = root.join(&args.out);
+        if let Err(e) = write_atomically(&path, &text) {
+            output::error(format!("cannot write {}: {e}", path.display()), None);
+            return commands::FINDINGS;
+        }
+        if !args.quiet {
+            let workflows: usize = build.integrations.values().map(|i| i.workflows.len()).sum();
+            output::say(format!(
+                "built {}: {}, {}, {} → {} in {} ms{}",
+                build.project.project_name.as_deref().unwrap_or("project"),
+                output::plural(build.integrations.len(), "integration"),
+                output::plural(workflows, "workflow"),
+                output::plural(build.events.len(), "event"),
+                path.strip_prefix(std::env::current_dir().unwrap_or_default())
+                    .unwrap_or(&path)
+                    .display(),
+                started.elapsed().as_millis(),
+                if warnings > 0 {
+                    format!(" ({})", output::plural(warnings, "warning"))
+                } else {
+                    String::new()
+                },
+            ));
+        }
+    }
+    commands::SUCCESS
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a build.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,9 @@
+//! One module per command: argument handling and printing around library calls.
+
+pub mod build;
+pub mod init;
+
+/// Exit codes.
+pub const SUCCESS: i32 = 0;
+pub const FINDINGS: i32 = 1;
+pub const USAGE: i32 = 2;

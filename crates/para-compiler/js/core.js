@@ -1,0 +1,325 @@
+// @useparagon/core, as provided by `para` while building a project.
+//
+// Nothing here performs I/O or computes run-time values. Project code runs once, at build time,
+// and everything it declares is *recorded*: inputs, configs, steps, and references to values that
+// only exist when a workflow runs (step outputs, credentials, user settings). A reference is a
+// chainable handle; reading a property extends its path, and using it inside a template string
+// turns it into a token that the compiler later splits back out of the string.
+
+const REF = Symbol('para.reference');
+const INPUT = Symbol('para.input');
+const OPEN = '\uE000';
+const CLOSE = '\uE001';
+const tokens = [];
+
+function tokenFor(descriptor) {
+  tokens.push(descriptor);
+  return OPEN + (tokens.length - 1) + CLOSE;
+}
+
+function reference(descriptor) {
+  return new Proxy(Object.create(null), {
+    get(_, prop) {
+      if (prop === REF) return descriptor;
+      if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf' || prop === 'toJSON') {
+        return () => tokenFor(descriptor);
+      }
+      if (typeof prop === 'symbol') return undefined;
+      if (prop === 'then') return undefined; // never look like a promise
+      return reference({ ...descriptor, path: [...descriptor.path, prop] });
+    },
+    set() {
+      throw new TypeError('a reference is read-only: it stands for a value that exists only when the workflow runs');
+    },
+    has() {
+      return false;
+    },
+    ownKeys() {
+      return [];
+    },
+  });
+}
+
+function referenceOf(value) {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') ? value[REF] : undefined;
+}
+
+// ---------------------------------------------------------------------------------------- inputs
+
+const inputPrototype = {
+  [Symbol.toPrimitive]() {
+    const meta = this[INPUT];
+    return tokenFor({ kind: meta.kind, id: this.id, key: meta.key, path: [] });
+  },
+};
+
+function wrapInputs(definitions, kind) {
+  if (definitions === null || typeof definitions !== 'object' || Array.isArray(definitions)) {
+    throw new TypeError(`${kind === 'configInput' ? 'createConfigInputs' : 'createInputs'}() takes an object of { key: { id, title, type, … } }`);
+  }
+  const out = {};
+  for (const key of Object.keys(definitions)) {
+    const definition = definitions[key];
+    if (definition === null || typeof definition !== 'object') {
+      out[key] = definition;
+      continue;
+    }
+    const input = Object.assign(Object.create(inputPrototype), definition);
+    Object.defineProperty(input, INPUT, { value: { kind, key }, enumerable: false });
+    out[key] = input;
+  }
+  Object.defineProperty(out, INPUT, { value: { kind: kind + 's' }, enumerable: false });
+  return out;
+}
+
+export function createInputs(definitions) {
+  return wrapInputs(definitions, 'input');
+}
+
+export function createConfigInputs(definitions) {
+  return wrapInputs(definitions, 'configInput');
+}
+
+export const credentials = reference({ kind: 'credential', path: [] });
+
+// ------------------------------------------------------------------------------------- operators
+
+function operator(name, arity) {
+  return (...operands) => ({ operator: name, operands: operands.slice(0, arity) });
+}
+
+export const Operators = {};
+const OPERATOR_TABLE = [
+  ['StringContains', '$stringContains', 2], ['StringDoesNotContain', '$stringDoesNotContain', 2],
+  ['StringExactlyMatches', '$stringExactlyMatches', 2], ['StringDoesNotExactlyMatch', '$stringDoesNotExactlyMatch', 2],
+  ['StringIsIn', '$stringIsIn', 2], ['StringIsNotIn', '$stringIsNotIn', 2],
+  ['StringStartsWith', '$stringStartsWith', 2], ['StringDoesNotStartWith', '$stringDoesNotStartWith', 2],
+  ['StringEndsWith', '$stringEndsWith', 2], ['StringDoesNotEndWith', '$stringDoesNotEndWith', 2],
+  ['StringGreaterThan', '$stringGreaterThan', 2], ['StringLessThan', '$stringLessThan', 2],
+  ['NumberGreaterThan', '$numberGreaterThan', 2], ['NumberLessThan', '$numberLessThan', 2],
+  ['NumberEquals', '$numberEquals', 2], ['NumberDoesNotEqual', '$numberDoesNotEqual', 2],
+  ['NumberGreaterThanOrEqualTo', '$numberGreaterThanOrEqualTo', 2], ['NumberLessThanOrEqualTo', '$numberLessThanOrEqualTo', 2],
+  ['DateTimeAfter', '$dateTimeAfter', 2], ['DateTimeBefore', '$dateTimeBefore', 2], ['DateTimeEquals', '$dateTimeEquals', 2],
+  ['BooleanTrue', '$booleanTrue', 1], ['BooleanFalse', '$booleanFalse', 1],
+  ['IsNull', '$isNull', 1], ['IsNotNull', '$isNotNull', 1], ['Exists', '$exists', 1], ['DoesNotExist', '$doesNotExist', 1],
+  ['ArrayIsIn', '$arrayIsIn', 2], ['ArrayIsNotIn', '$arrayIsNotIn', 2],
+  ['ArrayIsEmpty', '$arrayIsEmpty', 1], ['ArrayIsNotEmpty', '$arrayIsNotEmpty', 1],
+  ['None', '$none', 0],
+];
+for (const [name, op, arity] of OPERATOR_TABLE) Operators[name] = operator(op, arity);
+Operators.And = (...conditions) => ({ operator: '$and', operands: conditions });
+Operators.Or = (...conditions) => ({ operator: '$or', operands: conditions });
+
+// ----------------------------------------------------------------------------------------- steps
+
+let stepSerial = 0;
+
+class Step {
+  constructor(type, options) {
+    this.__type = type;
+    this.__options = options ?? {};
+    this.__serial = stepSerial++;
+    this.__next = null;
+    this.output = reference({ kind: 'step', step: this.__serial, path: [] });
+  }
+  nextStep(next) {
+    this.__next = next;
+    return this;
+  }
+  next(next) {
+    return this.nextStep(next);
+  }
+}
+
+export class EndpointStep extends Step { constructor(o) { super('TRIGGER/ENDPOINT', o); } }
+export class EventStep extends Step { constructor(event) { super('TRIGGER/EVENT', { event }); } }
+export class CronStep extends Step { constructor(o) { super('TRIGGER/CRON', o); } }
+export class IntegrationEnabledStep extends Step { constructor(o) { super('TRIGGER/INTEGRATION_ENABLED', o); } }
+export class CustomTriggerStep extends Step { constructor(trigger, o) { super('TRIGGER/CUSTOM', { trigger, ...(o ?? {}) }); } }
+export class UnselectedStep extends Step { constructor(o) { super('TRIGGER/UNSELECTED', o); } }
+export class RequestStep extends Step { constructor(o) { super('ACTION/REQUEST', o); } }
+export class IntegrationRequestStep extends Step { constructor(o) { super('ACTION/INTEGRATION_REQUEST', o); } }
+export class FunctionStep extends Step { constructor(o) { super('ACTION/FUNCTION', o); } }
+export class DelayStep extends Step { constructor(o) { super('ACTION/DELAY', o); } }
+export class ResponseStep extends Step { constructor(o) { super('ACTION/RESPONSE', o); } }
+export class ConditionalStep extends Step {
+  constructor(o) { super('TRANSITION/IFELSE', o); }
+  whenTrue(step) { this.__whenTrue = step; return this; }
+  whenFalse(step) { this.__whenFalse = step; return this; }
+}
+export class FanOutStep extends Step {
+  constructor(o) { super('TRANSITION/MAP', o); }
+  branch(step) { this.__branch = step; return this; }
+}
+
+export class Workflow {
+  register(steps) {
+    return steps;
+  }
+  define() {
+    return {};
+  }
+  definePermissions() {
+    return undefined;
+  }
+}
+
+class APIResource {}
+export class UserLevelAPIResource extends APIResource {}
+export class AppLevelAPIResource extends APIResource {}
+export class Execution {}
+
+// ------------------------------------------------------------------- host side (not for projects)
+
+function isSubclassOf(value, base) {
+  return typeof value === 'function' && value.prototype instanceof base;
+}
+
+function splitTokens(text) {
+  const parts = [];
+  let rest = text;
+  for (;;) {
+    const open = rest.indexOf(OPEN);
+    if (open < 0) break;
+    const close = rest.indexOf(CLOSE, open);
+    if (close < 0) break;
+    if (open > 0) parts.push(rest.slice(0, open));
+    parts.push({ '\u0000ref': tokens[Number(rest.slice(open + 1, close))] });
+    rest = rest.slice(close + 1);
+  }
+  if (rest.length > 0) parts.push(rest);
+  return parts;
+}
+
+function workflowIdOf(cls) {
+  const instance = new cls();
+  return typeof instance.id === 'string' ? instance.id : null;
+}
+
+// Turns a recorded value into plain JSON. Special values become single-key objects whose key
+// starts with NUL, which no project can write by accident: references, templates, functions,
+// workflow classes.
+function lower(value, seen) {
+  switch (typeof value) {
+    case 'undefined':
+    case 'symbol':
+      return undefined;
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : null;
+    case 'bigint':
+      return value.toString();
+    case 'string':
+      return value.includes(OPEN) ? { '\u0000template': splitTokens(value) } : value;
+    case 'function': {
+      const ref = referenceOf(value);
+      if (ref) return { '\u0000ref': ref };
+      if (isSubclassOf(value, Workflow)) return { '\u0000workflow': workflowIdOf(value) };
+      return { '\u0000function': { name: value.name || null, source: String(value) } };
+    }
+    default:
+      break;
+  }
+  if (value === null) return null;
+  const ref = referenceOf(value);
+  if (ref) return { '\u0000ref': ref };
+  if (seen.has(value)) throw new TypeError('a value refers to itself (a circular structure), which cannot be built');
+  seen.add(value);
+  let out;
+  if (Array.isArray(value)) {
+    out = value.map((item) => {
+      const lowered = lower(item, seen);
+      return lowered === undefined ? null : lowered;
+    });
+  } else if (value instanceof Date) {
+    out = value.toISOString();
+  } else if (value instanceof Step) {
+    out = { '\u0000step': value.__serial };
+  } else {
+    out = {};
+    for (const key of Object.keys(value)) {
+      const lowered = lower(value[key], seen);
+      if (lowered !== undefined) out[key] = lowered;
+    }
+  }
+  seen.delete(value);
+  return out;
+}
+
+function lowerToJson(value) {
+  return JSON.stringify(lower(value, new Set()) ?? null);
+}
+
+function resourceContext() {
+  const base = reference({ kind: 'credential', path: [] });
+  return new Proxy(Object.create(null), {
+    get(_, prop) {
+      if (prop === 'getInput') return (key) => reference({ kind: 'resourceInput', key: String(key), path: [] });
+      return base[prop];
+    },
+  });
+}
+
+export const __para = {
+  // A module's default export and its named exports, lowered.
+  describeModule(namespace) {
+    const exports = {};
+    for (const name of Object.keys(namespace)) {
+      if (name !== 'default') exports[name] = lower(namespace[name], new Set()) ?? null;
+    }
+    return JSON.stringify({
+      hasDefault: 'default' in namespace && namespace.default !== undefined,
+      default: lower(namespace.default, new Set()) ?? null,
+      exports,
+    });
+  },
+
+  // A workflow file: its class's metadata (the step graph is recorded separately).
+  describeWorkflow(namespace) {
+    const cls = namespace.default;
+    if (cls === undefined) return JSON.stringify({ shape: 'missing' });
+    if (!isSubclassOf(cls, Workflow)) {
+      return JSON.stringify({ shape: typeof cls === 'function' ? 'notWorkflowClass' : typeof cls });
+    }
+    const workflow = new cls();
+    return JSON.stringify({
+      shape: 'workflow',
+      id: lower(workflow.id, new Set()) ?? null,
+      name: lower(workflow.name, new Set()) ?? null,
+      description: lower(workflow.description, new Set()) ?? null,
+      inputs: lower(workflow.inputs, new Set()) ?? null,
+      defaultEnabled: lower(workflow.defaultEnabled, new Set()) ?? null,
+      hidden: lower(workflow.hidden, new Set()) ?? null,
+    });
+  },
+
+  // A resource file: its class's metadata and each get…Config(context) result.
+  describeResource(namespace) {
+    const cls = namespace.default;
+    if (cls === undefined) return JSON.stringify({ shape: 'missing' });
+    const level = isSubclassOf(cls, UserLevelAPIResource) ? 'user' : isSubclassOf(cls, AppLevelAPIResource) ? 'app' : null;
+    if (level === null) return JSON.stringify({ shape: typeof cls === 'function' ? 'notResourceClass' : typeof cls });
+    const resource = new cls();
+    const configs = {};
+    const methods = new Set();
+    for (let proto = Object.getPrototypeOf(resource); proto && proto !== APIResource.prototype; proto = Object.getPrototypeOf(proto)) {
+      for (const name of Object.getOwnPropertyNames(proto)) {
+        if (/^get[A-Z]\w*Config$/.test(name) && typeof resource[name] === 'function') methods.add(name);
+      }
+    }
+    for (const name of [...methods].sort()) {
+      const key = name[3].toLowerCase() + name.slice(4);
+      configs[key] = lower(resource[name](resourceContext()), new Set()) ?? null;
+    }
+    return JSON.stringify({
+      shape: 'resource',
+      level,
+      id: lower(resource.id, new Set()) ?? null,
+      name: lower(resource.name, new Set()) ?? null,
+      configs,
+    });
+  },
+
+  lowerToJson,
+};

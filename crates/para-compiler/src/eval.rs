@@ -1,0 +1,158 @@
+//! The compiler's working state: the engine holding every transpiled module, the findings so
+//! far, and the helpers that turn JavaScript failures and value problems into located findings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use para_js::{Engine, JsError, JsErrorKind};
+use para_project::{Diagnostic, Location, Project, Span, offset_of};
+use serde_json::Value;
+
+use crate::modules::HOST_MODULE;
+
+pub struct Session<'p> {
+    pub project: &'p Project,
+    pub engine: Engine,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files that failed to transpile or have unresolvable imports: never evaluated.
+    pub broken: BTreeSet<String>,
+    /// Memo of "does this file (transitively) import a broken one".
+    tainted: BTreeMap<String, bool>,
+    /// Every workflow id seen so far, with the file that declared it: ids are unique project-wide.
+    pub workflow_ids: BTreeMap<String, String>,
+}
+
+impl<'p> Session<'p> {
+    pub fn new(project: &'p Project, engine: Engine, broken: BTreeSet<String>) -> Self {
+        Session {
+            project,
+            engine,
+            diagnostics: Vec::new(),
+            broken,
+            tainted: BTreeMap::new(),
+            workflow_ids: BTreeMap::new(),
+        }
+    }
+
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Does `file` exist as a buildable source?
+    pub fn has_file(&self, file: &str) -> bool {
+        self.project.file(file).is_some()
+    }
+
+    fn is_tainted(&mut self, file: &str, visiting: &mut BTreeSet<String>) -> bool {
+        if self.broken.contains(file) {
+            return true;
+        }
+        if let Some(&known) = self.tainted.get(file) {
+            return known;
+        }
+        if !visiting.insert(file.to_string()) {
+            return false; // an import cycle: decided by the first visit
+        }
+        let deps: Vec<String> = self
+            .engine
+            .module(file)
+            .map(|module| {
+                module
+                    .imports
+                    .iter()
+                    .filter_map(|i| self.engine.resolve(file, &i.specifier))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let result = deps.iter().any(|dep| self.is_tainted(dep, visiting));
+        self.tainted.insert(file.to_string(), result);
+        result
+    }
+
+    /// Evaluates `file` (once; modules are cached) and runs the host function `describe` on its
+    /// namespace. Returns `None` after reporting a finding, or silently when the file or one of
+    /// its imports is already known to be broken.
+    pub fn describe(&mut self, file: &str, describe: &str) -> Option<Value> {
+        if self.is_tainted(file, &mut BTreeSet::new()) {
+            return None;
+        }
+        match self.engine.call_with_module(file, HOST_MODULE, describe, "") {
+            Ok(json) => match serde_json::from_str(&json) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    self.push(
+                        Diagnostic::error(
+                            "internal",
+                            format!("para could not read what `{file}` recorded: {e}"),
+                        )
+                        .in_file(file),
+                    );
+                    None
+                }
+            },
+            Err(error) => {
+                let diagnostic = self.js_failure(file, &error);
+                self.push(diagnostic);
+                None
+            }
+        }
+    }
+
+    fn js_failure(&self, file: &str, error: &JsError) -> Diagnostic {
+        let location = match &error.location {
+            Some((at, line, col)) => {
+                let span = self.project.file(at).map(|f| {
+                    let start = offset_of(&f.text, *line as usize, *col as usize);
+                    Span::new(start, start + 1)
+                });
+                Location { file: at.clone(), span }
+            }
+            None => Location { file: file.to_string(), span: None },
+        };
+        let seconds = self.engine.limits().time_per_call.as_secs_f64();
+        match error.kind {
+            JsErrorKind::Timeout => Diagnostic::error(
+                "evaluation-timeout",
+                format!("evaluating `{file}` did not finish within {seconds}s"),
+            )
+            .at(location)
+            .with_label("still running here")
+            .with_help(
+                "project code runs once at build time to record the project; look for a loop that never ends",
+            ),
+            JsErrorKind::OutOfMemory => Diagnostic::error(
+                "evaluation-out-of-memory",
+                format!(
+                    "evaluating `{file}` ran out of memory (limit {} MiB)",
+                    self.engine.limits().memory_bytes >> 20
+                ),
+            )
+            .at(location)
+            .with_help("look for code that builds an ever-growing value at module level"),
+            JsErrorKind::Exception => {
+                let help = if error.message.contains("Could not find export") {
+                    "para provides the runtime values of @useparagon/* (steps, Workflow, createInputs, operators…); types are erased, so import types with `import type` or only use them in type positions"
+                } else {
+                    "this code runs once at build time to record the project; fix the error, or move the code into a FunctionStep so it runs when the workflow runs"
+                };
+                Diagnostic::error("evaluation-error", error.message.clone())
+                    .at(location)
+                    .with_label("thrown here")
+                    .with_help(help)
+            }
+        }
+    }
+
+    /// Where a property of `file` is written: the exact chain `path` if the source has it, else
+    /// the nearest enclosing property, else the default export, else just the file.
+    pub fn locate(&self, file: &str, path: &[&str]) -> Location {
+        let Some(module) = self.engine.module(file) else {
+            return Location { file: file.to_string(), span: None };
+        };
+        for len in (1..=path.len()).rev() {
+            if let Some(site) = module.find_property(&path[..len]) {
+                return Location { file: file.to_string(), span: Some(site.key) };
+            }
+        }
+        Location { file: file.to_string(), span: module.default_export }
+    }
+}
