@@ -347,8 +347,9 @@ fn integration(
                 )),
         );
     }
-    let (mut config, display_order) = config?;
+    // Workflows are compiled even when the config failed, so their findings show in the same run.
     let workflows = workflows::compile_all(session, folder, &allowed_types);
+    let (mut config, display_order) = config?;
     config.workflow_display_order =
         workflows::apply_order(session, &config_file, &display_order, &workflows);
     let workflows = workflows::with_order(workflows, &config.workflow_display_order);

@@ -20,7 +20,7 @@ use oxc::{
 use oxc_sourcemap::SourceMap;
 use para_project::{Diagnostic, Span, from_oxc};
 
-/// A module specifier that survives type erasure, and where it is written.
+/// A module specifier imported by a file (not `import type`), and where it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
     pub specifier: String,
@@ -115,18 +115,27 @@ impl<'a> Visit<'a> for Outline {
     }
 
     fn visit_import_declaration(&mut self, it: &ImportDeclaration<'a>) {
+        if it.import_kind.is_type() {
+            return;
+        }
         self.imports
             .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
         walk::walk_import_declaration(self, it);
     }
 
     fn visit_export_from_declaration(&mut self, it: &ExportFromDeclaration<'a>) {
+        if it.export_kind.is_type() {
+            return;
+        }
         self.imports
             .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
         walk::walk_export_from_declaration(self, it);
     }
 
     fn visit_export_all_declaration(&mut self, it: &ExportAllDeclaration<'a>) {
+        if it.export_kind.is_type() {
+            return;
+        }
         self.imports
             .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
         walk::walk_export_all_declaration(self, it);
@@ -162,6 +171,10 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
         }
     }
     let mut program = parsed.program;
+    // The outline is read before types are erased: an import that is written but unused is still
+    // checked (only `import type` is exempt), and spans are the source's own.
+    let mut outline = Outline::default();
+    outline.visit_program(&program);
     let semantic =
         SemanticBuilder::new().with_enum_eval(true).with_check_syntax_error(true).build(&program);
     if semantic.diagnostics.has_errors() {
@@ -174,8 +187,6 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
     if transformed.diagnostics.has_errors() {
         return Err(convert(path, transformed.diagnostics.into_vec()));
     }
-    let mut outline = Outline::default();
-    outline.visit_program(&program);
     let generated = Codegen::new()
         .with_options(CodegenOptions {
             source_map_path: Some(path.into()),
@@ -206,7 +217,11 @@ mod tests {
         let out = transpile("src/inputs.ts", src).unwrap();
         assert!(!out.js.contains("as string"));
         let specifiers: Vec<_> = out.imports.iter().map(|i| i.specifier.as_str()).collect();
-        assert_eq!(specifiers, ["@useparagon/core/inputs"], "type-only imports are erased");
+        assert_eq!(specifiers, ["@useparagon/core/execution", "@useparagon/core/inputs"]);
+        let typed =
+            transpile("src/t.ts", "import type { X } from 'some-types';\nexport type Y = X;\n")
+                .unwrap();
+        assert!(typed.imports.is_empty(), "`import type` is exempt");
         let site = out.find_property(&["a", "title"]).unwrap();
         assert_eq!(&src[site.key.start as usize..site.key.end as usize], "title");
         assert!(out.default_export.is_some());

@@ -1,0 +1,137 @@
+//! The `para` binary, run as a user would: exit codes, files written, messages on stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn para(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_para"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("PARA_PROJECT")
+        .output()
+        .expect("para runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::write(&target, std::fs::read(entry.path()).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn init_then_build_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = para(tmp.path(), &["init", "x"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let project = tmp.path().join("x");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join(".para/project.json")).unwrap())
+            .unwrap();
+    assert!(uuid::Uuid::parse_str(meta["projectId"].as_str().unwrap()).is_ok());
+    assert_eq!(meta["projectName"], "x");
+    assert_eq!(meta["profile"], "default");
+    let package: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
+            .unwrap();
+    assert_eq!(package["scripts"]["build"], "para build");
+    let gitignore = std::fs::read_to_string(project.join(".gitignore")).unwrap();
+    for line in ["out/", "dist/", "node_modules/"] {
+        assert!(gitignore.lines().any(|l| l == line), "{line} ignored");
+    }
+    assert!(
+        project.join("src/persona.meta.ts").is_file() && project.join("tsconfig.json").is_file()
+    );
+
+    let out = para(&project, &["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let build: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("out/build.json")).unwrap())
+            .unwrap();
+    assert_eq!(build["formatVersion"], 1);
+    assert_eq!(build["project"]["projectId"], meta["projectId"]);
+
+    let again = para(tmp.path(), &["init", "x"]);
+    assert_eq!(again.status.code(), Some(2), "a non-empty folder is refused");
+    assert!(stderr(&again).contains("hint: "), "{}", stderr(&again));
+}
+
+#[test]
+fn build_finds_the_root_from_a_subfolder() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    let out = para(&tmp.path().join("src/integrations/slack/workflows"), &["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(tmp.path().join("out/build.json").is_file());
+    assert!(stderr(&out).contains("3 integrations, 5 workflows, 1 event"), "{}", stderr(&out));
+}
+
+#[test]
+fn build_without_marker_warns_and_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    std::fs::remove_dir_all(tmp.path().join(".para")).unwrap();
+    let out = para(tmp.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no .para/project.json (or paragon.json)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn findings_exit_1_and_keep_the_previous_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo_path("crates/para-compiler/tests/fixtures/broken/duplicate-input-id"),
+        tmp.path(),
+    );
+    std::fs::create_dir_all(tmp.path().join("out")).unwrap();
+    std::fs::write(tmp.path().join("out/build.json"), "previous").unwrap();
+    let out = para(tmp.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[duplicate-input-id]")
+            && err.contains("src/integrations/slack/inputs.ts:10:5"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(tmp.path().join("out/build.json")).unwrap(), "previous");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = para(tmp.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no Paragraph project found"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+    assert_eq!(para(tmp.path(), &["build", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(para(tmp.path(), &["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn build_to_stdout_prints_only_the_document() {
+    let taskflow = repo_path("../shared/examples/taskflow");
+    let out =
+        para(Path::new("/"), &["build", "--project", taskflow.to_str().unwrap(), "--out", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let build: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the JSON document");
+    assert!(build["buildHash"].as_str().unwrap().starts_with("sha256:"));
+}
