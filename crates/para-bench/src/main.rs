@@ -1,0 +1,128 @@
+//! `para-bench`: times `para build` on the shared taskflow example and on a generated project
+//! (N integrations × M workflow files), next to `tsc` emitting the very same project in the same
+//! run, and prints the ratio. Run it through `bench/run`, which builds release binaries and
+//! installs the pinned TypeScript first.
+
+mod generate;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The `para` binary to measure (a release build)
+    #[arg(long)]
+    para: PathBuf,
+    /// The `tsc` binary used as the baseline
+    #[arg(long)]
+    tsc: Option<PathBuf>,
+    /// The taskflow example
+    #[arg(long)]
+    taskflow: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    integrations: usize,
+    #[arg(long, default_value_t = 5)]
+    workflows: usize,
+    /// Timed repetitions of each command (the median is reported)
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn time(
+    label: &str,
+    runs: usize,
+    mut command: impl FnMut() -> Command,
+    must_succeed: bool,
+) -> anyhow::Result<Duration> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let mut cmd = command();
+        let started = Instant::now();
+        let out = cmd.output().with_context(|| format!("running {label}"))?;
+        let elapsed = started.elapsed();
+        if must_succeed && !out.status.success() {
+            bail!("{label} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        samples.push(elapsed);
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
+
+fn para_build(para: &Path, project: &Path) -> impl FnMut() -> Command {
+    let (para, project) = (para.to_path_buf(), project.to_path_buf());
+    move || {
+        let mut c = Command::new(&para);
+        c.arg("build")
+            .arg("--quiet")
+            .arg("--project")
+            .arg(&project)
+            .arg("--out")
+            .arg("out/build.json");
+        c
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let generated = tmp.path().join("generated");
+    let files = generate::project(&generated, args.integrations, args.workflows)?;
+    println!(
+        "generated project: {} integrations × {} workflows = {} .ts files",
+        args.integrations, args.workflows, files
+    );
+
+    let taskflow = tmp.path().join("taskflow");
+    generate::copy_dir(&args.taskflow, &taskflow)?;
+    let t_taskflow =
+        time("para build taskflow", args.runs, para_build(&args.para, &taskflow), true)?;
+    let t_generated =
+        time("para build generated", args.runs, para_build(&args.para, &generated), true)?;
+    println!("para build taskflow:            {:>10} (median of {})", ms(t_taskflow), args.runs);
+    println!("para build generated:           {:>10} (median of {})", ms(t_generated), args.runs);
+
+    match &args.tsc {
+        Some(tsc) => {
+            let project = generated.clone();
+            let tsc = tsc.clone();
+            let runs = args.runs.min(3);
+            // tsc reports the @useparagon/* imports it cannot type (para provides them at build
+            // time, tsc does not know them); it still emits every file, which is what is timed.
+            let t_tsc = time(
+                "tsc",
+                runs,
+                move || {
+                    let mut c = Command::new(&tsc);
+                    c.arg("-p")
+                        .arg(project.join("tsconfig.json"))
+                        .arg("--outDir")
+                        .arg(project.join("dist"));
+                    c
+                },
+                false,
+            )?;
+            let emitted = generate::count_files(&generated.join("dist"), "js");
+            println!(
+                "tsc emit generated (baseline):  {:>10} (median of {runs}, {emitted} .js files)",
+                ms(t_tsc)
+            );
+            println!(
+                "ratio: para build is {:.1}× faster than tsc on the same project",
+                t_tsc.as_secs_f64() / t_generated.as_secs_f64()
+            );
+        }
+        None => println!("tsc not given: no baseline (bench/run installs one)"),
+    }
+    Ok(())
+}
