@@ -73,7 +73,7 @@ export default class extends Workflow<any, any, any> {{
 ",
         e = (i + w) % 10,
         input_id = id(3, i, w),
-        enabled = w % 2 == 0,
+        enabled = w.is_multiple_of(2),
         wf_id = id(1, i, w),
     );
     s
