@@ -32,6 +32,9 @@ struct Args {
     /// Timed repetitions of each command (the median is reported)
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Only write the generated project into DIR (for profiling), then stop
+    #[arg(long, value_name = "DIR")]
+    generate_only: Option<PathBuf>,
 }
 
 fn time(
@@ -75,6 +78,11 @@ fn ms(d: Duration) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_only {
+        let files = generate::project(dir, args.integrations, args.workflows)?;
+        println!("wrote {files} .ts files to {}", dir.display());
+        return Ok(());
+    }
     let tmp = tempfile::tempdir()?;
     let generated = tmp.path().join("generated");
     let files = generate::project(&generated, args.integrations, args.workflows)?;

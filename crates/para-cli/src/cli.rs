@@ -54,4 +54,7 @@ pub struct BuildArgs {
     /// Print only findings, no summary
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print how long each stage took
+    #[arg(long)]
+    pub timings: bool,
 }

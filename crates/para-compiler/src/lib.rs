@@ -55,6 +55,8 @@ pub struct Output {
     pub build: Option<Build>,
     /// Sorted by file and position; duplicates removed.
     pub diagnostics: Vec<Diagnostic>,
+    /// Wall time of each stage, in order (for `para build --timings`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Output {
@@ -65,11 +67,12 @@ impl Output {
 
 /// Compiles a loaded project.
 pub fn compile(project: &Project, options: &Options) -> Output {
+    let mut clock = Stopwatch::start();
     let mut diagnostics = Vec::new();
     let mut transpiled: BTreeMap<String, Transpiled> = BTreeMap::new();
     let mut broken = BTreeSet::new();
-    for file in &project.files {
-        match para_js::transpile(&file.path, &file.text) {
+    for (file, result) in project.files.iter().zip(transpile_all(project)) {
+        match result {
             Ok(t) => {
                 transpiled.insert(file.path.clone(), t);
             }
@@ -86,13 +89,14 @@ pub fn compile(project: &Project, options: &Options) -> Output {
             broken.insert(path.clone());
         }
     }
+    clock.lap("transpile");
     let virtuals: VirtualModules =
         Rc::new(|name: &str| modules::virtual_module(name).map(str::to_string));
     let engine = match Engine::new(transpiled, virtuals, options.limits) {
         Ok(engine) => engine,
         Err(e) => {
             diagnostics.push(Diagnostic::error("internal", e.message));
-            return finish(None, diagnostics);
+            return finish(None, diagnostics, clock);
         }
     };
     let mut session = Session::new(project, engine, broken);
@@ -107,6 +111,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         }
     }
     let resources = resources(&mut session, &layout);
+    clock.lap("evaluate");
     let mut build = Build {
         format_version: FORMAT_VERSION,
         build_hash: String::new(),
@@ -122,14 +127,57 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         secrets: Vec::new(),
     };
     build.seal();
-    finish(Some(build), session.diagnostics)
+    clock.lap("assemble");
+    finish(Some(build), session.diagnostics, clock)
 }
 
-fn finish(build: Option<Build>, mut diagnostics: Vec<Diagnostic>) -> Output {
+/// Transpiles every file, spread over the machine's cores; results in file order.
+fn transpile_all(project: &Project) -> Vec<Result<Transpiled, Vec<Diagnostic>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = project.files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = project
+            .files
+            .chunks(chunk)
+            .map(|files| {
+                scope.spawn(move || {
+                    files.iter().map(|f| para_js::transpile(&f.path, &f.text)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+fn finish(build: Option<Build>, mut diagnostics: Vec<Diagnostic>, clock: Stopwatch) -> Output {
     diagnostics.sort_by_key(Diagnostic::sort_key);
     diagnostics.dedup();
     let failed = diagnostics.iter().any(Diagnostic::is_error);
-    Output { build: if failed { None } else { build }, diagnostics }
+    Output { build: if failed { None } else { build }, diagnostics, timings: clock.laps }
+}
+
+/// Records the wall time of consecutive stages.
+struct Stopwatch {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Stopwatch { last: std::time::Instant::now(), laps: Vec::new() }
+    }
+
+    fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((stage, now - self.last));
+        self.last = now;
+    }
 }
 
 /// A module's default export (reporting its absence) and its named exports.

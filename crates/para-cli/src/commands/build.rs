@@ -36,7 +36,18 @@ pub fn run(args: BuildArgs) -> i32 {
             return commands::FINDINGS;
         }
     };
+    let loaded = started.elapsed();
     let result = compile(&project, &Options::default());
+    if args.timings {
+        output::say(format!(
+            "  load       {:>8.1} ms ({} files)",
+            loaded.as_secs_f64() * 1e3,
+            project.files.len()
+        ));
+        for (stage, took) in &result.timings {
+            output::say(format!("  {stage:<10} {:>8.1} ms", took.as_secs_f64() * 1e3));
+        }
+    }
     if !result.diagnostics.is_empty() {
         eprint!("{}", output::render_all(&result.diagnostics, &project));
         eprintln!();
