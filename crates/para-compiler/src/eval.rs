@@ -134,7 +134,12 @@ impl<'p> Session<'p> {
                 } else {
                     "this code runs once at build time to record the project; fix the error, or move the code into a FunctionStep so it runs when the workflow runs"
                 };
-                Diagnostic::error("evaluation-error", error.message.clone())
+                let message = if error.message.contains("dead lock") {
+                    format!("evaluating `{file}` waits for a promise that never settles")
+                } else {
+                    error.message.clone()
+                };
+                Diagnostic::error("evaluation-error", message)
                     .at(location)
                     .with_label("thrown here")
                     .with_help(help)

@@ -131,6 +131,9 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     finish(Some(build), session.diagnostics, clock)
 }
 
+/// Stack size of threads that parse or evaluate project code.
+pub const PARSER_STACK: usize = 64 << 20;
+
 /// Transpiles every file, spread over the machine's cores; results in file order.
 fn transpile_all(project: &Project) -> Vec<Result<Transpiled, Vec<Diagnostic>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
@@ -140,16 +143,32 @@ fn transpile_all(project: &Project) -> Vec<Result<Transpiled, Vec<Diagnostic>>> 
             .files
             .chunks(chunk)
             .map(|files| {
-                scope.spawn(move || {
-                    files.iter().map(|f| para_js::transpile(&f.path, &f.text)).collect::<Vec<_>>()
-                })
+                // Deeply nested sources recurse deeply in the parser: give workers a large stack.
+                let worker = std::thread::Builder::new().stack_size(PARSER_STACK).spawn_scoped(
+                    scope,
+                    move || {
+                        files
+                            .iter()
+                            .map(|f| para_js::transpile(&f.path, &f.text))
+                            .collect::<Vec<_>>()
+                    },
+                );
+                (files, worker)
             })
             .collect();
         workers
             .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(results) => results,
-                Err(panic) => std::panic::resume_unwind(panic),
+            .flat_map(|(files, worker)| match worker.ok().and_then(|w| w.join().ok()) {
+                Some(results) => results,
+                None => files
+                    .iter()
+                    .map(|f| {
+                        Err(vec![
+                            Diagnostic::error("internal", "para could not transpile this file")
+                                .in_file(&f.path),
+                        ])
+                    })
+                    .collect(),
             })
             .collect()
     })

@@ -18,15 +18,8 @@ const INPUTS: &str = include_str!("../js/inputs.js");
 const INTEGRATION: &str = include_str!("../js/integration.js");
 
 /// `@useparagon/core` subpaths that hold only types.
-const TYPE_ONLY_SUBPATHS: &[&str] = &[
-    "event",
-    "execution",
-    "persona",
-    "user",
-    "steps/library/conditional",
-    "resolvers",
-    "stateMachine",
-];
+const TYPE_ONLY_SUBPATHS: &[&str] =
+    &["event", "execution", "persona", "user", "steps/library/conditional"];
 
 /// Integration-specific module prefixes: `@useparagon/integrations/<key>` and the older
 /// `@useparagon/types/<key>`.
@@ -101,7 +94,9 @@ pub fn check_imports(
             };
             out.push(d);
         } else if spec.starts_with("@useparagon/") {
-            if virtual_module(spec).is_none() {
+            // An import used only for types is erased and never loaded: real projects import
+            // types from subpaths para need not know.
+            if !import.erased && virtual_module(spec).is_none() {
                 out.push(
                     Diagnostic::error(
                         "unknown-paragon-module",

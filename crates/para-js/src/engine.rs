@@ -168,6 +168,14 @@ const SANDBOX_PRELUDE: &str = r#"
   globalThis.Date = frozen;
   Math.random = () => { throw new Error('Math.random() is not available while building: builds must be reproducible'); };
   for (const name of ['performance', 'os', 'std', 'scriptArgs', 'print']) { delete globalThis[name]; }
+  const print = globalThis.__paraPrint;
+  delete globalThis.__paraPrint;
+  const show = (v) => {
+    if (typeof v === 'string') return v;
+    try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+  };
+  const log = (...args) => print(args.map(show).join(' '));
+  globalThis.console = { log, info: log, warn: log, error: log, debug: log, trace: log };
 })();
 "#;
 
@@ -208,7 +216,15 @@ impl Engine {
             ProjectLoader { modules: modules.clone(), virtuals },
         );
         let context = Context::full(&runtime).map_err(internal)?;
-        context.with(|ctx| ctx.eval::<(), _>(SANDBOX_PRELUDE)).map_err(internal)?;
+        context
+            .with(|ctx| {
+                // The one host capability: console output, to stderr, for debugging build code.
+                let print =
+                    Function::new(ctx.clone(), |line: String| eprintln!("console: {line}"))?;
+                ctx.globals().set("__paraPrint", print)?;
+                ctx.eval::<(), _>(SANDBOX_PRELUDE)
+            })
+            .map_err(internal)?;
         Ok(Engine { context, runtime, deadline, modules, limits })
     }
 

@@ -26,6 +26,9 @@ pub struct Import {
     pub specifier: String,
     /// The span of the specifier's string literal.
     pub span: Span,
+    /// True when type erasure removed the import (everything it brings is used only as a type),
+    /// so it is never loaded.
+    pub erased: bool,
 }
 
 /// Where a property is written: the chain of enclosing property names (object literal keys and
@@ -118,8 +121,11 @@ impl<'a> Visit<'a> for Outline {
         if it.import_kind.is_type() {
             return;
         }
-        self.imports
-            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        self.imports.push(Import {
+            specifier: it.source.value.to_string(),
+            span: span_of(it.source.span),
+            erased: false,
+        });
         walk::walk_import_declaration(self, it);
     }
 
@@ -127,8 +133,11 @@ impl<'a> Visit<'a> for Outline {
         if it.export_kind.is_type() {
             return;
         }
-        self.imports
-            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        self.imports.push(Import {
+            specifier: it.source.value.to_string(),
+            span: span_of(it.source.span),
+            erased: false,
+        });
         walk::walk_export_from_declaration(self, it);
     }
 
@@ -136,14 +145,21 @@ impl<'a> Visit<'a> for Outline {
         if it.export_kind.is_type() {
             return;
         }
-        self.imports
-            .push(Import { specifier: it.source.value.to_string(), span: span_of(it.source.span) });
+        self.imports.push(Import {
+            specifier: it.source.value.to_string(),
+            span: span_of(it.source.span),
+            erased: false,
+        });
         walk::walk_export_all_declaration(self, it);
     }
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
         if let Expression::StringLiteral(lit) = &it.source {
-            self.imports.push(Import { specifier: lit.value.to_string(), span: span_of(lit.span) });
+            self.imports.push(Import {
+                specifier: lit.value.to_string(),
+                span: span_of(lit.span),
+                erased: false,
+            });
         }
         walk::walk_import_expression(self, it);
     }
@@ -187,6 +203,12 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
     if transformed.diagnostics.has_errors() {
         return Err(convert(path, transformed.diagnostics.into_vec()));
     }
+    // Which imports survive type erasure: the ones the engine will actually load.
+    let mut after = Outline::default();
+    after.visit_program(&program);
+    for import in &mut outline.imports {
+        import.erased = !after.imports.iter().any(|kept| kept.span == import.span);
+    }
     let generated = Codegen::new()
         .with_options(CodegenOptions {
             source_map_path: Some(path.into()),
@@ -218,6 +240,7 @@ mod tests {
         assert!(!out.js.contains("as string"));
         let specifiers: Vec<_> = out.imports.iter().map(|i| i.specifier.as_str()).collect();
         assert_eq!(specifiers, ["@useparagon/core/execution", "@useparagon/core/inputs"]);
+        assert_eq!(out.imports.iter().map(|i| i.erased).collect::<Vec<_>>(), [true, false]);
         let typed =
             transpile("src/t.ts", "import type { X } from 'some-types';\nexport type Y = X;\n")
                 .unwrap();

@@ -175,9 +175,6 @@ pub fn render(diag: &Diagnostic, sources: &dyn SourceLookup) -> String {
             if let Some(loc) = &diag.location {
                 let _ = writeln!(out, "  --> {}", loc.file);
             }
-            if let Some(label) = &diag.label {
-                let _ = writeln!(out, "  {label}");
-            }
         }
     }
     for (loc, what) in &diag.related {

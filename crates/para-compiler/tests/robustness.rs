@@ -1,0 +1,95 @@
+//! Hostile and odd inputs: the compiler must answer with findings, never a panic or a hang.
+
+use std::path::Path;
+use std::time::Duration;
+
+use para_compiler::{EvaluationLimits, Options, compile};
+
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let base: &[(&str, &str)] = &[
+        (".para/project.json", r#"{"projectId":"p","projectName":"odd"}"#),
+        ("src/integrations/slack/config.ts", "export default { workflowDisplayOrder: [] };\n"),
+        (
+            "src/integrations/slack/inputs.ts",
+            "import { createInputs } from '@useparagon/core/inputs';\nexport default createInputs({});\n",
+        ),
+    ];
+    for (rel, text) in base.iter().chain(files) {
+        let path = tmp.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    tmp
+}
+
+fn codes(dir: &Path) -> Vec<&'static str> {
+    let (root, marker) = para_project::root_at(dir).unwrap();
+    let project = para_project::load(&root, marker).unwrap();
+    let options = Options {
+        limits: EvaluationLimits {
+            time_per_call: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+            ..EvaluationLimits::default()
+        },
+        generator: "test".into(),
+    };
+    compile(&project, &options).diagnostics.iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn odd_values_become_findings() {
+    let deep = format!("export default {}1{};\n", "[".repeat(3000), "]".repeat(3000));
+    let dir = project(&[
+        (
+            "src/integrations/slack/workflows/throwsString.ts",
+            "throw 'just a string';\nexport default 1;\n",
+        ),
+        ("src/integrations/slack/workflows/undefinedDefault.ts", "export default undefined;\n"),
+        ("src/integrations/slack/workflows/numberDefault.ts", "export default 42;\n"),
+        (
+            "src/integrations/slack/workflows/getterThrows.ts",
+            "import { Workflow } from '@useparagon/core';\nexport default class extends Workflow<any, any, any> {\n  get id(): string { throw new Error('no id for you'); }\n}\n",
+        ),
+        (
+            "src/integrations/slack/workflows/circular.ts",
+            "import { Workflow } from '@useparagon/core';\nconst a: any = {}; a.self = a;\nexport default class extends Workflow<any, any, any> {\n  name = 'Circular';\n  inputs = a;\n  readonly id = 'c1';\n}\n",
+        ),
+        (
+            "src/integrations/slack/workflows/memory.ts",
+            "const parts: string[] = [];\nwhile (true) parts.push('x'.repeat(1 << 16) + parts.length);\nexport default parts;\n",
+        ),
+        (
+            "src/integrations/slack/workflows/recursion.ts",
+            "const f = (n: number): number => f(n + 1) + 1;\nexport default f(0);\n",
+        ),
+        (
+            "src/integrations/slack/workflows/never.ts",
+            "await new Promise(() => {});\nexport default 1;\n",
+        ),
+        ("src/events/deep.ts", &deep),
+        (
+            "src/events/unicode.ts",
+            "export default { name: 'Événement ✓ 日本', schema: { 'ключ': '\u{1F600}' } };\n",
+        ),
+        ("src/events/empty.ts", ""),
+    ]);
+    let found = codes(dir.path());
+    for expected in
+        ["evaluation-error", "evaluation-out-of-memory", "not-a-workflow", "missing-default-export"]
+    {
+        assert!(found.contains(&expected), "expected {expected} among {found:?}");
+    }
+}
+
+#[test]
+fn console_and_type_only_imports_are_fine() {
+    let dir = project(&[
+        ("src/lib/log.ts", "console.log('building', { n: 1 });\nexport const ok = true;\n"),
+        (
+            "src/integrations/slack/workflows/w.ts",
+            "import { Workflow } from '@useparagon/core';\nimport { ISomething } from '@useparagon/core/not-a-real-subpath';\nimport { ok } from '../../../lib/log';\nexport default class extends Workflow<any, any, any> {\n  name = ok ? 'W' : 'X';\n  thing?: ISomething;\n  readonly id = 'w1';\n}\n",
+        ),
+    ]);
+    assert_eq!(codes(dir.path()), Vec::<&str>::new());
+}
