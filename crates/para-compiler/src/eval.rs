@@ -59,6 +59,7 @@ impl<'p> Session<'p> {
                 module
                     .imports
                     .iter()
+                    .filter(|i| !i.erased)
                     .filter_map(|i| self.engine.resolve(file, &i.specifier))
                     .collect()
             })

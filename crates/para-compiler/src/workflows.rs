@@ -161,10 +161,11 @@ pub fn apply_order(
 ) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
     for (index, entry) in display_order.iter().enumerate() {
+        let position = index.to_string();
+        let at = session.locate(config_file, &["workflowDisplayOrder", &position]);
         let id = match lower::special(entry) {
             Some((lower::WORKFLOW, Value::String(id))) => id.clone(),
             _ => {
-                let at = session.locate(config_file, &["workflowDisplayOrder"]);
                 session.push(
                     Diagnostic::error(
                         "invalid-display-order",
@@ -177,18 +178,20 @@ pub fn apply_order(
             }
         };
         if !workflows.iter().any(|w| w.id == id) {
-            // The workflow may have failed to compile (already reported) or belong elsewhere.
-            if !session.workflow_ids.contains_key(&id)
-                || session
-                    .workflow_ids
-                    .get(&id)
-                    .is_some_and(|f| !f.starts_with(config_file.trim_end_matches("config.ts")))
-            {
-                let at = session.locate(config_file, &["workflowDisplayOrder"]);
+            // A workflow of this folder that failed to compile was reported already; anything
+            // else is a workflow of another integration.
+            let folder = config_file.trim_end_matches("config.ts");
+            let declared_here =
+                session.workflow_ids.get(&id).is_some_and(|file| file.starts_with(folder));
+            if !declared_here {
+                let which = match session.workflow_ids.get(&id) {
+                    Some(file) => format!("`{file}`"),
+                    None => format!("`{id}`"),
+                };
                 session.push(
                     Diagnostic::error(
                         "invalid-display-order",
-                        format!("`workflowDisplayOrder` lists workflow `{id}`, which is not a workflow of this integration"),
+                        format!("`workflowDisplayOrder` lists workflow {which}, which is not a workflow of this integration"),
                     )
                     .at(at)
                     .with_help("list only workflows from this integration's workflows/ folder"),
@@ -197,11 +200,13 @@ pub fn apply_order(
             continue;
         }
         if ids.contains(&id) {
-            let at = session.locate(config_file, &["workflowDisplayOrder"]);
             session.push(
                 Diagnostic::warning(
                     "invalid-display-order",
-                    format!("`workflowDisplayOrder` lists workflow `{id}` twice"),
+                    format!(
+                        "`workflowDisplayOrder` lists `{}` twice",
+                        session.workflow_ids.get(&id).map_or(id.as_str(), String::as_str)
+                    ),
                 )
                 .at(at)
                 .with_help("the first position counts; remove the second"),

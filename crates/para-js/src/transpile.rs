@@ -6,8 +6,8 @@ use std::path::Path;
 use oxc::{
     allocator::Allocator,
     ast::ast::{
-        ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration, Expression,
-        ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
+        ArrayExpression, ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration,
+        Expression, ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
     },
     ast_visit::{Visit, walk},
     codegen::{Codegen, CodegenOptions},
@@ -31,8 +31,9 @@ pub struct Import {
     pub erased: bool,
 }
 
-/// Where a property is written: the chain of enclosing property names (object literal keys and
-/// class fields), innermost last. `{ a: { b: 1 } }` records `["a"]` and `["a", "b"]`.
+/// Where a property is written: the chain of enclosing property names (object literal keys,
+/// class fields, and array indexes inside them), innermost last. `{ a: { b: [1] } }` records
+/// `["a"]`, `["a", "b"]` and `["a", "b", "0"]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertySite {
     pub path: Vec<String>,
@@ -113,6 +114,20 @@ impl<'a> Visit<'a> for Outline {
         );
         walk::walk_property_definition(self, it);
         if pushed {
+            self.stack.pop();
+        }
+    }
+
+    fn visit_array_expression(&mut self, it: &ArrayExpression<'a>) {
+        // Elements are recorded by index only inside a property (`list: [a, b]` → `["list", "1"]`).
+        if self.stack.is_empty() {
+            walk::walk_array_expression(self, it);
+            return;
+        }
+        for (index, element) in it.elements.iter().enumerate() {
+            let span = span_of(element.span());
+            self.enter(Some(index.to_string()), span, span);
+            self.visit_array_expression_element(element);
             self.stack.pop();
         }
     }

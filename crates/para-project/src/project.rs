@@ -212,6 +212,16 @@ mod tests {
     }
 
     #[test]
+    fn paragon_json_marks_a_root_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("src/lib")).unwrap();
+        std::fs::write(tmp.path().join("paragon.json"), "").unwrap();
+        let (root, marker) = find_root(&tmp.path().join("src/lib")).unwrap();
+        assert_eq!(marker, Marker::ParagonJson);
+        assert_eq!(load(&root, marker).unwrap().meta, ProjectMeta::default());
+    }
+
+    #[test]
     fn folder_without_marker_is_a_project_when_it_has_integrations() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("src/integrations")).unwrap();
