@@ -135,3 +135,25 @@ fn build_to_stdout_prints_only_the_document() {
         serde_json::from_slice(&out.stdout).expect("stdout is the JSON document");
     assert!(build["buildHash"].as_str().unwrap().starts_with("sha256:"));
 }
+
+#[cfg(unix)]
+#[test]
+fn out_through_a_symlink_writes_the_target_and_keeps_the_link() {
+    // The same rule keeps `--out /dev/null` from replacing the device with a file.
+    let tmp = tempfile::tempdir().unwrap();
+    let taskflow = repo_path("../shared/examples/taskflow");
+    let target = tmp.path().join("real.json");
+    std::fs::write(&target, "old").unwrap();
+    let link = tmp.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = para(
+        tmp.path(),
+        &["build", "--project", taskflow.to_str().unwrap(), "--out", link.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+        "the link survives"
+    );
+    assert!(std::fs::read_to_string(&target).unwrap().contains("\"formatVersion\": 1"));
+}

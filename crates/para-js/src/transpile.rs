@@ -8,6 +8,7 @@ use oxc::{
     ast::ast::{
         ArrayExpression, ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration,
         Expression, ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
+        StringLiteral,
     },
     ast_visit::{Visit, walk},
     codegen::{Codegen, CodegenOptions},
@@ -81,6 +82,17 @@ struct Outline {
 }
 
 impl Outline {
+    /// Records a module specifier; `import type` / `export type … from` bring no runtime module.
+    fn record_import(&mut self, source: &StringLiteral<'_>, type_only: bool) {
+        if !type_only {
+            self.imports.push(Import {
+                specifier: source.value.to_string(),
+                span: span_of(source.span),
+                erased: false,
+            });
+        }
+    }
+
     fn enter(&mut self, name: Option<String>, key: Span, whole: Span) -> bool {
         match name {
             Some(name) => {
@@ -133,48 +145,20 @@ impl<'a> Visit<'a> for Outline {
     }
 
     fn visit_import_declaration(&mut self, it: &ImportDeclaration<'a>) {
-        if it.import_kind.is_type() {
-            return;
-        }
-        self.imports.push(Import {
-            specifier: it.source.value.to_string(),
-            span: span_of(it.source.span),
-            erased: false,
-        });
-        walk::walk_import_declaration(self, it);
+        self.record_import(&it.source, it.import_kind.is_type());
     }
 
     fn visit_export_from_declaration(&mut self, it: &ExportFromDeclaration<'a>) {
-        if it.export_kind.is_type() {
-            return;
-        }
-        self.imports.push(Import {
-            specifier: it.source.value.to_string(),
-            span: span_of(it.source.span),
-            erased: false,
-        });
-        walk::walk_export_from_declaration(self, it);
+        self.record_import(&it.source, it.export_kind.is_type());
     }
 
     fn visit_export_all_declaration(&mut self, it: &ExportAllDeclaration<'a>) {
-        if it.export_kind.is_type() {
-            return;
-        }
-        self.imports.push(Import {
-            specifier: it.source.value.to_string(),
-            span: span_of(it.source.span),
-            erased: false,
-        });
-        walk::walk_export_all_declaration(self, it);
+        self.record_import(&it.source, it.export_kind.is_type());
     }
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
         if let Expression::StringLiteral(lit) = &it.source {
-            self.imports.push(Import {
-                specifier: lit.value.to_string(),
-                span: span_of(lit.span),
-                erased: false,
-            });
+            self.record_import(lit, false);
         }
         walk::walk_import_expression(self, it);
     }

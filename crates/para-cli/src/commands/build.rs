@@ -99,12 +99,21 @@ pub fn run(args: BuildArgs) -> i32 {
     commands::SUCCESS
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half a build.
+/// Writes through a temporary file and a rename, so a reader never sees half a build. Only a
+/// regular file (or a new path) is replaced that way: a device such as `/dev/null`, a pipe or a
+/// symlink is written in place, never replaced by a file.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => return std::fs::write(path, text),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }
