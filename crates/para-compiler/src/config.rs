@@ -5,13 +5,20 @@ use para_build::{
     AuthenticationType, Authorization, CustomIntegrationConfig, Entry, Input, IntegrationConfig,
     Source,
 };
-use para_project::{Diagnostic, naming::custom_slug};
+use para_project::{
+    Diagnostic,
+    naming::{closest, custom_slug},
+};
 use serde_json::{Map, Value};
 
 use crate::{
     eval::Session,
     lower::{self, Scope},
 };
+
+/// Fields every integration's config may have.
+const COMMON: &[&str] =
+    &["description", "overviewText", "showWatermark", "workflowDisplayOrder", "active"];
 
 /// Fields only custom integrations use.
 const CUSTOM_ONLY: &[&str] = &[
@@ -133,6 +140,29 @@ impl Fields<'_, '_, '_> {
         Some(source)
     }
 
+    /// A field para does not know is most likely a typo: say so, with the closest known name.
+    fn warn_unknown_fields(&mut self) {
+        let known = || COMMON.iter().chain(CUSTOM_ONLY).copied();
+        for field in self.raw.value.keys() {
+            if known().any(|k| k == field) {
+                continue;
+            }
+            let help = match closest(field, known(), 1).first() {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("known fields: {}", known().collect::<Vec<_>>().join(", ")),
+            };
+            let at = self.session.locate(self.raw.file, &[field]);
+            self.session.push(
+                Diagnostic::warning(
+                    "unknown-field",
+                    format!("config.ts sets `{field}`, which para does not use"),
+                )
+                .at(at)
+                .with_help(help),
+            );
+        }
+    }
+
     fn missing(&mut self, field: &str, reason: &str, example: &str) {
         let at = self.session.locate(self.raw.file, &[]);
         self.session.push(
@@ -164,6 +194,7 @@ fn check_url(text: &str) -> Result<(), String> {
 pub fn convert(session: &mut Session<'_>, key: &str, raw: &RawConfig<'_>) -> IntegrationConfig {
     let custom = key.strip_prefix(para_project::naming::CUSTOM_PREFIX);
     let mut f = Fields { session, raw };
+    f.warn_unknown_fields();
     let description = f.string("description");
     let overview = f.string("overviewText");
     let show_watermark = f.boolean("showWatermark", true);
