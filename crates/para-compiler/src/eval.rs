@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use para_js::{Engine, JsError, JsErrorKind};
+use para_js::{Engine, JsError, JsErrorKind, Modules};
 use para_project::{Diagnostic, Location, Project, Span, offset_of};
 use serde_json::Value;
 
@@ -12,24 +12,36 @@ use crate::modules::HOST_MODULE;
 pub struct Session<'p> {
     pub project: &'p Project,
     pub engine: Engine,
+    /// The transpiled files (shared with other workers), for locating findings.
+    modules: Modules,
     pub diagnostics: Vec<Diagnostic>,
     /// Files that failed to transpile or have unresolvable imports: never evaluated.
     pub broken: BTreeSet<String>,
     /// Memo of "does this file (transitively) import a broken one".
     tainted: BTreeMap<String, bool>,
-    /// Every workflow id seen so far, with the file that declared it: ids are unique project-wide.
-    pub workflow_ids: BTreeMap<String, String>,
+    /// Every workflow id this session compiled, with its file: checked project-wide after merging.
+    pub declared: Vec<crate::workflows::Declared>,
+    /// `workflowDisplayOrder` entries naming workflows outside their integration, reported after
+    /// merging (when every workflow's file is known).
+    pub foreign_order: Vec<crate::workflows::ForeignOrder>,
 }
 
 impl<'p> Session<'p> {
-    pub fn new(project: &'p Project, engine: Engine, broken: BTreeSet<String>) -> Self {
+    pub fn new(
+        project: &'p Project,
+        engine: Engine,
+        modules: Modules,
+        broken: BTreeSet<String>,
+    ) -> Self {
         Session {
             project,
             engine,
+            modules,
             diagnostics: Vec::new(),
             broken,
             tainted: BTreeMap::new(),
-            workflow_ids: BTreeMap::new(),
+            declared: Vec::new(),
+            foreign_order: Vec::new(),
         }
     }
 
@@ -148,17 +160,22 @@ impl<'p> Session<'p> {
         }
     }
 
-    /// Where a property of `file` is written: the exact chain `path` if the source has it, else
-    /// the nearest enclosing property, else the default export, else just the file.
+    /// Where a property of `file` is written; see [`locate`].
     pub fn locate(&self, file: &str, path: &[&str]) -> Location {
-        let Some(module) = self.engine.module(file) else {
-            return Location { file: file.to_string(), span: None };
-        };
-        for len in (1..=path.len()).rev() {
-            if let Some(site) = module.find_property(&path[..len]) {
-                return Location { file: file.to_string(), span: Some(site.key) };
-            }
-        }
-        Location { file: file.to_string(), span: module.default_export }
+        locate(&self.modules, file, path)
     }
+}
+
+/// Where a property of `file` is written: the exact chain `path` if the source has it, else the
+/// nearest enclosing property, else the default export, else just the file.
+pub fn locate(modules: &Modules, file: &str, path: &[&str]) -> Location {
+    let Some(module) = modules.get(file) else {
+        return Location { file: file.to_string(), span: None };
+    };
+    for len in (1..=path.len()).rev() {
+        if let Some(site) = module.find_property(&path[..len]) {
+            return Location { file: file.to_string(), span: Some(site.key) };
+        }
+    }
+    Location { file: file.to_string(), span: module.default_export }
 }

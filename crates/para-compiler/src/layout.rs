@@ -2,8 +2,6 @@
 
 use para_project::{Diagnostic, Project};
 
-use crate::eval::Session;
-
 /// One `src/integrations/<key>/` folder.
 pub struct IntegrationFolder {
     pub key: String,
@@ -23,8 +21,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn of(project: &Project, session: &mut Session<'_>) -> Layout {
+    /// Classifies the project's files; also returns findings about files in odd places.
+    pub fn of(project: &Project) -> (Layout, Vec<Diagnostic>) {
         let mut layout = Layout::default();
+        let mut findings = Vec::new();
         for folder in &project.folders {
             let parts: Vec<&str> = folder.split('/').collect();
             if let ["src", "integrations", key] = parts.as_slice() {
@@ -45,7 +45,7 @@ impl Layout {
                         folder.workflows.push(file.path.clone());
                     }
                 }
-                ["src", "integrations", _] => session.push(
+                ["src", "integrations", _] => findings.push(
                     Diagnostic::warning("stray-file", "files directly in src/integrations/ are not part of any integration")
                         .in_file(&file.path)
                         .with_help("put integration code in src/integrations/<key>/ and shared code elsewhere under src/"),
@@ -54,6 +54,6 @@ impl Layout {
                 _ => {}
             }
         }
-        layout
+        (layout, findings)
     }
 }

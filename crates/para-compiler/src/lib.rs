@@ -16,11 +16,12 @@ mod workflows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use para_build::{
     Build, Event, FORMAT_VERSION, Integration, IntegrationKind, Persona, ProjectInfo, Resource,
 };
-use para_js::{Engine, Limits, Transpiled, VirtualModules};
+use para_js::{Engine, Limits, Modules, Transpiled, VirtualModules};
 use para_project::{Diagnostic, Project, naming};
 use serde_json::Value;
 
@@ -38,6 +39,9 @@ pub struct Options {
     pub limits: Limits,
     /// Written into the build as `generator`.
     pub generator: String,
+    /// Threads to transpile and evaluate on; 0 means one per core (up to 8). The result never
+    /// depends on it.
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             generator: format!("para {}", env!("CARGO_PKG_VERSION")),
+            threads: 0,
         }
     }
 }
@@ -71,7 +76,11 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     let mut diagnostics = Vec::new();
     let mut transpiled: BTreeMap<String, Transpiled> = BTreeMap::new();
     let mut broken = BTreeSet::new();
-    for (file, result) in project.files.iter().zip(transpile_all(project)) {
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+        n => n,
+    };
+    for (file, result) in project.files.iter().zip(transpile_all(project, threads)) {
         match result {
             Ok(t) => {
                 transpiled.insert(file.path.clone(), t);
@@ -90,28 +99,28 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         }
     }
     clock.lap("transpile");
-    let virtuals: VirtualModules =
-        Rc::new(|name: &str| modules::virtual_module(name).map(str::to_string));
-    let engine = match Engine::new(transpiled, virtuals, options.limits) {
-        Ok(engine) => engine,
-        Err(e) => {
-            diagnostics.push(Diagnostic::error("internal", e.message));
-            return finish(None, diagnostics, clock);
-        }
-    };
-    let mut session = Session::new(project, engine, broken);
-    session.diagnostics = diagnostics;
-    let layout = Layout::of(project, &mut session);
-    let persona = persona(&mut session, &layout);
-    let events = events(&mut session, &layout);
-    let mut integrations = BTreeMap::new();
-    for folder in &layout.integrations {
-        if let Some(integration) = integration(&mut session, folder) {
-            integrations.insert(integration.key.clone(), integration);
-        }
-    }
-    let resources = resources(&mut session, &layout);
+    let modules: Modules = Arc::new(transpiled);
+    let (layout, found) = Layout::of(project);
+    diagnostics.extend(found);
+    let outputs = evaluate_all(project, &modules, &broken, &layout, options, threads);
     clock.lap("evaluate");
+    let mut persona = Persona::default();
+    let mut events = BTreeMap::new();
+    let mut resources = BTreeMap::new();
+    let mut integrations = BTreeMap::new();
+    let mut declared = Vec::new();
+    let mut foreign_order = Vec::new();
+    for output in outputs {
+        if let Some(shared) = output.shared {
+            (persona, events, resources) = shared;
+        }
+        integrations.extend(output.integrations.into_iter().map(|i| (i.key.clone(), i)));
+        diagnostics.extend(output.diagnostics);
+        declared.extend(output.declared);
+        foreign_order.extend(output.foreign_order);
+    }
+    workflows::check_unique_ids(&modules, &mut declared, &mut diagnostics);
+    workflows::report_foreign_order(&modules, &declared, &foreign_order, &mut diagnostics);
     let mut build = Build {
         format_version: FORMAT_VERSION,
         build_hash: String::new(),
@@ -128,15 +137,114 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     };
     build.seal();
     clock.lap("assemble");
-    finish(Some(build), session.diagnostics, clock)
+    finish(Some(build), diagnostics, clock)
+}
+
+/// What one evaluation worker produced.
+#[derive(Default)]
+struct WorkerOutput {
+    /// Persona, events and resources: evaluated by the first worker only.
+    shared: Option<(Persona, BTreeMap<String, Event>, BTreeMap<String, Resource>)>,
+    integrations: Vec<Integration>,
+    diagnostics: Vec<Diagnostic>,
+    declared: Vec<workflows::Declared>,
+    foreign_order: Vec<workflows::ForeignOrder>,
+}
+
+/// Evaluates the project on up to one engine per core: integrations are dealt round-robin to
+/// workers (each has its own QuickJS runtime over the shared transpiled files), and the first
+/// worker also takes persona, events and resources. Nothing in the result depends on how the
+/// work was split: findings are sorted and project-wide checks run after the merge.
+fn evaluate_all(
+    project: &Project,
+    modules: &Modules,
+    broken: &BTreeSet<String>,
+    layout: &Layout,
+    options: &Options,
+    threads: usize,
+) -> Vec<WorkerOutput> {
+    let workers = threads.min(layout.integrations.len()).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                let folders: Vec<&layout::IntegrationFolder> =
+                    layout.integrations.iter().skip(worker).step_by(workers).collect();
+                std::thread::Builder::new().stack_size(PARSER_STACK).spawn_scoped(
+                    scope,
+                    move || {
+                        evaluate_part(
+                            project,
+                            modules,
+                            broken,
+                            layout,
+                            &folders,
+                            worker == 0,
+                            options,
+                        )
+                    },
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| match handle.ok().and_then(|h| h.join().ok()) {
+                Some(output) => output,
+                None => WorkerOutput {
+                    diagnostics: vec![Diagnostic::error(
+                        "internal",
+                        "an evaluation thread stopped unexpectedly",
+                    )],
+                    ..WorkerOutput::default()
+                },
+            })
+            .collect()
+    })
+}
+
+fn evaluate_part(
+    project: &Project,
+    modules: &Modules,
+    broken: &BTreeSet<String>,
+    layout: &Layout,
+    folders: &[&layout::IntegrationFolder],
+    shared: bool,
+    options: &Options,
+) -> WorkerOutput {
+    let virtuals: VirtualModules =
+        Rc::new(|name: &str| modules::virtual_module(name).map(str::to_string));
+    let engine = match Engine::new(modules.clone(), virtuals, options.limits) {
+        Ok(engine) => engine,
+        Err(e) => {
+            return WorkerOutput {
+                diagnostics: vec![Diagnostic::error("internal", e.message)],
+                ..WorkerOutput::default()
+            };
+        }
+    };
+    let mut session = Session::new(project, engine, modules.clone(), broken.clone());
+    let mut output = WorkerOutput::default();
+    if shared {
+        let persona = persona(&mut session, layout);
+        let events = events(&mut session, layout);
+        let resources = resources(&mut session, layout);
+        output.shared = Some((persona, events, resources));
+    }
+    for folder in folders {
+        if let Some(integration) = integration(&mut session, folder) {
+            output.integrations.push(integration);
+        }
+    }
+    output.diagnostics = session.diagnostics;
+    output.declared = session.declared;
+    output.foreign_order = session.foreign_order;
+    output
 }
 
 /// Stack size of threads that parse or evaluate project code.
 pub const PARSER_STACK: usize = 64 << 20;
 
 /// Transpiles every file, spread over the machine's cores; results in file order.
-fn transpile_all(project: &Project) -> Vec<Result<Transpiled, Vec<Diagnostic>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+fn transpile_all(project: &Project, threads: usize) -> Vec<Result<Transpiled, Vec<Diagnostic>>> {
     let chunk = project.files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = project

@@ -7,10 +7,76 @@ use para_build::Workflow;
 use para_project::Diagnostic;
 use serde_json::Value;
 
-use crate::{eval::Session, inputs, layout::IntegrationFolder, lower};
+use para_js::Modules;
 
-/// Compiles every workflow file of an integration, in path order. Workflows whose id is already
-/// taken anywhere in the project are reported and left out.
+use crate::{
+    eval::{Session, locate},
+    inputs,
+    layout::IntegrationFolder,
+    lower,
+};
+
+/// A workflow id and the file that declares it.
+pub struct Declared {
+    pub id: String,
+    pub file: String,
+}
+
+/// A `workflowDisplayOrder` entry that names a workflow outside its integration.
+pub struct ForeignOrder {
+    pub config_file: String,
+    pub index: usize,
+    pub id: String,
+}
+
+/// Reports every workflow id declared more than once in the project; the first declaration (by
+/// file path) is the one kept in the message.
+pub fn check_unique_ids(modules: &Modules, declared: &mut [Declared], out: &mut Vec<Diagnostic>) {
+    declared.sort_by(|a, b| a.file.cmp(&b.file));
+    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+    for d in declared.iter() {
+        match first.get(d.id.as_str()) {
+            None => {
+                first.insert(&d.id, &d.file);
+            }
+            Some(first_file) => out.push(
+                Diagnostic::error("duplicate-workflow-id", format!("two workflows have the id `{}`", d.id))
+                    .at(locate(modules, &d.file, &["id"]))
+                    .with_label("duplicate id")
+                    .with_related(locate(modules, first_file, &["id"]), "first used")
+                    .with_help(
+                        "workflow ids key users' settings and run history, so each must be unique in the project; give this workflow a new UUID",
+                    ),
+            ),
+        }
+    }
+}
+
+/// Reports `workflowDisplayOrder` entries that name a workflow of another integration.
+pub fn report_foreign_order(
+    modules: &Modules,
+    declared: &[Declared],
+    entries: &[ForeignOrder],
+    out: &mut Vec<Diagnostic>,
+) {
+    for entry in entries {
+        let which = match declared.iter().find(|d| d.id == entry.id) {
+            Some(d) => format!("`{}`", d.file),
+            None => format!("`{}`", entry.id),
+        };
+        let position = entry.index.to_string();
+        out.push(
+            Diagnostic::error(
+                "invalid-display-order",
+                format!("`workflowDisplayOrder` lists workflow {which}, which is not a workflow of this integration"),
+            )
+            .at(locate(modules, &entry.config_file, &["workflowDisplayOrder", &position]))
+            .with_help("list only workflows from this integration's workflows/ folder"),
+        );
+    }
+}
+
+/// Compiles every workflow file of an integration, in path order.
 pub fn compile_all(
     session: &mut Session<'_>,
     folder: &IntegrationFolder,
@@ -118,21 +184,7 @@ fn compile_one(session: &mut Session<'_>, file: &str, allowed_types: &[&str]) ->
     let raw_inputs = described.get("inputs").cloned().unwrap_or(Value::Null);
     let workflow_inputs = inputs::convert(session, &raw_inputs, &scope);
     let id = id?;
-    if let Some(first) = session.workflow_ids.get(&id).cloned() {
-        let at = session.locate(file, &["id"]);
-        let first_at = session.locate(&first, &["id"]);
-        session.push(
-            Diagnostic::error("duplicate-workflow-id", format!("two workflows have the id `{id}`"))
-                .at(at)
-                .with_label("duplicate id")
-                .with_related(first_at, "first used")
-                .with_help(
-                    "workflow ids key users' settings and run history, so each must be unique in the project; give this workflow a new UUID",
-                ),
-        );
-        return None;
-    }
-    session.workflow_ids.insert(id.clone(), file.to_string());
+    session.declared.push(Declared { id: id.clone(), file: file.to_string() });
     if !ok {
         return None;
     }
@@ -179,23 +231,16 @@ pub fn apply_order(
         };
         if !workflows.iter().any(|w| w.id == id) {
             // A workflow of this folder that failed to compile was reported already; anything
-            // else is a workflow of another integration.
+            // else is reported once every integration is compiled (see `report_foreign_order`).
             let folder = config_file.trim_end_matches("config.ts");
             let declared_here =
-                session.workflow_ids.get(&id).is_some_and(|file| file.starts_with(folder));
+                session.declared.iter().any(|d| d.id == id && d.file.starts_with(folder));
             if !declared_here {
-                let which = match session.workflow_ids.get(&id) {
-                    Some(file) => format!("`{file}`"),
-                    None => format!("`{id}`"),
-                };
-                session.push(
-                    Diagnostic::error(
-                        "invalid-display-order",
-                        format!("`workflowDisplayOrder` lists workflow {which}, which is not a workflow of this integration"),
-                    )
-                    .at(at)
-                    .with_help("list only workflows from this integration's workflows/ folder"),
-                );
+                session.foreign_order.push(ForeignOrder {
+                    config_file: config_file.to_string(),
+                    index,
+                    id,
+                });
             }
             continue;
         }
@@ -205,7 +250,10 @@ pub fn apply_order(
                     "invalid-display-order",
                     format!(
                         "`workflowDisplayOrder` lists `{}` twice",
-                        session.workflow_ids.get(&id).map_or(id.as_str(), String::as_str)
+                        workflows
+                            .iter()
+                            .find(|w| w.id == id)
+                            .map_or(id.as_str(), |w| w.source.as_str())
                     ),
                 )
                 .at(at)

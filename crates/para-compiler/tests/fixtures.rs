@@ -16,6 +16,7 @@ fn options() -> Options {
             ..EvaluationLimits::default()
         },
         generator: "para (test)".into(),
+        threads: 0,
     }
 }
 
@@ -162,6 +163,27 @@ fn copy_dir(from: &Path, to: &Path) {
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
             std::fs::set_permissions(&target, perms).unwrap();
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let mut dirs = fixture_dirs("broken");
+    dirs.extend(fixture_dirs("ok"));
+    dirs.push(("taskflow".into(), taskflow()));
+    for (name, dir) in dirs {
+        let project = load(&dir);
+        let run = |threads| {
+            let output = compile(&project, &Options { threads, ..options() });
+            (
+                output.build.map(|b| b.to_json_pretty()),
+                rendered(&project, &Output { build: None, ..output }),
+            )
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert_eq!(one, run(threads), "{name}: {threads} threads differ from one");
         }
     }
 }

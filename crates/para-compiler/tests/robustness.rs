@@ -33,6 +33,7 @@ fn codes(dir: &Path) -> Vec<&'static str> {
             ..EvaluationLimits::default()
         },
         generator: "test".into(),
+        threads: 0,
     };
     compile(&project, &options).diagnostics.iter().map(|d| d.code).collect()
 }

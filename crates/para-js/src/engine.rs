@@ -10,6 +10,7 @@ use std::{
     cell::Cell,
     collections::BTreeMap,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -67,7 +68,8 @@ pub struct JsError {
     pub location: Option<(String, u32, u32)>,
 }
 
-type Modules = Rc<BTreeMap<String, Transpiled>>;
+/// The project's transpiled files, shared read-only by every engine of a build.
+pub type Modules = Arc<BTreeMap<String, Transpiled>>;
 
 /// Resolves `.` and `..` segments of a `/`-separated path.
 pub fn normalize_path(path: &str) -> String {
@@ -192,7 +194,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(
-        modules: BTreeMap<String, Transpiled>,
+        modules: Modules,
         virtuals: VirtualModules,
         limits: Limits,
     ) -> Result<Engine, JsError> {
@@ -202,7 +204,6 @@ impl Engine {
             stack: String::new(),
             location: None,
         };
-        let modules: Modules = Rc::new(modules);
         let runtime = Runtime::new().map_err(internal)?;
         runtime.set_memory_limit(limits.memory_bytes);
         runtime.set_max_stack_size(limits.stack_bytes);
@@ -366,10 +367,12 @@ mod tests {
     use crate::transpile;
 
     fn engine(files: &[(&str, &str)], limits: Limits) -> Engine {
-        let modules = files
-            .iter()
-            .map(|(name, src)| (name.to_string(), transpile(name, src).unwrap()))
-            .collect();
+        let modules = Arc::new(
+            files
+                .iter()
+                .map(|(name, src)| (name.to_string(), transpile(name, src).unwrap()))
+                .collect(),
+        );
         let virtuals: VirtualModules = Rc::new(|name: &str| {
             (name == "@host").then(|| {
                 "export function json(ns) { return JSON.stringify(ns.default ?? null); }"

@@ -9,6 +9,6 @@ mod engine;
 mod transpile;
 
 pub use engine::{
-    Engine, JsError, JsErrorKind, Limits, VirtualModules, normalize_path, resolve_relative,
+    Engine, JsError, JsErrorKind, Limits, Modules, VirtualModules, normalize_path, resolve_relative,
 };
 pub use transpile::{Import, PropertySite, Transpiled, transpile};
