@@ -112,7 +112,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     let mut foreign_order = Vec::new();
     for output in outputs {
         if let Some(shared) = output.shared {
-            (persona, events, resources) = shared;
+            (persona, events, resources) = (shared.persona, shared.events, shared.resources);
         }
         integrations.extend(output.integrations.into_iter().map(|i| (i.key.clone(), i)));
         diagnostics.extend(output.diagnostics);
@@ -140,11 +140,18 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     finish(Some(build), diagnostics, clock)
 }
 
+/// The parts of a build that belong to no integration.
+struct Shared {
+    persona: Persona,
+    events: BTreeMap<String, Event>,
+    resources: BTreeMap<String, Resource>,
+}
+
 /// What one evaluation worker produced.
 #[derive(Default)]
 struct WorkerOutput {
-    /// Persona, events and resources: evaluated by the first worker only.
-    shared: Option<(Persona, BTreeMap<String, Event>, BTreeMap<String, Resource>)>,
+    /// Evaluated by the first worker only.
+    shared: Option<Shared>,
     integrations: Vec<Integration>,
     diagnostics: Vec<Diagnostic>,
     declared: Vec<workflows::Declared>,
@@ -227,7 +234,7 @@ fn evaluate_part(
         let persona = persona(&mut session, layout);
         let events = events(&mut session, layout);
         let resources = resources(&mut session, layout);
-        output.shared = Some((persona, events, resources));
+        output.shared = Some(Shared { persona, events, resources });
     }
     for folder in folders {
         if let Some(integration) = integration(&mut session, folder) {
