@@ -7,6 +7,7 @@
 //! field; keep the two in step. This crate has no engine, HTTP or database code so that every
 //! side can depend on it.
 
+mod graph;
 mod source;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use graph::{Condition, DelayUnit, Operation, Pagination, Request, Step, StepKind, Validation};
 pub use source::{Entry, SettingScope, Source};
 
 /// Bumped only for incompatible changes; new optional fields do not bump it.
@@ -210,12 +212,12 @@ pub struct Workflow {
     /// Workflow-level User Settings.
     pub inputs: Vec<Input>,
     pub source: String,
-    /// Id of the trigger step; `None` until the step graph is compiled.
+    /// Id of the trigger step.
     pub trigger: Option<String>,
-    /// Steps by graph order starting from the trigger.
-    pub steps: Vec<serde_json::Value>,
+    /// Every step, in graph order from the trigger (a step, its branches, then what follows).
+    pub steps: Vec<Step>,
     /// `definePermissions()` as a condition over persona metadata; `None` when unrestricted.
-    pub permissions: Option<Source>,
+    pub permissions: Option<Condition>,
 }
 
 /// An API resource (`src/resources/<name>/config.ts`).

@@ -40,6 +40,8 @@ pub enum Source {
     PersonaMetadata { path: Vec<String> },
     /// A resource's own user input: `context.getInput('k')` inside a resource.
     ResourceInput { key: String },
+    /// The page token of a paginated request, inside its `url`, `params`, `headers` or `body`.
+    PageToken {},
 }
 
 /// Which set of User Settings a [`Source::UserSetting`] reads.

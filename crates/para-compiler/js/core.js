@@ -111,19 +111,53 @@ Operators.And = (...conditions) => ({ operator: '$and', operands: conditions });
 Operators.Or = (...conditions) => ({ operator: '$or', operands: conditions });
 
 // ----------------------------------------------------------------------------------------- steps
+//
+// Steps record their options and links. `a.nextStep(b)` links the end of a's chain to the start
+// of b's chain and returns `a`, whose chain now ends where b's ends. A conditional or fan-out is a
+// single element of a chain: its branches hang off it and `next` continues after them.
 
 let stepSerial = 0;
+let recording = null;
+
+// The first frame of the current stack that is in a project file: where a step is created.
+function callSite() {
+  const stack = new Error().stack || '';
+  let at = 0;
+  for (;;) {
+    const start = stack.indexOf('src/', at);
+    if (start < 0) return null;
+    const end = stack.indexOf('\n', start);
+    const frame = stack.slice(start, end < 0 ? stack.length : end).replace(/\)$/, '');
+    const match = /^(.*):(\d+):(\d+)$/.exec(frame);
+    if (match) return { file: match[1], line: Number(match[2]), column: Number(match[3]) };
+    at = start + 4;
+  }
+}
+
+function problem(kind, step, detail) {
+  if (recording) recording.problems.push({ kind, step: step?.__serial ?? null, detail: detail ?? null });
+}
 
 class Step {
   constructor(type, options) {
     this.__type = type;
     this.__options = options ?? {};
     this.__serial = stepSerial++;
+    this.__site = callSite();
     this.__next = null;
+    this.__end = this;
     this.output = reference({ kind: 'step', step: this.__serial, path: [] });
+    if (recording) recording.steps.push(this);
   }
   nextStep(next) {
-    this.__next = next;
+    if (!(next instanceof Step)) {
+      problem('notAStep', this, 'nextStep');
+      return this;
+    }
+    const end = this.__end;
+    if (end.__next !== null && end.__next !== next) problem('relinked', end, next.__serial);
+    end.__next = next;
+    this.__end = next.__end;
     return this;
   }
   next(next) {
@@ -132,28 +166,54 @@ class Step {
 }
 
 export class EndpointStep extends Step { constructor(o) { super('TRIGGER/ENDPOINT', o); } }
-export class EventStep extends Step { constructor(event) { super('TRIGGER/EVENT', { event }); } }
+export class EventStep extends Step { constructor(event, o) { super('TRIGGER/EVENT', { ...(o ?? {}), event }); } }
 export class CronStep extends Step { constructor(o) { super('TRIGGER/CRON', o); } }
 export class IntegrationEnabledStep extends Step { constructor(o) { super('TRIGGER/INTEGRATION_ENABLED', o); } }
-export class CustomTriggerStep extends Step { constructor(trigger, o) { super('TRIGGER/CUSTOM', { trigger, ...(o ?? {}) }); } }
+export class CustomTriggerStep extends Step { constructor(trigger, o) { super('TRIGGER/CUSTOM', { ...(o ?? {}), trigger }); } }
 export class UnselectedStep extends Step { constructor(o) { super('TRIGGER/UNSELECTED', o); } }
-export class RequestStep extends Step { constructor(o) { super('ACTION/REQUEST', o); } }
-export class IntegrationRequestStep extends Step { constructor(o) { super('ACTION/INTEGRATION_REQUEST', o); } }
 export class FunctionStep extends Step { constructor(o) { super('ACTION/FUNCTION', o); } }
 export class DelayStep extends Step { constructor(o) { super('ACTION/DELAY', o); } }
 export class ResponseStep extends Step { constructor(o) { super('ACTION/RESPONSE', o); } }
+
+// `url`, `params`, `headers` and `body` may be functions of the page token, and `pagination` a
+// function of the step itself: call them now with references standing for those values.
+function requestOptions(step, options) {
+  const o = { ...(options ?? {}) };
+  const pageToken = reference({ kind: 'pageToken', path: [] });
+  for (const field of ['url', 'params', 'headers', 'body']) {
+    if (typeof o[field] === 'function') o[field] = o[field](pageToken);
+  }
+  if (typeof o.pagination === 'function') o.pagination = o.pagination(step);
+  return o;
+}
+export class RequestStep extends Step {
+  constructor(o) { super('ACTION/REQUEST', {}); this.__options = requestOptions(this, o); }
+}
+export class IntegrationRequestStep extends Step {
+  constructor(o) { super('ACTION/INTEGRATION_REQUEST', {}); this.__options = requestOptions(this, o); }
+}
 export class ConditionalStep extends Step {
-  constructor(o) { super('TRANSITION/IFELSE', o); }
-  whenTrue(step) { this.__whenTrue = step; return this; }
-  whenFalse(step) { this.__whenFalse = step; return this; }
+  constructor(o) { super('TRANSITION/IFELSE', o); this.__whenTrue = null; this.__whenFalse = null; }
+  whenTrue(step) { return this.__branchTo('__whenTrue', step); }
+  whenFalse(step) { return this.__branchTo('__whenFalse', step); }
+  __branchTo(field, step) {
+    if (!(step instanceof Step)) problem('notAStep', this, field.slice(2));
+    else this[field] = step;
+    return this;
+  }
 }
 export class FanOutStep extends Step {
-  constructor(o) { super('TRANSITION/MAP', o); }
-  branch(step) { this.__branch = step; return this; }
+  constructor(o) { super('TRANSITION/MAP', o); this.__branch = null; }
+  branch(step) {
+    if (!(step instanceof Step)) problem('notAStep', this, 'branch');
+    else this.__branch = step;
+    return this;
+  }
 }
 
 export class Workflow {
   register(steps) {
+    if (recording) recording.registered = steps;
     return steps;
   }
   define() {
@@ -163,6 +223,49 @@ export class Workflow {
     return undefined;
   }
 }
+
+// What `define(integration, context, connectUser)` receives while recording.
+const integrationHandle = new Proxy(Object.create(null), {
+  get(_, kind) {
+    if (kind === 'actions') {
+      return new Proxy(Object.create(null), {
+        get: (__, name) => typeof name === 'string'
+          ? (parameters, options) => new Step('ACTION/INTEGRATION_ACTION', { ...(options ?? {}), action: name, parameters: parameters ?? {} })
+          : undefined,
+      });
+    }
+    if (kind === 'triggers') {
+      return new Proxy(Object.create(null), {
+        get: (__, name) => typeof name === 'string'
+          ? (parameters, options) => new Step('TRIGGER/ACTION', { ...(options ?? {}), trigger: name, parameters: parameters ?? {} })
+          : undefined,
+      });
+    }
+    return undefined;
+  },
+});
+
+const contextHandle = {
+  getInput(input) {
+    const meta = input !== null && typeof input === 'object' ? input[INPUT] : undefined;
+    if (!meta || meta.kind !== 'input') {
+      problem('notAnInput', null, typeof input === 'string' ? input : null);
+      return reference({ kind: 'input', id: null, key: typeof input === 'string' ? input : null, path: [] });
+    }
+    return reference({ kind: 'input', id: input.id ?? null, key: meta.key, path: [] });
+  },
+  getEnvironmentSecret(name) {
+    return reference({ kind: 'secret', name: String(name), path: [] });
+  },
+};
+
+const connectUserHandle = new Proxy(Object.create(null), {
+  get(_, prop) {
+    if (typeof prop !== 'string') return undefined;
+    if (prop === 'meta') return reference({ kind: 'persona', path: [] });
+    return reference({ kind: 'user', field: prop, path: [] });
+  },
+});
 
 class APIResource {}
 export class UserLevelAPIResource extends APIResource {}
@@ -261,6 +364,46 @@ function resourceContext() {
   });
 }
 
+// Every step reachable from what define() created or registered, with its links.
+function describeGraph(rec) {
+  const registered = {};
+  const all = new Map();
+  const visit = (step) => {
+    if (!(step instanceof Step) || all.has(step.__serial)) return;
+    all.set(step.__serial, step);
+    visit(step.__next);
+    visit(step.__whenTrue);
+    visit(step.__whenFalse);
+    visit(step.__branch);
+  };
+  if (rec.registered !== null && typeof rec.registered === 'object') {
+    for (const key of Object.keys(rec.registered)) {
+      const step = rec.registered[key];
+      if (step instanceof Step) {
+        registered[key] = step.__serial;
+        visit(step);
+      } else {
+        rec.problems.push({ kind: 'registeredNotAStep', step: null, detail: key });
+      }
+    }
+  } else {
+    rec.problems.push({ kind: 'noRegister', step: null, detail: null });
+  }
+  rec.steps.forEach(visit);
+  const serial = (step) => (step instanceof Step ? step.__serial : null);
+  const steps = [...all.values()].sort((a, b) => a.__serial - b.__serial).map((step) => ({
+    serial: step.__serial,
+    type: step.__type,
+    site: step.__site,
+    options: lower(step.__options, new Set()) ?? {},
+    next: serial(step.__next),
+    whenTrue: serial(step.__whenTrue),
+    whenFalse: serial(step.__whenFalse),
+    branch: serial(step.__branch),
+  }));
+  return { registered, steps, problems: rec.problems };
+}
+
 export const __para = {
   // A module's default export and its named exports, lowered.
   describeModule(namespace) {
@@ -275,7 +418,7 @@ export const __para = {
     });
   },
 
-  // A workflow file: its class's metadata (the step graph is recorded separately).
+  // A workflow file: its class's metadata and the step graph its define() records.
   describeWorkflow(namespace) {
     const cls = namespace.default;
     if (cls === undefined) return JSON.stringify({ shape: 'missing' });
@@ -283,7 +426,7 @@ export const __para = {
       return JSON.stringify({ shape: typeof cls === 'function' ? 'notWorkflowClass' : typeof cls });
     }
     const workflow = new cls();
-    return JSON.stringify({
+    const meta = {
       shape: 'workflow',
       id: lower(workflow.id, new Set()) ?? null,
       name: lower(workflow.name, new Set()) ?? null,
@@ -291,7 +434,17 @@ export const __para = {
       inputs: lower(workflow.inputs, new Set()) ?? null,
       defaultEnabled: lower(workflow.defaultEnabled, new Set()) ?? null,
       hidden: lower(workflow.hidden, new Set()) ?? null,
-    });
+    };
+    recording = { steps: [], registered: null, problems: [] };
+    try {
+      workflow.define(integrationHandle, contextHandle, connectUserHandle);
+      meta.graph = describeGraph(recording);
+    } finally {
+      recording = null;
+    }
+    const permissions = workflow.definePermissions(connectUserHandle);
+    meta.permissions = lower(permissions, new Set()) ?? null;
+    return JSON.stringify(meta);
   },
 
   // A resource file: its class's metadata and each get…Config(context) result.

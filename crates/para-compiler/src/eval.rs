@@ -24,6 +24,8 @@ pub struct Session<'p> {
     /// `workflowDisplayOrder` entries naming workflows outside their integration, reported after
     /// merging (when every workflow's file is known).
     pub foreign_order: Vec<crate::workflows::ForeignOrder>,
+    /// Environment secrets the workflows read.
+    pub secrets: BTreeSet<String>,
 }
 
 impl<'p> Session<'p> {
@@ -42,6 +44,7 @@ impl<'p> Session<'p> {
             tainted: BTreeMap::new(),
             declared: Vec::new(),
             foreign_order: Vec::new(),
+            secrets: BTreeSet::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod config;
 mod eval;
+mod graph;
 mod inputs;
 mod layout;
 mod lower;
@@ -110,6 +111,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     let mut integrations = BTreeMap::new();
     let mut declared = Vec::new();
     let mut foreign_order = Vec::new();
+    let mut secrets = BTreeSet::new();
     for output in outputs {
         if let Some(shared) = output.shared {
             (persona, events, resources) = (shared.persona, shared.events, shared.resources);
@@ -118,6 +120,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         diagnostics.extend(output.diagnostics);
         declared.extend(output.declared);
         foreign_order.extend(output.foreign_order);
+        secrets.extend(output.secrets);
     }
     workflows::check_unique_ids(&modules, &mut declared, &mut diagnostics);
     workflows::report_foreign_order(&modules, &declared, &foreign_order, &mut diagnostics);
@@ -133,7 +136,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         events,
         integrations,
         resources,
-        secrets: Vec::new(),
+        secrets: secrets.into_iter().collect(),
     };
     build.seal();
     clock.lap("assemble");
@@ -156,6 +159,7 @@ struct WorkerOutput {
     diagnostics: Vec<Diagnostic>,
     declared: Vec<workflows::Declared>,
     foreign_order: Vec<workflows::ForeignOrder>,
+    secrets: BTreeSet<String>,
 }
 
 /// Evaluates the project on up to one engine per core: integrations are dealt round-robin to
@@ -244,6 +248,7 @@ fn evaluate_part(
     output.diagnostics = session.diagnostics;
     output.declared = session.declared;
     output.foreign_order = session.foreign_order;
+    output.secrets = session.secrets;
     output
 }
 
@@ -530,7 +535,8 @@ fn integration(
         );
     }
     // Workflows are compiled even when the config failed, so their findings show in the same run.
-    let workflows = workflows::compile_all(session, folder, &allowed_types);
+    let shared_ids: Vec<String> = shared_inputs.iter().map(|i| i.id.clone()).collect();
+    let workflows = workflows::compile_all(session, folder, &allowed_types, &shared_ids);
     let (mut config, display_order) = config?;
     config.workflow_display_order =
         workflows::apply_order(session, &config_file, &display_order, &workflows);

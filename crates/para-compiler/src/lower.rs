@@ -58,6 +58,8 @@ pub fn plain(value: &Value) -> Result<Value, &'static str> {
 /// Resolves names used in templates: the custom integration's config inputs by key.
 #[derive(Default)]
 pub struct Scope<'a> {
+    /// Step ids by the serial number the recording gave each step (inside a workflow).
+    pub steps: Option<&'a std::collections::BTreeMap<u64, String>>,
     /// (key, id) of each config input.
     pub config_inputs: &'a [(String, String)],
     /// Ids of the integration-level User Settings (to tell shared from workflow settings).
@@ -113,8 +115,22 @@ pub fn reference(descriptor: &Value, scope: &Scope<'_>) -> Result<Source, LowerE
             })
         }
         "resourceInput" => Ok(Source::ResourceInput { key: str_field(descriptor, "key") }),
+        "secret" => Ok(Source::EnvironmentSecret { name: str_field(descriptor, "name") }),
+        "user" => Ok(Source::ConnectUser { field: str_field(descriptor, "field"), path }),
+        "persona" => Ok(Source::PersonaMetadata { path }),
+        "pageToken" => Ok(Source::PageToken {}),
         "step" => {
-            Err(LowerError("a step's output can only be used inside a workflow's steps".into()))
+            let serial = descriptor.get("step").and_then(Value::as_u64).unwrap_or(u64::MAX);
+            match scope.steps {
+                // A step that was not registered has no id; that is reported on its own.
+                Some(steps) => Ok(Source::Variable {
+                    step_id: steps.get(&serial).cloned().unwrap_or_default(),
+                    path,
+                }),
+                None => Err(LowerError(
+                    "a step's output can only be used inside a workflow's steps".into(),
+                )),
+            }
         }
         other => Err(LowerError(format!("unknown reference kind `{other}`"))),
     }

@@ -11,7 +11,7 @@ use para_js::Modules;
 
 use crate::{
     eval::{Session, locate},
-    inputs,
+    graph, inputs,
     layout::IntegrationFolder,
     lower,
 };
@@ -81,11 +81,21 @@ pub fn compile_all(
     session: &mut Session<'_>,
     folder: &IntegrationFolder,
     allowed_types: &[&str],
+    shared_input_ids: &[String],
 ) -> Vec<Workflow> {
-    folder.workflows.iter().filter_map(|file| compile_one(session, file, allowed_types)).collect()
+    folder
+        .workflows
+        .iter()
+        .filter_map(|file| compile_one(session, file, allowed_types, shared_input_ids))
+        .collect()
 }
 
-fn compile_one(session: &mut Session<'_>, file: &str, allowed_types: &[&str]) -> Option<Workflow> {
+fn compile_one(
+    session: &mut Session<'_>,
+    file: &str,
+    allowed_types: &[&str],
+    shared_input_ids: &[String],
+) -> Option<Workflow> {
     let described = session.describe(file, "describeWorkflow")?;
     match described.get("shape").and_then(Value::as_str) {
         Some("workflow") => {}
@@ -185,6 +195,10 @@ fn compile_one(session: &mut Session<'_>, file: &str, allowed_types: &[&str]) ->
     let workflow_inputs = inputs::convert(session, &raw_inputs, &scope);
     let id = id?;
     session.declared.push(Declared { id: id.clone(), file: file.to_string() });
+    let cx = graph::Context { file, workflow_id: &id, shared_input_ids };
+    let graph = graph::compile(session, &cx, described.get("graph").unwrap_or(&Value::Null));
+    let permissions =
+        graph::permissions(session, file, described.get("permissions").unwrap_or(&Value::Null));
     if !ok {
         return None;
     }
@@ -197,9 +211,9 @@ fn compile_one(session: &mut Session<'_>, file: &str, allowed_types: &[&str]) ->
         hidden,
         inputs: workflow_inputs,
         source: file.to_string(),
-        trigger: None,
-        steps: Vec::new(),
-        permissions: None,
+        trigger: graph.as_ref().and_then(|g| g.trigger.clone()),
+        steps: graph.map(|g| g.steps).unwrap_or_default(),
+        permissions,
     })
 }
 

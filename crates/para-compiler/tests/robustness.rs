@@ -89,7 +89,7 @@ fn console_and_type_only_imports_are_fine() {
         ("src/lib/log.ts", "console.log('building', { n: 1 });\nexport const ok = true;\n"),
         (
             "src/integrations/slack/workflows/w.ts",
-            "import { Workflow } from '@useparagon/core';\nimport { ISomething } from '@useparagon/core/not-a-real-subpath';\nimport { ok } from '../../../lib/log';\nexport default class extends Workflow<any, any, any> {\n  name = ok ? 'W' : 'X';\n  thing?: ISomething;\n  readonly id = 'w1';\n}\n",
+            "import { IntegrationEnabledStep, Workflow } from '@useparagon/core';\nimport { ISomething } from '@useparagon/core/not-a-real-subpath';\nimport { ok } from '../../../lib/log';\nexport default class extends Workflow<any, any, any> {\n  define() {\n    const trigger = new IntegrationEnabledStep();\n    return this.register({ trigger });\n  }\n  name = ok ? 'W' : 'X';\n  thing?: ISomething;\n  readonly id = 'w1';\n}\n",
         ),
     ]);
     assert_eq!(codes(dir.path()), Vec::<&str>::new());

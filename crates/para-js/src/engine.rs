@@ -328,10 +328,8 @@ impl Engine {
                     return line.to_string();
                 };
                 let Some(module) = self.modules.get(file) else { return line.to_string() };
-                let table = module.map.generate_lookup_table();
-                match module.map.lookup_token(&table, l.saturating_sub(1), c.saturating_sub(1)) {
-                    Some(token) => {
-                        let (tl, tc) = (token.get_src_line() + 1, token.get_src_col() + 1);
+                match module.original_position(l, c) {
+                    Some((tl, tc)) => {
                         if first.is_none() {
                             first = Some((file.to_string(), tl, tc));
                         }

@@ -8,10 +8,10 @@ use oxc::{
     ast::ast::{
         ArrayExpression, ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration,
         Expression, ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
-        StringLiteral,
+        StringLiteral, VariableDeclarator,
     },
     ast_visit::{Visit, walk},
-    codegen::{Codegen, CodegenOptions},
+    codegen::{Codegen, CodegenOptions, IndentChar},
     diagnostics::OxcDiagnostic,
     parser::Parser,
     semantic::SemanticBuilder,
@@ -50,11 +50,27 @@ pub struct Transpiled {
     pub map: SourceMap<'static>,
     pub imports: Vec<Import>,
     pub properties: Vec<PropertySite>,
+    /// `const name = …` declarations: (name, span of the name), in source order.
+    pub bindings: Vec<(String, Span)>,
     /// The span of `export default …`, if the file has one.
     pub default_export: Option<Span>,
 }
 
 impl Transpiled {
+    /// The TypeScript position (1-based line and column) of a 1-based position in the generated
+    /// JavaScript, through the source map.
+    pub fn original_position(&self, line: u32, column: u32) -> Option<(u32, u32)> {
+        let table = self.map.generate_lookup_table();
+        let token =
+            self.map.lookup_token(&table, line.checked_sub(1)?, column.saturating_sub(1))?;
+        Some((token.get_src_line() + 1, token.get_src_col() + 1))
+    }
+
+    /// The first `const name = …` declaring `name`.
+    pub fn find_binding(&self, name: &str) -> Option<Span> {
+        self.bindings.iter().find(|(n, _)| n == name).map(|(_, span)| *span)
+    }
+
     /// The key of the property best matching `path`: an exact match of the whole chain if there is
     /// one, else the shortest chain ending with `path`.
     pub fn find_property(&self, path: &[&str]) -> Option<&PropertySite> {
@@ -78,6 +94,7 @@ struct Outline {
     stack: Vec<String>,
     imports: Vec<Import>,
     properties: Vec<PropertySite>,
+    bindings: Vec<(String, Span)>,
     default_export: Option<Span>,
 }
 
@@ -128,6 +145,13 @@ impl<'a> Visit<'a> for Outline {
         if pushed {
             self.stack.pop();
         }
+    }
+
+    fn visit_variable_declarator(&mut self, it: &VariableDeclarator<'a>) {
+        if let Some(id) = it.id.get_binding_identifier() {
+            self.bindings.push((id.name.to_string(), span_of(id.span)));
+        }
+        walk::walk_variable_declarator(self, it);
     }
 
     fn visit_array_expression(&mut self, it: &ArrayExpression<'a>) {
@@ -211,6 +235,10 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
     let generated = Codegen::new()
         .with_options(CodegenOptions {
             source_map_path: Some(path.into()),
+            // Function steps keep their source text: make it read the way TypeScript is written.
+            indent_char: IndentChar::Space,
+            indent_width: 2,
+            single_quote: true,
             ..CodegenOptions::default()
         })
         .build(&program);
@@ -222,6 +250,7 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
         map: map.into_owned(),
         imports: outline.imports,
         properties: outline.properties,
+        bindings: outline.bindings,
         default_export: outline.default_export,
     })
 }
