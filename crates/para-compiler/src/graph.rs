@@ -109,6 +109,9 @@ pub fn compile(session: &mut Session<'_>, cx: &Context<'_>, recorded: &Value) ->
     let steps = raw.steps.into_iter().map(|s| (s.serial, s)).collect();
     let mut c = Compiler { session, cx, steps, keys, ids, ok: true };
     c.problems(&raw.problems, &raw.registered);
+    if raw.problems.iter().any(|p| p.kind == "noRegister") {
+        return None; // every step would be "not registered": the one finding says it all
+    }
     c.registration();
     let trigger = c.trigger()?;
     c.responses(trigger);
@@ -196,7 +199,7 @@ impl Compiler<'_, '_, '_> {
     fn error(&mut self, code: &'static str, serial: Option<u64>, message: String, help: &str) {
         let at = match serial {
             Some(serial) => self.location(serial),
-            None => self.session.locate(self.cx.file, &[]),
+            None => self.session.locate(self.cx.file, &["define"]),
         };
         self.session.push(Diagnostic::error(code, message).at(at).with_help(help.to_string()));
         self.ok = false;

@@ -7,8 +7,8 @@ use oxc::{
     allocator::Allocator,
     ast::ast::{
         ArrayExpression, ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration,
-        Expression, ImportDeclaration, ImportExpression, ObjectProperty, PropertyDefinition,
-        StringLiteral, VariableDeclarator,
+        Expression, ImportDeclaration, ImportExpression, MethodDefinition, ObjectProperty,
+        PropertyDefinition, StringLiteral, VariableDeclarator,
     },
     ast_visit::{Visit, walk},
     codegen::{Codegen, CodegenOptions, IndentChar},
@@ -33,7 +33,7 @@ pub struct Import {
 }
 
 /// Where a property is written: the chain of enclosing property names (object literal keys,
-/// class fields, and array indexes inside them), innermost last. `{ a: { b: [1] } }` records
+/// class fields and methods, and array indexes inside them), innermost last. `{ a: { b: [1] } }` records
 /// `["a"]`, `["a", "b"]` and `["a", "b", "0"]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertySite {
@@ -142,6 +142,18 @@ impl<'a> Visit<'a> for Outline {
             span_of(it.span),
         );
         walk::walk_property_definition(self, it);
+        if pushed {
+            self.stack.pop();
+        }
+    }
+
+    fn visit_method_definition(&mut self, it: &MethodDefinition<'a>) {
+        let pushed = self.enter(
+            it.key.static_name().map(|n| n.into_owned()),
+            span_of(it.key.span()),
+            span_of(it.span),
+        );
+        walk::walk_method_definition(self, it);
         if pushed {
             self.stack.pop();
         }
