@@ -17,27 +17,47 @@ function tokenFor(descriptor) {
   return OPEN + (tokens.length - 1) + CLOSE;
 }
 
+// A reference's target holds its base descriptor and, for a property read, its parent and the
+// property: the path is materialised only when the reference is used. One handler serves all.
+function pathOf(target) {
+  const path = [];
+  for (let t = target; t.parent !== null; t = t.parent) path.push(t.prop);
+  return path.reverse();
+}
+
+function descriptorOf(target) {
+  if (target.descriptor === null) {
+    const base = target.base;
+    target.descriptor = { ...base, path: [...base.path, ...pathOf(target)] };
+  }
+  return target.descriptor;
+}
+
+const referenceHandler = {
+  get(target, prop) {
+    if (prop === REF) return descriptorOf(target);
+    if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf' || prop === 'toJSON') {
+      return () => tokenFor(descriptorOf(target));
+    }
+    if (typeof prop === 'symbol' || prop === 'then') return undefined; // never look like a promise
+    return new Proxy({ base: target.base, parent: target, prop, descriptor: null }, referenceHandler);
+  },
+  set() {
+    throw new TypeError('a reference is read-only: it stands for a value that exists only when the workflow runs');
+  },
+  has() {
+    return false;
+  },
+  ownKeys() {
+    return [];
+  },
+  getOwnPropertyDescriptor() {
+    return undefined;
+  },
+};
+
 function reference(descriptor) {
-  return new Proxy(Object.create(null), {
-    get(_, prop) {
-      if (prop === REF) return descriptor;
-      if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf' || prop === 'toJSON') {
-        return () => tokenFor(descriptor);
-      }
-      if (typeof prop === 'symbol') return undefined;
-      if (prop === 'then') return undefined; // never look like a promise
-      return reference({ ...descriptor, path: [...descriptor.path, prop] });
-    },
-    set() {
-      throw new TypeError('a reference is read-only: it stands for a value that exists only when the workflow runs');
-    },
-    has() {
-      return false;
-    },
-    ownKeys() {
-      return [];
-    },
-  });
+  return new Proxy({ base: descriptor, parent: null, prop: null, descriptor }, referenceHandler);
 }
 
 function referenceOf(value) {

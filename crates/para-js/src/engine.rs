@@ -206,6 +206,9 @@ impl Engine {
         };
         let runtime = Runtime::new().map_err(internal)?;
         runtime.set_memory_limit(limits.memory_bytes);
+        // Builds allocate many short-lived objects; collecting every few hundred kilobytes (the
+        // default) costs more than it saves. The memory limit still bounds the heap.
+        runtime.set_gc_threshold((limits.memory_bytes / 8).max(1 << 20));
         runtime.set_max_stack_size(limits.stack_bytes);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::default();
         let watched = deadline.clone();
