@@ -10,7 +10,11 @@ const REF = Symbol('para.reference');
 const INPUT = Symbol('para.input');
 const OPEN = '\uE000';
 const CLOSE = '\uE001';
+// A whole value that is a reference, as JSON.stringify writes it (through toJSON).
+const BARE = '\uE002';
 const tokens = [];
+// How many tokens the compiler has been sent (see describeWorkflow).
+let tokensSent = 0;
 
 function tokenFor(descriptor) {
   tokens.push(descriptor);
@@ -36,8 +40,11 @@ function descriptorOf(target) {
 const referenceHandler = {
   get(target, prop) {
     if (prop === REF) return descriptorOf(target);
-    if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf' || prop === 'toJSON') {
+    if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf') {
       return () => tokenFor(descriptorOf(target));
+    }
+    if (prop === 'toJSON') {
+      return () => BARE + tokenFor(descriptorOf(target)).slice(1);
     }
     if (typeof prop === 'symbol' || prop === 'then') return undefined; // never look like a promise
     return new Proxy({ base: target.base, parent: target, prop, descriptor: null }, referenceHandler);
@@ -169,6 +176,9 @@ class Step {
     this.output = reference({ kind: 'step', step: this.__serial, path: [] });
     if (recording) recording.steps.push(this);
   }
+  toJSON() {
+    return { '\u0000step': this.__serial };
+  }
   nextStep(next) {
     if (!(next instanceof Step)) {
       problem('notAStep', this, 'nextStep');
@@ -191,7 +201,15 @@ export class CronStep extends Step { constructor(o) { super('TRIGGER/CRON', o); 
 export class IntegrationEnabledStep extends Step { constructor(o) { super('TRIGGER/INTEGRATION_ENABLED', o); } }
 export class CustomTriggerStep extends Step { constructor(trigger, o) { super('TRIGGER/CUSTOM', { ...(o ?? {}), trigger }); } }
 export class UnselectedStep extends Step { constructor(o) { super('TRIGGER/UNSELECTED', o); } }
-export class FunctionStep extends Step { constructor(o) { super('ACTION/FUNCTION', o); } }
+export class FunctionStep extends Step {
+  constructor(o) {
+    const options = { ...(o ?? {}) };
+    if (typeof options.code === 'function') {
+      options.code = { '\u0000function': { name: options.code.name || null, source: String(options.code) } };
+    }
+    super('ACTION/FUNCTION', options);
+  }
+}
 export class DelayStep extends Step { constructor(o) { super('ACTION/DELAY', o); } }
 export class ResponseStep extends Step { constructor(o) { super('ACTION/RESPONSE', o); } }
 
@@ -385,7 +403,7 @@ function resourceContext() {
 }
 
 // Every step reachable from what define() created or registered, with its links.
-function describeGraph(rec) {
+function describeGraph(rec, file) {
   const registered = {};
   const all = new Map();
   const visit = (step) => {
@@ -414,8 +432,10 @@ function describeGraph(rec) {
   const steps = [...all.values()].sort((a, b) => a.__serial - b.__serial).map((step) => ({
     serial: step.__serial,
     type: step.__type,
-    site: step.__site,
-    options: lower(step.__options, new Set()) ?? {},
+    site: step.__site === null ? null : step.__site.file === file ? [step.__site.line, step.__site.column] : [step.__site.file, step.__site.line, step.__site.column],
+    // Options go to JSON.stringify as they are (references and steps serialise themselves); a
+    // custom trigger's module may hold functions, which only lower() keeps.
+    options: step.__type === 'TRIGGER/CUSTOM' ? lower(step.__options, new Set()) ?? {} : step.__options,
     next: serial(step.__next),
     whenTrue: serial(step.__whenTrue),
     whenFalse: serial(step.__whenFalse),
@@ -439,7 +459,7 @@ export const __para = {
   },
 
   // A workflow file: its class's metadata and the step graph its define() records.
-  describeWorkflow(namespace) {
+  describeWorkflow(namespace, file) {
     const cls = namespace.default;
     if (cls === undefined) return JSON.stringify({ shape: 'missing' });
     if (!isSubclassOf(cls, Workflow)) {
@@ -458,13 +478,17 @@ export const __para = {
     recording = { steps: [], registered: null, problems: [] };
     try {
       workflow.define(integrationHandle, contextHandle, connectUserHandle);
-      meta.graph = describeGraph(recording);
+      meta.graph = describeGraph(recording, file);
     } finally {
       recording = null;
     }
     const permissions = workflow.definePermissions(connectUserHandle);
     meta.permissions = lower(permissions, new Set()) ?? null;
-    return JSON.stringify(meta);
+    const json = JSON.stringify(meta);
+    // The references minted since the last workflow, for the compiler to resolve tokens with.
+    const minted = JSON.stringify(tokens.slice(tokensSent));
+    tokensSent = tokens.length;
+    return minted + '\n' + json;
   },
 
   // A resource file: its class's metadata and each get…Config(context) result.

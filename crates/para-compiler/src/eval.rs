@@ -26,6 +26,10 @@ pub struct Session<'p> {
     pub foreign_order: Vec<crate::workflows::ForeignOrder>,
     /// Environment secrets the workflows read.
     pub secrets: BTreeSet<String>,
+    /// Reference descriptors minted by this session's runtime, indexed by token number.
+    tokens: Vec<Value>,
+    /// Byte offsets of line starts, per file, computed on first use.
+    line_starts: BTreeMap<String, Vec<u32>>,
 }
 
 impl<'p> Session<'p> {
@@ -45,6 +49,8 @@ impl<'p> Session<'p> {
             declared: Vec::new(),
             foreign_order: Vec::new(),
             secrets: BTreeSet::new(),
+            tokens: Vec::new(),
+            line_starts: BTreeMap::new(),
         }
     }
 
@@ -91,8 +97,8 @@ impl<'p> Session<'p> {
         if self.is_tainted(file, &mut BTreeSet::new()) {
             return None;
         }
-        match self.engine.call_with_module(file, HOST_MODULE, describe, "") {
-            Ok(json) => match serde_json::from_str(&json) {
+        match self.engine.call_with_module(file, HOST_MODULE, describe, file) {
+            Ok(json) => match self.parse_described(&json) {
                 Ok(value) => Some(value),
                 Err(e) => {
                     self.push(
@@ -111,6 +117,31 @@ impl<'p> Session<'p> {
                 None
             }
         }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset in a project file.
+    pub fn line_col(&mut self, file: &str, offset: u32) -> Option<(usize, usize)> {
+        let text = &self.project.file(file)?.text;
+        let starts = self.line_starts.entry(file.to_string()).or_insert_with(|| {
+            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1)).collect()
+        });
+        let line = starts.partition_point(|&start| start <= offset);
+        let start = starts[line - 1] as usize;
+        let end = (offset as usize).min(text.len());
+        Some((line, text.get(start..end)?.chars().count() + 1))
+    }
+
+    /// Reads what a host function returned. A workflow's description is preceded by a line with
+    /// the reference descriptors minted since the previous one, which its graph's tokens index.
+    fn parse_described(&mut self, text: &str) -> Result<Value, serde_json::Error> {
+        let Some((minted, rest)) = text.split_once('\n') else { return serde_json::from_str(text) };
+        let minted: Vec<Value> = serde_json::from_str(minted)?;
+        self.tokens.extend(minted);
+        let mut value: Value = serde_json::from_str(rest)?;
+        if let Some(graph) = value.get_mut("graph") {
+            crate::lower::expand_tokens(graph, &self.tokens);
+        }
+        Ok(value)
     }
 
     fn js_failure(&self, file: &str, error: &JsError) -> Diagnostic {

@@ -18,11 +18,30 @@ use crate::{
 };
 
 /// Where the recording saw a step created (JavaScript position in a project file).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Site {
     pub file: String,
     pub line: u32,
     pub column: u32,
+}
+
+/// A creation site as recorded: `[line, column]` in the workflow file, or `[file, line, column]`.
+fn site_of(value: &Value, workflow_file: &str) -> Option<Site> {
+    let items = value.as_array()?;
+    let number = |v: &Value| v.as_u64().map(|n| n as u32);
+    match items.as_slice() {
+        [line, column] => Some(Site {
+            file: workflow_file.to_string(),
+            line: number(line)?,
+            column: number(column)?,
+        }),
+        [file, line, column] => Some(Site {
+            file: file.as_str()?.to_string(),
+            line: number(line)?,
+            column: number(column)?,
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,7 +50,8 @@ struct RawStep {
     serial: u64,
     #[serde(rename = "type")]
     step_type: String,
-    site: Option<Site>,
+    #[serde(default)]
+    site: Value,
     options: Value,
     next: Option<u64>,
     when_true: Option<u64>,
@@ -86,8 +106,8 @@ pub fn step_id(workflow_id: &str, key: &str) -> String {
 }
 
 /// Validates and converts a recorded graph. Returns `None` after reporting findings.
-pub fn compile(session: &mut Session<'_>, cx: &Context<'_>, recorded: &Value) -> Option<Graph> {
-    let raw: RawGraph = match serde_json::from_value(recorded.clone()) {
+pub fn compile(session: &mut Session<'_>, cx: &Context<'_>, recorded: Value) -> Option<Graph> {
+    let raw: RawGraph = match serde_json::from_value(recorded) {
         Ok(raw) => raw,
         Err(e) => {
             session.push(
@@ -169,8 +189,8 @@ impl Compiler<'_, '_, '_> {
         {
             return Location { file: self.cx.file.to_string(), span: Some(span) };
         }
-        if let Some(site) = self.step(serial).and_then(|s| s.site.as_ref())
-            && let Some(location) = self.site_location(site)
+        if let Some(site) = self.step(serial).and_then(|s| site_of(&s.site, self.cx.file))
+            && let Some(location) = self.site_location(&site)
         {
             return location;
         }
@@ -500,14 +520,17 @@ impl Compiler<'_, '_, '_> {
                     .entry(serial)
                     .or_insert_with(|| Self::reachable_from(&edges, serial))
                     .clone();
-                let (reader_name, read_name) = (self.name(reader), self.name(serial));
                 let fan_out = self.step(serial).is_some_and(|s| s.step_type == "TRANSITION/MAP");
                 if fan_out && path.first().map(String::as_str) == Some("instance") {
                     if !self.inside(serial).contains(&reader) {
                         self.error(
                             "instance-outside-fan-out",
                             Some(reader),
-                            format!("{reader_name} reads `{}.output.instance` outside that fan-out's branch", self.keys.get(&serial).map_or("the fan-out", String::as_str)),
+                            format!(
+                                "{} reads `{}.output.instance` outside that fan-out's branch",
+                                self.name(reader),
+                                self.keys.get(&serial).map_or("the fan-out", String::as_str)
+                            ),
                             "the current item exists only for the steps inside `.branch(…)`; read it there",
                         );
                     }
@@ -517,7 +540,11 @@ impl Compiler<'_, '_, '_> {
                     self.error(
                         "reference-before-run",
                         Some(reader),
-                        format!("{reader_name} reads the output of {read_name}, which does not run before it"),
+                        format!(
+                            "{} reads the output of {}, which does not run before it",
+                            self.name(reader),
+                            self.name(serial)
+                        ),
                         "a step can read only steps on the way from the trigger to it; move the reader after the step it reads, or chain them",
                     );
                 }
@@ -607,12 +634,16 @@ impl Compiler<'_, '_, '_> {
     }
 
     fn convert(&mut self, serial: u64) -> Option<Step> {
-        let raw = self.steps.get(&serial)?;
-        let options = raw.options.as_object().cloned().unwrap_or_default();
+        let raw = self.steps.get_mut(&serial)?;
+        // Conversion is the options' last use: take them rather than copy.
+        let options = match std::mem::take(&mut raw.options) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let raw = &*raw;
         let step_type = raw.step_type.clone();
         let (next, when_true, when_false, branch) =
             (raw.next, raw.when_true, raw.when_false, raw.branch);
-        let site = raw.site.clone();
         let key = self.keys.get(&serial)?.clone();
         let text = |o: &Map<String, Value>, field: &str| {
             o.get(field).and_then(Value::as_str).map(str::to_string)
@@ -763,11 +794,10 @@ impl Compiler<'_, '_, '_> {
                 return None;
             }
         };
-        let _ = site;
-        let source = Some(self.location(serial)).and_then(|l| {
-            let text = &self.session.project.file(&l.file)?.text;
-            let (line, col) = para_project::line_col(text, l.span?.start);
-            Some(format!("{}:{line}:{col}", l.file))
+        let location = self.location(serial);
+        let source = location.span.and_then(|span| {
+            let (line, col) = self.session.line_col(&location.file, span.start)?;
+            Some(format!("{}:{line}:{col}", location.file))
         });
         Some(Step {
             id: self.ids.get(&serial)?.clone(),

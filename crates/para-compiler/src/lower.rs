@@ -13,6 +13,59 @@ pub const FUNCTION: &str = "\u{0}function";
 pub const WORKFLOW: &str = "\u{0}workflow";
 pub const STEP: &str = "\u{0}step";
 
+const TOKEN_OPEN: char = '\u{E000}';
+const TOKEN_CLOSE: char = '\u{E001}';
+const TOKEN_BARE: char = '\u{E002}';
+
+/// Replaces, in place, the reference tokens JSON.stringify left in strings (see `js/core.js`):
+/// a string that is one bare token becomes a `\0ref`, a string with tokens among text a
+/// `\0template`. `tokens` is the recording's table of reference descriptors.
+pub fn expand_tokens(value: &mut Value, tokens: &[Value]) {
+    match value {
+        Value::String(text) if text.contains([TOKEN_OPEN, TOKEN_BARE]) => {
+            let descriptor = |index: &str| {
+                index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| tokens.get(i))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            if let Some(index) =
+                text.strip_prefix(TOKEN_BARE).and_then(|t| t.strip_suffix(TOKEN_CLOSE))
+                && !index.contains(TOKEN_CLOSE)
+            {
+                *value = serde_json::json!({ REF: descriptor(index) });
+                return;
+            }
+            let mut parts = Vec::new();
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find(TOKEN_OPEN) {
+                let Some(close) = rest[open..].find(TOKEN_CLOSE).map(|c| open + c) else { break };
+                if open > 0 {
+                    parts.push(Value::String(rest[..open].to_string()));
+                }
+                parts.push(serde_json::json!({ REF: descriptor(&rest[open + TOKEN_OPEN.len_utf8()..close]) }));
+                rest = &rest[close + TOKEN_CLOSE.len_utf8()..];
+            }
+            if !rest.is_empty() {
+                parts.push(Value::String(rest.to_string()));
+            }
+            *value = serde_json::json!({ TEMPLATE: parts });
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| expand_tokens(v, tokens)),
+        Value::Object(_) => {
+            if special(value).is_some_and(|(marker, _)| marker == REF || marker == TEMPLATE) {
+                return; // already lowered (and its strings are plain text)
+            }
+            if let Value::Object(map) = value {
+                map.values_mut().for_each(|v| expand_tokens(v, tokens));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The special marker of a value, if it is one: (marker key, payload).
 pub fn special(value: &Value) -> Option<(&str, &Value)> {
     let object = value.as_object()?;
@@ -323,6 +376,17 @@ mod tests {
         );
         assert_eq!(to_source(&json!("{{unknown}}"), &scope).unwrap(), Source::text("{{unknown}}"));
         assert_eq!(sample_text(&source).unwrap(), "https://x.example");
+    }
+
+    #[test]
+    fn tokens_left_by_json_stringify_expand() {
+        let tokens = vec![json!({ "kind": "step", "step": 3, "path": ["a"] })];
+        let mut value =
+            json!({ "bare": "\u{E002}0\u{E001}", "mixed": ["x \u{E000}0\u{E001}!"], "plain": "p" });
+        expand_tokens(&mut value, &tokens);
+        assert_eq!(value["bare"], json!({ REF: tokens[0] }));
+        assert_eq!(value["mixed"][0], json!({ TEMPLATE: ["x ", { REF: tokens[0] }, "!"] }));
+        assert_eq!(value["plain"], "p");
     }
 
     #[test]

@@ -96,7 +96,7 @@ fn compile_one(
     allowed_types: &[&str],
     shared_input_ids: &[String],
 ) -> Option<Workflow> {
-    let described = session.describe(file, "describeWorkflow")?;
+    let mut described = session.describe(file, "describeWorkflow")?;
     match described.get("shape").and_then(Value::as_str) {
         Some("workflow") => {}
         Some("missing") => {
@@ -196,7 +196,8 @@ fn compile_one(
     let id = id?;
     session.declared.push(Declared { id: id.clone(), file: file.to_string() });
     let cx = graph::Context { file, workflow_id: &id, shared_input_ids };
-    let graph = graph::compile(session, &cx, described.get("graph").unwrap_or(&Value::Null));
+    let recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
+    let graph = graph::compile(session, &cx, recorded);
     let permissions =
         graph::permissions(session, file, described.get("permissions").unwrap_or(&Value::Null));
     if !ok {
