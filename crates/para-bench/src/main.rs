@@ -97,6 +97,16 @@ fn main() -> anyhow::Result<()> {
         time("para build taskflow", args.runs, para_build(&args.para, &taskflow), true)?;
     let t_generated =
         time("para build generated", args.runs, para_build(&args.para, &generated), true)?;
+    let built: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(generated.join("out/build.json"))?)?;
+    let workflows: Vec<&serde_json::Value> = built["integrations"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|i| i["workflows"].as_object().into_iter().flat_map(|w| w.values()))
+        .collect();
+    let steps: usize = workflows.iter().map(|w| w["steps"].as_array().map_or(0, Vec::len)).sum();
+    println!("built: {} workflows with {steps} steps in their graphs", workflows.len());
     println!("para build taskflow:            {:>10} (median of {})", ms(t_taskflow), args.runs);
     println!("para build generated:           {:>10} (median of {})", ms(t_generated), args.runs);
 
