@@ -12,14 +12,13 @@ const OPEN = '\uE000';
 const CLOSE = '\uE001';
 // A whole value that is a reference, as JSON.stringify writes it (through toJSON).
 const BARE = '\uE002';
+// Tokens are minted cheaply, as `[base index, ...path]`; `bases` holds each reference root once.
 const tokens = [];
-// How many tokens the compiler has been sent (see describeWorkflow).
+const bases = [];
+const BASE_INDEX = Symbol('para.baseIndex');
+// How many tokens and bases the compiler has been sent (see describeWorkflow).
 let tokensSent = 0;
-
-function tokenFor(descriptor) {
-  tokens.push(descriptor);
-  return OPEN + (tokens.length - 1) + CLOSE;
-}
+let basesSent = 0;
 
 // A reference's target holds its base descriptor and, for a property read, its parent and the
 // property: the path is materialised only when the reference is used. One handler serves all.
@@ -29,10 +28,37 @@ function pathOf(target) {
   return path.reverse();
 }
 
+function mint(target, prefix) {
+  const base = target.base;
+  let index = base[BASE_INDEX];
+  if (index === undefined) {
+    index = bases.length;
+    bases.push(base);
+    base[BASE_INDEX] = index;
+  }
+  const entry = pathOf(target);
+  entry.unshift(index);
+  tokens.push(entry);
+  return prefix + (tokens.length - 1) + CLOSE;
+}
+
+function tokenDescriptor(i) {
+  const entry = tokens[i];
+  const base = bases[entry[0]];
+  const descriptor = Object.assign({}, base);
+  descriptor.path = base.path.concat(entry.slice(1));
+  return descriptor;
+}
+
+function tokenFor(descriptor) {
+  return mint({ base: descriptor, parent: null, prop: null }, OPEN);
+}
+
 function descriptorOf(target) {
   if (target.descriptor === null) {
-    const base = target.base;
-    target.descriptor = { ...base, path: [...base.path, ...pathOf(target)] };
+    const descriptor = Object.assign({}, target.base);
+    descriptor.path = target.base.path.concat(pathOf(target));
+    target.descriptor = descriptor;
   }
   return target.descriptor;
 }
@@ -41,10 +67,10 @@ const referenceHandler = {
   get(target, prop) {
     if (prop === REF) return descriptorOf(target);
     if (prop === Symbol.toPrimitive || prop === 'toString' || prop === 'valueOf') {
-      return () => tokenFor(descriptorOf(target));
+      return () => mint(target, OPEN);
     }
     if (prop === 'toJSON') {
-      return () => BARE + tokenFor(descriptorOf(target)).slice(1);
+      return () => mint(target, BARE);
     }
     if (typeof prop === 'symbol' || prop === 'then') return undefined; // never look like a promise
     return new Proxy({ base: target.base, parent: target, prop, descriptor: null }, referenceHandler);
@@ -147,16 +173,23 @@ let stepSerial = 0;
 let recording = null;
 
 // The first frame of the current stack that is in a project file: where a step is created.
+// Frames read `    at name (src/file.ts:12:5)` or `    at src/file.ts:12:5`.
 function callSite() {
   const stack = new Error().stack || '';
   let at = 0;
   for (;;) {
     const start = stack.indexOf('src/', at);
     if (start < 0) return null;
-    const end = stack.indexOf('\n', start);
-    const frame = stack.slice(start, end < 0 ? stack.length : end).replace(/\)$/, '');
-    const match = /^(.*):(\d+):(\d+)$/.exec(frame);
-    if (match) return { file: match[1], line: Number(match[2]), column: Number(match[3]) };
+    let end = stack.indexOf('\n', start);
+    if (end < 0) end = stack.length;
+    if (stack.charCodeAt(end - 1) === 41) end -= 1; // ')'
+    const columnColon = stack.lastIndexOf(':', end - 1);
+    const lineColon = stack.lastIndexOf(':', columnColon - 1);
+    if (lineColon > start) {
+      const line = Number(stack.slice(lineColon + 1, columnColon));
+      const column = Number(stack.slice(columnColon + 1, end));
+      if (line > 0 && column > 0) return { file: stack.slice(start, lineColon), line, column };
+    }
     at = start + 4;
   }
 }
@@ -325,7 +358,7 @@ function splitTokens(text) {
     const close = rest.indexOf(CLOSE, open);
     if (close < 0) break;
     if (open > 0) parts.push(rest.slice(0, open));
-    parts.push({ '\u0000ref': tokens[Number(rest.slice(open + 1, close))] });
+    parts.push({ '\u0000ref': tokenDescriptor(Number(rest.slice(open + 1, close))) });
     rest = rest.slice(close + 1);
   }
   if (rest.length > 0) parts.push(rest);
@@ -486,8 +519,9 @@ export const __para = {
     meta.permissions = lower(permissions, new Set()) ?? null;
     const json = JSON.stringify(meta);
     // The references minted since the last workflow, for the compiler to resolve tokens with.
-    const minted = JSON.stringify(tokens.slice(tokensSent));
+    const minted = JSON.stringify({ bases: bases.slice(basesSent), tokens: tokens.slice(tokensSent) });
     tokensSent = tokens.length;
+    basesSent = bases.length;
     return minted + '\n' + json;
   },
 

@@ -9,6 +9,13 @@ use serde_json::Value;
 
 use crate::modules::HOST_MODULE;
 
+/// Reference tokens a workflow's description introduces (see `describeWorkflow` in core.js).
+#[derive(serde::Deserialize)]
+struct Minted {
+    bases: Vec<Value>,
+    tokens: Vec<Vec<Value>>,
+}
+
 pub struct Session<'p> {
     pub project: &'p Project,
     pub engine: Engine,
@@ -26,8 +33,10 @@ pub struct Session<'p> {
     pub foreign_order: Vec<crate::workflows::ForeignOrder>,
     /// Environment secrets the workflows read.
     pub secrets: BTreeSet<String>,
-    /// Reference descriptors minted by this session's runtime, indexed by token number.
+    /// Reference descriptors minted by this session's runtime, indexed by token number, and the
+    /// reference roots they are built from.
     tokens: Vec<Value>,
+    bases: Vec<Value>,
     /// Byte offsets of line starts, per file, computed on first use.
     line_starts: BTreeMap<String, Vec<u32>>,
 }
@@ -50,6 +59,7 @@ impl<'p> Session<'p> {
             foreign_order: Vec::new(),
             secrets: BTreeSet::new(),
             tokens: Vec::new(),
+            bases: Vec::new(),
             line_starts: BTreeMap::new(),
         }
     }
@@ -135,8 +145,19 @@ impl<'p> Session<'p> {
     /// the reference descriptors minted since the previous one, which its graph's tokens index.
     fn parse_described(&mut self, text: &str) -> Result<Value, serde_json::Error> {
         let Some((minted, rest)) = text.split_once('\n') else { return serde_json::from_str(text) };
-        let minted: Vec<Value> = serde_json::from_str(minted)?;
-        self.tokens.extend(minted);
+        let minted: Minted = serde_json::from_str(minted)?;
+        self.bases.extend(minted.bases);
+        for entry in minted.tokens {
+            // `[base index, ...path]`: the base descriptor with the path appended.
+            let mut items = entry.into_iter();
+            let base =
+                items.next().and_then(|i| i.as_u64()).and_then(|i| self.bases.get(i as usize));
+            let mut descriptor = base.cloned().unwrap_or(Value::Null);
+            if let Some(Value::Array(path)) = descriptor.get_mut("path") {
+                path.extend(items);
+            }
+            self.tokens.push(descriptor);
+        }
         let mut value: Value = serde_json::from_str(rest)?;
         if let Some(graph) = value.get_mut("graph") {
             crate::lower::expand_tokens(graph, &self.tokens);

@@ -516,10 +516,10 @@ impl Compiler<'_, '_, '_> {
                 if !self.steps.contains_key(&serial) {
                     continue;
                 }
-                let after = runs_after
+                let runs_before = runs_after
                     .entry(serial)
                     .or_insert_with(|| Self::reachable_from(&edges, serial))
-                    .clone();
+                    .contains(&reader);
                 let fan_out = self.step(serial).is_some_and(|s| s.step_type == "TRANSITION/MAP");
                 if fan_out && path.first().map(String::as_str) == Some("instance") {
                     if !self.inside(serial).contains(&reader) {
@@ -536,7 +536,7 @@ impl Compiler<'_, '_, '_> {
                     }
                     continue;
                 }
-                if !after.contains(&reader) {
+                if !runs_before {
                     self.error(
                         "reference-before-run",
                         Some(reader),
