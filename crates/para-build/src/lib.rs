@@ -238,10 +238,18 @@ impl Build {
     /// Stamps `build_hash`. Call after every other field is final.
     pub fn seal(&mut self) {
         self.build_hash = String::new();
-        let bytes = serde_json::to_vec(self).expect("a build serialises");
-        let digest = Sha256::digest(&bytes);
+        // Hash while serialising: a large build is never held as one buffer.
+        let mut hasher = HashWriter(Sha256::new());
+        serde_json::to_writer(&mut hasher, self).expect("a build serialises");
+        let digest = hasher.0.finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.build_hash = format!("sha256:{hex}");
+    }
+
+    /// Writes the document as it goes to `out/build.json` (pretty, trailing newline).
+    pub fn write_pretty(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        out.write_all(b"\n")
     }
 
     /// The document as written to `out/build.json`: pretty, with a trailing newline.
@@ -249,6 +257,20 @@ impl Build {
         let mut text = serde_json::to_string_pretty(self).expect("a build serialises");
         text.push('\n');
         text
+    }
+}
+
+/// Feeds serialised bytes straight into the hash.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -281,6 +303,20 @@ mod tests {
         b.secrets.push("K".into());
         b.seal();
         assert_ne!(a.build_hash, b.build_hash);
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_compact_document_without_hash() {
+        let mut a = empty();
+        a.seal();
+        let mut copy = a.clone();
+        copy.build_hash = String::new();
+        let digest = Sha256::digest(serde_json::to_vec(&copy).unwrap());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(a.build_hash, format!("sha256:{hex}"));
+        let mut written = Vec::new();
+        a.write_pretty(&mut written).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), a.to_json_pretty());
     }
 
     #[test]

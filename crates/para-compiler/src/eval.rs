@@ -9,6 +9,14 @@ use serde_json::Value;
 
 use crate::modules::HOST_MODULE;
 
+/// What a session found, handed to the project-wide merge.
+pub struct Findings {
+    pub diagnostics: Vec<Diagnostic>,
+    pub declared: Vec<crate::workflows::Declared>,
+    pub foreign_order: Vec<crate::workflows::ForeignOrder>,
+    pub secrets: BTreeSet<String>,
+}
+
 /// Reference tokens a workflow's description introduces (see `describeWorkflow` in core.js).
 #[derive(serde::Deserialize)]
 struct Minted {
@@ -62,6 +70,17 @@ impl<'p> Session<'p> {
             bases: Vec::new(),
             line_starts: BTreeMap::new(),
         }
+    }
+
+    /// Ends the session: its engine, and what it found.
+    pub fn finish(self) -> (Engine, Findings) {
+        let findings = Findings {
+            diagnostics: self.diagnostics,
+            declared: self.declared,
+            foreign_order: self.foreign_order,
+            secrets: self.secrets,
+        };
+        (self.engine, findings)
     }
 
     pub fn push(&mut self, diagnostic: Diagnostic) {

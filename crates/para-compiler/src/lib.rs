@@ -43,6 +43,9 @@ pub struct Options {
     /// Threads to transpile and evaluate on; 0 means one per core (up to 8). The result never
     /// depends on it.
     pub threads: usize,
+    /// Free the JavaScript runtimes when done. A one-shot command about to exit can skip it (the
+    /// operating system reclaims the memory at once; freeing object by object takes a while).
+    pub teardown: bool,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             limits: Limits::default(),
             generator: format!("para {}", env!("CARGO_PKG_VERSION")),
             threads: 0,
+            teardown: true,
         }
     }
 }
@@ -245,10 +249,14 @@ fn evaluate_part(
             output.integrations.push(integration);
         }
     }
-    output.diagnostics = session.diagnostics;
-    output.declared = session.declared;
-    output.foreign_order = session.foreign_order;
-    output.secrets = session.secrets;
+    let (engine, findings) = session.finish();
+    output.diagnostics = findings.diagnostics;
+    output.declared = findings.declared;
+    output.foreign_order = findings.foreign_order;
+    output.secrets = findings.secrets;
+    if !options.teardown {
+        std::mem::forget(engine);
+    }
     output
 }
 

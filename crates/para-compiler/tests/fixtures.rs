@@ -17,6 +17,7 @@ fn options() -> Options {
         },
         generator: "para (test)".into(),
         threads: 0,
+        teardown: true,
     }
 }
 

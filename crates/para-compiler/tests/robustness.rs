@@ -34,6 +34,7 @@ fn codes(dir: &Path) -> Vec<&'static str> {
         },
         generator: "test".into(),
         threads: 0,
+        teardown: true,
     };
     compile(&project, &options).diagnostics.iter().map(|d| d.code).collect()
 }

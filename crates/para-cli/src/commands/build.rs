@@ -1,6 +1,8 @@
 //! `para build`
 
-use std::{path::Path, time::Instant};
+use std::{io::Write as _, path::Path, time::Instant};
+
+use para_build::Build;
 
 use para_compiler::{Options, compile};
 use para_project::{Marker, Severity};
@@ -37,7 +39,8 @@ pub fn run(args: BuildArgs) -> i32 {
         }
     };
     let loaded = started.elapsed();
-    let result = compile(&project, &Options::default());
+    // The process ends right after: let the OS reclaim the JavaScript heaps.
+    let result = compile(&project, &Options { teardown: false, ..Options::default() });
     if args.timings {
         output::say(format!(
             "  load       {:>8.1} ms ({} files)",
@@ -67,12 +70,16 @@ pub fn run(args: BuildArgs) -> i32 {
         );
         return commands::FINDINGS;
     };
-    let text = build.to_json_pretty();
     if args.out == Path::new("-") {
-        print!("{text}");
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        if let Err(e) = build.write_pretty(&mut out).and_then(|()| out.flush()) {
+            output::error(format!("cannot write the build to stdout: {e}"), None);
+            return commands::FINDINGS;
+        }
     } else {
         let path = root.join(&args.out);
-        if let Err(e) = write_atomically(&path, &text) {
+        if let Err(e) = write_atomically(&path, &build) {
             output::error(format!("cannot write {}: {e}", path.display()), None);
             return commands::FINDINGS;
         }
@@ -102,9 +109,14 @@ pub fn run(args: BuildArgs) -> i32 {
 /// Writes through a temporary file and a rename, so a reader never sees half a build. Only a
 /// regular file (or a new path) is replaced that way: a device such as `/dev/null`, a pipe or a
 /// symlink is written in place, never replaced by a file.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+fn write_atomically(path: &Path, build: &Build) -> std::io::Result<()> {
+    let write = |target: &Path| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(target)?);
+        build.write_pretty(&mut out)?;
+        out.flush()
+    };
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => return std::fs::write(path, text),
+        Ok(meta) if !meta.file_type().is_file() => return write(path),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -114,6 +126,6 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::write(&tmp, text)?;
+    write(Path::new(&tmp))?;
     std::fs::rename(&tmp, path)
 }
