@@ -290,10 +290,30 @@ impl Compiler<'_, '_, '_> {
 
     /// Every step in the graph must be registered: the key is its stable name.
     fn registration(&mut self) {
+        let linked: BTreeSet<u64> = self.steps.keys().flat_map(|s| self.children(*s)).collect();
         let unregistered: Vec<u64> =
             self.steps.keys().filter(|s| !self.keys.contains_key(s)).copied().collect();
         for serial in unregistered {
             let what = type_name(&self.steps[&serial].step_type).to_string();
+            let step = &self.steps[&serial];
+            let unused = !linked.contains(&serial)
+                && [step.next, step.when_true, step.when_false, step.branch]
+                    .iter()
+                    .all(Option::is_none);
+            if unused {
+                // Created and dropped: nothing runs it, so it cannot break the workflow.
+                let at = self.location(serial);
+                self.session.push(
+                    Diagnostic::warning(
+                        "unused-step",
+                        format!("this {what} is created in define() but never used"),
+                    )
+                    .at(at)
+                    .with_help("link it into the workflow and register it, or remove it"),
+                );
+                self.steps.remove(&serial);
+                continue;
+            }
             self.error(
                 "step-not-registered",
                 Some(serial),
