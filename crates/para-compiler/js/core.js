@@ -175,7 +175,11 @@ let recording = null;
 // The first frame of the current stack that is in a project file: where a step is created.
 // Frames read `    at name (src/file.ts:12:5)` or `    at src/file.ts:12:5`.
 function callSite() {
+  // Only the innermost frames matter (at most four are ours); a short trace is much cheaper.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 8;
   const stack = new Error().stack || '';
+  Error.stackTraceLimit = limit;
   let at = 0;
   for (;;) {
     const start = stack.indexOf('src/', at);
@@ -203,7 +207,7 @@ class Step {
     this.__type = type;
     this.__options = options ?? {};
     this.__serial = stepSerial++;
-    this.__site = callSite();
+    this.__site = recording !== null && recording.sites ? callSite() : null;
     this.__next = null;
     this.__end = this;
     this.output = reference({ kind: 'step', step: this.__serial, path: [] });
@@ -492,7 +496,11 @@ export const __para = {
   },
 
   // A workflow file: its class's metadata and the step graph its define() records.
-  describeWorkflow(namespace, file) {
+  // `request` is the workflow's file, or `sites:<file>` to also record where each step is created
+  // (a stack trace per step: only asked for when a finding needs it).
+  describeWorkflow(namespace, request) {
+    const sites = request.startsWith('sites:');
+    const file = sites ? request.slice(6) : request;
     const cls = namespace.default;
     if (cls === undefined) return JSON.stringify({ shape: 'missing' });
     if (!isSubclassOf(cls, Workflow)) {
@@ -508,7 +516,7 @@ export const __para = {
       defaultEnabled: lower(workflow.defaultEnabled, new Set()) ?? null,
       hidden: lower(workflow.hidden, new Set()) ?? null,
     };
-    recording = { steps: [], registered: null, problems: [] };
+    recording = { steps: [], registered: null, problems: [], sites };
     try {
       workflow.define(integrationHandle, contextHandle, connectUserHandle);
       meta.graph = describeGraph(recording, file);

@@ -123,10 +123,15 @@ impl<'p> Session<'p> {
     /// namespace. Returns `None` after reporting a finding, or silently when the file or one of
     /// its imports is already known to be broken.
     pub fn describe(&mut self, file: &str, describe: &str) -> Option<Value> {
+        self.describe_with(file, describe, file)
+    }
+
+    /// [`Session::describe`] with an explicit argument for the host function.
+    pub fn describe_with(&mut self, file: &str, describe: &str, argument: &str) -> Option<Value> {
         if self.is_tainted(file, &mut BTreeSet::new()) {
             return None;
         }
-        match self.engine.call_with_module(file, HOST_MODULE, describe, file) {
+        match self.engine.call_with_module(file, HOST_MODULE, describe, argument) {
             Ok(json) => match self.parse_described(&json) {
                 Ok(value) => Some(value),
                 Err(e) => {

@@ -100,6 +100,21 @@ struct Compiler<'s, 'p, 'c> {
     ok: bool,
 }
 
+/// Does a recorded graph have steps that were not registered (whose findings need the place
+/// where they are created)?
+pub fn needs_sites(recorded: &Value) -> bool {
+    let registered: BTreeSet<u64> = recorded
+        .get("registered")
+        .and_then(Value::as_object)
+        .map(|r| r.values().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    recorded.get("steps").and_then(Value::as_array).is_some_and(|steps| {
+        steps.iter().any(|s| {
+            s.get("serial").and_then(Value::as_u64).is_some_and(|n| !registered.contains(&n))
+        })
+    })
+}
+
 /// The id of step `key` of workflow `workflow_id`: stable across rebuilds.
 pub fn step_id(workflow_id: &str, key: &str) -> String {
     uuid::Uuid::new_v5(&ID_NAMESPACE, format!("step:{workflow_id}:{key}").as_bytes()).to_string()

@@ -196,7 +196,15 @@ fn compile_one(
     let id = id?;
     session.declared.push(Declared { id: id.clone(), file: file.to_string() });
     let cx = graph::Context { file, workflow_id: &id, shared_input_ids };
-    let recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
+    let mut recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
+    if graph::needs_sites(&recorded) {
+        // A step that is not registered can only be shown where it is created: record again,
+        // with creation sites this time (define() is deterministic).
+        let again = session.describe_with(file, "describeWorkflow", &format!("sites:{file}"));
+        if let Some(graph) = again.and_then(|mut d| d.get_mut("graph").map(Value::take)) {
+            recorded = graph;
+        }
+    }
     let graph = graph::compile(session, &cx, recorded);
     let permissions =
         graph::permissions(session, file, described.get("permissions").unwrap_or(&Value::Null));
