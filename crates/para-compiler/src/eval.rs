@@ -156,9 +156,12 @@ impl<'p> Session<'p> {
     /// 1-based line and column (in characters) of a byte offset in a project file.
     pub fn line_col(&mut self, file: &str, offset: u32) -> Option<(usize, usize)> {
         let text = &self.project.file(file)?.text;
-        let starts = self.line_starts.entry(file.to_string()).or_insert_with(|| {
-            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1)).collect()
-        });
+        if !self.line_starts.contains_key(file) {
+            let starts =
+                std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
+            self.line_starts.insert(file.to_string(), starts.collect());
+        }
+        let starts = &self.line_starts[file];
         let line = starts.partition_point(|&start| start <= offset);
         let start = starts[line - 1] as usize;
         let end = (offset as usize).min(text.len());
