@@ -640,21 +640,7 @@ impl Compiler<'_, '_, '_> {
 
     fn condition(&mut self, serial: u64, field: &str, value: &Value) -> Option<Condition> {
         match dnf(value) {
-            Ok(groups) => {
-                let mut or = Vec::new();
-                for group in groups {
-                    let mut and = Vec::new();
-                    for (operator, operands) in group {
-                        let operands = operands
-                            .iter()
-                            .map(|o| self.source(serial, field, o))
-                            .collect::<Option<Vec<_>>>()?;
-                        and.push(Operation { operator, operands });
-                    }
-                    or.push(and);
-                }
-                Some(Condition { or })
-            }
+            Ok(groups) => condition_of(groups, |operand| self.source(serial, field, operand)),
             Err(what) => {
                 let name = self.name(serial);
                 self.error(
@@ -1074,21 +1060,27 @@ pub fn permissions(session: &mut Session<'_>, file: &str, value: &Value) -> Opti
             return None;
         }
     };
-    let mut or = Vec::new();
+    condition_of(groups, |operand| match lower::to_source(operand, &Scope::default()) {
+        Ok(source) => Some(source),
+        Err(e) => {
+            invalid(session, e.0);
+            None
+        }
+    })
+}
+
+/// Turns OR-of-AND groups of recorded operations into a [`Condition`], converting each operand
+/// with `operand` (which reports its own failures).
+fn condition_of(
+    groups: Vec<Group>,
+    mut operand: impl FnMut(&Value) -> Option<Source>,
+) -> Option<Condition> {
+    let mut or = Vec::with_capacity(groups.len());
     for group in groups {
-        let mut and = Vec::new();
+        let mut and = Vec::with_capacity(group.len());
         for (operator, operands) in group {
-            let mut sources = Vec::new();
-            for operand in &operands {
-                match lower::to_source(operand, &Scope::default()) {
-                    Ok(source) => sources.push(source),
-                    Err(e) => {
-                        invalid(session, e.0);
-                        return None;
-                    }
-                }
-            }
-            and.push(Operation { operator, operands: sources });
+            let operands = operands.iter().map(&mut operand).collect::<Option<Vec<_>>>()?;
+            and.push(Operation { operator, operands });
         }
         or.push(and);
     }
