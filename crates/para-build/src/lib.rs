@@ -238,12 +238,39 @@ impl Build {
     /// Stamps `build_hash`. Call after every other field is final.
     pub fn seal(&mut self) {
         self.build_hash = String::new();
-        // Hash while serialising: a large build is never held as one buffer.
+        self.build_hash = self.content_hash();
+    }
+
+    /// Stamps `build_hash` and returns the document as written to `out/build.json`, hashing on one
+    /// thread while rendering on another (both walk the whole build; large builds take a while).
+    pub fn seal_and_render(&mut self) -> Vec<u8> {
+        self.build_hash = String::new();
+        let this = &*self;
+        let (hash, mut document) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| this.content_hash());
+            let mut document = Vec::new();
+            this.write_pretty(&mut document).expect("a build serialises");
+            (hashing.join().unwrap_or_else(|_| this.content_hash()), document)
+        });
+        // The document was rendered with an empty hash: put the hash in its place.
+        let empty: &[u8] = b"\"buildHash\": \"\"";
+        if let Some(at) = document.windows(empty.len()).position(|w| w == empty) {
+            let inside = at + empty.len() - 1;
+            document.splice(inside..inside, hash.bytes());
+        }
+        self.build_hash = hash;
+        document
+    }
+
+    /// `sha256:<hex>` of the compact serialisation, as the document stands (`build_hash` must be
+    /// empty for the result to be the build's hash).
+    fn content_hash(&self) -> String {
+        // Hash while serialising: the compact form is never held as one buffer.
         let mut hasher = HashWriter(Sha256::new());
         serde_json::to_writer(&mut hasher, self).expect("a build serialises");
         let digest = hasher.0.finalize();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.build_hash = format!("sha256:{hex}");
+        format!("sha256:{hex}")
     }
 
     /// Writes the document as it goes to `out/build.json` (pretty, trailing newline).
@@ -317,6 +344,10 @@ mod tests {
         let mut written = Vec::new();
         a.write_pretty(&mut written).unwrap();
         assert_eq!(String::from_utf8(written).unwrap(), a.to_json_pretty());
+        let mut b = empty();
+        let document = b.seal_and_render();
+        assert_eq!(b.build_hash, a.build_hash, "sealing either way gives one hash");
+        assert_eq!(String::from_utf8(document).unwrap(), a.to_json_pretty());
     }
 
     #[test]

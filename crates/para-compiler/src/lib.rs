@@ -67,6 +67,8 @@ pub struct Output {
     pub diagnostics: Vec<Diagnostic>,
     /// Wall time of each stage, in order (for `para build --timings`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
+    /// The bytes of `out/build.json` for `build` (rendered while it was sealed).
+    pub document: Option<Vec<u8>>,
 }
 
 impl Output {
@@ -142,9 +144,13 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         resources,
         secrets: secrets.into_iter().collect(),
     };
-    build.seal();
+    let document = build.seal_and_render();
     clock.lap("assemble");
-    finish(Some(build), diagnostics, clock)
+    let mut output = finish(Some(build), diagnostics, clock);
+    if output.build.is_some() {
+        output.document = Some(document);
+    }
+    output
 }
 
 /// The parts of a build that belong to no integration.
@@ -306,7 +312,12 @@ fn finish(build: Option<Build>, mut diagnostics: Vec<Diagnostic>, clock: Stopwat
     diagnostics.sort_by_key(Diagnostic::sort_key);
     diagnostics.dedup();
     let failed = diagnostics.iter().any(Diagnostic::is_error);
-    Output { build: if failed { None } else { build }, diagnostics, timings: clock.laps }
+    Output {
+        build: if failed { None } else { build },
+        diagnostics,
+        timings: clock.laps,
+        document: None,
+    }
 }
 
 /// Records the wall time of consecutive stages.

@@ -2,8 +2,6 @@
 
 use std::{io::Write as _, path::Path, time::Instant};
 
-use para_build::Build;
-
 use para_compiler::{Options, compile};
 use para_project::{Marker, Severity};
 
@@ -70,16 +68,19 @@ pub fn run(args: BuildArgs) -> i32 {
         );
         return commands::FINDINGS;
     };
+    let document = match result.document {
+        Some(document) => document,
+        None => build.to_json_pretty().into_bytes(),
+    };
     if args.out == Path::new("-") {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        if let Err(e) = build.write_pretty(&mut out).and_then(|()| out.flush()) {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(&document).and_then(|()| out.flush()) {
             output::error(format!("cannot write the build to stdout: {e}"), None);
             return commands::FINDINGS;
         }
     } else {
         let path = root.join(&args.out);
-        if let Err(e) = write_atomically(&path, &build) {
+        if let Err(e) = write_atomically(&path, &document) {
             output::error(format!("cannot write {}: {e}", path.display()), None);
             return commands::FINDINGS;
         }
@@ -109,12 +110,8 @@ pub fn run(args: BuildArgs) -> i32 {
 /// Writes through a temporary file and a rename, so a reader never sees half a build. Only a
 /// regular file (or a new path) is replaced that way: a device such as `/dev/null`, a pipe or a
 /// symlink is written in place, never replaced by a file.
-fn write_atomically(path: &Path, build: &Build) -> std::io::Result<()> {
-    let write = |target: &Path| -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(target)?);
-        build.write_pretty(&mut out)?;
-        out.flush()
-    };
+fn write_atomically(path: &Path, document: &[u8]) -> std::io::Result<()> {
+    let write = |target: &Path| std::fs::write(target, document);
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_file() => return write(path),
         Ok(_) => {}
