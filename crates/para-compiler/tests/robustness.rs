@@ -95,3 +95,35 @@ fn console_and_type_only_imports_are_fine() {
     ]);
     assert_eq!(codes(dir.path()), Vec::<&str>::new());
 }
+
+#[test]
+fn reads_across_joins_and_out_of_fan_outs_are_accepted() {
+    // A branch's step may be read after the join (it may not have run: the value is then
+    // absent), and a step inside a fan-out's branch may be read after the fan-out.
+    let dir = project(&[
+        ("src/events/e.ts", "export default { name: 'E', schema: { id: 'x', items: ['a'] } };\n"),
+        (
+            "src/integrations/slack/workflows/w.ts",
+            "import { ConditionalStep, EventStep, FanOutStep, FunctionStep, Workflow } from '@useparagon/core';
+import * as Operators from '@useparagon/core/operator';
+import e from '../../../events/e';
+export default class extends Workflow<any, any, any> {
+  define() {
+    const trigger = new EventStep(e);
+    const check = new ConditionalStep({ if: Operators.Exists(trigger.output.id) });
+    const onYes = new FunctionStep({ code: () => 'yes', parameters: {} });
+    const after = new FunctionStep({ code: (p: any) => p, parameters: { maybe: onYes.output.result } });
+    const each = new FanOutStep({ iterator: trigger.output.items });
+    const inner = new FunctionStep({ code: (p: any) => p, parameters: { v: each.output.instance, a: after.output.result } });
+    const summary = new FunctionStep({ code: (p: any) => p, parameters: { x: inner.output.result } });
+    trigger.nextStep(check.whenTrue(onYes)).nextStep(after).nextStep(each.branch(inner)).nextStep(summary);
+    return this.register({ trigger, check, onYes, after, each, inner, summary });
+  }
+  name = 'Joins';
+  readonly id = 'j1';
+}
+",
+        ),
+    ]);
+    assert_eq!(codes(dir.path()), Vec::<&str>::new());
+}
