@@ -8,6 +8,11 @@ mod output;
 
 use clap::Parser;
 
+/// Builds allocate and free millions of small values (syntax trees, JSON, build documents);
+/// mimalloc does that markedly faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cli::Cli::parse();
     let code = match cli.command {
