@@ -1,14 +1,14 @@
 //! TypeScript → JavaScript with oxc, plus what the compiler needs to know about a file's shape
 //! without evaluating it: its runtime imports and where each object/class property is written.
 
-use std::path::Path;
+use std::{path::Path, sync::OnceLock};
 
 use oxc::{
     allocator::Allocator,
     ast::ast::{
         ArrayExpression, ExportAllDeclaration, ExportDefaultDeclaration, ExportFromDeclaration,
         Expression, ImportDeclaration, ImportExpression, MethodDefinition, ObjectProperty,
-        PropertyDefinition, StringLiteral, VariableDeclarator,
+        PropertyDefinition, Statement, StringLiteral, VariableDeclarator,
     },
     ast_visit::{Visit, walk},
     codegen::{Codegen, CodegenOptions, IndentChar},
@@ -30,6 +30,8 @@ pub struct Import {
     /// True when type erasure removed the import (everything it brings is used only as a type),
     /// so it is never loaded.
     pub erased: bool,
+    /// `import('…')` rather than a declaration.
+    pub dynamic: bool,
 }
 
 /// Where a property is written: the chain of enclosing property names (object literal keys,
@@ -47,7 +49,9 @@ pub struct PropertySite {
 /// One transpiled file.
 pub struct Transpiled {
     pub js: String,
-    pub map: SourceMap<'static>,
+    path: String,
+    source: String,
+    map: OnceLock<Option<SourceMap<'static>>>,
     pub imports: Vec<Import>,
     pub properties: Vec<PropertySite>,
     /// `const name = …` declarations: (name, span of the name), in source order.
@@ -60,10 +64,19 @@ impl Transpiled {
     /// The TypeScript position (1-based line and column) of a 1-based position in the generated
     /// JavaScript, through the source map.
     pub fn original_position(&self, line: u32, column: u32) -> Option<(u32, u32)> {
-        let table = self.map.generate_lookup_table();
-        let token =
-            self.map.lookup_token(&table, line.checked_sub(1)?, column.saturating_sub(1))?;
+        let map = self.source_map()?;
+        let table = map.generate_lookup_table();
+        let token = map.lookup_token(&table, line.checked_sub(1)?, column.saturating_sub(1))?;
         Some((token.get_src_line() + 1, token.get_src_col() + 1))
+    }
+
+    /// The source map, built on first use.
+    fn source_map(&self) -> Option<&SourceMap<'static>> {
+        self.map
+            .get_or_init(|| {
+                generate(&self.path, &self.source, true).ok().and_then(|(_, map, _)| map)
+            })
+            .as_ref()
     }
 
     /// The first `const name = …` declaring `name`.
@@ -100,12 +113,13 @@ struct Outline {
 
 impl Outline {
     /// Records a module specifier; `import type` / `export type … from` bring no runtime module.
-    fn record_import(&mut self, source: &StringLiteral<'_>, type_only: bool) {
+    fn record_import(&mut self, source: &StringLiteral<'_>, type_only: bool, dynamic: bool) {
         if !type_only {
             self.imports.push(Import {
                 specifier: source.value.to_string(),
                 span: span_of(source.span),
                 erased: false,
+                dynamic,
             });
         }
     }
@@ -181,20 +195,20 @@ impl<'a> Visit<'a> for Outline {
     }
 
     fn visit_import_declaration(&mut self, it: &ImportDeclaration<'a>) {
-        self.record_import(&it.source, it.import_kind.is_type());
+        self.record_import(&it.source, it.import_kind.is_type(), false);
     }
 
     fn visit_export_from_declaration(&mut self, it: &ExportFromDeclaration<'a>) {
-        self.record_import(&it.source, it.export_kind.is_type());
+        self.record_import(&it.source, it.export_kind.is_type(), false);
     }
 
     fn visit_export_all_declaration(&mut self, it: &ExportAllDeclaration<'a>) {
-        self.record_import(&it.source, it.export_kind.is_type());
+        self.record_import(&it.source, it.export_kind.is_type(), false);
     }
 
     fn visit_import_expression(&mut self, it: &ImportExpression<'a>) {
         if let Expression::StringLiteral(lit) = &it.source {
-            self.record_import(lit, false);
+            self.record_import(lit, false, true);
         }
         walk::walk_import_expression(self, it);
     }
@@ -211,7 +225,29 @@ fn convert(path: &str, diags: Vec<OxcDiagnostic>) -> Vec<Diagnostic> {
 
 /// Transpiles one TypeScript file. `path` is the project-relative name used in diagnostics and as
 /// the source map's file name. Every syntax error oxc finds in the file is returned.
+///
+/// The source map is not built here: it is needed only to place a finding, so it is built on
+/// first use by transpiling the file again (the output is deterministic).
 pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>> {
+    let (js, _, outline) = generate(path, source, false)?;
+    Ok(Transpiled {
+        js,
+        path: path.to_string(),
+        source: source.to_string(),
+        map: OnceLock::new(),
+        imports: outline.imports,
+        properties: outline.properties,
+        bindings: outline.bindings,
+        default_export: outline.default_export,
+    })
+}
+
+/// Parses, checks, erases types and prints one file; with `with_map`, also its source map.
+fn generate(
+    path: &str,
+    source: &str,
+    with_map: bool,
+) -> Result<(String, Option<SourceMap<'static>>, Outline), Vec<Diagnostic>> {
     let allocator = Allocator::default();
     let source_type = SourceType::from_path(Path::new(path)).unwrap_or_else(|_| SourceType::ts());
     let parsed = Parser::new(&allocator, source, source_type).parse();
@@ -238,15 +274,24 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
     if transformed.diagnostics.has_errors() {
         return Err(convert(path, transformed.diagnostics.into_vec()));
     }
-    // Which imports survive type erasure: the ones the engine will actually load.
-    let mut after = Outline::default();
-    after.visit_program(&program);
+    // Which imports survive type erasure (the ones the engine will load): module declarations
+    // are top-level statements, so a look at those is enough.
+    let kept: Vec<Span> = program
+        .body
+        .iter()
+        .filter_map(|statement| match statement {
+            Statement::ImportDeclaration(d) => Some(span_of(d.source.span)),
+            Statement::ExportFromDeclaration(d) => Some(span_of(d.source.span)),
+            Statement::ExportAllDeclaration(d) => Some(span_of(d.source.span)),
+            _ => None,
+        })
+        .collect();
     for import in &mut outline.imports {
-        import.erased = !after.imports.iter().any(|kept| kept.span == import.span);
+        import.erased = !import.dynamic && !kept.contains(&import.span);
     }
     let generated = Codegen::new()
         .with_options(CodegenOptions {
-            source_map_path: Some(path.into()),
+            source_map_path: with_map.then(|| path.into()),
             // Function steps keep their source text: make it read the way TypeScript is written.
             indent_char: IndentChar::Space,
             indent_width: 2,
@@ -254,17 +299,7 @@ pub fn transpile(path: &str, source: &str) -> Result<Transpiled, Vec<Diagnostic>
             ..CodegenOptions::default()
         })
         .build(&program);
-    let map = generated.map.ok_or_else(|| {
-        vec![Diagnostic::error("internal", "the transpiler produced no source map").in_file(path)]
-    })?;
-    Ok(Transpiled {
-        js: generated.code,
-        map: map.into_owned(),
-        imports: outline.imports,
-        properties: outline.properties,
-        bindings: outline.bindings,
-        default_export: outline.default_export,
-    })
+    Ok((generated.code, generated.map.map(|m| m.into_owned()), outline))
 }
 
 #[cfg(test)]
@@ -295,5 +330,22 @@ mod tests {
         let errors = transpile("src/bad.ts", "const x = ;\n").err().unwrap();
         assert_eq!(errors[0].code, "syntax");
         assert_eq!(errors[0].location.as_ref().unwrap().span.unwrap().start, 10);
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    #[test]
+    fn the_output_is_the_same_with_and_without_a_source_map() {
+        let src = "const a: number = 1;\nexport function f(x: string) {\n  return x + a;\n}\n";
+        let (plain, none, _) = generate("src/f.ts", src, false).unwrap();
+        let (mapped, map, _) = generate("src/f.ts", src, true).unwrap();
+        assert_eq!(plain, mapped);
+        assert!(none.is_none() && map.is_some());
+        let t = transpile("src/f.ts", src).unwrap();
+        let line = t.js.lines().position(|l| l.contains("return")).unwrap() as u32 + 1;
+        assert_eq!(t.original_position(line, 3).map(|(l, _)| l), Some(3));
     }
 }
