@@ -71,12 +71,6 @@ pub struct Output {
     pub document: Option<Vec<u8>>,
 }
 
-impl Output {
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-}
-
 /// Compiles a loaded project.
 pub fn compile(project: &Project, options: &Options) -> Output {
     let mut clock = Stopwatch::start();

@@ -186,7 +186,8 @@ const SANDBOX_PRELUDE: &str = r#"
 pub struct Engine {
     // Field order matters: the context must drop before the runtime.
     context: Context,
-    runtime: Runtime,
+    /// Owned so the runtime lives as long as the context; never read.
+    _runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
     modules: Modules,
     limits: Limits,
@@ -233,7 +234,7 @@ impl Engine {
                 ctx.eval::<(), _>(SANDBOX_PRELUDE)
             })
             .map_err(internal)?;
-        Ok(Engine { context, runtime, deadline, modules, limits })
+        Ok(Engine { context, _runtime: runtime, deadline, modules, limits })
     }
 
     /// Imports (and on first use evaluates) `module`, then calls `function` exported by the
@@ -286,11 +287,6 @@ impl Engine {
 
     pub fn limits(&self) -> Limits {
         self.limits
-    }
-
-    /// Bytes the runtime currently holds.
-    pub fn memory_used(&self) -> i64 {
-        self.runtime.memory_usage().memory_used_size
     }
 
     fn describe(&self, caught: CaughtError<'_>) -> JsError {

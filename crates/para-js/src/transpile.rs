@@ -42,8 +42,6 @@ pub struct PropertySite {
     pub path: Vec<String>,
     /// The span of the key.
     pub key: Span,
-    /// The span of the whole `key: value`.
-    pub whole: Span,
 }
 
 /// One transpiled file.
@@ -124,11 +122,11 @@ impl Outline {
         }
     }
 
-    fn enter(&mut self, name: Option<String>, key: Span, whole: Span) -> bool {
+    fn enter(&mut self, name: Option<String>, key: Span) -> bool {
         match name {
             Some(name) => {
                 self.stack.push(name);
-                self.properties.push(PropertySite { path: self.stack.clone(), key, whole });
+                self.properties.push(PropertySite { path: self.stack.clone(), key });
                 true
             }
             None => false,
@@ -138,11 +136,8 @@ impl Outline {
 
 impl<'a> Visit<'a> for Outline {
     fn visit_object_property(&mut self, it: &ObjectProperty<'a>) {
-        let pushed = self.enter(
-            it.key.static_name().map(|n| n.into_owned()),
-            span_of(it.key.span()),
-            span_of(it.span),
-        );
+        let pushed =
+            self.enter(it.key.static_name().map(|n| n.into_owned()), span_of(it.key.span()));
         walk::walk_object_property(self, it);
         if pushed {
             self.stack.pop();
@@ -150,11 +145,8 @@ impl<'a> Visit<'a> for Outline {
     }
 
     fn visit_property_definition(&mut self, it: &PropertyDefinition<'a>) {
-        let pushed = self.enter(
-            it.key.static_name().map(|n| n.into_owned()),
-            span_of(it.key.span()),
-            span_of(it.span),
-        );
+        let pushed =
+            self.enter(it.key.static_name().map(|n| n.into_owned()), span_of(it.key.span()));
         walk::walk_property_definition(self, it);
         if pushed {
             self.stack.pop();
@@ -162,11 +154,8 @@ impl<'a> Visit<'a> for Outline {
     }
 
     fn visit_method_definition(&mut self, it: &MethodDefinition<'a>) {
-        let pushed = self.enter(
-            it.key.static_name().map(|n| n.into_owned()),
-            span_of(it.key.span()),
-            span_of(it.span),
-        );
+        let pushed =
+            self.enter(it.key.static_name().map(|n| n.into_owned()), span_of(it.key.span()));
         walk::walk_method_definition(self, it);
         if pushed {
             self.stack.pop();
@@ -188,7 +177,7 @@ impl<'a> Visit<'a> for Outline {
         }
         for (index, element) in it.elements.iter().enumerate() {
             let span = span_of(element.span());
-            self.enter(Some(index.to_string()), span, span);
+            self.enter(Some(index.to_string()), span);
             self.visit_array_expression_element(element);
             self.stack.pop();
         }
