@@ -107,10 +107,10 @@ pub fn project(root: &Path, integrations: usize, workflows: usize) -> std::io::R
             ),
         )?;
     }
-    let catalog = para_catalog::all();
+    let catalog: Vec<&str> = para_catalog::keys().collect();
     for i in 0..integrations {
         let (key, custom) = match catalog.get(i) {
-            Some(entry) => (entry.key.to_string(), false),
+            Some(key) => (key.to_string(), false),
             None => (format!("custom.service{i}"), true),
         };
         let dir = format!("src/integrations/{key}");

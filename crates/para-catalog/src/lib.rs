@@ -1,74 +1,456 @@
-//! The built-in integration catalog: which integration keys exist, their display names, and the
-//! integration-specific User Setting types each one adds.
+//! The built-in integration catalog.
 //!
-//! This is the first slice of the catalog, enough for the compiler to tell a catalog key from a
-//! typo and to validate input types. Auth facts, actions and triggers arrive with the catalog
-//! work (data files per integration); the lookup API below stays.
+//! One TOML file per integration lives in `crates/para-catalog/integrations/<key>.toml` (the schema
+//! is documented in `docs/catalog.md`). `build.rs` embeds every file into the binary; a file is
+//! parsed the first time its integration is looked up, so a build that touches two integrations
+//! parses two files. `validate_all` checks every file; a test runs it.
 
-/// One catalog integration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CatalogIntegration {
-    /// The folder name real projects use: `salesforce`, `googleCalendar`, `microsoftTeams`.
-    pub key: &'static str,
-    pub name: &'static str,
-    /// User Setting types this integration adds to the base ones.
-    pub input_types: &'static [&'static str],
-}
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-const fn entry(
-    key: &'static str,
-    name: &'static str,
-    input_types: &'static [&'static str],
-) -> CatalogIntegration {
-    CatalogIntegration { key, name, input_types }
-}
+use serde::Deserialize;
 
-static CATALOG: &[CatalogIntegration] = &[
-    entry("airtable", "Airtable", &["base", "table"]),
-    entry("asana", "Asana", &["project", "workspace"]),
-    entry("box", "Box", &["folder"]),
-    entry("clickup", "ClickUp", &["list", "space"]),
-    entry("dropbox", "Dropbox", &["folder"]),
-    entry("github", "GitHub", &["repository"]),
-    entry("gmail", "Gmail", &["label"]),
-    entry("googleCalendar", "Google Calendar", &["calendar"]),
-    entry("googledrive", "Google Drive", &["folder", "file"]),
-    entry("googlesheets", "Google Sheets", &["spreadsheet", "sheet"]),
-    entry("hubspot", "HubSpot", &["record_type", "pipeline", "owner"]),
-    entry("intercom", "Intercom", &[]),
-    entry("jira", "Jira", &["project", "issue_type"]),
-    entry("klaviyo", "Klaviyo", &["list"]),
-    entry("linear", "Linear", &["team", "project"]),
-    entry("mailchimp", "Mailchimp", &["list"]),
-    entry("marketo", "Marketo", &["record_type"]),
-    entry("microsoftTeams", "Microsoft Teams", &["channel", "team"]),
-    entry("notion", "Notion", &["database", "page"]),
-    entry("onedrive", "OneDrive", &["folder"]),
-    entry("outlook", "Outlook", &["calendar", "folder"]),
-    entry("pipedrive", "Pipedrive", &["record_type", "pipeline"]),
-    entry("quickbooks", "QuickBooks", &["account"]),
-    entry("salesforce", "Salesforce", &["record_type", "owner", "campaign"]),
-    entry("sharepoint", "SharePoint", &["site", "folder"]),
-    entry("shopify", "Shopify", &[]),
-    entry("slack", "Slack", &["channel"]),
-    entry("trello", "Trello", &["board", "list"]),
-    entry("xero", "Xero", &["account"]),
-    entry("zendesk", "Zendesk", &["group"]),
-    entry("zoom", "Zoom", &[]),
-];
+mod validate;
+
+pub use validate::{CATEGORIES, validate_all, validate_file};
+
+include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 
 /// User Setting types every integration accepts.
 pub const BASE_INPUT_TYPES: &[&str] =
     &["text", "number", "boolean", "password", "field_mapping", "custom_dropdown"];
 
-/// The catalog integration with this key (exact, case-sensitive: keys are folder names).
-pub fn lookup(key: &str) -> Option<&'static CatalogIntegration> {
-    CATALOG.iter().find(|i| i.key == key)
+/// One catalog integration, as written in its TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    /// The folder name real projects use: `salesforce`, `googleCalendar`, `microsoftTeams`.
+    pub key: String,
+    pub name: String,
+    pub category: String,
+    /// `#RRGGBB`.
+    pub accent_color: String,
+    pub description: String,
+    /// The provider's API documentation, where the facts in this file come from.
+    pub docs_url: String,
+    #[serde(default)]
+    pub icon: Icon,
+    pub auth: Auth,
+    pub api: Api,
+    /// Integration-specific User Setting types (`type: 'channel'` in `createInputs`).
+    #[serde(default)]
+    pub input_types: Vec<InputType>,
+    /// Record types a `field_mapping` input can map for this integration (CRMs).
+    #[serde(default)]
+    pub record_types: Vec<String>,
+    #[serde(default)]
+    pub actions: Vec<Action>,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
 }
 
-/// Every catalog integration, sorted by key.
-pub fn all() -> &'static [CatalogIntegration] {
-    CATALOG
+/// The integration's icon: an SVG of ours, or a monogram drawn in the accent colour.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Icon {
+    /// One to three characters drawn on the accent colour (default: the name's initials).
+    pub glyph: Option<String>,
+    /// A whole `<svg>` document, used instead of the monogram.
+    pub svg: Option<String>,
+}
+
+/// How a connected user's account is authorised.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    /// OAuth 2 authorization code grant.
+    Oauth2 {
+        authorize_url: String,
+        token_url: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+        #[serde(default = "space")]
+        scope_separator: String,
+        /// PKCE with S256 in the code exchange.
+        #[serde(default)]
+        pkce: bool,
+        #[serde(default)]
+        client_auth: ClientAuth,
+        refresh: Refresh,
+        /// Extra query parameters on the authorize URL (`access_type = "offline"`).
+        #[serde(default)]
+        authorize_params: BTreeMap<String, String>,
+        /// Values asked of the user before the redirect (a shop domain, a subdomain).
+        #[serde(default)]
+        fields: Vec<Field>,
+    },
+    /// OAuth 2 client credentials grant, the user supplying the client (or the app's own).
+    Oauth2ClientCredentials {
+        token_url: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+        #[serde(default = "space")]
+        scope_separator: String,
+        #[serde(default)]
+        client_auth: ClientAuth,
+        #[serde(default)]
+        fields: Vec<Field>,
+    },
+    /// One or more keys the user pastes; `api.headers` / `api.query` say where they go.
+    ApiKey { fields: Vec<Field> },
+    /// HTTP Basic: `fields` name the username and password prompts (and any others).
+    Basic { fields: Vec<Field> },
+}
+
+fn space() -> String {
+    " ".to_string()
+}
+
+impl Auth {
+    /// The name used in docs and the portal: `oauth2`, `api_key`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Oauth2 { .. } => "oauth2",
+            Auth::Oauth2ClientCredentials { .. } => "oauth2_client_credentials",
+            Auth::ApiKey { .. } => "api_key",
+            Auth::Basic { .. } => "basic",
+        }
+    }
+
+    /// Values the user types when connecting.
+    pub fn fields(&self) -> &[Field] {
+        match self {
+            Auth::Oauth2 { fields, .. }
+            | Auth::Oauth2ClientCredentials { fields, .. }
+            | Auth::ApiKey { fields }
+            | Auth::Basic { fields } => fields,
+        }
+    }
+}
+
+/// How the OAuth client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body.
+    #[default]
+    Body,
+    /// HTTP Basic `client_id:client_secret`.
+    Basic,
+}
+
+/// How access stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refresh {
+    /// Access tokens expire; a refresh token renews them.
+    RefreshToken,
+    /// Access tokens do not expire (revoked only by the user).
+    None,
+    /// Access tokens expire and cannot be renewed: the user reconnects.
+    Reauthorize,
+}
+
+/// A value the user types when connecting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// The name templates use: `{apiKey}`.
+    pub key: String,
+    pub label: String,
+    /// Stored encrypted and shown masked.
+    #[serde(default)]
+    pub secret: bool,
+    pub help: Option<String>,
+    pub placeholder: Option<String>,
+}
+
+/// Where requests go and how they are authorised.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// May hold `{placeholders}` (see `docs/catalog.md`).
+    pub base_url: String,
+    /// `GET` after connecting to check the credential: a path below `base_url` or an absolute URL.
+    pub test_endpoint: Option<String>,
+    /// Headers on every request. OAuth integrations get `Authorization: Bearer {accessToken}`
+    /// unless they set `Authorization` here.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters on every request.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A request made once after connecting whose answer fills `{account.<name>}` placeholders.
+    pub account: Option<AccountLookup>,
+    /// HTTP Basic credentials on every request (templates). `basic` auth defaults to
+    /// `{username}` / `{password}`; an API key sent as a Basic username sets this.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// Templates for HTTP Basic credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `GET url`, then each `fields` value is a dotted path into the JSON answer (`0.id`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLookup {
+    pub url: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// An integration-specific User Setting type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputType {
+    /// The `type:` value in `createInputs`: `channel`, `folder`, `record_type`.
+    pub name: String,
+    pub label: String,
+    pub description: String,
+    /// Where the portal gets the choices from.
+    pub options: Option<Options>,
+}
+
+/// A `GET` below `base_url` listing the choices of an input type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub path: String,
+    /// Dotted path to the array in the answer (empty: the answer is the array).
+    #[serde(default)]
+    pub items: String,
+    /// Field of an item stored as the value.
+    pub value: String,
+    /// Field of an item shown to the user.
+    pub label: String,
+}
+
+/// `integration.actions.<name>(parameters)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// The code handle, camelCase.
+    pub name: String,
+    /// SCREAMING_SNAKE, as stored in builds.
+    pub intent: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub method: Method,
+    /// Below `base_url`; `{param}` placeholders name `in = "path"` parameters.
+    pub path: String,
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
+}
+
+/// `integration.triggers.<name>(parameters)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub name: String,
+    pub intent: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: TriggerKind,
+    /// Set when `kind = "webhook"`.
+    pub webhook: Option<Webhook>,
+    /// Set when `kind = "polling"`.
+    pub polling: Option<Polling>,
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
+}
+
+/// How a trigger learns of new data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// The provider calls us.
+    Webhook,
+    /// We ask on an interval.
+    Polling,
+}
+
+/// A webhook trigger: `event` is the provider's event name; `subscribe` (optional) the path
+/// below `base_url` that registers the webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub event: String,
+    pub subscribe: Option<String>,
+}
+
+/// A polling trigger: `GET path` every `interval_seconds`; `items` is the dotted path to the
+/// array in the answer and `id` the field that tells items apart (new ids start runs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Polling {
+    pub path: String,
+    #[serde(default)]
+    pub items: String,
+    pub id: String,
+    pub interval_seconds: u32,
+}
+
+/// An action's or trigger's parameter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    /// The key in the parameters object. A name ending in `*` is a prefix: `field-*` accepts
+    /// `field-subject` and sends it as body field `subject`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(rename = "in", default)]
+    pub location: Location,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Number,
+    Boolean,
+    Object,
+    Array,
+    Any,
+}
+
+impl ParamType {
+    /// The TypeScript type for declarations.
+    pub fn typescript(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+            ParamType::Object => "Record<string, unknown>",
+            ParamType::Array => "unknown[]",
+            ParamType::Any => "unknown",
+        }
+    }
+}
+
+/// Where a parameter goes in the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    Path,
+    Query,
+    #[default]
+    Body,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Method {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+    #[serde(rename = "PATCH")]
+    Patch,
+    #[serde(rename = "DELETE")]
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl Integration {
+    pub fn action(&self, name: &str) -> Option<&Action> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    pub fn trigger(&self, name: &str) -> Option<&Trigger> {
+        self.triggers.iter().find(|t| t.name == name)
+    }
+
+    /// Every User Setting type this integration accepts: the base ones, then its own.
+    pub fn allowed_input_types(&self) -> impl Iterator<Item = &str> {
+        BASE_INPUT_TYPES.iter().copied().chain(self.input_types.iter().map(|t| t.name.as_str()))
+    }
+
+    /// The icon as an SVG document.
+    pub fn icon_svg(&self) -> String {
+        if let Some(svg) = &self.icon.svg {
+            return svg.clone();
+        }
+        let glyph = match &self.icon.glyph {
+            Some(g) => g.clone(),
+            None => self
+                .name
+                .split(|c: char| !c.is_alphanumeric())
+                .filter_map(|w| w.chars().next())
+                .take(2)
+                .collect::<String>()
+                .to_uppercase(),
+        };
+        let size = if glyph.chars().count() > 2 { 15 } else { 20 };
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 48 48\" role=\"img\" aria-label=\"{name}\">\
+<rect width=\"48\" height=\"48\" rx=\"11\" fill=\"{color}\"/>\
+<text x=\"24\" y=\"24\" dy=\"0.35em\" text-anchor=\"middle\" font-family=\"system-ui,sans-serif\" font-weight=\"700\" font-size=\"{size}\" fill=\"#fff\">{glyph}</text></svg>",
+            name = escape(&self.name),
+            color = self.accent_color,
+            glyph = escape(&glyph),
+        )
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn parsed() -> &'static [OnceLock<Integration>] {
+    static PARSED: OnceLock<Vec<OnceLock<Integration>>> = OnceLock::new();
+    PARSED.get_or_init(|| FILES.iter().map(|_| OnceLock::new()).collect())
+}
+
+/// Parses one embedded file. The catalog test guarantees every file parses, so a failure here
+/// is a bug in a file that skipped the test suite.
+fn entry(index: usize) -> &'static Integration {
+    parsed()[index].get_or_init(|| {
+        let (key, text) = FILES[index];
+        parse(text).unwrap_or_else(|e| panic!("catalog file {key}.toml is invalid: {e}"))
+    })
+}
+
+fn parse(text: &str) -> Result<Integration, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Every catalog key, sorted (case-sensitively), without parsing any file.
+pub fn keys() -> impl ExactSizeIterator<Item = &'static str> + Clone {
+    FILES.iter().map(|(key, _)| *key)
+}
+
+/// The catalog integration with this key (exact, case-sensitive: keys are folder names).
+pub fn lookup(key: &str) -> Option<&'static Integration> {
+    FILES.binary_search_by(|(k, _)| (*k).cmp(key)).ok().map(entry)
+}
+
+/// Every catalog integration, sorted by key (parses every file).
+pub fn all() -> impl ExactSizeIterator<Item = &'static Integration> {
+    (0..FILES.len()).map(entry)
 }
 
 #[cfg(test)]
@@ -76,13 +458,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_is_sorted_and_unique() {
-        let keys: Vec<_> = all().iter().map(|i| i.key.to_lowercase()).collect();
+    fn every_catalog_file_is_valid() {
+        let problems = validate_all();
+        assert!(problems.is_empty(), "catalog problems:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn lookup_is_exact_and_keys_are_sorted() {
+        let keys: Vec<_> = keys().collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        sorted.dedup();
         assert_eq!(keys, sorted);
         assert_eq!(lookup("slack").unwrap().name, "Slack");
         assert!(lookup("Slack").is_none());
+        assert!(lookup("salesforce").unwrap().action("createRecord").is_some());
+    }
+
+    #[test]
+    fn monogram_icons_are_escaped_svg() {
+        let slack = lookup("slack").unwrap();
+        let svg = slack.icon_svg();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert!(svg.contains(&slack.accent_color));
     }
 }

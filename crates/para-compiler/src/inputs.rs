@@ -243,9 +243,8 @@ fn check_type_specific(
 
 /// Every allowed input type for an integration: the base ones plus the catalog's.
 pub fn allowed_types(integration_key: &str) -> Vec<&'static str> {
-    let mut types: Vec<&'static str> = para_catalog::BASE_INPUT_TYPES.to_vec();
-    if let Some(entry) = para_catalog::lookup(integration_key) {
-        types.extend(entry.input_types.iter().copied());
+    match para_catalog::lookup(integration_key) {
+        Some(entry) => entry.allowed_input_types().collect(),
+        None => para_catalog::BASE_INPUT_TYPES.to_vec(),
     }
-    types
 }

@@ -466,7 +466,7 @@ fn integration(
         None => match para_catalog::lookup(&key) {
             Some(entry) => (IntegrationKind::Catalog, Some(entry.name.to_string())),
             None => {
-                let keys = para_catalog::all().iter().map(|i| i.key);
+                let keys = para_catalog::keys();
                 let suggestions = naming::closest(&key, keys, 3);
                 let help = if suggestions.is_empty() {
                     "for an API para does not know, make a custom integration: a folder named `custom.<slug>`".to_string()

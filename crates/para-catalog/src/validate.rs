@@ -1,0 +1,531 @@
+//! Checks every catalog file beyond what its types enforce: keys, URLs, templates, names.
+
+use std::collections::BTreeSet;
+
+use crate::{Api, Auth, FILES, Integration, Location, Parameter, TriggerKind};
+
+/// The categories an integration may belong to (the portal and `para new integration` group by
+/// them).
+pub const CATEGORIES: &[&str] = &[
+    "Accounting",
+    "Analytics",
+    "Calendar",
+    "Communication",
+    "CRM",
+    "Developer Tools",
+    "Documents",
+    "E-commerce",
+    "Email",
+    "File Storage",
+    "Forms",
+    "HR",
+    "Marketing",
+    "Payments",
+    "Productivity",
+    "Project Management",
+    "Support",
+    "Video",
+];
+
+/// Every problem in every catalog file, each line starting with the file name.
+pub fn validate_all() -> Vec<String> {
+    FILES.iter().flat_map(|(key, text)| validate_file(key, text)).collect()
+}
+
+/// Every problem in one catalog file's text, `key` being its file name without `.toml`.
+pub fn validate_file(key: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    match crate::parse(text) {
+        Ok(integration) => {
+            let mut check = Check { file: key, problems: &mut problems };
+            check.integration(key, &integration);
+        }
+        Err(e) => problems.push(format!("{key}.toml: {e}")),
+    }
+    problems
+}
+
+/// The placeholders a template may use.
+#[derive(Clone, Default)]
+struct Known {
+    names: BTreeSet<String>,
+    /// `{token.<field>}`: any field of the OAuth token response.
+    tokens: bool,
+}
+
+impl Known {
+    fn allows(&self, name: &str) -> bool {
+        self.names.contains(name) || (self.tokens && name.strip_prefix("token.").is_some_and(|f| !f.is_empty()))
+    }
+
+    fn list(&self) -> String {
+        let mut all: Vec<String> = self.names.iter().map(|k| format!("{{{k}}}")).collect();
+        if self.tokens {
+            all.push("{token.<field>}".into());
+        }
+        if all.is_empty() { "none here".into() } else { all.join(", ") }
+    }
+}
+
+struct Check<'a> {
+    file: &'a str,
+    problems: &'a mut Vec<String>,
+}
+
+fn is_camel(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+fn is_snake(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn is_screaming(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The `{names}` in a template, or an error for an unbalanced brace.
+pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest.as_bytes()[open] == b'}' {
+            return Err(format!("`}}` without `{{` in `{template}`"));
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| format!("`{{` without `}}` in `{template}`"))?;
+        let name = &after[..close];
+        if name.is_empty() || name.contains('{') {
+            return Err(format!("empty or nested placeholder in `{template}`"));
+        }
+        names.push(name);
+        rest = &after[close + 1..];
+    }
+    Ok(names)
+}
+
+/// Replaces every placeholder with a plausible value so the result can be parsed as a URL.
+fn filled(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                // A placeholder that starts a URL stands for a whole origin (`{token.instance_url}`).
+                out.push_str(if out.is_empty() { "https://x.example.com" } else { "x" });
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Check<'_> {
+    fn problem(&mut self, what: impl std::fmt::Display) {
+        self.problems.push(format!("{}.toml: {what}", self.file));
+    }
+
+    fn nonempty(&mut self, field: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.problem(format_args!("`{field}` is empty"));
+        }
+    }
+
+    /// An absolute https URL once placeholders are filled, each placeholder one of `known`.
+    fn url(&mut self, field: &str, template: &str, known: &Known) {
+        self.template(field, template, known);
+        match url::Url::parse(&filled(template)) {
+            Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
+            Ok(u) => self.problem(format_args!(
+                "`{field}` = `{template}` must be an https URL (scheme is `{}`)",
+                u.scheme()
+            )),
+            Err(e) => self.problem(format_args!("`{field}` = `{template}` is not a URL: {e}")),
+        }
+    }
+
+    fn template(&mut self, field: &str, template: &str, known: &Known) {
+        match placeholders(template) {
+            Ok(names) => {
+                for name in names {
+                    if !known.allows(name) {
+                        self.problem(format_args!(
+                            "`{field}` uses `{{{name}}}`, which is not one of: {}",
+                            known.list()
+                        ));
+                    }
+                }
+            }
+            Err(e) => self.problem(format_args!("`{field}`: {e}")),
+        }
+    }
+
+    /// A path below the API base: starts with `/`, parses once appended.
+    fn path(&mut self, field: &str, path: &str) {
+        if !path.starts_with('/') {
+            self.problem(format_args!("`{field}` = `{path}` must start with `/`"));
+            return;
+        }
+        if path.contains("..") || path.contains("//") || path.contains(char::is_whitespace) {
+            self.problem(format_args!("`{field}` = `{path}` has `..`, `//` or whitespace"));
+        }
+        if let Err(e) = placeholders(path) {
+            self.problem(format_args!("`{field}`: {e}"));
+        } else if let Err(e) = url::Url::parse(&format!("https://api.example.com{}", filled(path))) {
+            self.problem(format_args!("`{field}` = `{path}` does not form a URL: {e}"));
+        }
+    }
+
+    fn integration(&mut self, file_key: &str, i: &Integration) {
+        if i.key != file_key {
+            self.problem(format_args!("`key` is `{}` but the file is named `{file_key}.toml`", i.key));
+        }
+        if !is_camel(&i.key) {
+            self.problem(format_args!("`key` `{}` must be camelCase ASCII letters and digits", i.key));
+        }
+        self.nonempty("name", &i.name);
+        self.nonempty("description", &i.description);
+        if !CATEGORIES.contains(&i.category.as_str()) {
+            self.problem(format_args!(
+                "`category` `{}` is not one of: {}",
+                i.category,
+                CATEGORIES.join(", ")
+            ));
+        }
+        let hex = i.accent_color.strip_prefix('#').unwrap_or("");
+        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            self.problem(format_args!("`accent_color` `{}` must be `#RRGGBB`", i.accent_color));
+        }
+        self.url("docs_url", &i.docs_url, &Known::default());
+        if let Some(glyph) = &i.icon.glyph
+            && !(1..=3).contains(&glyph.chars().count())
+        {
+            self.problem("`icon.glyph` must be 1 to 3 characters");
+        }
+        if let Some(svg) = &i.icon.svg {
+            let lower = svg.to_ascii_lowercase();
+            if !lower.trim_start().starts_with("<svg") || !lower.trim_end().ends_with("</svg>") {
+                self.problem("`icon.svg` must be one `<svg>…</svg>` element");
+            }
+            if lower.contains("<script") || lower.contains(" on") || lower.contains("javascript:") {
+                self.problem("`icon.svg` must not contain scripts or event handlers");
+            }
+        }
+        let known = self.auth(&i.auth, &i.api);
+        self.api(&i.api, &i.auth, &known);
+        self.inputs(i);
+        self.operations(i);
+    }
+
+    /// Checks `auth` and returns the placeholders API templates may use.
+    fn auth(&mut self, auth: &Auth, api: &Api) -> Known {
+        let mut fields = Known::default();
+        for field in auth.fields() {
+            if !is_camel(&field.key) {
+                self.problem(format_args!("auth field key `{}` must be camelCase", field.key));
+            }
+            if !fields.names.insert(field.key.clone()) {
+                self.problem(format_args!("auth field `{}` appears twice", field.key));
+            }
+            self.nonempty("auth.fields.label", &field.label);
+        }
+        let mut known = fields.clone();
+        if let Some(account) = &api.account {
+            for name in account.fields.keys() {
+                known.names.insert(format!("account.{name}"));
+            }
+        }
+        let scopes_check = |this: &mut Self, scopes: &[String], separator: &str| {
+            if !matches!(separator, " " | "," | "+") {
+                this.problem(format_args!("`scope_separator` `{separator}` must be \" \", \",\" or \"+\""));
+            }
+            for scope in scopes {
+                if scope.is_empty() || scope.contains(char::is_whitespace) || scope.contains(separator) {
+                    this.problem(format_args!("scope `{scope}` is empty or contains the separator"));
+                }
+            }
+        };
+        match auth {
+            Auth::Oauth2 { authorize_url, token_url, scopes, scope_separator, authorize_params, .. } => {
+                self.url("auth.authorize_url", authorize_url, &fields);
+                self.url("auth.token_url", token_url, &fields);
+                scopes_check(self, scopes, scope_separator);
+                for reserved in ["client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge"] {
+                    if authorize_params.contains_key(reserved) {
+                        self.problem(format_args!(
+                            "`auth.authorize_params` must not set `{reserved}` (para sets it)"
+                        ));
+                    }
+                }
+                known.names.insert("accessToken".into());
+                known.tokens = true;
+            }
+            Auth::Oauth2ClientCredentials { token_url, scopes, scope_separator, .. } => {
+                self.url("auth.token_url", token_url, &fields);
+                scopes_check(self, scopes, scope_separator);
+                known.names.insert("accessToken".into());
+                known.tokens = true;
+            }
+            Auth::ApiKey { fields: list } | Auth::Basic { fields: list } => {
+                if list.is_empty() {
+                    self.problem(format_args!("`{}` auth needs at least one field", auth.kind()));
+                }
+                if matches!(auth, Auth::Basic { .. })
+                    && !(fields.names.contains("username") && fields.names.contains("password"))
+                {
+                    self.problem("`basic` auth needs fields with keys `username` and `password`");
+                }
+            }
+        }
+        known
+    }
+
+    fn api(&mut self, api: &Api, auth: &Auth, known: &Known) {
+        self.url("api.base_url", &api.base_url, known);
+        if api.base_url.ends_with('/') {
+            self.problem("`api.base_url` must not end with `/`");
+        }
+        if let Some(test) = &api.test_endpoint {
+            if test.starts_with('/') {
+                self.path("api.test_endpoint", test);
+                self.template("api.test_endpoint", test, known);
+            } else {
+                self.url("api.test_endpoint", test, known);
+            }
+        }
+        if let Some(account) = &api.account {
+            let mut before = known.clone();
+            before.names.retain(|k| !k.starts_with("account."));
+            self.url("api.account.url", &account.url, &before);
+            if account.fields.is_empty() {
+                self.problem("`api.account.fields` is empty");
+            }
+        }
+        for (name, value) in &api.headers {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                self.problem(format_args!("header name `{name}` is not a valid HTTP header name"));
+            }
+            self.template(&format!("api.headers.{name}"), value, known);
+        }
+        for (name, value) in &api.query {
+            self.template(&format!("api.query.{name}"), value, known);
+        }
+        // A key the user pastes must go somewhere.
+        if let Auth::ApiKey { fields } = auth {
+            let mut used = api.base_url.clone();
+            for v in api.headers.values().chain(api.query.values()) {
+                used.push_str(v);
+            }
+            if let Some(basic) = &api.basic_auth {
+                used.push_str(&basic.username);
+                used.push_str(&basic.password);
+            }
+            for field in fields {
+                if !used.contains(&format!("{{{}}}", field.key)) {
+                    self.problem(format_args!(
+                        "api key field `{}` is not used in `api.base_url`, `api.headers`, `api.query` or `api.basic_auth`",
+                        field.key
+                    ));
+                }
+            }
+        }
+        if let Some(basic) = &api.basic_auth {
+            self.template("api.basic_auth.username", &basic.username, known);
+            self.template("api.basic_auth.password", &basic.password, known);
+        }
+    }
+
+    fn inputs(&mut self, i: &Integration) {
+        let mut names = BTreeSet::new();
+        for t in &i.input_types {
+            if !is_snake(&t.name) {
+                self.problem(format_args!("input type `{}` must be snake_case", t.name));
+            }
+            if crate::BASE_INPUT_TYPES.contains(&t.name.as_str()) {
+                self.problem(format_args!("input type `{}` is a base type; remove it", t.name));
+            }
+            if !names.insert(t.name.as_str()) {
+                self.problem(format_args!("input type `{}` appears twice", t.name));
+            }
+            self.nonempty("input_types.label", &t.label);
+            self.nonempty("input_types.description", &t.description);
+            if let Some(options) = &t.options {
+                self.path(&format!("input_types.{}.options.path", t.name), &options.path);
+                self.nonempty("input_types.options.value", &options.value);
+                self.nonempty("input_types.options.label", &options.label);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for r in &i.record_types {
+            self.nonempty("record_types", r);
+            if !seen.insert(r.as_str()) {
+                self.problem(format_args!("record type `{r}` appears twice"));
+            }
+        }
+    }
+
+    fn operations(&mut self, i: &Integration) {
+        let mut names = BTreeSet::new();
+        let mut intents = BTreeSet::new();
+        for action in &i.actions {
+            let what = format!("action `{}`", action.name);
+            self.name_and_intent(&what, &action.name, &action.intent, &mut names, &mut intents);
+            self.nonempty(&format!("{what} title"), &action.title);
+            self.path(&format!("{what} path"), &action.path);
+            self.parameters(&what, &action.parameters, Some(&action.path));
+        }
+        for trigger in &i.triggers {
+            let what = format!("trigger `{}`", trigger.name);
+            self.name_and_intent(&what, &trigger.name, &trigger.intent, &mut names, &mut intents);
+            self.nonempty(&format!("{what} title"), &trigger.title);
+            match (trigger.kind, &trigger.webhook, &trigger.polling) {
+                (TriggerKind::Webhook, Some(webhook), None) => {
+                    self.nonempty(&format!("{what} webhook.event"), &webhook.event);
+                    if let Some(path) = &webhook.subscribe {
+                        self.path(&format!("{what} webhook.subscribe"), path);
+                    }
+                }
+                (TriggerKind::Polling, None, Some(polling)) => {
+                    self.path(&format!("{what} polling.path"), &polling.path);
+                    self.nonempty(&format!("{what} polling.id"), &polling.id);
+                    if polling.interval_seconds < 10 {
+                        self.problem(format_args!("{what}: `polling.interval_seconds` is below 10"));
+                    }
+                }
+                (kind, _, _) => self.problem(format_args!(
+                    "{what}: `kind = \"{}\"` needs a `{0}` table and no other",
+                    if kind == TriggerKind::Webhook { "webhook" } else { "polling" }
+                )),
+            }
+            let path = trigger.polling.as_ref().map(|p| p.path.as_str());
+            self.parameters(&what, &trigger.parameters, path);
+        }
+    }
+
+    fn name_and_intent<'n>(
+        &mut self,
+        what: &str,
+        name: &'n str,
+        intent: &'n str,
+        names: &mut BTreeSet<&'n str>,
+        intents: &mut BTreeSet<&'n str>,
+    ) {
+        if !is_camel(name) {
+            self.problem(format_args!("{what}: the name must be camelCase"));
+        }
+        if !names.insert(name) {
+            self.problem(format_args!("{what}: the name appears twice among actions and triggers"));
+        }
+        if !is_screaming(intent) {
+            self.problem(format_args!("{what}: intent `{intent}` must be SCREAMING_SNAKE_CASE"));
+        }
+        if !intents.insert(intent) {
+            self.problem(format_args!("{what}: intent `{intent}` appears twice"));
+        }
+    }
+
+    fn parameters(&mut self, what: &str, parameters: &[Parameter], path: Option<&str>) {
+        let mut names = BTreeSet::new();
+        for p in parameters {
+            if !names.insert(p.name.as_str()) {
+                self.problem(format_args!("{what}: parameter `{}` appears twice", p.name));
+            }
+            let base = p.name.strip_suffix('*').unwrap_or(&p.name);
+            if base.is_empty() || base.contains('*') || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                self.problem(format_args!(
+                    "{what}: parameter `{}` must be letters, digits, `_` or `-` (a trailing `*` makes it a prefix)",
+                    p.name
+                ));
+            }
+            if p.name.ends_with('*') && (p.location != Location::Body || p.required) {
+                self.problem(format_args!("{what}: prefix parameter `{}` must be an optional body parameter", p.name));
+            }
+            if p.location == Location::Path && !p.required {
+                self.problem(format_args!("{what}: path parameter `{}` must be required", p.name));
+            }
+        }
+        let in_path: BTreeSet<&str> = path.and_then(|p| placeholders(p).ok()).unwrap_or_default().into_iter().collect();
+        for p in parameters.iter().filter(|p| p.location == Location::Path) {
+            if !in_path.contains(p.name.as_str()) {
+                self.problem(format_args!("{what}: path parameter `{}` is not in the path", p.name));
+            }
+        }
+        for name in in_path {
+            if !parameters.iter().any(|p| p.name == name && p.location == Location::Path) {
+                self.problem(format_args!(
+                    "{what}: the path uses `{{{name}}}` but no parameter `{name}` has `in = \"path\"`"
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_and_braces_checked() {
+        assert_eq!(placeholders("/a/{b}/c/{d}").unwrap(), vec!["b", "d"]);
+        assert!(placeholders("/a/{b").is_err());
+        assert!(placeholders("/a/b}").is_err());
+        assert!(placeholders("/a/{}").is_err());
+        assert_eq!(filled("https://{sub}.example.com/{x}"), "https://x.example.com/x");
+        assert_eq!(filled("{token.instance_url}/v1"), "https://x.example.com/v1");
+    }
+
+    #[test]
+    fn bad_files_are_reported_with_what_is_wrong() {
+        let text = r##"
+key = "acme"
+name = "Acme"
+category = "Gadgets"
+accent_color = "blue"
+description = "x"
+docs_url = "http://acme.example.com"
+[auth]
+type = "api_key"
+fields = [{ key = "apiKey", label = "Key", secret = true }]
+[api]
+base_url = "https://api.acme.example.com/"
+headers = { "X-Key" = "{apiKye}" }
+[[actions]]
+name = "CreateThing"
+intent = "create_thing"
+title = "Create"
+method = "POST"
+path = "things/{id}"
+parameters = [{ name = "other", type = "string", in = "path", required = true }]
+"##;
+        let problems = validate_file("acme2", text).join("\n");
+        for expected in [
+            "`key` is `acme` but the file is named `acme2.toml`",
+            "`category` `Gadgets` is not one of",
+            "`accent_color` `blue` must be `#RRGGBB`",
+            "`docs_url` = `http://acme.example.com` must be an https URL",
+            "`api.base_url` must not end with `/`",
+            "`api.headers.X-Key` uses `{apiKye}`, which is not one of: {apiKey}",
+            "api key field `apiKey` is not used",
+            "action `CreateThing`: the name must be camelCase",
+            "intent `create_thing` must be SCREAMING_SNAKE_CASE",
+            "`action `CreateThing` path` = `things/{id}` must start with `/`",
+            "path parameter `other` is not in the path",
+            "the path uses `{id}` but no parameter `id`",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+        }
+        let unknown = validate_file("acme", "key = \"acme\"\nnmae = \"x\"\n").join("\n");
+        assert!(unknown.contains("unknown field `nmae`"), "{unknown}");
+    }
+}
