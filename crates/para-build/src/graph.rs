@@ -50,7 +50,14 @@ pub enum StepKind {
     IntegrationEnabled {},
     /// `integration.triggers.<name>(params)`: a catalog trigger (webhook or polling).
     #[serde(rename = "TRIGGER/ACTION")]
-    IntegrationTrigger { trigger: String, parameters: Vec<Entry> },
+    IntegrationTrigger {
+        trigger: String,
+        /// The catalog's id for the trigger (`RECORD_CREATED`); absent when the catalog does not
+        /// know it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intent: Option<String>,
+        parameters: Vec<Entry>,
+    },
     /// `CustomTriggerStep(trigger)`: a project-defined webhook trigger.
     #[serde(rename = "TRIGGER/CUSTOM")]
     CustomTrigger { trigger: Source },
@@ -73,7 +80,14 @@ pub enum StepKind {
     },
     /// `integration.actions.<name>(params)`: a catalog action.
     #[serde(rename = "ACTION/INTEGRATION_ACTION")]
-    IntegrationAction { action: String, parameters: Vec<Entry> },
+    IntegrationAction {
+        action: String,
+        /// The catalog's id for the action (`CREATE_RECORD`); absent when the catalog does not
+        /// know it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intent: Option<String>,
+        parameters: Vec<Entry>,
+    },
     /// `DelayStep`.
     #[serde(rename = "ACTION/DELAY")]
     Delay { value: Source, unit: DelayUnit },

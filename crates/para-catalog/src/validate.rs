@@ -55,7 +55,8 @@ struct Known {
 
 impl Known {
     fn allows(&self, name: &str) -> bool {
-        self.names.contains(name) || (self.tokens && name.strip_prefix("token.").is_some_and(|f| !f.is_empty()))
+        self.names.contains(name)
+            || (self.tokens && name.strip_prefix("token.").is_some_and(|f| !f.is_empty()))
     }
 
     fn list(&self) -> String {
@@ -182,17 +183,24 @@ impl Check<'_> {
         }
         if let Err(e) = placeholders(path) {
             self.problem(format_args!("`{field}`: {e}"));
-        } else if let Err(e) = url::Url::parse(&format!("https://api.example.com{}", filled(path))) {
+        } else if let Err(e) = url::Url::parse(&format!("https://api.example.com{}", filled(path)))
+        {
             self.problem(format_args!("`{field}` = `{path}` does not form a URL: {e}"));
         }
     }
 
     fn integration(&mut self, file_key: &str, i: &Integration) {
         if i.key != file_key {
-            self.problem(format_args!("`key` is `{}` but the file is named `{file_key}.toml`", i.key));
+            self.problem(format_args!(
+                "`key` is `{}` but the file is named `{file_key}.toml`",
+                i.key
+            ));
         }
         if !is_camel(&i.key) {
-            self.problem(format_args!("`key` `{}` must be camelCase ASCII letters and digits", i.key));
+            self.problem(format_args!(
+                "`key` `{}` must be camelCase ASCII letters and digits",
+                i.key
+            ));
         }
         self.nonempty("name", &i.name);
         self.nonempty("description", &i.description);
@@ -248,20 +256,41 @@ impl Check<'_> {
         }
         let scopes_check = |this: &mut Self, scopes: &[String], separator: &str| {
             if !matches!(separator, " " | "," | "+") {
-                this.problem(format_args!("`scope_separator` `{separator}` must be \" \", \",\" or \"+\""));
+                this.problem(format_args!(
+                    "`scope_separator` `{separator}` must be \" \", \",\" or \"+\""
+                ));
             }
             for scope in scopes {
-                if scope.is_empty() || scope.contains(char::is_whitespace) || scope.contains(separator) {
-                    this.problem(format_args!("scope `{scope}` is empty or contains the separator"));
+                if scope.is_empty()
+                    || scope.contains(char::is_whitespace)
+                    || scope.contains(separator)
+                {
+                    this.problem(format_args!(
+                        "scope `{scope}` is empty or contains the separator"
+                    ));
                 }
             }
         };
         match auth {
-            Auth::Oauth2 { authorize_url, token_url, scopes, scope_separator, authorize_params, .. } => {
+            Auth::Oauth2 {
+                authorize_url,
+                token_url,
+                scopes,
+                scope_separator,
+                authorize_params,
+                ..
+            } => {
                 self.url("auth.authorize_url", authorize_url, &fields);
                 self.url("auth.token_url", token_url, &fields);
                 scopes_check(self, scopes, scope_separator);
-                for reserved in ["client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge"] {
+                for reserved in [
+                    "client_id",
+                    "redirect_uri",
+                    "response_type",
+                    "state",
+                    "scope",
+                    "code_challenge",
+                ] {
                     if authorize_params.contains_key(reserved) {
                         self.problem(format_args!(
                             "`auth.authorize_params` must not set `{reserved}` (para sets it)"
@@ -400,7 +429,9 @@ impl Check<'_> {
                     self.path(&format!("{what} polling.path"), &polling.path);
                     self.nonempty(&format!("{what} polling.id"), &polling.id);
                     if polling.interval_seconds < 10 {
-                        self.problem(format_args!("{what}: `polling.interval_seconds` is below 10"));
+                        self.problem(format_args!(
+                            "{what}: `polling.interval_seconds` is below 10"
+                        ));
                     }
                 }
                 (kind, _, _) => self.problem(format_args!(
@@ -442,23 +473,33 @@ impl Check<'_> {
                 self.problem(format_args!("{what}: parameter `{}` appears twice", p.name));
             }
             let base = p.name.strip_suffix('*').unwrap_or(&p.name);
-            if base.is_empty() || base.contains('*') || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if base.is_empty()
+                || base.contains('*')
+                || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 self.problem(format_args!(
                     "{what}: parameter `{}` must be letters, digits, `_` or `-` (a trailing `*` makes it a prefix)",
                     p.name
                 ));
             }
             if p.name.ends_with('*') && (p.location != Location::Body || p.required) {
-                self.problem(format_args!("{what}: prefix parameter `{}` must be an optional body parameter", p.name));
+                self.problem(format_args!(
+                    "{what}: prefix parameter `{}` must be an optional body parameter",
+                    p.name
+                ));
             }
             if p.location == Location::Path && !p.required {
                 self.problem(format_args!("{what}: path parameter `{}` must be required", p.name));
             }
         }
-        let in_path: BTreeSet<&str> = path.and_then(|p| placeholders(p).ok()).unwrap_or_default().into_iter().collect();
+        let in_path: BTreeSet<&str> =
+            path.and_then(|p| placeholders(p).ok()).unwrap_or_default().into_iter().collect();
         for p in parameters.iter().filter(|p| p.location == Location::Path) {
             if !in_path.contains(p.name.as_str()) {
-                self.problem(format_args!("{what}: path parameter `{}` is not in the path", p.name));
+                self.problem(format_args!(
+                    "{what}: path parameter `{}` is not in the path",
+                    p.name
+                ));
             }
         }
         for name in in_path {

@@ -83,10 +83,21 @@ pub struct Graph {
 const DATA_TYPES: &[&str] = &["STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY"];
 
 /// What the graph compiler needs to know about the workflow.
+/// A catalog action or trigger, as the checks need it: name, parameters, intent.
+type Known<'c> = (&'c str, &'c [para_catalog::Parameter], &'c str);
+
+#[derive(Clone, Copy)]
+enum CatalogOp {
+    Action,
+    Trigger,
+}
+
 pub struct Context<'a> {
     pub file: &'a str,
     pub workflow_id: &'a str,
     pub shared_input_ids: &'a [String],
+    /// The integration's catalog entry (none for custom integrations).
+    pub catalog: Option<&'static para_catalog::Integration>,
 }
 
 struct Compiler<'s, 'p, 'c> {
@@ -229,6 +240,91 @@ impl Compiler<'_, '_, '_> {
         let len = text[start..].find(['(', '\n']).filter(|&n| n > 0 && n <= 80).unwrap_or(1);
         let start = start as u32;
         Some(Location { file: site.file.clone(), span: Some(Span::new(start, start + len as u32)) })
+    }
+
+    /// Checks `integration.actions.<name>` / `triggers.<name>` against the catalog: an unknown
+    /// name or a missing required parameter is a warning. Returns the catalog's intent.
+    fn catalog_operation(
+        &mut self,
+        serial: u64,
+        operation: CatalogOp,
+        name: &str,
+        parameters: &[Entry],
+    ) -> Option<String> {
+        let catalog = self.cx.catalog?;
+        let (what, known): (&str, Vec<Known<'_>>) = match operation {
+            CatalogOp::Action => (
+                "actions",
+                catalog
+                    .actions
+                    .iter()
+                    .map(|a| (a.name.as_str(), &a.parameters[..], a.intent.as_str()))
+                    .collect(),
+            ),
+            CatalogOp::Trigger => (
+                "triggers",
+                catalog
+                    .triggers
+                    .iter()
+                    .map(|t| (t.name.as_str(), &t.parameters[..], t.intent.as_str()))
+                    .collect(),
+            ),
+        };
+        let Some((_, declared, intent)) = known.iter().find(|(n, _, _)| *n == name) else {
+            let names = known.iter().map(|(n, _, _)| *n);
+            let closest = para_project::naming::closest(name, names.clone(), 3);
+            let help = if closest.is_empty() {
+                let all: Vec<_> = names.map(|n| format!("`{n}`")).collect();
+                if all.is_empty() {
+                    format!("{} has no catalog {what}; use an IntegrationRequestStep", catalog.name)
+                } else {
+                    format!(
+                        "{}'s {what} are {}; or use an IntegrationRequestStep",
+                        catalog.name,
+                        all.join(", ")
+                    )
+                }
+            } else {
+                format!(
+                    "did you mean {}? Or use an IntegrationRequestStep for an endpoint the catalog does not cover",
+                    closest.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" or ")
+                )
+            };
+            let at = self.location(serial);
+            self.session.push(
+                Diagnostic::warning(
+                    "unknown-operation",
+                    format!(
+                        "`integration.{what}.{name}` is not in para's catalog for {}",
+                        catalog.name
+                    ),
+                )
+                .at(at)
+                .with_help(help),
+            );
+            return None;
+        };
+        let missing: Vec<&str> = declared
+            .iter()
+            .filter(|p| p.required && !parameters.iter().any(|e| e.key == p.name))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let at = self.location(serial);
+            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            self.session.push(
+                Diagnostic::warning(
+                    "missing-parameter",
+                    format!(
+                        "{} calls `{name}` without its required parameter(s) {list}",
+                        self.name(serial)
+                    ),
+                )
+                .at(at)
+                .with_help(format!("pass {} in the parameters object", list)),
+            );
+        }
+        Some(intent.to_string())
     }
 
     fn error(&mut self, code: &'static str, serial: Option<u64>, message: String, help: &str) {
@@ -722,10 +818,13 @@ impl Compiler<'_, '_, '_> {
             }
             "TRIGGER/INTEGRATION_ENABLED" => StepKind::IntegrationEnabled {},
             "TRIGGER/UNSELECTED" => StepKind::Unselected {},
-            "TRIGGER/ACTION" => StepKind::IntegrationTrigger {
-                trigger: text(&options, "trigger").unwrap_or_default(),
-                parameters: self.entries(serial, "parameters", options.get("parameters")),
-            },
+            "TRIGGER/ACTION" => {
+                let trigger = text(&options, "trigger").unwrap_or_default();
+                let parameters = self.entries(serial, "parameters", options.get("parameters"));
+                let intent =
+                    self.catalog_operation(serial, CatalogOp::Trigger, &trigger, &parameters);
+                StepKind::IntegrationTrigger { trigger, intent, parameters }
+            }
             "TRIGGER/CUSTOM" => StepKind::CustomTrigger {
                 trigger: self.source(
                     serial,
@@ -753,10 +852,13 @@ impl Compiler<'_, '_, '_> {
                     parameters: self.entries(serial, "parameters", options.get("parameters")),
                 }
             }
-            "ACTION/INTEGRATION_ACTION" => StepKind::IntegrationAction {
-                action: text(&options, "action").unwrap_or_default(),
-                parameters: self.entries(serial, "parameters", options.get("parameters")),
-            },
+            "ACTION/INTEGRATION_ACTION" => {
+                let action = text(&options, "action").unwrap_or_default();
+                let parameters = self.entries(serial, "parameters", options.get("parameters"));
+                let intent =
+                    self.catalog_operation(serial, CatalogOp::Action, &action, &parameters);
+                StepKind::IntegrationAction { action, intent, parameters }
+            }
             "ACTION/DELAY" => {
                 let unit_text = text(&options, "unit").unwrap_or_default();
                 let unit = match unit_text.as_str() {

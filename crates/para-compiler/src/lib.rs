@@ -549,7 +549,13 @@ fn integration(
     }
     // Workflows are compiled even when the config failed, so their findings show in the same run.
     let shared_ids: Vec<String> = shared_inputs.iter().map(|i| i.id.clone()).collect();
-    let workflows = workflows::compile_all(session, folder, &allowed_types, &shared_ids);
+    let workflows = workflows::compile_all(
+        session,
+        folder,
+        &allowed_types,
+        &shared_ids,
+        para_catalog::lookup(&key),
+    );
     let (mut config, display_order) = config?;
     config.workflow_display_order =
         workflows::apply_order(session, &config_file, &display_order, &workflows);

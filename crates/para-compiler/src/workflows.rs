@@ -82,11 +82,12 @@ pub fn compile_all(
     folder: &IntegrationFolder,
     allowed_types: &[&str],
     shared_input_ids: &[String],
+    catalog: Option<&'static para_catalog::Integration>,
 ) -> Vec<Workflow> {
     folder
         .workflows
         .iter()
-        .filter_map(|file| compile_one(session, file, allowed_types, shared_input_ids))
+        .filter_map(|file| compile_one(session, file, allowed_types, shared_input_ids, catalog))
         .collect()
 }
 
@@ -95,6 +96,7 @@ fn compile_one(
     file: &str,
     allowed_types: &[&str],
     shared_input_ids: &[String],
+    catalog: Option<&'static para_catalog::Integration>,
 ) -> Option<Workflow> {
     let mut described = session.describe(file, "describeWorkflow")?;
     match described.get("shape").and_then(Value::as_str) {
@@ -195,7 +197,7 @@ fn compile_one(
     let workflow_inputs = inputs::convert(session, &raw_inputs, &scope);
     let id = id?;
     session.declared.push(Declared { id: id.clone(), file: file.to_string() });
-    let cx = graph::Context { file, workflow_id: &id, shared_input_ids };
+    let cx = graph::Context { file, workflow_id: &id, shared_input_ids, catalog };
     let mut recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
     if graph::needs_sites(&recorded) {
         // A step that is not registered can only be shown where it is created: record again,
