@@ -29,6 +29,88 @@ pub enum Command {
         after_help = "Examples:\n  para build\n  para build --project ../shared/examples/taskflow\n  para build --out - | jq .integrations"
     )]
     Build(BuildArgs),
+    /// Add an integration, a workflow or an event to the project
+    #[command(subcommand)]
+    New(NewCommand),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  para completions bash > ~/.local/share/bash-completion/completions/para\n  para completions zsh > \"${fpath[1]}/_para\"\n  para completions fish > ~/.config/fish/completions/para.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// Add an integration: one from the catalog, or a custom one
+    #[command(
+        after_help = "Examples:\n  para new integration              (pick from the catalog interactively)\n  para new integration salesforce\n  para new integration --custom \"GitHub Enterprise\" --auth oauth"
+    )]
+    Integration(NewIntegrationArgs),
+    /// Add a workflow to an integration (and to its workflowDisplayOrder)
+    #[command(
+        after_help = "Examples:\n  para new workflow                 (asks for what is missing)\n  para new workflow --integration slack --name \"Daily digest\" --trigger cron\n  para new workflow --integration salesforce --trigger recordCreated"
+    )]
+    Workflow(NewWorkflowArgs),
+    /// Add an App Event (src/events/<name>.ts)
+    #[command(
+        after_help = "Example:\n  para new event \"Task Created\"    (writes src/events/taskCreated.ts)"
+    )]
+    Event(NewEventArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectArg {
+    /// Project root (default: found from the current folder upwards)
+    #[arg(long, value_name = "DIR", env = "PARA_PROJECT", global = true)]
+    pub project: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewIntegrationArgs {
+    /// Catalog key (`salesforce`, `googleCalendar`, …); omit to choose interactively
+    #[arg(conflicts_with = "custom")]
+    pub key: Option<String>,
+    /// Make a custom integration with this display name (folder `custom.<slug>`)
+    #[arg(long, value_name = "DISPLAY NAME")]
+    pub custom: Option<String>,
+    /// How the custom integration authenticates
+    #[arg(long, value_enum, requires = "custom")]
+    pub auth: Option<crate::scaffold::CustomAuth>,
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct NewWorkflowArgs {
+    /// The integration's folder name (`slack`, `custom.acmecrm`)
+    #[arg(long, short)]
+    pub integration: Option<String>,
+    /// The workflow's display name (the file is named after it)
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// event, endpoint, cron, integration-enabled, or a catalog trigger of the integration
+    #[arg(long, short)]
+    pub trigger: Option<String>,
+    /// For `--trigger event`: the event's file name under src/events/ (default: the only one)
+    #[arg(long)]
+    pub event: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct NewEventArgs {
+    /// The event's name as your app sends it (`Task Created`)
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod output;
+mod scaffold;
 
 use clap::Parser;
 
@@ -18,6 +19,10 @@ fn main() {
     let code = match cli.command {
         cli::Command::Init(args) => commands::init::run(args),
         cli::Command::Build(args) => commands::build::run(args),
+        cli::Command::New(cli::NewCommand::Integration(args)) => commands::new::integration(args),
+        cli::Command::New(cli::NewCommand::Workflow(args)) => commands::new::workflow(args),
+        cli::Command::New(cli::NewCommand::Event(args)) => commands::new::event(args),
+        cli::Command::Completions(args) => commands::completions::run(args),
     };
     std::process::exit(code);
 }

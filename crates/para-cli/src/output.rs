@@ -1,7 +1,19 @@
-//! Human output on stderr: findings with code frames, `hint:` lines, summaries. Nothing here is
-//! coloured, so it reads the same with or without `NO_COLOR` and in logs.
+//! Human output on stderr: findings with code frames, `hint:` lines, summaries. The `error:` and
+//! `hint:` labels are coloured only on a terminal and never when `NO_COLOR` is set
+//! (<https://no-color.org>); everything else is plain text, so logs read the same.
+
+use std::io::IsTerminal as _;
 
 use para_project::{Diagnostic, SourceLookup, render};
+
+/// Whether to colour stderr: a terminal, and `NO_COLOR` unset or empty.
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn label(text: &str, ansi: &str) -> String {
+    if color() { format!("\x1b[{ansi}m{text}\x1b[0m") } else { text.to_string() }
+}
 
 /// Prints one line for the user (stderr: stdout is kept for data).
 pub fn say(message: impl AsRef<str>) {
@@ -10,9 +22,9 @@ pub fn say(message: impl AsRef<str>) {
 
 /// Prints an error with an optional hint.
 pub fn error(message: impl AsRef<str>, hint: Option<&str>) {
-    eprintln!("error: {}", message.as_ref());
+    eprintln!("{} {}", label("error:", "1;31"), message.as_ref());
     if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
+        eprintln!("{} {hint}", label("hint:", "1;36"));
     }
 }
 
