@@ -26,12 +26,17 @@ pub enum Command {
     Init(InitArgs),
     /// Compile the project into out/build.json
     #[command(
-        after_help = "Examples:\n  para build\n  para build --project ../shared/examples/taskflow\n  para build --out - | jq .integrations"
+        after_help = "Examples:\n  para build\n  para build --project ../shared/examples/taskflow\n  para build --out - | jq .integrations\n  para build --typecheck"
     )]
     Build(BuildArgs),
     /// Add an integration, a workflow or an event to the project
     #[command(subcommand)]
     New(NewCommand),
+    /// Write TypeScript types for @useparagon/* into node_modules/ (for editors and tsc; offline)
+    #[command(
+        after_help = "Example:\n  para install && npx tsc --noEmit\n\nRun it again after adding an integration."
+    )]
+    Install(InstallArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  para completions bash > ~/.local/share/bash-completion/completions/para\n  para completions zsh > \"${fpath[1]}/_para\"\n  para completions fish > ~/.config/fish/completions/para.fish"
@@ -107,6 +112,12 @@ pub struct NewEventArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
@@ -139,4 +150,7 @@ pub struct BuildArgs {
     /// Print how long each stage took
     #[arg(long)]
     pub timings: bool,
+    /// Type-check with `tsc --noEmit` first (TypeScript from the project, PARA_TSC or PATH)
+    #[arg(long)]
+    pub typecheck: bool,
 }

@@ -22,6 +22,7 @@ fn main() {
         cli::Command::New(cli::NewCommand::Integration(args)) => commands::new::integration(args),
         cli::Command::New(cli::NewCommand::Workflow(args)) => commands::new::workflow(args),
         cli::Command::New(cli::NewCommand::Event(args)) => commands::new::event(args),
+        cli::Command::Install(args) => commands::install::run(args),
         cli::Command::Completions(args) => commands::completions::run(args),
     };
     std::process::exit(code);

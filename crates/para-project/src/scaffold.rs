@@ -14,17 +14,24 @@ pub struct InitReport {
     pub kept: Vec<PathBuf>,
 }
 
-const TSCONFIG: &str = r#"{
+/// The tsconfig.json of new projects (and of `para install` when a project has none): type-checks
+/// `src/` without emitting (para compiles; tsc only checks), drafts (`~name.ts`) excluded like
+/// `para build` skips them.
+pub const TSCONFIG: &str = r#"{
   "compilerOptions": {
-    "module": "commonjs",
-    "target": "es2020",
-    "rootDir": "src",
-    "outDir": "./dist",
+    "target": "ES2022",
+    "lib": ["ES2022"],
+    "module": "preserve",
+    "moduleResolution": "bundler",
     "strict": true,
-    "esModuleInterop": true,
-    "skipLibCheck": true
+    "noEmit": true,
+    "allowImportingTsExtensions": true,
+    "skipLibCheck": false,
+    "types": [],
+    "forceConsistentCasingInFileNames": true
   },
-  "include": ["src"]
+  "include": ["src"],
+  "exclude": ["src/**/~*", "node_modules", "out"]
 }
 "#;
 

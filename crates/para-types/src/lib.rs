@@ -84,29 +84,6 @@ pub fn declarations(integration_keys: &[String]) -> Vec<(String, String)> {
     files
 }
 
-/// A `tsconfig.json` for type-checking a project with the declarations: strict, no output,
-/// drafts (`~name.ts`) excluded as `para build` skips them, and imports written with a `.ts`
-/// extension allowed as `para build` allows them.
-pub fn recommended_tsconfig() -> &'static str {
-    r#"{
-  "compilerOptions": {
-    "target": "ES2022",
-    "lib": ["ES2022"],
-    "module": "preserve",
-    "moduleResolution": "bundler",
-    "strict": true,
-    "noEmit": true,
-    "allowImportingTsExtensions": true,
-    "skipLibCheck": false,
-    "types": [],
-    "forceConsistentCasingInFileNames": true
-  },
-  "include": ["src"],
-  "exclude": ["src/**/~*", "node_modules", "out"]
-}
-"#
-}
-
 /// The interface names `@useparagon/integrations/<key>` exports for the integration, the first
 /// being the canonical one: `I` + PascalCase of the key + `Integration` (`salesforce` →
 /// `ISalesforceIntegration`, `googleCalendar` → `IGoogleCalendarIntegration`,

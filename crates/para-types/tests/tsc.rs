@@ -64,7 +64,7 @@ fn write_declarations(project: &Path, keys: &[String]) {
 /// Module resolution settings to check under.
 #[derive(Clone, Copy, Debug)]
 enum Resolution {
-    /// `para_types::recommended_tsconfig()` (bundler).
+    /// `para_project::scaffold::TSCONFIG` (bundler), what `para init` writes.
     Recommended,
     Node16,
     /// `module: commonjs`, what taskflow's own tsconfig uses (node10 resolution).
@@ -74,7 +74,7 @@ enum Resolution {
 fn write_tsconfig(project: &Path, resolution: Resolution) -> PathBuf {
     let path = project.join("tsconfig.para-test.json");
     let text = match resolution {
-        Resolution::Recommended => para_types::recommended_tsconfig().to_string(),
+        Resolution::Recommended => para_project::scaffold::TSCONFIG.to_string(),
         Resolution::Node16 | Resolution::CommonJs => {
             let (module, resolution) = match resolution {
                 Resolution::Node16 => ("node16", "node16"),

@@ -29,6 +29,10 @@ pub fn run(args: BuildArgs) -> i32 {
             root.display()
         ));
     }
+    let typechecked = if args.typecheck { commands::install::typecheck(&root) } else { Ok(()) };
+    if typechecked == Err(commands::USAGE) {
+        return commands::USAGE;
+    }
     let project = match para_project::load(&root, marker) {
         Ok(project) => project,
         Err(e) => {
@@ -104,7 +108,10 @@ pub fn run(args: BuildArgs) -> i32 {
             ));
         }
     }
-    commands::SUCCESS
+    match typechecked {
+        Ok(()) => commands::SUCCESS,
+        Err(code) => code,
+    }
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a build. Only a

@@ -3,9 +3,25 @@
 pub mod build;
 pub mod completions;
 pub mod init;
+pub mod install;
 pub mod new;
 
 /// Exit codes.
 pub const SUCCESS: i32 = 0;
 pub const FINDINGS: i32 = 1;
 pub const USAGE: i32 = 2;
+
+/// The project root: `--project DIR` as given, else found from the current folder upwards.
+/// Prints the error (with its hint) and gives the exit code when there is none.
+pub fn project_root(project: Option<&std::path::Path>) -> Result<std::path::PathBuf, i32> {
+    let found = match project {
+        Some(dir) => para_project::root_at(dir),
+        None => std::env::current_dir()
+            .map_err(|source| para_project::ProjectError::Io { path: ".".into(), source })
+            .and_then(|cwd| para_project::find_root(&cwd)),
+    };
+    found.map(|(root, _)| root).map_err(|e| {
+        crate::output::error(e.to_string(), e.hint().as_deref());
+        USAGE
+    })
+}

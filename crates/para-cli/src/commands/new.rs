@@ -47,7 +47,9 @@ fn finish(result: Result<(), Failure>) -> i32 {
     match result {
         Ok(()) => commands::SUCCESS,
         Err(f) => {
-            output::error(f.message, f.hint.as_deref());
+            if !f.message.is_empty() {
+                output::error(f.message, f.hint.as_deref());
+            }
             f.code
         }
     }
@@ -67,16 +69,11 @@ fn render_config() -> inquire::ui::RenderConfig<'static> {
 }
 
 fn root(project: &ProjectArg) -> Result<PathBuf, Failure> {
-    let found = match &project.project {
-        Some(dir) => para_project::root_at(dir),
-        None => std::env::current_dir()
-            .map_err(|source| para_project::ProjectError::Io { path: ".".into(), source })
-            .and_then(|cwd| para_project::find_root(&cwd)),
-    };
-    found.map(|(root, _)| root).map_err(|e| Failure {
-        message: e.to_string(),
-        hint: e.hint().map(|h| h.replace("para build", "para new")),
-        code: commands::USAGE,
+    // The error and its hint are printed already; nothing more to say.
+    commands::project_root(project.project.as_deref()).map_err(|code| Failure {
+        message: String::new(),
+        hint: None,
+        code,
     })
 }
 
@@ -97,19 +94,6 @@ fn write_new(root: &Path, files: &[NewFile]) -> Result<(), Failure> {
         output::say(format!("  created {}", file.path.display()));
     }
     Ok(())
-}
-
-/// Integration folders of the project, sorted.
-fn project_integrations(root: &Path) -> Vec<String> {
-    let mut keys: Vec<String> = std::fs::read_dir(root.join("src/integrations"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    keys.sort();
-    keys
 }
 
 // ---------------------------------------------------------------- integration
@@ -301,7 +285,7 @@ pub fn workflow(args: NewWorkflowArgs) -> i32 {
 
 fn new_workflow(args: NewWorkflowArgs) -> Result<(), Failure> {
     let root = root(&args.project)?;
-    let integrations = project_integrations(&root);
+    let integrations = commands::install::integration_folders(&root);
     if integrations.is_empty() {
         return Err(Failure::usage(
             "the project has no integrations yet",
