@@ -244,8 +244,22 @@ pub struct Action {
     pub method: Method,
     /// Below `base_url`; `{param}` placeholders name `in = "path"` parameters.
     pub path: String,
+    /// How body parameters are encoded.
+    #[serde(default)]
+    pub body: BodyFormat,
     #[serde(default)]
     pub parameters: Vec<Parameter>,
+}
+
+/// The encoding of an action's body parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// A JSON object.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
 }
 
 /// `integration.triggers.<name>(parameters)`.
