@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Build and run Paragraph integration projects",
     long_about = "Paragraph: integrations written as TypeScript, compiled and run by one binary.\n\
-                  Start with `para init my-project`, then `para build` inside it."
+                  Start with `para init my-project`, then `para build` inside it.",
+    after_help = "Examples:\n  para init my-project && cd my-project\n  para new integration salesforce\n  para new workflow --integration salesforce --trigger cron\n  para install && para build --typecheck\n\nSet NO_COLOR=1 for plain output."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,7 +31,10 @@ pub enum Command {
     )]
     Build(BuildArgs),
     /// Add an integration, a workflow or an event to the project
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  para new integration salesforce\n  para new event \"Task Created\"\n  para new workflow --integration salesforce --trigger event"
+    )]
     New(NewCommand),
     /// Write TypeScript types for @useparagon/* into node_modules/ (for editors and tsc; offline)
     #[command(

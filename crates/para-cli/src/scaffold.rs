@@ -97,20 +97,7 @@ pub fn integration_interface(key: &str) -> String {
     format!("I{first}{}Integration", chars.as_str())
 }
 
-/// A TypeScript single-quoted string literal.
-pub fn ts_string(text: &str) -> String {
-    let mut out = String::from("'");
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
+pub use para_types::ts_string;
 
 /// One file to write, relative to the project root.
 #[derive(Debug)]

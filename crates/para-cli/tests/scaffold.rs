@@ -2,6 +2,9 @@
 //! `tsc` and builds; taskflow type-checks after `para install`. tsc comes from `$PARA_TSC` or
 //! `<repo>/tools/node_modules/.bin/tsc` (`npm ci --prefix tools`, which `scripts/test` runs).
 
+mod common;
+use common::copy_dir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -171,18 +174,5 @@ fn completions_are_printed_for_each_shell() {
         assert!(out.status.success());
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(script.contains("install") && script.contains("workflow"), "{shell}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }

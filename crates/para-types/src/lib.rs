@@ -337,7 +337,7 @@ fn property_name(name: &str) -> String {
 }
 
 /// A single-quoted TypeScript string literal.
-fn ts_string(text: &str) -> String {
+pub fn ts_string(text: &str) -> String {
     let mut out = String::from("'");
     for c in text.chars() {
         match c {
