@@ -12,7 +12,7 @@ pub fn run(args: InitArgs) -> i32 {
                 output::say(format!("  kept    {} (already there)", args.dir.join(path).display()));
             }
             output::say(format!(
-                "project `{}` ({}) is ready\nnext: cd {} && para build",
+                "project `{}` ({}) is ready\nnext: cd {} && para new integration   (then para new workflow, para install, para build)",
                 report.project_name,
                 report.project_id,
                 args.dir.display()
