@@ -41,11 +41,50 @@ pub enum Command {
         after_help = "Example:\n  para install && npx tsc --noEmit\n\nRun it again after adding an integration."
     )]
     Install(InstallArgs),
+    /// Serve the built project: Connect API, OAuth, proxy, Connect Portal
+    #[command(
+        after_help = "Examples:\n  para serve\n  para serve --port 8080 --database postgres://para:secret@localhost/para\n  PARA_OAUTH_SALESFORCE_CLIENT_ID=… PARA_OAUTH_SALESFORCE_CLIENT_SECRET=… para serve"
+    )]
+    Serve(ServeArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  para completions bash > ~/.local/share/bash-completion/completions/para\n  para completions zsh > \"${fpath[1]}/_para\"\n  para completions fish > ~/.config/fish/completions/para.fish"
     )]
     Completions(CompletionsArgs),
+    /// Write the development keys: an RS256 key pair for user tokens and the secret-at-rest key
+    #[command(
+        after_help = "Examples:\n  para keys\n  para keys --project ../my-integrations\n\nWrites .para/keys/private.pem (secret, git-ignored), .para/keys/public.pem and\n.para/secret.key (secret, git-ignored) when missing; existing keys are never replaced.\nThe server accepts tokens signed by any .para/keys/*.pem public key (keep an old one\nthere while rotating) and by PARA_USER_TOKEN_PUBLIC_KEY; PARA_SECRET_KEY (base64 of\n32 bytes) replaces .para/secret.key."
+    )]
+    Keys(KeysArgs),
+    /// Print a user token (RS256 JWT) signed with the development private key
+    #[command(
+        after_help = "Examples:\n  para token --user user-123\n  para token --user user-123 --meta '{\"email\":\"ada@example.com\",\"plan\":\"pro\"}' --ttl 7d\n  curl -H \"Authorization: Bearer $(para token --user u1)\" http://localhost:8080/projects/<id>/sdk/me\n\nThe token goes to stdout; run `para keys` first in projects made before it existed."
+    )]
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (the token's `sub`)
+    #[arg(long, short, value_name = "ID")]
+    pub user: String,
+    /// User metadata, a JSON object (the token's `meta`)
+    #[arg(long, value_name = "JSON")]
+    pub meta: Option<String>,
+    /// How long the token is valid: 30s, 15m, 1h, 7d
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+    /// Audience (`aud`), for servers configured to require one
+    #[arg(long, value_name = "AUD")]
+    pub aud: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +156,24 @@ pub struct NewEventArgs {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on
+    #[arg(long, default_value_t = 7433, env = "PARA_PORT")]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", env = "PARA_HOST")]
+    pub host: std::net::IpAddr,
+    /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
+    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    pub database: Option<String>,
+    /// The URL users reach this server at (OAuth redirects are built from it)
+    #[arg(long, value_name = "URL", env = "PARA_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub project: ProjectArg,
 }

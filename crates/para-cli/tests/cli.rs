@@ -147,3 +147,49 @@ fn out_through_a_symlink_writes_the_target_and_keeps_the_link() {
     );
     assert!(std::fs::read_to_string(&target).unwrap().contains("\"formatVersion\": 1"));
 }
+
+#[test]
+fn init_writes_keys_and_token_verifies_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = para(tmp.path(), &["init", "k"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let project = tmp.path().join("k");
+    let private = project.join(".para/keys/private.pem");
+    assert!(private.is_file() && project.join(".para/keys/public.pem").is_file());
+    assert!(project.join(".para/secret.key").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "private key must be owner-only");
+    }
+    let gitignore = std::fs::read_to_string(project.join(".gitignore")).unwrap();
+    assert!(gitignore.contains("private.pem") && gitignore.contains("secret.key"), "{gitignore}");
+
+    // `para keys` on a project that has them keeps them.
+    let before = std::fs::read(&private).unwrap();
+    let out = para(&project, &["keys"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&private).unwrap(), before);
+
+    let out = para(&project, &["token", "--user", "ada", "--meta", r#"{"plan":"pro"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let token = String::from_utf8(out.stdout).unwrap();
+    let verifier = para_auth::tokens::Verifier::for_project(&project, None).unwrap();
+    let claims = verifier.verify(token.trim()).unwrap();
+    assert_eq!(claims.user_id, "ada");
+    assert_eq!(claims.meta.unwrap()["plan"], "pro");
+
+    // A token from another project's key does not verify here.
+    let other = para(tmp.path(), &["init", "other"]);
+    assert_eq!(other.status.code(), Some(0));
+    let out = para(&tmp.path().join("other"), &["token", "--user", "ada"]);
+    let foreign = String::from_utf8(out.stdout).unwrap();
+    assert!(verifier.verify(foreign.trim()).is_err());
+
+    let out = para(&project, &["token", "--user", "ada", "--ttl", "10 years"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+    let out = para(&project, &["token", "--user", "ada", "--meta", "[1]"]);
+    assert_eq!(out.status.code(), Some(2));
+}

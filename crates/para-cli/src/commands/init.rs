@@ -11,6 +11,18 @@ pub fn run(args: InitArgs) -> i32 {
             for path in &report.kept {
                 output::say(format!("  kept    {} (already there)", args.dir.join(path).display()));
             }
+            match commands::keys::ensure(&args.dir) {
+                Ok(keys) => {
+                    for path in &keys.created {
+                        output::say(format!("  created {}", path.display()));
+                    }
+                    output::say(commands::keys::SECRET_NOTE);
+                }
+                Err(e) => {
+                    output::error(e.message, e.hint.as_deref());
+                    return commands::FINDINGS;
+                }
+            }
             output::say(format!(
                 "project `{}` ({}) is ready\nnext: cd {} && para new integration   (then para new workflow, para install, para build)",
                 report.project_name,

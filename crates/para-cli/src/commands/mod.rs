@@ -4,7 +4,10 @@ pub mod build;
 pub mod completions;
 pub mod init;
 pub mod install;
+pub mod keys;
 pub mod new;
+pub mod serve;
+pub mod token;
 
 /// Exit codes.
 pub const SUCCESS: i32 = 0;

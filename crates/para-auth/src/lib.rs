@@ -1,0 +1,27 @@
+//! Authentication and secrets for the server: development keys (`keys`), user tokens — RS256
+//! JWTs the company signs and the server verifies (`tokens`) — and the AES-256-GCM envelope
+//! for credentials at rest (`secrets`).
+//!
+//! Files under a project (all created by `para init` / `para keys`, none ever overwritten):
+//!
+//! | path | what | git |
+//! |---|---|---|
+//! | `.para/keys/private.pem` | development signing key (PKCS#8, mode 0600) | ignored |
+//! | `.para/keys/*.pem` | public keys the server accepts (SPKI or PKCS#1) | committed |
+//! | `.para/secret.key` | development secret key (base64 of 32 bytes, mode 0600) | ignored |
+//!
+//! Environment variables (they win over files where both exist):
+//!
+//! - `PARA_USER_TOKEN_PUBLIC_KEY`: one more public key (PEM) to accept user tokens from, in
+//!   addition to `.para/keys/*.pem` — how production passes the company's key.
+//! - `PARA_SECRET_KEY`: base64 of the 32-byte key that encrypts secrets at rest; when set,
+//!   `.para/secret.key` is neither read nor created.
+
+mod files;
+pub mod keys;
+pub mod secrets;
+pub mod tokens;
+
+pub use keys::{KeyError, KeyPaths, PublicKey, generate_dev_keys, load_public_keys};
+pub use secrets::{SecretError, SecretKey};
+pub use tokens::{Claims, TokenError, UserClaims, Verifier, sign};
