@@ -1,0 +1,96 @@
+//! `para serve`: one HTTP origin serving a built project to the company's app and its users —
+//! the Connect API the `@useparagon/connect` SDK calls, OAuth, the proxy and the Connect Portal.
+//!
+//! The server reads only `out/build.json` (never TypeScript). State lives in `para-store`;
+//! every user-data handler takes the user from a verified token (`auth.rs`), so a request can
+//! only reach its own user's rows.
+
+mod api;
+mod auth;
+mod error;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, Method};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use error::ApiError;
+pub use state::{AppState, OAuthClient, ServerConfig, env_key};
+
+/// The whole application: every route, CORS for the SDK running in the company's pages.
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(AllowHeaders::sdk())
+        .allow_credentials(true)
+        .max_age(std::time::Duration::from_secs(600));
+    api::routes().with_state(state).layer(cors)
+}
+
+struct AllowHeaders;
+
+impl AllowHeaders {
+    /// The headers the SDK sends (CONNECT-API.md), plus the usual ones.
+    fn sdk() -> Vec<HeaderName> {
+        [
+            "authorization",
+            "content-type",
+            "accept",
+            "x-paragon-credential",
+            "x-paragon-configuration-id",
+            "x-paragon-sdk-version",
+            "x-paragon-user-metadata",
+            "x-paragon-proxy-url",
+            "x-paragon-use-raw-response",
+        ]
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect()
+    }
+}
+
+/// Binds and serves until Ctrl-C / SIGTERM, then finishes in-flight requests.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(state, listener, shutdown_signal()).await
+}
+
+/// Serves on a bound listener until `shutdown` completes (tests pass their own).
+pub async fn serve_on(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

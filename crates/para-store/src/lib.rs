@@ -1,0 +1,621 @@
+//! The durable state of a served project: connected users, their credentials (secrets sealed by
+//! the caller, never stored in plain text), their settings and workflow toggles, and single-use
+//! OAuth states. One schema, portable SQL, on SQLite (one process) or PostgreSQL (many).
+//!
+//! Every query of user data is keyed by `(project_id, user_id)`: a function that reads or writes
+//! a user's rows takes both, so one user's data is never reachable with another's identity.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The migrations, in order. Each runs once, in a transaction, recorded in `para_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_connect.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("`{0}` is not a database URL para understands")]
+    BadUrl(String),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectedUser {
+    pub user_id: String,
+    pub meta: Value,
+    pub created_at: i64,
+}
+
+/// A user's credential for one integration. `secret` is the caller's sealed text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    pub id: String,
+    pub integration: String,
+    /// `VALID`, `INVALID` or `PENDING`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub provider_id: Option<String>,
+    pub provider_data: Value,
+    pub secret: String,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub integration: String,
+    pub workflow_id: String,
+    /// `None`: never toggled (the workflow's `defaultEnabled` applies).
+    pub enabled: Option<bool>,
+    pub values: Value,
+}
+
+/// A pending OAuth authorization, kept until its callback (single use, expires).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthState {
+    pub state: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub integration: String,
+    /// Sealed by the caller: PKCE verifier, redirect URI, connect-time fields.
+    pub sealed: String,
+    pub expires_at: i64,
+}
+
+fn json(text: &str) -> Result<Value> {
+    Ok(serde_json::from_str(text)?)
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates. `sqlite://path` / `sqlite::memory:`
+    /// or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyPoolOptions::new();
+        let pool = match backend {
+            // One connection: SQLite serialises writers anyway, and an in-memory database exists
+            // per connection.
+            Backend::Sqlite => options.max_connections(1),
+            Backend::Postgres => options.max_connections(16),
+        }
+        .connect(&url)
+        .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            // Several servers may start at once: one migrates, the others wait.
+            sqlx::query("SELECT pg_advisory_lock(7261626172617068)").execute(&mut *conn).await?;
+        }
+        let result = async {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS para_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let done: Vec<i64> = sqlx::query("SELECT version FROM para_migrations")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.get::<i64, _>(0))
+                .collect();
+            for (version, sql) in MIGRATIONS {
+                if done.contains(version) {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                // Comments first (they may hold `;`), then one statement per `;`.
+                let code: String = sql
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    // Our own embedded migration text, not input.
+                    sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO para_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7261626172617068)").execute(&mut *conn).await?;
+        }
+        result
+    }
+
+    // ------------------------------------------------------------ users
+
+    /// Records that the user was seen; `meta` (from the token or the SDK) replaces the stored
+    /// metadata when given. Returns the user.
+    pub async fn touch_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        meta: Option<&Value>,
+    ) -> Result<ConnectedUser> {
+        let now = now_ms();
+        let meta_text = meta.map(Value::to_string);
+        sqlx::query(
+            "INSERT INTO connected_users (project_id, user_id, meta, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (project_id, user_id) DO UPDATE
+               SET meta = CASE WHEN $5 = 1 THEN excluded.meta ELSE connected_users.meta END,
+                   updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(meta_text.clone().unwrap_or_else(|| "{}".into()))
+        .bind(now)
+        .bind(i64::from(meta.is_some()))
+        .execute(&self.pool)
+        .await?;
+        Ok(self.user(project_id, user_id).await?.expect("the row was just written"))
+    }
+
+    pub async fn user(&self, project_id: &str, user_id: &str) -> Result<Option<ConnectedUser>> {
+        let row = sqlx::query(
+            "SELECT user_id, meta, created_at FROM connected_users WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ConnectedUser {
+                user_id: r.get(0),
+                meta: json(&r.get::<String, _>(1))?,
+                created_at: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    /// Every connected user of a project, oldest first (for the dashboard).
+    pub async fn users(&self, project_id: &str) -> Result<Vec<ConnectedUser>> {
+        let rows = sqlx::query(
+            "SELECT user_id, meta, created_at FROM connected_users WHERE project_id = $1 ORDER BY created_at, user_id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConnectedUser {
+                    user_id: r.get(0),
+                    meta: json(&r.get::<String, _>(1))?,
+                    created_at: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ credentials
+
+    const CREDENTIAL_COLUMNS: &str = "id, integration, status, status_reason, provider_id, provider_data, secret, expires_at, created_at, updated_at";
+
+    fn credential_row(r: &AnyRow) -> Result<Credential> {
+        Ok(Credential {
+            id: r.get(0),
+            integration: r.get(1),
+            status: r.get(2),
+            status_reason: r.get(3),
+            provider_id: r.get(4),
+            provider_data: json(&r.get::<String, _>(5))?,
+            secret: r.get(6),
+            expires_at: r.get(7),
+            created_at: r.get(8),
+            updated_at: r.get(9),
+        })
+    }
+
+    /// Stores a new credential and returns it (with a fresh id).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_credential(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+        status: &str,
+        status_reason: Option<&str>,
+        provider_id: Option<&str>,
+        provider_data: &Value,
+        secret: &str,
+        expires_at: Option<i64>,
+    ) -> Result<Credential> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO credentials (id, project_id, user_id, integration, status, status_reason, provider_id, provider_data, secret, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(&id)
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .bind(status)
+        .bind(status_reason)
+        .bind(provider_id)
+        .bind(provider_data.to_string())
+        .bind(secret)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(self.credential(project_id, user_id, &id).await?.expect("the row was just written"))
+    }
+
+    /// The user's credentials, newest first, optionally of one integration.
+    pub async fn credentials(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: Option<&str>,
+    ) -> Result<Vec<Credential>> {
+        let sql = format!(
+            "SELECT {} FROM credentials WHERE project_id = $1 AND user_id = $2 AND ($3 = '' OR integration = $3) ORDER BY created_at DESC, id",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(integration.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::credential_row).collect()
+    }
+
+    /// One credential of the user (`None` if it does not exist or belongs to someone else).
+    pub async fn credential(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<Credential>> {
+        let sql = format!(
+            "SELECT {} FROM credentials WHERE project_id = $1 AND user_id = $2 AND id = $3",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::credential_row).transpose()
+    }
+
+    /// Replaces a credential's secret, expiry and status (after a refresh or a check).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_credential(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+        status: &str,
+        status_reason: Option<&str>,
+        secret: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
+             WHERE project_id = $1 AND user_id = $2 AND id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(id)
+        .bind(status)
+        .bind(status_reason)
+        .bind(secret)
+        .bind(expires_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes one credential of the user; false if there was none.
+    pub async fn delete_credential(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM credentials WHERE project_id = $1 AND user_id = $2 AND id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Uninstall: every credential and setting of the user for the integration. Returns how
+    /// many credentials were removed.
+    pub async fn uninstall(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM credentials WHERE project_id = $1 AND user_id = $2 AND integration = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND integration = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    // ------------------------------------------------------------ settings
+
+    /// Every settings row of the user.
+    pub async fn settings(&self, project_id: &str, user_id: &str) -> Result<Vec<Settings>> {
+        let rows = sqlx::query(
+            "SELECT integration, workflow_id, enabled, settings FROM user_settings
+             WHERE project_id = $1 AND user_id = $2 ORDER BY integration, workflow_id",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Settings {
+                    integration: r.get(0),
+                    workflow_id: r.get(1),
+                    enabled: r.get::<Option<i64>, _>(2).map(|e| e != 0),
+                    values: json(&r.get::<String, _>(3))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes one scope's settings. `enabled: None` keeps the stored toggle; `values: None`
+    /// keeps the stored values.
+    pub async fn put_settings(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+        workflow_id: &str,
+        enabled: Option<bool>,
+        values: Option<&Value>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (project_id, user_id, integration, workflow_id) DO UPDATE
+               SET enabled = CASE WHEN $8 = 1 THEN excluded.enabled ELSE user_settings.enabled END,
+                   settings = CASE WHEN $9 = 1 THEN excluded.settings ELSE user_settings.settings END,
+                   updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .bind(workflow_id)
+        .bind(enabled.map(i64::from))
+        .bind(values.map_or_else(|| "{}".to_string(), Value::to_string))
+        .bind(now_ms())
+        .bind(i64::from(enabled.is_some()))
+        .bind(i64::from(values.is_some()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ OAuth states
+
+    pub async fn put_oauth_state(&self, state: &OAuthState) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_states (state, project_id, user_id, integration, sealed, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&state.state)
+        .bind(&state.project_id)
+        .bind(&state.user_id)
+        .bind(&state.integration)
+        .bind(&state.sealed)
+        .bind(now_ms())
+        .bind(state.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Consumes a state: returns it once, if it exists, is unused and unexpired; a second call
+    /// (a replayed callback) gets `None`.
+    pub async fn take_oauth_state(&self, state: &str) -> Result<Option<OAuthState>> {
+        let now = now_ms();
+        let claimed = sqlx::query(
+            "UPDATE oauth_states SET used_at = $2 WHERE state = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(state)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT state, project_id, user_id, integration, sealed, expires_at FROM oauth_states WHERE state = $1",
+        )
+        .bind(state)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(OAuthState {
+            state: row.get(0),
+            project_id: row.get(1),
+            user_id: row.get(2),
+            integration: row.get(3),
+            sealed: row.get(4),
+            expires_at: row.get(5),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("para.db").display());
+        (dir, Store::open(&url).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn users_meta_is_replaced_only_when_given() {
+        let (_dir, s) = store().await;
+        let u = s.touch_user("p", "alice", Some(&json!({"plan": "pro"}))).await.unwrap();
+        assert_eq!(u.meta, json!({"plan": "pro"}));
+        let u = s.touch_user("p", "alice", None).await.unwrap();
+        assert_eq!(u.meta, json!({"plan": "pro"}));
+        s.touch_user("p", "bob", None).await.unwrap();
+        assert_eq!(s.users("p").await.unwrap().len(), 2);
+        assert!(s.user("other", "alice").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn credentials_and_settings_belong_to_one_user() {
+        let (_dir, s) = store().await;
+        let c = s
+            .insert_credential(
+                "p",
+                "alice",
+                "slack",
+                "VALID",
+                None,
+                Some("U1"),
+                &json!({}),
+                "v1:sealed",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.credentials("p", "alice", None).await.unwrap().len(), 1);
+        assert_eq!(s.credentials("p", "alice", Some("slack")).await.unwrap().len(), 1);
+        assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
+        // Bob cannot see, change or delete Alice's credential, even knowing its id.
+        assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
+        assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
+        assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
+
+        s.put_settings("p", "alice", "slack", "", None, Some(&json!({"channel": "C1"})))
+            .await
+            .unwrap();
+        s.put_settings("p", "alice", "slack", "wf1", Some(true), None).await.unwrap();
+        s.put_settings("p", "alice", "slack", "wf1", None, Some(&json!({"n": 2}))).await.unwrap();
+        let settings = s.settings("p", "alice").await.unwrap();
+        assert_eq!(settings.len(), 2);
+        assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
+        assert_eq!(settings[1].values, json!({"n": 2}));
+        assert!(s.settings("p", "bob").await.unwrap().is_empty());
+
+        assert_eq!(s.uninstall("p", "alice", "slack").await.unwrap(), 1);
+        assert!(s.settings("p", "alice").await.unwrap().is_empty());
+        assert!(s.credentials("p", "alice", None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn oauth_states_are_single_use_and_expire() {
+        let (_dir, s) = store().await;
+        let state = |name: &str, expires_at| OAuthState {
+            state: name.into(),
+            project_id: "p".into(),
+            user_id: "alice".into(),
+            integration: "slack".into(),
+            sealed: "v1:x".into(),
+            expires_at,
+        };
+        s.put_oauth_state(&state("fresh", now_ms() + 60_000)).await.unwrap();
+        s.put_oauth_state(&state("stale", now_ms() - 1)).await.unwrap();
+        assert_eq!(s.take_oauth_state("fresh").await.unwrap().unwrap().user_id, "alice");
+        assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
+        assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
+        assert!(s.take_oauth_state("never").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn reopening_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("para.db").display());
+        Store::open(&url).await.unwrap().touch_user("p", "u", None).await.unwrap();
+        let again = Store::open(&url).await.unwrap();
+        assert!(again.user("p", "u").await.unwrap().is_some());
+    }
+}
