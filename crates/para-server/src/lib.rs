@@ -6,6 +6,7 @@
 //! only reach its own user's rows.
 
 mod api;
+pub mod connect;
 mod auth;
 mod error;
 mod state;
