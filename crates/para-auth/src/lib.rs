@@ -25,3 +25,12 @@ pub mod tokens;
 pub use keys::{KeyError, KeyPaths, PublicKey, generate_dev_keys, load_public_keys};
 pub use secrets::{SecretError, SecretKey};
 pub use tokens::{Claims, TokenError, UserClaims, Verifier, sign};
+
+/// `bytes` random bytes from the operating system, base64url without padding: OAuth `state`,
+/// PKCE verifiers, nonces.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine as _;
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random number generator works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}

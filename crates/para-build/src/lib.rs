@@ -193,7 +193,7 @@ pub struct Input {
     pub default_value: Option<serde_json::Value>,
     /// Every other property, as written (type-specific ones such as `fieldMappings`,
     /// `useDynamicMapper`, `customDropdownOptions`), sorted by name.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 

@@ -22,7 +22,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/sdk/me", get(me).patch(patch_me))
         .route("/projects/{project}/sdk/integrations", get(integrations))
         .route("/projects/{project}/sdk/integrations/{integration}", delete(uninstall))
-        .route("/projects/{project}/sdk/credentials", get(credentials))
+        .route("/projects/{project}/sdk/credentials", get(credentials).post(create_credential))
         .route(
             "/projects/{project}/sdk/credentials/{credential}",
             get(credential).patch(patch_credential).delete(delete_credential),
@@ -45,7 +45,7 @@ pub fn integration_id(key: &str) -> String {
 }
 
 /// An integration of the build by key or by its derived id.
-fn find_integration<'b>(
+pub fn find_integration<'b>(
     build: &'b para_build::Build,
     key_or_id: &str,
 ) -> Option<&'b para_build::Integration> {
@@ -68,40 +68,36 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
     for (key, integration) in &build.integrations {
         let mine: Vec<&para_store::Credential> =
             credentials.iter().filter(|c| &c.integration == key).collect();
-        let active = mine.first();
-        let shared = settings
-            .iter()
-            .find(|s| &s.integration == key && s.workflow_id.is_empty())
-            .map(|s| s.values.clone())
-            .unwrap_or_else(|| json!({}));
-        let mut workflow_settings = serde_json::Map::new();
-        for (id, workflow) in &integration.workflows {
-            let stored = settings.iter().find(|s| &s.integration == key && &s.workflow_id == id);
-            let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
-            workflow_settings.insert(
-                id.clone(),
-                json!({
-                    "enabled": enabled && active.is_some(),
-                    "settings": stored.map(|s| s.values.clone()).unwrap_or_else(|| json!({})),
-                }),
-            );
+        let config = Configuration::of(integration, &settings);
+        // The credential the SDK shows: the newest valid one, else the newest.
+        let active = mine.iter().find(|c| c.status == "VALID").or(mine.first()).copied();
+        let all: Vec<Value> = mine.iter().map(|c| credential_json(c, &config)).collect();
+        let all_configurations: Vec<Value> =
+            all.iter().filter_map(|c| c["configurations"].as_array().cloned()).flatten().collect();
+        let mut entry = json!({
+            "enabled": active.is_some_and(|c| c.status == "VALID"),
+            "allCredentials": all,
+            "allConfigurations": all_configurations,
+            "sharedSettings": config.shared,
+            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == "VALID")),
+        });
+        if let Some(c) = active {
+            entry["credentialId"] = json!(c.id);
+            entry["credentialStatus"] = json!(c.status);
+            entry["credentialConfigId"] = json!(configuration_id(&c.id));
+            entry["providerId"] = json!(c.provider_id);
+            entry["providerData"] = c.provider_data.clone();
+            if let Some(reason) = &c.status_reason {
+                entry["credentialStatusReason"] = json!(reason);
+            }
         }
-        integrations.insert(
-            key.clone(),
-            json!({
-                "enabled": active.is_some_and(|c| c.status == "VALID"),
-                "credentialId": active.map(|c| c.id.clone()),
-                "credentialStatus": active.map(|c| c.status.clone()),
-                "providerId": active.and_then(|c| c.provider_id.clone()),
-                "providerData": active.map(|c| c.provider_data.clone()).unwrap_or_else(|| json!({})),
-                "allCredentials": mine.iter().map(|c| credential_json(c)).collect::<Vec<_>>(),
-                "allConfigurations": [],
-                "sharedSettings": shared,
-                "workflowSettings": workflow_settings,
-            }),
-        );
+        integrations.insert(key.clone(), entry);
     }
     Ok(json!({
+        "project": {
+            "id": state.project_id,
+            "accessibleFeatures": ["headless-cp", "dfm"],
+        },
         "authenticated": true,
         "userId": user.user_id,
         "meta": user.meta,
@@ -110,19 +106,117 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
     }))
 }
 
-/// A credential as the SDK sees it: never its secret.
-fn credential_json(c: &para_store::Credential) -> Value {
+/// A user's settings of one integration: shared values and per-workflow toggles and values.
+pub struct Configuration {
+    pub shared: Value,
+    /// (workflow id, enabled as stored or by default, values)
+    pub workflows: Vec<(String, bool, Value)>,
+}
+
+impl Configuration {
+    pub fn of(integration: &para_build::Integration, settings: &[para_store::Settings]) -> Self {
+        let key = &integration.key;
+        let shared = settings
+            .iter()
+            .find(|s| &s.integration == key && s.workflow_id.is_empty())
+            .map(|s| s.values.clone())
+            .unwrap_or_else(|| json!({}));
+        let workflows = integration
+            .workflows
+            .iter()
+            .map(|(id, workflow)| {
+                let stored =
+                    settings.iter().find(|s| &s.integration == key && &s.workflow_id == id);
+                let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
+                let values = stored.map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
+                (id.clone(), enabled, values)
+            })
+            .collect();
+        Configuration { shared, workflows }
+    }
+
+    /// `workflowSettings` as the SDK reads it; nothing runs while not connected.
+    pub fn workflows_json(&self, connected: bool) -> Value {
+        let mut map = serde_json::Map::new();
+        for (id, enabled, values) in &self.workflows {
+            map.insert(id.clone(), json!({ "enabled": *enabled && connected, "settings": values }));
+        }
+        Value::Object(map)
+    }
+}
+
+/// The id of a credential's (single, default) configuration.
+pub fn configuration_id(credential_id: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("para:configuration:{credential_id}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// A credential as the SDK reads it (never its secret), with its one default configuration.
+pub fn credential_json(c: &para_store::Credential, config: &Configuration) -> Value {
+    let valid = c.status == "VALID";
     json!({
         "id": c.id,
-        "integration": c.integration,
         "integrationId": integration_id(&c.integration),
+        "integration": c.integration,
         "status": c.status,
         "statusReason": c.status_reason,
         "providerId": c.provider_id,
         "providerData": c.provider_data,
-        "dateCreated": c.created_at,
-        "dateUpdated": c.updated_at,
+        "dateCreated": millis_iso(c.created_at),
+        "dateUpdated": millis_iso(c.updated_at),
+        "dateValidUntil": c.expires_at.map(millis_iso),
+        "configurations": [{
+            "id": configuration_id(&c.id),
+            "connectCredentialId": c.id,
+            "isDefault": true,
+            "sharedSettings": config.shared,
+            "workflowSettings": config.workflows_json(valid),
+            "configMeta": {},
+            "dateCreated": millis_iso(c.created_at),
+        }],
     })
+}
+
+/// Unix milliseconds as an RFC 3339 UTC timestamp.
+pub fn millis_iso(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The credential with the user's current settings of its integration.
+async fn credential_view(
+    state: &AppState,
+    user: &SdkUser,
+    c: &para_store::Credential,
+) -> Result<Value, ApiError> {
+    let build = state.build();
+    let settings = state.store.settings(&state.project_id, &user.user_id).await?;
+    let config = match build.integrations.get(&c.integration) {
+        Some(i) => Configuration::of(i, &settings),
+        None => Configuration { shared: json!({}), workflows: Vec::new() },
+    };
+    Ok(credential_json(c, &config))
 }
 
 #[derive(Deserialize)]
@@ -140,49 +234,86 @@ async fn patch_me(
     }
     let updated =
         state.store.touch_user(&state.project_id, &user.user_id, Some(&body.meta)).await?;
+    state.seen_users.forget(&user.user_id);
     let user = SdkUser { user_id: updated.user_id, meta: updated.meta };
     Ok(Json(user_state(&state, &user).await?))
 }
 
 /// The project's integrations, with their config, inputs and workflows (the build's facts
-/// plus the catalog's display facts).
+/// plus the catalog's display facts), as the SDK reads them.
 async fn integrations(State(state): State<Arc<AppState>>, _user: SdkUser) -> Api {
     let build = state.build();
-    let list: Vec<Value> = build
-        .integrations
-        .values()
-        .filter(|i| i.config.active)
-        .map(|i| {
-            let catalog = para_catalog::lookup(&i.key);
-            let mut workflows: Vec<&para_build::Workflow> =
-                i.workflows.values().filter(|w| !w.hidden).collect();
-            workflows.sort_by_key(|w| w.order);
-            json!({
-                "id": integration_id(&i.key),
-                "type": i.key,
-                "name": i.name,
-                "isActive": i.config.active,
-                "category": catalog.map(|c| c.category.clone()),
-                "brandColor": catalog.map(|c| c.accent_color.clone()),
-                "configs": [{
-                    "values": {
-                        "description": i.config.description,
-                        "overview": i.config.overview,
-                        "showWatermark": i.config.show_watermark,
-                        "sharedMeta": { "inputs": i.inputs },
-                    }
-                }],
-                "workflows": workflows.iter().map(|w| json!({
-                    "id": w.id,
-                    "description": w.name,
-                    "descriptionText": w.description,
-                    "defaultEnabled": w.default_enabled,
-                    "inputs": w.inputs,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let list: Vec<Value> =
+        build.integrations.values().filter(|i| i.config.active).map(integration_json).collect();
     Ok(Json(Value::Array(list)))
+}
+
+pub fn integration_json(i: &para_build::Integration) -> Value {
+    let catalog = para_catalog::lookup(&i.key);
+    let custom = i.config.custom.as_ref();
+    let mut workflows: Vec<&para_build::Workflow> = i.workflows.values().collect();
+    workflows.sort_by_key(|w| w.order);
+    let mut workflow_meta = serde_json::Map::new();
+    for w in &workflows {
+        workflow_meta.insert(
+            w.id.clone(),
+            json!({
+                "id": w.id,
+                "inputs": w.inputs,
+                "hidden": w.hidden,
+                "defaultEnabled": w.default_enabled,
+                "order": w.order,
+                "description": w.name,
+                "infoText": w.description,
+            }),
+        );
+    }
+    let accent = custom
+        .and_then(|c| c.accent_color.clone())
+        .or_else(|| catalog.map(|c| c.accent_color.clone()))
+        .unwrap_or_else(|| "#4B5563".into());
+    let auth_type = match (custom, catalog) {
+        (Some(c), _) => serde_json::to_value(c.authentication_type).unwrap_or(Value::Null),
+        (None, Some(c)) => json!(match c.auth.kind() {
+            "oauth2" => "oauth",
+            "oauth2_client_credentials" => "oauth_client_credential",
+            other => other,
+        }),
+        _ => Value::Null,
+    };
+    let mut entry = json!({
+        "id": integration_id(&i.key),
+        "type": if custom.is_some() { "custom" } else { i.key.as_str() },
+        "name": i.name,
+        "isActive": i.config.active,
+        "brandColor": accent,
+        "category": catalog.map(|c| c.category.clone()),
+        "authenticationType": auth_type,
+        "configs": [{
+            "values": {
+                "description": i.config.description,
+                "overview": i.config.overview,
+                "accentColor": accent,
+                "showWatermark": i.config.show_watermark,
+                "sharedMeta": { "inputs": i.inputs },
+                "workflowMeta": workflow_meta,
+            }
+        }],
+        "workflows": workflows.iter().filter(|w| !w.hidden).map(|w| json!({
+            "id": w.id,
+            "description": w.name,
+            "integrationId": integration_id(&i.key),
+        })).collect::<Vec<_>>(),
+        "needPreOauthInputs": custom.is_some_and(|c| !c.config_inputs.is_empty()),
+    });
+    if let Some(c) = custom {
+        entry["customIntegration"] = json!({
+            "slug": i.key,
+            "name": c.name,
+            "inputFields": c.config_inputs,
+        });
+    }
+    entry
 }
 
 async fn uninstall(
@@ -221,7 +352,11 @@ async fn credentials(
         None => None,
     };
     let list = state.store.credentials(&state.project_id, &user.user_id, key.as_deref()).await?;
-    Ok(Json(Value::Array(list.iter().map(credential_json).collect())))
+    let mut out = Vec::with_capacity(list.len());
+    for c in &list {
+        out.push(credential_view(&state, &user, c).await?);
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 async fn credential(
@@ -234,7 +369,64 @@ async fn credential(
         .credential(&state.project_id, &user.user_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
-    Ok(Json(credential_json(&found)))
+    Ok(Json(credential_view(&state, &user, &found).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateCredential {
+    integration_id: Option<String>,
+    #[serde(default)]
+    payload: Option<serde_json::Map<String, Value>>,
+    /// `completeInstall`: a code the company's app obtained itself.
+    code: Option<String>,
+    redirect_url: Option<String>,
+}
+
+/// `POST /sdk/credentials`: a credential from typed values (API key, basic, client
+/// credentials, password) or from an authorization code obtained by the app.
+async fn create_credential(
+    State(state): State<Arc<AppState>>,
+    user: SdkUser,
+    Json(body): Json<CreateCredential>,
+) -> Api {
+    let build = state.build();
+    let wanted = body
+        .integration_id
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("`integrationId` is required"))?;
+    let key = find_integration(&build, wanted)
+        .ok_or_else(|| ApiError::not_found(format!("no integration `{wanted}` in this project")))?
+        .key
+        .clone();
+    let mut values = body.payload.unwrap_or_default();
+    values.remove("skipPostOAuthInputs");
+    let created = match body.code {
+        Some(code) => {
+            let connector = crate::connector::Connector::of(&state, &key)
+                .ok_or_else(|| ApiError::not_found(format!("no integration `{key}`")))?;
+            let material = crate::connector::Material { values, ..Default::default() };
+            let redirect = body.redirect_url.unwrap_or_else(|| crate::oauth::redirect_uri(&state));
+            let form = vec![
+                ("grant_type".to_string(), "authorization_code".to_string()),
+                ("code".to_string(), code),
+                ("redirect_uri".to_string(), redirect),
+            ];
+            let token = crate::oauth::token_request(&state, &connector, &material, form)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "token_request",
+                        format!("exchanging the code failed: {e}"),
+                    )
+                })?;
+            crate::connect::store_connection(&state, &user.user_id, &connector, material, token)
+                .await?
+        }
+        None => crate::connect::create_credential(&state, &user.user_id, &key, values).await?,
+    };
+    Ok(Json(credential_view(&state, &user, &created).await?))
 }
 
 #[derive(Deserialize)]
@@ -256,7 +448,8 @@ struct WorkflowSetting {
     settings: Option<Value>,
 }
 
-/// Replaces the credential's settings (shared and per workflow) wholesale.
+/// Replaces the credential's settings (shared and per workflow) wholesale. Values that do not
+/// fit their inputs are refused (nothing of that key is saved) and listed in `errors`.
 async fn patch_credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
@@ -268,8 +461,23 @@ async fn patch_credential(
         .credential(&state.project_id, &user.user_id, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    let mut errors: Vec<String> = Vec::new();
     if let Some(config) = body.config {
-        if let Some(shared) = &config.shared_settings {
+        let build = state.build();
+        let integration = build.integrations.get(&found.integration);
+        let shared = match (&config.shared_settings, integration) {
+            (Some(Value::Object(values)), Some(i)) => {
+                let problems = crate::settings::validate(&i.inputs, values);
+                errors.extend(problems.iter().map(|p| p.message.clone()));
+                problems.is_empty().then_some(config.shared_settings.as_ref()).flatten()
+            }
+            (Some(Value::Object(_)), None) => config.shared_settings.as_ref(),
+            (Some(_), _) => {
+                return Err(ApiError::bad_request("`config.sharedSettings` must be an object"));
+            }
+            (None, _) => None,
+        };
+        if let Some(shared) = shared {
             state
                 .store
                 .put_settings(
@@ -282,14 +490,19 @@ async fn patch_credential(
                 )
                 .await?;
         }
-        let build = state.build();
-        let integration = build.integrations.get(&found.integration);
         for (workflow_id, setting) in config.workflow_settings.unwrap_or_default() {
-            if integration.is_none_or(|i| !i.workflows.contains_key(&workflow_id)) {
+            let Some(workflow) = integration.and_then(|i| i.workflows.get(&workflow_id)) else {
                 return Err(ApiError::bad_request(format!(
                     "`{workflow_id}` is not a workflow of {}",
                     found.integration
                 )));
+            };
+            if let Some(Value::Object(values)) = &setting.settings {
+                let problems = crate::settings::validate(&workflow.inputs, values);
+                if !problems.is_empty() {
+                    errors.extend(problems.iter().map(|p| p.message.clone()));
+                    continue;
+                }
             }
             state
                 .store
@@ -304,7 +517,9 @@ async fn patch_credential(
                 .await?;
         }
     }
-    Ok(Json(credential_json(&found)))
+    let mut view = credential_view(&state, &user, &found).await?;
+    view["errors"] = json!(errors);
+    Ok(Json(view))
 }
 
 async fn delete_credential(
@@ -338,9 +553,17 @@ async fn enable_workflow(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, workflow)): Path<(String, String)>,
-    body: Option<Json<EnableBody>>,
+    body: axum::body::Bytes,
 ) -> Api {
-    set_workflow(&state, &user, &workflow, true, body.and_then(|Json(b)| b.settings)).await
+    // The SDK sends no body (with a JSON content type); older clients may send settings.
+    let settings = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<EnableBody>(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?
+            .settings
+    };
+    set_workflow(&state, &user, &workflow, true, settings).await
 }
 
 async fn disable_workflow(

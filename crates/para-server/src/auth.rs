@@ -61,13 +61,54 @@ impl FromRequestParts<Arc<AppState>> for SdkUser {
                 "no user token: send `Authorization: Bearer <token>` (paragon.authenticate)",
             )
         })?;
+        if let Some(user) = state.seen_users.recent(&token) {
+            return Ok(user);
+        }
         let claims =
             state.verifier.verify(&token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let user = state
             .store
             .touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
             .await?;
-        Ok(SdkUser { user_id: user.user_id, meta: user.meta })
+        let user = SdkUser { user_id: user.user_id, meta: user.meta };
+        state.seen_users.remember(&token, claims.exp, &user);
+        Ok(user)
+    }
+}
+
+/// Tokens verified in the last seconds, so a burst of requests (the proxy) neither re-checks
+/// the RSA signature nor writes "user seen" each time. An entry never outlives its token's
+/// `exp` nor [`SeenUsers::TTL_MS`]; metadata changed through `PATCH /sdk/me` is visible
+/// after at most that long to requests authenticated from the cache.
+#[derive(Default)]
+pub struct SeenUsers(std::sync::Mutex<std::collections::HashMap<String, (i64, SdkUser)>>);
+
+impl SeenUsers {
+    const TTL_MS: i64 = 30_000;
+    const MAX: usize = 50_000;
+
+    fn recent(&self, token: &str) -> Option<SdkUser> {
+        let map = self.0.lock().expect("seen users");
+        let (until, user) = map.get(token)?;
+        (*until > para_store::now_ms()).then(|| user.clone())
+    }
+
+    fn remember(&self, token: &str, exp_secs: u64, user: &SdkUser) {
+        let now = para_store::now_ms();
+        let until = (now + Self::TTL_MS).min(exp_secs as i64 * 1000);
+        let mut map = self.0.lock().expect("seen users");
+        if map.len() >= Self::MAX {
+            map.retain(|_, (t, _)| *t > now);
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+        }
+        map.insert(token.to_string(), (until, user.clone()));
+    }
+
+    /// Forgets a user's cached tokens (their metadata changed).
+    pub fn forget(&self, user_id: &str) {
+        self.0.lock().expect("seen users").retain(|_, (_, u)| u.user_id != user_id);
     }
 }
 

@@ -3,8 +3,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::connector::{Connector, Material, render};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::{oauth, refresh};
 
 /// How a user connects an integration, and what to ask them first.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,28 +57,273 @@ pub struct BeginOAuth {
     pub session_id: Option<String>,
 }
 
-pub fn connect_info(_state: &AppState, _integration_key: &str) -> Option<ConnectInfo> {
-    None
+pub fn connect_info(state: &AppState, integration_key: &str) -> Option<ConnectInfo> {
+    let c = Connector::of(state, integration_key)?;
+    Some(ConnectInfo { kind: c.kind, fields: c.fields })
+}
+
+/// Checks the values typed for [`ConnectInfo::fields`]: required ones present, only strings.
+fn check_values(connector: &Connector, values: &Map<String, Value>) -> Result<(), ApiError> {
+    for f in &connector.fields {
+        let given =
+            values.get(&f.key).and_then(Value::as_str).is_some_and(|v| !v.trim().is_empty());
+        if f.required && !given {
+            return Err(ApiError::bad_request(format!(
+                "{}: `{}` ({}) is required to connect",
+                connector.name, f.key, f.label
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Starts an authorization-code flow: stores a single-use `state` (and PKCE verifier) for the
-/// user and returns the provider's authorize URL.
+/// user and returns the provider's authorize URL. The browser sent there must also get the
+/// cookie of [`crate::oauth::bind_browser`].
 pub async fn begin_oauth(
-    _state: &AppState,
-    _user_id: &str,
+    state: &AppState,
+    user_id: &str,
     integration_key: &str,
-    _options: BeginOAuth,
+    options: BeginOAuth,
 ) -> Result<String, ApiError> {
-    Err(ApiError::bad_request(format!("connecting {integration_key} is not implemented yet")))
+    let connector = Connector::of(state, integration_key).ok_or_else(|| {
+        ApiError::not_found(format!("no integration `{integration_key}` in this project"))
+    })?;
+    let oauth = match (&connector.kind, &connector.oauth) {
+        (ConnectKind::OAuth, Some(oauth)) => oauth,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "{} is not connected through an OAuth redirect; send its values to POST /sdk/credentials",
+                connector.name
+            )));
+        }
+    };
+    let Some(client_id) = connector.client_id.clone() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "oauth_client_missing",
+            format!(
+                "no OAuth client is configured for {}: set PARA_OAUTH_{}_CLIENT_ID and _CLIENT_SECRET or add it to .para/oauth-clients.json",
+                connector.name,
+                crate::state::env_key(integration_key)
+            ),
+        ));
+    };
+    // Pre-OAuth values may be missing when the SDK's installIntegration starts the flow.
+    let values: Map<String, Value> =
+        options.values.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    let material = Material { values: values.clone(), ..Material::default() };
+    let authorize = oauth
+        .authorize_url
+        .as_ref()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{} has no authorization URL", connector.name))
+        })
+        .and_then(|t| render(t, &material).map_err(|e| ApiError::bad_request(e.0)))?;
+    let mut url = url::Url::parse(&authorize).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}'s authorization URL `{authorize}` is not a URL: {e}",
+            connector.name
+        ))
+    })?;
+    let state_token = para_auth::random_token(32);
+    let verifier = oauth.pkce.then(|| para_auth::random_token(48));
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code");
+        q.append_pair("client_id", &client_id);
+        q.append_pair("redirect_uri", &oauth::redirect_uri(state));
+        if !oauth.scopes.is_empty() {
+            q.append_pair("scope", &oauth.scopes.join(&oauth.scope_separator));
+        }
+        q.append_pair("state", &state_token);
+        if let Some(v) = &verifier {
+            q.append_pair("code_challenge", &oauth::pkce_challenge(v));
+            q.append_pair("code_challenge_method", "S256");
+        }
+        for (name, template) in &oauth.authorize_params {
+            if let Ok(value) = render(template, &material) {
+                q.append_pair(name, &value);
+            }
+        }
+    }
+    let pending = oauth::Pending {
+        verifier,
+        session_id: options.session_id.clone(),
+        origin: options.origin_for_post_message,
+        return_to: options.return_to,
+        values,
+    };
+    let sealed = state.secrets.seal(
+        &serde_json::to_vec(&pending).expect("pending state serialises"),
+        &oauth::state_aad(&state.project_id),
+    );
+    state
+        .store
+        .put_oauth_state(&para_store::OAuthState {
+            state: state_token,
+            project_id: state.project_id.clone(),
+            user_id: user_id.to_string(),
+            integration: integration_key.to_string(),
+            sealed,
+            expires_at: para_store::now_ms() + oauth::STATE_TTL_MS,
+        })
+        .await?;
+    if let Some(session) = &options.session_id {
+        state.store.start_oauth_session(&state.project_id, user_id, session).await?;
+    }
+    Ok(url.to_string())
 }
 
 /// Stores a credential that needs no redirect (API key, basic, client credentials, password):
 /// checks it against the test endpoint; an unusable credential is stored INVALID with the reason.
 pub async fn create_credential(
-    _state: &AppState,
-    _user_id: &str,
+    state: &AppState,
+    user_id: &str,
     integration_key: &str,
-    _values: Map<String, Value>,
+    values: Map<String, Value>,
 ) -> Result<para_store::Credential, ApiError> {
-    Err(ApiError::bad_request(format!("connecting {integration_key} is not implemented yet")))
+    let connector = Connector::of(state, integration_key).ok_or_else(|| {
+        ApiError::not_found(format!("no integration `{integration_key}` in this project"))
+    })?;
+    check_values(&connector, &values)?;
+    let material = Material { values, ..Material::default() };
+    let token = match connector.kind {
+        ConnectKind::OAuth => {
+            return Err(ApiError::bad_request(format!(
+                "{} connects through OAuth: start it with installIntegration (build-oauth) or the portal",
+                connector.name
+            )));
+        }
+        ConnectKind::ApiKey | ConnectKind::Basic => Map::new(),
+        ConnectKind::ClientCredentials | ConnectKind::Password => {
+            let mut form = Vec::new();
+            if connector.kind == ConnectKind::ClientCredentials {
+                form.push(("grant_type".to_string(), "client_credentials".to_string()));
+            } else {
+                form.push(("grant_type".to_string(), "password".to_string()));
+                for key in ["username", "password"] {
+                    let v = material.values.get(key).and_then(Value::as_str).unwrap_or_default();
+                    form.push((key.to_string(), v.to_string()));
+                }
+            }
+            if let Some(oauth) = &connector.oauth
+                && !oauth.scopes.is_empty()
+            {
+                form.push(("scope".to_string(), oauth.scopes.join(&oauth.scope_separator)));
+            }
+            oauth::token_request(state, &connector, &material, form).await.map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "token_request",
+                    format!("{}: getting a token failed: {e}", connector.name),
+                )
+            })?
+        }
+    };
+    store_connection(state, user_id, &connector, material, token).await
+}
+
+/// The last step of every connection: looks up account facts, calls the test endpoint, and
+/// stores the credential (VALID, or INVALID with the reason).
+pub async fn store_connection(
+    state: &AppState,
+    user_id: &str,
+    connector: &Connector,
+    mut material: Material,
+    token: Map<String, Value>,
+) -> Result<para_store::Credential, ApiError> {
+    let expires_at = refresh::expiry(&token);
+    material.token = token;
+    oauth::save_credentials(connector, &mut material);
+    let mut problem: Option<String> = None;
+    if let Some(lookup) = connector.api.account.clone() {
+        match get_json(state, connector, &material, &lookup.url).await {
+            Ok(answer) => {
+                for (name, path) in &lookup.fields {
+                    let mut value = &answer;
+                    for segment in path.split('.') {
+                        value = match value {
+                            Value::Array(items) => segment
+                                .parse::<usize>()
+                                .ok()
+                                .and_then(|i| items.get(i))
+                                .unwrap_or(&Value::Null),
+                            Value::Object(map) => map.get(segment).unwrap_or(&Value::Null),
+                            _ => &Value::Null,
+                        };
+                    }
+                    material.account.insert(name.clone(), value.clone());
+                }
+            }
+            Err(e) => problem = Some(e),
+        }
+    }
+    if problem.is_none() {
+        match connector.test_url(&material) {
+            Ok(Some(url)) => {
+                if let Err(e) = get_json(state, connector, &material, &url).await {
+                    problem = Some(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => problem = Some(e.0),
+        }
+    }
+    let sealed = refresh::seal(state, user_id, &connector.key, &material);
+    let status = if problem.is_some() { "INVALID" } else { "VALID" };
+    let provider_data = serde_json::json!({ "account": material.account });
+    let credential = state
+        .store
+        .insert_credential(
+            &state.project_id,
+            user_id,
+            &connector.key,
+            status,
+            problem.as_deref(),
+            None,
+            &provider_data,
+            &sealed,
+            expires_at,
+        )
+        .await?;
+    Ok(credential)
+}
+
+/// `GET url` authorised with the material; the JSON answer or why it failed.
+async fn get_json(
+    state: &AppState,
+    connector: &Connector,
+    m: &Material,
+    url: &str,
+) -> Result<Value, String> {
+    let url = if url.starts_with("http://") || url.starts_with("https://") {
+        crate::connector::render(&crate::connector::Template::Text(url.to_string()), m)
+            .map_err(|e| e.0)?
+    } else {
+        let base = connector.base_url(m).map_err(|e| e.0)?;
+        format!("{base}/{}", url.trim_start_matches('/'))
+    };
+    let auth = connector.authorize(m).map_err(|e| e.0)?;
+    let mut request = state.http.get(&url).header("accept", "application/json");
+    for (name, value) in &auth.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    if !auth.query.is_empty() {
+        request = request.query(&auth.query);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("the test request GET {url} failed: {}", oauth::error_chain(&e)))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!(
+            "the test request GET {url} answered {}: {}",
+            status.as_u16(),
+            oauth::snippet(&text)
+        ));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }

@@ -6,9 +6,15 @@
 //! only reach its own user's rows.
 
 mod api;
-pub mod connect;
 mod auth;
+pub mod config;
+pub mod connect;
+pub mod connector;
 mod error;
+pub mod oauth;
+mod proxy;
+mod refresh;
+mod settings;
 mod state;
 
 use std::net::SocketAddr;
@@ -36,7 +42,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .allow_headers(AllowHeaders::sdk())
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600));
-    api::routes().with_state(state).layer(cors)
+    api::routes()
+        .merge(oauth::routes())
+        .merge(proxy::routes())
+        .with_state(state)
+        .layer(cors)
 }
 
 struct AllowHeaders;

@@ -8,11 +8,15 @@ use para_auth::{SecretKey, Verifier};
 use para_build::Build;
 use para_store::Store;
 
-/// The OAuth app a company registered with a provider, for one integration.
-#[derive(Clone)]
+/// The OAuth app a company registered with a provider, for one integration, and optional
+/// overrides of the integration's endpoints (sandboxes, self-hosted providers, tests).
+#[derive(Clone, Default)]
 pub struct OAuthClient {
     pub client_id: String,
     pub client_secret: String,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_base_url: Option<String>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -50,6 +54,13 @@ pub struct AppState {
     pub store: Store,
     pub verifier: Verifier,
     pub secrets: SecretKey,
+    /// Outgoing HTTP: token endpoints, test endpoints, the proxy.
+    pub http: reqwest::Client,
+    /// One refresh at a time per credential within this process (the store's lease covers
+    /// other processes).
+    pub refresh_locks: crate::refresh::Locks,
+    /// Recently verified user tokens.
+    pub seen_users: crate::auth::SeenUsers,
 }
 
 impl AppState {
@@ -61,6 +72,17 @@ impl AppState {
         secrets: SecretKey,
     ) -> Arc<AppState> {
         let project_id = build.project.project_id.clone().unwrap_or_else(|| "default".into());
+        // reqwest is built without a default crypto provider; ring is ours. A second
+        // install (several servers in one test process) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("para/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("the HTTP client builds");
         Arc::new(AppState {
             config,
             project_id,
@@ -68,6 +90,9 @@ impl AppState {
             store,
             verifier,
             secrets,
+            http,
+            refresh_locks: crate::refresh::Locks::default(),
+            seen_users: crate::auth::SeenUsers::default(),
         })
     }
 

@@ -12,7 +12,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// The migrations, in order. Each runs once, in a transaction, recorded in `para_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_connect.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_connect.sql")),
+    (2, include_str!("../migrations/0002_oauth_sessions.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +58,8 @@ pub struct ConnectedUser {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Credential {
     pub id: String,
+    /// The connected user it belongs to.
+    pub user_id: String,
     pub integration: String,
     /// `VALID`, `INVALID` or `PENDING`.
     pub status: String,
@@ -246,7 +251,7 @@ impl Store {
 
     // ------------------------------------------------------------ credentials
 
-    const CREDENTIAL_COLUMNS: &str = "id, integration, status, status_reason, provider_id, provider_data, secret, expires_at, created_at, updated_at";
+    const CREDENTIAL_COLUMNS: &str = "id, integration, status, status_reason, provider_id, provider_data, secret, expires_at, created_at, updated_at, user_id";
 
     fn credential_row(r: &AnyRow) -> Result<Credential> {
         Ok(Credential {
@@ -260,6 +265,7 @@ impl Store {
             expires_at: r.get(7),
             created_at: r.get(8),
             updated_at: r.get(9),
+            user_id: r.get(10),
         })
     }
 
@@ -526,6 +532,160 @@ impl Store {
     }
 }
 
+/// Where the SDK's OAuth session (`oauthMetaKeyId`) stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthSession {
+    pub credential_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    // ------------------------------------------------------------ OAuth sessions and nonces
+
+    /// Records that the user started the session (idempotent).
+    pub async fn start_oauth_session(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_sessions (project_id, user_id, session_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project_id, user_id, session_id) DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(session_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the session with its credential or its error.
+    pub async fn finish_oauth_session(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        session_id: &str,
+        credential_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_sessions (project_id, user_id, session_id, credential_id, error, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (project_id, user_id, session_id) DO UPDATE
+               SET credential_id = excluded.credential_id, error = excluded.error",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(session_id)
+        .bind(credential_id)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user's session, if it exists.
+    pub async fn oauth_session(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<Option<OAuthSession>> {
+        let row = sqlx::query(
+            "SELECT credential_id, error FROM oauth_sessions WHERE project_id = $1 AND user_id = $2 AND session_id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| OAuthSession { credential_id: r.get(0), error: r.get(1) }))
+    }
+
+    pub async fn delete_oauth_session(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM oauth_sessions WHERE project_id = $1 AND user_id = $2 AND session_id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Binds a browser (a cookie holding `nonce`) to a user for the OAuth callback.
+    pub async fn put_oauth_nonce(
+        &self,
+        nonce: &str,
+        project_id: &str,
+        user_id: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM oauth_nonces WHERE expires_at < $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_nonces (nonce, project_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(nonce)
+        .bind(project_id)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The `(project, user)` an unexpired nonce was issued to.
+    pub async fn oauth_nonce(&self, nonce: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT project_id, user_id FROM oauth_nonces WHERE nonce = $1 AND expires_at > $2",
+        )
+        .bind(nonce)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    // ------------------------------------------------------------ refresh lease
+
+    /// Takes the refresh lease of a credential until `until_ms` if nobody holds it: true when
+    /// this caller may refresh. Works across processes (one conditional UPDATE).
+    pub async fn try_lease_refresh(&self, id: &str, until_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET refresh_lock_until = $2
+             WHERE id = $1 AND (refresh_lock_until IS NULL OR refresh_lock_until < $3)",
+        )
+        .bind(id)
+        .bind(until_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease back.
+    pub async fn release_refresh(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE credentials SET refresh_lock_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +768,35 @@ mod tests {
         assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
         assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
         assert!(s.take_oauth_state("never").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_nonces_and_refresh_leases() {
+        let (_dir, s) = store().await;
+        s.start_oauth_session("p", "alice", "sess1").await.unwrap();
+        let pending = s.oauth_session("p", "alice", "sess1").await.unwrap().unwrap();
+        assert_eq!(pending.credential_id, None);
+        assert!(s.oauth_session("p", "bob", "sess1").await.unwrap().is_none());
+        s.finish_oauth_session("p", "alice", "sess1", Some("c1"), None).await.unwrap();
+        let done = s.oauth_session("p", "alice", "sess1").await.unwrap().unwrap();
+        assert_eq!(done.credential_id.as_deref(), Some("c1"));
+        s.delete_oauth_session("p", "alice", "sess1").await.unwrap();
+        assert!(s.oauth_session("p", "alice", "sess1").await.unwrap().is_none());
+
+        s.put_oauth_nonce("n1", "p", "alice", now_ms() + 60_000).await.unwrap();
+        s.put_oauth_nonce("n2", "p", "alice", now_ms() - 1).await.unwrap();
+        assert_eq!(s.oauth_nonce("n1").await.unwrap(), Some(("p".into(), "alice".into())));
+        assert_eq!(s.oauth_nonce("n2").await.unwrap(), None);
+
+        let c = s
+            .insert_credential("p", "alice", "x", "VALID", None, None, &json!({}), "v1:s", None)
+            .await
+            .unwrap();
+        assert!(s.try_lease_refresh(&c.id, now_ms() + 30_000).await.unwrap());
+        assert!(!s.try_lease_refresh(&c.id, now_ms() + 30_000).await.unwrap(), "held");
+        s.release_refresh(&c.id).await.unwrap();
+        assert!(s.try_lease_refresh(&c.id, now_ms() - 1).await.unwrap());
+        assert!(s.try_lease_refresh(&c.id, now_ms() + 1000).await.unwrap(), "expired lease");
     }
 
     #[tokio::test]

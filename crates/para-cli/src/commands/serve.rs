@@ -1,11 +1,10 @@
 //! `para serve`: builds the project if its build is missing or stale, then serves it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use para_server::{AppState, OAuthClient, ServerConfig};
+use para_server::{AppState, ServerConfig};
 
 use crate::cli::{BuildArgs, ServeArgs};
 use crate::{commands, output};
@@ -60,7 +59,7 @@ pub fn run(args: ServeArgs) -> i32 {
             return commands::USAGE;
         }
     };
-    let oauth_clients = match oauth_clients(&root) {
+    let oauth_clients = match para_server::config::load_oauth_clients(&root) {
         Ok(c) => c,
         Err(message) => {
             output::error(
@@ -154,40 +153,4 @@ fn newest(dir: &Path) -> Option<SystemTime> {
         latest = latest.max(time);
     }
     latest
-}
-
-/// OAuth apps per integration: `.para/oauth-clients.json` (`{"salesforce": {"clientId": …,
-/// "clientSecret": …}}`), overridden by `PARA_OAUTH_<KEY>_CLIENT_ID` / `_CLIENT_SECRET` (the key
-/// upper-cased, other characters as `_`: `custom.acmecrm` → `PARA_OAUTH_CUSTOM_ACMECRM_…`).
-fn oauth_clients(root: &Path) -> Result<BTreeMap<String, OAuthClient>, String> {
-    let mut clients = BTreeMap::new();
-    let file = root.join(".para/oauth-clients.json");
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not valid JSON: {e}", file.display()))?;
-        for (key, entry) in value.as_object().into_iter().flatten() {
-            let field =
-                |name: &str| {
-                    entry.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
-                        format!("{}: `{key}` needs a string `{name}`", file.display())
-                    })
-                };
-            clients.insert(
-                para_server::env_key(key),
-                OAuthClient {
-                    client_id: field("clientId")?,
-                    client_secret: field("clientSecret")?,
-                },
-            );
-        }
-    }
-    for (name, value) in std::env::vars() {
-        let Some(rest) = name.strip_prefix("PARA_OAUTH_") else { continue };
-        let Some(env_key) = rest.strip_suffix("_CLIENT_ID") else { continue };
-        let secret =
-            std::env::var(format!("PARA_OAUTH_{env_key}_CLIENT_SECRET")).unwrap_or_default();
-        clients
-            .insert(env_key.to_string(), OAuthClient { client_id: value, client_secret: secret });
-    }
-    Ok(clients)
 }

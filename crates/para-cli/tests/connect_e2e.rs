@@ -1,0 +1,205 @@
+//! The real `@useparagon/connect` SDK in Chromium against `para serve` on the taskflow example,
+//! with a real OAuth 2 server (oidc-provider) and an upstream API on loopback: the harness
+//! `tests/e2e/connect.test.mjs` drives the browser; this test starts `para serve` configured
+//! from what the harness reports and hands it the server's address and a user token.
+//!
+//! Needs Node.js, `npm ci --prefix tests/e2e` and Debian chromium (`scripts/e2e-deps`). Without
+//! them the test says so and passes, unless `PARA_E2E_REQUIRE=1` (CI sets it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARA: &str = env!("CARGO_BIN_EXE_para");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether the browser test can run here; `Err` says what is missing.
+fn prerequisites() -> Result<(), String> {
+    let e2e = repo().join("tests/e2e");
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    if !e2e.join("node_modules/@useparagon/connect").is_dir() {
+        return Err("tests/e2e/node_modules is missing: run scripts/e2e-deps".into());
+    }
+    let chromium =
+        std::env::var("PARA_E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Err(format!("{chromium} is missing: run scripts/e2e-deps"));
+    }
+    Ok(())
+}
+
+fn skip_or_fail(why: &str) -> bool {
+    if std::env::var("PARA_E2E_REQUIRE").is_ok_and(|v| v == "1") {
+        panic!("the browser end-to-end test cannot run: {why}");
+    }
+    eprintln!("skipped: the browser end-to-end test cannot run: {why}");
+    true
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.1 GET; the status code, or `None` if nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn para(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(PARA).args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "para {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve() {
+    if let Err(why) = prerequisites()
+        && skip_or_fail(&why)
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("taskflow");
+    common::copy_dir(&repo().join("../shared/examples/taskflow"), &project);
+    let _ = std::fs::remove_dir_all(project.join("out"));
+    para(&project, &["keys"]);
+
+    // 1. The harness starts the OAuth server and the upstream API and says where they are.
+    let info_path = tmp.path().join("info.json");
+    let server_path = tmp.path().join("server.json");
+    let log_path = tmp.path().join("harness.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let harness = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "tests/e2e/connect.test.mjs"])
+        .current_dir(repo())
+        .env("PARA_E2E_INFO", &info_path)
+        .env("PARA_E2E_SERVER", &server_path)
+        .env("PARA_E2E_REQUIRE_SERVER", "1")
+        .env("PARA_E2E_REQUIRE_PKCE", "1")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("node runs");
+    let mut harness = Killed(harness);
+    let harness_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for("the harness's info.json", Duration::from_secs(60), || {
+        info_path.exists() || harness.0.try_wait().unwrap().is_some()
+    });
+    assert!(info_path.exists(), "the harness stopped early:\n{}", harness_log());
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
+
+    // 2. The company's OAuth client and the loopback endpoints for custom.acmecrm.
+    std::fs::write(
+        project.join(".para/oauth-clients.json"),
+        serde_json::json!({
+            "custom.acmecrm": {
+                "clientId": info["clientId"],
+                "clientSecret": info["clientSecret"],
+                "authorizeUrl": info["authorizationEndpoint"],
+                "tokenUrl": info["tokenEndpoint"],
+                "apiBaseUrl": info["upstreamApiBase"],
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    // 3. para serve, then the address and a user token for the harness.
+    let port = free_port();
+    let serve_log_path = tmp.path().join("serve.log");
+    let serve_log = std::fs::File::create(&serve_log_path).unwrap();
+    let server = Command::new(PARA)
+        .args(["serve", "--port", &port.to_string()])
+        .current_dir(&project)
+        .env_remove("PARA_SECRET_KEY")
+        .stdout(Stdio::from(serve_log.try_clone().unwrap()))
+        .stderr(Stdio::from(serve_log))
+        .spawn()
+        .unwrap();
+    let _server = Killed(server);
+    let serve_output = || std::fs::read_to_string(&serve_log_path).unwrap_or_default();
+    wait_for("para serve", Duration::from_secs(120), || http_status(port, "/healthz") == Some(200));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join(".para/project.json")).unwrap())
+            .unwrap();
+    let user = format!("e2e-{}", std::process::id());
+    let token = para(&project, &["token", "--user", &user, "--ttl", "1h"]);
+    let server_json = serde_json::json!({
+        "baseUrl": format!("http://127.0.0.1:{port}"),
+        "projectId": meta["projectId"],
+        "userToken": token.trim(),
+    });
+    let partial = tmp.path().join("server.json.tmp");
+    std::fs::write(&partial, server_json.to_string()).unwrap();
+    std::fs::rename(&partial, &server_path).unwrap();
+
+    // 4. The browser flow; its exit status is the verdict.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = harness.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the harness did not finish in 5 minutes:\n{}\n--- para serve ---\n{}",
+            harness_log(),
+            serve_output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = harness_log();
+    assert!(
+        status.success(),
+        "the SDK flow failed:\n{output}\n--- para serve ---\n{}",
+        serve_output()
+    );
+    assert!(
+        output.contains("skipped 0") && output.contains("fail 0"),
+        "a part of the flow was skipped or failed:\n{output}"
+    );
+
+    // 5. Nothing secret is stored in plain text: the access token the harness saw is sealed.
+    let db = std::fs::read(project.join(".para/para.db")).unwrap_or_default();
+    for needle in [info["clientSecret"].as_str().unwrap_or("x"), token.trim()] {
+        assert!(
+            !db.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the database holds a secret in plain text"
+        );
+    }
+}
