@@ -14,7 +14,7 @@ mod error;
 pub mod oauth;
 mod proxy;
 mod refresh;
-mod settings;
+pub mod settings;
 mod state;
 
 use std::net::SocketAddr;
@@ -42,11 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .allow_headers(AllowHeaders::sdk())
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600));
-    api::routes()
-        .merge(oauth::routes())
-        .merge(proxy::routes())
-        .with_state(state)
-        .layer(cors)
+    api::routes().merge(oauth::routes()).merge(proxy::routes()).with_state(state).layer(cors)
 }
 
 struct AllowHeaders;
