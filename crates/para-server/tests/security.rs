@@ -1,0 +1,462 @@
+//! Security properties of the Connect API over real HTTP, with real loopback servers standing
+//! for the provider: token checks (forged, `alg: none`, HS256 signed with the public key,
+//! expired, wrong project), one user against another, secrets sealed at rest, proxy paths
+//! that try to leave the API base, and one token refresh for many concurrent requests — also
+//! across two servers sharing one database.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::{any, post};
+use base64::Engine as _;
+use para_server::{AppState, OAuthClient, ServerConfig};
+use serde_json::{Value, json};
+
+const PROJECT: &str = "p-sec";
+const BASIC: &str = "custom.vault";
+const OAUTH: &str = "custom.tasks";
+const PASSWORD: &str = "pw-PLAINTEXT-7f3a9c";
+const REFRESH_TOKEN: &str = "RT-PLAINTEXT-51e0b2";
+
+fn keys_root() -> &'static std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        para_auth::generate_dev_keys(&dir).unwrap();
+        dir
+    })
+}
+
+fn token(user: &str) -> String {
+    let pem = para_auth::keys::load_private_key(keys_root()).unwrap();
+    para_auth::sign(&pem, &para_auth::Claims::new(user, Duration::from_secs(3600))).unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn custom(key: &str, auth: &str, authorization: Value) -> Value {
+    json!({
+        "key": key, "kind": "custom", "name": key, "source": format!("src/integrations/{key}"),
+        "config": {
+            "description": null, "overview": null, "showWatermark": true, "active": true,
+            "workflowDisplayOrder": [],
+            "custom": {
+                "name": key, "slug": key.trim_start_matches("custom."), "accentColor": "#123456",
+                "authenticationType": auth, "scopes": [],
+                "includeClientIdAndSecrets": true, "usePKCEInCodeExchange": false,
+                "authorizationUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/authorize" },
+                "accessTokenUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/token" },
+                "apiBaseUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/api" },
+                "testEndpointPath": { "type": "VALUE", "value": "/me" },
+                "authorization": authorization,
+                "configInputs": []
+            }
+        },
+        "inputs": [], "workflows": {}, "customTriggers": {}
+    })
+}
+
+fn build() -> para_build::Build {
+    let credential = |name: &str| json!({ "type": "CREDENTIAL", "path": [name] });
+    serde_json::from_value(json!({
+        "formatVersion": 1, "buildHash": "sha256:test", "generator": "test",
+        "project": { "projectId": PROJECT, "projectName": "Security" },
+        "persona": { "meta": null, "source": null },
+        "events": {}, "resources": {}, "secrets": [],
+        "integrations": {
+            BASIC: custom(BASIC, "basic", json!({ "type": "basic",
+                "username": credential("username"), "password": credential("password") })),
+            OAUTH: custom(OAUTH, "oauth", json!({ "type": "bearer",
+                "token": credential("oauthAccessToken") })),
+        },
+    }))
+    .unwrap()
+}
+
+/// The provider: a token endpoint that counts refresh grants (slowly, so requests overlap)
+/// and an API that accepts only the current access token or the basic credentials.
+#[derive(Default)]
+struct Provider {
+    refreshes: AtomicUsize,
+    api_calls: AtomicUsize,
+    paths: std::sync::Mutex<Vec<String>>,
+}
+
+async fn token_endpoint(State(p): State<Arc<Provider>>, body: String) -> (StatusCode, String) {
+    let form: Vec<(String, String)> =
+        form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("grant_type").as_deref() != Some("refresh_token")
+        || get("refresh_token").as_deref() != Some(REFRESH_TOKEN)
+    {
+        return (StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}).to_string());
+    }
+    let n = p.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (
+        StatusCode::OK,
+        json!({ "access_token": format!("AT-{n}"), "token_type": "Bearer", "expires_in": 3600 })
+            .to_string(),
+    )
+}
+
+async fn api(
+    State(p): State<Arc<Provider>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+    p.api_calls.fetch_add(1, Ordering::SeqCst);
+    p.paths.lock().unwrap().push(uri.to_string());
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ann:{PASSWORD}"))
+    );
+    let current = format!("Bearer AT-{}", p.refreshes.load(Ordering::SeqCst));
+    if auth == basic || (auth == current && auth != "Bearer AT-0") {
+        (StatusCode::OK, JSON, json!({ "ok": true, "path": uri.path() }).to_string())
+    } else {
+        (StatusCode::UNAUTHORIZED, JSON, json!({ "error": "bad token" }).to_string())
+    }
+}
+
+async fn provider() -> (Arc<Provider>, String) {
+    let p = Arc::new(Provider::default());
+    let app = axum::Router::new()
+        .route("/token", post(token_endpoint))
+        .route("/api/{*rest}", any(api))
+        .with_state(p.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (p, base)
+}
+
+struct Server {
+    base: String,
+    port: u16,
+    state: Arc<AppState>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(database: &str, provider_base: &str) -> Server {
+    let store = para_store::Store::open(database).await.unwrap();
+    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
+    let secrets =
+        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut oauth_clients = std::collections::BTreeMap::new();
+    for key in [BASIC, OAUTH] {
+        oauth_clients.insert(
+            para_server::env_key(key),
+            OAuthClient {
+                client_id: "client".into(),
+                client_secret: "client-secret".into(),
+                token_url: Some(format!("{provider_base}/token")),
+                api_base_url: Some(format!("{provider_base}/api")),
+                ..OAuthClient::default()
+            },
+        );
+    }
+    let config = ServerConfig {
+        project_root: keys_root().clone(),
+        public_url: base.clone(),
+        admin_key: None,
+        oauth_clients,
+    };
+    let state = AppState::new(config, build(), store, verifier, secrets);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    Server { base, port, state, _stop: stop }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}/projects/{PROJECT}{path}", self.base)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = client()
+            .request(method.parse().unwrap(), self.url(path))
+            .header("authorization", format!("Bearer {bearer}"));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A request written byte for byte (HTTP clients normalise `..` away).
+    fn raw_get(&self, target: &str, bearer: &str) -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out[9..12].parse().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_that_are_not_the_companys_are_refused() {
+    let (_p, provider_base) = provider().await;
+    let server = start("sqlite::memory:", &provider_base).await;
+    let good = token("ann");
+    assert_eq!(server.call("GET", "/sdk/me", &good, None).await.0, 200);
+
+    // Signed by another key.
+    let other = tempfile::tempdir().unwrap();
+    para_auth::generate_dev_keys(other.path()).unwrap();
+    let pem = para_auth::keys::load_private_key(other.path()).unwrap();
+    let forged =
+        para_auth::sign(&pem, &para_auth::Claims::new("ann", Duration::from_secs(3600))).unwrap();
+    // The right header and payload with a flipped signature byte.
+    let mut tampered = good.clone().into_bytes();
+    let last = tampered.len() - 5;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    // alg none, and HS256 keyed with the public key (the classic confusion attack).
+    let exp = para_auth::tokens::now() + 3600;
+    let payload = b64(json!({ "sub": "ann", "exp": exp }).to_string().as_bytes());
+    let none = format!("{}.{payload}.", b64(br#"{"alg":"none","typ":"JWT"}"#));
+    let public_pem = std::fs::read(keys_root().join(".para/keys/public.pem")).unwrap();
+    let hs_head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let signing_input = format!("{hs_head}.{payload}");
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&public_pem).unwrap();
+    mac.update(signing_input.as_bytes());
+    let hs256 = format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()));
+    // Expired an hour ago.
+    let pem = para_auth::keys::load_private_key(keys_root()).unwrap();
+    let claims = para_auth::Claims::new("ann", Duration::from_secs(60));
+    let expired =
+        para_auth::tokens::sign_at(&pem, &claims, para_auth::tokens::now() - 3600).unwrap();
+    // No exp at all.
+    let no_exp_payload = b64(json!({ "sub": "ann" }).to_string().as_bytes());
+    let no_exp = format!("{}.{no_exp_payload}.x", b64(br#"{"alg":"RS256","typ":"JWT"}"#));
+
+    for (what, bad) in [
+        ("forged", forged.as_str()),
+        ("tampered", tampered.as_str()),
+        ("alg none", none.as_str()),
+        ("HS256 with the public key", hs256.as_str()),
+        ("expired", expired.as_str()),
+        ("no exp", no_exp.as_str()),
+        ("garbage", "not-a-jwt"),
+    ] {
+        let (status, body) = server.call("GET", "/sdk/me", bad, None).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert!(body["message"].is_string(), "{what}: {body}");
+    }
+    // A good token for another project's path.
+    let res = client()
+        .get(format!("{}/projects/another-project/sdk/me", server.base))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    // No token.
+    assert_eq!(client().get(server.url("/sdk/me")).send().await.unwrap().status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_user_cannot_reach_anothers_credentials_or_settings_and_secrets_are_sealed() {
+    let (provider, provider_base) = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let server = start(&db, &provider_base).await;
+    let (ann, bob) = (token("ann"), token("bob"));
+
+    let (status, created) = server
+        .call(
+            "POST",
+            "/sdk/credentials",
+            &ann,
+            Some(json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": PASSWORD } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["status"], "VALID", "the test endpoint accepted the credential: {created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(!created.to_string().contains(PASSWORD), "the API never returns secrets");
+
+    // A wrong password is stored INVALID with the reason.
+    let (_, wrong) = server
+        .call(
+            "POST",
+            "/sdk/credentials",
+            &bob,
+            Some(json!({ "integrationId": BASIC, "payload": { "username": "bob", "password": "nope" } })),
+        )
+        .await;
+    assert_eq!(wrong["status"], "INVALID", "{wrong}");
+    assert!(wrong["statusReason"].as_str().unwrap().contains("401"), "{wrong}");
+
+    // Bob, knowing Ann's credential id, can neither read, change, delete nor use it.
+    let path = format!("/sdk/credentials/{id}");
+    assert_eq!(server.call("GET", &path, &bob, None).await.0, 404);
+    let patch = json!({ "config": { "sharedSettings": { "x": 1 } } });
+    assert_eq!(server.call("PATCH", &path, &bob, Some(patch.clone())).await.0, 404);
+    assert_eq!(server.call("DELETE", &path, &bob, None).await.0, 404);
+    let (_, list) = server.call("GET", "/sdk/credentials", &bob, None).await;
+    assert!(list.as_array().unwrap().iter().all(|c| c["id"] != id.as_str()), "{list}");
+    let (_, me) = server.call("GET", "/sdk/me", &bob, None).await;
+    assert!(!me.to_string().contains(&id), "Bob's state mentions Ann's credential");
+    let calls = provider.api_calls.load(Ordering::SeqCst);
+    let res = client()
+        .get(server.url(&format!("/sdk/proxy/{BASIC}/me")))
+        .bearer_auth(&bob)
+        .header("x-paragon-credential", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(provider.api_calls.load(Ordering::SeqCst), calls, "nothing reached the upstream");
+
+    // Ann's own settings and proxy work; Bob's settings stay his.
+    assert_eq!(server.call("PATCH", &path, &ann, Some(patch)).await.0, 200);
+    let (_, me) = server.call("GET", "/sdk/me", &bob, None).await;
+    assert_eq!(me["integrations"][BASIC]["sharedSettings"], json!({}));
+    let (status, answer) = server.call("GET", &format!("/sdk/proxy/{BASIC}/me"), &ann, None).await;
+    assert_eq!((status, &answer["output"]["ok"]), (200, &json!(true)), "{answer}");
+
+    // At rest, the database holds no secret in plain text.
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut bytes = std::fs::read(dir.path().join("para.db")).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("para.db-wal")) {
+        bytes.extend(wal);
+    }
+    for secret in [PASSWORD, "client-secret"] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the db");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_paths_that_leave_the_api_base_are_refused() {
+    let (provider, provider_base) = provider().await;
+    let server = start("sqlite::memory:", &provider_base).await;
+    let ann = token("ann");
+    let (status, c) = server
+        .call(
+            "POST",
+            "/sdk/credentials",
+            &ann,
+            Some(json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": PASSWORD } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    let before = provider.api_calls.load(Ordering::SeqCst);
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    for evil in [
+        "/../token",
+        "/a/../../token",
+        "/%2e%2e/token",
+        "/%2E%2E%2Ftoken",
+        "/..%2ftoken",
+        "//evil.example/x",
+        "/http://evil.example/x",
+        "/a\\..\\token",
+        "/%5c..%5ctoken",
+        "/a%00b",
+    ] {
+        let status = server.raw_get(&format!("{prefix}{evil}"), &ann);
+        assert_eq!(status, 400, "{evil} must be refused");
+    }
+    assert_eq!(
+        provider.api_calls.load(Ordering::SeqCst),
+        before,
+        "no refused path reached the upstream"
+    );
+    // An honest path still works and lands below the base.
+    assert_eq!(server.raw_get(&format!("{prefix}/v1/items?q=a%20b"), &ann), 200);
+    assert_eq!(provider.paths.lock().unwrap().last().unwrap(), "/api/v1/items?q=a%20b");
+}
+
+/// An expired OAuth credential for `user`, made the way the callback makes one.
+async fn expired_oauth_credential(state: &AppState, user: &str) -> String {
+    let connector = para_server::connector::Connector::of(state, OAUTH).unwrap();
+    let material = para_server::connector::Material::default();
+    let token = json!({ "access_token": "AT-0", "refresh_token": REFRESH_TOKEN, "expires_in": 1 });
+    state.store.touch_user(PROJECT, user, None).await.unwrap();
+    let c = para_server::connect::store_connection(
+        state,
+        user,
+        &connector,
+        material,
+        token.as_object().unwrap().clone(),
+    )
+    .await
+    .unwrap();
+    // The test endpoint refused AT-0 (the provider never issued it): mark it usable.
+    state
+        .store
+        .update_credential(PROJECT, user, &c.id, "VALID", None, &c.secret, c.expires_at)
+        .await
+        .unwrap();
+    c.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_on_an_expired_credential_refresh_once_across_two_servers() {
+    let (provider, provider_base) = provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let one = start(&db, &provider_base).await;
+    let two = start(&db, &provider_base).await;
+    expired_oauth_credential(&one.state, "ann").await;
+    let ann = token("ann");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = if i % 2 == 0 { one.url("") } else { two.url("") };
+        let ann = ann.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = client()
+                .get(format!("{url}/sdk/proxy/{OAUTH}/tasks/{i}"))
+                .bearer_auth(ann)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1, "exactly one token call");
+
+    // A 401 from the upstream (token revoked early) triggers one refresh and one retry.
+    provider.refreshes.store(5, Ordering::SeqCst); // the provider now only accepts AT-5
+    let (status, body) = one.call("GET", &format!("/sdk/proxy/{OAUTH}/again"), &ann, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(provider.refreshes.load(Ordering::SeqCst), 6, "one refresh after the 401");
+}
