@@ -4,7 +4,8 @@
 //! that try to leave the API base, and one token refresh for many concurrent requests — also
 //! across two servers sharing one database.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use para_server::{AppState, OAuthClient, ServerConfig};
+use common::{Server, client, keys_root, token};
+use para_server::{AppState, OAuthClient};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "p-sec";
@@ -22,61 +24,21 @@ const OAUTH: &str = "custom.tasks";
 const PASSWORD: &str = "pw-PLAINTEXT-7f3a9c";
 const REFRESH_TOKEN: &str = "RT-PLAINTEXT-51e0b2";
 
-fn keys_root() -> &'static std::path::PathBuf {
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        para_auth::generate_dev_keys(&dir).unwrap();
-        dir
-    })
-}
-
-fn token(user: &str) -> String {
-    let pem = para_auth::keys::load_private_key(keys_root()).unwrap();
-    para_auth::sign(&pem, &para_auth::Claims::new(user, Duration::from_secs(3600))).unwrap()
-}
-
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn custom(key: &str, auth: &str, authorization: Value) -> Value {
-    json!({
-        "key": key, "kind": "custom", "name": key, "source": format!("src/integrations/{key}"),
-        "config": {
-            "description": null, "overview": null, "showWatermark": true, "active": true,
-            "workflowDisplayOrder": [],
-            "custom": {
-                "name": key, "slug": key.trim_start_matches("custom."), "accentColor": "#123456",
-                "authenticationType": auth, "scopes": [],
-                "includeClientIdAndSecrets": true, "usePKCEInCodeExchange": false,
-                "authorizationUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/authorize" },
-                "accessTokenUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/token" },
-                "apiBaseUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/api" },
-                "testEndpointPath": { "type": "VALUE", "value": "/me" },
-                "authorization": authorization,
-                "configInputs": []
-            }
-        },
-        "inputs": [], "workflows": {}, "customTriggers": {}
-    })
-}
-
 fn build() -> para_build::Build {
     let credential = |name: &str| json!({ "type": "CREDENTIAL", "path": [name] });
-    serde_json::from_value(json!({
-        "formatVersion": 1, "buildHash": "sha256:test", "generator": "test",
-        "project": { "projectId": PROJECT, "projectName": "Security" },
-        "persona": { "meta": null, "source": null },
-        "events": {}, "resources": {}, "secrets": [],
-        "integrations": {
-            BASIC: custom(BASIC, "basic", json!({ "type": "basic",
-                "username": credential("username"), "password": credential("password") })),
-            OAUTH: custom(OAUTH, "oauth", json!({ "type": "bearer",
-                "token": credential("oauthAccessToken") })),
-        },
-    }))
-    .unwrap()
+    common::build(
+        PROJECT,
+        json!({
+            BASIC: common::custom(BASIC, "basic", json!({ "type": "basic",
+                "username": credential("username"), "password": credential("password") }), Value::Null),
+            OAUTH: common::custom(OAUTH, "oauth", json!({ "type": "bearer",
+                "token": credential("oauthAccessToken") }), Value::Null),
+        }),
+    )
 }
 
 /// The provider: a token endpoint that counts refresh grants (slowly, so requests overlap)
@@ -139,89 +101,16 @@ async fn provider() -> (Arc<Provider>, String) {
     (p, base)
 }
 
-struct Server {
-    base: String,
-    port: u16,
-    state: Arc<AppState>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 async fn start(database: &str, provider_base: &str) -> Server {
-    let store = para_store::Store::open(database).await.unwrap();
-    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut oauth_clients = std::collections::BTreeMap::new();
-    for key in [BASIC, OAUTH] {
-        oauth_clients.insert(
-            para_server::env_key(key),
-            OAuthClient {
-                client_id: "client".into(),
-                client_secret: "client-secret".into(),
-                token_url: Some(format!("{provider_base}/token")),
-                api_base_url: Some(format!("{provider_base}/api")),
-                ..OAuthClient::default()
-            },
-        );
-    }
-    let config = ServerConfig {
-        project_root: keys_root().clone(),
-        public_url: base.clone(),
-        admin_key: None,
-        oauth_clients,
+    let client = OAuthClient {
+        client_id: "client".into(),
+        client_secret: "client-secret".into(),
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
     };
-    let state = AppState::new(config, build(), store, verifier, secrets);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { base, port, state, _stop: stop }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}/projects/{PROJECT}{path}", self.base)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        bearer: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = client()
-            .request(method.parse().unwrap(), self.url(path))
-            .header("authorization", format!("Bearer {bearer}"));
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// A request written byte for byte (HTTP clients normalise `..` away).
-    fn raw_get(&self, target: &str, bearer: &str) -> u16 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out[9..12].parse().unwrap()
-    }
+    common::start(build(), database, common::clients(&[(BASIC, client.clone()), (OAUTH, client)]))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,148 @@
+//! Shared by the server's integration tests: development keys, user tokens, and a server
+//! started in-process on a loopback port.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use para_server::{AppState, OAuthClient, ServerConfig};
+use serde_json::Value;
+
+/// A project root with development keys, made once per test binary (RSA keys are slow).
+pub fn keys_root() -> &'static std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        para_auth::generate_dev_keys(&dir).unwrap();
+        dir
+    })
+}
+
+/// A user token signed with the project's development key, valid for an hour.
+pub fn token(user: &str) -> String {
+    let pem = para_auth::keys::load_private_key(keys_root()).unwrap();
+    para_auth::sign(&pem, &para_auth::Claims::new(user, Duration::from_secs(3600))).unwrap()
+}
+
+/// OAuth clients (and endpoint overrides) keyed by integration key.
+pub fn clients(entries: &[(&str, OAuthClient)]) -> BTreeMap<String, OAuthClient> {
+    entries.iter().map(|(k, c)| (para_server::env_key(k), c.clone())).collect()
+}
+
+pub struct Server {
+    pub base: String,
+    pub port: u16,
+    pub project: String,
+    pub state: Arc<AppState>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `build` on a loopback port with the given database and OAuth clients.
+pub async fn start(
+    build: para_build::Build,
+    database: &str,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+) -> Server {
+    let store = para_store::Store::open(database).await.unwrap();
+    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
+    let secrets =
+        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = ServerConfig {
+        project_root: keys_root().clone(),
+        public_url: base.clone(),
+        admin_key: None,
+        oauth_clients,
+    };
+    let project = build.project.project_id.clone().unwrap_or_default();
+    let state = AppState::new(config, build, store, verifier, secrets);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    Server { base, port, project, state, _stop: stop }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/projects/{}{path}", self.base, self.project)
+    }
+
+    /// A Connect API call as the SDK makes it; the status and the JSON (or text) answer.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = client()
+            .request(method.parse().unwrap(), self.url(path))
+            .header("authorization", format!("Bearer {bearer}"));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A GET written byte for byte (HTTP clients normalise `..` away); the status code.
+    pub fn raw_get(&self, target: &str, bearer: &str) -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out[9..12].parse().unwrap()
+    }
+}
+
+/// A custom integration in the compiled form, pointing at nothing (tests override the URLs).
+pub fn custom(key: &str, auth: &str, authorization: Value, request_options: Value) -> Value {
+    serde_json::json!({
+        "key": key, "kind": "custom", "name": key, "source": format!("src/integrations/{key}"),
+        "config": {
+            "description": null, "overview": null, "showWatermark": true, "active": true,
+            "workflowDisplayOrder": [],
+            "custom": {
+                "name": key, "slug": key.trim_start_matches("custom."), "accentColor": "#123456",
+                "authenticationType": auth, "scopes": [],
+                "includeClientIdAndSecrets": true, "usePKCEInCodeExchange": false,
+                "authorizationUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/authorize" },
+                "accessTokenUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/token" },
+                "apiBaseUrl": { "type": "VALUE", "value": "http://127.0.0.1:1/api" },
+                "testEndpointPath": { "type": "VALUE", "value": "/me" },
+                "authorization": authorization,
+                "requestOptions": request_options,
+                "configInputs": []
+            }
+        },
+        "inputs": [], "workflows": {}, "customTriggers": {}
+    })
+}
+
+/// A build of one project holding `integrations` (key → compiled integration).
+pub fn build(project: &str, integrations: Value) -> para_build::Build {
+    serde_json::from_value(serde_json::json!({
+        "formatVersion": 1, "buildHash": "sha256:test", "generator": "test",
+        "project": { "projectId": project, "projectName": project },
+        "persona": { "meta": null, "source": null },
+        "events": {}, "resources": {}, "secrets": [],
+        "integrations": integrations,
+    }))
+    .unwrap()
+}

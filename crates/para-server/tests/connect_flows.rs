@@ -1,0 +1,203 @@
+//! Connecting without a redirect, against a loopback provider: resource-owner password
+//! (`ropc_app`) with `accessTokenOptions` and `saveCredentialsOptions`, client credentials
+//! with HTTP Basic client authentication, and a catalog API-key integration — each checked by
+//! its test endpoint and then used through the proxy.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::{any, post};
+use base64::Engine as _;
+use common::token;
+use para_server::OAuthClient;
+use serde_json::{Value, json};
+
+const ROPC: &str = "custom.ledger";
+const CC: &str = "custom.machines";
+const PROJECT: &str = "p-flows";
+
+#[derive(Default)]
+struct Seen {
+    token_requests: Mutex<Vec<(HeaderMap, Vec<(String, String)>)>>,
+}
+
+async fn token_endpoint(
+    State(seen): State<Arc<Seen>>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let form: Vec<(String, String)> =
+        form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    seen.token_requests.lock().unwrap().push((headers.clone(), form.clone()));
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let json_type = [("content-type", "application/json")];
+    let answer = match get("grant_type") {
+        Some("password")
+            if get("username") == Some("ann")
+                && get("password") == Some("s3cret")
+                && get("tenant") == Some("acme")
+                && headers.get("x-tenant").is_some_and(|v| v == "acme") =>
+        {
+            json!({ "access_token": "ROPC-AT", "session": "S-42", "expires_in": 3600 })
+        }
+        Some("client_credentials") => {
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("machine-id:machine-secret")
+            );
+            if headers.get("authorization").is_none_or(|v| v.to_str().unwrap() != basic) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    json_type,
+                    json!({"error": "invalid_client"}).to_string(),
+                );
+            }
+            json!({ "access_token": "CC-AT", "token_type": "Bearer" })
+        }
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                json_type,
+                json!({"error": "invalid_grant"}).to_string(),
+            );
+        }
+    };
+    (StatusCode::OK, json_type, answer.to_string())
+}
+
+async fn api(
+    uri: Uri,
+    headers: HeaderMap,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ok = h("x-session") == "S-42"
+        || h("authorization") == "Bearer CC-AT"
+        || h("authorization") == "Bearer SG.good-key";
+    let json_type = [("content-type", "application/json")];
+    if ok {
+        (StatusCode::OK, json_type, json!({ "path": uri.path(), "query": uri.query() }).to_string())
+    } else {
+        (StatusCode::UNAUTHORIZED, json_type, json!({ "error": "who are you" }).to_string())
+    }
+}
+
+async fn provider() -> (Arc<Seen>, String) {
+    let seen = Arc::new(Seen::default());
+    let app = axum::Router::new()
+        .route("/token", post(token_endpoint))
+        .route("/api/{*rest}", any(api))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (seen, base)
+}
+
+fn build() -> para_build::Build {
+    let credential = |path: &[&str]| json!({ "type": "CREDENTIAL", "path": path });
+    let ropc_options = json!({ "type": "OBJECT", "entries": [
+        { "key": "accessTokenOptions", "source": { "type": "VALUE", "value": {
+            "headers": { "X-Tenant": "acme" }, "body": { "tenant": "acme" } } } },
+        { "key": "saveCredentialsOptions", "source": { "type": "OBJECT", "entries": [
+            { "key": "sessionToken", "source": { "type": "TOKENIZED", "parts": [
+                credential(&["tokenRequest", "response", "session"]) ] } } ] } },
+    ]});
+    let mut cc = common::custom(
+        CC,
+        "oauth_client_credential",
+        json!({ "type": "bearer", "token": credential(&["oauthAccessToken"]) }),
+        Value::Null,
+    );
+    cc["config"]["custom"]["includeClientIdAndSecrets"] = json!(false);
+    common::build(
+        PROJECT,
+        json!({
+            ROPC: common::custom(ROPC, "ropc_app", json!({ "type": "auth_header", "headers": [
+                { "key": "X-Session", "source": credential(&["savedCredentials", "sessionToken"]) } ] }),
+                ropc_options),
+            CC: cc,
+            "sendgrid": {
+                "key": "sendgrid", "kind": "catalog", "name": "SendGrid", "source": "src/integrations/sendgrid",
+                "config": { "description": null, "overview": null, "showWatermark": true, "active": true,
+                            "workflowDisplayOrder": [] },
+                "inputs": [], "workflows": {}, "customTriggers": {}
+            },
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
+    let (seen, provider_base) = provider().await;
+    let overrides = |id: &str, secret: &str| OAuthClient {
+        client_id: id.into(),
+        client_secret: secret.into(),
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    let server = common::start(
+        build(),
+        "sqlite::memory:",
+        common::clients(&[
+            (ROPC, overrides("ledger-app", "ledger-secret")),
+            (CC, overrides("machine-id", "machine-secret")),
+            (
+                "sendgrid",
+                OAuthClient {
+                    api_base_url: Some(format!("{provider_base}/api")),
+                    ..OAuthClient::default()
+                },
+            ),
+        ]),
+    )
+    .await;
+    let ann = token("ann");
+    let connect = |integration: &str, payload: Value| {
+        let body = json!({ "integrationId": integration, "payload": payload });
+        let server = &server;
+        let ann = ann.clone();
+        async move { server.call("POST", "/sdk/credentials", &ann, Some(body)).await }
+    };
+
+    // ropc_app: the token request carries the password grant and the extra options; the
+    // session from its answer is saved and authorises API calls.
+    let (status, c) = connect(ROPC, json!({ "username": "ann", "password": "s3cret" })).await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("VALID")), "{c}");
+    let (status, answer) =
+        server.call("GET", &format!("/sdk/proxy/{ROPC}/entries?x=1"), &ann, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["output"], json!({ "path": "/api/entries", "query": "x=1" }));
+    let (_, wrong) = connect(ROPC, json!({ "username": "ann", "password": "nope" })).await;
+    assert_eq!(wrong["code"], "token_request", "{wrong}");
+    assert!(wrong["message"].as_str().unwrap().contains("invalid_grant"), "{wrong}");
+    let (status, missing) = connect(ROPC, json!({ "username": "ann" })).await;
+    assert_eq!(status, 400, "{missing}");
+    assert!(missing["message"].as_str().unwrap().contains("password"), "{missing}");
+
+    // Client credentials: the company's client, authenticated with HTTP Basic.
+    let (status, c) = connect(CC, json!({})).await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("VALID")), "{c}");
+    let cc_request = seen.token_requests.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        !cc_request.1.iter().any(|(k, _)| k == "client_secret"),
+        "the secret goes in the header, not the body"
+    );
+    let (status, answer) =
+        server.call("POST", &format!("/sdk/proxy/{CC}/jobs"), &ann, Some(json!({"a": 1}))).await;
+    assert_eq!((status, &answer["output"]["path"]), (200, &json!("/api/jobs")), "{answer}");
+
+    // A catalog API key: the key goes where the catalog says (Authorization: Bearer {apiKey}).
+    let (status, bad) = connect("sendgrid", json!({ "apiKey": "SG.bad-key" })).await;
+    assert_eq!((status, bad["status"].as_str()), (200, Some("INVALID")), "{bad}");
+    assert!(bad["statusReason"].as_str().unwrap().contains("/api/scopes"), "{bad}");
+    let (status, good) = connect("sendgrid", json!({ "apiKey": "SG.good-key" })).await;
+    assert_eq!((status, good["status"].as_str()), (200, Some("VALID")), "{good}");
+    let (_, me) = server.call("GET", "/sdk/me", &ann, None).await;
+    assert_eq!(me["integrations"]["sendgrid"]["enabled"], true, "{me}");
+    assert_eq!(me["integrations"]["sendgrid"]["allCredentials"].as_array().unwrap().len(), 2);
+    assert_eq!(me["integrations"]["sendgrid"]["credentialId"], good["id"]);
+}
