@@ -326,6 +326,7 @@ async fn uninstall(
         ApiError::not_found(format!("no integration `{integration}` in this project"))
     })?;
     let removed = state.store.uninstall(&state.project_id, &user.user_id, &found.key).await?;
+    state.credential_cache.forget(&user.user_id, &found.key);
     Ok(Json(json!({ "success": true, "removedCredentials": removed })))
 }
 
@@ -403,7 +404,7 @@ async fn create_credential(
     values.remove("skipPostOAuthInputs");
     let created = match body.code {
         Some(code) => {
-            let connector = crate::connector::Connector::of(&state, &key)
+            let connector = state.connector(&key)
                 .ok_or_else(|| ApiError::not_found(format!("no integration `{key}`")))?;
             let material = crate::connector::Material { values, ..Default::default() };
             let redirect = body.redirect_url.unwrap_or_else(|| crate::oauth::redirect_uri(&state));
@@ -527,8 +528,12 @@ async fn delete_credential(
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
 ) -> Api {
+    let found = state.store.credential(&state.project_id, &user.user_id, &id).await?;
     if !state.store.delete_credential(&state.project_id, &user.user_id, &id).await? {
         return Err(ApiError::not_found("no such credential for this user"));
+    }
+    if let Some(c) = found {
+        state.credential_cache.forget(&user.user_id, &c.integration);
     }
     Ok(Json(json!({ "success": true })))
 }

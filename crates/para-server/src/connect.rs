@@ -58,8 +58,8 @@ pub struct BeginOAuth {
 }
 
 pub fn connect_info(state: &AppState, integration_key: &str) -> Option<ConnectInfo> {
-    let c = Connector::of(state, integration_key)?;
-    Some(ConnectInfo { kind: c.kind, fields: c.fields })
+    let c = state.connector(integration_key)?;
+    Some(ConnectInfo { kind: c.kind.clone(), fields: c.fields.clone() })
 }
 
 /// Checks the values typed for [`ConnectInfo::fields`]: required ones present, only strings.
@@ -86,7 +86,7 @@ pub async fn begin_oauth(
     integration_key: &str,
     options: BeginOAuth,
 ) -> Result<String, ApiError> {
-    let connector = Connector::of(state, integration_key).ok_or_else(|| {
+    let connector = state.connector(integration_key).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration_key}` in this project"))
     })?;
     let oauth = match (&connector.kind, &connector.oauth) {
@@ -183,7 +183,7 @@ pub async fn create_credential(
     integration_key: &str,
     values: Map<String, Value>,
 ) -> Result<para_store::Credential, ApiError> {
-    let connector = Connector::of(state, integration_key).ok_or_else(|| {
+    let connector = state.connector(integration_key).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration_key}` in this project"))
     })?;
     check_values(&connector, &values)?;
@@ -287,6 +287,7 @@ pub async fn store_connection(
             expires_at,
         )
         .await?;
+    state.credential_cache.forget(user_id, &connector.key);
     Ok(credential)
 }
 

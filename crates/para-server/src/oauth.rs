@@ -334,7 +334,7 @@ async fn callback(
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         return finish_error("the provider's answer has no `code`".into()).await;
     };
-    let Some(connector) = Connector::of(&state, &row.integration) else {
+    let Some(connector) = state.connector(&row.integration) else {
         return finish_error(format!("{} is no longer part of this project", row.integration))
             .await;
     };

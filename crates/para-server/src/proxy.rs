@@ -17,7 +17,6 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use crate::auth::SdkUser;
-use crate::connector::Connector;
 use crate::error::ApiError;
 use crate::refresh;
 use crate::state::AppState;
@@ -170,11 +169,27 @@ async fn proxy(
     let tail = raw_tail(parts.uri.path(), &integration)
         .ok_or_else(|| refused("the proxy path could not be read"))?;
     let tail = safe_path(tail).map_err(refused)?;
-    let connector = Connector::of(&state, &integration).ok_or_else(|| {
+    let connector = state.connector(&integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
     })?;
-    let credential = pick_credential(&state, &user, &integration, &parts.headers).await?;
-    let (mut credential, mut material) = refresh::usable(&state, &connector, credential).await?;
+    let selected = parts
+        .headers
+        .get("x-paragon-credential")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("")
+        .to_string();
+    let (mut credential, mut material) =
+        match state.credential_cache.get(&user.user_id, &integration, &selected) {
+            Some(hit) => hit,
+            None => {
+                let c = pick_credential(&state, &user, &integration, &selected).await?;
+                let (c, m) = refresh::usable(&state, &connector, c).await?;
+                let m = Arc::new(m);
+                state.credential_cache.put(&user.user_id, &integration, &selected, &c, &m);
+                (c, m)
+            }
+        };
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is over 16 MB")
     })?;
@@ -194,7 +209,7 @@ async fn proxy(
                 refresh::after_unauthorized(&state, &connector, credential.clone()).await?
             {
                 credential = fresh;
-                material = m;
+                material = Arc::new(m);
                 continue;
             }
         }
@@ -208,10 +223,11 @@ async fn pick_credential(
     state: &AppState,
     user: &SdkUser,
     integration: &str,
-    headers: &HeaderMap,
+    selected: &str,
 ) -> Result<para_store::Credential, ApiError> {
-    if let Some(id) = headers.get("x-paragon-credential").and_then(|v| v.to_str().ok()) {
-        let found = state.store.credential(&state.project_id, &user.user_id, id.trim()).await?;
+    if !selected.is_empty() {
+        let id = selected;
+        let found = state.store.credential(&state.project_id, &user.user_id, id).await?;
         return match found {
             Some(c) if c.integration == integration => Ok(c),
             _ => {
@@ -231,7 +247,7 @@ async fn pick_credential(
 
 async fn send(
     state: &AppState,
-    connector: &Connector,
+    connector: &crate::connector::Connector,
     material: &crate::connector::Material,
     method: &Method,
     headers: &HeaderMap,
@@ -360,7 +376,9 @@ mod tests {
         ] {
             assert!(safe_path(bad).is_err(), "{bad} must be refused");
         }
-        for good in ["", "/", "/v1/items", "/search?q=a", "/a%20b", "/user@example.com/x", "/@evil.com"] {
+        for good in
+            ["", "/", "/v1/items", "/search?q=a", "/a%20b", "/user@example.com/x", "/@evil.com"]
+        {
             assert!(safe_path(good).is_ok(), "{good} must pass");
         }
     }

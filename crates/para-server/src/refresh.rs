@@ -33,6 +33,39 @@ impl Locks {
     }
 }
 
+/// Credentials recently opened for a user and integration (optionally one selected
+/// credential), so a burst of proxied requests reads and decrypts once. An entry lives
+/// [`Cache::TTL_MS`] and never past its token's refresh point; this process forgets entries
+/// whenever it changes the credential, other processes' changes are seen within the TTL.
+#[derive(Default)]
+pub struct Cache(Mutex<HashMap<(String, String, String), (i64, Credential, Arc<Material>)>>);
+
+impl Cache {
+    const TTL_MS: i64 = 2_000;
+    const MAX: usize = 50_000;
+
+    pub fn get(&self, user: &str, integration: &str, selected: &str) -> Option<(Credential, Arc<Material>)> {
+        let map = self.0.lock().expect("credential cache");
+        let key = (user.to_string(), integration.to_string(), selected.to_string());
+        let (until, c, m) = map.get(&key)?;
+        (*until > now_ms() && !expiring(c)).then(|| (c.clone(), m.clone()))
+    }
+
+    pub fn put(&self, user: &str, integration: &str, selected: &str, c: &Credential, m: &Arc<Material>) {
+        let mut map = self.0.lock().expect("credential cache");
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        let key = (user.to_string(), integration.to_string(), selected.to_string());
+        map.insert(key, (now_ms() + Self::TTL_MS, c.clone(), m.clone()));
+    }
+
+    /// Forgets everything cached for the user's integration.
+    pub fn forget(&self, user: &str, integration: &str) {
+        self.0.lock().expect("credential cache").retain(|(u, i, _), _| u != user || i != integration);
+    }
+}
+
 /// The additional data bound to a credential's sealed secret: it opens only for its owner.
 pub fn aad(project_id: &str, user_id: &str, integration: &str) -> Vec<u8> {
     format!("credential\0{project_id}\0{user_id}\0{integration}").into_bytes()
@@ -120,6 +153,7 @@ async fn renew(
     c: Credential,
     still_needed: impl Fn(&Credential) -> bool,
 ) -> Result<(Credential, Material), ApiError> {
+    state.credential_cache.forget(&c.user_id, &c.integration);
     let lock = state.refresh_locks.of(&c.id);
     let _held = lock.lock().await;
     let deadline = now_ms() + LEASE_MS + 5_000;
@@ -210,6 +244,7 @@ async fn mark_invalid(
     m: Material,
     reason: &str,
 ) -> Result<(Credential, Material), ApiError> {
+    state.credential_cache.forget(&c.user_id, &c.integration);
     state
         .store
         .update_credential(

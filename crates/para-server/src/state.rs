@@ -61,6 +61,10 @@ pub struct AppState {
     pub refresh_locks: crate::refresh::Locks,
     /// Recently verified user tokens.
     pub seen_users: crate::auth::SeenUsers,
+    /// Recently used credentials, opened (the proxy's hot path).
+    pub credential_cache: crate::refresh::Cache,
+    /// Connectors of the served build, made on first use.
+    connectors: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::connector::Connector>>>,
 }
 
 impl AppState {
@@ -93,6 +97,8 @@ impl AppState {
             http,
             refresh_locks: crate::refresh::Locks::default(),
             seen_users: crate::auth::SeenUsers::default(),
+            credential_cache: crate::refresh::Cache::default(),
+            connectors: Default::default(),
         })
     }
 
@@ -109,5 +115,16 @@ impl AppState {
     /// Serves a new build from now on (`para dev` after a rebuild).
     pub fn replace_build(&self, build: Build) {
         *self.build.write().expect("build lock") = Arc::new(build);
+        self.connectors.lock().expect("connectors").clear();
+    }
+
+    /// The connector of an integration of the served build (see [`crate::connector`]).
+    pub fn connector(&self, key: &str) -> Option<Arc<crate::connector::Connector>> {
+        if let Some(c) = self.connectors.lock().expect("connectors").get(key) {
+            return Some(c.clone());
+        }
+        let made = Arc::new(crate::connector::Connector::of(self, key)?);
+        self.connectors.lock().expect("connectors").insert(key.to_string(), made.clone());
+        Some(made)
     }
 }
