@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 const ROPC: &str = "custom.ledger";
 const CC: &str = "custom.machines";
 const PROJECT: &str = "p-flows";
+const CODE: &str = "custom.notes";
 
 #[derive(Default)]
 struct Seen {
@@ -42,6 +43,9 @@ async fn token_endpoint(
                 && headers.get("x-tenant").is_some_and(|v| v == "acme") =>
         {
             json!({ "access_token": "ROPC-AT", "session": "S-42", "expires_in": 3600 })
+        }
+        Some("authorization_code") if get("code") == Some("good-code") => {
+            json!({ "access_token": "CODE-AT", "refresh_token": "CODE-RT", "expires_in": 3600 })
         }
         Some("client_credentials") => {
             let basic = format!(
@@ -75,6 +79,7 @@ async fn api(
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let ok = h("x-session") == "S-42"
         || h("authorization") == "Bearer CC-AT"
+        || h("authorization") == "Bearer CODE-AT"
         || h("authorization") == "Bearer SG.good-key";
     let json_type = [("content-type", "application/json")];
     if ok {
@@ -112,6 +117,13 @@ fn build() -> para_build::Build {
         Value::Null,
     );
     cc["config"]["custom"]["includeClientIdAndSecrets"] = json!(false);
+    let mut code = common::custom(
+        CODE,
+        "oauth",
+        json!({ "type": "bearer", "token": credential(&["oauthAccessToken"]) }),
+        Value::Null,
+    );
+    code["config"]["custom"]["usePKCEInCodeExchange"] = json!(true);
     common::build(
         PROJECT,
         json!({
@@ -119,6 +131,7 @@ fn build() -> para_build::Build {
                 { "key": "X-Session", "source": credential(&["savedCredentials", "sessionToken"]) } ] }),
                 ropc_options),
             CC: cc,
+            CODE: code,
             "sendgrid": {
                 "key": "sendgrid", "kind": "catalog", "name": "SendGrid", "source": "src/integrations/sendgrid",
                 "config": { "description": null, "overview": null, "showWatermark": true, "active": true,
@@ -200,4 +213,104 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
     assert_eq!(me["integrations"]["sendgrid"]["enabled"], true, "{me}");
     assert_eq!(me["integrations"]["sendgrid"]["allCredentials"].as_array().unwrap().len(), 2);
     assert_eq!(me["integrations"]["sendgrid"]["credentialId"], good["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_callback_needs_a_fresh_state_and_the_browser_that_started_it() {
+    let (seen, provider_base) = provider().await;
+    let client = OAuthClient {
+        client_id: "notes-app".into(),
+        client_secret: "notes-secret".into(),
+        authorize_url: Some(format!("{provider_base}/authorize")),
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+    };
+    let server =
+        common::start(build(), "sqlite::memory:", common::clients(&[(CODE, client)])).await;
+    let state = &server.state;
+    for user in ["ann", "bob"] {
+        state.store.touch_user(PROJECT, user, None).await.unwrap();
+    }
+    let begin = |session: &'static str| async move {
+        let url = para_server::connect::begin_oauth(
+            state,
+            "ann",
+            CODE,
+            para_server::connect::BeginOAuth {
+                session_id: Some(session.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        url::Url::parse(&url).unwrap()
+    };
+    let cookie_of = |user: &'static str| async move {
+        let set = para_server::oauth::bind_browser(state, user).await.unwrap();
+        set.split(';').next().unwrap().to_string()
+    };
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let callback = |state_param: String, cookie: Option<String>| {
+        let mut r =
+            http.get(format!("{}/oauth/callback?code=good-code&state={state_param}", server.base));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let param = |url: &url::Url, name: &str| {
+        url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap()
+    };
+
+    // The authorize URL: our client, our callback, a state, an S256 challenge.
+    let url = begin("s1").await;
+    assert!(url.as_str().starts_with(&format!("{provider_base}/authorize?")));
+    assert_eq!(param(&url, "client_id"), "notes-app");
+    assert_eq!(param(&url, "redirect_uri"), format!("{}/oauth/callback", server.base));
+    assert_eq!(param(&url, "code_challenge_method"), "S256");
+
+    // Without the cookie of the browser that started it: refused, and the state is spent.
+    let (status, page) = callback(param(&url, "state"), None).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("did not start the connection"), "{page}");
+    let (status, page) = callback(param(&url, "state"), Some(cookie_of("ann").await)).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("expired or was already used"), "{page}");
+
+    // Another user's browser: refused.
+    let url = begin("s2").await;
+    let (status, _) = callback(param(&url, "state"), Some(cookie_of("bob").await)).await;
+    assert_eq!(status, 400);
+    let ann = token("ann");
+    let (_, s2) = server.call("GET", "/sdk/actions/session-id/s2", &ann, None).await;
+    assert!(s2["connectCredentialId"].is_null() && s2["error"].is_string(), "{s2}");
+
+    // The right browser: connected; the PKCE verifier matches the challenge; replay refused.
+    let url = begin("s3").await;
+    let before = seen.token_requests.lock().unwrap().len();
+    let (status, page) = callback(param(&url, "state"), Some(cookie_of("ann").await)).await;
+    assert_eq!(status, 200, "{page}");
+    let requests = seen.token_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), before + 1, "one code exchange");
+    let form = &requests.last().unwrap().1;
+    let verifier = form.iter().find(|(k, _)| k == "code_verifier").map(|(_, v)| v.clone()).unwrap();
+    use sha2::Digest as _;
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier));
+    assert_eq!(challenge, param(&url, "code_challenge"));
+    let (_, s3) = server.call("GET", "/sdk/actions/session-id/s3", &ann, None).await;
+    let id =
+        s3["connectCredentialId"].as_str().expect("the session names the credential").to_string();
+    let (_, c) = server.call("GET", &format!("/sdk/credentials/{id}"), &ann, None).await;
+    assert_eq!(c["status"], "VALID", "{c}");
+    // Bob cannot read Ann's session.
+    let (_, other) = server.call("GET", "/sdk/actions/session-id/s3", &token("bob"), None).await;
+    assert_eq!(other, json!({}));
+    let (status, _) = callback(param(&url, "state"), Some(cookie_of("ann").await)).await;
+    assert_eq!(status, 400, "a replayed callback is refused");
+    assert_eq!(seen.token_requests.lock().unwrap().len(), before + 1, "and exchanges nothing");
 }
