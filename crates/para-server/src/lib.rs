@@ -10,8 +10,10 @@ mod auth;
 pub mod config;
 pub mod connect;
 pub mod connector;
+mod dashboard;
 mod error;
 pub mod oauth;
+mod portal;
 mod proxy;
 mod refresh;
 pub mod settings;
@@ -42,7 +44,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .allow_headers(AllowHeaders::sdk())
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600));
-    api::routes().merge(oauth::routes()).merge(proxy::routes()).with_state(state).layer(cors)
+    let pages = portal::routes().merge(dashboard::routes()).with_state(state.clone());
+    api::routes()
+        .merge(oauth::routes())
+        .merge(proxy::routes())
+        .with_state(state)
+        .layer(cors)
+        .merge(pages)
 }
 
 struct AllowHeaders;

@@ -38,20 +38,37 @@ impl Locks {
 /// [`Cache::TTL_MS`] and never past its token's refresh point; this process forgets entries
 /// whenever it changes the credential, other processes' changes are seen within the TTL.
 #[derive(Default)]
-pub struct Cache(Mutex<HashMap<(String, String, String), (i64, Credential, Arc<Material>)>>);
+pub struct Cache(Mutex<HashMap<CacheKey, CacheEntry>>);
+
+/// (user, integration, selected credential id or "").
+type CacheKey = (String, String, String);
+/// (valid until, the credential, its opened material).
+type CacheEntry = (i64, Credential, Arc<Material>);
 
 impl Cache {
     const TTL_MS: i64 = 2_000;
     const MAX: usize = 50_000;
 
-    pub fn get(&self, user: &str, integration: &str, selected: &str) -> Option<(Credential, Arc<Material>)> {
+    pub fn get(
+        &self,
+        user: &str,
+        integration: &str,
+        selected: &str,
+    ) -> Option<(Credential, Arc<Material>)> {
         let map = self.0.lock().expect("credential cache");
         let key = (user.to_string(), integration.to_string(), selected.to_string());
         let (until, c, m) = map.get(&key)?;
         (*until > now_ms() && !expiring(c)).then(|| (c.clone(), m.clone()))
     }
 
-    pub fn put(&self, user: &str, integration: &str, selected: &str, c: &Credential, m: &Arc<Material>) {
+    pub fn put(
+        &self,
+        user: &str,
+        integration: &str,
+        selected: &str,
+        c: &Credential,
+        m: &Arc<Material>,
+    ) {
         let mut map = self.0.lock().expect("credential cache");
         if map.len() >= Self::MAX {
             map.clear();
@@ -62,7 +79,10 @@ impl Cache {
 
     /// Forgets everything cached for the user's integration.
     pub fn forget(&self, user: &str, integration: &str) {
-        self.0.lock().expect("credential cache").retain(|(u, i, _), _| u != user || i != integration);
+        self.0
+            .lock()
+            .expect("credential cache")
+            .retain(|(u, i, _), _| u != user || i != integration);
     }
 }
 

@@ -20,9 +20,12 @@ const CC: &str = "custom.machines";
 const PROJECT: &str = "p-flows";
 const CODE: &str = "custom.notes";
 
+/// The headers and form fields of one token request.
+type TokenRequest = (HeaderMap, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Seen {
-    token_requests: Mutex<Vec<(HeaderMap, Vec<(String, String)>)>>,
+    token_requests: Mutex<Vec<TokenRequest>>,
 }
 
 async fn token_endpoint(

@@ -1,0 +1,495 @@
+//! The developer dashboard at `/dashboard`: who has connected, what each user connected,
+//! the state of their credentials, their settings and workflow toggles. Read-only, and never
+//! a credential's secret (nor a password setting's value).
+//!
+//! It exists only when the server has an admin key (`PARA_ADMIN_KEY`); without one every
+//! dashboard route answers 404 and says how to turn it on. The key is accepted as
+//! `Authorization: Bearer <key>` (scripts) or through a sign-in form, which sets an HttpOnly,
+//! `SameSite=Strict` cookie holding a value derived from the key (not the key itself).
+//! Keys are compared in constant time.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::portal::{self, Form, Framing, STYLESHEET};
+use crate::state::AppState;
+
+const SESSION_COOKIE: &str = "para_admin";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/dashboard", get(users))
+        .route("/dashboard/user", get(user))
+        .route("/dashboard/login", post(login))
+        .route("/dashboard/logout", post(logout))
+}
+
+/// The cookie value of a signed-in session: HMAC-SHA256 of a fixed label under the admin key.
+fn session_value(admin_key: &str) -> String {
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(admin_key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(b"para-dashboard-session:v1");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
+fn same_secret(a: &str, b: &str) -> bool {
+    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+}
+
+/// How a request stands with the dashboard.
+enum Access {
+    Granted {
+        /// Signed in with the form (a sign-out button makes sense).
+        by_cookie: bool,
+    },
+    Refused(Response),
+}
+
+/// Checks the admin key: off (404), a wrong bearer key (401), no or stale session (the
+/// sign-in page, 401).
+fn access(state: &AppState, headers: &HeaderMap) -> Access {
+    let Some(admin_key) = state.config.admin_key.as_deref().filter(|k| !k.is_empty()) else {
+        return Access::Refused(portal::message_page(
+            StatusCode::NOT_FOUND,
+            Framing::Never,
+            "The dashboard is off",
+            vec![
+                "This server was started without an admin key, so the developer dashboard is \
+                 not available."
+                    .into(),
+                "Set PARA_ADMIN_KEY to a long random value when starting the server, then open \
+                 /dashboard and sign in with it:"
+                    .into(),
+            ],
+            Some("PARA_ADMIN_KEY=$(openssl rand -hex 32) para serve".into()),
+        ));
+    };
+    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let sent = auth.trim();
+        let sent =
+            sent.strip_prefix("Bearer ").or_else(|| sent.strip_prefix("bearer ")).unwrap_or("");
+        return if same_secret(sent.trim(), admin_key) {
+            Access::Granted { by_cookie: false }
+        } else {
+            Access::Refused(portal::message_page(
+                StatusCode::UNAUTHORIZED,
+                Framing::Never,
+                "Wrong admin key",
+                vec!["The Authorization header does not carry this server's admin key.".into()],
+                None,
+            ))
+        };
+    }
+    match portal::cookie(headers, SESSION_COOKIE) {
+        Some(session) if same_secret(&session, &session_value(admin_key)) => {
+            Access::Granted { by_cookie: true }
+        }
+        _ => Access::Refused(login_page(StatusCode::UNAUTHORIZED, None)),
+    }
+}
+
+#[derive(Serialize)]
+struct LoginPage {
+    stylesheet: &'static str,
+    accent: Option<String>,
+    accent_ink: Option<String>,
+    error: Option<String>,
+}
+
+fn login_page(status: StatusCode, error: Option<String>) -> Response {
+    let page = LoginPage { stylesheet: STYLESHEET, accent: None, accent_ink: None, error };
+    portal::html(status, portal::render("dashboard_login.html", &page), Framing::Never)
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age: u64) -> String {
+    let secure = if portal::secure_cookies(state) { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/dashboard; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
+async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Some(admin_key) = state.config.admin_key.clone().filter(|k| !k.is_empty()) else {
+        let Access::Refused(response) = access(&state, &HeaderMap::new()) else {
+            unreachable!("without an admin key access is refused")
+        };
+        return response;
+    };
+    let form = Form::parse(&body);
+    let sent = form.get("key").unwrap_or("").trim();
+    if sent.is_empty() || !same_secret(sent, &admin_key) {
+        // Slow down guessing.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That key does not match the admin key of this server.".into()),
+        );
+    }
+    portal::see_other(
+        "/dashboard",
+        &[session_cookie(&state, &session_value(&admin_key), 12 * 3600)],
+    )
+}
+
+async fn logout(State(state): State<Arc<AppState>>) -> Response {
+    portal::see_other("/dashboard", &[session_cookie(&state, "", 0)])
+}
+
+#[derive(Serialize)]
+struct UsersPage {
+    stylesheet: &'static str,
+    accent: Option<String>,
+    accent_ink: Option<String>,
+    project_id: String,
+    project_name: String,
+    build_hash: String,
+    signed_in: bool,
+    users: Vec<UserRow>,
+}
+
+#[derive(Serialize)]
+struct UserRow {
+    user_id: String,
+    href: String,
+    label: String,
+    since: String,
+    credentials: Vec<CredentialView>,
+}
+
+#[derive(Serialize)]
+struct CredentialView {
+    id: String,
+    integration: String,
+    status: String,
+    status_label: &'static str,
+    status_reason: Option<String>,
+    account: String,
+    created: String,
+    updated: String,
+    expires: String,
+}
+
+fn credential_view(c: &para_store::Credential) -> CredentialView {
+    // Never `c.secret`.
+    CredentialView {
+        id: c.id.clone(),
+        integration: c.integration.clone(),
+        status: c.status.clone(),
+        status_label: portal::status_label(&c.status),
+        status_reason: c.status_reason.clone(),
+        account: c.provider_id.clone().unwrap_or_default(),
+        created: portal::date(c.created_at),
+        updated: portal::date(c.updated_at),
+        expires: c.expires_at.map(portal::date).unwrap_or_else(|| "—".into()),
+    }
+}
+
+/// A short label for a user from their metadata: name and email when present.
+fn user_label(meta: &Value) -> String {
+    let pick = |keys: &[&str]| {
+        keys.iter().find_map(|k| meta.get(*k).and_then(Value::as_str)).map(str::to_string)
+    };
+    match (pick(&["Name", "name"]), pick(&["Email", "email"])) {
+        (Some(n), Some(e)) => format!("{n} <{e}>"),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => String::new(),
+    }
+}
+
+fn user_href(user_id: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("id", user_id);
+    format!("/dashboard/user?{}", query.finish())
+}
+
+fn storage_error(e: para_store::StoreError) -> Response {
+    eprintln!("para serve: storage error: {e}");
+    portal::message_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Framing::Never,
+        "Something went wrong",
+        vec!["The server could not read its database.".into()],
+        None,
+    )
+}
+
+async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let by_cookie = match access(&state, &headers) {
+        Access::Granted { by_cookie } => by_cookie,
+        Access::Refused(response) => return response,
+    };
+    let build = state.build();
+    let list = match state.store.users(&state.project_id).await {
+        Ok(list) => list,
+        Err(e) => return storage_error(e),
+    };
+    let mut rows = Vec::with_capacity(list.len());
+    for u in list {
+        let credentials = match state.store.credentials(&state.project_id, &u.user_id, None).await {
+            Ok(c) => c,
+            Err(e) => return storage_error(e),
+        };
+        rows.push(UserRow {
+            href: user_href(&u.user_id),
+            label: user_label(&u.meta),
+            since: portal::date(u.created_at),
+            credentials: credentials.iter().map(credential_view).collect(),
+            user_id: u.user_id,
+        });
+    }
+    let page = UsersPage {
+        stylesheet: STYLESHEET,
+        accent: None,
+        accent_ink: None,
+        project_id: state.project_id.clone(),
+        project_name: build.project.project_name.clone().unwrap_or_else(|| "Paragraph".into()),
+        build_hash: build.build_hash.chars().take(19).collect(),
+        signed_in: by_cookie,
+        users: rows,
+    };
+    no_store(portal::html(
+        StatusCode::OK,
+        portal::render("dashboard_users.html", &page),
+        Framing::Never,
+    ))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct UserPage {
+    stylesheet: &'static str,
+    accent: Option<String>,
+    accent_ink: Option<String>,
+    project_id: String,
+    user_id: String,
+    since: String,
+    meta: Vec<KeyValue>,
+    integrations: Vec<IntegrationSection>,
+}
+
+#[derive(Serialize)]
+struct KeyValue {
+    key: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct IntegrationSection {
+    key: String,
+    name: String,
+    anchor: String,
+    credentials: Vec<CredentialView>,
+    settings: Vec<KeyValue>,
+    workflows: Vec<WorkflowRow>,
+}
+
+#[derive(Serialize)]
+struct WorkflowRow {
+    id: String,
+    name: String,
+    enabled: bool,
+    /// Never toggled: the workflow's `defaultEnabled` applies.
+    default: bool,
+    /// Not shown to users in the portal.
+    hidden: bool,
+    settings: Vec<KeyValue>,
+}
+
+/// Saved values by input title; passwords masked; keys no input declares shown as they are.
+fn settings_rows(inputs: &[para_build::Input], values: &Value) -> Vec<KeyValue> {
+    let Some(map) = values.as_object() else { return Vec::new() };
+    let mut rows = Vec::new();
+    for input in inputs {
+        if let Some(value) = map.get(&input.id) {
+            let shown = if input.input_type == "password" {
+                "•••••• (saved)".to_string()
+            } else {
+                compact(value)
+            };
+            rows.push(KeyValue { key: input.title.clone(), value: shown });
+        }
+    }
+    for (key, value) in map {
+        if !inputs.iter().any(|i| &i.id == key) {
+            rows.push(KeyValue { key: key.clone(), value: compact(value) });
+        }
+    }
+    rows
+}
+
+fn compact(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<UserQuery>,
+) -> Response {
+    if let Access::Refused(response) = access(&state, &headers) {
+        return response;
+    }
+    let found = match state.store.user(&state.project_id, &query.id).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return portal::message_page(
+                StatusCode::NOT_FOUND,
+                Framing::Never,
+                "No such user",
+                vec![format!("No user “{}” has connected to this project.", query.id)],
+                None,
+            );
+        }
+        Err(e) => return storage_error(e),
+    };
+    let (credentials, settings) = match tokio::try_join!(
+        state.store.credentials(&state.project_id, &found.user_id, None),
+        state.store.settings(&state.project_id, &found.user_id),
+    ) {
+        Ok(both) => both,
+        Err(e) => return storage_error(e),
+    };
+    let build = state.build();
+    let mut keys: Vec<String> = build.integrations.keys().cloned().collect();
+    for extra in
+        credentials.iter().map(|c| &c.integration).chain(settings.iter().map(|s| &s.integration))
+    {
+        if !keys.contains(extra) {
+            keys.push(extra.clone());
+        }
+    }
+    let integrations = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(n, key)| {
+            let integration = build.integrations.get(key);
+            let mine: Vec<CredentialView> =
+                credentials.iter().filter(|c| &c.integration == key).map(credential_view).collect();
+            let rows: Vec<&para_store::Settings> =
+                settings.iter().filter(|s| &s.integration == key).collect();
+            if mine.is_empty() && rows.is_empty() {
+                return None;
+            }
+            let shared = rows
+                .iter()
+                .find(|s| s.workflow_id.is_empty())
+                .map(|s| settings_rows(integration.map_or(&[][..], |i| &i.inputs), &s.values))
+                .unwrap_or_default();
+            let mut workflows: Vec<WorkflowRow> = integration
+                .map(|i| {
+                    let mut list: Vec<&para_build::Workflow> = i.workflows.values().collect();
+                    list.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
+                    list.into_iter()
+                        .map(|w| {
+                            let row = rows.iter().find(|s| s.workflow_id == w.id);
+                            let toggled = row.and_then(|s| s.enabled);
+                            WorkflowRow {
+                                id: w.id.clone(),
+                                name: w.name.clone(),
+                                enabled: !mine.is_empty() && toggled.unwrap_or(w.default_enabled),
+                                default: toggled.is_none(),
+                                hidden: w.hidden,
+                                settings: row
+                                    .map(|s| settings_rows(&w.inputs, &s.values))
+                                    .unwrap_or_default(),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            // Rows for workflows the build no longer has.
+            for s in rows.iter().filter(|s| !s.workflow_id.is_empty()) {
+                if integration.is_none_or(|i| !i.workflows.contains_key(&s.workflow_id)) {
+                    workflows.push(WorkflowRow {
+                        id: s.workflow_id.clone(),
+                        name: "(not in this build)".into(),
+                        enabled: s.enabled.unwrap_or(false),
+                        default: s.enabled.is_none(),
+                        hidden: false,
+                        settings: settings_rows(&[], &s.values),
+                    });
+                }
+            }
+            Some(IntegrationSection {
+                key: key.clone(),
+                name: integration.map_or_else(|| key.clone(), |i| i.name.clone()),
+                anchor: format!("integration-{n}"),
+                credentials: mine,
+                settings: shared,
+                workflows,
+            })
+        })
+        .collect();
+    let meta = found
+        .meta
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| KeyValue { key: k.clone(), value: compact(v) }).collect())
+        .unwrap_or_default();
+    let page = UserPage {
+        stylesheet: STYLESHEET,
+        accent: None,
+        accent_ink: None,
+        project_id: state.project_id.clone(),
+        since: portal::date(found.created_at),
+        user_id: found.user_id,
+        meta,
+        integrations,
+    };
+    no_store(portal::html(
+        StatusCode::OK,
+        portal::render("dashboard_user.html", &page),
+        Framing::Never,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_value_only() {
+        assert!(same_secret("k3y", "k3y"));
+        assert!(!same_secret("k3y", "k3y "));
+        assert!(!same_secret("", "k3y"));
+        assert_ne!(session_value("a"), session_value("b"));
+        assert_ne!(session_value("a"), "a", "the cookie is not the key");
+    }
+
+    #[test]
+    fn passwords_are_masked_in_settings() {
+        let inputs: Vec<para_build::Input> = serde_json::from_value(serde_json::json!([
+            { "id": "p", "key": "p", "title": "API password", "type": "password", "required": false },
+            { "id": "t", "key": "t", "title": "Owner", "type": "text", "required": false }
+        ]))
+        .unwrap();
+        let rows =
+            settings_rows(&inputs, &serde_json::json!({ "p": "hunter2", "t": "ann", "x": 1 }));
+        let text: Vec<String> = rows.iter().map(|r| format!("{}={}", r.key, r.value)).collect();
+        assert_eq!(text, ["API password=•••••• (saved)", "Owner=ann", "x=1"]);
+    }
+}
