@@ -404,7 +404,8 @@ async fn create_credential(
     values.remove("skipPostOAuthInputs");
     let created = match body.code {
         Some(code) => {
-            let connector = state.connector(&key)
+            let connector = state
+                .connector(&key)
                 .ok_or_else(|| ApiError::not_found(format!("no integration `{key}`")))?;
             let material = crate::connector::Material { values, ..Default::default() };
             let redirect = body.redirect_url.unwrap_or_else(|| crate::oauth::redirect_uri(&state));

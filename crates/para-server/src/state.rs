@@ -64,7 +64,8 @@ pub struct AppState {
     /// Recently used credentials, opened (the proxy's hot path).
     pub credential_cache: crate::refresh::Cache,
     /// Connectors of the served build, made on first use.
-    connectors: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::connector::Connector>>>,
+    connectors:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::connector::Connector>>>,
 }
 
 impl AppState {
