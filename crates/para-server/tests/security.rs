@@ -314,23 +314,23 @@ async fn expired_oauth_credential(state: &AppState, user: &str) -> String {
     c.id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_requests_on_an_expired_credential_refresh_once_across_two_servers() {
+/// 24 requests, half on each of two servers sharing `database`, on one expired credential.
+async fn one_refresh_for_many_requests(database: &str) {
     let (provider, provider_base) = provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let one = start(&db, &provider_base).await;
-    let two = start(&db, &provider_base).await;
-    expired_oauth_credential(&one.state, "ann").await;
-    let ann = token("ann");
+    let one = start(database, &provider_base).await;
+    let two = start(database, &provider_base).await;
+    // A fresh user each run: a PostgreSQL database outlives the test.
+    let user = format!("ann-{}", para_auth::random_token(6));
+    expired_oauth_credential(&one.state, &user).await;
+    let bearer = token(&user);
     let mut tasks = Vec::new();
     for i in 0..24 {
         let url = if i % 2 == 0 { one.url("") } else { two.url("") };
-        let ann = ann.clone();
+        let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
             let res = client()
                 .get(format!("{url}/sdk/proxy/{OAUTH}/tasks/{i}"))
-                .bearer_auth(ann)
+                .bearer_auth(bearer)
                 .send()
                 .await
                 .unwrap();
@@ -345,7 +345,33 @@ async fn concurrent_requests_on_an_expired_credential_refresh_once_across_two_se
 
     // A 401 from the upstream (token revoked early) triggers one refresh and one retry.
     provider.refreshes.store(5, Ordering::SeqCst); // the provider now only accepts AT-5
-    let (status, body) = one.call("GET", &format!("/sdk/proxy/{OAUTH}/again"), &ann, None).await;
+    let (status, body) = one.call("GET", &format!("/sdk/proxy/{OAUTH}/again"), &bearer, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(provider.refreshes.load(Ordering::SeqCst), 6, "one refresh after the 401");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_on_an_expired_credential_refresh_once_across_two_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    one_refresh_for_many_requests(&format!("sqlite://{}", dir.path().join("para.db").display()))
+        .await;
+}
+
+/// The same on PostgreSQL (`PARA_TEST_POSTGRES`, started by scripts/postgres; required when
+/// `PARA_TEST_REQUIRE_POSTGRES=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refresh_is_single_across_servers_on_postgres() {
+    match std::env::var("PARA_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => one_refresh_for_many_requests(&url).await,
+        _ => {
+            assert_ne!(
+                std::env::var("PARA_TEST_REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "PARA_TEST_REQUIRE_POSTGRES=1 but PARA_TEST_POSTGRES is not set"
+            );
+            eprintln!(
+                "skipped: PARA_TEST_POSTGRES is not set (export PARA_TEST_POSTGRES=$(scripts/postgres))"
+            );
+        }
+    }
 }
