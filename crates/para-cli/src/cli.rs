@@ -46,6 +46,11 @@ pub enum Command {
         after_help = "Examples:\n  para serve\n  para serve --port 8080 --database postgres://para:secret@localhost/para\n  PARA_OAUTH_SALESFORCE_CLIENT_ID=… PARA_OAUTH_SALESFORCE_CLIENT_SECRET=… para serve"
     )]
     Serve(ServeArgs),
+    /// Build, serve, and rebuild on every change: prints the Connect Portal URL and a user token
+    #[command(
+        after_help = "Examples:\n  para dev\n  para dev --user ada --port 8080\n  para dev --port 0          (any free port; the address is printed)\n\nWrites the development keys if missing, builds, serves like `para serve`, and prints\n(on stdout) the Connect Portal URL with a 12-hour token for --user, and the token itself.\nThen watches src/, .para/project.json and paragon.json: each change is rebuilt at once and\nserved without a restart; a build with errors is reported and the last good build stays\nserved. Stop with Ctrl-C."
+    )]
+    Dev(DevArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  para completions bash > ~/.local/share/bash-completion/completions/para\n  para completions zsh > \"${fpath[1]}/_para\"\n  para completions fish > ~/.config/fish/completions/para.fish"
@@ -162,7 +167,7 @@ pub struct InstallArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Port to listen on
+    /// Port to listen on (0: any free port)
     #[arg(long, default_value_t = 7433, env = "PARA_PORT")]
     pub port: u16,
     /// Address to listen on
@@ -176,6 +181,15 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The user id of the printed token and portal URL (the token's `sub`)
+    #[arg(long, short, value_name = "ID", default_value = "dev-user")]
+    pub user: String,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]

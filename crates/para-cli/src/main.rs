@@ -24,6 +24,7 @@ fn main() {
         cli::Command::New(cli::NewCommand::Event(args)) => commands::new::event(args),
         cli::Command::Install(args) => commands::install::run(args),
         cli::Command::Serve(args) => commands::serve::run(args),
+        cli::Command::Dev(args) => commands::dev::run(args),
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Keys(args) => commands::keys::run(args),
         cli::Command::Token(args) => commands::token::run(args),

@@ -8,6 +8,15 @@ use para_project::{Marker, Severity};
 use crate::{cli::BuildArgs, commands, output};
 
 pub fn run(args: BuildArgs) -> i32 {
+    // The process ends right after: let the OS reclaim the JavaScript heaps.
+    build(args, false).0
+}
+
+/// Builds as `para build` does (findings and summary printed, the document written to
+/// `args.out`) and also returns the build when there is one. `teardown`: free the JavaScript
+/// runtimes afterwards, for a process that goes on (`para dev`).
+pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>) {
+    let code = |code| (code, None);
     let started = Instant::now();
     let found = match &args.project {
         Some(dir) => para_project::root_at(dir),
@@ -19,7 +28,7 @@ pub fn run(args: BuildArgs) -> i32 {
         Ok(found) => found,
         Err(e) => {
             output::error(e.to_string(), e.hint().as_deref());
-            return commands::USAGE;
+            return code(commands::USAGE);
         }
     };
     if marker == Marker::None {
@@ -31,18 +40,17 @@ pub fn run(args: BuildArgs) -> i32 {
     }
     let typechecked = if args.typecheck { commands::install::typecheck(&root) } else { Ok(()) };
     if typechecked == Err(commands::USAGE) {
-        return commands::USAGE;
+        return code(commands::USAGE);
     }
     let project = match para_project::load(&root, marker) {
         Ok(project) => project,
         Err(e) => {
             output::error(e.to_string(), e.hint().as_deref());
-            return commands::FINDINGS;
+            return code(commands::FINDINGS);
         }
     };
     let loaded = started.elapsed();
-    // The process ends right after: let the OS reclaim the JavaScript heaps.
-    let result = compile(&project, &Options { teardown: false, ..Options::default() });
+    let result = compile(&project, &Options { teardown, ..Options::default() });
     if args.timings {
         output::say(format!(
             "  load       {:>8.1} ms ({} files)",
@@ -70,7 +78,7 @@ pub fn run(args: BuildArgs) -> i32 {
                 "fix the errors above and run `para build` again; the previous out/build.json was left as it was",
             ),
         );
-        return commands::FINDINGS;
+        return code(commands::FINDINGS);
     };
     let document = match result.document {
         Some(document) => document,
@@ -80,13 +88,13 @@ pub fn run(args: BuildArgs) -> i32 {
         let mut out = std::io::stdout().lock();
         if let Err(e) = out.write_all(&document).and_then(|()| out.flush()) {
             output::error(format!("cannot write the build to stdout: {e}"), None);
-            return commands::FINDINGS;
+            return code(commands::FINDINGS);
         }
     } else {
         let path = root.join(&args.out);
         if let Err(e) = write_atomically(&path, &document) {
             output::error(format!("cannot write {}: {e}", path.display()), None);
-            return commands::FINDINGS;
+            return code(commands::FINDINGS);
         }
         if !args.quiet {
             let workflows: usize = build.integrations.values().map(|i| i.workflows.len()).sum();
@@ -108,10 +116,7 @@ pub fn run(args: BuildArgs) -> i32 {
             ));
         }
     }
-    match typechecked {
-        Ok(()) => commands::SUCCESS,
-        Err(code) => code,
-    }
+    (typechecked.err().unwrap_or(commands::SUCCESS), Some(build))
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a build. Only a

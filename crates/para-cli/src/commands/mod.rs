@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod completions;
+pub mod dev;
 pub mod init;
 pub mod install;
 pub mod keys;

@@ -1,132 +1,196 @@
-//! `para serve`: builds the project if its build is missing or stale, then serves it.
+//! `para serve`: builds the project if its build is missing or stale, then serves it. The
+//! setup (keys, OAuth apps, database, listener) is shared with `para dev`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use para_auth::{SecretKey, Verifier};
+use para_build::Build;
 use para_server::{AppState, ServerConfig};
 
 use crate::cli::{BuildArgs, ServeArgs};
 use crate::{commands, output};
+
+/// Where the served build lives, relative to the project root.
+pub const BUILD_FILE: &str = "out/build.json";
 
 pub fn run(args: ServeArgs) -> i32 {
     let root = match commands::project_root(args.project.project.as_deref()) {
         Ok(root) => root,
         Err(code) => return code,
     };
-    let build_path = root.join("out/build.json");
-    if is_stale(&root, &build_path) {
+    let build_path = root.join(BUILD_FILE);
+    let build = if is_stale(&root, &build_path) {
         output::say("out/build.json is missing or older than the sources: building first");
-        let code = commands::build::run(BuildArgs {
-            project: Some(root.clone()),
-            out: PathBuf::from("out/build.json"),
-            quiet: true,
-            timings: false,
-            typecheck: false,
-        });
-        if code != commands::SUCCESS {
-            return code;
-        }
+        build_now(&root, true)
+    } else {
+        read_build(&build_path).map_err(|message| {
+            output::error(message, Some("rebuild it with `para build`"));
+            commands::FINDINGS
+        })
+    };
+    let build = match build {
+        Ok(build) => build,
+        Err(code) => return code,
+    };
+    let setup = match Setup::new(root, &args) {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let (state, listener) = match setup.start(build).await {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
+        let (project_id, public_url) = (&state.project_id, &state.config.public_url);
+        output::say(format!(
+            "serving project {project_id} on {public_url}\n  Connect API: {public_url}/projects/{project_id}/sdk/…\n  a user token for testing: para token --user <id>\n  stop with Ctrl-C"
+        ));
+        serve(state, listener).await
+    })
+}
+
+/// Builds the project into out/build.json (findings printed) and returns the build, or the
+/// exit code when it has errors.
+pub fn build_now(root: &Path, quiet: bool) -> Result<Build, i32> {
+    let args = BuildArgs {
+        project: Some(root.to_path_buf()),
+        out: PathBuf::from(BUILD_FILE),
+        quiet,
+        timings: false,
+        typecheck: false,
+    };
+    // The process goes on serving: free the JavaScript runtimes.
+    match commands::build::build(args, true) {
+        (commands::SUCCESS, Some(build)) => Ok(build),
+        (commands::SUCCESS, None) => Err(commands::FINDINGS),
+        (code, _) => Err(code),
     }
-    let build: para_build::Build = match std::fs::read(&build_path)
+}
+
+/// Reads a written build.
+pub fn read_build(path: &Path) -> Result<Build, String> {
+    std::fs::read(path)
         .map_err(|e| e.to_string())
         .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
-    {
-        Ok(build) => build,
-        Err(e) => {
-            output::error(
-                format!("cannot read {}: {e}", build_path.display()),
-                Some("rebuild it with `para build`"),
-            );
-            return commands::FINDINGS;
-        }
-    };
-    let audience = std::env::var("PARA_TOKEN_AUDIENCE").ok().filter(|a| !a.is_empty());
-    let verifier = match para_auth::Verifier::for_project(&root, audience.as_deref()) {
-        Ok(v) => v,
-        Err(e) => {
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The async runtime the server runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        output::error(format!("cannot start the async runtime: {e}"), None);
+        commands::FINDINGS
+    })
+}
+
+/// Everything a server needs besides its build, checked (and the port bound) before anything
+/// is served. Errors are printed; the `Err` is the exit code.
+pub struct Setup {
+    listener: std::net::TcpListener,
+    database: String,
+    config: ServerConfig,
+    verifier: Verifier,
+    secrets: SecretKey,
+}
+
+impl Setup {
+    pub fn new(root: PathBuf, args: &ServeArgs) -> Result<Setup, i32> {
+        let audience = std::env::var("PARA_TOKEN_AUDIENCE").ok().filter(|a| !a.is_empty());
+        let verifier = Verifier::for_project(&root, audience.as_deref()).map_err(|e| {
             output::error(
                 e.to_string(),
                 e.hint().as_deref().or(Some("create the development keys with `para keys`")),
             );
-            return commands::USAGE;
-        }
-    };
-    let secrets = match para_auth::SecretKey::from_env_or_dev(&root) {
-        Ok(s) => s,
-        Err(e) => {
+            commands::USAGE
+        })?;
+        let secrets = SecretKey::from_env_or_dev(&root).map_err(|e| {
             output::error(e.to_string(), e.hint().as_deref());
-            return commands::USAGE;
-        }
-    };
-    let oauth_clients = match para_server::config::load_oauth_clients(&root) {
-        Ok(c) => c,
-        Err(message) => {
+            commands::USAGE
+        })?;
+        let oauth_clients = para_server::config::load_oauth_clients(&root).map_err(|message| {
             output::error(
                 message,
                 Some(
-                    "see README § Serving: PARA_OAUTH_<KEY>_CLIENT_ID / _CLIENT_SECRET or .para/oauth-clients.json",
+                    "see README § Serving: PARA_OAUTH_<KEY>_CLIENT_ID / _CLIENT_SECRET or .para/oauth-clients.json (docs/server.md)",
                 ),
             );
-            return commands::USAGE;
-        }
-    };
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
-    let addr = SocketAddr::new(args.host, args.port);
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let config = ServerConfig {
-        project_root: root.clone(),
-        public_url: public_url.trim_end_matches('/').to_string(),
-        admin_key: std::env::var("PARA_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
-        oauth_clients,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            output::error(format!("cannot start the async runtime: {e}"), None);
-            return commands::FINDINGS;
-        }
-    };
-    runtime.block_on(async move {
-        let store = match para_store::Store::open(&database).await {
-            Ok(s) => s,
-            Err(e) => {
-                output::error(
-                    format!("cannot open the database: {e}"),
-                    Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
-                );
-                return commands::USAGE;
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
+            commands::USAGE
+        })?;
+        let database = args
+            .database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
+        let addr = SocketAddr::new(args.host, args.port);
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| {
                 output::error(
                     format!("cannot listen on {addr}: {e}"),
-                    Some("choose another port with --port"),
+                    Some("choose another port with --port (0: any free port)"),
                 );
-                return commands::USAGE;
-            }
+                commands::USAGE
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        let public_url = args.public_url.clone().unwrap_or_else(|| default_public_url(bound));
+        let config = ServerConfig {
+            project_root: root,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            admin_key: std::env::var("PARA_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
+            oauth_clients,
         };
-        let project_id = build.project.project_id.clone().unwrap_or_default();
-        let state = AppState::new(config, build, store, verifier, secrets);
-        output::say(format!(
-            "serving project {project_id} on {public_url}\n  Connect API: {public_url}/projects/{project_id}/sdk/…\n  a user token for testing: para token --user <id>\n  stop with Ctrl-C"
-        ));
-        match para_server::serve_on(state, listener, para_server::shutdown_signal()).await {
-            Ok(()) => {
-                output::say("stopped");
-                commands::SUCCESS
-            }
-            Err(e) => {
-                output::error(format!("server error: {e}"), None);
-                commands::FINDINGS
-            }
+        Ok(Setup { listener, database, config, verifier, secrets })
+    }
+
+    /// Opens (and migrates) the database and makes the served state. Inside the runtime.
+    pub async fn start(
+        self,
+        build: Build,
+    ) -> Result<(Arc<AppState>, tokio::net::TcpListener), i32> {
+        let store = para_store::Store::open(&self.database).await.map_err(|e| {
+            output::error(
+                format!("cannot open the database: {e}"),
+                Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
+            );
+            commands::USAGE
+        })?;
+        let listener = tokio::net::TcpListener::from_std(self.listener).map_err(|e| {
+            output::error(format!("cannot listen: {e}"), None);
+            commands::FINDINGS
+        })?;
+        Ok((AppState::new(self.config, build, store, self.verifier, self.secrets), listener))
+    }
+}
+
+/// `http://` and the bound address, with a wildcard address (`0.0.0.0`, `::`) replaced by
+/// loopback, which a browser on this machine can open.
+fn default_public_url(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bound.port()))
+}
+
+/// Serves until Ctrl-C or SIGTERM, then finishes in-flight requests; the exit code.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> i32 {
+    match para_server::serve_on(state, listener, para_server::shutdown_signal()).await {
+        Ok(()) => {
+            output::say("stopped");
+            commands::SUCCESS
         }
-    })
+        Err(e) => {
+            output::error(format!("server error: {e}"), None);
+            commands::FINDINGS
+        }
+    }
 }
 
 /// True when the build is missing or a project file is newer than it.
