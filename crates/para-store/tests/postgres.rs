@@ -1,0 +1,410 @@
+//! The store's behaviour on PostgreSQL, the backend of servers that run as several processes.
+//!
+//! Runs when `PARA_TEST_POSTGRES` holds the URL of a database whose user may create databases
+//! (`scripts/postgres` starts one and prints it; `scripts/test` sets the variable). Each test
+//! works in its own fresh database `t_<uuid>`, dropped afterwards, so tests run in parallel
+//! without meeting. Without the variable every test passes after saying it was skipped, unless
+//! `PARA_TEST_REQUIRE_POSTGRES=1` (CI), where a missing server is a failure.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use para_store::{Backend, OAuthState, Store, now_ms};
+use serde_json::json;
+use sqlx::{Connection, PgConnection, Row};
+
+/// The admin URL, or `None` (after saying so) when the tests are to be skipped.
+fn admin_url(test: &str) -> Option<String> {
+    match std::env::var("PARA_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            assert!(
+                std::env::var("PARA_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "PARA_TEST_REQUIRE_POSTGRES=1 but PARA_TEST_POSTGRES is not set (start a server with scripts/postgres)"
+            );
+            // Past the test harness's capture (it takes only `eprintln!`), so a plain
+            // `cargo test` shows it, once per run.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "para-store: PostgreSQL tests skipped (first: {test}): PARA_TEST_POSTGRES is not set; \
+                     export PARA_TEST_POSTGRES=$(scripts/postgres) to run them"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// `url` with its database replaced by `database` (query parameters kept).
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Runs `body` with the URL of a fresh database, then drops the database (also when the body
+/// panicked, whose panic is then passed on).
+async fn with_fresh_db<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(admin) = admin_url(test) else { return };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PARA_TEST_POSTGRES ({admin}): {e}"));
+    // The name is ours (t_ and hex digits); identifiers cannot be bound.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let outcome = tokio::spawn(body(with_database(&admin, &name))).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Applied migration versions, read directly (not through the store).
+async fn migration_versions(url: &str) -> Vec<i64> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let rows = sqlx::query("SELECT version FROM para_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<i64, _>(0)).collect()
+}
+
+#[test]
+fn database_urls_are_rewritten() {
+    assert_eq!(
+        with_database("postgres://u@127.0.0.1:54329/para_test", "t_1"),
+        "postgres://u@127.0.0.1:54329/t_1"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgresql://h:5432", "x"), "postgresql://h:5432/x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrates_a_fresh_database_once_and_reopens() {
+    with_fresh_db("migrates_a_fresh_database_once_and_reopens", |url| async move {
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
+        let versions = migration_versions(&url).await;
+        assert!(!versions.is_empty(), "migrations were recorded");
+        store.touch_user("p", "u", Some(&json!({"plan": "pro"}))).await.unwrap();
+        drop(store);
+
+        let again = Store::open(&url).await.unwrap();
+        assert_eq!(migration_versions(&url).await, versions, "nothing migrated twice");
+        let user = again.user("p", "u").await.unwrap().expect("the data survived");
+        assert_eq!(user.meta, json!({"plan": "pro"}));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_a_fresh_database_all_succeed() {
+    with_fresh_db("concurrent_opens_of_a_fresh_database_all_succeed", |url| async move {
+        // Servers starting at once: the advisory lock lets one migrate while the others wait.
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::open(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            stores.push(open.await.unwrap().expect("every concurrent open succeeds"));
+        }
+        let versions = migration_versions(&url).await;
+        let mut unique = versions.clone();
+        unique.dedup();
+        assert_eq!(versions, unique, "each migration recorded once");
+        for (i, store) in stores.iter().enumerate() {
+            store.touch_user("p", &format!("u{i}"), None).await.unwrap();
+        }
+        assert_eq!(stores[0].users("p").await.unwrap().len(), stores.len());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_meta_is_replaced_only_when_given() {
+    with_fresh_db("users_meta_is_replaced_only_when_given", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let before = now_ms();
+        let u = s.touch_user("p", "alice", Some(&json!({"plan": "pro"}))).await.unwrap();
+        assert_eq!(u.meta, json!({"plan": "pro"}));
+        assert!(u.created_at >= before, "BIGINT times round-trip");
+        let u = s.touch_user("p", "alice", None).await.unwrap();
+        assert_eq!(u.meta, json!({"plan": "pro"}), "no meta keeps the stored one");
+        let u = s.touch_user("p", "alice", Some(&json!({}))).await.unwrap();
+        assert_eq!(u.meta, json!({}), "given meta replaces");
+        s.touch_user("p", "bob", None).await.unwrap();
+        s.touch_user("other", "carol", None).await.unwrap();
+        let users = s.users("p").await.unwrap();
+        assert_eq!(
+            users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"],
+            "oldest first, one project only"
+        );
+        assert!(s.user("other", "alice").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_settings_belong_to_one_user_and_project() {
+    with_fresh_db("credentials_and_settings_belong_to_one_user_and_project", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let expires = now_ms() + 3_600_000;
+        let c = s
+            .insert_credential(
+                "p",
+                "alice",
+                "slack",
+                "VALID",
+                None,
+                Some("U1"),
+                &json!({"team": "T1"}),
+                "v1:sealed",
+                Some(expires),
+            )
+            .await
+            .unwrap();
+        assert_eq!(c.expires_at, Some(expires));
+        assert_eq!((c.status_reason.as_deref(), c.provider_id.as_deref()), (None, Some("U1")));
+        assert_eq!(c.provider_data, json!({"team": "T1"}));
+        // Same integration, another user and another project: separate rows.
+        let bobs = s
+            .insert_credential("p", "bob", "slack", "PENDING", None, None, &json!({}), "v1:b", None)
+            .await
+            .unwrap();
+        assert_eq!(bobs.expires_at, None, "NULL BIGINT round-trips");
+        s.insert_credential("q", "alice", "slack", "VALID", None, None, &json!({}), "v1:q", None)
+            .await
+            .unwrap();
+
+        assert_eq!(s.credentials("p", "alice", None).await.unwrap(), vec![c.clone()]);
+        assert_eq!(s.credentials("p", "alice", Some("slack")).await.unwrap().len(), 1);
+        assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
+        // Bob cannot see, change or delete Alice's credential, even knowing its id.
+        assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
+        assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
+        assert!(s.credential("q", "alice", &c.id).await.unwrap().is_none());
+        assert_eq!(s.credential("p", "alice", &c.id).await.unwrap().unwrap().secret, "v1:sealed");
+
+        assert!(
+            s.update_credential(
+                "p",
+                "alice",
+                &c.id,
+                "INVALID",
+                Some("401 from test"),
+                "v1:new",
+                None
+            )
+            .await
+            .unwrap()
+        );
+        let updated = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (updated.status.as_str(), updated.status_reason.as_deref(), updated.secret.as_str()),
+            ("INVALID", Some("401 from test"), "v1:new")
+        );
+        assert_eq!(updated.expires_at, None);
+
+        s.put_settings("p", "alice", "slack", "", None, Some(&json!({"channel": "C1"})))
+            .await
+            .unwrap();
+        s.put_settings("p", "alice", "slack", "wf1", Some(true), None).await.unwrap();
+        s.put_settings("p", "alice", "slack", "wf1", None, Some(&json!({"n": 2}))).await.unwrap();
+        s.put_settings("p", "alice", "slack", "wf2", Some(false), None).await.unwrap();
+        s.put_settings("p", "bob", "slack", "wf1", Some(false), None).await.unwrap();
+        s.put_settings("q", "alice", "slack", "wf1", Some(false), None).await.unwrap();
+        let settings = s.settings("p", "alice").await.unwrap();
+        assert_eq!(settings.len(), 3);
+        assert_eq!((settings[0].enabled, &settings[0].values), (None, &json!({"channel": "C1"})));
+        assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
+        assert_eq!(settings[1].values, json!({"n": 2}));
+        assert_eq!(settings[2].enabled, Some(false));
+        s.put_settings("p", "alice", "slack", "wf1", Some(false), None).await.unwrap();
+        assert_eq!(s.settings("p", "alice").await.unwrap()[1].values, json!({"n": 2}));
+        assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
+
+        assert_eq!(s.uninstall("p", "alice", "slack").await.unwrap(), 1);
+        assert!(s.settings("p", "alice").await.unwrap().is_empty());
+        assert!(s.credentials("p", "alice", None).await.unwrap().is_empty());
+        // Bob's and the other project's rows are untouched.
+        assert_eq!(s.credentials("p", "bob", None).await.unwrap(), vec![bobs]);
+        assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
+        assert_eq!(s.credentials("q", "alice", None).await.unwrap().len(), 1);
+        assert_eq!(s.settings("q", "alice").await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+fn oauth_state(name: &str, expires_at: i64) -> OAuthState {
+    OAuthState {
+        state: name.into(),
+        project_id: "p".into(),
+        user_id: "alice".into(),
+        integration: "slack".into(),
+        sealed: "v1:x".into(),
+        expires_at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_states_are_single_use_and_expire() {
+    with_fresh_db("oauth_states_are_single_use_and_expire", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let fresh = oauth_state("fresh", now_ms() + 60_000);
+        s.put_oauth_state(&fresh).await.unwrap();
+        s.put_oauth_state(&oauth_state("stale", now_ms() - 1)).await.unwrap();
+        assert!(s.put_oauth_state(&fresh).await.is_err(), "a state is unique");
+        assert_eq!(s.take_oauth_state("fresh").await.unwrap(), Some(fresh));
+        assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
+        assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
+        assert!(s.take_oauth_state("never").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_state_is_taken_once_under_concurrency() {
+    with_fresh_db("an_oauth_state_is_taken_once_under_concurrency", |url| async move {
+        // Two stores: two server processes sharing the database, each with its own pool.
+        let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
+        for round in 0..5 {
+            let name = format!("race-{round}");
+            stores[0].put_oauth_state(&oauth_state(&name, now_ms() + 60_000)).await.unwrap();
+            let barrier = Arc::new(tokio::sync::Barrier::new(10));
+            let takers: Vec<_> = (0..10)
+                .map(|i| {
+                    let (stores, barrier, name) = (stores.clone(), barrier.clone(), name.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        stores[i % 2].take_oauth_state(&name).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut won = 0;
+            for taker in takers {
+                if let Some(state) = taker.await.unwrap() {
+                    assert_eq!(state.state, name);
+                    won += 1;
+                }
+            }
+            assert_eq!(won, 1, "round {round}: exactly one callback gets the state");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upserts_of_one_row_do_not_fail() {
+    with_fresh_db("concurrent_upserts_of_one_row_do_not_fail", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let writers: Vec<_> = (0..16)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.touch_user("p", "alice", Some(&json!({"n": i}))).await.unwrap();
+                    s.put_settings("p", "alice", "slack", "wf1", Some(i % 2 == 0), None)
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(s.users("p").await.unwrap().len(), 1);
+        assert_eq!(s.settings("p", "alice").await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_lease_across_processes() {
+    with_fresh_db("one_refresh_lease_across_processes", |url| async move {
+        // Two stores: two server processes racing to refresh one expired credential.
+        let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
+        let c = stores[0]
+            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:s", None)
+            .await
+            .unwrap();
+        let race = |until: i64| {
+            let barrier = Arc::new(tokio::sync::Barrier::new(10));
+            let racers: Vec<_> = (0..10)
+                .map(|i| {
+                    let (stores, barrier, id) = (stores.clone(), barrier.clone(), c.id.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        stores[i % 2].try_lease_refresh(&id, until).await.unwrap()
+                    })
+                })
+                .collect::<Vec<_>>();
+            async move {
+                let mut won = 0;
+                for racer in racers {
+                    won += usize::from(racer.await.unwrap());
+                }
+                won
+            }
+        };
+        assert_eq!(race(now_ms() + 60_000).await, 1, "exactly one process refreshes");
+        assert_eq!(race(now_ms() + 60_000).await, 0, "a held lease is not taken again");
+        stores[1].release_refresh(&c.id).await.unwrap();
+        assert_eq!(race(now_ms() + 60_000).await, 1, "a released lease is free again");
+        // A lease whose holder died runs out and is taken over.
+        stores[0].release_refresh(&c.id).await.unwrap();
+        assert!(stores[0].try_lease_refresh(&c.id, now_ms() - 1).await.unwrap());
+        assert!(stores[1].try_lease_refresh(&c.id, now_ms() + 60_000).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_sessions_and_nonces_round_trip() {
+    with_fresh_db("oauth_sessions_and_nonces_round_trip", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        s.start_oauth_session("p", "alice", "sess").await.unwrap();
+        s.start_oauth_session("p", "alice", "sess").await.unwrap();
+        let pending = s.oauth_session("p", "alice", "sess").await.unwrap().unwrap();
+        assert_eq!((pending.credential_id, pending.error), (None, None), "NULL TEXT round-trips");
+        assert!(s.oauth_session("p", "bob", "sess").await.unwrap().is_none(), "per user");
+        s.finish_oauth_session("p", "alice", "sess", Some("cred-1"), None).await.unwrap();
+        let done = s.oauth_session("p", "alice", "sess").await.unwrap().unwrap();
+        assert_eq!(done.credential_id.as_deref(), Some("cred-1"));
+        s.delete_oauth_session("p", "alice", "sess").await.unwrap();
+        assert!(s.oauth_session("p", "alice", "sess").await.unwrap().is_none());
+
+        s.put_oauth_nonce("n1", "p", "alice", now_ms() + 60_000).await.unwrap();
+        s.put_oauth_nonce("old", "p", "alice", now_ms() - 1).await.unwrap();
+        assert_eq!(s.oauth_nonce("n1").await.unwrap(), Some(("p".into(), "alice".into())));
+        assert!(s.oauth_nonce("old").await.unwrap().is_none(), "expired");
+        assert!(s.oauth_nonce("never").await.unwrap().is_none());
+    })
+    .await;
+}
