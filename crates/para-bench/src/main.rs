@@ -1,9 +1,16 @@
-//! `para-bench`: times `para build` on the shared taskflow example and on a generated project
-//! (N integrations × M workflow files), next to `tsc` emitting the very same project in the same
-//! run, and prints the ratio. Run it through `bench/run`, which builds release binaries and
-//! installs the pinned TypeScript first.
+//! `para-bench`: benchmarks of `para` next to baselines measured in the same run.
+//!
+//! - `para-bench build` times `para build` on the shared taskflow example and on a generated
+//!   project (N integrations × M workflow files), next to `tsc` emitting the very same project,
+//!   and prints the ratio. Run it through `bench/run`, which builds release binaries and installs
+//!   the pinned TypeScript first.
+//! - `para-bench proxy` measures the throughput and added latency of `para serve`'s proxy next to
+//!   calling the upstream directly and next to an nginx reverse proxy (`proxy.rs`). Run it through
+//!   `bench/proxy`, which installs `wrk` and `nginx` and builds release binaries first.
 
 mod generate;
+mod http;
+mod proxy;
 
 use std::{
     path::{Path, PathBuf},
@@ -15,7 +22,16 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-struct Args {
+#[command(about = "Benchmarks of para next to baselines measured in the same run")]
+enum Cli {
+    /// Time `para build` next to `tsc` (bench/run)
+    Build(BuildArgs),
+    /// Proxy throughput and added latency: para serve vs. direct vs. nginx (bench/proxy)
+    Proxy(proxy::ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
     /// The `para` binary to measure (a release build)
     #[arg(long)]
     para: PathBuf,
@@ -77,7 +93,13 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse() {
+        Cli::Build(args) => build(args),
+        Cli::Proxy(args) => proxy::run(args),
+    }
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.generate_only {
         let files = generate::project(dir, args.integrations, args.workflows)?;
         println!("wrote {files} .ts files to {}", dir.display());
