@@ -5,6 +5,8 @@
 //! Every query of user data is keyed by `(project_id, user_id)`: a function that reads or writes
 //! a user's rows takes both, so one user's data is never reachable with another's identity.
 
+pub mod runs;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -15,6 +17,7 @@ use sqlx::{AnyPool, Row};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_connect.sql")),
     (2, include_str!("../migrations/0002_oauth_sessions.sql")),
+    (3, include_str!("../migrations/0003_runs.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -408,3 +408,80 @@ async fn oauth_sessions_and_nonces_round_trip() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_two_stores_claim_every_step_exactly_once() {
+    use para_store::runs::{NewRun, NewStep, RunUpdate, StepOutcome};
+    with_fresh_db("workers_on_two_stores_claim_every_step_exactly_once", |url| async move {
+        let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
+        let mut runs = Vec::new();
+        for i in 0..50 {
+            let steps: Vec<NewStep> = (0..4)
+                .map(|j| NewStep {
+                    key: format!("s{j}"),
+                    step_id: format!("s{j}"),
+                    input: json!({ "run": i, "step": j }),
+                    not_before: 0,
+                })
+                .collect();
+            let run = NewRun {
+                project_id: "p".into(),
+                user_id: format!("u{}", i % 5),
+                integration: "slack".into(),
+                workflow_id: "wf".into(),
+                trigger_kind: "event".into(),
+                trigger_input: json!({}),
+                build_hash: "h".into(),
+            };
+            runs.push(stores[i % 2].create_run(&run, &steps).await.unwrap().id);
+        }
+        // Four workers, two per "process", claiming in small batches until the queue is empty.
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let stores = stores.clone();
+                tokio::spawn(async move {
+                    let name = format!("w{w}");
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = stores[w % 2].claim_steps(&name, 7, 60_000).await.unwrap();
+                        if claimed.is_empty() {
+                            break;
+                        }
+                        for c in claimed {
+                            let done = StepOutcome::Done(c.input.clone());
+                            let recorded = stores[w % 2]
+                                .finish_step(
+                                    &name,
+                                    &c.run_id,
+                                    &c.key,
+                                    &done,
+                                    &[],
+                                    &RunUpdate::default(),
+                                )
+                                .await
+                                .unwrap();
+                            assert!(recorded, "a worker lost a lease it had just taken");
+                            mine.push((c.run_id, c.key));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        let total = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!((total, all.len()), (200, 200), "every step once, none twice");
+        for run in &runs {
+            let steps = stores[0].run_steps(run).await.unwrap();
+            assert!(steps.iter().all(|s| s.status == "DONE" && s.attempts == 1));
+        }
+        assert!(stores[1].claim_cron_tick("p", "wf", 60_000, "a").await.unwrap());
+        assert!(!stores[0].claim_cron_tick("p", "wf", 60_000, "b").await.unwrap());
+    })
+    .await;
+}
