@@ -13,6 +13,7 @@ pub mod connector;
 mod dashboard;
 mod error;
 pub mod oauth;
+mod options;
 mod portal;
 mod proxy;
 mod refresh;

@@ -23,6 +23,7 @@
 //! Values are checked with [`crate::settings::validate`]; an invalid form comes back with 422,
 //! the values as typed and a message under each field.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -40,6 +41,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::connect::{self, BeginOAuth, ConnectField, ConnectKind};
+use crate::options;
 use crate::settings::{self, FieldError};
 use crate::state::AppState;
 
@@ -921,6 +923,22 @@ async fn page_view(
         since: date(c.created_at),
     });
 
+    // Choices of integration-specific setting types, listed with the user's credential.
+    let mut choices: Choices = HashMap::new();
+    if catalog.is_some() && credentials.iter().any(|c| c.status == "VALID") {
+        let types: std::collections::BTreeSet<String> = integration
+            .inputs
+            .iter()
+            .chain(integration.workflows.values().flat_map(|w| w.inputs.iter()))
+            .map(|i| i.input_type.clone())
+            .collect();
+        for input_type in types {
+            let listed =
+                options::choices(state, &user.user_id, &integration.key, &input_type).await;
+            choices.insert(input_type, listed);
+        }
+    }
+
     // Integration-level settings.
     let shared = stored_values("");
     let (settings_values, settings_errors, fresh) = match redo.settings.take() {
@@ -941,6 +959,7 @@ async fn page_view(
                 fresh,
                 &settings_errors,
                 catalog,
+                &choices,
             )
         })
         .collect();
@@ -986,6 +1005,7 @@ async fn page_view(
                             fresh,
                             &errors,
                             catalog,
+                            &choices,
                         )
                     })
                     .collect(),
@@ -1074,6 +1094,7 @@ fn as_text(value: Option<&Value>) -> String {
 /// The form control for one User Setting. `values` are what to show (stored or as typed);
 /// `stored` tells whether a password is saved; with `fresh` (nothing saved yet for this
 /// scope) the input's default value is shown.
+#[allow(clippy::too_many_arguments)]
 fn field_view(
     input: &Input,
     html_id: &str,
@@ -1082,6 +1103,7 @@ fn field_view(
     fresh: bool,
     errors: &[FieldError],
     catalog: Option<&para_catalog::Integration>,
+    choices: &Choices,
 ) -> FieldView {
     let value = values.get(&input.id).or(if fresh { input.default_value.as_ref() } else { None });
     let catalog_type =
@@ -1167,10 +1189,45 @@ fn field_view(
                 rows,
             });
         }
-        _ => view.value = as_text(value),
+        other => {
+            view.value = as_text(value);
+            match choices.get(other) {
+                Some(Ok(Some(list))) => {
+                    view.kind = "select";
+                    let current = view.value.clone();
+                    view.options = list
+                        .iter()
+                        .map(|(label, v)| OptionView {
+                            selected: !current.is_empty() && *v == current,
+                            value: v.clone(),
+                            label: label.clone(),
+                        })
+                        .collect();
+                    // A stored value the provider no longer lists stays choosable.
+                    if !current.is_empty() && !list.iter().any(|(_, v)| *v == current) {
+                        view.options.insert(
+                            0,
+                            OptionView { value: current.clone(), label: current, selected: true },
+                        );
+                    }
+                }
+                Some(Err(why)) => {
+                    let note =
+                        format!("The list of choices could not be loaded ({why}); type the value.");
+                    view.hint = Some(match view.hint.take() {
+                        Some(h) => format!("{h} {note}"),
+                        None => note,
+                    });
+                }
+                _ => {}
+            }
+        }
     }
     view
 }
+
+/// Per setting type: its choices (`None`: free text) or why they could not be listed.
+type Choices = HashMap<String, Result<Option<Vec<(String, String)>>, String>>;
 
 /// The form control of a value asked before connecting. Secrets are never shown back.
 fn connect_field_view(

@@ -80,6 +80,20 @@ async fn api(
     headers: HeaderMap,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if h("authorization") == "Bearer xoxb-slack" {
+        let json_type = [("content-type", "application/json")];
+        let listing = uri.path() == "/api/conversations.list"
+            && uri.query().is_some_and(|q| q.contains("exclude_archived=true"));
+        let answer = match uri.path() {
+            "/api/auth.test" => json!({ "ok": true }),
+            _ if listing => json!({ "ok": true, "channels": [
+                { "id": "C01", "name": "general" },
+                { "id": "C02", "name": "<b>sales</b>" }
+            ] }),
+            _ => return (StatusCode::NOT_FOUND, json_type, "{}".into()),
+        };
+        return (StatusCode::OK, json_type, answer.to_string());
+    }
     let ok = h("x-session") == "S-42"
         || h("authorization") == "Bearer CC-AT"
         || h("authorization") == "Bearer CODE-AT"
@@ -135,6 +149,14 @@ fn build() -> para_build::Build {
                 ropc_options),
             CC: cc,
             CODE: code,
+            "slack": {
+                "key": "slack", "kind": "catalog", "name": "Slack", "source": "src/integrations/slack",
+                "config": { "description": null, "overview": null, "showWatermark": true, "active": true,
+                            "workflowDisplayOrder": [] },
+                "inputs": [{ "id": "00000000-0000-4000-8000-0000000000c1", "key": "channel",
+                             "title": "Notify channel", "type": "channel", "required": false }],
+                "workflows": {}, "customTriggers": {}
+            },
             "sendgrid": {
                 "key": "sendgrid", "kind": "catalog", "name": "SendGrid", "source": "src/integrations/sendgrid",
                 "config": { "description": null, "overview": null, "showWatermark": true, "active": true,
@@ -316,4 +338,52 @@ async fn the_oauth_callback_needs_a_fresh_state_and_the_browser_that_started_it(
     let (status, _) = callback(param(&url, "state"), Some(cookie_of("ann").await)).await;
     assert_eq!(status, 400, "a replayed callback is refused");
     assert_eq!(seen.token_requests.lock().unwrap().len(), before + 1, "and exchanges nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_offers_the_providers_choices_for_integration_specific_settings() {
+    let (_seen, provider_base) = provider().await;
+    let slack = OAuthClient {
+        client_id: "slack-app".into(),
+        client_secret: "slack-secret".into(),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    let server =
+        common::start(build(), "sqlite::memory:", common::clients(&[("slack", slack)])).await;
+    let state = &server.state;
+    state.store.touch_user(PROJECT, "ann", None).await.unwrap();
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let portal = format!("{}/projects/{PROJECT}/portal/slack", server.base);
+    // The token is handed over once and becomes a cookie.
+    let handover = http.get(format!("{portal}?token={}", token("ann"))).send().await.unwrap();
+    let cookie =
+        handover.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = || async {
+        let res = http.get(&portal).header("cookie", &cookie).send().await.unwrap();
+        res.text().await.unwrap()
+    };
+    // Not connected: a text box.
+    let before = page().await;
+    assert!(!before.contains("C01"), "no choices before connecting");
+
+    let connector = para_server::connector::Connector::of(state, "slack").unwrap();
+    let token_answer = json!({ "access_token": "xoxb-slack", "token_type": "bot" });
+    let c = para_server::connect::store_connection(
+        state,
+        "ann",
+        &connector,
+        para_server::connector::Material::default(),
+        token_answer.as_object().unwrap().clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+    let after = page().await;
+    assert!(after.contains(r#"<option value="C01">general</option>"#), "{after}");
+    assert!(
+        after.contains("&lt;b&gt;sales") && !after.contains("<b>sales"),
+        "labels are escaped: {after}"
+    );
 }
