@@ -241,14 +241,40 @@ async fn patch_me(
 
 /// The project's integrations, with their config, inputs and workflows (the build's facts
 /// plus the catalog's display facts), as the SDK reads them.
-async fn integrations(State(state): State<Arc<AppState>>, _user: SdkUser) -> Api {
+async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api {
     let build = state.build();
-    let list: Vec<Value> =
-        build.integrations.values().filter(|i| i.config.active).map(integration_json).collect();
+    let list: Vec<Value> = build
+        .integrations
+        .values()
+        .filter(|i| i.config.active)
+        .map(|i| integration_json(i, &|w| permitted(w, &user)))
+        .collect();
     Ok(Json(Value::Array(list)))
 }
 
-pub fn integration_json(i: &para_build::Integration) -> Value {
+/// Whether the workflow's `definePermissions()` condition holds for the user (no condition:
+/// everyone). A condition that cannot be evaluated denies.
+pub fn permitted(workflow: &para_build::Workflow, user: &SdkUser) -> bool {
+    permitted_for(workflow, &user.user_id, &user.meta)
+}
+
+/// [`permitted`] for a user id and metadata.
+pub fn permitted_for(workflow: &para_build::Workflow, user_id: &str, meta: &Value) -> bool {
+    let Some(condition) = &workflow.permissions else { return true };
+    let scope = para_engine::Scope {
+        user_id: Some(user_id),
+        meta: Some(meta),
+        ..para_engine::Scope::default()
+    };
+    para_engine::holds(condition, &scope).unwrap_or(false)
+}
+
+/// An integration as `/sdk/integrations` lists it; workflows the user may not use are listed
+/// in `noPermissionWorkflows` instead of `workflows`.
+pub fn integration_json(
+    i: &para_build::Integration,
+    allowed: &dyn Fn(&para_build::Workflow) -> bool,
+) -> Value {
     let catalog = para_catalog::lookup(&i.key);
     let custom = i.config.custom.as_ref();
     let mut workflows: Vec<&para_build::Workflow> = i.workflows.values().collect();
@@ -299,11 +325,16 @@ pub fn integration_json(i: &para_build::Integration) -> Value {
                 "workflowMeta": workflow_meta,
             }
         }],
-        "workflows": workflows.iter().filter(|w| !w.hidden).map(|w| json!({
+        "workflows": workflows.iter().filter(|w| !w.hidden && allowed(w)).map(|w| json!({
             "id": w.id,
             "description": w.name,
             "integrationId": integration_id(&i.key),
         })).collect::<Vec<_>>(),
+        "noPermissionWorkflows": workflows
+            .iter()
+            .filter(|w| !w.hidden && !allowed(w))
+            .map(|w| w.id.clone())
+            .collect::<Vec<_>>(),
         "needPreOauthInputs": custom.is_some_and(|c| !c.config_inputs.is_empty()),
     });
     if let Some(c) = custom {
@@ -590,6 +621,18 @@ async fn set_workflow(
     let build = state.build();
     let key = find_workflow(&build, workflow)?;
     if enabled {
+        let definition = &build.integrations[&key].workflows[workflow];
+        if !permitted(definition, user) {
+            // Not 403: the SDK logs the user out on 401/403.
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "no_permission",
+                format!(
+                    "`{}` is not available to this user (its definePermissions() condition does not hold for the user's metadata)",
+                    definition.name
+                ),
+            ));
+        }
         let connected =
             state.store.credentials(&state.project_id, &user.user_id, Some(&key)).await?;
         if connected.is_empty() {

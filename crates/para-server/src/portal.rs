@@ -41,9 +41,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::connect::{self, BeginOAuth, ConnectField, ConnectKind};
-use crate::options;
 use crate::settings::{self, FieldError};
 use crate::state::AppState;
+use crate::{api, options};
 
 /// Where the stylesheet shared by the portal and the dashboard is served.
 pub(crate) const STYLESHEET: &str = "/_para/style.css";
@@ -964,9 +964,13 @@ async fn page_view(
         })
         .collect();
 
-    // Workflows, in display order.
-    let mut workflows: Vec<&para_build::Workflow> =
-        integration.workflows.values().filter(|w| !w.hidden).collect();
+    // Workflows the user may use (definePermissions over their metadata), in display order.
+    let meta = user_meta(state, &user.user_id).await?;
+    let mut workflows: Vec<&para_build::Workflow> = integration
+        .workflows
+        .values()
+        .filter(|w| !w.hidden && api::permitted_for(w, &user.user_id, &meta))
+        .collect();
     workflows.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
     let workflow_views = workflows
         .iter()
@@ -1226,6 +1230,15 @@ fn field_view(
     view
 }
 
+/// The user's metadata as the company's app last set it.
+async fn user_meta(state: &AppState, user_id: &str) -> Result<Value, para_store::StoreError> {
+    Ok(state
+        .store
+        .user(&state.project_id, user_id)
+        .await?
+        .map_or(Value::Object(Map::new()), |u| u.meta))
+}
+
 /// Per setting type: its choices (`None`: free text) or why they could not be listed.
 type Choices = HashMap<String, Result<Option<Vec<(String, String)>>, String>>;
 
@@ -1468,7 +1481,13 @@ async fn save_workflow(
     let Some(form) = checked_form(&user, &body) else { return csrf_refused() };
     let build = state.build();
     let Some(integration) = find(&build, &key) else { return no_such_integration(&key) };
-    let Some(workflow) = integration.workflows.get(&workflow_id).filter(|w| !w.hidden) else {
+    let meta = match user_meta(&state, &user.user_id).await {
+        Ok(meta) => meta,
+        Err(e) => return storage_error(e),
+    };
+    let offered =
+        |w: &&para_build::Workflow| !w.hidden && api::permitted_for(w, &user.user_id, &meta);
+    let Some(workflow) = integration.workflows.get(&workflow_id).filter(offered) else {
         return message_page(
             StatusCode::NOT_FOUND,
             Framing::Anywhere,
@@ -1494,7 +1513,7 @@ async fn save_workflow(
     let enabled = form.get("enabled").is_some();
     let anchor = {
         let mut list: Vec<&para_build::Workflow> =
-            integration.workflows.values().filter(|w| !w.hidden).collect();
+            integration.workflows.values().filter(offered).collect();
         list.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
         list.iter().position(|w| w.id == workflow.id).unwrap_or(0)
     };

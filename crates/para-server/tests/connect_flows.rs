@@ -387,3 +387,68 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
         "labels are escaped: {after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_permissions_follow_the_users_metadata() {
+    let (_seen, provider_base) = provider().await;
+    let mut doc = serde_json::to_value(build()).unwrap();
+    let workflow = |id: &str, name: &str, permissions: Value| {
+        json!({ "id": id, "name": name, "description": null, "order": 0, "defaultEnabled": false,
+                "hidden": false, "inputs": [], "source": "w.ts", "trigger": null, "steps": [],
+                "permissions": permissions })
+    };
+    let pro_only = json!({ "or": [[{ "operator": "$stringExactlyMatches", "operands": [
+        { "type": "PERSONA_METADATA", "path": ["plan"] }, { "type": "VALUE", "value": "pro" } ] }]] });
+    doc["integrations"][ROPC]["workflows"] = json!({
+        "w-open": workflow("w-open", "Everyone", Value::Null),
+        "w-pro": workflow("w-pro", "Pro only", pro_only),
+    });
+    let client = OAuthClient {
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    let server = common::start(
+        serde_json::from_value(doc).unwrap(),
+        "sqlite::memory:",
+        common::clients(&[(ROPC, client)]),
+    )
+    .await;
+    let pem = para_auth::keys::load_private_key(common::keys_root()).unwrap();
+    let with_plan = |user: &str, plan: &str| {
+        let mut claims = para_auth::Claims::new(user, std::time::Duration::from_secs(3600));
+        claims.meta = Some(json!({ "plan": plan }));
+        para_auth::sign(&pem, &claims).unwrap()
+    };
+    let (pro, free) = (with_plan("pat", "pro"), with_plan("fred", "free"));
+    let listed = |answer: &Value, field: &str| -> Vec<String> {
+        let entry = answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["customIntegration"]["slug"] == ROPC)
+            .unwrap();
+        entry[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.get("id").unwrap_or(w).as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, for_pro) = server.call("GET", "/sdk/integrations", &pro, None).await;
+    assert_eq!(listed(&for_pro, "workflows"), ["w-open", "w-pro"]);
+    let (_, for_free) = server.call("GET", "/sdk/integrations", &free, None).await;
+    assert_eq!(listed(&for_free, "workflows"), ["w-open"]);
+    assert_eq!(listed(&for_free, "noPermissionWorkflows"), ["w-pro"]);
+
+    for (bearer, user) in [(&pro, "pat"), (&free, "fred")] {
+        let body = json!({ "integrationId": ROPC, "payload": { "username": "ann", "password": "s3cret" } });
+        let (status, c) = server.call("POST", "/sdk/credentials", bearer, Some(body)).await;
+        assert_eq!((status, c["status"].as_str()), (200, Some("VALID")), "{user}: {c}");
+    }
+    assert_eq!(server.call("POST", "/sdk/workflows/w-pro", &pro, None).await.0, 200);
+    let (status, refused) = server.call("POST", "/sdk/workflows/w-pro", &free, None).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["code"], "no_permission");
+    assert_eq!(server.call("POST", "/sdk/workflows/w-open", &free, None).await.0, 200);
+}
