@@ -1,5 +1,7 @@
 //! Who is calling: the user of a verified token, within the served project.
 
+use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -26,19 +28,36 @@ fn path_project(path: &str) -> Option<&str> {
     None
 }
 
-/// The token from `Authorization: Bearer …`, else (for the portal's pages) `?token=` or the
-/// `para_token` cookie.
-pub fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(value) =
-        parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+/// The token from `Authorization: Bearer …`.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
+/// The user of the request's token: from [`SeenUsers`] when it was verified recently.
+async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Arc<SdkUser>, ApiError> {
+    if let Some(project) = path_project(parts.uri.path())
+        && project != state.project_id
     {
-        let value = value.trim();
-        return value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(|t| t.trim().to_string());
+        return Err(ApiError::unauthorized(format!(
+            "this server serves project {}, not {project}",
+            state.project_id
+        )));
     }
-    None
+    let token = bearer(parts).ok_or_else(|| {
+        ApiError::unauthorized(
+            "no user token: send `Authorization: Bearer <token>` (paragon.authenticate)",
+        )
+    })?;
+    if let Some(user) = state.seen_users.recent(token) {
+        return Ok(user);
+    }
+    let claims = state.verifier.verify(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let user =
+        state.store.touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref()).await?;
+    let user = Arc::new(SdkUser { user_id: user.user_id, meta: user.meta });
+    state.seen_users.remember(token, claims.exp, &user);
+    Ok(user)
 }
 
 impl FromRequestParts<Arc<AppState>> for SdkUser {
@@ -48,31 +67,21 @@ impl FromRequestParts<Arc<AppState>> for SdkUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        if let Some(project) = path_project(parts.uri.path())
-            && project != state.project_id
-        {
-            return Err(ApiError::unauthorized(format!(
-                "this server serves project {}, not {project}",
-                state.project_id
-            )));
-        }
-        let token = token_of(parts).ok_or_else(|| {
-            ApiError::unauthorized(
-                "no user token: send `Authorization: Bearer <token>` (paragon.authenticate)",
-            )
-        })?;
-        if let Some(user) = state.seen_users.recent(&token) {
-            return Ok(user);
-        }
-        let claims =
-            state.verifier.verify(&token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        let user = state
-            .store
-            .touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
-            .await?;
-        let user = SdkUser { user_id: user.user_id, meta: user.meta };
-        state.seen_users.remember(&token, claims.exp, &user);
-        Ok(user)
+        authenticate(parts, state).await.map(Arc::unwrap_or_clone)
+    }
+}
+
+/// The same as [`SdkUser`], shared rather than copied out of the cache (the proxy's hot path).
+pub struct AuthUser(pub Arc<SdkUser>);
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        authenticate(parts, state).await.map(AuthUser)
     }
 }
 
@@ -80,35 +89,49 @@ impl FromRequestParts<Arc<AppState>> for SdkUser {
 /// the RSA signature nor writes "user seen" each time. An entry never outlives its token's
 /// `exp` nor [`SeenUsers::TTL_MS`]; metadata changed through `PATCH /sdk/me` is visible
 /// after at most that long to requests authenticated from the cache.
+///
+/// Entries are keyed by a 64-bit hash of the token under a per-process random seed and hold
+/// the token itself, compared on every hit: a hash collision is a miss, never another user.
 #[derive(Default)]
-pub struct SeenUsers(std::sync::Mutex<std::collections::HashMap<String, (i64, SdkUser)>>);
+pub struct SeenUsers {
+    map: std::sync::Mutex<HashMap<u64, Seen, foldhash::fast::FixedState>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+struct Seen {
+    token: Box<str>,
+    until: i64,
+    user: Arc<SdkUser>,
+}
 
 impl SeenUsers {
     const TTL_MS: i64 = 30_000;
     const MAX: usize = 50_000;
 
-    fn recent(&self, token: &str) -> Option<SdkUser> {
-        let map = self.0.lock().expect("seen users");
-        let (until, user) = map.get(token)?;
-        (*until > para_store::now_ms()).then(|| user.clone())
+    fn recent(&self, token: &str) -> Option<Arc<SdkUser>> {
+        let key = self.hasher.hash_one(token);
+        let map = self.map.lock().expect("seen users");
+        let seen = map.get(&key)?;
+        (*seen.token == *token && seen.until > para_store::now_ms()).then(|| seen.user.clone())
     }
 
-    fn remember(&self, token: &str, exp_secs: u64, user: &SdkUser) {
+    fn remember(&self, token: &str, exp_secs: u64, user: &Arc<SdkUser>) {
         let now = para_store::now_ms();
         let until = (now + Self::TTL_MS).min(exp_secs as i64 * 1000);
-        let mut map = self.0.lock().expect("seen users");
+        let key = self.hasher.hash_one(token);
+        let mut map = self.map.lock().expect("seen users");
         if map.len() >= Self::MAX {
-            map.retain(|_, (t, _)| *t > now);
+            map.retain(|_, seen| seen.until > now);
             if map.len() >= Self::MAX {
                 map.clear();
             }
         }
-        map.insert(token.to_string(), (until, user.clone()));
+        map.insert(key, Seen { token: token.into(), until, user: user.clone() });
     }
 
     /// Forgets a user's cached tokens (their metadata changed).
     pub fn forget(&self, user_id: &str) {
-        self.0.lock().expect("seen users").retain(|_, (_, u)| u.user_id != user_id);
+        self.map.lock().expect("seen users").retain(|_, seen| seen.user.user_id != user_id);
     }
 }
 
@@ -121,5 +144,21 @@ mod tests {
         assert_eq!(path_project("/projects/p1/sdk/me"), Some("p1"));
         assert_eq!(path_project("/v2/projects/p2/sdk/events/trigger"), Some("p2"));
         assert_eq!(path_project("/healthz"), None);
+    }
+
+    #[test]
+    fn seen_tokens_are_matched_whole() {
+        let seen = SeenUsers::default();
+        let exp = (para_store::now_ms() / 1000 + 3600) as u64;
+        let ann = Arc::new(SdkUser { user_id: "ann".into(), meta: serde_json::Value::Null });
+        seen.remember("token-a", exp, &ann);
+        assert_eq!(seen.recent("token-a").unwrap().user_id, "ann");
+        assert!(seen.recent("token-b").is_none());
+        assert!(seen.recent("token-").is_none());
+        // A token past its exp is not remembered as valid.
+        seen.remember("token-old", (para_store::now_ms() / 1000 - 1) as u64, &ann);
+        assert!(seen.recent("token-old").is_none());
+        seen.forget("ann");
+        assert!(seen.recent("token-a").is_none());
     }
 }

@@ -19,6 +19,7 @@ mod proxy;
 mod refresh;
 pub mod settings;
 mod state;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! in-memory lock per credential) and one process per database (the store's refresh lease).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 use crate::connector::{Connector, Material};
 use crate::error::ApiError;
 use crate::oauth;
+use crate::proxy::Prepared;
 use crate::state::AppState;
 
 /// Refresh this long before the access token expires.
@@ -34,55 +36,71 @@ impl Locks {
 }
 
 /// Credentials recently opened for a user and integration (optionally one selected
-/// credential), so a burst of proxied requests reads and decrypts once. An entry lives
+/// credential), so a burst of proxied requests reads and decrypts once, and renders the
+/// credential's API base and authorization once ([`Prepared`]). An entry lives
 /// [`Cache::TTL_MS`] and never past its token's refresh point; this process forgets entries
 /// whenever it changes the credential, other processes' changes are seen within the TTL.
+///
+/// Entries are keyed by a 64-bit hash of (user, integration, selected id) under a per-process
+/// random seed and hold the three, compared on every hit: a collision is a miss.
 #[derive(Default)]
-pub struct Cache(Mutex<HashMap<CacheKey, CacheEntry>>);
+pub struct Cache {
+    map: Mutex<HashMap<u64, CacheEntry, foldhash::fast::FixedState>>,
+    hasher: foldhash::fast::RandomState,
+}
 
-/// (user, integration, selected credential id or "").
-type CacheKey = (String, String, String);
-/// (valid until, the credential, its opened material).
-type CacheEntry = (i64, Credential, Arc<Material>);
+struct CacheEntry {
+    user: Box<str>,
+    integration: Box<str>,
+    /// The selected credential id, or "".
+    selected: Box<str>,
+    until: i64,
+    prepared: Arc<Prepared>,
+}
 
 impl Cache {
     const TTL_MS: i64 = 2_000;
     const MAX: usize = 50_000;
 
-    pub fn get(
-        &self,
-        user: &str,
-        integration: &str,
-        selected: &str,
-    ) -> Option<(Credential, Arc<Material>)> {
-        let map = self.0.lock().expect("credential cache");
-        let key = (user.to_string(), integration.to_string(), selected.to_string());
-        let (until, c, m) = map.get(&key)?;
-        (*until > now_ms() && !expiring(c)).then(|| (c.clone(), m.clone()))
+    fn key(&self, user: &str, integration: &str, selected: &str) -> u64 {
+        self.hasher.hash_one((user, integration, selected))
     }
 
-    pub fn put(
-        &self,
-        user: &str,
-        integration: &str,
-        selected: &str,
-        c: &Credential,
-        m: &Arc<Material>,
-    ) {
-        let mut map = self.0.lock().expect("credential cache");
+    pub fn get(&self, user: &str, integration: &str, selected: &str) -> Option<Arc<Prepared>> {
+        let key = self.key(user, integration, selected);
+        let map = self.map.lock().expect("credential cache");
+        let e = map.get(&key)?;
+        let now = now_ms();
+        (*e.user == *user
+            && *e.integration == *integration
+            && *e.selected == *selected
+            && e.until > now
+            && !expiring_at(e.prepared.credential.expires_at, now))
+        .then(|| e.prepared.clone())
+    }
+
+    pub fn put(&self, user: &str, integration: &str, selected: &str, prepared: &Arc<Prepared>) {
+        let key = self.key(user, integration, selected);
+        let entry = CacheEntry {
+            user: user.into(),
+            integration: integration.into(),
+            selected: selected.into(),
+            until: now_ms() + Self::TTL_MS,
+            prepared: prepared.clone(),
+        };
+        let mut map = self.map.lock().expect("credential cache");
         if map.len() >= Self::MAX {
             map.clear();
         }
-        let key = (user.to_string(), integration.to_string(), selected.to_string());
-        map.insert(key, (now_ms() + Self::TTL_MS, c.clone(), m.clone()));
+        map.insert(key, entry);
     }
 
     /// Forgets everything cached for the user's integration.
     pub fn forget(&self, user: &str, integration: &str) {
-        self.0
+        self.map
             .lock()
             .expect("credential cache")
-            .retain(|(u, i, _), _| u != user || i != integration);
+            .retain(|_, e| &*e.user != user || &*e.integration != integration);
     }
 }
 
@@ -127,7 +145,11 @@ pub fn expiry(token: &serde_json::Map<String, Value>) -> Option<i64> {
 }
 
 fn expiring(c: &Credential) -> bool {
-    c.expires_at.is_some_and(|at| at - EARLY_MS <= now_ms())
+    expiring_at(c.expires_at, now_ms())
+}
+
+fn expiring_at(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_some_and(|at| at - EARLY_MS <= now)
 }
 
 /// The credential's material, refreshed first when its token is (about to be) expired.
@@ -161,7 +183,7 @@ pub async fn after_unauthorized(
     renew(state, connector, c, move |fresh| fresh.updated_at == seen).await.map(Some)
 }
 
-fn can_refresh(connector: &Connector) -> bool {
+pub fn can_refresh(connector: &Connector) -> bool {
     connector.oauth.as_ref().is_some_and(|o| o.refreshes)
 }
 

@@ -54,8 +54,10 @@ pub struct AppState {
     pub store: Store,
     pub verifier: Verifier,
     pub secrets: SecretKey,
-    /// Outgoing HTTP: token endpoints, test endpoints, the proxy.
+    /// Outgoing HTTP: token endpoints, test endpoints.
     pub http: reqwest::Client,
+    /// The proxy's own client: keep-alive connections per upstream origin.
+    pub upstream: crate::upstream::Client,
     /// One refresh at a time per credential within this process (the store's lease covers
     /// other processes).
     pub refresh_locks: crate::refresh::Locks,
@@ -95,6 +97,7 @@ impl AppState {
             store,
             verifier,
             secrets,
+            upstream: crate::upstream::Client::new(Some(http.clone())),
             http,
             refresh_locks: crate::refresh::Locks::default(),
             seen_users: crate::auth::SeenUsers::default(),

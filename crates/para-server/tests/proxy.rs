@@ -1,0 +1,601 @@
+//! The proxy's behaviour over real HTTP, byte for byte where it matters: what reaches the
+//! upstream (path, query, forwarded and filtered headers, authorization in headers or the
+//! query, bodies, `Content-Type: auto`) and what comes back (wrapped `{"output": …}` or raw,
+//! status, passed and filtered headers, large bodies), credential selection, and upstream
+//! connections that close or fail.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use base64::Engine as _;
+use common::{Server, client, token};
+use para_server::OAuthClient;
+use serde_json::{Value, json};
+
+const PROJECT: &str = "p-proxy";
+const BASIC: &str = "custom.echo";
+const HEADERS: &str = "custom.hdr";
+const QUERY: &str = "custom.qry";
+const BIG: usize = 3 * 1024 * 1024 + 17;
+
+fn build() -> para_build::Build {
+    let credential = |name: &str| json!({ "type": "CREDENTIAL", "path": [name] });
+    let value = |v: &str| json!({ "type": "VALUE", "value": v });
+    common::build(
+        PROJECT,
+        json!({
+            BASIC: common::custom(BASIC, "basic", json!({ "type": "basic",
+                "username": credential("username"), "password": credential("password") }), Value::Null),
+            HEADERS: common::custom(HEADERS, "basic", json!({ "type": "auth_header", "headers": [
+                { "key": "X-Api-Key", "source": credential("password") },
+                { "key": "Authorization", "source": { "type": "TOKENIZED",
+                    "parts": [value("Token "), credential("username")] } },
+            ] }), Value::Null),
+            QUERY: common::custom(QUERY, "basic", json!({ "type": "query_params", "params": [
+                { "key": "api_key", "source": credential("password") },
+                { "key": "sig", "source": value("a b&c=d") },
+            ] }), Value::Null),
+        }),
+    )
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Upstream {
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Upstream {
+    fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw a request")
+    }
+}
+
+async fn api(
+    State(u): State<Arc<Upstream>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let seen = Seen {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    u.seen.lock().unwrap().push(seen.clone());
+    let path = uri.path().strip_prefix("/api").unwrap_or("");
+    let json = [("content-type", "application/json")];
+    match path {
+        "/me" => (json, r#"{"ok":true}"#).into_response(),
+        "/text" => ([("content-type", "text/plain")], "hello").into_response(),
+        "/empty" => StatusCode::NO_CONTENT.into_response(),
+        "/badjson" => (json, "not json").into_response(),
+        "/close" => {
+            ([("connection", "close"), ("content-type", "application/json")], r#"{"closed":true}"#)
+                .into_response()
+        }
+        "/big" => {
+            let bytes: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+            ([("content-type", "application/octet-stream")], bytes).into_response()
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p["/status/".len()..].parse().unwrap();
+            (StatusCode::from_u16(code).unwrap(), json, json!({ "status": code }).to_string())
+                .into_response()
+        }
+        _ => {
+            let echo = json!({
+                "method": seen.method,
+                "uri": seen.uri,
+                "body": String::from_utf8_lossy(&seen.body),
+            });
+            (
+                [
+                    ("content-type", "application/json"),
+                    ("x-upstream", "1"),
+                    ("cache-control", "no-store"),
+                    ("set-cookie", "session=upstream"),
+                    ("access-control-allow-origin", "https://evil.example"),
+                ],
+                echo.to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn upstream() -> (Arc<Upstream>, String) {
+    let u = Arc::new(Upstream::default());
+    let app = axum::Router::new()
+        .route("/api", any(api))
+        .route("/api/{*rest}", any(api))
+        .with_state(u.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (u, base)
+}
+
+async fn start(upstream_base: &str) -> Server {
+    let client = OAuthClient {
+        api_base_url: Some(format!("{upstream_base}/api")),
+        ..OAuthClient::default()
+    };
+    common::start(
+        build(),
+        "sqlite::memory:",
+        common::clients(&[(BASIC, client.clone()), (HEADERS, client.clone()), (QUERY, client)]),
+    )
+    .await
+}
+
+async fn connect(server: &Server, bearer: &str, integration: &str, user: &str, pw: &str) -> String {
+    let (status, c) = server
+        .call(
+            "POST",
+            "/sdk/credentials",
+            bearer,
+            Some(json!({ "integrationId": integration, "payload": { "username": user, "password": pw } })),
+        )
+        .await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("VALID")), "{c}");
+    c["id"].as_str().unwrap().to_string()
+}
+
+/// One HTTP/1.1 exchange written byte for byte; (status, lower-cased headers, body).
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+fn raw(server: &Server, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Raw {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        request.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8(out[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let mut body = out[end + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Raw { status, headers, body }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_paths_and_answers_pass_as_documented() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let bearer = format!("Bearer {ann}");
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    let sent = [
+        ("Authorization", bearer.as_str()),
+        ("X-Custom", "c1"),
+        ("Cookie", "a=b"),
+        ("Origin", "http://app.example"),
+        ("Referer", "http://app.example/page"),
+        ("X-Paragon-Sdk-Version", "2.4.0"),
+        ("Sec-Fetch-Mode", "cors"),
+        ("Accept-Encoding", "gzip"),
+        ("User-Agent", "ua-test"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Authorization", "Basic eDp5"),
+    ];
+
+    // Wrapped.
+    let r = raw(&server, "GET", &format!("{prefix}/echo/x?q=a%20b&y=1"), &sent, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({ "output": { "method": "GET", "uri": "/api/echo/x?q=a%20b&y=1", "body": "" } })
+    );
+    let seen = up.last();
+    assert_eq!(seen.header("authorization"), Some(basic("ann", "pw-1").as_str()));
+    assert_eq!(seen.header("x-custom"), Some("c1"));
+    assert_eq!(seen.header("user-agent"), Some("ua-test"));
+    assert_eq!(seen.header("accept"), Some("*/*"), "a default Accept");
+    assert_eq!(seen.header("host"), Some(base.trim_start_matches("http://")));
+    for never in [
+        "cookie",
+        "origin",
+        "referer",
+        "x-paragon-sdk-version",
+        "sec-fetch-mode",
+        "accept-encoding",
+        "keep-alive",
+        "proxy-authorization",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+    ] {
+        assert_eq!(seen.header(never), None, "{never} must not be forwarded: {seen:?}");
+    }
+
+    // Without a User-Agent, the server's own; the caller's Accept is kept.
+    let r = raw(
+        &server,
+        "GET",
+        &format!("{prefix}/echo"),
+        &[("Authorization", &bearer), ("Accept", "application/json")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert!(seen.header("user-agent").unwrap().starts_with("para/"), "{seen:?}");
+    assert_eq!(seen.header("accept"), Some("application/json"));
+    assert_eq!(seen.uri, "/api/echo");
+
+    // The bare integration path goes to the API base itself.
+    let r = raw(&server, "GET", &prefix, &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.last().uri, "/api");
+
+    // Raw: the upstream's body byte for byte, its status and headers minus the filtered ones.
+    let mut with_raw = sent.to_vec();
+    with_raw.push(("X-Paragon-Use-Raw-Response", "1"));
+    let r = raw(&server, "GET", &format!("{prefix}/echo/raw?z=1"), &with_raw, b"");
+    assert_eq!(r.status, 200);
+    let expected = json!({ "method": "GET", "uri": "/api/echo/raw?z=1", "body": "" }).to_string();
+    assert_eq!(String::from_utf8_lossy(&r.body), expected);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-upstream"), Some("1"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("set-cookie"), None);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.example"),
+        "ours, not the upstream's"
+    );
+    for truthy in ["true", "yes", " TRUE "] {
+        let r = raw(
+            &server,
+            "GET",
+            &format!("{prefix}/text"),
+            &[("Authorization", &bearer), ("X-Paragon-Use-Raw-Response", truthy)],
+            b"",
+        );
+        assert_eq!((r.status, r.body.as_slice()), (200, b"hello".as_slice()), "{truthy}");
+    }
+    let r = raw(
+        &server,
+        "GET",
+        &format!("{prefix}/text"),
+        &[("Authorization", &bearer), ("X-Paragon-Use-Raw-Response", "0")],
+        b"",
+    );
+    assert_eq!(r.json(), json!({ "output": "hello" }));
+
+    // Path and query characters are encoded as a URL parser encodes them.
+    let r = raw(
+        &server,
+        "GET",
+        &format!(
+            "{prefix}/echo/%7Bid%7D/caf%C3%A9/{{x}}/\"q\"/é/a|b^c?name='o'&x={{1}}&e=é&t=`|^&&"
+        ),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        up.last().uri,
+        "/api/echo/%7Bid%7D/caf%C3%A9/%7Bx%7D/%22q%22/%C3%A9/a|b^c?name=%27o%27&x={1}&e=%C3%A9&t=`|^&&"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_statuses_and_content_type_auto() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let bearer = format!("Bearer {ann}");
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    let auth = ("Authorization", bearer.as_str());
+
+    // Content-Type: auto: JSON for a JSON body, text otherwise, none without a body.
+    for (body, expected) in [
+        (&br#"{"a":1}"#[..], Some("application/json")),
+        (b"plain words", Some("text/plain; charset=utf-8")),
+        (b"", None),
+    ] {
+        let r = raw(
+            &server,
+            "POST",
+            &format!("{prefix}/echo/p"),
+            &[auth, ("Content-Type", "auto")],
+            body,
+        );
+        assert_eq!(r.status, 200);
+        let seen = up.last();
+        assert_eq!((seen.method.as_str(), seen.body.as_slice()), ("POST", body));
+        assert_eq!(seen.header("content-type"), expected, "{seen:?}");
+        let length = (!body.is_empty()).then(|| body.len().to_string());
+        assert_eq!(seen.header("content-length"), length.as_deref(), "{seen:?}");
+    }
+    // Other content types pass as sent; so do PUT, PATCH and DELETE.
+    for method in ["PUT", "PATCH", "DELETE"] {
+        let r = raw(
+            &server,
+            method,
+            &format!("{prefix}/echo/m"),
+            &[auth, ("Content-Type", "application/xml")],
+            b"<a/>",
+        );
+        assert_eq!(r.status, 200);
+        let seen = up.last();
+        assert_eq!(seen.method, method);
+        assert_eq!(seen.header("content-type"), Some("application/xml"));
+        assert_eq!(seen.body, b"<a/>");
+    }
+
+    // Statuses pass; non-JSON answers are wrapped as strings, empty ones as null.
+    let r = raw(&server, "GET", &format!("{prefix}/status/404"), &[auth], b"");
+    assert_eq!((r.status, r.json()), (404, json!({ "output": { "status": 404 } })));
+    let r = raw(&server, "GET", &format!("{prefix}/status/503"), &[auth], b"");
+    assert_eq!((r.status, r.json()), (503, json!({ "output": { "status": 503 } })));
+    let r = raw(&server, "GET", &format!("{prefix}/badjson"), &[auth], b"");
+    assert_eq!((r.status, r.json()), (200, json!({ "output": "not json" })));
+    let r = raw(&server, "GET", &format!("{prefix}/empty"), &[auth], b"");
+    assert_eq!(r.status, 204);
+    let r = raw(&server, "GET", &format!("{prefix}/me"), &[auth], b"");
+    assert_eq!((r.status, r.json()), (200, json!({ "output": { "ok": true } })));
+
+    // A large answer, raw: byte for byte.
+    let r = raw(
+        &server,
+        "GET",
+        &format!("{prefix}/big"),
+        &[auth, ("X-Paragon-Use-Raw-Response", "1")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), BIG);
+    assert!(r.body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    // HEAD: the head only.
+    let r = raw(
+        &server,
+        "HEAD",
+        &format!("{prefix}/text"),
+        &[auth, ("X-Paragon-Use-Raw-Response", "1")],
+        b"",
+    );
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(up.last().method, "HEAD");
+
+    // Upstream connections that close after an answer are not reused.
+    for i in 0..6 {
+        let path = if i % 2 == 0 { "close" } else { "echo/after-close" };
+        let r = raw(&server, "GET", &format!("{prefix}/{path}"), &[auth], b"");
+        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // Back to back over one client connection, many requests.
+    let c = client();
+    for i in 0..50 {
+        let res = c
+            .get(server.url(&format!("/sdk/proxy/{BASIC}/echo/{i}")))
+            .bearer_auth(&ann)
+            .header("x-paragon-use-raw-response", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["uri"], format!("/api/echo/{i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_in_headers_or_query_and_credential_selection() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    let bearer = format!("Bearer {ann}");
+    let auth = ("Authorization", bearer.as_str());
+
+    connect(&server, &ann, HEADERS, "ann", "key-1").await;
+    let r = raw(
+        &server,
+        "GET",
+        &format!("/projects/{PROJECT}/sdk/proxy/{HEADERS}/echo/h"),
+        &[auth],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-api-key"), Some("key-1"));
+    assert_eq!(seen.header("authorization"), Some("Token ann"));
+
+    connect(&server, &ann, QUERY, "ann", "key/2").await;
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{QUERY}");
+    let r = raw(&server, "GET", &format!("{prefix}/echo/q?a=1"), &[auth], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().uri, "/api/echo/q?a=1&api_key=key%2F2&sig=a+b%26c%3Dd");
+    let r = raw(&server, "GET", &format!("{prefix}/echo/q"), &[auth], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().uri, "/api/echo/q?api_key=key%2F2&sig=a+b%26c%3Dd");
+    assert_eq!(up.last().header("authorization"), None, "the caller's token is never forwarded");
+    let r = raw(&server, "GET", &format!("{prefix}/echo/q?"), &[auth], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().uri, "/api/echo/q?api_key=key%2F2&sig=a+b%26c%3Dd");
+
+    // The newest valid credential by default; X-Paragon-Credential picks one of the user's own.
+    let first = connect(&server, &ann, BASIC, "first", "pw-a").await;
+    let second = connect(&server, &ann, BASIC, "second", "pw-b").await;
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    let r = raw(&server, "GET", &format!("{prefix}/echo"), &[auth], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().header("authorization"), Some(basic("second", "pw-b").as_str()));
+    for (id, who) in [(&first, ("first", "pw-a")), (&second, ("second", "pw-b"))] {
+        let r = raw(
+            &server,
+            "GET",
+            &format!("{prefix}/echo"),
+            &[auth, ("X-Paragon-Credential", id)],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(up.last().header("authorization"), Some(basic(who.0, who.1).as_str()));
+    }
+    let r = raw(
+        &server,
+        "GET",
+        &format!("{prefix}/echo"),
+        &[auth, ("X-Paragon-Credential", "nope")],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    // Another integration's credential id is not one of this integration's.
+    let hdr = connect(&server, &ann, HEADERS, "ann", "key-3").await;
+    let r = raw(
+        &server,
+        "GET",
+        &format!("{prefix}/echo"),
+        &[auth, ("X-Paragon-Credential", &hdr)],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    // Unknown integrations and a user without a credential.
+    let r =
+        raw(&server, "GET", &format!("/projects/{PROJECT}/sdk/proxy/custom.none/x"), &[auth], b"");
+    assert_eq!(r.status, 404);
+    let bob = format!("Bearer {}", token("bob"));
+    let r = raw(&server, "GET", &format!("{prefix}/echo"), &[("Authorization", &bob)], b"");
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("not_connected")));
+    // No token, or another project's path.
+    let r = raw(&server, "GET", &format!("{prefix}/echo"), &[], b"");
+    assert_eq!(r.status, 401);
+    let r = raw(&server, "GET", &format!("/projects/other/sdk/proxy/{BASIC}/echo"), &[auth], b"");
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502() {
+    // A port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let (_up, good) = upstream().await;
+    let server = start(&good).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw").await;
+    // Point the served integration at the dead port (a new server over the same database is
+    // simpler than editing one: use a second server with the dead base).
+    let dead = start(&base).await;
+    let bearer = format!("Bearer {ann}");
+    connect_direct(&dead, &ann).await;
+    let r = raw(
+        &dead,
+        "GET",
+        &format!("/projects/{PROJECT}/sdk/proxy/{BASIC}/echo"),
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["code"], "upstream", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("{BASIC} http://127.0.0.1")), "{message}");
+    assert!(message.contains("/api/echo failed: "), "{message}");
+}
+
+/// A credential stored without its test call (the upstream is down).
+async fn connect_direct(server: &Server, bearer: &str) {
+    let (status, c) = server
+        .call(
+            "POST",
+            "/sdk/credentials",
+            bearer,
+            Some(json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": "pw" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    if c["status"] != "VALID" {
+        let id = c["id"].as_str().unwrap();
+        let row = server.state.store.credential(PROJECT, "ann", id).await.unwrap().unwrap();
+        server
+            .state
+            .store
+            .update_credential(PROJECT, "ann", id, "VALID", None, &row.secret, row.expires_at)
+            .await
+            .unwrap();
+    }
+}
