@@ -1263,61 +1263,12 @@ fn connect_field_view(
     }
 }
 
-/// How the integration connects and what it asks first: `connect::connect_info`, or, when
-/// that knows nothing of it, what the build and the catalog say.
+/// How the integration connects and what it asks first (`connect::connect_info`, which knows
+/// every custom integration and every catalog one; anything else is shown as OAuth, asking
+/// nothing).
 fn connect_fields(state: &AppState, integration: &Integration) -> (ConnectKind, Vec<ConnectField>) {
-    if let Some(info) = connect::connect_info(state, &integration.key) {
-        return (info.kind, info.fields);
-    }
-    if let Some(custom) = &integration.config.custom {
-        use para_build::AuthenticationType as A;
-        let kind = match custom.authentication_type {
-            A::Oauth => ConnectKind::OAuth,
-            A::Basic => ConnectKind::Basic,
-            A::OauthClientCredential => ConnectKind::ClientCredentials,
-            A::RopcApp => ConnectKind::Password,
-        };
-        let fields = custom
-            .config_inputs
-            .iter()
-            .map(|i| ConnectField {
-                key: i.key.clone(),
-                label: i.title.clone(),
-                secret: i.input_type == "password",
-                required: i.required,
-                placeholder: i.placeholder.clone(),
-                help: i.tooltip.clone(),
-            })
-            .collect();
-        return (kind, fields);
-    }
-    match para_catalog::lookup(&integration.key) {
-        Some(entry) => {
-            let kind = match &entry.auth {
-                para_catalog::Auth::Oauth2 { .. } => ConnectKind::OAuth,
-                para_catalog::Auth::Oauth2ClientCredentials { .. } => {
-                    ConnectKind::ClientCredentials
-                }
-                para_catalog::Auth::ApiKey { .. } => ConnectKind::ApiKey,
-                para_catalog::Auth::Basic { .. } => ConnectKind::Basic,
-            };
-            let fields = entry
-                .auth
-                .fields()
-                .iter()
-                .map(|f| ConnectField {
-                    key: f.key.clone(),
-                    label: f.label.clone(),
-                    secret: f.secret,
-                    required: true,
-                    placeholder: f.placeholder.clone(),
-                    help: f.help.clone(),
-                })
-                .collect();
-            (kind, fields)
-        }
-        None => (ConnectKind::OAuth, Vec::new()),
-    }
+    connect::connect_info(state, &integration.key)
+        .map_or((ConnectKind::OAuth, Vec::new()), |info| (info.kind, info.fields))
 }
 
 /// Reads the submitted values of `inputs` (`in.<id>` fields) over the stored ones: keys the
