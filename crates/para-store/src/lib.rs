@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_connect.sql")),
     (2, include_str!("../migrations/0002_oauth_sessions.sql")),
     (3, include_str!("../migrations/0003_runs.sql")),
+    (4, include_str!("../migrations/0004_run_leases.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +123,18 @@ impl Store {
         let options = AnyPoolOptions::new();
         let pool = match backend {
             // One connection: SQLite serialises writers anyway, and an in-memory database exists
-            // per connection.
-            Backend::Sqlite => options.max_connections(1),
+            // per connection. Write-ahead logging lets `para runs` read while the server writes;
+            // with it, `synchronous = NORMAL` stays crash-safe (a power cut may lose the last
+            // commits, never corrupt the file). The engine batches its commits (group commit).
+            Backend::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            }),
             Backend::Postgres => options.max_connections(16),
         }
         .connect(&url)

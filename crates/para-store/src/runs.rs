@@ -1,14 +1,15 @@
-//! Durable workflow runs and their steps, which are also the work queue (issue 6).
+//! Durable workflow runs (issue 6). A run is the unit of work; its steps are its journal.
 //!
-//! - [`Store::create_run`] writes the run and its first ready steps in one transaction, so a
-//!   trigger can be acknowledged once it returns.
-//! - [`Store::claim_steps`] leases due steps to a worker: ready ones whose `not_before` has
-//!   passed, and leased ones whose lease expired (their worker died). On PostgreSQL concurrent
-//!   workers skip each other's rows (`FOR UPDATE SKIP LOCKED`); SQLite has one writer.
-//! - [`Store::finish_step`] records a result only while the caller still holds the lease
-//!   (fencing: a worker whose lease expired and was taken over cannot overwrite the new
-//!   owner's work) and enqueues the following steps in the same transaction. A step with a
-//!   recorded result is never claimed again.
+//! - [`Write::Create`] records a run (and its trigger step) before the trigger is acknowledged;
+//!   it may be created already leased to the process that will execute it.
+//! - [`Store::claim_runs`] leases due runs to a worker: queued ones, waiting ones whose time
+//!   came (a delay, a retry), and ones whose lease expired (their worker died). On PostgreSQL
+//!   concurrent workers skip each other's rows (`FOR UPDATE SKIP LOCKED`); SQLite has one writer.
+//! - [`Write::Progress`] records steps (upserts into the journal) and how the run stands, only
+//!   while the writer still holds the run's lease (fencing: a worker whose lease expired and was
+//!   taken over cannot write over the new owner's work).
+//! - [`Store::apply`] commits many writes, of many runs, in one transaction: the engine batches
+//!   concurrent runs' writes into one commit (group commit).
 //! - [`Store::claim_cron_tick`] lets exactly one process fire a cron tick.
 
 use serde_json::Value;
@@ -18,35 +19,30 @@ use crate::{Backend, Result, Store, json, now_ms};
 
 /// A run's status.
 pub mod status {
+    /// Written, not started.
     pub const QUEUED: &str = "QUEUED";
+    /// Leased to a worker (or was, when its lease expired).
     pub const RUNNING: &str = "RUNNING";
+    /// Waiting for `not_before`: a delay, a retry, a `Retry-After`.
+    pub const WAITING: &str = "WAITING";
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const FAILED: &str = "FAILED";
 }
 
-/// A step's status in the queue.
+/// A journal entry's status.
 pub mod step_status {
-    pub const READY: &str = "READY";
-    pub const LEASED: &str = "LEASED";
+    /// Ran; `output` holds the result (also when a failure was handed on to the next step).
     pub const DONE: &str = "DONE";
+    /// Failed for good; `error` says why.
     pub const FAILED: &str = "FAILED";
+    /// Runs (again) at `not_before`: a delay, or a retry after `error`.
+    pub const WAITING: &str = "WAITING";
 }
 
-/// A step to put in the queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewStep {
-    /// Unique within the run: the step id, plus the fan-out instance path when inside one.
-    pub key: String,
-    pub step_id: String,
-    /// What the worker needs to run it (resolved inputs, fan-out item…).
-    pub input: Value,
-    /// Not before this time (Unix ms): delays and retries.
-    pub not_before: i64,
-}
-
-/// A run to create.
+/// A run to create. An empty `id` lets the store pick a UUID.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
+    pub id: String,
     pub project_id: String,
     pub user_id: String,
     pub integration: String,
@@ -72,57 +68,69 @@ pub struct Run {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    pub not_before: i64,
+    /// How many times a worker leased the run (more than one: it was resumed).
+    pub claims: i64,
 }
 
-/// A step leased to a worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClaimedStep {
-    pub run_id: String,
-    pub key: String,
-    pub step_id: String,
-    /// Including this one.
-    pub attempts: i64,
-    pub input: Value,
-}
-
-/// A step as recorded (history).
+/// A journal entry: one step of a run (a step inside a fan-out once per instance).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
+    /// Unique within the run: the step's register key, with `[i]` per enclosing fan-out.
     pub key: String,
     pub step_id: String,
+    /// Order of first recording within the run.
+    pub seq: i64,
     pub status: String,
+    /// Executions so far (retries included).
     pub attempts: i64,
-    pub input: Value,
+    /// What the step was given (resolved parameters).
+    pub input: Option<Value>,
     pub output: Option<Value>,
     pub error: Option<String>,
-    pub started_at: Option<i64>,
+    pub not_before: Option<i64>,
+    pub started_at: i64,
     pub finished_at: Option<i64>,
 }
 
-/// How a leased step ended.
+/// How a run stands after a write.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StepOutcome {
-    /// Succeeded with this output.
-    Done(Value),
-    /// Failed for good.
+pub enum RunState {
+    /// Still executing; the lease is extended.
+    Running,
+    /// Paused until the time (Unix ms); the lease is released.
+    Waiting(i64),
+    Succeeded,
     Failed(String),
-    /// Failed; run it again at this time (auto-retry, 429 `Retry-After`).
-    RetryAt { error: String, at: i64 },
 }
 
-/// What finishing a step does to its run.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RunUpdate {
-    /// A terminal status (`SUCCEEDED`/`FAILED`) or `RUNNING`; `None` leaves it.
-    pub status: Option<&'static str>,
-    pub error: Option<String>,
-    /// The ResponseStep's answer.
-    pub response: Option<Value>,
+/// A lease: who holds the run, until when (Unix ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: i64,
 }
 
-const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at";
+/// One write of [`Store::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// A new run, with the first journal entries (its trigger); leased when `lease` is set.
+    Create { run: NewRun, lease: Option<Lease>, steps: Vec<StepRecord> },
+    /// Journal entries and the run's state, fenced by the lease.
+    Progress {
+        run_id: String,
+        lease: Lease,
+        steps: Vec<StepRecord>,
+        state: RunState,
+        /// The ResponseStep's answer, once known.
+        response: Option<Value>,
+    },
+}
 
-fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
+/// The columns [`run_row`] reads, in order.
+pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims";
+
+pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
     Ok(Run {
         id: r.get(0),
         project_id: r.get(1),
@@ -138,184 +146,148 @@ fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         created_at: r.get(11),
         updated_at: r.get(12),
         finished_at: r.get(13),
+        not_before: r.get(14),
+        claims: r.get(15),
     })
 }
 
+fn opt_json(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
 impl Store {
-    /// Writes a run and its first steps atomically; returns the run.
-    pub async fn create_run(&self, run: &NewRun, first: &[NewStep]) -> Result<Run> {
-        let id = uuid::Uuid::new_v4().to_string();
+    /// Commits `writes` in one transaction. For each write: true if it was recorded, false if
+    /// a `Progress` write's lease was no longer held (nothing of it was written).
+    pub async fn apply(&self, writes: &[Write]) -> Result<Vec<bool>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(&id)
-        .bind(&run.project_id)
-        .bind(&run.user_id)
-        .bind(&run.integration)
-        .bind(&run.workflow_id)
-        .bind(&run.trigger_kind)
-        .bind(run.trigger_input.to_string())
-        .bind(&run.build_hash)
-        .bind(status::QUEUED)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for step in first {
-            insert_step(&mut tx, &id, step, now).await?;
+        let mut done = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Create { run, lease, steps } => {
+                    let id = if run.id.is_empty() {
+                        uuid::Uuid::new_v4().to_string()
+                    } else {
+                        run.id.clone()
+                    };
+                    let status = if lease.is_some() { status::RUNNING } else { status::QUEUED };
+                    sqlx::query(
+                        "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13)",
+                    )
+                    .bind(&id)
+                    .bind(&run.project_id)
+                    .bind(&run.user_id)
+                    .bind(&run.integration)
+                    .bind(&run.workflow_id)
+                    .bind(&run.trigger_kind)
+                    .bind(run.trigger_input.to_string())
+                    .bind(&run.build_hash)
+                    .bind(status)
+                    .bind(now)
+                    .bind(lease.as_ref().map(|l| l.owner.as_str()))
+                    .bind(lease.as_ref().map(|l| l.until))
+                    .bind(i64::from(lease.is_some()))
+                    .execute(&mut *tx)
+                    .await?;
+                    for step in steps {
+                        upsert_step(&mut tx, &id, step).await?;
+                    }
+                    done.push(true);
+                }
+                Write::Progress { run_id, lease, steps, state, response } => {
+                    let (status, error, not_before, lease_until, finished) = match state {
+                        RunState::Running => (status::RUNNING, None, None, Some(lease.until), None),
+                        RunState::Waiting(at) => (status::WAITING, None, Some(*at), None, None),
+                        RunState::Succeeded => (status::SUCCEEDED, None, None, None, Some(now)),
+                        RunState::Failed(e) => {
+                            (status::FAILED, Some(e.as_str()), None, None, Some(now))
+                        }
+                    };
+                    let owner = lease_until.map(|_| lease.owner.as_str());
+                    let held = sqlx::query(
+                        "UPDATE runs SET status = $3, error = COALESCE($4, error),
+                                response = COALESCE($5, response), not_before = COALESCE($6, not_before),
+                                lease_owner = $7, lease_until = $8, finished_at = $9, updated_at = $10
+                         WHERE id = $1 AND lease_owner = $2",
+                    )
+                    .bind(run_id)
+                    .bind(&lease.owner)
+                    .bind(status)
+                    .bind(error)
+                    .bind(opt_json(response))
+                    .bind(not_before)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(finished)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if held {
+                        for step in steps {
+                            upsert_step(&mut tx, run_id, step).await?;
+                        }
+                    }
+                    done.push(held);
+                }
+            }
         }
         tx.commit().await?;
-        Ok(Run {
-            id,
-            project_id: run.project_id.clone(),
-            user_id: run.user_id.clone(),
-            integration: run.integration.clone(),
-            workflow_id: run.workflow_id.clone(),
-            trigger_kind: run.trigger_kind.clone(),
-            trigger_input: run.trigger_input.clone(),
-            build_hash: run.build_hash.clone(),
-            status: status::QUEUED.to_string(),
-            error: None,
-            response: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        })
+        Ok(done)
     }
 
-    /// Leases up to `limit` due steps to `worker` until `now + lease_ms`.
-    pub async fn claim_steps(
-        &self,
-        worker: &str,
-        limit: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<ClaimedStep>> {
+    /// Leases up to `limit` due runs to `owner` for `lease_ms`.
+    pub async fn claim_runs(&self, owner: &str, limit: i64, lease_ms: i64) -> Result<Vec<Run>> {
         let now = now_ms();
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE run_steps SET status = '{leased}', lease_owner = $1, lease_until = $2,
-                    attempts = attempts + 1, started_at = $3
-             WHERE (run_id, step_key) IN (
-               SELECT run_id, step_key FROM run_steps
-               WHERE (status = '{ready}' AND not_before <= $3) OR (status = '{leased}' AND lease_until < $3)
+            "UPDATE runs SET status = '{running}', lease_owner = $1, lease_until = $2, claims = claims + 1, updated_at = $3
+             WHERE id IN (
+               SELECT id FROM runs
+               WHERE status IN ('{queued}', '{running}', '{waiting}') AND not_before <= $3
+                 AND (lease_until IS NULL OR lease_until < $3)
                ORDER BY not_before LIMIT $4{lock})
-             RETURNING run_id, step_key, step_id, attempts, input",
-            leased = step_status::LEASED,
-            ready = step_status::READY,
+             RETURNING {RUN_COLUMNS}",
+            running = status::RUNNING,
+            queued = status::QUEUED,
+            waiting = status::WAITING,
         );
         // Built from constants only; every value is bound.
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(worker)
+            .bind(owner)
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ClaimedStep {
-                    run_id: r.get(0),
-                    key: r.get(1),
-                    step_id: r.get(2),
-                    attempts: r.get(3),
-                    input: json(&r.get::<String, _>(4))?,
-                })
-            })
-            .collect()
+        rows.iter().map(run_row).collect()
     }
 
-    /// Extends the leases `worker` holds on these steps; returns how many it still holds.
-    pub async fn heartbeat(
-        &self,
-        worker: &str,
-        steps: &[(String, String)],
-        lease_ms: i64,
-    ) -> Result<u64> {
-        let until = now_ms() + lease_ms;
-        let mut held = 0;
-        for (run_id, key) in steps {
-            held += sqlx::query(
-                "UPDATE run_steps SET lease_until = $4
-                 WHERE run_id = $1 AND step_key = $2 AND status = 'LEASED' AND lease_owner = $3",
-            )
-            .bind(run_id)
-            .bind(key)
-            .bind(worker)
-            .bind(until)
+    /// Extends every lease `owner` holds; returns how many it holds.
+    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("UPDATE runs SET lease_until = $2 WHERE lease_owner = $1")
+            .bind(owner)
+            .bind(now_ms() + lease_ms)
             .execute(&self.pool)
             .await?
-            .rows_affected();
-        }
-        Ok(held)
+            .rows_affected())
     }
 
-    /// Records how a leased step ended, enqueues `next`, and updates the run — all or nothing,
-    /// and only if `worker` still holds the lease (false: the lease was lost, nothing written).
-    pub async fn finish_step(
-        &self,
-        worker: &str,
-        run_id: &str,
-        key: &str,
-        outcome: &StepOutcome,
-        next: &[NewStep],
-        run: &RunUpdate,
-    ) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let (status, output, error, not_before) = match outcome {
-            StepOutcome::Done(output) => (step_status::DONE, Some(output.to_string()), None, None),
-            StepOutcome::Failed(error) => (step_status::FAILED, None, Some(error.clone()), None),
-            StepOutcome::RetryAt { error, at } => {
-                (step_status::READY, None, Some(error.clone()), Some(*at))
-            }
-        };
-        let owned = sqlx::query(
-            "UPDATE run_steps SET status = $4, output = $5, error = $6, finished_at = $7,
-                    not_before = COALESCE($8, not_before), lease_owner = NULL, lease_until = NULL
-             WHERE run_id = $1 AND step_key = $2 AND status = 'LEASED' AND lease_owner = $3",
+    /// Gives back every lease `owner` holds (a graceful shutdown), so another process can
+    /// resume those runs at once.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
         )
-        .bind(run_id)
-        .bind(key)
-        .bind(worker)
-        .bind(status)
-        .bind(output)
-        .bind(error)
-        .bind(now)
-        .bind(not_before)
-        .execute(&mut *tx)
+        .bind(owner)
+        .execute(&self.pool)
         .await?
-        .rows_affected();
-        if owned != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for step in next {
-            insert_step(&mut tx, run_id, step, now).await?;
-        }
-        if run.status.is_some() || run.error.is_some() || run.response.is_some() {
-            let terminal = matches!(run.status, Some(status::SUCCEEDED | status::FAILED));
-            sqlx::query(
-                "UPDATE runs SET status = COALESCE($2, status), error = COALESCE($3, error),
-                        response = COALESCE($4, response), updated_at = $5,
-                        finished_at = CASE WHEN $6 = 1 THEN $5 ELSE finished_at END
-                 WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(run.status)
-            .bind(run.error.as_deref())
-            .bind(run.response.as_ref().map(Value::to_string))
-            .bind(now)
-            .bind(i64::from(terminal))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        .rows_affected())
     }
 
     /// One run (of the project).
@@ -330,11 +302,12 @@ impl Store {
         row.as_ref().map(run_row).transpose()
     }
 
-    /// The steps of a run, in the order they were queued.
+    /// A run's journal, in recording order. Callers check the run belongs to their project
+    /// first ([`Store::run`]).
     pub async fn run_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         let rows = sqlx::query(
-            "SELECT step_key, step_id, status, attempts, input, output, error, started_at, finished_at
-             FROM run_steps WHERE run_id = $1 ORDER BY created_at, step_key",
+            "SELECT step_key, step_id, seq, status, attempts, input, output, error, not_before, started_at, finished_at
+             FROM run_steps WHERE run_id = $1 ORDER BY seq, step_key",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -344,13 +317,15 @@ impl Store {
                 Ok(StepRecord {
                     key: r.get(0),
                     step_id: r.get(1),
-                    status: r.get(2),
-                    attempts: r.get(3),
-                    input: json(&r.get::<String, _>(4))?,
-                    output: r.get::<Option<String>, _>(5).map(|t| json(&t)).transpose()?,
-                    error: r.get(6),
-                    started_at: r.get(7),
-                    finished_at: r.get(8),
+                    seq: r.get(2),
+                    status: r.get(3),
+                    attempts: r.get(4),
+                    input: r.get::<Option<String>, _>(5).map(|t| json(&t)).transpose()?,
+                    output: r.get::<Option<String>, _>(6).map(|t| json(&t)).transpose()?,
+                    error: r.get(7),
+                    not_before: r.get(8),
+                    started_at: r.get(9),
+                    finished_at: r.get(10),
                 })
             })
             .collect()
@@ -378,23 +353,31 @@ impl Store {
     }
 }
 
-async fn insert_step(
+async fn upsert_step(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
-    step: &NewStep,
-    now: i64,
+    step: &StepRecord,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO run_steps (run_id, step_key, step_id, status, attempts, not_before, input, created_at)
-         VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
+        "INSERT INTO run_steps (run_id, step_key, step_id, seq, status, attempts, input, output, error, not_before, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status,
+           attempts = excluded.attempts, input = COALESCE(excluded.input, run_steps.input),
+           output = excluded.output, error = excluded.error, not_before = excluded.not_before,
+           finished_at = excluded.finished_at",
     )
     .bind(run_id)
     .bind(&step.key)
     .bind(&step.step_id)
-    .bind(step_status::READY)
+    .bind(step.seq)
+    .bind(&step.status)
+    .bind(step.attempts)
+    .bind(opt_json(&step.input))
+    .bind(opt_json(&step.output))
+    .bind(step.error.as_deref())
     .bind(step.not_before)
-    .bind(step.input.to_string())
-    .bind(now)
+    .bind(step.started_at)
+    .bind(step.finished_at)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -411,8 +394,9 @@ mod tests {
         (dir, Store::open(&url).await.unwrap())
     }
 
-    fn new_run() -> NewRun {
+    pub(crate) fn new_run(id: &str) -> NewRun {
         NewRun {
+            id: id.into(),
             project_id: "p".into(),
             user_id: "ann".into(),
             integration: "slack".into(),
@@ -423,86 +407,147 @@ mod tests {
         }
     }
 
-    fn step(key: &str, not_before: i64) -> NewStep {
-        NewStep { key: key.into(), step_id: key.into(), input: json!({"k": key}), not_before }
+    fn step(key: &str, seq: i64, status: &str, output: Value) -> StepRecord {
+        StepRecord {
+            key: key.into(),
+            step_id: format!("id-{key}"),
+            seq,
+            status: status.into(),
+            attempts: 1,
+            input: Some(json!({"k": key})),
+            output: Some(output),
+            error: None,
+            not_before: None,
+            started_at: now_ms(),
+            finished_at: Some(now_ms()),
+        }
+    }
+
+    fn lease(owner: &str, ms: i64) -> Lease {
+        Lease { owner: owner.into(), until: now_ms() + ms }
+    }
+
+    fn progress(id: &str, owner: &str, steps: Vec<StepRecord>, state: RunState) -> Write {
+        Write::Progress {
+            run_id: id.into(),
+            lease: lease(owner, 30_000),
+            steps,
+            state,
+            response: None,
+        }
     }
 
     #[tokio::test]
-    async fn a_run_flows_through_its_steps_under_leases() {
+    async fn a_run_is_leased_journaled_and_fenced() {
         let (_dir, s) = store().await;
-        let run = s.create_run(&new_run(), &[step("a", 0)]).await.unwrap();
-        let claimed = s.claim_steps("w1", 10, 30_000).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!((claimed[0].key.as_str(), claimed[0].attempts), ("a", 1));
-        assert!(s.claim_steps("w2", 10, 30_000).await.unwrap().is_empty(), "leased");
-
-        // Another worker cannot record it; the owner can, enqueueing the next step.
-        let done = StepOutcome::Done(json!({"ok": 1}));
-        let next = [step("b", 0)];
-        let running = RunUpdate { status: Some(status::RUNNING), ..RunUpdate::default() };
-        assert!(!s.finish_step("w2", &run.id, "a", &done, &next, &running).await.unwrap());
-        assert!(s.finish_step("w1", &run.id, "a", &done, &next, &running).await.unwrap());
-        assert!(!s.finish_step("w1", &run.id, "a", &done, &next, &running).await.unwrap(), "once");
-
-        let b = s.claim_steps("w2", 10, 30_000).await.unwrap();
-        assert_eq!(b.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["b"]);
-        let finished = RunUpdate {
-            status: Some(status::SUCCEEDED),
-            response: Some(json!({"status": 200})),
-            ..RunUpdate::default()
+        let create = Write::Create {
+            run: new_run("r1"),
+            lease: None,
+            steps: vec![step("trigger", 0, step_status::DONE, json!({"t": 1}))],
         };
-        assert!(
-            s.finish_step("w2", &run.id, "b", &StepOutcome::Done(json!(2)), &[], &finished)
-                .await
-                .unwrap()
-        );
-        let stored = s.run("p", &run.id).await.unwrap().unwrap();
-        assert_eq!(stored.status, status::SUCCEEDED);
-        assert_eq!(stored.response, Some(json!({"status": 200})));
-        assert!(stored.finished_at.is_some());
-        assert!(s.run("other", &run.id).await.unwrap().is_none(), "per project");
-        let steps = s.run_steps(&run.id).await.unwrap();
-        assert_eq!(steps.len(), 2);
-        assert_eq!(steps[0].output, Some(json!({"ok": 1})));
-        assert!(s.claim_steps("w3", 10, 30_000).await.unwrap().is_empty(), "nothing runs twice");
-    }
+        assert_eq!(s.apply(&[create]).await.unwrap(), [true]);
+        let claimed = s.claim_runs("w1", 10, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("r1", 1));
+        assert_eq!(claimed[0].status, status::RUNNING);
+        assert!(s.claim_runs("w2", 10, 30_000).await.unwrap().is_empty(), "leased");
 
-    #[tokio::test]
-    async fn expired_leases_are_taken_over_and_the_old_owner_is_fenced_off() {
-        let (_dir, s) = store().await;
-        let run = s.create_run(&new_run(), &[step("a", 0)]).await.unwrap();
-        assert_eq!(s.claim_steps("crashed", 10, -1).await.unwrap().len(), 1);
-        let again = s.claim_steps("w2", 10, 30_000).await.unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].attempts, 2);
-        let done = StepOutcome::Done(json!(null));
-        let none = RunUpdate::default();
-        assert!(!s.finish_step("crashed", &run.id, "a", &done, &[], &none).await.unwrap());
-        assert_eq!(s.heartbeat("w2", &[(run.id.clone(), "a".into())], 30_000).await.unwrap(), 1);
+        // Only the owner writes; both writes share one transaction.
+        let a = progress(
+            "r1",
+            "w2",
+            vec![step("a", 1, step_status::DONE, json!(1))],
+            RunState::Running,
+        );
+        let b = progress(
+            "r1",
+            "w1",
+            vec![step("a", 1, step_status::DONE, json!(2))],
+            RunState::Running,
+        );
+        assert_eq!(s.apply(&[a, b]).await.unwrap(), [false, true]);
+        let end = Write::Progress {
+            run_id: "r1".into(),
+            lease: lease("w1", 0),
+            steps: vec![step("respond", 2, step_status::DONE, json!({"status": 200}))],
+            state: RunState::Succeeded,
+            response: Some(json!({"status": 200})),
+        };
+        assert_eq!(s.apply(std::slice::from_ref(&end)).await.unwrap(), [true]);
+        assert_eq!(s.apply(&[end]).await.unwrap(), [false], "the lease ends with the run");
+
+        let run = s.run("p", "r1").await.unwrap().unwrap();
+        assert_eq!(run.status, status::SUCCEEDED);
+        assert_eq!(run.response, Some(json!({"status": 200})));
+        assert!(run.finished_at.is_some());
+        assert!(s.run("other", "r1").await.unwrap().is_none(), "per project");
+        let steps = s.run_steps("r1").await.unwrap();
+        let keys: Vec<_> = steps.iter().map(|s| (s.key.as_str(), s.output.clone())).collect();
         assert_eq!(
-            s.heartbeat("crashed", &[(run.id.clone(), "a".into())], 30_000).await.unwrap(),
-            0
+            keys,
+            [
+                ("trigger", Some(json!({"t": 1}))),
+                ("a", Some(json!(2))),
+                ("respond", Some(json!({"status": 200})))
+            ]
         );
-        assert!(s.finish_step("w2", &run.id, "a", &done, &[], &none).await.unwrap());
+        assert!(s.claim_runs("w3", 10, 30_000).await.unwrap().is_empty(), "finished runs stay");
     }
 
     #[tokio::test]
-    async fn retries_wait_for_their_time_and_cron_ticks_fire_once() {
+    async fn expired_leases_are_taken_over_and_waiting_runs_wake_on_time() {
         let (_dir, s) = store().await;
-        let run = s
-            .create_run(&new_run(), &[step("a", 0), step("later", now_ms() + 60_000)])
-            .await
-            .unwrap();
-        let claimed = s.claim_steps("w", 10, 30_000).await.unwrap();
-        assert_eq!(claimed.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["a"]);
-        let retry = StepOutcome::RetryAt { error: "429".into(), at: now_ms() + 60_000 };
-        assert!(
-            s.finish_step("w", &run.id, "a", &retry, &[], &RunUpdate::default()).await.unwrap()
-        );
-        assert!(s.claim_steps("w", 10, 30_000).await.unwrap().is_empty(), "not yet due");
-        let steps = s.run_steps(&run.id).await.unwrap();
-        assert_eq!(steps[0].status, step_status::READY);
-        assert_eq!(steps[0].error.as_deref(), Some("429"));
+        let create = |id: &str, owner: Option<&str>| Write::Create {
+            run: new_run(id),
+            lease: owner.map(|o| lease(o, -1)),
+            steps: vec![],
+        };
+        s.apply(&[create("crashed", Some("dead")), create("wait", Some("w1"))]).await.unwrap();
+        // `wait` was leased with an expired lease too; let w1 park it for a minute.
+        let park = progress("wait", "w1", vec![], RunState::Waiting(now_ms() + 60_000));
+        assert_eq!(s.apply(&[park]).await.unwrap(), [true]);
+        let taken = s.claim_runs("w2", 10, 30_000).await.unwrap();
+        assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["crashed"]);
+        assert_eq!(taken[0].claims, 2);
+        let late = progress("crashed", "dead", vec![], RunState::Succeeded);
+        assert_eq!(s.apply(&[late]).await.unwrap(), [false], "the old owner is fenced off");
+        assert_eq!(s.renew_leases("w2", 30_000).await.unwrap(), 1);
+        assert_eq!(s.release_leases("w2").await.unwrap(), 1);
+        assert_eq!(s.claim_runs("w3", 10, 30_000).await.unwrap().len(), 1, "released: resumable");
+
+        let wake = progress("crashed", "w3", vec![], RunState::Waiting(now_ms() - 1));
+        assert_eq!(s.apply(&[wake]).await.unwrap(), [true]);
+        let due = s.claim_runs("w4", 10, 30_000).await.unwrap();
+        assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["crashed"]);
+    }
+
+    #[tokio::test]
+    async fn journal_entries_are_updated_in_place_and_cron_ticks_fire_once() {
+        let (_dir, s) = store().await;
+        s.apply(&[Write::Create {
+            run: new_run("r"),
+            lease: Some(lease("w", 30_000)),
+            steps: vec![],
+        }])
+        .await
+        .unwrap();
+        let mut retry = step("call", 0, step_status::WAITING, Value::Null);
+        retry.output = None;
+        retry.error = Some("HTTP 503".into());
+        retry.not_before = Some(now_ms() + 10_000);
+        s.apply(&[progress("r", "w", vec![retry.clone()], RunState::Running)]).await.unwrap();
+        let mut ok = retry.clone();
+        ok.status = step_status::DONE.into();
+        ok.attempts = 2;
+        ok.input = None;
+        ok.error = None;
+        ok.output = Some(json!({"fine": true}));
+        s.apply(&[progress("r", "w", vec![ok], RunState::Running)]).await.unwrap();
+        let steps = s.run_steps("r").await.unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].attempts, 2);
+        assert_eq!(steps[0].input, Some(json!({"k": "call"})), "kept from the first attempt");
+        assert_eq!(steps[0].error, None);
 
         assert!(s.claim_cron_tick("p", "wf", 1_000, "a").await.unwrap());
         assert!(!s.claim_cron_tick("p", "wf", 1_000, "b").await.unwrap());

@@ -410,32 +410,27 @@ async fn oauth_sessions_and_nonces_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_on_two_stores_claim_every_step_exactly_once() {
-    use para_store::runs::{NewRun, NewStep, RunUpdate, StepOutcome};
-    with_fresh_db("workers_on_two_stores_claim_every_step_exactly_once", |url| async move {
+async fn workers_on_two_stores_claim_every_run_exactly_once() {
+    use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
+    with_fresh_db("workers_on_two_stores_claim_every_run_exactly_once", |url| async move {
         let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
         let mut runs = Vec::new();
-        for i in 0..50 {
-            let steps: Vec<NewStep> = (0..4)
-                .map(|j| NewStep {
-                    key: format!("s{j}"),
-                    step_id: format!("s{j}"),
-                    input: json!({ "run": i, "step": j }),
-                    not_before: 0,
-                })
-                .collect();
+        for i in 0..200 {
             let run = NewRun {
+                id: format!("run-{i}"),
                 project_id: "p".into(),
                 user_id: format!("u{}", i % 5),
                 integration: "slack".into(),
                 workflow_id: "wf".into(),
                 trigger_kind: "event".into(),
-                trigger_input: json!({}),
+                trigger_input: json!({ "i": i }),
                 build_hash: "h".into(),
             };
-            runs.push(stores[i % 2].create_run(&run, &steps).await.unwrap().id);
+            let create = Write::Create { run, lease: None, steps: vec![] };
+            assert_eq!(stores[i % 2].apply(&[create]).await.unwrap(), [true]);
+            runs.push(format!("run-{i}"));
         }
-        // Four workers, two per "process", claiming in small batches until the queue is empty.
+        // Four workers, two per "process", claiming in small batches until nothing is due.
         let workers: Vec<_> = (0..4)
             .map(|w| {
                 let stores = stores.clone();
@@ -443,26 +438,38 @@ async fn workers_on_two_stores_claim_every_step_exactly_once() {
                     let name = format!("w{w}");
                     let mut mine = Vec::new();
                     loop {
-                        let claimed = stores[w % 2].claim_steps(&name, 7, 60_000).await.unwrap();
+                        let claimed = stores[w % 2].claim_runs(&name, 7, 60_000).await.unwrap();
                         if claimed.is_empty() {
                             break;
                         }
-                        for c in claimed {
-                            let done = StepOutcome::Done(c.input.clone());
-                            let recorded = stores[w % 2]
-                                .finish_step(
-                                    &name,
-                                    &c.run_id,
-                                    &c.key,
-                                    &done,
-                                    &[],
-                                    &RunUpdate::default(),
-                                )
-                                .await
-                                .unwrap();
-                            assert!(recorded, "a worker lost a lease it had just taken");
-                            mine.push((c.run_id, c.key));
-                        }
+                        let writes: Vec<Write> = claimed
+                            .iter()
+                            .map(|r| Write::Progress {
+                                run_id: r.id.clone(),
+                                lease: Lease { owner: name.clone(), until: 0 },
+                                steps: vec![StepRecord {
+                                    key: "only".into(),
+                                    step_id: "s".into(),
+                                    seq: 1,
+                                    status: "DONE".into(),
+                                    attempts: 1,
+                                    input: None,
+                                    output: Some(r.trigger_input.clone()),
+                                    error: None,
+                                    not_before: None,
+                                    started_at: 0,
+                                    finished_at: Some(0),
+                                }],
+                                state: RunState::Succeeded,
+                                response: None,
+                            })
+                            .collect();
+                        let recorded = stores[w % 2].apply(&writes).await.unwrap();
+                        assert!(
+                            recorded.iter().all(|r| *r),
+                            "a worker lost a lease it had just taken"
+                        );
+                        mine.extend(claimed.into_iter().map(|r| r.id));
                     }
                     mine
                 })
@@ -475,10 +482,11 @@ async fn workers_on_two_stores_claim_every_step_exactly_once() {
         let total = all.len();
         all.sort();
         all.dedup();
-        assert_eq!((total, all.len()), (200, 200), "every step once, none twice");
+        assert_eq!((total, all.len()), (200, 200), "every run once, none twice");
         for run in &runs {
-            let steps = stores[0].run_steps(run).await.unwrap();
-            assert!(steps.iter().all(|s| s.status == "DONE" && s.attempts == 1));
+            let stored = stores[0].run("p", run).await.unwrap().unwrap();
+            assert_eq!((stored.status.as_str(), stored.claims), ("SUCCEEDED", 1));
+            assert_eq!(stores[1].run_steps(run).await.unwrap().len(), 1);
         }
         assert!(stores[1].claim_cron_tick("p", "wf", 60_000, "a").await.unwrap());
         assert!(!stores[0].claim_cron_tick("p", "wf", 60_000, "b").await.unwrap());
