@@ -5,6 +5,7 @@
 //! Every query of user data is keyed by `(project_id, user_id)`: a function that reads or writes
 //! a user's rows takes both, so one user's data is never reachable with another's identity.
 
+pub mod history;
 pub mod runs;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -493,3 +493,73 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_history_is_filtered_paged_and_per_project() {
+    use para_store::history::{Cursor, RunFilter};
+    use para_store::runs::{NewRun, Write};
+    with_fresh_db("run_history_is_filtered_paged_and_per_project", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let create = |project: &str, id: String, user: &str, workflow: &str| Write::Create {
+            run: NewRun {
+                id,
+                project_id: project.into(),
+                user_id: user.into(),
+                integration: "slack".into(),
+                workflow_id: workflow.into(),
+                trigger_kind: "event".into(),
+                trigger_input: json!({}),
+                build_hash: "h".into(),
+            },
+            lease: None,
+            steps: vec![],
+        };
+        // Two batches, each created in one transaction (one created_at): ties broken by id.
+        for batch in 0..2 {
+            let writes: Vec<Write> = (0..5)
+                .map(|i| {
+                    let user = if i % 2 == 0 { "ann" } else { "bob" };
+                    create("p", format!("b{batch}-r{i}"), user, if i < 3 { "wf-a" } else { "wf-b" })
+                })
+                .chain([create("q", format!("q{batch}"), "ann", "wf-a")])
+                .collect();
+            s.apply(&writes).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let all = RunFilter::default();
+        let mut seen = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = s.list_runs("p", &all, 4, after.as_ref()).await.unwrap();
+            seen.extend(page.runs.iter().map(|l| l.run.id.clone()));
+            match page.next {
+                Some(next) => after = Cursor::parse(&next.encode()),
+                None => break,
+            }
+        }
+        let expected: Vec<String> =
+            (0..2).rev().flat_map(|b| (0..5).rev().map(move |i| format!("b{b}-r{i}"))).collect();
+        assert_eq!(seen, expected, "newest first, every run once");
+        assert_eq!(s.count_runs("p", &all).await.unwrap(), 10);
+
+        let ann_b = RunFilter {
+            user_id: Some("ann".into()),
+            workflow_id: Some("wf-b".into()),
+            ..Default::default()
+        };
+        let page = s.list_runs("p", &ann_b, 100, None).await.unwrap();
+        let ids: Vec<&str> = page.runs.iter().map(|l| l.run.id.as_str()).collect();
+        assert_eq!(ids, ["b1-r4", "b0-r4"]);
+        assert_eq!(s.count_runs("p", &ann_b).await.unwrap(), 2);
+        let queued = RunFilter { status: Some("QUEUED".into()), ..Default::default() };
+        assert_eq!(s.count_runs("p", &queued).await.unwrap(), 10);
+        let first = page.runs[1].run.created_at;
+        let window = RunFilter { created_after: Some(first + 1), ..Default::default() };
+        assert_eq!(s.count_runs("p", &window).await.unwrap(), 5, "the second batch only");
+        let other = s.list_runs("q", &all, 100, None).await.unwrap();
+        let ids: Vec<&str> = other.runs.iter().map(|l| l.run.id.as_str()).collect();
+        assert_eq!(ids, ["q1", "q0"]);
+        assert_eq!(other.runs[0].steps, 0);
+    })
+    .await;
+}
