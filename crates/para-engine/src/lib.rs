@@ -1,10 +1,12 @@
-//! The workflow engine's pure core: resolving the build's value sources against what a run
-//! knows (`values`), and evaluating conditions (`conditions`) — for conditional steps,
-//! pagination stop conditions and workflow permissions. No I/O here; the durable execution
-//! around it (issue 6) lives on `para-store`'s runs.
+//! The workflow engine's core: resolving the build's value sources against what a run knows
+//! (`values`), evaluating conditions (`conditions`) — for conditional steps, pagination stop
+//! conditions and workflow permissions —, and executing a run's step graph against its
+//! journal (`run`). No I/O here: HTTP, the JavaScript sandbox and the database are the
+//! [`run::Host`]'s, implemented by `para-server`.
 
 pub mod conditions;
+pub mod run;
 pub mod values;
 
 pub use conditions::holds;
-pub use values::{Scope, resolve, resolve_text};
+pub use values::{Outputs, Scope, resolve, resolve_text};

@@ -5,11 +5,30 @@
 use para_build::{SettingScope, Source};
 use serde_json::{Map, Value};
 
+/// Step outputs by step id, in layers: inside a fan-out branch each instance has its own
+/// layer over the enclosing one.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs<'p> {
+    pub local: Map<String, Value>,
+    pub parent: Option<&'p Outputs<'p>>,
+}
+
+impl<'p> Outputs<'p> {
+    pub fn get(&self, step_id: &str) -> Option<&Value> {
+        self.local.get(step_id).or_else(|| self.parent?.get(step_id))
+    }
+
+    /// A layer over this one.
+    pub fn child(&self) -> Outputs<'_> {
+        Outputs { local: Map::new(), parent: Some(self) }
+    }
+}
+
 /// What a run knows, for references to read.
 #[derive(Debug, Clone, Default)]
 pub struct Scope<'a> {
     /// Step id → output, for `VARIABLE`.
-    pub outputs: Option<&'a Map<String, Value>>,
+    pub outputs: Option<&'a Outputs<'a>>,
     /// Integration-level settings by input id.
     pub shared_settings: Option<&'a Map<String, Value>>,
     /// The running workflow's settings by input id.
@@ -55,6 +74,11 @@ fn from_map(map: Option<&Map<String, Value>>, key: &str, path: &[String]) -> Opt
 pub fn resolve(source: &Source, scope: &Scope<'_>) -> Option<Value> {
     match source {
         Source::Value { value } => Some(value.clone()),
+        // A template that is one reference and nothing else is that reference's value (a
+        // token, as in `${step.output.items}`), keeping its type and its absence.
+        Source::Tokenized { parts } if parts.len() == 1 && parts[0].is_reference() => {
+            resolve(&parts[0], scope)
+        }
         Source::Tokenized { parts } => {
             let mut out = String::new();
             for part in parts {
@@ -75,7 +99,7 @@ pub fn resolve(source: &Source, scope: &Scope<'_>) -> Option<Value> {
         Source::Array { items } => Some(Value::Array(
             items.iter().map(|i| resolve(i, scope).unwrap_or(Value::Null)).collect(),
         )),
-        Source::Variable { step_id, path } => from_map(scope.outputs, step_id, path),
+        Source::Variable { step_id, path } => walk(scope.outputs?.get(step_id)?, path),
         Source::EnvironmentSecret { name } => scope.secrets?.get(name).cloned(),
         Source::Credential { path } => {
             let (first, rest) = path.split_first()?;
@@ -133,7 +157,10 @@ mod tests {
 
     #[test]
     fn references_read_what_the_run_knows() {
-        let outputs = obj(json!({ "s1": { "response": { "body": { "items": [{ "id": 7 }] } } } }));
+        let outputs = Outputs {
+            local: obj(json!({ "s1": { "response": { "body": { "items": [{ "id": 7 }] } } } })),
+            parent: None,
+        };
         let shared = obj(json!({ "in-1": "sales" }));
         let meta = json!({ "plan": "pro", "seats": 3 });
         let scope = Scope {
