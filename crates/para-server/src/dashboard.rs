@@ -37,7 +37,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// The cookie value of a signed-in session: HMAC-SHA256 of a fixed label under the admin key.
-fn session_value(admin_key: &str) -> String {
+pub(crate) fn session_value(admin_key: &str) -> String {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(admin_key.as_bytes())
         .expect("HMAC takes any key length");
     mac.update(b"para-dashboard-session:v1");
@@ -45,12 +45,12 @@ fn session_value(admin_key: &str) -> String {
 }
 
 /// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
 }
 
 /// How a request stands with the dashboard.
-enum Access {
+pub(crate) enum Access {
     Granted {
         /// Signed in with the form (a sign-out button makes sense).
         by_cookie: bool,
@@ -60,7 +60,7 @@ enum Access {
 
 /// Checks the admin key: off (404), a wrong bearer key (401), no or stale session (the
 /// sign-in page, 401).
-fn access(state: &AppState, headers: &HeaderMap) -> Access {
+pub(crate) fn access(state: &AppState, headers: &HeaderMap) -> Access {
     let Some(admin_key) = state.config.admin_key.as_deref().filter(|k| !k.is_empty()) else {
         return Access::Refused(portal::message_page(
             StatusCode::NOT_FOUND,
@@ -209,13 +209,13 @@ fn user_label(meta: &Value) -> String {
     }
 }
 
-fn user_href(user_id: &str) -> String {
+pub(crate) fn user_href(user_id: &str) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("id", user_id);
     format!("/dashboard/user?{}", query.finish())
 }
 
-fn storage_error(e: para_store::StoreError) -> Response {
+pub(crate) fn storage_error(e: para_store::StoreError) -> Response {
     eprintln!("para serve: storage error: {e}");
     portal::message_page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -267,7 +267,7 @@ async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     ))
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -284,6 +284,8 @@ struct UserPage {
     accent_ink: Option<String>,
     project_id: String,
     user_id: String,
+    /// This user's runs in the run history.
+    runs_href: String,
     since: String,
     meta: Vec<KeyValue>,
     integrations: Vec<IntegrationSection>,
@@ -456,6 +458,11 @@ async fn user(
         accent_ink: None,
         project_id: state.project_id.clone(),
         since: portal::date(found.created_at),
+        runs_href: {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("user", &found.user_id);
+            format!("/dashboard/runs?{}", query.finish())
+        },
         user_id: found.user_id,
         meta,
         integrations,

@@ -11,7 +11,9 @@ pub mod config;
 pub mod connect;
 pub mod connector;
 mod dashboard;
+mod dashboard_runs;
 mod error;
+mod history;
 pub mod oauth;
 mod options;
 mod portal;
@@ -46,10 +48,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .allow_headers(AllowHeaders::sdk())
         .allow_credentials(true)
         .max_age(std::time::Duration::from_secs(600));
-    let pages = portal::routes().merge(dashboard::routes()).with_state(state.clone());
+    let pages = portal::routes()
+        .merge(dashboard::routes())
+        .merge(dashboard_runs::routes())
+        .with_state(state.clone());
     api::routes()
         .merge(oauth::routes())
         .merge(proxy::routes())
+        .merge(history::routes())
         .with_state(state)
         .layer(cors)
         .merge(pages)

@@ -76,6 +76,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard_login.html", include_str!("../templates/dashboard_login.html")),
     ("dashboard_users.html", include_str!("../templates/dashboard_users.html")),
     ("dashboard_user.html", include_str!("../templates/dashboard_user.html")),
+    ("dashboard_runs.html", include_str!("../templates/dashboard_runs.html")),
+    ("dashboard_run.html", include_str!("../templates/dashboard_run.html")),
 ];
 
 /// The template environment: every page template, HTML-escaped by default (`.html` names).

@@ -188,6 +188,17 @@ pub fn format_time(ms: i64) -> String {
     )
 }
 
+/// A duration for people: `850 ms`, `1.2 s`, `2 min 5 s`, `1 h 3 min`.
+pub fn format_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{}.{} s", ms / 1000, ms % 1000 / 100),
+        60_000..3_600_000 => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
 /// Reads a time given as Unix milliseconds (digits) or ISO-8601: `2026-05-01`,
 /// `2026-05-01T14:03`, `2026-05-01T14:03:22`, with optional fractions of a second and an
 /// optional offset (`Z`, `+02:00`, `-0500`); without an offset the time is UTC.
@@ -467,6 +478,9 @@ mod tests {
         ] {
             assert_eq!(parse_time(junk), None, "{junk}");
         }
+        let durations: Vec<String> =
+            [0, 850, 1_234, 59_999, 125_000, 3_780_000].into_iter().map(format_duration).collect();
+        assert_eq!(durations, ["0 ms", "850 ms", "1.2 s", "59.9 s", "2 min 5 s", "1 h 3 min"]);
         for ms in [0, 1, 951_782_400_000, 1_709_208_000_000, 4_102_444_800_999] {
             assert_eq!(parse_time(&format_time(ms)), Some(ms));
         }
