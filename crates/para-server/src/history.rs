@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use para_build::{Build, Step, Workflow};
 use para_store::history::{Cursor, RunFilter, format_time, parse_time};
-use para_store::runs::{NewRun, Run, StepRecord, Write, status};
+use para_store::runs::{NewRun, Run, StepRecord, Write, status, step_status};
 use serde_json::{Value, json};
 
 use crate::auth::SdkUser;
@@ -167,12 +167,13 @@ pub(crate) fn step_json(workflow: Option<&Workflow>, entry: &StepRecord) -> Valu
     })
 }
 
-/// Writes a new QUEUED run with `run`'s user, integration, workflow and trigger, for the
-/// served build (the engine's poller picks it up). Refused when the served build no longer
-/// has the workflow. Returns the new run.
+/// Writes a new QUEUED run with `run`'s user, integration, workflow and trigger input, for
+/// the served build (the engine's poller picks it up), journaled as a triggered run is: its
+/// trigger step done, with the trigger input as output. Refused when the served build no
+/// longer has the workflow. Returns the new run.
 pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiError> {
     let build = state.build();
-    if workflow_of(&build, run).is_none() {
+    let Some(workflow) = workflow_of(&build, run) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "workflow_missing",
@@ -181,8 +182,26 @@ pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiEr
                 run.workflow_id, run.integration
             ),
         ));
-    }
+    };
     let id = uuid::Uuid::new_v4().to_string();
+    let now = para_store::now_ms();
+    let trigger = workflow.steps.iter().find(|s| workflow.trigger.as_ref() == Some(&s.id));
+    let steps = trigger
+        .map(|t| StepRecord {
+            key: t.key.clone(),
+            step_id: t.id.clone(),
+            seq: 0,
+            status: step_status::DONE.into(),
+            attempts: 1,
+            input: None,
+            output: Some(run.trigger_input.clone()),
+            error: None,
+            not_before: None,
+            started_at: now,
+            finished_at: Some(now),
+        })
+        .into_iter()
+        .collect();
     let create = Write::Create {
         run: NewRun {
             id: id.clone(),
@@ -195,7 +214,7 @@ pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiEr
             build_hash: build.build_hash.clone(),
         },
         lease: None,
-        steps: vec![],
+        steps,
     };
     state.store.apply(&[create]).await?;
     state
@@ -369,7 +388,8 @@ async fn replay(
 ) -> Result<Response, ApiError> {
     let run = visible_run(&state, &viewer, &id).await?;
     let new = replay_run(&state, &run).await?;
-    let mut body = execution_json(&state.build(), &new, 0);
+    let steps = state.store.run_steps(&new.id).await?.len() as i64;
+    let mut body = execution_json(&state.build(), &new, steps);
     body["replayOf"] = json!(run.id);
     let location = format!(
         "/projects/{}/task-history/workflow-executions/{}",

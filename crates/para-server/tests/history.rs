@@ -376,7 +376,11 @@ async fn replay_queues_a_new_run_for_the_same_user_and_input() {
     if run.claims == 0 {
         assert_eq!(run.status, "QUEUED");
         assert!(body["status"] == "QUEUED" || body["status"] == "RUNNING", "{body}");
-        assert!(store.run_steps(&new_id).await.unwrap().is_empty(), "runs from the start");
+        // Journaled as a triggered run is: the trigger done, its output the trigger input.
+        let steps = store.run_steps(&new_id).await.unwrap();
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!((steps[0].key.as_str(), steps[0].step_id.as_str()), ("trigger", "s-trigger"));
+        assert_eq!(steps[0].output.as_ref(), Some(&old.trigger_input));
     }
     let (_, mine) = server.get(&server.api(""), Some(&ann)).await;
     assert_eq!(ids(&mine)[0], new_id, "the newest run");
