@@ -1,7 +1,7 @@
 //! The embedded JavaScript engine (QuickJS through rquickjs), sandboxed.
 //!
 //! Project code gets no file system, network, clock or process access: the only globals are the
-//! ECMAScript built-ins (minus `Date.now`-style clocks, see [`SANDBOX_PRELUDE`]) and the only
+//! ECMAScript built-ins (minus clocks and randomness, see [`crate::sandbox`]) and the only
 //! importable modules are the project's own files and the virtual modules the host supplies.
 //! Every call runs under a deadline enforced by QuickJS's interrupt handler, and the runtime has
 //! a memory limit. Capabilities are decided here, in Rust, never checked in JS.
@@ -19,7 +19,10 @@ use rquickjs::{
     loader::{ImportAttributes, Loader, Resolver},
 };
 
-use crate::Transpiled;
+use crate::{
+    Transpiled,
+    sandbox::{self, ConsoleSink},
+};
 
 /// Supplies the source of a virtual (host-provided) module by its specifier, e.g.
 /// `@useparagon/core`. Returning `None` means "no such module".
@@ -154,33 +157,6 @@ impl Loader for ProjectLoader {
     }
 }
 
-/// Removes ambient non-determinism and host access from the global object before any project
-/// code runs: builds must be reproducible, so there is no clock and no randomness.
-const SANDBOX_PRELUDE: &str = r#"
-(() => {
-  const RealDate = Date;
-  const frozen = function Date(...args) {
-    if (args.length === 0) throw new Error('Date() without arguments reads the clock, which is not available while building; pass an explicit date');
-    return new.target ? new RealDate(...args) : RealDate(...args);
-  };
-  frozen.prototype = RealDate.prototype;
-  frozen.UTC = RealDate.UTC;
-  frozen.parse = RealDate.parse;
-  frozen.now = () => { throw new Error('Date.now() reads the clock, which is not available while building'); };
-  globalThis.Date = frozen;
-  Math.random = () => { throw new Error('Math.random() is not available while building: builds must be reproducible'); };
-  for (const name of ['performance', 'os', 'std', 'scriptArgs', 'print']) { delete globalThis[name]; }
-  const print = globalThis.__paraPrint;
-  delete globalThis.__paraPrint;
-  const show = (v) => {
-    if (typeof v === 'string') return v;
-    try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
-  };
-  const log = (...args) => print(args.map(show).join(' '));
-  globalThis.console = { log, info: log, warn: log, error: log, debug: log, trace: log };
-})();
-"#;
-
 /// One sandboxed JavaScript runtime holding a project's modules. Not `Send`: create it on the
 /// thread that uses it.
 pub struct Engine {
@@ -225,15 +201,9 @@ impl Engine {
             ProjectLoader { modules: modules.clone(), virtuals },
         );
         let context = Context::full(&runtime).map_err(internal)?;
-        context
-            .with(|ctx| {
-                // The one host capability: console output, to stderr, for debugging build code.
-                let print =
-                    Function::new(ctx.clone(), |line: String| eprintln!("console: {line}"))?;
-                ctx.globals().set("__paraPrint", print)?;
-                ctx.eval::<(), _>(SANDBOX_PRELUDE)
-            })
-            .map_err(internal)?;
+        // The one host capability: console output, to stderr, for debugging build code.
+        let console: ConsoleSink = Rc::new(|line: &str| eprintln!("console: {line}"));
+        context.with(|ctx| sandbox::install(&ctx, Some(console))).map_err(internal)?;
         Ok(Engine { context, _runtime: runtime, deadline, modules, limits })
     }
 
@@ -290,27 +260,7 @@ impl Engine {
     }
 
     fn describe(&self, caught: CaughtError<'_>) -> JsError {
-        let (message, raw_stack) = match caught {
-            CaughtError::Exception(ex) => {
-                let name: Option<String> = ex.get("name").ok();
-                let message = ex.message().unwrap_or_default();
-                let message = match name {
-                    Some(name) if !name.is_empty() && name != "Error" => {
-                        format!("{name}: {message}")
-                    }
-                    _ => message,
-                };
-                (message, ex.stack().unwrap_or_default())
-            }
-            CaughtError::Value(value) => {
-                let text = value
-                    .as_string()
-                    .and_then(|s| s.to_string().ok())
-                    .unwrap_or_else(|| format!("{value:?}"));
-                (format!("uncaught value thrown: {text}"), String::new())
-            }
-            CaughtError::Error(error) => (error.to_string(), String::new()),
-        };
+        let (message, raw_stack) = message_and_stack(caught);
         let kind = if message.contains("out of memory") {
             JsErrorKind::OutOfMemory
         } else {
@@ -346,8 +296,32 @@ impl Engine {
     }
 }
 
+/// The message of a caught error (`TypeError: …`; the name is omitted for plain `Error`) and its
+/// raw JavaScript stack (empty when a non-error value was thrown).
+pub(crate) fn message_and_stack(caught: CaughtError<'_>) -> (String, String) {
+    match caught {
+        CaughtError::Exception(ex) => {
+            let name: Option<String> = ex.get("name").ok();
+            let message = ex.message().unwrap_or_default();
+            let message = match name {
+                Some(name) if !name.is_empty() && name != "Error" => format!("{name}: {message}"),
+                _ => message,
+            };
+            (message, ex.stack().unwrap_or_default())
+        }
+        CaughtError::Value(value) => {
+            let text = value
+                .as_string()
+                .and_then(|s| s.to_string().ok())
+                .unwrap_or_else(|| format!("{value:?}"));
+            (format!("uncaught value thrown: {text}"), String::new())
+        }
+        CaughtError::Error(error) => (error.to_string(), String::new()),
+    }
+}
+
 /// Splits a QuickJS stack line `    at f (file:12:3)` / `    at file:12:3` into its parts.
-fn split_frame(line: &str) -> Option<(&str, &str, u32, u32, &str)> {
+pub(crate) fn split_frame(line: &str) -> Option<(&str, &str, u32, u32, &str)> {
     let (prefix, location, suffix) = match (line.rfind('('), line.ends_with(')')) {
         (Some(open), true) => (&line[..=open], &line[open + 1..line.len() - 1], ")"),
         _ => {

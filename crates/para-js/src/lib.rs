@@ -6,6 +6,7 @@
 //! I/O, a time limit per call, a memory limit) and maps errors back to TypeScript positions.
 
 mod engine;
+mod sandbox;
 mod transpile;
 
 pub use engine::{
