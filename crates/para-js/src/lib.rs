@@ -4,12 +4,16 @@
 //! This crate knows nothing about Paragraph's DSL, HTTP or databases. The compiler decides which
 //! virtual modules exist and what they export; this crate only enforces the sandbox (no ambient
 //! I/O, a time limit per call, a memory limit) and maps errors back to TypeScript positions.
+//! [`run_function`] runs a workflow's function step in the same sandbox, one fresh context per
+//! call.
 
 mod engine;
+mod functions;
 mod sandbox;
 mod transpile;
 
 pub use engine::{
     Engine, JsError, JsErrorKind, Limits, Modules, VirtualModules, normalize_path, resolve_relative,
 };
+pub use functions::{FunctionError, FunctionLimits, run_function};
 pub use transpile::{Import, PropertySite, Transpiled, transpile};

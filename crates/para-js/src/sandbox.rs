@@ -1,5 +1,5 @@
 //! What JavaScript may see: the one sandbox policy, applied to every context before any project
-//! code runs (the build's [`crate::Engine`]).
+//! or function-step code runs (the build's [`crate::Engine`] and [`crate::run_function`]).
 //!
 //! Results must be reproducible, so there is no clock and no randomness: `Date.now()`,
 //! `Date()` and `new Date()` without arguments, and `Math.random()` throw (a `Date` built from
@@ -8,7 +8,7 @@
 //! & co. hand their line to the host's sink, or do nothing.
 //!
 //! Installed from Rust rather than by evaluating a JavaScript prelude: parsing a prelude costs
-//! about as much as creating the context itself.
+//! about as much as creating the context itself, and function steps create one per call.
 //! Nothing here keeps a JavaScript value inside a Rust closure (the collector could not see
 //! it): the real `Date` reaches the replacement through `Function.prototype.bind`.
 

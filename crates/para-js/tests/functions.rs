@@ -1,0 +1,278 @@
+//! Function steps in the sandbox: `para_js::run_function`.
+
+use std::time::{Duration, Instant};
+
+use para_js::{FunctionError, FunctionLimits, JsErrorKind, run_function};
+
+fn run(code: &str, parameters: &str) -> Result<Option<String>, FunctionError> {
+    run_function(code, parameters, &FunctionLimits::default())
+}
+
+fn ok(code: &str, parameters: &str) -> String {
+    match run(code, parameters) {
+        Ok(Some(json)) => json,
+        other => panic!("{code}: {other:?}"),
+    }
+}
+
+fn err(code: &str, parameters: &str) -> FunctionError {
+    match run(code, parameters) {
+        Err(e) => e,
+        other => panic!("{code}: expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn arrow_named_async_and_method_functions_get_their_parameters() {
+    assert_eq!(ok("(p) => p.a + 1", r#"{"a":41}"#), "42");
+    assert_eq!(
+        ok(
+            "function format(parameters) {\n  return `${parameters.first} ${parameters.last}`;\n}",
+            r#"{"first":"Ada","last":"Lovelace"}"#
+        ),
+        r#""Ada Lovelace""#
+    );
+    assert_eq!(
+        ok(
+            "async function normalize(parameters) {\n  const n = await Promise.resolve(parameters.n);\n  return { n: n * 2, list: [1, 'two', null] };\n}",
+            r#"{"n":21}"#
+        ),
+        r#"{"n":42,"list":[1,"two",null]}"#
+    );
+    assert_eq!(
+        ok("async (p) => { await null; await null; return p.s.toUpperCase(); }", r#"{"s":"x"}"#),
+        r#""X""#
+    );
+    assert_eq!(ok("code(parameters) { return parameters.k; }", r#"{"k":[1]}"#), "[1]");
+    assert_eq!(ok("async code(parameters) { return parameters.k; }", r#"{"k":true}"#), "true");
+    // `libraries`, the second argument, is an empty object for now.
+    assert_eq!(ok("(parameters, libraries) => libraries", "{}"), "{}");
+    // A thenable is adopted, as `await` would.
+    assert_eq!(ok("() => ({ then(resolve) { resolve(7); } })", "{}"), "7");
+    // A trailing line comment does not swallow the wrapper.
+    assert_eq!(ok("(p) => p.a // the answer", r#"{"a":1}"#), "1");
+}
+
+#[test]
+fn results_are_what_json_stringify_gives() {
+    assert_eq!(run("() => undefined", "{}").unwrap(), None);
+    assert_eq!(run("function f() {}", "{}").unwrap(), None);
+    assert_eq!(run("async () => {}", "{}").unwrap(), None);
+    assert_eq!(run("() => () => 1", "{}").unwrap(), None);
+    assert_eq!(ok("() => null", "{}"), "null");
+    assert_eq!(ok("() => 'é\"'", "{}"), r#""é\"""#);
+    assert_eq!(
+        ok("() => ({ a: undefined, b: NaN, d: new Date(0), m: new Map() })", "{}"),
+        r#"{"b":null,"d":"1970-01-01T00:00:00.000Z","m":{}}"#
+    );
+    let e = err("() => 1n", "{}");
+    assert_eq!(e.kind, JsErrorKind::Exception);
+    assert!(e.message.contains("JSON"), "{e:?}");
+    let e = err("() => { const a = {}; a.a = a; return a; }", "{}");
+    assert!(e.message.contains("JSON"), "{e:?}");
+}
+
+#[test]
+fn thrown_errors_point_into_the_functions_source() {
+    let e = err(
+        "function format(parameters) {\n  const x = parameters.missing;\n  return x.name;\n}",
+        "{}",
+    );
+    assert_eq!(e.kind, JsErrorKind::Exception);
+    assert!(e.message.starts_with("TypeError"), "{e:?}");
+    assert_eq!((e.line, e.column), (Some(3), Some(10)), "{e:?}");
+    assert!(e.stack.contains("function:3:10"), "{}", e.stack);
+
+    let e = err("(p) => { throw new Error('bad ' + p.n) }", r#"{"n":1}"#);
+    assert_eq!(e.message, "bad 1");
+    // QuickJS's columns are approximate (here: the last argument of `new Error`); lines exact.
+    assert_eq!(e.line, Some(1), "{e:?}");
+    assert!(e.column.is_some_and(|c| (10..=38).contains(&c)), "{e:?}");
+
+    // The innermost frame of the function's code, through a nested function.
+    let e = err("(p) => {\n  const inner = () => {\n    null.x;\n  };\n  return inner();\n}", "{}");
+    assert_eq!(e.line, Some(3), "{e:?}");
+
+    let e = err("(p) => { throw 'plain' }", "{}");
+    assert!(e.message.contains("plain"), "{e:?}");
+}
+
+#[test]
+fn syntax_errors_and_non_functions_are_exceptions() {
+    let e = err("function f(p) {\n  return p.;\n}", "{}");
+    assert_eq!(e.kind, JsErrorKind::Exception);
+    assert!(e.message.starts_with("SyntaxError"), "{e:?}");
+    assert_eq!(e.line, Some(2), "{e:?}");
+
+    let e = err("42", "{}");
+    assert!(e.message.contains("not a function"), "{e:?}");
+
+    let e = err("(p) => p", "{not json");
+    assert!(e.message.contains("not valid JSON"), "{e:?}");
+}
+
+#[test]
+fn infinite_loop_times_out_and_the_thread_can_run_again() {
+    let limits = FunctionLimits { time: Duration::from_millis(200), ..FunctionLimits::default() };
+    let started = Instant::now();
+    let e = run_function("() => { while (true) { try { for (;;) {} } catch {} } }", "{}", &limits)
+        .unwrap_err();
+    assert_eq!(e.kind, JsErrorKind::Timeout, "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // An async loop of promise jobs is bounded too.
+    let e = run_function("async () => { for (;;) await null; }", "{}", &limits).unwrap_err();
+    assert_eq!(e.kind, JsErrorKind::Timeout, "{e:?}");
+    assert_eq!(ok("(p) => p.a + 1", r#"{"a":1}"#), "2");
+}
+
+#[test]
+fn memory_bomb_runs_out_of_memory_and_the_thread_can_run_again() {
+    let limits = FunctionLimits { memory_bytes: 32 << 20, ..FunctionLimits::default() };
+    let e = run_function(
+        "() => { let a = []; while (true) a.push(new Array(1e6).fill(1)); }",
+        "{}",
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, JsErrorKind::OutOfMemory, "{e:?}");
+    let e = run_function(
+        "() => { const a = []; while (true) a.push('x'.repeat(1e5) + a.length); }",
+        "{}",
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, JsErrorKind::OutOfMemory, "{e:?}");
+    assert_eq!(ok("(p) => p.a + 1", r#"{"a":1}"#), "2");
+    // Garbage of earlier calls (cyclic, so only the collector frees it) does not count
+    // against the next one: each call builds about 16 MiB.
+    for _ in 0..5 {
+        assert_eq!(
+            run_function(
+                "() => { const a = [globalThis]; globalThis.a = a; for (let i = 0; i < 100; i++) a.push(new Array(1e4).fill(i)); return a.length; }",
+                "{}",
+                &limits
+            )
+            .unwrap()
+            .as_deref(),
+            Some("101")
+        );
+    }
+}
+
+#[test]
+fn deep_recursion_is_a_stack_overflow_error() {
+    let e = err("function f() { return f() + 1; }", "{}");
+    assert_eq!(e.kind, JsErrorKind::Exception, "{e:?}");
+    assert!(e.message.contains("Maximum call stack size exceeded"), "{e:?}");
+    assert!(e.message.contains("recursed too deeply"), "{e:?}");
+    assert_eq!(e.line, Some(1), "{e:?}");
+    // Moderate recursion is fine.
+    assert_eq!(
+        ok(
+            "(p) => { const f = (n) => n === 0 ? 0 : 1 + f(n - 1); return f(p.n); }",
+            r#"{"n":1000}"#
+        ),
+        "1000"
+    );
+    assert_eq!(ok("(p) => p.a + 1", r#"{"a":1}"#), "2");
+}
+
+#[test]
+fn invocations_are_isolated() {
+    assert_eq!(
+        ok(
+            "(p) => { globalThis.leak = 1; Array.prototype.sneaky = 2; Object.prototype.x = 3; return typeof leak; }",
+            "{}"
+        ),
+        r#""number""#
+    );
+    assert_eq!(
+        ok("() => [typeof globalThis.leak, typeof [].sneaky, typeof ({}).x]", "{}"),
+        r#"["undefined","undefined","undefined"]"#
+    );
+}
+
+#[test]
+fn promises_that_reject_or_never_settle() {
+    let e =
+        err("async (p) => {\n  await null;\n  throw new Error('nope ' + p.id);\n}", r#"{"id":3}"#);
+    assert_eq!(e.kind, JsErrorKind::Exception);
+    assert_eq!(e.message, "nope 3");
+    assert_eq!(e.line, Some(3), "{e:?}");
+    let e = err("() => Promise.reject(new TypeError('rejected'))", "{}");
+    assert_eq!(e.message, "TypeError: rejected");
+
+    let started = Instant::now();
+    let e = err("() => new Promise(() => {})", "{}");
+    assert_eq!(e.kind, JsErrorKind::Exception);
+    assert!(e.message.contains("never settles"), "{e:?}");
+    let e = err("async () => { await new Promise(() => {}); return 1; }", "{}");
+    assert!(e.message.contains("never settles"), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let e = err("() => ({ get then() { throw new Error('no then') } })", "{}");
+    assert_eq!(e.message, "no then");
+
+    // A throwing microtask fails the step, like an uncaught exception.
+    let e = err("() => { queueMicrotask(() => { throw new Error('late') }); return 1; }", "{}");
+    assert_eq!(e.message, "late");
+}
+
+#[test]
+fn no_clock_randomness_or_host_access() {
+    for code in [
+        "() => Date.now()",
+        "() => new Date()",
+        "() => Date()",
+        "() => Date(0)",
+        "() => Math.random()",
+        "() => new Date(0).constructor.now()",
+        "() => new Date(0).constructor()",
+        "() => Reflect.construct(Date, [])",
+        "() => { class D extends Date {} return new D(); }",
+    ] {
+        let e = err(code, "{}");
+        assert!(e.message.contains("sandbox"), "{code}: {e:?}");
+    }
+    assert_eq!(
+        ok(
+            "() => [typeof require, typeof process, typeof fetch, typeof std, typeof os, typeof performance, typeof setTimeout]",
+            "{}"
+        ),
+        r#"["undefined","undefined","undefined","undefined","undefined","undefined","undefined"]"#
+    );
+    // Dates from explicit values work as usual, subclasses and `instanceof` too.
+    assert_eq!(
+        ok(
+            "() => { class D extends Date { year() { return this.getUTCFullYear(); } } const d = new D(Date.UTC(2024, 1, 29)); return [new Date('2024-03-01T00:00:00Z').toISOString(), d.year(), d instanceof Date, d instanceof D, new Date(0) instanceof Date, Date.parse('1970-01-02T00:00:00Z'), Date.name, typeof Date.prototype.getTime]; }",
+            "{}"
+        ),
+        r#"["2024-03-01T00:00:00.000Z",2024,true,true,true,86400000,"Date","function"]"#
+    );
+    // console exists and discards.
+    assert_eq!(
+        ok("(p) => { console.log('hi', p); console.error(p); return 1; }", r#"{"a":1}"#),
+        "1"
+    );
+}
+
+#[test]
+fn runs_on_many_threads() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for j in 0..50 {
+                    let out = run_function(
+                        "(p) => p.i * 100 + p.j",
+                        &format!(r#"{{"i":{i},"j":{j}}}"#),
+                        &FunctionLimits::default(),
+                    );
+                    assert_eq!(out.unwrap(), Some((i * 100 + j).to_string()));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
