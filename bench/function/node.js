@@ -1,0 +1,50 @@
+// Per-invocation cost of running a function step in Node's `vm` module, the baseline of
+// bench/function/run. Each call does what `para_js::run_function` does: a new context
+// (`vm.runInNewContext`), compiling the function's source, parsing the parameters' JSON, calling
+// the function with (parameters, {}), awaiting the result if it is a promise, and JSON.stringify.
+//
+// Usage: node node.js <functions.json> [rounds] [calls per round]
+// Prints one line per round and function: `<name> <microseconds per call>`.
+'use strict';
+const fs = require('fs');
+const vm = require('vm');
+
+const [path, rounds = '5', calls = '200'] = process.argv.slice(2);
+const functions = JSON.parse(fs.readFileSync(path, 'utf8'));
+
+function invoke(code, parametersJson) {
+  const result = vm.runInNewContext(
+    `'use strict'; (${code}\n)(JSON.parse(parametersJson), {})`,
+    { parametersJson },
+  );
+  // The result comes from another context: test for a thenable, not `instanceof Promise`.
+  if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+    return Promise.resolve(result).then((value) => JSON.stringify(value));
+  }
+  return JSON.stringify(result);
+}
+
+async function main() {
+  for (const f of functions) {
+    const parameters = JSON.stringify(f.parameters);
+    console.error(`${f.name}: ${await invoke(f.code, parameters)}`);
+    for (let i = 0; i < Number(calls) / 4; i++) await invoke(f.code, parameters);
+  }
+  for (let r = 0; r < Number(rounds); r++) {
+    for (const f of functions) {
+      const parameters = JSON.stringify(f.parameters);
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < Number(calls); i++) {
+        const out = invoke(f.code, parameters);
+        if (typeof out !== 'string' && out !== undefined) await out;
+      }
+      const micros = Number(process.hrtime.bigint() - started) / 1e3 / Number(calls);
+      console.log(`${f.name} ${micros.toFixed(2)}`);
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

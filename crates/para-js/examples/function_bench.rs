@@ -1,0 +1,51 @@
+//! Per-invocation cost of `para_js::run_function`, the Rust side of `bench/function/run`.
+//!
+//! `function_bench <functions.json> [rounds] [calls per round]` reads the functions to measure
+//! (`[{ "name", "code", "parameters" }]`, shared with the Node side, `bench/function/node.js`),
+//! checks each gives the same result as before, warms up, then prints one line per round and
+//! function: `<name> <microseconds per call>`. Each call is a complete invocation: fresh context,
+//! sandbox prelude, compiling the code, parsing the parameters, the call, awaiting, JSON result.
+
+use std::{hint::black_box, time::Instant};
+
+use para_js::{FunctionLimits, run_function};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: function_bench <functions.json> [rounds] [calls]");
+    let rounds: usize = args.next().map_or(5, |a| a.parse().expect("rounds"));
+    let calls: usize = args.next().map_or(2000, |a| a.parse().expect("calls"));
+    let text = std::fs::read_to_string(&path).expect("reading the functions");
+    let functions: serde_json::Value = serde_json::from_str(&text).expect("functions JSON");
+    let functions: Vec<(String, String, String)> = functions
+        .as_array()
+        .expect("an array of functions")
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().expect("name").to_string(),
+                f["code"].as_str().expect("code").to_string(),
+                f["parameters"].to_string(),
+            )
+        })
+        .collect();
+    let limits = FunctionLimits::default();
+    for (name, code, parameters) in &functions {
+        let out = run_function(code, parameters, &limits)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.stack));
+        eprintln!("{name}: {}", out.as_deref().unwrap_or("undefined"));
+        for _ in 0..calls / 4 {
+            black_box(run_function(code, parameters, &limits).unwrap());
+        }
+    }
+    for _ in 0..rounds {
+        for (name, code, parameters) in &functions {
+            let started = Instant::now();
+            for _ in 0..calls {
+                black_box(run_function(black_box(code), black_box(parameters), &limits).unwrap());
+            }
+            let micros = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+            println!("{name} {micros:.2}");
+        }
+    }
+}
