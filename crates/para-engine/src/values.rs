@@ -74,10 +74,15 @@ fn from_map(map: Option<&Map<String, Value>>, key: &str, path: &[String]) -> Opt
 pub fn resolve(source: &Source, scope: &Scope<'_>) -> Option<Value> {
     match source {
         Source::Value { value } => Some(value.clone()),
-        // A template that is one reference and nothing else is that reference's value (a
-        // token, as in `${step.output.items}`), keeping its type and its absence.
+        // A template that is one reference and nothing else (`${step.output.items}`) is a
+        // token for that reference: undefined stays undefined (so `DoesNotExist` can see it)
+        // and a list or object stays itself (pagination's `outputPath`); a number or a
+        // boolean becomes text, as the template string would make it.
         Source::Tokenized { parts } if parts.len() == 1 && parts[0].is_reference() => {
-            resolve(&parts[0], scope)
+            match resolve(&parts[0], scope)? {
+                v @ (Value::Number(_) | Value::Bool(_)) => Some(Value::String(v.to_string())),
+                v => Some(v),
+            }
         }
         Source::Tokenized { parts } => {
             let mut out = String::new();

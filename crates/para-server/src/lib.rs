@@ -5,6 +5,7 @@
 //! every user-data handler takes the user from a verified token (`auth.rs`), so a request can
 //! only reach its own user's rows.
 
+mod actions;
 mod api;
 mod auth;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod connect;
 pub mod connector;
 mod dashboard;
 mod dashboard_runs;
+pub mod engine;
 mod error;
 mod history;
 pub mod oauth;
@@ -21,6 +23,7 @@ mod proxy;
 mod refresh;
 pub mod settings;
 mod state;
+mod triggers;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -56,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(oauth::routes())
         .merge(proxy::routes())
         .merge(history::routes())
+        .merge(triggers::routes())
         .with_state(state)
         .layer(cors)
         .merge(pages)
@@ -95,7 +99,11 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    engine::start(&state);
+    let served =
+        axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+    engine::stop(&state).await;
+    served
 }
 
 /// Completes on Ctrl-C or SIGTERM.

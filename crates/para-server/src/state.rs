@@ -65,6 +65,8 @@ pub struct AppState {
     pub seen_users: crate::auth::SeenUsers,
     /// Recently used credentials, opened (the proxy's hot path).
     pub credential_cache: crate::refresh::Cache,
+    /// The workflow engine of this process.
+    pub engine: crate::engine::Engine,
     /// Connectors of the served build, made on first use.
     connectors:
         std::sync::Mutex<std::collections::HashMap<String, Arc<crate::connector::Connector>>>,
@@ -77,6 +79,19 @@ impl AppState {
         store: Store,
         verifier: Verifier,
         secrets: SecretKey,
+    ) -> Arc<AppState> {
+        let engine = crate::engine::EngineConfig::from_env();
+        AppState::with_engine(config, build, store, verifier, secrets, engine)
+    }
+
+    /// [`AppState::new`] with the engine's tunables given (tests: short retry waits).
+    pub fn with_engine(
+        config: ServerConfig,
+        build: Build,
+        store: Store,
+        verifier: Verifier,
+        secrets: SecretKey,
+        engine: crate::engine::EngineConfig,
     ) -> Arc<AppState> {
         let project_id = build.project.project_id.clone().unwrap_or_else(|| "default".into());
         // reqwest is built without a default crypto provider; ring is ours. A second
@@ -102,6 +117,7 @@ impl AppState {
             refresh_locks: crate::refresh::Locks::default(),
             seen_users: crate::auth::SeenUsers::default(),
             credential_cache: crate::refresh::Cache::default(),
+            engine: crate::engine::Engine::new(engine),
             connectors: Default::default(),
         })
     }

@@ -331,6 +331,39 @@ impl Store {
             .collect()
     }
 
+    /// The latest tick fired for a cron workflow (Unix ms), if any.
+    pub async fn latest_cron_tick(
+        &self,
+        project_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(tick) FROM cron_ticks WHERE project_id = $1 AND workflow_id = $2",
+        )
+        .bind(project_id)
+        .bind(workflow_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<Option<i64>, _>(0))
+    }
+
+    /// The users of a project with a valid credential for the integration.
+    pub async fn connected_users(
+        &self,
+        project_id: &str,
+        integration: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM credentials
+             WHERE project_id = $1 AND integration = $2 AND status = 'VALID' ORDER BY user_id",
+        )
+        .bind(project_id)
+        .bind(integration)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// True for exactly one caller per `(project, workflow, tick)`, across processes.
     pub async fn claim_cron_tick(
         &self,

@@ -45,6 +45,16 @@ pub async fn start(
     database: &str,
     oauth_clients: BTreeMap<String, OAuthClient>,
 ) -> Server {
+    start_with(build, database, oauth_clients, para_server::engine::EngineConfig::from_env()).await
+}
+
+/// [`start`] with the engine's tunables given.
+pub async fn start_with(
+    build: para_build::Build,
+    database: &str,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+    engine: para_server::engine::EngineConfig,
+) -> Server {
     let store = para_store::Store::open(database).await.unwrap();
     let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
     let secrets =
@@ -60,7 +70,7 @@ pub async fn start(
         oauth_clients,
     };
     let project = build.project.project_id.clone().unwrap_or_default();
-    let state = AppState::new(config, build, store, verifier, secrets);
+    let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
         let _ = stopped.await;

@@ -1,0 +1,877 @@
+//! The durable engine of a server process: it starts runs, leases due runs from the database,
+//! executes them with [`para_engine::run::execute`] and records their journals.
+//!
+//! - A run is written before its trigger is acknowledged. A run started here is written
+//!   already leased to this process and executed at once; runs queued by others (cron, a
+//!   replay), runs whose wait is over, and runs whose worker died (lease expired) are claimed
+//!   by the poller.
+//! - Writes of all running runs go through one committer task that batches them into one
+//!   transaction (group commit), fenced per run by its lease.
+//! - Leases are renewed for every run this process holds; a graceful shutdown gives them back.
+//! - Concurrency is bounded per process and per connected user.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use para_build::{Step, StepKind, Workflow};
+use para_engine::run::{
+    self, EntryStatus, Host, HttpRequest, HttpResponse, JournalEntry, LeaseLost, Outcome,
+    RunContext, StepError,
+};
+use para_store::now_ms;
+use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, Write};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Tunables, from the environment (`PARA_ENGINE_*`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a lease lasts without renewal: how soon another process resumes the runs of
+    /// one that died.
+    pub lease_ms: i64,
+    /// How often the poller looks for due runs when nothing woke it.
+    pub poll_ms: u64,
+    /// Runs executing at once in this process.
+    pub concurrency: usize,
+    /// Runs of one connected user executing at once in this process.
+    pub per_user: usize,
+    pub options: run::Options,
+    pub function_limits: para_js::FunctionLimits,
+    /// Timeout of one HTTP request of a step.
+    pub request_timeout: Duration,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+impl EngineConfig {
+    /// Defaults, overridden by `PARA_ENGINE_LEASE_MS`, `PARA_ENGINE_POLL_MS`,
+    /// `PARA_ENGINE_CONCURRENCY`, `PARA_ENGINE_USER_CONCURRENCY`, `PARA_ENGINE_RETRY_DELAYS_MS`
+    /// (comma-separated), `PARA_ENGINE_FAN_OUT`, `PARA_ENGINE_FUNCTION_TIMEOUT_MS`,
+    /// `PARA_ENGINE_FUNCTION_MEMORY_MB` and `PARA_ENGINE_REQUEST_TIMEOUT_MS`.
+    pub fn from_env() -> EngineConfig {
+        let mut options = run::Options::default();
+        if let Ok(list) = std::env::var("PARA_ENGINE_RETRY_DELAYS_MS") {
+            options.retry_delays_ms =
+                list.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+        }
+        if let Some(n) = env_num("PARA_ENGINE_FAN_OUT") {
+            options.fan_out_parallelism = n;
+        }
+        let mut function_limits = para_js::FunctionLimits::default();
+        if let Some(ms) = env_num::<u64>("PARA_ENGINE_FUNCTION_TIMEOUT_MS") {
+            function_limits.time = Duration::from_millis(ms);
+        }
+        if let Some(mb) = env_num::<usize>("PARA_ENGINE_FUNCTION_MEMORY_MB") {
+            function_limits.memory_bytes = mb << 20;
+        }
+        EngineConfig {
+            lease_ms: env_num("PARA_ENGINE_LEASE_MS").unwrap_or(30_000),
+            poll_ms: env_num("PARA_ENGINE_POLL_MS").unwrap_or(500),
+            concurrency: env_num("PARA_ENGINE_CONCURRENCY").unwrap_or(256),
+            per_user: env_num("PARA_ENGINE_USER_CONCURRENCY").unwrap_or(32),
+            options,
+            function_limits,
+            request_timeout: Duration::from_millis(
+                env_num("PARA_ENGINE_REQUEST_TIMEOUT_MS").unwrap_or(30_000),
+            ),
+        }
+    }
+}
+
+struct Commit {
+    write: Write,
+    done: oneshot::Sender<bool>,
+}
+
+/// The engine's state in [`AppState`].
+pub struct Engine {
+    /// This process's name in leases.
+    pub worker: String,
+    pub config: EngineConfig,
+    commits: mpsc::UnboundedSender<Commit>,
+    commits_rx: Mutex<Option<mpsc::UnboundedReceiver<Commit>>>,
+    /// Request-triggered runs waiting for their ResponseStep, by run id.
+    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    users: Mutex<HashMap<String, Arc<Semaphore>>>,
+    started: AtomicBool,
+    /// The state the engine runs in, set by [`start`].
+    state: std::sync::OnceLock<std::sync::Weak<AppState>>,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub user_id: String,
+    pub integration: String,
+    pub workflow_id: String,
+    /// `event`, `request`, `cron`, `integration_enabled`, `replay`…
+    pub trigger_kind: String,
+    /// The trigger step's output.
+    pub trigger_output: Value,
+}
+
+/// A run just written.
+pub struct Started {
+    pub run_id: String,
+    /// The ResponseStep's answer, when asked for.
+    pub response: Option<oneshot::Receiver<Value>>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Engine {
+            worker: format!("para-{}", uuid::Uuid::new_v4()),
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+            commits: tx,
+            commits_rx: Mutex::new(Some(rx)),
+            waiters: Mutex::default(),
+            wake: Notify::new(),
+            users: Mutex::default(),
+            started: AtomicBool::new(false),
+            state: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Commits one write through the group committer; false: the lease was lost (or the
+    /// database failed, which the run treats the same way: it stops and is resumed later).
+    async fn commit(&self, write: Write) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.commits.send(Commit { write, done }).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    fn user_slots(&self, user: &str) -> Arc<Semaphore> {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if users.len() > 10_000 {
+            users.retain(|_, s| s.available_permits() < self.config.per_user);
+        }
+        users
+            .entry(user.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_user.max(1))))
+            .clone()
+    }
+
+    fn lease(&self) -> Lease {
+        Lease { owner: self.worker.clone(), until: now_ms() + self.config.lease_ms }
+    }
+}
+
+/// Starts the engine's background tasks (once per state): the committer, the poller, the
+/// lease renewer and the cron scheduler.
+pub fn start(state: &Arc<AppState>) {
+    let engine = &state.engine;
+    if engine.started.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let _ = engine.state.set(Arc::downgrade(state));
+    let rx = engine.commits_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(rx) = rx {
+        tokio::spawn(committer(state.clone(), rx));
+    }
+    tokio::spawn(poller(state.clone()));
+    tokio::spawn(renewer(state.clone()));
+    tokio::spawn(crate::triggers::cron_loop(state.clone()));
+}
+
+/// Gives back this process's leases (graceful shutdown) so another process resumes its runs
+/// at once.
+pub async fn stop(state: &AppState) {
+    if let Err(e) = state.store.release_leases(&state.engine.worker).await {
+        eprintln!("para: could not release run leases: {e}");
+    }
+}
+
+async fn committer(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<Commit>) {
+    let mut batch: Vec<Commit> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let writes: Vec<Write> = batch.iter().map(|c| c.write.clone()).collect();
+        match state.store.apply(&writes).await {
+            Ok(results) => {
+                for (commit, ok) in batch.drain(..).zip(results) {
+                    let _ = commit.done.send(ok);
+                }
+            }
+            Err(e) => {
+                eprintln!("para: recording runs failed: {e}");
+                for commit in batch.drain(..) {
+                    let _ = commit.done.send(false);
+                }
+            }
+        }
+    }
+}
+
+async fn poller(state: Arc<AppState>) {
+    let engine = &state.engine;
+    loop {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(engine.config.poll_ms),
+            engine.wake.notified(),
+        )
+        .await;
+        let free = engine.slots.available_permits().min(64);
+        if free == 0 {
+            continue;
+        }
+        match state.store.claim_runs(&engine.worker, free as i64, engine.config.lease_ms).await {
+            Ok(runs) => {
+                let full = runs.len() == free;
+                for run in runs {
+                    tokio::spawn(execute(state.clone(), run, None));
+                }
+                if full {
+                    engine.wake.notify_one();
+                }
+            }
+            Err(e) => eprintln!("para: claiming runs failed: {e}"),
+        }
+    }
+}
+
+async fn renewer(state: Arc<AppState>) {
+    let period = Duration::from_millis((state.engine.config.lease_ms / 3).max(50) as u64);
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) =
+            state.store.renew_leases(&state.engine.worker, state.engine.config.lease_ms).await
+        {
+            eprintln!("para: renewing run leases failed: {e}");
+        }
+    }
+}
+
+/// The workflow and its integration key in the served build.
+pub fn find_workflow(state: &AppState, workflow_id: &str) -> Option<(String, Workflow)> {
+    let build = state.build();
+    build.integrations.values().find_map(|i| {
+        let w = i.workflows.get(workflow_id)?;
+        Some((i.key.clone(), w.clone()))
+    })
+}
+
+fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRecord> {
+    let trigger = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref())?;
+    Some(StepRecord {
+        key: trigger.key.clone(),
+        step_id: trigger.id.clone(),
+        seq: 0,
+        status: EntryStatus::Done.as_str().into(),
+        attempts: 1,
+        input: None,
+        output: Some(output.clone()),
+        error: None,
+        not_before: None,
+        started_at: at,
+        finished_at: Some(at),
+    })
+}
+
+fn new_run(state: &AppState, start: &Start) -> NewRun {
+    NewRun {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: state.project_id.clone(),
+        user_id: start.user_id.clone(),
+        integration: start.integration.clone(),
+        workflow_id: start.workflow_id.clone(),
+        trigger_kind: start.trigger_kind.clone(),
+        trigger_input: start.trigger_output.clone(),
+        build_hash: state.build().build_hash.clone(),
+    }
+}
+
+/// Writes a run leased to this process and executes it here. Returns once the run is durable.
+pub async fn start_run(
+    state: &AppState,
+    start: Start,
+    want_response: bool,
+) -> Result<Started, ApiError> {
+    let Some(owner) = state.engine.state.get().and_then(std::sync::Weak::upgrade) else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            "the workflow engine is not running in this process",
+        ));
+    };
+    let (_, workflow) = find_workflow(state, &start.workflow_id)
+        .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", start.workflow_id)))?;
+    let run = new_run(state, &start);
+    let now = now_ms();
+    let steps: Vec<StepRecord> =
+        trigger_entry(&workflow, &start.trigger_output, now).into_iter().collect();
+    let engine = &state.engine;
+    let response = want_response.then(|| {
+        let (tx, rx) = oneshot::channel();
+        engine.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id.clone(), tx);
+        rx
+    });
+    let run_id = run.id.clone();
+    let create = Write::Create { run: run.clone(), lease: Some(engine.lease()), steps };
+    if !engine.commit(create).await {
+        engine.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            "the run could not be recorded; try again",
+        ));
+    }
+    let stored = Run {
+        id: run.id,
+        project_id: run.project_id,
+        user_id: run.user_id,
+        integration: run.integration,
+        workflow_id: run.workflow_id,
+        trigger_kind: run.trigger_kind,
+        trigger_input: run.trigger_input,
+        build_hash: run.build_hash,
+        status: para_store::runs::status::RUNNING.into(),
+        error: None,
+        response: None,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        not_before: 0,
+        claims: 1,
+    };
+    tokio::spawn(execute(owner, stored, Some(workflow)));
+    Ok(Started { run_id, response })
+}
+
+/// Writes a queued run for whichever process claims it first (cron ticks, replays).
+pub async fn enqueue(state: &AppState, start: Start) -> Result<String, ApiError> {
+    let (_, workflow) = find_workflow(state, &start.workflow_id)
+        .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", start.workflow_id)))?;
+    let run = new_run(state, &start);
+    let id = run.id.clone();
+    let steps = trigger_entry(&workflow, &start.trigger_output, now_ms()).into_iter().collect();
+    state.store.apply(&[Write::Create { run, lease: None, steps }]).await?;
+    state.engine.wake.notify_one();
+    Ok(id)
+}
+
+fn to_entry(r: StepRecord) -> Option<JournalEntry> {
+    Some(JournalEntry {
+        status: EntryStatus::parse(&r.status)?,
+        key: r.key,
+        step_id: r.step_id,
+        seq: r.seq,
+        attempts: r.attempts,
+        input: r.input,
+        output: r.output,
+        error: r.error,
+        not_before: r.not_before,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+    })
+}
+
+fn to_record(e: JournalEntry) -> StepRecord {
+    StepRecord {
+        key: e.key,
+        step_id: e.step_id,
+        seq: e.seq,
+        status: e.status.as_str().into(),
+        attempts: e.attempts,
+        input: e.input,
+        output: e.output,
+        error: e.error,
+        not_before: e.not_before,
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+    }
+}
+
+/// Executes (or resumes) a run this process holds the lease of.
+async fn execute(state: Arc<AppState>, run: Run, workflow: Option<Workflow>) {
+    let fresh = workflow.is_some();
+    let engine = &state.engine;
+    let Ok(_slot) = engine.slots.clone().acquire_owned().await else { return };
+    let Ok(_user_slot) = engine.user_slots(&run.user_id).acquire_owned().await else { return };
+    let host = ServerHost {
+        state: state.clone(),
+        run_id: run.id.clone(),
+        user_id: run.user_id.clone(),
+        integration: run.integration.clone(),
+        pending: Mutex::default(),
+        response: Mutex::default(),
+        delivered: AtomicBool::new(false),
+    };
+    let workflow = match workflow
+        .or_else(|| find_workflow(&state, &run.workflow_id).map(|(_, w)| w))
+    {
+        Some(w) => w,
+        None => {
+            let message =
+                format!("the workflow `{}` is not in the served build any more", run.workflow_id);
+            host.finish(Outcome::Failed(message)).await;
+            return;
+        }
+    };
+    // A run started here has only its trigger; a claimed one reads its journal.
+    let journal = if !fresh {
+        match state.store.run_steps(&run.id).await {
+            Ok(steps) => steps.into_iter().filter_map(to_entry).collect(),
+            Err(e) => {
+                eprintln!("para: reading the journal of run {} failed: {e}", run.id);
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let context = match run_context(&state, &run, &workflow).await {
+        Ok(c) => c,
+        Err(message) => {
+            host.finish(Outcome::Failed(message)).await;
+            return;
+        }
+    };
+    let outcome = run::execute(
+        &host,
+        &workflow,
+        &context,
+        run.trigger_input.clone(),
+        journal,
+        &engine.config.options,
+    )
+    .await;
+    host.finish(outcome).await;
+}
+
+/// Everything the run reads besides step outputs: the user, their credential and settings,
+/// the project's secrets.
+async fn run_context(
+    state: &AppState,
+    run: &Run,
+    workflow: &Workflow,
+) -> Result<RunContext, String> {
+    let store_error = |e: para_store::StoreError| format!("reading the user's data failed: {e}");
+    let user = state.store.user(&state.project_id, &run.user_id).await.map_err(store_error)?;
+    let settings =
+        state.store.settings(&state.project_id, &run.user_id).await.map_err(store_error)?;
+    let values = |workflow_id: &str| -> Map<String, Value> {
+        settings
+            .iter()
+            .find(|s| s.integration == run.integration && s.workflow_id == workflow_id)
+            .and_then(|s| s.values.as_object().cloned())
+            .unwrap_or_default()
+    };
+    let mut context = RunContext {
+        user_id: run.user_id.clone(),
+        meta: user.map(|u| u.meta).unwrap_or(Value::Object(Map::new())),
+        shared_settings: values(""),
+        workflow_settings: values(&workflow.id),
+        secrets: secrets(state),
+        ..RunContext::default()
+    };
+    let credentials = state
+        .store
+        .credentials(&state.project_id, &run.user_id, Some(&run.integration))
+        .await
+        .map_err(store_error)?;
+    if let Some(c) = credentials.into_iter().find(|c| c.status == "VALID") {
+        context.provider_id = c.provider_id.clone();
+        context.provider_data = Some(c.provider_data.clone());
+        if let Ok(m) = crate::refresh::open(state, &c) {
+            let mut fields = m.values.clone();
+            if let Some(token) = m.access_token() {
+                fields.insert("oauthAccessToken".into(), Value::String(token.to_string()));
+            }
+            fields.insert("savedCredentials".into(), Value::Object(m.saved.clone()));
+            context.config_inputs = m.values.clone();
+            context.credential = fields;
+        }
+    }
+    Ok(context)
+}
+
+/// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`.
+pub fn secrets(state: &AppState) -> Map<String, Value> {
+    let build = state.build();
+    build
+        .secrets
+        .iter()
+        .filter_map(|name| {
+            let value = std::env::var(format!("PARA_SECRET_{name}"))
+                .or_else(|_| std::env::var(name))
+                .ok()?;
+            Some((name.clone(), Value::String(value)))
+        })
+        .collect()
+}
+
+struct ServerHost {
+    state: Arc<AppState>,
+    run_id: String,
+    user_id: String,
+    integration: String,
+    pending: Mutex<Vec<JournalEntry>>,
+    response: Mutex<Option<Value>>,
+    delivered: AtomicBool,
+}
+
+impl ServerHost {
+    fn take_pending(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(to_record)
+            .collect()
+    }
+
+    fn response(&self) -> Option<Value> {
+        self.response.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Hands the response to a waiting request trigger (once).
+    fn deliver(&self, response: Value) {
+        if self.delivered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let waiter = self
+            .state
+            .engine
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.run_id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(response);
+        }
+    }
+
+    async fn finish(&self, outcome: Outcome) {
+        let state = match &outcome {
+            Outcome::LeaseLost => {
+                self.state
+                    .engine
+                    .waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.run_id);
+                return;
+            }
+            Outcome::Succeeded => RunState::Succeeded,
+            Outcome::Failed(m) => RunState::Failed(m.clone()),
+            Outcome::Waiting(at) => RunState::Waiting(*at),
+        };
+        let response = self.response();
+        let write = Write::Progress {
+            run_id: self.run_id.clone(),
+            lease: self.state.engine.lease(),
+            steps: self.take_pending(),
+            state,
+            response: response.clone(),
+        };
+        if !self.state.engine.commit(write).await {
+            self.state
+                .engine
+                .waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.run_id);
+            return;
+        }
+        if let Outcome::Waiting(at) = outcome {
+            // Wake the poller when the wait is over (it polls anyway).
+            let state = self.state.clone();
+            let wait = (at - now_ms()).max(0) as u64;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                state.engine.wake.notify_one();
+            });
+        }
+        let answer = match (response, &outcome) {
+            (Some(r), _) => r,
+            (None, Outcome::Failed(m)) => json!({
+                "statusCode": 500,
+                "body": { "error": m, "executionId": self.run_id },
+            }),
+            // A request trigger keeps waiting: the run answers when it resumes (here; if
+            // another process resumes it, the trigger times out with 202).
+            (None, Outcome::Waiting(_)) => return,
+            (None, _) => json!({
+                "statusCode": 200,
+                "body": { "executionId": self.run_id, "status": "SUCCEEDED" },
+            }),
+        };
+        self.deliver(answer);
+    }
+
+    /// Sends a request; for an integration request, below the integration's API base with the
+    /// user's credential, refreshed once after a 401.
+    async fn send(
+        &self,
+        integration: bool,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, StepError> {
+        if !integration {
+            let url = url::Url::parse(&request.url)
+                .map_err(|e| StepError::new(format!("`{}` is not a URL: {e}", request.url)))?;
+            return self.http(url, &request, &[], &[]).await;
+        }
+        let state = &self.state;
+        let connector = state.connector(&self.integration).ok_or_else(|| {
+            StepError::new(format!("no integration `{}` in the served build", self.integration))
+        })?;
+        let credential = state
+            .store
+            .credentials(&state.project_id, &self.user_id, Some(&self.integration))
+            .await
+            .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?
+            .into_iter()
+            .find(|c| c.status == "VALID")
+            .ok_or_else(|| {
+                StepError::new(format!(
+                    "user `{}` has no valid {} credential: connect it first",
+                    self.user_id, self.integration
+                ))
+            })?;
+        let api = |e: ApiError| StepError::new(e.message);
+        let (mut credential, mut material) =
+            crate::refresh::usable(state, &connector, credential).await.map_err(api)?;
+        let (path, query) = match request.url.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (request.url.as_str(), None),
+        };
+        let tail = crate::proxy::safe_path(path).map_err(StepError::new)?;
+        let mut refreshed = false;
+        loop {
+            let base = connector.base_url(&material).map_err(|e| StepError::new(e.0))?;
+            let url = crate::proxy::join(&base, tail, query).map_err(StepError::new)?;
+            let auth = connector.authorize(&material).map_err(|e| StepError::new(e.0))?;
+            let response = self.http(url, &request, &auth.headers, &auth.query).await?;
+            if response.status == 401 && !refreshed {
+                refreshed = true;
+                if let Some((c, m)) =
+                    crate::refresh::after_unauthorized(state, &connector, credential.clone())
+                        .await
+                        .map_err(api)?
+                {
+                    credential = c;
+                    material = m;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn http(
+        &self,
+        mut url: url::Url,
+        request: &HttpRequest,
+        auth_headers: &[(String, String)],
+        auth_query: &[(String, String)],
+    ) -> Result<HttpResponse, StepError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StepError::new(format!("`{url}` is not an http(s) URL")));
+        }
+        if !request.query.is_empty() || !auth_query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in request.query.iter().chain(auth_query) {
+                pairs.append_pair(k, v);
+            }
+        }
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", request.method)))?;
+        let shown = format!(
+            "{} {}://{}{}",
+            request.method,
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.path()
+        );
+        let mut builder = self
+            .state
+            .http
+            .request(method, url)
+            .timeout(self.state.engine.config.request_timeout)
+            .header("accept", "application/json");
+        for (k, v) in &request.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(auth) = &request.authorization {
+            builder = apply_authorization(builder, auth);
+        }
+        for (k, v) in auth_headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(body) = &request.body {
+            builder = match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("x-www-form-urlencoded") | Some("form") => {
+                    let pairs: Vec<(String, String)> = body
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| (k.clone(), para_engine::values::text_of(Some(v))))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    builder.form(&pairs)
+                }
+                Some("raw") | Some("xml") => builder.body(para_engine::values::text_of(Some(body))),
+                _ => builder.json(body),
+            };
+        }
+        let response = builder.send().await.map_err(|e| {
+            let what = if e.is_timeout() { "timed out" } else { "failed" };
+            StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
+        })?;
+        let status = response.status().as_u16();
+        let headers: Map<String, Value> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string())))
+            })
+            .collect();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(HttpResponse { status, headers, body })
+    }
+}
+
+/// A RequestStep's `authorization` option: `{type: 'bearer', token}` or
+/// `{type: 'basic', username, password}`.
+fn apply_authorization(builder: reqwest::RequestBuilder, auth: &Value) -> reqwest::RequestBuilder {
+    let text = |k: &str| auth.get(k).map(|v| para_engine::values::text_of(Some(v)));
+    match auth.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        Some("bearer") => match text("token") {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        },
+        Some("basic") => builder.basic_auth(text("username").unwrap_or_default(), text("password")),
+        _ => builder,
+    }
+}
+
+impl Host for ServerHost {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    async fn request(
+        &self,
+        _step: &Step,
+        integration: bool,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, StepError> {
+        self.send(integration, request).await
+    }
+
+    async fn action(
+        &self,
+        _step: &Step,
+        action: &str,
+        parameters: Map<String, Value>,
+    ) -> Result<Value, StepError> {
+        let request = crate::actions::request(&self.integration, action, &parameters)?;
+        let response = self.send(true, request).await?;
+        if response.status >= 400 {
+            let excerpt: String = response.body.to_string().chars().take(300).collect();
+            let mut e = StepError::new(format!("HTTP {}: {excerpt}", response.status));
+            e.details.insert("statusCode".into(), Value::from(response.status));
+            e.details.insert("body".into(), response.body);
+            if response.status == 429 {
+                e.retry_after_ms = response
+                    .headers
+                    .get("retry-after")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .map(|s| (s * 1000.0) as i64)
+                    .or(Some(10_000));
+            }
+            return Err(e);
+        }
+        Ok(response.body)
+    }
+
+    async fn function(
+        &self,
+        _step: &Step,
+        code: &str,
+        parameters: Value,
+    ) -> Result<Option<Value>, StepError> {
+        let code = code.to_string();
+        let limits = self.state.engine.config.function_limits;
+        let params = parameters.to_string();
+        let result =
+            tokio::task::spawn_blocking(move || para_js::run_function(&code, &params, &limits))
+                .await
+                .map_err(|e| StepError::new(format!("the function step crashed: {e}")))?;
+        match result {
+            Ok(None) => Ok(None),
+            Ok(Some(text)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StepError::new(format!("the function's result is not JSON: {e}"))),
+            Err(e) => {
+                let mut message = e.message.clone();
+                if let Some(line) = e.line {
+                    message = format!(
+                        "{message} (line {line}{})",
+                        e.column.map(|c| format!(", column {c}")).unwrap_or_default()
+                    );
+                }
+                Err(StepError::new(message))
+            }
+        }
+    }
+
+    fn record(&self, entry: JournalEntry) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+    }
+
+    async fn flush(&self) -> Result<(), LeaseLost> {
+        let response = self.response();
+        let write = Write::Progress {
+            run_id: self.run_id.clone(),
+            lease: self.state.engine.lease(),
+            steps: self.take_pending(),
+            state: RunState::Running,
+            response: response.clone(),
+        };
+        if !self.state.engine.commit(write).await {
+            return Err(LeaseLost);
+        }
+        if let Some(r) = response {
+            self.deliver(r);
+        }
+        Ok(())
+    }
+
+    fn respond(&self, response: Value) {
+        *self.response.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
+    }
+}
+
+/// Whether a workflow has a ResponseStep (a request trigger then answers with it).
+pub fn responds(workflow: &Workflow) -> bool {
+    workflow.steps.iter().any(|s| matches!(s.kind, StepKind::Response { .. }))
+}

@@ -1,0 +1,508 @@
+//! What starts workflow runs: App Events, request triggers, a user connecting an integration,
+//! and cron schedules. Catalog triggers (webhooks, polling) have their slot in [`Trigger`] but
+//! no source yet.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::TimeZone;
+use para_build::{StepKind, Validation, Workflow};
+use para_store::now_ms;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::engine::{self, Start};
+use crate::error::ApiError;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/projects/{project}/sdk/events/trigger", post(event))
+        .route("/v2/projects/{project}/sdk/events/trigger", post(event))
+        .route("/projects/{project}/sdk/triggers/{workflow}", post(request_trigger))
+}
+
+/// How a workflow starts, read from its trigger step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    Event {
+        id: String,
+        name: String,
+    },
+    Request,
+    Cron {
+        cron: String,
+        time_zone: String,
+    },
+    IntegrationEnabled,
+    /// A catalog trigger (webhook or polling): no source delivers these yet.
+    Integration {
+        trigger: String,
+    },
+    /// `CustomTriggerStep` or `UnselectedStep`: never started by the server.
+    Other,
+}
+
+pub fn trigger_of(workflow: &Workflow) -> Trigger {
+    let Some(step) = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref())
+    else {
+        return Trigger::Other;
+    };
+    match &step.kind {
+        StepKind::Event { event_id, event_name } => {
+            Trigger::Event { id: event_id.clone(), name: event_name.clone() }
+        }
+        StepKind::Endpoint { .. } => Trigger::Request,
+        StepKind::Cron { cron, time_zone } => {
+            Trigger::Cron { cron: cron.clone(), time_zone: time_zone.clone() }
+        }
+        StepKind::IntegrationEnabled {} => Trigger::IntegrationEnabled,
+        StepKind::IntegrationTrigger { trigger, .. } => {
+            Trigger::Integration { trigger: trigger.clone() }
+        }
+        _ => Trigger::Other,
+    }
+}
+
+/// The user's workflows that run for them: the integration connected (a valid credential),
+/// the workflow enabled (or on by default and never turned off), and permitted.
+async fn active_workflows(
+    state: &AppState,
+    user_id: &str,
+    meta: &Value,
+    pick: impl Fn(&Workflow) -> bool,
+) -> Result<Vec<(String, Workflow)>, ApiError> {
+    let build = state.build();
+    let credentials = state.store.credentials(&state.project_id, user_id, None).await?;
+    let settings = state.store.settings(&state.project_id, user_id).await?;
+    let mut out = Vec::new();
+    for integration in build.integrations.values() {
+        if !credentials.iter().any(|c| c.integration == integration.key && c.status == "VALID") {
+            continue;
+        }
+        for workflow in integration.workflows.values().filter(|w| pick(w)) {
+            let stored = settings
+                .iter()
+                .find(|s| s.integration == integration.key && s.workflow_id == workflow.id);
+            let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
+            if enabled && crate::api::permitted_for(workflow, user_id, meta) {
+                out.push((integration.key.clone(), workflow.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct EventBody {
+    name: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+/// `POST /v2/projects/{id}/sdk/events/trigger {name, payload}`: a run of every active workflow
+/// of the user whose trigger is that event. Answers once the runs are recorded.
+async fn event(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    body: Result<Json<EventBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"name\", \"payload\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let name = body.name.trim();
+    let workflows = active_workflows(
+        &state,
+        &user.user_id,
+        &user.meta,
+        |w| matches!(trigger_of(w), Trigger::Event { id, name: n } if n == name || id == name),
+    )
+    .await?;
+    let mut executions = Vec::new();
+    for (integration, workflow) in workflows {
+        let start = Start {
+            user_id: user.user_id.clone(),
+            integration,
+            workflow_id: workflow.id.clone(),
+            trigger_kind: "event".into(),
+            trigger_output: body.payload.clone(),
+        };
+        executions.push(engine::start_run(&state, start, false).await?.run_id);
+    }
+    Ok(Json(json!({ "event": name, "executions": executions })).into_response())
+}
+
+/// Why a request does not satisfy the endpoint's validations, one line per rule.
+pub fn validate_request(
+    params: &[Validation],
+    headers: &[Validation],
+    body_rules: &[Validation],
+    query: &Map<String, Value>,
+    header_map: &HeaderMap,
+    body: &Value,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for rule in params.iter().filter(|r| r.required) {
+        if query.get(&rule.key).is_none_or(|v| v.as_str() == Some("")) {
+            problems.push(format!("query parameter `{}` is required", rule.key));
+        }
+    }
+    for rule in headers.iter().filter(|r| r.required) {
+        if !header_map.contains_key(rule.key.to_ascii_lowercase().as_str()) {
+            problems.push(format!("header `{}` is required", rule.key));
+        }
+    }
+    for rule in body_rules {
+        match body.get(&rule.key) {
+            None | Some(Value::Null) => {
+                if rule.required {
+                    problems.push(format!("body field `{}` is required", rule.key));
+                }
+            }
+            Some(value) => {
+                let ok = match rule.data_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                    Some("STRING") => value.is_string(),
+                    Some("NUMBER") => value.is_number(),
+                    Some("BOOLEAN") => value.is_boolean(),
+                    Some("OBJECT") => value.is_object(),
+                    Some("ARRAY") => value.is_array(),
+                    _ => true,
+                };
+                if !ok {
+                    let expected = rule.data_type.as_deref().unwrap_or("").to_ascii_lowercase();
+                    problems.push(format!("body field `{}` must be of type {expected}", rule.key));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `POST /projects/{id}/sdk/triggers/{workflowId}`: validates the request against the
+/// endpoint's rules, runs the workflow, and answers with its ResponseStep (or, without one,
+/// once the run is recorded).
+async fn request_trigger(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Path((_project, workflow_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (integration, workflow) = engine::find_workflow(&state, &workflow_id).ok_or_else(|| {
+        ApiError::not_found(format!("no workflow `{workflow_id}` in this project"))
+    })?;
+    let Some(StepKind::Endpoint {
+        param_validations, header_validations, body_validations, ..
+    }) = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref()).map(|s| &s.kind)
+    else {
+        return Err(ApiError::bad_request(format!(
+            "workflow `{}` is not triggered by requests (its trigger is not an EndpointStep)",
+            workflow.name
+        )));
+    };
+    let active =
+        active_workflows(&state, &user.user_id, &user.meta, |w| w.id == workflow.id).await?;
+    if active.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "workflow_not_enabled",
+            format!(
+                "workflow `{}` does not run for user `{}`: connect {integration} and enable it first",
+                workflow.name, user.user_id
+            ),
+        ));
+    }
+    let body: Value = if body.is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?
+    };
+    let query: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let problems = validate_request(
+        param_validations,
+        header_validations,
+        body_validations,
+        &query,
+        &headers,
+        &body,
+    );
+    if !problems.is_empty() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "code": "validation",
+                "message": format!("the request does not match the workflow's endpoint: {}", problems.join("; ")),
+                "errors": problems,
+            })),
+        )
+            .into_response());
+    }
+    let header_json: Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "cookie"))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.into()))))
+        .collect();
+    let trigger_output =
+        json!({ "request": { "headers": header_json, "body": body, "params": query } });
+    let start = Start {
+        user_id: user.user_id.clone(),
+        integration,
+        workflow_id: workflow.id.clone(),
+        trigger_kind: "request".into(),
+        trigger_output,
+    };
+    let responds = engine::responds(&workflow);
+    let started = engine::start_run(&state, start, responds).await?;
+    let Some(answer) = started.response else {
+        return Ok(Json(json!({ "executionId": started.run_id })).into_response());
+    };
+    let answer = match tokio::time::timeout(Duration::from_secs(60), answer).await {
+        Ok(Ok(answer)) => answer,
+        _ => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "executionId": started.run_id, "status": "RUNNING" })),
+            )
+                .into_response());
+        }
+    };
+    let status = answer
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::OK);
+    let body = answer.get("body").cloned().unwrap_or(Value::Null);
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(id) = axum::http::HeaderValue::from_str(&started.run_id) {
+        response.headers_mut().insert("x-para-execution-id", id);
+    }
+    Ok(response)
+}
+
+/// A user connected an integration: runs its active integration-enabled workflows.
+pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &str) {
+    let meta = match state.store.user(&state.project_id, user_id).await {
+        Ok(Some(u)) => u.meta,
+        _ => Value::Object(Map::new()),
+    };
+    let workflows = active_workflows(state, user_id, &meta, |w| {
+        matches!(trigger_of(w), Trigger::IntegrationEnabled)
+    })
+    .await;
+    let Ok(workflows) = workflows else { return };
+    for (key, workflow) in workflows.into_iter().filter(|(k, _)| k == integration) {
+        let start = Start {
+            user_id: user_id.to_string(),
+            integration: key,
+            workflow_id: workflow.id.clone(),
+            trigger_kind: "integration_enabled".into(),
+            trigger_output: json!({ "integration": integration }),
+        };
+        if let Err(e) = engine::start_run(state, start, false).await {
+            eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);
+        }
+    }
+}
+
+/// A six-field cron expression (seconds first) in a time zone. Numeric days of the week
+/// count from Sunday = 0 (or 7) as in cron; the `cron` crate counts from Sunday = 1, so
+/// numbers are turned into names first.
+pub struct CronSchedule {
+    schedule: cron::Schedule,
+    zone: chrono_tz::Tz,
+}
+
+impl CronSchedule {
+    pub fn parse(expression: &str, time_zone: &str) -> Result<CronSchedule, String> {
+        let fields: Vec<&str> = expression.split_whitespace().collect();
+        if fields.len() != 6 {
+            return Err(format!("`{expression}` is not a six-field cron expression"));
+        }
+        let days = day_names(fields[5]);
+        let text = format!(
+            "{} {} {} {} {} {}",
+            fields[0], fields[1], fields[2], fields[3], fields[4], days
+        );
+        let schedule =
+            cron::Schedule::from_str(&text).map_err(|e| format!("`{expression}`: {e}"))?;
+        let zone = chrono_tz::Tz::from_str(time_zone)
+            .map_err(|_| format!("`{time_zone}` is not an IANA time zone"))?;
+        Ok(CronSchedule { schedule, zone })
+    }
+
+    /// The ticks (Unix ms) after `after` up to and including `until`.
+    pub fn ticks(&self, after: i64, until: i64) -> Vec<i64> {
+        let Some(start) = self.zone.timestamp_millis_opt(after).single() else { return Vec::new() };
+        self.schedule
+            .after(&start)
+            .map(|t| t.timestamp_millis())
+            .take_while(|t| *t <= until)
+            .take(1_000)
+            .collect()
+    }
+}
+
+fn day_names(field: &str) -> String {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let mut out = String::new();
+    let mut number = String::new();
+    let flush = |number: &mut String, out: &mut String| {
+        if !number.is_empty() {
+            match number.parse::<usize>().ok().and_then(|n| NAMES.get(n)) {
+                Some(name) => out.push_str(name),
+                None => out.push_str(number),
+            }
+            number.clear();
+        }
+    };
+    // A step (`*/2`) stays a number.
+    let mut after_slash = false;
+    for c in field.chars() {
+        if c.is_ascii_digit() && !after_slash {
+            number.push(c);
+        } else {
+            flush(&mut number, &mut out);
+            after_slash = c == '/' || (after_slash && c.is_ascii_digit());
+            out.push(c);
+        }
+    }
+    flush(&mut number, &mut out);
+    out
+}
+
+/// Fires cron workflows: for each tick exactly one process (the store's tick claim) queues a
+/// run for every user who has the workflow active. After a restart the ticks missed while no
+/// process ran (up to an hour back) fire once.
+pub async fn cron_loop(state: Arc<AppState>) {
+    let mut last: HashMap<String, i64> = HashMap::new();
+    loop {
+        let now = now_ms();
+        let build = state.build();
+        for integration in build.integrations.values() {
+            for workflow in integration.workflows.values() {
+                let Trigger::Cron { cron, time_zone } = trigger_of(workflow) else { continue };
+                let Ok(schedule) = CronSchedule::parse(&cron, &time_zone) else { continue };
+                let since = match last.get(&workflow.id) {
+                    Some(t) => *t,
+                    None => {
+                        let latest = state
+                            .store
+                            .latest_cron_tick(&state.project_id, &workflow.id)
+                            .await
+                            .ok()
+                            .flatten();
+                        latest.unwrap_or(now).max(now - 3_600_000)
+                    }
+                };
+                for tick in schedule.ticks(since, now) {
+                    fire(&state, &integration.key, workflow, tick).await;
+                }
+                last.insert(workflow.id.clone(), now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tick: i64) {
+    match state
+        .store
+        .claim_cron_tick(&state.project_id, &workflow.id, tick, &state.engine.worker)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            eprintln!("para: claiming a cron tick failed: {e}");
+            return;
+        }
+    }
+    let users =
+        state.store.connected_users(&state.project_id, integration).await.unwrap_or_default();
+    for user_id in users {
+        let meta = match state.store.user(&state.project_id, &user_id).await {
+            Ok(Some(u)) => u.meta,
+            _ => Value::Object(Map::new()),
+        };
+        let active = active_workflows(state, &user_id, &meta, |w| w.id == workflow.id).await;
+        if !active.is_ok_and(|a| !a.is_empty()) {
+            continue;
+        }
+        let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
+        let start = Start {
+            user_id: user_id.clone(),
+            integration: integration.to_string(),
+            workflow_id: workflow.id.clone(),
+            trigger_kind: "cron".into(),
+            trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
+        };
+        if let Err(e) = engine::enqueue(state, start).await {
+            eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_days_count_from_sunday_zero_and_zones_apply() {
+        assert_eq!(day_names("1-5"), "MON-FRI");
+        assert_eq!(day_names("0,6"), "SUN,SAT");
+        assert_eq!(day_names("*/2"), "*/2");
+        assert_eq!(day_names("MON"), "MON");
+        // Weekdays at 08:00 in Berlin: Tuesday 2026-12-01 and Wednesday 2026-12-02, 07:00 UTC.
+        let s = CronSchedule::parse("0 0 8 * * 1-5", "Europe/Berlin").unwrap();
+        let tuesday_noon = 1_796_126_400_000; // 2026-12-01T12:00:00Z
+        let ticks = s.ticks(tuesday_noon - 86_400_000, tuesday_noon + 86_400_000);
+        let shown: Vec<String> = ticks
+            .iter()
+            .map(|t| chrono::DateTime::from_timestamp_millis(*t).unwrap().to_rfc3339())
+            .collect();
+        assert_eq!(shown, ["2026-12-01T07:00:00+00:00", "2026-12-02T07:00:00+00:00"]);
+        // Saturday and Sunday have none.
+        let saturday = 1_796_428_800_000; // 2026-12-05T00:00:00Z
+        assert!(s.ticks(saturday, saturday + 2 * 86_400_000).is_empty());
+        assert!(CronSchedule::parse("0 8 * * *", "UTC").is_err());
+        assert!(CronSchedule::parse("0 0 8 * * *", "Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn request_validations_name_each_failed_rule() {
+        let rule = |key: &str, required: bool, data_type: Option<&str>| Validation {
+            key: key.into(),
+            required,
+            data_type: data_type.map(str::to_string),
+        };
+        let problems = validate_request(
+            &[rule("since", true, None)],
+            &[rule("X-Request-Id", true, None)],
+            &[rule("title", true, Some("STRING")), rule("tags", false, Some("ARRAY"))],
+            &Map::new(),
+            &HeaderMap::new(),
+            &json!({ "tags": "a" }),
+        );
+        assert_eq!(
+            problems,
+            [
+                "query parameter `since` is required",
+                "header `X-Request-Id` is required",
+                "body field `title` is required",
+                "body field `tags` must be of type array",
+            ]
+        );
+    }
+}

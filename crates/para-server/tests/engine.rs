@@ -1,0 +1,381 @@
+//! The engine end to end on the compiled `../shared/examples/taskflow`: each workflow started
+//! by its real trigger over HTTP (a request trigger, an App Event, a user connecting), its
+//! steps executed against a local upstream API that checks the user's bearer token, and the
+//! journal (history) checked step by step. Also: a run whose worker died (expired lease) is
+//! resumed by the poller without repeating recorded steps.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::any;
+use common::{Server, client, token};
+use para_server::OAuthClient;
+use para_server::connector::Material;
+use para_store::runs::{Lease, NewRun, StepRecord, Write};
+use serde_json::{Map, Value, json};
+
+const PROJECT: &str = "p-engine";
+const MIRROR: &str = "1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70";
+const WELCOME: &str = "2dae8f4e-9b63-4c17-af20-6e7d8c9bad81";
+const IMPORT: &str = "0b8c6e1a-4f27-4d93-a1c5-93e2b7d40f56";
+const PUSH: &str = "7a0e4d2b-9c61-4f38-b5e7-2d1c0f9e8a34";
+
+fn taskflow() -> para_build::Build {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
+    let (root, marker) = para_project::find_root(&root).unwrap();
+    let project = para_project::load(&root, marker).unwrap();
+    let out = para_compiler::compile(&project, &para_compiler::Options::default());
+    let mut build = out.build.expect("taskflow builds");
+    build.project.project_id = Some(PROJECT.into());
+    build
+}
+
+/// What the upstream saw: method, path and query, authorization, body.
+#[derive(Default)]
+struct Upstream {
+    calls: Mutex<Vec<(String, String, String, Value)>>,
+    /// Answer 503 to the first task creation (the step auto-retries).
+    fail_first_task: Mutex<bool>,
+}
+
+async fn upstream(State(up): State<Arc<Upstream>>, request: Request) -> axum::response::Response {
+    let method = request.method().to_string();
+    let target = request.uri().to_string();
+    let auth = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    up.calls.lock().unwrap().push((method.clone(), target.clone(), auth.clone(), body));
+    if !auth.starts_with("Bearer tok-") {
+        return (StatusCode::UNAUTHORIZED, "no token").into_response();
+    }
+    let path = target.split('?').next().unwrap_or("");
+    let answer = match (method.as_str(), path) {
+        ("POST", p) if p.ends_with("/tasks") => {
+            let mut fail = up.fail_first_task.lock().unwrap();
+            if *fail {
+                *fail = false;
+                return (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response();
+            }
+            json!({ "id": 42 })
+        }
+        ("POST", p) if p.ends_with("/sobjects/Task") => json!({ "id": "00T1", "success": true }),
+        ("GET", p) if p.ends_with("/query") => {
+            if target.contains("page=p2") {
+                json!({ "records": [{ "Id": "c3" }] })
+            } else {
+                json!({ "records": [{ "Id": "c1" }, { "Id": "c2" }], "nextRecordsUrl": "p2" })
+            }
+        }
+        _ => json!({ "ok": true }),
+    };
+    (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+async fn start_upstream() -> (String, Arc<Upstream>) {
+    let up = Arc::new(Upstream::default());
+    let app = axum::Router::new().fallback(any(upstream)).with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, up)
+}
+
+async fn server(api: &str, dir: &Path) -> Server {
+    let client = |base: String| OAuthClient {
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        api_base_url: Some(base),
+        ..OAuthClient::default()
+    };
+    let clients = common::clients(&[
+        ("custom.acmecrm", client(format!("{api}/acme"))),
+        ("salesforce", client(format!("{api}/sf"))),
+    ]);
+    let mut engine = para_server::engine::EngineConfig::from_env();
+    engine.options.retry_delays_ms = vec![50, 50];
+    engine.poll_ms = 50;
+    engine.lease_ms = 2_000;
+    let db = format!("sqlite://{}", dir.join("para.db").display());
+    common::start_with(taskflow(), &db, clients, engine).await
+}
+
+/// Connects `user` to `integration` as the OAuth callback does once it has a token.
+async fn connect(s: &Server, user: &str, integration: &str) {
+    let connector = s.state.connector(integration).unwrap();
+    s.state.store.touch_user(PROJECT, user, Some(&json!({ "teamId": "team-7" }))).await.unwrap();
+    let material = Material::default();
+    let token: Map<String, Value> =
+        json!({ "access_token": format!("tok-{user}"), "token_type": "bearer" })
+            .as_object()
+            .unwrap()
+            .clone();
+    let c = para_server::connect::store_connection(&s.state, user, &connector, material, token)
+        .await
+        .unwrap();
+    assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+}
+
+async fn wait_for_run(s: &Server, workflow: &str, status: &str) -> para_store::runs::Run {
+    for _ in 0..200 {
+        let filter = para_store::history::RunFilter {
+            workflow_id: Some(workflow.into()),
+            ..Default::default()
+        };
+        let page = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap();
+        if let Some(run) = page.runs.into_iter().map(|l| l.run).find(|r| r.status == status) {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {status} run of {workflow}");
+}
+
+fn steps_of(records: &[StepRecord]) -> Vec<(&str, &str)> {
+    records.iter().map(|r| (r.key.as_str(), r.status.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taskflow_workflows_run_through_their_real_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, up) = start_upstream().await;
+    let s = server(&api, dir.path()).await;
+    let ann = token("ann");
+
+    // Connecting runs the integration-enabled workflow: a 2 s delay, a note, a check.
+    connect(&s, "ann", "custom.acmecrm").await;
+    let build = s.state.build();
+    let acme = &build.integrations["custom.acmecrm"];
+    let pipeline = acme.inputs.iter().find(|i| i.key == "pipeline").unwrap().id.clone();
+    s.state
+        .store
+        .put_settings(
+            PROJECT,
+            "ann",
+            "custom.acmecrm",
+            "",
+            None,
+            Some(&json!({ pipeline: "sales" })),
+        )
+        .await
+        .unwrap();
+
+    // Request trigger: validation first.
+    let trigger = |body: Value| {
+        client()
+            .post(s.url(&format!("/sdk/triggers/{MIRROR}")))
+            .bearer_auth(&ann)
+            .header("x-request-id", "req-1")
+            .json(&body)
+            .send()
+    };
+    let bad = trigger(json!({ "tags": "x" })).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert_eq!(
+        bad["errors"],
+        json!(["body field `title` is required", "body field `tags` must be of type array"])
+    );
+    // A run: the first task creation fails (503) and is retried; the answer is the
+    // ResponseStep's.
+    *up.fail_first_task.lock().unwrap() = true;
+    let ok =
+        trigger(json!({ "title": "  Ship it ", "tags": ["A", " a", "b ", ""] })).await.unwrap();
+    assert_eq!(ok.status(), 201);
+    let execution = ok.headers()["x-para-execution-id"].to_str().unwrap().to_string();
+    assert_eq!(ok.json::<Value>().await.unwrap(), json!({ "acmeId": "42", "user": "ann" }));
+    let tasks: Vec<_> =
+        up.calls.lock().unwrap().iter().filter(|c| c.1.ends_with("/tasks")).cloned().collect();
+    assert_eq!(tasks.len(), 2, "one failure, one retry");
+    assert_eq!(tasks[1].1, "/acme/pipelines/sales/tasks");
+    assert_eq!(tasks[1].2, "Bearer tok-ann");
+    assert_eq!(tasks[1].3, json!({ "title": "Ship it", "tags": ["a", "b"] }));
+    let journal = s.state.store.run_steps(&execution).await.unwrap();
+    assert_eq!(
+        steps_of(&journal),
+        [("request", "DONE"), ("normalize", "DONE"), ("create", "DONE"), ("respond", "DONE")]
+    );
+    assert_eq!(journal[2].attempts, 2);
+    assert_eq!(
+        journal[1].output,
+        Some(json!({ "result": { "title": "Ship it", "tags": ["a", "b"] } }))
+    );
+
+    // The welcome workflow finished after its delay.
+    let welcome = wait_for_run(&s, WELCOME, "SUCCEEDED").await;
+    assert!(welcome.finished_at.unwrap() - welcome.created_at >= 2_000, "the delay held");
+    let journal = s.state.store.run_steps(&welcome.id).await.unwrap();
+    assert_eq!(
+        steps_of(&journal),
+        [("enabled", "DONE"), ("wait", "DONE"), ("hello", "DONE"), ("done", "DONE")]
+    );
+    assert_eq!(journal[3].output, Some(json!({ "result": "ok" })));
+    let notes: Vec<_> =
+        up.calls.lock().unwrap().iter().filter(|c| c.1 == "/acme/notes").cloned().collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].3, json!({ "text": "Taskflow is connected for ann" }));
+
+    // App Event: the Salesforce push workflow (enabled by default) fans out per assignee.
+    connect(&s, "ann", "salesforce").await;
+    let sf = &build.integrations["salesforce"];
+    let mapping = sf.inputs.iter().find(|i| i.key == "taskMapping").unwrap().id.clone();
+    s.state
+        .store
+        .put_settings(
+            PROJECT,
+            "ann",
+            "salesforce",
+            "",
+            None,
+            Some(&json!({ mapping: { "record_type": "Task" } })),
+        )
+        .await
+        .unwrap();
+    let (status, answer) = s
+        .call(
+            "POST",
+            "/sdk/events/trigger",
+            &ann,
+            Some(json!({ "name": "Task Created", "payload": {
+                "title": "Renew contract", "priority": 3, "dueDate": "2026-12-24",
+                "assigneeEmails": ["a@x.example", "b@x.example"] } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["executions"].as_array().unwrap().len(), 1);
+    let push = wait_for_run(&s, PUSH, "SUCCEEDED").await;
+    let mut journal = s.state.store.run_steps(&push.id).await.unwrap();
+    // Instances run in parallel and are recorded as they finish.
+    journal[3..5].sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        steps_of(&journal),
+        [
+            ("trigger", "DONE"),
+            ("isUrgent", "DONE"),
+            ("eachAssignee", "DONE"),
+            ("createTask[0]", "DONE"),
+            ("createTask[1]", "DONE"),
+            ("summarize", "DONE"),
+        ]
+    );
+    assert_eq!(
+        journal[5].output,
+        Some(json!({ "result": { "message": "2 task(s) created for Renew contract" } }))
+    );
+    let created: Vec<_> = up
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.1 == "/sf/sobjects/Task")
+        .map(|c| c.3.clone())
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert!(created.contains(&json!({
+        "subject": "[Taskflow] Renew contract",
+        "activityDate": "2026-12-24",
+        "description": "Assigned to b@x.example by ann (team-7)",
+    })));
+
+    // A hidden, off-by-default request workflow runs once enabled; its request paginates.
+    let (status, _) =
+        s.call("POST", &format!("/sdk/workflows/{IMPORT}"), &ann, Some(json!({}))).await;
+    assert_eq!(status, 200);
+    let r = client()
+        .post(s.url(&format!("/sdk/triggers/{IMPORT}?since=2026-01-01")))
+        .bearer_auth(&ann)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({ "contacts": [{ "Id": "c1" }, { "Id": "c2" }, { "Id": "c3" }], "requestedBy": "ann" })
+    );
+
+    // Another user never ran anything and cannot trigger ann's workflows.
+    let (status, answer) = s
+        .call(
+            "POST",
+            &format!("/sdk/triggers/{MIRROR}"),
+            &token("bob"),
+            Some(json!({ "title": "x" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "workflow_not_enabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, up) = start_upstream().await;
+    let s = server(&api, dir.path()).await;
+    connect(&s, "ann", "custom.acmecrm").await;
+    let welcome = wait_for_run(&s, WELCOME, "SUCCEEDED").await;
+    let notes_before = up.calls.lock().unwrap().iter().filter(|c| c.1 == "/acme/notes").count();
+
+    // A dead worker recorded the trigger, the delay and the note, then vanished.
+    let done = |key: &str, id: &str, seq: i64, output: Value| StepRecord {
+        key: key.into(),
+        step_id: id.into(),
+        seq,
+        status: "DONE".into(),
+        attempts: 1,
+        input: None,
+        output: Some(output),
+        error: None,
+        not_before: None,
+        started_at: 1,
+        finished_at: Some(1),
+    };
+    let steps = s.state.store.run_steps(&welcome.id).await.unwrap();
+    let id_of = |key: &str| steps.iter().find(|r| r.key == key).unwrap().step_id.clone();
+    let run = NewRun {
+        id: "orphan".into(),
+        project_id: PROJECT.into(),
+        user_id: "ann".into(),
+        integration: "custom.acmecrm".into(),
+        workflow_id: WELCOME.into(),
+        trigger_kind: "integration_enabled".into(),
+        trigger_input: json!({}),
+        build_hash: "x".into(),
+    };
+    let recorded = vec![
+        done("enabled", &id_of("enabled"), 0, json!({})),
+        done("wait", &id_of("wait"), 1, json!({})),
+        done("hello", &id_of("hello"), 2, json!({ "response": { "statusCode": 200, "body": {} } })),
+    ];
+    let lease = Lease { owner: "dead-worker".into(), until: para_store::now_ms() - 1 };
+    s.state
+        .store
+        .apply(&[Write::Create { run, lease: Some(lease), steps: recorded }])
+        .await
+        .unwrap();
+
+    for _ in 0..100 {
+        let run = s.state.store.run(PROJECT, "orphan").await.unwrap().unwrap();
+        if run.status == "SUCCEEDED" {
+            assert_eq!(run.claims, 2, "taken over once");
+            let journal = s.state.store.run_steps("orphan").await.unwrap();
+            assert_eq!(journal.last().unwrap().output, Some(json!({ "result": "ok" })));
+            let notes = up.calls.lock().unwrap().iter().filter(|c| c.1 == "/acme/notes").count();
+            assert_eq!(notes, notes_before, "the recorded request was not made again");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the orphaned run was not resumed");
+}
