@@ -66,6 +66,11 @@ pub enum Command {
         after_help = "Examples:\n  para token --user user-123\n  para token --user user-123 --meta '{\"email\":\"ada@example.com\",\"plan\":\"pro\"}' --ttl 7d\n  curl -H \"Authorization: Bearer $(para token --user u1)\" http://localhost:8080/projects/<id>/sdk/me\n\nThe token goes to stdout; run `para keys` first in projects made before it existed."
     )]
     Token(TokenArgs),
+    /// List workflow runs (newest last), follow them, or show one run's steps
+    #[command(
+        after_help = "Examples:\n  para runs\n  para runs --workflow \"Push new tasks\" --status failed --limit 50\n  para runs --user ann --follow          (prints new runs and status changes until Ctrl-C)\n  para runs 3f2a9c1e-…                    (the run's steps: input, output, error, timing)\n  para runs --database postgres://para:secret@db/para\n\nReads the database `para serve` writes (default .para/para.db; reading while the\nserver runs is fine). Lines: start time (UTC), status, workflow, user, duration, run id."
+    )]
+    Runs(RunsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +195,36 @@ pub struct DevArgs {
     pub user: String,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// A run id: show that run's steps instead of the list
+    #[arg(value_name = "RUN_ID")]
+    pub run: Option<String>,
+    /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
+    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Only runs of this workflow (its id, or its name in out/build.json)
+    #[arg(long, value_name = "ID|NAME")]
+    pub workflow: Option<String>,
+    /// Only runs of this connected user
+    #[arg(long, value_name = "ID")]
+    pub user: Option<String>,
+    /// Only runs with this status: queued, running, waiting, succeeded or failed
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// How many of the newest runs to list
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: i64,
+    /// Keep printing new runs and status changes as they happen (until Ctrl-C)
+    #[arg(long, short)]
+    pub follow: bool,
+    /// With RUN_ID: print every input and output whole, as indented JSON
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub project: ProjectArg,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ fn main() {
         cli::Command::Completions(args) => commands::completions::run(args),
         cli::Command::Keys(args) => commands::keys::run(args),
         cli::Command::Token(args) => commands::token::run(args),
+        cli::Command::Runs(args) => commands::runs::run(args),
     };
     std::process::exit(code);
 }
