@@ -379,3 +379,88 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
     }
     panic!("the orphaned run was not resumed");
 }
+
+/// A copy of the mirror workflow under `id` whose `normalize` function is `code` and which
+/// answers right after it (the response body is the function's result, or the error).
+fn with_function(build: &mut para_build::Build, id: &str, code: &str) {
+    let acme = build.integrations.get_mut("custom.acmecrm").unwrap();
+    let mut w = acme.workflows[MIRROR].clone();
+    w.id = id.into();
+    w.default_enabled = true;
+    let respond = w.steps.iter().find(|s| s.key == "respond").unwrap().id.clone();
+    for step in &mut w.steps {
+        if step.key == "normalize" {
+            step.next = Some(respond.clone());
+            if let para_build::StepKind::Function { code: c, .. } = &mut step.kind {
+                *c = code.into();
+            }
+        }
+        if step.key == "respond"
+            && let para_build::StepKind::Response { body, .. } = &mut step.kind
+        {
+            *body = serde_json::from_value(json!({ "type": "VALUE", "value": { "done": true } }))
+                .unwrap();
+        }
+    }
+    w.steps.retain(|s| s.key != "create");
+    acme.workflows.insert(id.into(), w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_functions_end_their_own_step_while_other_runs_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _up) = start_upstream().await;
+    let mut build = taskflow();
+    with_function(&mut build, "loop", "function f(p) { while (true) {} }");
+    with_function(
+        &mut build,
+        "bomb",
+        "function f(p) { const a = []; while (true) a.push(new Array(100000).fill(p.title)); }",
+    );
+    with_function(
+        &mut build,
+        "deep",
+        "function f(p) { function r(n) { return r(n + 1) + 1; } return r(0); }",
+    );
+    with_function(&mut build, "fine", "async function f(p) { return p.title.length; }");
+    let client_for = |base: String| OAuthClient {
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        api_base_url: Some(base),
+        ..OAuthClient::default()
+    };
+    let clients = common::clients(&[("custom.acmecrm", client_for(format!("{api}/acme")))]);
+    let mut engine = para_server::engine::EngineConfig::from_env();
+    engine.function_limits.time = Duration::from_millis(500);
+    engine.function_limits.memory_bytes = 32 << 20;
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start_with(build, &db, clients, engine).await;
+    connect(&s, "ann", "custom.acmecrm").await;
+    let ann = token("ann");
+    let fire = |id: &str| {
+        client()
+            .post(s.url(&format!("/sdk/triggers/{id}")))
+            .bearer_auth(&ann)
+            .json(&json!({ "title": "hello" }))
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let (lp, bomb, deep, fine) = tokio::join!(fire("loop"), fire("bomb"), fire("deep"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = fire("fine").await;
+        (r, started.elapsed())
+    });
+    let (fine, fine_after) = fine;
+    let fine = fine.unwrap();
+    assert_eq!(fine.status(), 201);
+    assert!(fine_after < Duration::from_millis(450), "a good run waits for no runaway one");
+    for (r, words) in [(lp, "did not finish within 500ms"), (bomb, "memory"), (deep, "stack")] {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 500);
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap().to_ascii_lowercase();
+        assert!(error.starts_with("step `normalize` failed:"), "{error}");
+        assert!(error.contains(words), "{words}: {error}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
