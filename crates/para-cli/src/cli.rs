@@ -71,6 +71,11 @@ pub enum Command {
         after_help = "Examples:\n  para runs\n  para runs --workflow \"Push new tasks\" --status failed --limit 50\n  para runs --user ann --follow          (prints new runs and status changes until Ctrl-C)\n  para runs 3f2a9c1e-…                    (the run's steps: input, output, error, timing)\n  para runs --database postgres://para:secret@db/para\n\nReads the database `para serve` writes (default .para/para.db; reading while the\nserver runs is fine). Lines: start time (UTC), status, workflow, user, duration, run id."
     )]
     Runs(RunsArgs),
+    /// Run one workflow now, locally, and print each step as it happens
+    #[command(
+        after_help = "Examples:\n  para run \"Push new tasks to Salesforce\" --user ann --payload '{\"title\": \"Ship\", \"priority\": 3, \"assigneeEmails\": [\"a@x.io\"]}'\n  para run 1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70 --user ann --payload '{\"title\": \"Ship it\"}'\n\nUses the dev database (.para/para.db) and the user's connected accounts and settings there\n(connect them with `para dev`). The payload is the trigger's output: the event's payload, or\nfor a request-triggered workflow the request body. Exit code 0 when the run succeeds."
+    )]
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +200,27 @@ pub struct DevArgs {
     pub user: String,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow: its id, or its name
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: String,
+    /// The connected user to run it for
+    #[arg(long, short, value_name = "ID")]
+    pub user: String,
+    /// The trigger's output as JSON (an event's payload, a request's body)
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub payload: String,
+    /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
+    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Print every output whole, as indented JSON
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub project: ProjectArg,
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,7 @@ fn main() {
         cli::Command::Keys(args) => commands::keys::run(args),
         cli::Command::Token(args) => commands::token::run(args),
         cli::Command::Runs(args) => commands::runs::run(args),
+        cli::Command::Run(args) => commands::run::run(args),
     };
     std::process::exit(code);
 }

@@ -172,9 +172,17 @@ impl Engine {
 /// Starts the engine's background tasks (once per state): the committer, the poller, the
 /// lease renewer and the cron scheduler.
 pub fn start(state: &Arc<AppState>) {
+    if start_workers(state) {
+        tokio::spawn(crate::triggers::cron_loop(state.clone()));
+    }
+}
+
+/// Starts the committer, the poller and the lease renewer, not the cron scheduler (`para
+/// run`). False when already started.
+pub fn start_workers(state: &Arc<AppState>) -> bool {
     let engine = &state.engine;
     if engine.started.swap(true, Ordering::SeqCst) {
-        return;
+        return false;
     }
     let _ = engine.state.set(Arc::downgrade(state));
     let rx = engine.commits_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -183,7 +191,7 @@ pub fn start(state: &Arc<AppState>) {
     }
     tokio::spawn(poller(state.clone()));
     tokio::spawn(renewer(state.clone()));
-    tokio::spawn(crate::triggers::cron_loop(state.clone()));
+    true
 }
 
 /// Gives back this process's leases (graceful shutdown) so another process resumes its runs

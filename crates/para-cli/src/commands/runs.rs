@@ -132,7 +132,7 @@ fn filter(args: &RunsArgs, build: Option<&Build>) -> Result<RunFilter, i32> {
 }
 
 /// A workflow given by id or by name (case-insensitive, in the build).
-fn workflow_id(given: &str, build: Option<&Build>) -> Result<String, i32> {
+pub(crate) fn workflow_id(given: &str, build: Option<&Build>) -> Result<String, i32> {
     let Some(build) = build else { return Ok(given.to_string()) };
     let workflows: Vec<&para_build::Workflow> =
         build.integrations.values().flat_map(|i| i.workflows.values()).collect();
@@ -325,7 +325,7 @@ async fn changed_since(
 }
 
 /// A value on one line, cut at [`SHOWN`] characters (or whole and indented with `full`).
-fn value(v: &Value, full: bool) -> String {
+pub(crate) fn value(v: &Value, full: bool) -> String {
     if full {
         let pretty = serde_json::to_string_pretty(v).unwrap_or_default();
         return pretty.replace('\n', "\n              ");
