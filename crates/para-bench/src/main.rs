@@ -7,7 +7,11 @@
 //! - `para-bench proxy` measures the throughput and added latency of `para serve`'s proxy next to
 //!   calling the upstream directly and next to an nginx reverse proxy (`proxy.rs`). Run it through
 //!   `bench/proxy`, which installs `wrk` and `nginx` and builds release binaries first.
+//! - `para-bench engine` measures workflow runs per second of `para serve`: request-triggered
+//!   runs (endpoint → function → response) under `wrk`, on SQLite and PostgreSQL, and 10,000 App
+//!   Events to completion (`engine.rs`). Run it through `bench/engine/run`.
 
+mod engine;
 mod generate;
 mod http;
 mod proxy;
@@ -28,6 +32,8 @@ enum Cli {
     Build(BuildArgs),
     /// Proxy throughput and added latency: para serve vs. direct vs. nginx (bench/proxy)
     Proxy(proxy::ProxyArgs),
+    /// Workflow runs/s and latency of para serve's engine (bench/engine/run)
+    Engine(engine::EngineArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +102,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse() {
         Cli::Build(args) => build(args),
         Cli::Proxy(args) => proxy::run(args),
+        Cli::Engine(args) => engine::run(args),
     }
 }
 

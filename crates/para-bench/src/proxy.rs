@@ -96,7 +96,7 @@ enum Pin {
     None,
 }
 
-fn parse_seconds(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<u64, String> {
     let n = text.strip_suffix('s').unwrap_or(text);
     match n.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -243,7 +243,7 @@ fn niceness_of(pid: u32) -> Option<i32> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -254,14 +254,14 @@ fn tail(path: &Path) -> String {
 }
 
 /// A server process of the benchmark, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Service {
+pub(crate) struct Service {
     name: String,
-    child: Child,
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
 impl Service {
-    fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Service> {
+    pub(crate) fn spawn(name: &str, mut command: Command, log: PathBuf) -> anyhow::Result<Service> {
         let out = fs::File::create(&log)?;
         let err = out.try_clone()?;
         let child = command
@@ -274,7 +274,11 @@ impl Service {
     }
 
     /// Waits until `addr` accepts connections; fails early if the process exits.
-    fn wait_listening(&mut self, addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    pub(crate) fn wait_listening(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -476,7 +480,7 @@ impl Target {
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
         return f64::NAN;
@@ -546,7 +550,7 @@ struct Para {
     token: String,
 }
 
-fn para_command(para: &Path, cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn para_command(para: &Path, cwd: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(para)
         .args(args)
         .current_dir(cwd)
@@ -566,7 +570,7 @@ fn para_command(para: &Path, cwd: &Path, args: &[&str]) -> anyhow::Result<String
 }
 
 /// Sets the scaffolded custom integration's `apiBaseUrl` and `testEndpointPath`.
-fn point_config_at(config: &Path, upstream: &str) -> anyhow::Result<()> {
+pub(crate) fn point_config_at(config: &Path, upstream: &str) -> anyhow::Result<()> {
     let text =
         fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let mut found = (false, false);
@@ -674,7 +678,7 @@ fn setup_para(
     Ok(Para { service, addr, project_id, token })
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
