@@ -2,8 +2,9 @@
 //!
 //! `function_bench <functions.json> [rounds] [calls per round]` reads the functions to measure
 //! (`[{ "name", "code", "parameters" }]`, shared with the Node side, `bench/function/node.js`),
-//! checks each gives the same result as before, warms up, then prints one line per round and
-//! function: `<name> <microseconds per call>`. Each call is a complete invocation: fresh context,
+//! prints each one's result, warms up, then prints one line per round and function:
+//! `<name> <wall-clock µs per call> <on-CPU µs per call>` (on-CPU time from Linux's schedstat,
+//! `-` elsewhere). Each call is a complete invocation: fresh context,
 //! sandbox prelude, compiling the code, parsing the parameters, the call, awaiting, JSON result.
 
 use std::{hint::black_box, time::Instant};
@@ -40,12 +41,24 @@ fn main() {
     }
     for _ in 0..rounds {
         for (name, code, parameters) in &functions {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), cpu_nanos());
             for _ in 0..calls {
                 black_box(run_function(black_box(code), black_box(parameters), &limits).unwrap());
             }
-            let micros = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
-            println!("{name} {micros:.2}");
+            let wall = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+            match (cpu, cpu_nanos()) {
+                (Some(a), Some(b)) => {
+                    println!("{name} {wall:.2} {:.2}", (b - a) as f64 / 1e3 / calls as f64)
+                }
+                _ => println!("{name} {wall:.2} -"),
+            }
         }
     }
+}
+
+/// Time this thread has spent on a CPU (Linux's schedstat), so that a busy machine, which
+/// makes the thread wait for a CPU, does not count.
+fn cpu_nanos() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
