@@ -40,7 +40,7 @@ pub struct FunctionLimits {
     /// queues. Default 5 s.
     pub time: Duration,
     /// Heap limit of the thread's runtime while the call runs (the fresh context's built-ins,
-    /// about 0.3 MiB, count against it). Default 64 MiB.
+    /// about 0.1 MiB, count against it). Default 64 MiB.
     pub memory_bytes: usize,
     /// Native stack the JavaScript may use; deep recursion fails with a `RangeError` beyond it.
     /// Default 1 MiB, about 1,600 JavaScript frames (a frame takes 0.5–0.7 KiB). The calling

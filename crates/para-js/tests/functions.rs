@@ -249,6 +249,11 @@ fn no_clock_randomness_or_host_access() {
         ),
         r#"["2024-03-01T00:00:00.000Z",2024,true,true,true,86400000,"Date","function"]"#
     );
+    // QuickJS's atob/btoa are there (pure functions), as in the build.
+    assert_eq!(
+        ok("() => [btoa('user:pw'), atob('dXNlcjpwdw==')]", "{}"),
+        r#"["dXNlcjpwdw==","user:pw"]"#
+    );
     // console exists and discards.
     assert_eq!(
         ok("(p) => { console.log('hi', p); console.error(p); return 1; }", r#"{"a":1}"#),
