@@ -315,7 +315,7 @@ fn probe_sum(addr: SocketAddr, project_id: &str, token: &str) -> anyhow::Result<
 }
 
 /// One wrk run's figures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Load {
     requests: f64,
     rps: f64,
@@ -324,6 +324,8 @@ struct Load {
     p99_ms: f64,
     max_ms: f64,
     errors: u64,
+    /// wrk's error counts by kind, when any.
+    error_kinds: String,
 }
 
 fn wrk_script(project_id: &str, tokens: &[String]) -> String {
@@ -388,6 +390,12 @@ fn run_wrk(
         p99_ms: f("p99_us") / 1000.0,
         max_ms: f("max_us") / 1000.0,
         errors: errors as u64,
+        error_kinds: ["status", "timeout", "connect", "read", "write"]
+            .iter()
+            .filter(|k| f(k) > 0.0)
+            .map(|k| format!("{k} {}", f(k)))
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
@@ -527,6 +535,15 @@ struct Measured {
     label: String,
     load: Load,
     events: Option<Events>,
+    /// CPUs the server process used on average during the timed request-trigger run.
+    server_cpu: Option<f64>,
+}
+
+/// User + system CPU time of `pid` so far, in clock ticks (`/proc/<pid>/stat` fields 14, 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
 /// The bench project and its users, shared by every database measured.
@@ -566,7 +583,14 @@ fn measure(
     eprint!(" warm-up {}s…", args.warmup);
     run_wrk(args, &script, server.addr, args.warmup)?;
     eprint!(" request triggers {}s…", args.duration);
+    let pid = server.service.child.id();
+    let (ticks_before, started) = (cpu_ticks(pid), Instant::now());
     let load = run_wrk(args, &script, server.addr, args.duration)?;
+    let server_cpu = match (ticks_before, cpu_ticks(pid)) {
+        // Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+        (Some(a), Some(b)) => Some((b - a) as f64 / 100.0 / started.elapsed().as_secs_f64()),
+        _ => None,
+    };
     let events = if with_events && args.events > 0 {
         eprint!(" {} App Events…", args.events);
         Some(app_events(args, server.addr, project_id, tokens, &admin_key)?)
@@ -575,7 +599,7 @@ fn measure(
     };
     eprintln!(" done");
     drop(server);
-    Ok(Measured { label: label.to_string(), load, events })
+    Ok(Measured { label: label.to_string(), load, events, server_cpu })
 }
 
 fn thousands(v: f64) -> String {
@@ -642,13 +666,13 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<12}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}{:>8}",
-        "database", "runs", "runs/s", "p50", "p90", "p99", "max", "errors"
+        "{:<12}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}{:>8}{:>12}",
+        "database", "runs", "runs/s", "p50", "p90", "p99", "max", "errors", "server CPU"
     );
     for m in &results {
         let l = &m.load;
         println!(
-            "{:<12}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}{:>8}",
+            "{:<12}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}{:>8}{:>12}",
             m.label,
             thousands(l.requests),
             thousands(l.rps),
@@ -656,9 +680,14 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
             format!("{:.1}ms", l.p90_ms),
             format!("{:.1}ms", l.p99_ms),
             format!("{:.0}ms", l.max_ms),
-            l.errors
+            l.errors,
+            m.server_cpu.map_or("?".into(), |c| format!("{c:.2} CPUs"))
         );
     }
+    println!(
+        "(server CPU: what para serve used on average during the timed run, of {cpus}; well below \
+         {cpus} with runs/s short of the target means the runs wait rather than compute)"
+    );
     if let Some(note) = &pg_note {
         println!("{note}");
     }
@@ -709,6 +738,15 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     }
     if args.keep {
         println!("kept: {}", dir.display());
+    }
+    for m in results.iter().filter(|m| m.load.errors > 0) {
+        println!(
+            "{}: {} errors ({}; status: an answer other than 2xx/3xx); the server's log: {}",
+            m.label,
+            m.load.errors,
+            m.load.error_kinds,
+            setup.dir.join(format!("serve-{}.log", m.label)).display()
+        );
     }
     if results.iter().any(|m| m.load.errors > 0) {
         bail!("some answers were errors (non-2xx or socket): the figures above are not valid");
