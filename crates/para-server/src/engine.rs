@@ -117,6 +117,8 @@ pub struct Start {
     pub trigger_kind: String,
     /// The trigger step's output.
     pub trigger_output: Value,
+    /// The user's data when the trigger already read it.
+    pub user: Option<Arc<UserData>>,
 }
 
 /// A run just written.
@@ -146,11 +148,15 @@ impl Engine {
     /// Commits one write through the group committer; false: the lease was lost (or the
     /// database failed, which the run treats the same way: it stops and is resumed later).
     async fn commit(&self, write: Write) -> bool {
+        self.send(write).await.unwrap_or(false)
+    }
+
+    /// Queues a write for the committer; the answer comes when it is committed. Writes are
+    /// committed in the order they are queued.
+    fn send(&self, write: Write) -> oneshot::Receiver<bool> {
         let (done, answer) = oneshot::channel();
-        if self.commits.send(Commit { write, done }).is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+        let _ = self.commits.send(Commit { write, done });
+        answer
     }
 
     fn user_slots(&self, user: &str) -> Arc<Semaphore> {
@@ -334,14 +340,18 @@ pub async fn start_run(
     });
     let run_id = run.id.clone();
     let create = Write::Create { run: run.clone(), lease: Some(engine.lease()), steps };
-    if !engine.commit(create).await {
-        engine.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not_recorded",
-            "the run could not be recorded; try again",
-        ));
-    }
+    let created = engine.send(create);
+    // A trigger that waits for the response is answered after the run's last write, which
+    // is committed after this one: the run may start before this commit returns (its side
+    // effects wait for it). Otherwise the trigger is acknowledged once the run is recorded.
+    let created = if want_response {
+        Some(created)
+    } else {
+        if !created.await.unwrap_or(false) {
+            return Err(not_recorded());
+        }
+        None
+    };
     let stored = Run {
         id: run.id,
         project_id: run.project_id,
@@ -360,8 +370,25 @@ pub async fn start_run(
         not_before: 0,
         claims: 1,
     };
-    tokio::spawn(execute(owner, stored, Some(workflow)));
+    let fresh = Fresh { workflow, user: start.user, created };
+    tokio::spawn(execute(owner, stored, Some(fresh)));
     Ok(Started { run_id, response })
+}
+
+pub fn not_recorded() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "not_recorded",
+        "the run could not be recorded; try again",
+    )
+}
+
+/// What a run started in this process brings along.
+struct Fresh {
+    workflow: Workflow,
+    user: Option<Arc<UserData>>,
+    /// The run's creation, when it was not awaited.
+    created: Option<oneshot::Receiver<bool>>,
 }
 
 /// Writes a queued run for whichever process claims it first (cron ticks, replays).
@@ -409,7 +436,11 @@ fn to_record(e: JournalEntry) -> StepRecord {
 }
 
 /// Executes (or resumes) a run this process holds the lease of.
-async fn execute(state: Arc<AppState>, run: Run, workflow: Option<Workflow>) {
+async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
+    let (workflow, user, created) = match fresh {
+        Some(f) => (Some(f.workflow), f.user, f.created),
+        None => (None, None, None),
+    };
     let fresh = workflow.is_some();
     let engine = &state.engine;
     let Ok(_slot) = engine.slots.clone().acquire_owned().await else { return };
@@ -422,6 +453,8 @@ async fn execute(state: Arc<AppState>, run: Run, workflow: Option<Workflow>) {
         pending: Mutex::default(),
         response: Mutex::default(),
         delivered: AtomicBool::new(false),
+        created: tokio::sync::Mutex::new(created),
+        recorded: std::sync::atomic::AtomicU8::new(0),
     };
     let workflow = match workflow
         .or_else(|| find_workflow(&state, &run.workflow_id).map(|(_, w)| w))
@@ -446,7 +479,7 @@ async fn execute(state: Arc<AppState>, run: Run, workflow: Option<Workflow>) {
     } else {
         Vec::new()
     };
-    let context = match run_context(&state, &run, &workflow).await {
+    let context = match run_context(&state, &run, &workflow, user).await {
         Ok(c) => c,
         Err(message) => {
             host.finish(Outcome::Failed(message)).await;
@@ -465,17 +498,48 @@ async fn execute(state: Arc<AppState>, run: Run, workflow: Option<Workflow>) {
     host.finish(outcome).await;
 }
 
+/// What a run reads of its user: metadata, settings and credentials (a trigger that already
+/// read them hands them over, saving the reads).
+#[derive(Debug, Clone)]
+pub struct UserData {
+    pub meta: Value,
+    pub settings: Vec<para_store::Settings>,
+    pub credentials: Vec<para_store::Credential>,
+}
+
+impl UserData {
+    pub async fn load(state: &AppState, user_id: &str) -> Result<UserData, para_store::StoreError> {
+        let p = &state.project_id;
+        let (user, settings, credentials) = tokio::join!(
+            state.store.user(p, user_id),
+            state.store.settings(p, user_id),
+            state.store.credentials(p, user_id, None),
+        );
+        Ok(UserData {
+            meta: user?.map(|u| u.meta).unwrap_or(Value::Object(Map::new())),
+            settings: settings?,
+            credentials: credentials?,
+        })
+    }
+}
+
 /// Everything the run reads besides step outputs: the user, their credential and settings,
 /// the project's secrets.
 async fn run_context(
     state: &AppState,
     run: &Run,
     workflow: &Workflow,
+    known: Option<Arc<UserData>>,
 ) -> Result<RunContext, String> {
-    let store_error = |e: para_store::StoreError| format!("reading the user's data failed: {e}");
-    let user = state.store.user(&state.project_id, &run.user_id).await.map_err(store_error)?;
-    let settings =
-        state.store.settings(&state.project_id, &run.user_id).await.map_err(store_error)?;
+    let data = match known {
+        Some(data) => data,
+        None => Arc::new(
+            UserData::load(state, &run.user_id)
+                .await
+                .map_err(|e| format!("reading the user's data failed: {e}"))?,
+        ),
+    };
+    let settings = &data.settings;
     let values = |workflow_id: &str| -> Map<String, Value> {
         settings
             .iter()
@@ -485,21 +549,18 @@ async fn run_context(
     };
     let mut context = RunContext {
         user_id: run.user_id.clone(),
-        meta: user.map(|u| u.meta).unwrap_or(Value::Object(Map::new())),
+        meta: data.meta.clone(),
         shared_settings: values(""),
         workflow_settings: values(&workflow.id),
         secrets: secrets(state),
         ..RunContext::default()
     };
-    let credentials = state
-        .store
-        .credentials(&state.project_id, &run.user_id, Some(&run.integration))
-        .await
-        .map_err(store_error)?;
-    if let Some(c) = credentials.into_iter().find(|c| c.status == "VALID") {
+    let credential =
+        data.credentials.iter().find(|c| c.integration == run.integration && c.status == "VALID");
+    if let Some(c) = credential {
         context.provider_id = c.provider_id.clone();
         context.provider_data = Some(c.provider_data.clone());
-        if let Ok(m) = crate::refresh::open(state, &c) {
+        if let Ok(m) = crate::refresh::open(state, c) {
             let mut fields = m.values.clone();
             if let Some(token) = m.access_token() {
                 fields.insert("oauthAccessToken".into(), Value::String(token.to_string()));
@@ -535,9 +596,30 @@ struct ServerHost {
     pending: Mutex<Vec<JournalEntry>>,
     response: Mutex<Option<Value>>,
     delivered: AtomicBool,
+    /// The run's creation when the run started before it was committed.
+    created: tokio::sync::Mutex<Option<oneshot::Receiver<bool>>>,
+    /// 0: not known yet, 1: recorded, 2: not recorded.
+    recorded: std::sync::atomic::AtomicU8,
 }
 
 impl ServerHost {
+    /// Waits until the run's creation is committed (at once when it was); false if it failed.
+    /// Side effects wait for this.
+    async fn recorded(&self) -> bool {
+        match self.recorded.load(Ordering::Acquire) {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        let mut created = self.created.lock().await;
+        let ok = match created.take() {
+            Some(rx) => rx.await.unwrap_or(false),
+            None => self.recorded.load(Ordering::Acquire) != 2,
+        };
+        self.recorded.store(if ok { 1 } else { 2 }, Ordering::Release);
+        ok
+    }
+
     fn take_pending(&self) -> Vec<StepRecord> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
             .into_iter()
@@ -631,6 +713,9 @@ impl ServerHost {
         integration: bool,
         request: HttpRequest,
     ) -> Result<HttpResponse, StepError> {
+        if !self.recorded().await {
+            return Err(StepError::new("the run could not be recorded, so nothing is sent"));
+        }
         if !integration {
             let url = url::Url::parse(&request.url)
                 .map_err(|e| StepError::new(format!("`{}` is not a URL: {e}", request.url)))?;

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::engine::{self, Start};
+use crate::engine::{self, Start, UserData};
 use crate::error::ApiError;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -78,10 +78,10 @@ async fn active_workflows(
     user_id: &str,
     meta: &Value,
     pick: impl Fn(&Workflow) -> bool,
-) -> Result<Vec<(String, Workflow)>, ApiError> {
+) -> Result<(Vec<(String, Workflow)>, Arc<UserData>), ApiError> {
     let build = state.build();
-    let credentials = state.store.credentials(&state.project_id, user_id, None).await?;
-    let settings = state.store.settings(&state.project_id, user_id).await?;
+    let data = Arc::new(UserData::load(state, user_id).await?);
+    let (credentials, settings) = (&data.credentials, &data.settings);
     let mut out = Vec::new();
     for integration in build.integrations.values() {
         if !credentials.iter().any(|c| c.integration == integration.key && c.status == "VALID") {
@@ -97,7 +97,7 @@ async fn active_workflows(
             }
         }
     }
-    Ok(out)
+    Ok((out, data))
 }
 
 #[derive(serde::Deserialize)]
@@ -121,7 +121,7 @@ async fn event(
         ))
     })?;
     let name = body.name.trim();
-    let workflows = active_workflows(
+    let (workflows, data) = active_workflows(
         &state,
         &user.user_id,
         &user.meta,
@@ -136,6 +136,7 @@ async fn event(
             workflow_id: workflow.id.clone(),
             trigger_kind: "event".into(),
             trigger_output: body.payload.clone(),
+            user: Some(data.clone()),
         };
         executions.push(engine::start_run(&state, start, false).await?.run_id);
     }
@@ -211,7 +212,7 @@ async fn request_trigger(
             workflow.name
         )));
     };
-    let active =
+    let (active, data) =
         active_workflows(&state, &user.user_id, &user.meta, |w| w.id == workflow.id).await?;
     if active.is_empty() {
         return Err(ApiError::new(
@@ -262,6 +263,7 @@ async fn request_trigger(
         workflow_id: workflow.id.clone(),
         trigger_kind: "request".into(),
         trigger_output,
+        user: Some(data),
     };
     let responds = engine::responds(&workflow);
     let started = engine::start_run(&state, start, responds).await?;
@@ -270,7 +272,9 @@ async fn request_trigger(
     };
     let answer = match tokio::time::timeout(Duration::from_secs(60), answer).await {
         Ok(Ok(answer)) => answer,
-        _ => {
+        // The run stopped without answering: it could not be recorded.
+        Ok(Err(_)) => return Err(engine::not_recorded()),
+        Err(_) => {
             return Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "executionId": started.run_id, "status": "RUNNING" })),
@@ -301,7 +305,7 @@ pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &
         matches!(trigger_of(w), Trigger::IntegrationEnabled)
     })
     .await;
-    let Ok(workflows) = workflows else { return };
+    let Ok((workflows, data)) = workflows else { return };
     for (key, workflow) in workflows.into_iter().filter(|(k, _)| k == integration) {
         let start = Start {
             user_id: user_id.to_string(),
@@ -309,6 +313,7 @@ pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &
             workflow_id: workflow.id.clone(),
             trigger_kind: "integration_enabled".into(),
             trigger_output: json!({ "integration": integration }),
+            user: Some(data.clone()),
         };
         if let Err(e) = engine::start_run(state, start, false).await {
             eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);
@@ -437,7 +442,7 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
             _ => Value::Object(Map::new()),
         };
         let active = active_workflows(state, &user_id, &meta, |w| w.id == workflow.id).await;
-        if !active.is_ok_and(|a| !a.is_empty()) {
+        if !active.is_ok_and(|(a, _)| !a.is_empty()) {
             continue;
         }
         let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
@@ -447,6 +452,7 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
             workflow_id: workflow.id.clone(),
             trigger_kind: "cron".into(),
             trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
+            user: None,
         };
         if let Err(e) = engine::enqueue(state, start).await {
             eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);

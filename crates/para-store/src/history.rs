@@ -150,7 +150,7 @@ impl Store {
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit + 1));
         // Built from constant fragments and a clamped number; every value is bound.
         let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args);
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.reader).await?;
         let mut runs = rows
             .iter()
             .map(|r| Ok(ListedRun { run: run_row(r)?, steps: r.get::<i64, _>(16) }))
@@ -170,7 +170,7 @@ impl Store {
         sql.insert_str(0, "SELECT COUNT(*) FROM runs");
         // Built from constant fragments; every value is bound.
         let row =
-            bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args).fetch_one(&self.pool).await?;
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args).fetch_one(&self.reader).await?;
         Ok(row.get::<i64, _>(0))
     }
 }

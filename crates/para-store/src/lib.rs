@@ -44,6 +44,9 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Reads that need not wait for the writer: on a SQLite file, a few read-only connections
+    /// beside the one writer (WAL lets them read while it writes); otherwise `pool` itself.
+    reader: AnyPool,
     backend: Backend,
 }
 
@@ -140,8 +143,22 @@ impl Store {
         }
         .connect(&url)
         .await?;
-        let store = Store { pool, backend };
+        let mut store = Store { reader: pool.clone(), pool, backend };
         store.migrate().await?;
+        if backend == Backend::Sqlite && !url.contains(":memory:") {
+            store.reader = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA query_only = 1").await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?;
+        }
         Ok(store)
     }
 
@@ -233,7 +250,7 @@ impl Store {
         )
         .bind(project_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         row.map(|r| {
             Ok(ConnectedUser {
@@ -251,7 +268,7 @@ impl Store {
             "SELECT user_id, meta, created_at FROM connected_users WHERE project_id = $1 ORDER BY created_at, user_id",
         )
         .bind(project_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {
@@ -336,7 +353,7 @@ impl Store {
             .bind(project_id)
             .bind(user_id)
             .bind(integration.unwrap_or(""))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(Self::credential_row).collect()
     }
@@ -357,7 +374,7 @@ impl Store {
             .bind(project_id)
             .bind(user_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(Self::credential_row).transpose()
     }
@@ -449,7 +466,7 @@ impl Store {
         )
         .bind(project_id)
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {

@@ -162,6 +162,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut done = Vec::with_capacity(writes.len());
+        // Journal entries of every write, upserted together at the end.
+        let mut entries: Vec<(String, &StepRecord)> = Vec::new();
         for write in writes {
             match write {
                 Write::Create { run, lease, steps } => {
@@ -190,9 +192,7 @@ impl Store {
                     .bind(i64::from(lease.is_some()))
                     .execute(&mut *tx)
                     .await?;
-                    for step in steps {
-                        upsert_step(&mut tx, &id, step).await?;
-                    }
+                    entries.extend(steps.iter().map(|step| (id.clone(), step)));
                     done.push(true);
                 }
                 Write::Progress { run_id, lease, steps, state, response } => {
@@ -226,14 +226,13 @@ impl Store {
                     .rows_affected()
                         == 1;
                     if held {
-                        for step in steps {
-                            upsert_step(&mut tx, run_id, step).await?;
-                        }
+                        entries.extend(steps.iter().map(|step| (run_id.clone(), step)));
                     }
                     done.push(held);
                 }
             }
         }
+        upsert_steps(&mut tx, entries).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -297,7 +296,7 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(project_id)
             .bind(run_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(run_row).transpose()
     }
@@ -310,7 +309,7 @@ impl Store {
              FROM run_steps WHERE run_id = $1 ORDER BY seq, step_key",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {
@@ -359,7 +358,7 @@ impl Store {
         )
         .bind(project_id)
         .bind(integration)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -386,33 +385,73 @@ impl Store {
     }
 }
 
-async fn upsert_step(
+/// Writes journal entries in multi-row statements. A key written twice in one call keeps its
+/// last write (and the first one's input when the last has none), as separate upserts would.
+async fn upsert_steps(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    step: &StepRecord,
+    entries: Vec<(String, &StepRecord)>,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO run_steps (run_id, step_key, step_id, seq, status, attempts, input, output, error, not_before, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status,
-           attempts = excluded.attempts, input = COALESCE(excluded.input, run_steps.input),
-           output = excluded.output, error = excluded.error, not_before = excluded.not_before,
-           finished_at = excluded.finished_at",
-    )
-    .bind(run_id)
-    .bind(&step.key)
-    .bind(&step.step_id)
-    .bind(step.seq)
-    .bind(&step.status)
-    .bind(step.attempts)
-    .bind(opt_json(&step.input))
-    .bind(opt_json(&step.output))
-    .bind(step.error.as_deref())
-    .bind(step.not_before)
-    .bind(step.started_at)
-    .bind(step.finished_at)
-    .execute(&mut **tx)
-    .await?;
+    let mut rows: Vec<(String, StepRecord)> = Vec::with_capacity(entries.len());
+    let mut at: std::collections::HashMap<(String, String), usize> = Default::default();
+    for (run_id, step) in entries {
+        match at.get(&(run_id.clone(), step.key.clone())) {
+            Some(&i) => {
+                let input = rows[i].1.input.take();
+                rows[i].1 = step.clone();
+                if rows[i].1.input.is_none() {
+                    rows[i].1.input = input;
+                }
+            }
+            None => {
+                at.insert((run_id.clone(), step.key.clone()), rows.len());
+                rows.push((run_id, step.clone()));
+            }
+        }
+    }
+    // 12 parameters a row; SQLite allows 32,766 per statement.
+    for chunk in rows.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO run_steps (run_id, step_key, step_id, seq, status, attempts, input, output, error, not_before, started_at, finished_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 12;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for k in 1..=12 {
+                if k > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", b + k));
+            }
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status,
+               attempts = excluded.attempts, input = COALESCE(excluded.input, run_steps.input),
+               output = excluded.output, error = excluded.error, not_before = excluded.not_before,
+               finished_at = excluded.finished_at",
+        );
+        // Placeholders only; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run_id, step) in chunk {
+            query = query
+                .bind(run_id.as_str())
+                .bind(step.key.as_str())
+                .bind(step.step_id.as_str())
+                .bind(step.seq)
+                .bind(step.status.as_str())
+                .bind(step.attempts)
+                .bind(opt_json(&step.input))
+                .bind(opt_json(&step.output))
+                .bind(step.error.as_deref())
+                .bind(step.not_before)
+                .bind(step.started_at)
+                .bind(step.finished_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -581,6 +620,20 @@ mod tests {
         assert_eq!(steps[0].attempts, 2);
         assert_eq!(steps[0].input, Some(json!({"k": "call"})), "kept from the first attempt");
         assert_eq!(steps[0].error, None);
+
+        // Two writes of one key in one transaction (a flush and the finish batched together).
+        let mut first = step("twice", 1, step_status::WAITING, Value::Null);
+        first.output = None;
+        let mut last = step("twice", 1, step_status::DONE, json!("final"));
+        last.input = None;
+        let writes = [
+            progress("r", "w", vec![first], RunState::Running),
+            progress("r", "w", vec![last], RunState::Succeeded),
+        ];
+        assert_eq!(s.apply(&writes).await.unwrap(), [true, true]);
+        let twice = s.run_steps("r").await.unwrap().into_iter().find(|e| e.key == "twice").unwrap();
+        assert_eq!((twice.status.as_str(), twice.output), ("DONE", Some(json!("final"))));
+        assert_eq!(twice.input, Some(json!({"k": "twice"})));
 
         assert!(s.claim_cron_tick("p", "wf", 1_000, "a").await.unwrap());
         assert!(!s.claim_cron_tick("p", "wf", 1_000, "b").await.unwrap());

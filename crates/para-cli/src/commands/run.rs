@@ -84,6 +84,7 @@ pub fn run(args: RunArgs) -> i32 {
             workflow_id: workflow.id.clone(),
             trigger_kind: "manual".into(),
             trigger_output: trigger,
+            user: None,
         };
         let started = match engine::start_run(&state, start, false).await {
             Ok(s) => s,
