@@ -255,7 +255,7 @@ async fn follow_prints_new_runs_and_status_changes() {
     assert!(next("the queued run").ends_with("run-third"));
 
     // run-third starts and succeeds; a new run of ann arrives; bob's never shows.
-    let claimed = store.claim_runs("worker", 10, 60_000).await.unwrap();
+    let claimed = store.claim_runs("p1", "worker", 10, 60_000).await.unwrap();
     assert!(claimed.iter().any(|r| r.id == "run-third"));
     add_run(&store, "p1", "run-bob", "bob", vec![], None).await;
     add_run(&store, "p1", "run-fourth", "ann", vec![], None).await;

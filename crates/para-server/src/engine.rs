@@ -102,6 +102,8 @@ pub struct Engine {
     wake: Notify,
     slots: Arc<Semaphore>,
     users: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Runs this process holds and executes (their leases are renewed).
+    active: Mutex<std::collections::HashSet<String>>,
     started: AtomicBool,
     /// The state the engine runs in, set by [`start`].
     state: std::sync::OnceLock<std::sync::Weak<AppState>>,
@@ -140,6 +142,7 @@ impl Engine {
             waiters: Mutex::default(),
             wake: Notify::new(),
             users: Mutex::default(),
+            active: Mutex::default(),
             started: AtomicBool::new(false),
             state: std::sync::OnceLock::new(),
         }
@@ -196,7 +199,6 @@ pub fn start_workers(state: &Arc<AppState>) -> bool {
         tokio::spawn(committer(state.clone(), rx));
     }
     tokio::spawn(poller(state.clone()));
-    tokio::spawn(renewer(state.clone()));
     true
 }
 
@@ -208,9 +210,32 @@ pub async fn stop(state: &AppState) {
     }
 }
 
+/// Commits the queued writes in batches, and renews the leases of the runs executing here.
+/// Both on this one task, so this process's transactions on its runs never wait for each
+/// other (PostgreSQL could otherwise find a renewal and a batch deadlocked).
 async fn committer(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<Commit>) {
+    let engine = &state.engine;
+    let period = Duration::from_millis((engine.config.lease_ms / 3).max(50) as u64);
+    let mut renew = tokio::time::interval(period);
     let mut batch: Vec<Commit> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            first = rx.recv() => match first {
+                Some(first) => first,
+                None => return,
+            },
+            _ = renew.tick() => {
+                let ids: Vec<String> =
+                    engine.active.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                if !ids.is_empty()
+                    && let Err(e) =
+                        state.store.renew_leases(&engine.worker, &ids, engine.config.lease_ms).await
+                {
+                    eprintln!("para: renewing run leases failed: {e}");
+                }
+                continue;
+            }
+        };
         batch.push(first);
         while batch.len() < 512 {
             match rx.try_recv() {
@@ -247,7 +272,11 @@ async fn poller(state: Arc<AppState>) {
         if free == 0 {
             continue;
         }
-        match state.store.claim_runs(&engine.worker, free as i64, engine.config.lease_ms).await {
+        let claimed = state
+            .store
+            .claim_runs(&state.project_id, &engine.worker, free as i64, engine.config.lease_ms)
+            .await;
+        match claimed {
             Ok(runs) => {
                 let full = runs.len() == free;
                 for run in runs {
@@ -258,18 +287,6 @@ async fn poller(state: Arc<AppState>) {
                 }
             }
             Err(e) => eprintln!("para: claiming runs failed: {e}"),
-        }
-    }
-}
-
-async fn renewer(state: Arc<AppState>) {
-    let period = Duration::from_millis((state.engine.config.lease_ms / 3).max(50) as u64);
-    loop {
-        tokio::time::sleep(period).await;
-        if let Err(e) =
-            state.store.renew_leases(&state.engine.worker, state.engine.config.lease_ms).await
-        {
-            eprintln!("para: renewing run leases failed: {e}");
         }
     }
 }
@@ -437,14 +454,30 @@ fn to_record(e: JournalEntry) -> StepRecord {
 
 /// Executes (or resumes) a run this process holds the lease of.
 async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
+    let engine = &state.engine;
+    let id = run.id.clone();
+    engine.active.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+    let written = execute_held(state.clone(), run, fresh).await;
+    engine.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    // Stopped without recording how the run stands (a database error, a lost lease): give the
+    // lease back (a no-op if another process holds it now) so the run resumes at once.
+    if !written && let Err(e) = state.store.release_lease(&engine.worker, &id).await {
+        eprintln!("para: releasing run {id} failed: {e}");
+    }
+}
+
+/// Executes a run this process holds; true when its outcome was recorded.
+async fn execute_held(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) -> bool {
     let (workflow, user, created) = match fresh {
         Some(f) => (Some(f.workflow), f.user, f.created),
         None => (None, None, None),
     };
     let fresh = workflow.is_some();
     let engine = &state.engine;
-    let Ok(_slot) = engine.slots.clone().acquire_owned().await else { return };
-    let Ok(_user_slot) = engine.user_slots(&run.user_id).acquire_owned().await else { return };
+    let Ok(_slot) = engine.slots.clone().acquire_owned().await else { return false };
+    let Ok(_user_slot) = engine.user_slots(&run.user_id).acquire_owned().await else {
+        return false;
+    };
     let host = ServerHost {
         state: state.clone(),
         run_id: run.id.clone(),
@@ -463,8 +496,7 @@ async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
         None => {
             let message =
                 format!("the workflow `{}` is not in the served build any more", run.workflow_id);
-            host.finish(Outcome::Failed(message)).await;
-            return;
+            return host.finish(Outcome::Failed(message)).await;
         }
     };
     // A run started here has only its trigger; a claimed one reads its journal.
@@ -473,7 +505,7 @@ async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
             Ok(steps) => steps.into_iter().filter_map(to_entry).collect(),
             Err(e) => {
                 eprintln!("para: reading the journal of run {} failed: {e}", run.id);
-                return;
+                return false;
             }
         }
     } else {
@@ -481,10 +513,7 @@ async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
     };
     let context = match run_context(&state, &run, &workflow, user).await {
         Ok(c) => c,
-        Err(message) => {
-            host.finish(Outcome::Failed(message)).await;
-            return;
-        }
+        Err(message) => return host.finish(Outcome::Failed(message)).await,
     };
     let outcome = run::execute(
         &host,
@@ -495,7 +524,7 @@ async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
         &engine.config.options,
     )
     .await;
-    host.finish(outcome).await;
+    host.finish(outcome).await
 }
 
 /// What a run reads of its user: metadata, settings and credentials (a trigger that already
@@ -648,16 +677,17 @@ impl ServerHost {
         }
     }
 
-    async fn finish(&self, outcome: Outcome) {
+    /// A waiting request trigger gets no answer from this execution (it then answers 503).
+    fn forget_waiter(&self) {
+        self.state.engine.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.run_id);
+    }
+
+    /// Records how the run ended (or where it waits); true when that was committed.
+    async fn finish(&self, outcome: Outcome) -> bool {
         let state = match &outcome {
             Outcome::LeaseLost => {
-                self.state
-                    .engine
-                    .waiters
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&self.run_id);
-                return;
+                self.forget_waiter();
+                return false;
             }
             Outcome::Succeeded => RunState::Succeeded,
             Outcome::Failed(m) => RunState::Failed(m.clone()),
@@ -672,13 +702,8 @@ impl ServerHost {
             response: response.clone(),
         };
         if !self.state.engine.commit(write).await {
-            self.state
-                .engine
-                .waiters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&self.run_id);
-            return;
+            self.forget_waiter();
+            return false;
         }
         if let Outcome::Waiting(at) = outcome {
             // Wake the poller when the wait is over (it polls anyway).
@@ -697,13 +722,14 @@ impl ServerHost {
             }),
             // A request trigger keeps waiting: the run answers when it resumes (here; if
             // another process resumes it, the trigger times out with 202).
-            (None, Outcome::Waiting(_)) => return,
+            (None, Outcome::Waiting(_)) => return true,
             (None, _) => json!({
                 "statusCode": 200,
                 "body": { "executionId": self.run_id, "status": "SUCCEEDED" },
             }),
         };
         self.deliver(answer);
+        true
     }
 
     /// Sends a request; for an integration request, below the integration's API base with the

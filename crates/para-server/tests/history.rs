@@ -384,7 +384,7 @@ async fn replay_queues_a_new_run_for_the_same_user_and_input() {
     }
     let (_, mine) = server.get(&server.api(""), Some(&ann)).await;
     assert_eq!(ids(&mine)[0], new_id, "the newest run");
-    let claimed = store.claim_runs("test-worker", 10, 60_000).await.unwrap();
+    let claimed = store.claim_runs(PROJECT, "test-worker", 10, 60_000).await.unwrap();
     let now = store.run(PROJECT, &new_id).await.unwrap().unwrap();
     assert!(claimed.iter().any(|r| r.id == new_id) || now.claims > 0, "a worker picks it up");
 

@@ -8,7 +8,7 @@ ALTER TABLE runs ADD COLUMN not_before BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN lease_owner TEXT;
 ALTER TABLE runs ADD COLUMN lease_until BIGINT;
 ALTER TABLE runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX runs_due ON runs (status, not_before);
+CREATE INDEX runs_due ON runs (project_id, status, not_before);
 CREATE INDEX runs_by_workflow ON runs (project_id, workflow_id, created_at);
 DROP TABLE run_steps;
 CREATE TABLE run_steps (

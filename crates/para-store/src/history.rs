@@ -418,8 +418,9 @@ mod tests {
         assert_eq!(list(window).await, ["r3", "r2"], "after inclusive, before exclusive");
 
         // Status: finish r3 through its lease, fail it.
-        let claimed = s.claim_runs("w", 100, 60_000).await.unwrap();
-        assert_eq!(claimed.len(), 9);
+        let claimed = s.claim_runs("p", "w", 100, 60_000).await.unwrap();
+        assert!(claimed.iter().any(|r| r.id == "r3"));
+        assert!(claimed.iter().all(|r| r.project_id == "p"), "only the project's runs");
         let failed = Write::Progress {
             run_id: "r3".into(),
             lease: Lease { owner: "w".into(), until: 0 },

@@ -237,8 +237,15 @@ impl Store {
         Ok(done)
     }
 
-    /// Leases up to `limit` due runs to `owner` for `lease_ms`.
-    pub async fn claim_runs(&self, owner: &str, limit: i64, lease_ms: i64) -> Result<Vec<Run>> {
+    /// Leases up to `limit` due runs of the project to `owner` for `lease_ms`. (Several
+    /// projects may share a database; a server only runs its own project's runs.)
+    pub async fn claim_runs(
+        &self,
+        project_id: &str,
+        owner: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Run>> {
         let now = now_ms();
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -248,7 +255,7 @@ impl Store {
             "UPDATE runs SET status = '{running}', lease_owner = $1, lease_until = $2, claims = claims + 1, updated_at = $3
              WHERE id IN (
                SELECT id FROM runs
-               WHERE status IN ('{queued}', '{running}', '{waiting}') AND not_before <= $3
+               WHERE project_id = $5 AND status IN ('{queued}', '{running}', '{waiting}') AND not_before <= $3
                  AND (lease_until IS NULL OR lease_until < $3)
                ORDER BY not_before LIMIT $4{lock})
              RETURNING {RUN_COLUMNS}",
@@ -262,19 +269,49 @@ impl Store {
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
+            .bind(project_id)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_row).collect()
     }
 
-    /// Extends every lease `owner` holds; returns how many it holds.
-    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> Result<u64> {
-        Ok(sqlx::query("UPDATE runs SET lease_until = $2 WHERE lease_owner = $1")
-            .bind(owner)
-            .bind(now_ms() + lease_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+    /// Extends `owner`'s leases on these runs (the ones it is executing); returns how many
+    /// it still holds.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        run_ids: &[String],
+        lease_ms: i64,
+    ) -> Result<u64> {
+        let until = now_ms() + lease_ms;
+        let mut held = 0;
+        for chunk in run_ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "UPDATE runs SET lease_until = $2 WHERE lease_owner = $1 AND id IN ({})",
+                list.join(", ")
+            );
+            // Placeholders only; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner).bind(until);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            held += query.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(held)
+    }
+
+    /// Gives back `owner`'s lease on one run (it stopped executing it without finishing), so
+    /// that any process may resume it at once.
+    pub async fn release_lease(&self, owner: &str, run_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Gives back every lease `owner` holds (a graceful shutdown), so another process can
@@ -518,11 +555,12 @@ mod tests {
             steps: vec![step("trigger", 0, step_status::DONE, json!({"t": 1}))],
         };
         assert_eq!(s.apply(&[create]).await.unwrap(), [true]);
-        let claimed = s.claim_runs("w1", 10, 30_000).await.unwrap();
+        assert!(s.claim_runs("other", "w0", 10, 30_000).await.unwrap().is_empty(), "per project");
+        let claimed = s.claim_runs("p", "w1", 10, 30_000).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("r1", 1));
         assert_eq!(claimed[0].status, status::RUNNING);
-        assert!(s.claim_runs("w2", 10, 30_000).await.unwrap().is_empty(), "leased");
+        assert!(s.claim_runs("p", "w2", 10, 30_000).await.unwrap().is_empty(), "leased");
 
         // Only the owner writes; both writes share one transaction.
         let a = progress(
@@ -563,7 +601,10 @@ mod tests {
                 ("respond", Some(json!({"status": 200})))
             ]
         );
-        assert!(s.claim_runs("w3", 10, 30_000).await.unwrap().is_empty(), "finished runs stay");
+        assert!(
+            s.claim_runs("p", "w3", 10, 30_000).await.unwrap().is_empty(),
+            "finished runs stay"
+        );
     }
 
     #[tokio::test]
@@ -578,18 +619,24 @@ mod tests {
         // `wait` was leased with an expired lease too; let w1 park it for a minute.
         let park = progress("wait", "w1", vec![], RunState::Waiting(now_ms() + 60_000));
         assert_eq!(s.apply(&[park]).await.unwrap(), [true]);
-        let taken = s.claim_runs("w2", 10, 30_000).await.unwrap();
+        let taken = s.claim_runs("p", "w2", 10, 30_000).await.unwrap();
         assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["crashed"]);
         assert_eq!(taken[0].claims, 2);
         let late = progress("crashed", "dead", vec![], RunState::Succeeded);
         assert_eq!(s.apply(&[late]).await.unwrap(), [false], "the old owner is fenced off");
-        assert_eq!(s.renew_leases("w2", 30_000).await.unwrap(), 1);
+        let ids = ["crashed".to_string(), "wait".to_string()];
+        assert_eq!(s.renew_leases("w2", &ids, 30_000).await.unwrap(), 1, "only its own");
+        assert!(!s.release_lease("w1", "crashed").await.unwrap(), "not w1's");
         assert_eq!(s.release_leases("w2").await.unwrap(), 1);
-        assert_eq!(s.claim_runs("w3", 10, 30_000).await.unwrap().len(), 1, "released: resumable");
+        assert_eq!(
+            s.claim_runs("p", "w3", 10, 30_000).await.unwrap().len(),
+            1,
+            "released: resumable"
+        );
 
         let wake = progress("crashed", "w3", vec![], RunState::Waiting(now_ms() - 1));
         assert_eq!(s.apply(&[wake]).await.unwrap(), [true]);
-        let due = s.claim_runs("w4", 10, 30_000).await.unwrap();
+        let due = s.claim_runs("p", "w4", 10, 30_000).await.unwrap();
         assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["crashed"]);
     }
 

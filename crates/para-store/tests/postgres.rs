@@ -438,7 +438,8 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
                     let name = format!("w{w}");
                     let mut mine = Vec::new();
                     loop {
-                        let claimed = stores[w % 2].claim_runs(&name, 7, 60_000).await.unwrap();
+                        let claimed =
+                            stores[w % 2].claim_runs("p", &name, 7, 60_000).await.unwrap();
                         if claimed.is_empty() {
                             break;
                         }
