@@ -4,8 +4,9 @@
 //! (`[{ "name", "code", "parameters" }]`, shared with the Node side, `bench/function/node.js`),
 //! prints each one's result, warms up, then prints one line per round and function:
 //! `<name> <wall-clock µs per call> <on-CPU µs per call>` (on-CPU time from Linux's schedstat,
-//! `-` elsewhere). Each call is a complete invocation: fresh context,
-//! sandbox prelude, compiling the code, parsing the parameters, the call, awaiting, JSON result.
+//! `-` elsewhere). Each call is a complete invocation as a workflow run makes it: finding the
+//! compiled function (compiled on the thread's first call), parsing the parameters, the call,
+//! awaiting, JSON result.
 
 use std::{hint::black_box, time::Instant};
 

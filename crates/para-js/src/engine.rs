@@ -21,7 +21,7 @@ use rquickjs::{
 
 use crate::{
     Transpiled,
-    sandbox::{self, ConsoleSink},
+    sandbox::{self, Clock, ConsoleSink},
 };
 
 /// Supplies the source of a virtual (host-provided) module by its specifier, e.g.
@@ -203,7 +203,9 @@ impl Engine {
         let context = Context::full(&runtime).map_err(internal)?;
         // The one host capability: console output, to stderr, for debugging build code.
         let console: ConsoleSink = Rc::new(|line: &str| eprintln!("console: {line}"));
-        context.with(|ctx| sandbox::install(&ctx, Some(console))).map_err(internal)?;
+        context
+            .with(|ctx| sandbox::install(&ctx, Some(console), Clock::Denied))
+            .map_err(internal)?;
         Ok(Engine { context, _runtime: runtime, deadline, modules, limits })
     }
 

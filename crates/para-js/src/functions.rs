@@ -5,23 +5,38 @@
 //! the step's parameters and an empty `libraries` object, awaits the result if it is a promise,
 //! and returns the result as JSON text.
 //!
-//! Every call gets a fresh QuickJS *context* (its own global object and built-ins), so nothing a
-//! function writes is visible to the next one. Contexts are cheap; runtimes are not, so each
-//! thread keeps one [`Runtime`] and reuses it until a call leaves it in doubt (out of memory, or
-//! jobs left queued after a timeout), when it is dropped and the next call makes a new one.
+//! Each thread keeps one QuickJS runtime with one *realm* (context), prepared once and locked
+//! down ([`sandbox::lockdown`], the model of SES's `lockdown()`): the sandbox policy applied,
+//! then every built-in, every prototype and `globalThis` frozen, so no call can leave state
+//! behind for the next one (writing a global or a prototype throws a `TypeError`). Each distinct
+//! source text is compiled once per thread, hardened (the function and everything reachable
+//! from it frozen) and kept in a small LRU cache; a call parses the parameters into fresh
+//! objects, calls the cached function and turns the result into JSON. Code that is not a plain
+//! function expression (`(() => { let n = 0; return () => ++n; })()` evaluates to a function
+//! with state of its own) is evaluated afresh on every call instead of cached. The runtime is
+//! dropped, and the thread's next call builds a new one, when a call leaves it in doubt (out of
+//! memory, or jobs left queued after a timeout).
 //!
-//! The sandbox is the build's ([`crate::sandbox`]): the ECMAScript built-ins (and QuickJS's
-//! `atob`/`btoa`), no clock (`Date.now()`, `new Date()`) and no `Math.random()`, no host objects,
-//! no module loader. `console.log` & co. exist and discard what they are given. The code is
-//! evaluated in strict mode, as it was written (in an ES module).
+//! The sandbox is the build's ([`crate::sandbox`]) with the clock allowed: the ECMAScript
+//! built-ins (and QuickJS's `atob`/`btoa`), `Date.now()`, `new Date()`, `Math.random()`; no host
+//! objects, no module loader, no timers, no `FinalizationRegistry`. `console.log` & co. exist and
+//! discard what they are given. The code is evaluated in strict mode, as it was written (in an
+//! ES module).
 
 use std::{
     cell::{Cell, RefCell},
+    collections::HashMap,
     fmt,
     rc::Rc,
     time::{Duration, Instant},
 };
 
+use oxc::{
+    allocator::Allocator,
+    ast::ast::{Expression, ObjectPropertyKind},
+    parser::Parser,
+    span::SourceType,
+};
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Promise, Runtime,
     Value, context::EvalOptions, promise::PromiseState,
@@ -30,7 +45,7 @@ use rquickjs::{
 use crate::{
     JsErrorKind,
     engine::{message_and_stack, split_frame},
-    sandbox,
+    sandbox::{self, Clock},
 };
 
 /// Resource limits of one [`run_function`] call.
@@ -39,8 +54,8 @@ pub struct FunctionLimits {
     /// Wall-clock budget of the whole call: compiling, running, and running the promise jobs it
     /// queues. Default 5 s.
     pub time: Duration,
-    /// Heap limit of the thread's runtime while the call runs (the fresh context's built-ins,
-    /// about 0.1 MiB, count against it). Default 64 MiB.
+    /// Heap limit of the thread's runtime while the call runs (the realm's built-ins and the
+    /// cached functions, about 1 MiB, count against it). Default 64 MiB.
     pub memory_bytes: usize,
     /// Native stack the JavaScript may use; deep recursion fails with a `RangeError` beyond it.
     /// Default 1 MiB, about 1,600 JavaScript frames (a frame takes 0.5–0.7 KiB). The calling
@@ -108,21 +123,19 @@ const FILE: &str = "function";
 /// nothing, or a function or symbol).
 ///
 /// Synchronous: runs on the calling thread (a blocking pool's thread), which keeps a QuickJS
-/// runtime for the next calls. Never panics on bad code; every failure is a [`FunctionError`].
+/// runtime, its locked-down realm and the functions compiled in it for the next calls. Never
+/// panics on bad code; every failure is a [`FunctionError`].
 pub fn run_function(
     code: &str,
     parameters_json: &str,
     limits: &FunctionLimits,
 ) -> Result<Option<String>, FunctionError> {
-    thread_local! {
-        static SANDBOX: RefCell<Option<Sandbox>> = const { RefCell::new(None) };
-    }
     let anchor = stack_address();
     SANDBOX.with(|slot| {
         // A nested call (impossible today: no host function calls back) would find the slot
         // borrowed; it gets a runtime of its own rather than a panic.
         let Ok(mut slot) = slot.try_borrow_mut() else {
-            let sandbox = Sandbox::new(anchor)?;
+            let sandbox = Sandbox::new(anchor, limits)?;
             return sandbox.run(code, parameters_json, limits).0;
         };
         // QuickJS measures its stack limit from where the runtime was created; a runtime made
@@ -132,7 +145,7 @@ pub fn run_function(
         }
         let sandbox = match slot.as_mut() {
             Some(sandbox) => sandbox,
-            None => slot.insert(Sandbox::new(anchor)?),
+            None => slot.insert(Sandbox::new(anchor, limits)?),
         };
         let (result, reusable) = sandbox.run(code, parameters_json, limits);
         if !reusable {
@@ -142,8 +155,15 @@ pub fn run_function(
     })
 }
 
+thread_local! {
+    static SANDBOX: RefCell<Option<Sandbox>> = const { RefCell::new(None) };
+}
+
 /// How far (bytes) a call may be from the depth its thread's runtime was created at.
 const STACK_DRIFT: usize = 64 << 10;
+
+/// How many compiled functions a thread keeps (the least recently used is dropped).
+const CACHE_CAPACITY: usize = 256;
 
 /// The address of a local: where the stack is now.
 #[inline(never)]
@@ -152,10 +172,55 @@ fn stack_address() -> usize {
     std::hint::black_box(&marker) as *const u8 as usize
 }
 
+/// A thread's runtime and its locked-down realm. Fields drop in order: the JavaScript values
+/// held from Rust before the context, the context before the runtime.
 struct Sandbox {
+    cache: RefCell<Cache>,
+    /// The realm's `harden` ([`sandbox::lockdown`]).
+    harden: Persistent<Function<'static>>,
+    /// The `libraries` argument: a frozen empty object, the same for every call.
+    libraries: Persistent<Object<'static>>,
+    context: Context,
     runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
     stack_anchor: usize,
+    /// Set when hardening a function failed half-way (a timeout, out of memory): the realm is
+    /// not trusted for another call.
+    poisoned: Cell<bool>,
+}
+
+/// The compiled functions of a thread, by source text; the least recently used goes first.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Cached>,
+    clock: u64,
+}
+
+struct Cached {
+    function: Persistent<Function<'static>>,
+    /// Characters the wrapper put before the code on its first line.
+    shift: usize,
+    used: u64,
+}
+
+impl Cache {
+    fn get(&mut self, code: &str) -> Option<(Persistent<Function<'static>>, usize)> {
+        self.clock += 1;
+        let entry = self.entries.get_mut(code)?;
+        entry.used = self.clock;
+        Some((entry.function.clone(), entry.shift))
+    }
+
+    fn insert(&mut self, code: &str, function: Persistent<Function<'static>>, shift: usize) {
+        if self.entries.len() >= CACHE_CAPACITY
+            && let Some(oldest) =
+                self.entries.iter().min_by_key(|(_, entry)| entry.used).map(|(k, _)| k.clone())
+        {
+            self.entries.remove(&oldest);
+        }
+        self.clock += 1;
+        self.entries.insert(code.to_string(), Cached { function, shift, used: self.clock });
+    }
 }
 
 /// What the first pass over a call leaves: a final answer, or a promise to wait for.
@@ -165,19 +230,49 @@ enum Called {
 }
 
 impl Sandbox {
-    fn new(stack_anchor: usize) -> Result<Sandbox, FunctionError> {
+    /// A runtime and its realm: the sandbox policy (clock allowed), then the lockdown.
+    fn new(stack_anchor: usize, limits: &FunctionLimits) -> Result<Sandbox, FunctionError> {
         let runtime = Runtime::new_with_alloc(rquickjs::allocator::RustAllocator).map_err(|e| {
             FunctionError::new(
                 JsErrorKind::Exception,
                 format!("could not start the JavaScript engine: {e}"),
             )
         })?;
+        runtime.set_memory_limit(limits.memory_bytes);
+        runtime.set_max_stack_size(limits.stack_bytes);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::default();
         let watched = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
             watched.get().is_some_and(|limit| Instant::now() > limit)
         })));
-        Ok(Sandbox { runtime, deadline, stack_anchor })
+        let failed = |message: String| {
+            let kind = if message.contains("out of memory") {
+                JsErrorKind::OutOfMemory
+            } else {
+                JsErrorKind::Exception
+            };
+            FunctionError::new(kind, format!("could not prepare the sandbox: {message}"))
+        };
+        let context = Context::full(&runtime).map_err(|e| failed(e.to_string()))?;
+        let (harden, libraries) = context.with(|ctx| {
+            let realm = || -> rquickjs::Result<_> {
+                sandbox::install(&ctx, None, Clock::Allowed)?;
+                let harden = sandbox::lockdown(&ctx)?;
+                let libraries: Object = harden.call((Object::new(ctx.clone())?,))?;
+                Ok((Persistent::save(&ctx, harden), Persistent::save(&ctx, libraries)))
+            };
+            realm().catch(&ctx).map_err(|e| failed(message_and_stack(e).0))
+        })?;
+        Ok(Sandbox {
+            cache: RefCell::default(),
+            harden,
+            libraries,
+            context,
+            runtime,
+            deadline,
+            stack_anchor,
+            poisoned: Cell::new(false),
+        })
     }
 
     /// One call; the flag says whether the runtime can serve the next call.
@@ -189,10 +284,9 @@ impl Sandbox {
     ) -> (Result<Option<String>, FunctionError>, bool) {
         self.runtime.set_memory_limit(limits.memory_bytes);
         self.runtime.set_max_stack_size(limits.stack_bytes);
-        // Each call leaves its context behind as garbage (its built-ins reference each other, so
-        // only the collector frees them). Collecting every few calls rather than every call (the
-        // default) saves ~7% of a call; resetting the threshold here (the collector raises it
-        // after a big call) keeps what earlier calls left below it, out of this call's way.
+        // A call's garbage that only the collector can free (cycles) must not eat into the next
+        // call's memory limit: the threshold is reset here (the collector raises it after a big
+        // call) so that what earlier calls left is collected long before the limit.
         self.runtime.set_gc_threshold((limits.memory_bytes / 8).clamp(256 << 10, 4 << 20));
         let deadline = Instant::now() + limits.time;
         self.deadline.set(Some(deadline));
@@ -211,7 +305,8 @@ impl Sandbox {
         // After running out of memory QuickJS may have half-built objects; after a timeout in
         // the middle of promise jobs, the rest are still queued. Start afresh in both cases.
         let reusable = !matches!(&result, Err(e) if e.kind == JsErrorKind::OutOfMemory)
-            && !self.runtime.is_job_pending();
+            && !self.runtime.is_job_pending()
+            && !self.poisoned.get();
         (result, reusable)
     }
 
@@ -222,33 +317,28 @@ impl Sandbox {
         limits: &FunctionLimits,
         deadline: Instant,
     ) -> Result<Option<String>, FunctionError> {
-        let context = Context::full(&self.runtime).map_err(|e| {
-            FunctionError::new(
-                JsErrorKind::OutOfMemory,
-                format!("could not create the function's context: {e}"),
-            )
-        })?;
-        let (called, shift) = context.with(|ctx| -> Result<(Called, usize), FunctionError> {
-            let (function, shift) = prepare(&ctx, code, limits)?;
-            let parameters: Value = ctx.json_parse(parameters_json).catch(&ctx).map_err(|e| {
-                let (message, _) = message_and_stack(e);
-                FunctionError::new(
-                    JsErrorKind::Exception,
-                    format!("the parameters are not valid JSON: {message}"),
-                )
+        let (called, shift) =
+            self.context.with(|ctx| -> Result<(Called, usize), FunctionError> {
+                let (function, shift) = self.function(&ctx, code, limits)?;
+                let parameters: Value =
+                    ctx.json_parse(parameters_json).catch(&ctx).map_err(|e| {
+                        let (message, _) = message_and_stack(e);
+                        FunctionError::new(
+                            JsErrorKind::Exception,
+                            format!("the parameters are not valid JSON: {message}"),
+                        )
+                    })?;
+                let libraries = restore(&ctx, &self.libraries)?;
+                let out: Value = function
+                    .call((parameters, libraries))
+                    .catch(&ctx)
+                    .map_err(|e| describe(e, shift, limits))?;
+                let called = match as_promise(&ctx, out).map_err(|e| describe(e, shift, limits))? {
+                    Ok(promise) => Called::Promise(Persistent::save(&ctx, promise)),
+                    Err(value) => Called::Done(stringify(&ctx, value, limits)),
+                };
+                Ok((called, shift))
             })?;
-            let libraries =
-                Object::new(ctx.clone()).catch(&ctx).map_err(|e| describe(e, 0, limits))?;
-            let out: Value = function
-                .call((parameters, libraries))
-                .catch(&ctx)
-                .map_err(|e| describe(e, shift, limits))?;
-            let called = match as_promise(&ctx, out).map_err(|e| describe(e, shift, limits))? {
-                Ok(promise) => Called::Promise(Persistent::save(&ctx, promise)),
-                Err(value) => Called::Done(stringify(&ctx, value, limits)),
-            };
-            Ok((called, shift))
-        })?;
         // Run the promise jobs the call queued, all of them (as Node empties its microtask queue
         // before going on), within the deadline.
         while self.runtime.is_job_pending() {
@@ -267,7 +357,7 @@ impl Sandbox {
         }
         match called {
             Called::Done(result) => result,
-            Called::Promise(promise) => context.with(|ctx| {
+            Called::Promise(promise) => self.context.with(|ctx| {
                 let promise = promise
                     .restore(&ctx)
                     .catch(&ctx)
@@ -289,33 +379,59 @@ impl Sandbox {
             }),
         }
     }
+
+    /// The function `code` evaluates to, and how many characters the wrapper put before the
+    /// code on its first line: from the cache, or compiled, hardened and cached. Code that is
+    /// not a plain function expression is compiled afresh every time (what it evaluates to may
+    /// hold state of its own).
+    fn function<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        code: &str,
+        limits: &FunctionLimits,
+    ) -> Result<(Function<'js>, usize), FunctionError> {
+        let hit = self.cache.borrow_mut().get(code);
+        if let Some((function, shift)) = hit {
+            return Ok((restore(ctx, &function)?, shift));
+        }
+        let (evaluated, function, shift) = compile(ctx, code, limits)?;
+        if !is_plain_function(code, shift == 2) {
+            return Ok((function, shift));
+        }
+        let harden = restore(ctx, &self.harden)?;
+        if let Err(e) = harden.call::<_, Value>((evaluated,)).catch(ctx) {
+            self.poisoned.set(true);
+            return Err(describe(e, 0, limits));
+        }
+        self.cache.borrow_mut().insert(code, Persistent::save(ctx, function.clone()), shift);
+        Ok((function, shift))
+    }
 }
 
-/// Installs the sandbox into a fresh context and evaluates the function's source. Returns the
-/// function and how many characters the wrapper put before the code on its first line.
-fn prepare<'js>(
+/// A value held from Rust, in `ctx` (always the realm it was saved from).
+fn restore<'js, T>(ctx: &Ctx<'js>, value: &Persistent<T>) -> Result<T::Changed<'js>, FunctionError>
+where
+    T: rquickjs::JsLifetime<'static> + Clone,
+{
+    value.clone().restore(ctx).map_err(|e| {
+        FunctionError::new(JsErrorKind::Exception, format!("the sandbox's realm is broken: {e}"))
+    })
+}
+
+/// Evaluates the function's source. Returns what the evaluation gave (the function, or for a
+/// method the object holding it), the function, and how many characters the wrapper put before
+/// the code on its first line.
+fn compile<'js>(
     ctx: &Ctx<'js>,
     code: &str,
     limits: &FunctionLimits,
-) -> Result<(Function<'js>, usize), FunctionError> {
-    let internal = |e: CaughtError<'_>| {
-        let (message, _) = message_and_stack(e);
-        let kind = if message.contains("out of memory") {
-            JsErrorKind::OutOfMemory
-        } else {
-            JsErrorKind::Exception
-        };
-        FunctionError::new(kind, format!("could not prepare the sandbox: {message}"))
-    };
-    // `console.log` & co. exist and discard.
-    sandbox::install(ctx, None).catch(ctx).map_err(internal)?;
-
+) -> Result<(Value<'js>, Function<'js>, usize), FunctionError> {
     let evaluate = |prefix: &str, suffix: &str| -> Result<Value<'js>, CaughtError<'js>> {
         ctx.eval_with_options::<Value, _>(format!("{prefix}{code}\n{suffix}"), options(FILE))
             .catch(ctx)
     };
-    let value = match evaluate("(", ")") {
-        Ok(value) => (value, 1),
+    let (evaluated, value, shift) = match evaluate("(", ")") {
+        Ok(value) => (value.clone(), value, 1),
         Err(error) => {
             let syntax = match &error {
                 CaughtError::Exception(e) => {
@@ -327,25 +443,46 @@ fn prepare<'js>(
             // for `{ code(parameters) { … } }`.
             let method = if syntax && is_method_shorthand(code) {
                 evaluate("({", "})").ok().and_then(|object| {
-                    let object = object.into_object()?;
-                    object.values::<Value>().next()?.ok()
+                    let method = object.as_object()?.values::<Value>().next()?.ok()?;
+                    Some((object, method))
                 })
             } else {
                 None
             };
             match method {
-                Some(value) => (value, 2),
+                Some((object, method)) => (object, method, 2),
                 None => return Err(describe(error, 1, limits)),
             }
         }
     };
-    let (value, shift) = value;
     match value.into_function() {
-        Some(function) => Ok((function, shift)),
+        Some(function) => Ok((evaluated, function, shift)),
         None => Err(FunctionError::new(
             JsErrorKind::Exception,
             "the step's code is not a function: write `function (parameters) { … }` or `(parameters) => …`",
         )),
+    }
+}
+
+/// Whether `code` is exactly one function expression (an arrow, `function …`, or with `method`
+/// the text of one method), which evaluates to a new function and nothing else: such a function
+/// holds no state of its own once hardened, and can be cached.
+fn is_plain_function(code: &str, method: bool) -> bool {
+    let allocator = Allocator::default();
+    let text = if method { format!("({{{code}\n}})") } else { format!("({code}\n)") };
+    let Ok(expression) = Parser::new(&allocator, &text, SourceType::script()).parse_expression()
+    else {
+        return false;
+    };
+    match expression.without_parentheses() {
+        Expression::ArrowFunctionExpression(_) | Expression::FunctionExpression(_) => !method,
+        Expression::ObjectExpression(object) => {
+            method
+                && object.properties.len() == 1
+                && matches!(&object.properties[0], ObjectPropertyKind::ObjectProperty(p)
+                    if p.method && !p.computed)
+        }
+        _ => false,
     }
 }
 
@@ -428,6 +565,15 @@ fn describe(caught: CaughtError<'_>, shift: usize, limits: &FunctionLimits) -> F
                 limits.stack_bytes >> 10
             ),
         )
+    } else if message.starts_with("TypeError")
+        && (message.contains("not extensible") || message.contains("read-only"))
+    {
+        (
+            JsErrorKind::Exception,
+            format!(
+                "{message} (in a function step the global object and the built-ins are frozen: a call cannot leave anything behind for the next)"
+            ),
+        )
     } else {
         (JsErrorKind::Exception, message)
     };
@@ -452,5 +598,79 @@ fn describe(caught: CaughtError<'_>, shift: usize, limits: &FunctionLimits) -> F
         line: position.map(|(l, _)| l),
         column: position.map(|(_, c)| c),
         stack: stack.join("\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached() -> Vec<String> {
+        SANDBOX.with(|slot| {
+            let slot = slot.borrow();
+            let sandbox = slot.as_ref().expect("a sandbox on this thread");
+            sandbox.cache.borrow().entries.keys().cloned().collect()
+        })
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_functions() {
+        let limits = FunctionLimits::default();
+        let code = |i: usize| format!("(p) => p.a + {i}");
+        for i in 0..CACHE_CAPACITY + 44 {
+            assert_eq!(
+                run_function(&code(i), r#"{"a":1}"#, &limits).unwrap(),
+                Some((i + 1).to_string())
+            );
+            // The first function stays the most recently used.
+            assert_eq!(
+                run_function(&code(0), r#"{"a":1}"#, &limits).unwrap().as_deref(),
+                Some("1")
+            );
+        }
+        let keys = cached();
+        assert_eq!(keys.len(), CACHE_CAPACITY);
+        assert!(keys.contains(&code(0)));
+        assert!(keys.contains(&code(CACHE_CAPACITY + 43)));
+        for i in 1..=44 {
+            assert!(!keys.contains(&code(i)), "{i} should have been evicted");
+        }
+        // An evicted function is compiled again.
+        assert_eq!(run_function(&code(1), r#"{"a":1}"#, &limits).unwrap().as_deref(), Some("2"));
+        assert!(cached().contains(&code(1)));
+        // Code that is not a plain function expression, or that fails to compile, is not kept.
+        let _ = run_function("(() => () => 1)()", "{}", &limits).unwrap();
+        let _ = run_function("(p) => p.", "{}", &limits).unwrap_err();
+        assert!(!cached().iter().any(|c| c.contains("=> 1)()") || c.ends_with("p.")));
+    }
+
+    #[test]
+    fn plain_function_expressions() {
+        for code in [
+            "(p) => p.a",
+            "async (p) => p",
+            "p => p",
+            "function (p) { return p; }",
+            "async function* g() {}",
+            "((p) => p)",
+            "(p) => p // comment",
+            "/* a */ function f() {} /* b */",
+        ] {
+            assert!(is_plain_function(code, false), "{code}");
+        }
+        for code in [
+            "(() => { let n = 0; return () => ++n; })()",
+            "(p) => p, 1",
+            "class {}",
+            "[].map",
+            "x => x)(",
+            "42",
+        ] {
+            assert!(!is_plain_function(code, false), "{code}");
+        }
+        assert!(is_plain_function("code(p) { return p; }", true));
+        assert!(is_plain_function("async *code(p) {}", true));
+        assert!(!is_plain_function("code(p) {}, other() {}", true));
+        assert!(!is_plain_function("code: 1", true));
     }
 }

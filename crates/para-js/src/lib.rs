@@ -4,8 +4,8 @@
 //! This crate knows nothing about Paragraph's DSL, HTTP or databases. The compiler decides which
 //! virtual modules exist and what they export; this crate only enforces the sandbox (no ambient
 //! I/O, a time limit per call, a memory limit) and maps errors back to TypeScript positions.
-//! [`run_function`] runs a workflow's function step in the same sandbox, one fresh context per
-//! call.
+//! [`run_function`] runs a workflow's function step in the same sandbox (with the clock allowed),
+//! in a locked-down realm per thread that no call can change.
 
 mod engine;
 mod functions;

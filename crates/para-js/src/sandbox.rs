@@ -1,14 +1,17 @@
 //! What JavaScript may see: the one sandbox policy, applied to every context before any project
-//! or function-step code runs (the build's [`crate::Engine`] and [`crate::run_function`]).
+//! or function-step code runs (the build's [`crate::Engine`] and [`crate::run_function`]), and
+//! the lockdown that makes a function step's realm reusable ([`lockdown`]).
 //!
-//! Results must be reproducible, so there is no clock and no randomness: `Date.now()`,
-//! `Date()` and `new Date()` without arguments, and `Math.random()` throw (a `Date` built from
-//! explicit values works as usual). No host objects: QuickJS's `performance` is removed (and
-//! `std`, `os`, `print`, `scriptArgs`, which rquickjs never adds, stay absent). `console.log`
-//! & co. hand their line to the host's sink, or do nothing.
+//! No host objects: QuickJS's `performance` is removed (and `std`, `os`, `print`, `scriptArgs`,
+//! which rquickjs never adds, stay absent). `console.log` & co. hand their line to the host's
+//! sink, or do nothing. The clock depends on the use ([`Clock`]): the build's results must be
+//! reproducible, so there `Date.now()`, `Date()` and `new Date()` without arguments, and
+//! `Math.random()` throw (a `Date` built from explicit values works as usual); a function step
+//! runs at run time, where reading the clock or drawing a random number is not I/O, and keeps
+//! them.
 //!
-//! Installed from Rust rather than by evaluating a JavaScript prelude: parsing a prelude costs
-//! about as much as creating the context itself, and function steps create one per call.
+//! Installed from Rust rather than by evaluating a JavaScript prelude: the build creates a
+//! context per engine and parsing a prelude costs about as much as creating the context itself.
 //! Nothing here keeps a JavaScript value inside a Rust closure (the collector could not see
 //! it): the real `Date` reaches the replacement through `Function.prototype.bind`.
 
@@ -24,11 +27,24 @@ pub(crate) type ConsoleSink = Rc<dyn Fn(&str)>;
 
 const NO_CLOCK: &str = "which the sandbox does not provide (results must be reproducible)";
 
+/// Whether the sandbox's code may read the clock and draw random numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Clock {
+    /// The build: `Date.now()`, `new Date()`, `Math.random()` throw.
+    Denied,
+    /// Function steps, at run time: `Date.now()`, `new Date()`, `Math.random()` work.
+    Allowed,
+}
+
 /// Applies the sandbox to a fresh context (see the module documentation).
-pub(crate) fn install(ctx: &Ctx<'_>, console: Option<ConsoleSink>) -> Result<()> {
+pub(crate) fn install(ctx: &Ctx<'_>, console: Option<ConsoleSink>, clock: Clock) -> Result<()> {
     let globals = ctx.globals();
     for name in ["performance", "os", "std", "scriptArgs", "print"] {
         globals.remove(name)?;
+    }
+    install_console(ctx, console)?;
+    if clock == Clock::Allowed {
+        return Ok(());
     }
 
     let math: Object = globals.get("Math")?;
@@ -55,8 +71,10 @@ pub(crate) fn install(ctx: &Ctx<'_>, console: Option<ConsoleSink>) -> Result<()>
     date.set("now", thrower(ctx, &format!("Date.now() reads the clock, {NO_CLOCK}"))?)?;
     // `new Date(0).constructor` must not lead back to the real one.
     prototype.set("constructor", date.clone())?;
-    globals.set("Date", date)?;
+    globals.set("Date", date)
+}
 
+fn install_console(ctx: &Ctx<'_>, console: Option<ConsoleSink>) -> Result<()> {
     let log = match console {
         Some(sink) => Function::new(ctx.clone(), ConsoleLog(sink))?,
         None => Function::new(ctx.clone(), || {})?,
@@ -66,9 +84,101 @@ pub(crate) fn install(ctx: &Ctx<'_>, console: Option<ConsoleSink>) -> Result<()>
     for method in ["log", "info", "warn", "error", "debug", "trace"] {
         object.set(method, log.clone())?;
     }
-    globals.set("console", object)?;
-    Ok(())
+    ctx.globals().set("console", object)
 }
+
+/// Freezes the realm, SES `lockdown()`-style, and returns its `harden`: after it, nothing code
+/// can reach from `globalThis` (the built-ins, their prototypes, the hidden intrinsics such as
+/// `%AsyncFunction%` or the iterator prototypes, `globalThis` itself) can be changed, so code
+/// run in the realm can leave nothing behind for the next code. `harden(value)` freezes `value`
+/// and everything reachable from it the same way (for a function step's compiled function).
+///
+/// Before freezing: `Error.stackTraceLimit` and `Error.prepareStackTrace` (QuickJS keeps them in
+/// the context, behind accessors a freeze cannot stop) become fixed data properties;
+/// `FinalizationRegistry` is removed (its callbacks would run during a later call); and the
+/// properties code commonly assigns on its own objects (`this.name` in an `Error` subclass,
+/// `Child.prototype.constructor`, `obj.toString`) become accessors that define the property on
+/// the object written to rather than throwing because the inherited one is frozen (SES's
+/// "override taming"). Writing to a frozen object throws a `TypeError` in strict code.
+pub(crate) fn lockdown<'js>(ctx: &Ctx<'js>) -> Result<Function<'js>> {
+    ctx.eval(LOCKDOWN)
+}
+
+const LOCKDOWN: &str = r#"(() => {
+  'use strict';
+  const { defineProperty, freeze, getOwnPropertyDescriptor, getPrototypeOf, hasOwn } = Object;
+  const { ownKeys } = Reflect;
+
+  const hardened = new WeakSet();
+  const harden = (root) => {
+    const queue = [root];
+    while (queue.length > 0) {
+      const value = queue.pop();
+      if ((typeof value !== 'object' || value === null) && typeof value !== 'function') continue;
+      if (hardened.has(value)) continue;
+      freeze(value);
+      hardened.add(value);
+      queue.push(getPrototypeOf(value));
+      for (const key of ownKeys(value)) {
+        const property = getOwnPropertyDescriptor(value, key);
+        if (hasOwn(property, 'value')) queue.push(property.value);
+        else queue.push(property.get, property.set);
+      }
+    }
+    return root;
+  };
+
+  // Context state behind accessors: fixed.
+  defineProperty(Error, 'stackTraceLimit', { value: Error.stackTraceLimit });
+  delete Error.prepareStackTrace;
+  delete globalThis.FinalizationRegistry;
+
+  // The override mistake: assigning `o.name` fails when `name` is inherited from a frozen
+  // prototype. These become accessors whose setter defines an own property on `this`.
+  const tame = (object, key) => {
+    const property = getOwnPropertyDescriptor(object, key);
+    if (!property || !hasOwn(property, 'value') || !property.configurable) return;
+    const { value } = property;
+    const name = typeof key === 'symbol' ? `[${key.description}]` : key;
+    defineProperty(object, key, {
+      get() { return value; },
+      set(assigned) {
+        if (this === object) {
+          throw new TypeError(`cannot assign to '${name}' of a frozen built-in prototype`);
+        }
+        defineProperty(this, key, { value: assigned, writable: true, enumerable: true, configurable: true });
+      },
+      enumerable: property.enumerable,
+      configurable: false,
+    });
+  };
+  for (const key of ownKeys(Object.prototype)) tame(Object.prototype, key);
+  for (const error of [Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError,
+                       URIError, AggregateError, globalThis.InternalError, globalThis.SuppressedError]) {
+    if (error) for (const key of ['constructor', 'name', 'message', 'toString']) tame(error.prototype, key);
+  }
+  for (const key of ['constructor', 'toString']) {
+    tame(Function.prototype, key);
+    tame(Array.prototype, key);
+  }
+  tame(Promise.prototype, 'constructor');
+
+  // Intrinsics no property of `globalThis` leads to.
+  const AsyncFunction = async function () {};
+  const GeneratorFunction = function* () {};
+  const AsyncGeneratorFunction = async function* () {};
+  harden([
+    AsyncFunction, GeneratorFunction, GeneratorFunction(), AsyncGeneratorFunction,
+    AsyncGeneratorFunction(), async () => {},
+    [][Symbol.iterator](), new Map()[Symbol.iterator](), new Set()[Symbol.iterator](),
+    ''[Symbol.iterator](), 'a'.matchAll(/a/g), [].values().map((x) => x),
+    Iterator.from({ next() { return { done: true }; } }),
+    typeof Iterator.concat === 'function' ? Iterator.concat() : undefined,
+    (function () { return arguments; })(),
+  ]);
+  harden(globalThis);
+  return harden;
+})()"#;
 
 /// A function that throws `Error(message)`.
 fn thrower<'js>(ctx: &Ctx<'js>, message: &str) -> Result<Function<'js>> {
@@ -161,7 +271,7 @@ mod tests {
         let runtime = Runtime::new().unwrap();
         let context = Context::full(&runtime).unwrap();
         context.with(|ctx| {
-            install(&ctx, None).unwrap();
+            install(&ctx, None, Clock::Denied).unwrap();
             let blocked: String = ctx
                 .eval(
                     "const attempts = {
@@ -202,8 +312,12 @@ mod tests {
         let runtime = Runtime::new().unwrap();
         let context = Context::full(&runtime).unwrap();
         context.with(|ctx| {
-            install(&ctx, Some(Rc::new(move |line: &str| sink.borrow_mut().push(line.into()))))
-                .unwrap();
+            install(
+                &ctx,
+                Some(Rc::new(move |line: &str| sink.borrow_mut().push(line.into()))),
+                Clock::Denied,
+            )
+            .unwrap();
             ctx.eval::<(), _>(
                 "const c = { n: 1 }; c.self = c;
                  console.log('text', { a: [1, 'b'] }, undefined, null, 2n, Symbol('s'), c);
