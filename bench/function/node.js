@@ -3,7 +3,8 @@
 // (`vm.runInNewContext`), compiling the function's source, parsing the parameters' JSON, calling
 // the function with (parameters, {}), awaiting the result if it is a promise, and JSON.stringify.
 //
-// Usage: node node.js <functions.json> [rounds] [calls per round]
+// Usage: node node.js <functions.json> [rounds] [calls per round, at least; more if a round would
+// take less than a quarter of a second]
 // Prints one line per round and function: `<name> <wall-clock µs per call> <on-CPU µs per call>`.
 'use strict';
 const fs = require('fs');
@@ -35,22 +36,31 @@ function cpuNanos() {
 }
 
 async function main() {
+  // Rounds of at least MIN_ROUND seconds: schedstat's on-CPU time advances in scheduler ticks
+  // (a few milliseconds) while the thread runs, too coarse for a shorter round.
+  const MIN_ROUND = 0.25;
+  const perRound = new Map();
   for (const f of functions) {
     const parameters = JSON.stringify(f.parameters);
     console.error(`${f.name}: ${await invoke(f.code, parameters)}`);
-    for (let i = 0; i < Number(calls) / 4; i++) await invoke(f.code, parameters);
+    const warm = Math.max(1, Math.floor(Number(calls) / 4));
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < warm; i++) await invoke(f.code, parameters);
+    const each = Number(process.hrtime.bigint() - started) / 1e9 / warm;
+    perRound.set(f, Math.max(Number(calls), Math.ceil(MIN_ROUND / Math.max(each, 1e-9))));
   }
   for (let r = 0; r < Number(rounds); r++) {
     for (const f of functions) {
       const parameters = JSON.stringify(f.parameters);
+      const calls = perRound.get(f);
       const started = process.hrtime.bigint();
       const cpu = cpuNanos();
-      for (let i = 0; i < Number(calls); i++) {
+      for (let i = 0; i < calls; i++) {
         const out = invoke(f.code, parameters);
         if (typeof out !== 'string' && out !== undefined) await out;
       }
-      const wall = Number(process.hrtime.bigint() - started) / 1e3 / Number(calls);
-      const onCpu = cpu === null ? '-' : ((cpuNanos() - cpu) / 1e3 / Number(calls)).toFixed(2);
+      const wall = Number(process.hrtime.bigint() - started) / 1e3 / calls;
+      const onCpu = cpu === null ? '-' : ((cpuNanos() - cpu) / 1e3 / calls).toFixed(2);
       console.log(`${f.name} ${wall.toFixed(2)} ${onCpu}`);
     }
   }

@@ -2,7 +2,8 @@
 //!
 //! `function_bench <functions.json> [rounds] [calls per round]` reads the functions to measure
 //! (`[{ "name", "code", "parameters" }]`, shared with the Node side, `bench/function/node.js`),
-//! prints each one's result, warms up, then prints one line per round and function:
+//! prints each one's result, warms up, then prints one line per round and function (a round is
+//! `calls` calls, more if they take less than a quarter of a second):
 //! `<name> <wall-clock µs per call> <on-CPU µs per call>` (on-CPU time from Linux's schedstat,
 //! `-` elsewhere). Each call is a complete invocation as a workflow run makes it: finding the
 //! compiled function (compiled on the thread's first call), parsing the parameters, the call,
@@ -32,16 +33,23 @@ fn main() {
         })
         .collect();
     let limits = FunctionLimits::default();
+    let mut per_round = Vec::new();
     for (name, code, parameters) in &functions {
         let out = run_function(code, parameters, &limits)
             .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.stack));
         eprintln!("{name}: {}", out.as_deref().unwrap_or("undefined"));
-        for _ in 0..calls / 4 {
+        let warm = (calls / 4).max(1);
+        let started = Instant::now();
+        for _ in 0..warm {
             black_box(run_function(code, parameters, &limits).unwrap());
         }
+        // Rounds of at least MIN_ROUND: schedstat's on-CPU time advances in scheduler ticks
+        // (a few milliseconds) while the thread runs, too coarse for a shorter round.
+        let each = started.elapsed().as_secs_f64() / warm as f64;
+        per_round.push(calls.max((MIN_ROUND / each.max(1e-9)).ceil() as usize));
     }
     for _ in 0..rounds {
-        for (name, code, parameters) in &functions {
+        for ((name, code, parameters), &calls) in functions.iter().zip(&per_round) {
             let (started, cpu) = (Instant::now(), cpu_nanos());
             for _ in 0..calls {
                 black_box(run_function(black_box(code), black_box(parameters), &limits).unwrap());
@@ -56,6 +64,9 @@ fn main() {
         }
     }
 }
+
+/// The shortest round, in seconds.
+const MIN_ROUND: f64 = 0.25;
 
 /// Time this thread has spent on a CPU (Linux's schedstat), so that a busy machine, which
 /// makes the thread wait for a CPU, does not count.
