@@ -12,6 +12,33 @@ pub(crate) fn write_new_private(path: &Path, contents: &[u8]) -> std::io::Result
     if path.exists() {
         return Ok(false);
     }
+    let tmp = write_private_tmp(path, contents);
+    let linked = tmp.as_ref().map_err(clone_error).and_then(|tmp| std::fs::hard_link(tmp, path));
+    if let Ok(tmp) = &tmp {
+        let _ = std::fs::remove_file(tmp);
+    }
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `contents` to `path`, replacing it atomically (a temporary file, mode 0600 on Unix,
+/// renamed into place).
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = write_private_tmp(path, contents)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn clone_error(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
+}
+
+/// A synced temporary file with `contents` next to `path` (its folder created private).
+fn write_private_tmp(path: &Path, contents: &[u8]) -> std::io::Result<std::path::PathBuf> {
     let dir = path.parent().expect("key paths have a folder");
     create_private_dir(dir)?;
     let name = path.file_name().expect("key paths have a name").to_string_lossy();
@@ -25,12 +52,12 @@ pub(crate) fn write_new_private(path: &Path, contents: &[u8]) -> std::io::Result
         file.write_all(contents)?;
         file.sync_all()
     });
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
 }
 

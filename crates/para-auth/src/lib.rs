@@ -9,6 +9,7 @@
 //! | `.para/keys/private.pem` | development signing key (PKCS#8, mode 0600) | ignored |
 //! | `.para/keys/*.pem` | public keys the server accepts (SPKI or PKCS#1) | committed |
 //! | `.para/secret.key` | development secret key (base64 of 32 bytes, mode 0600) | ignored |
+//! | `.para/secrets.json` | environment secrets, sealed (`para secrets set`, mode 0600) | ignored |
 //!
 //! Environment variables (they win over files where both exist):
 //!
@@ -17,6 +18,7 @@
 //! - `PARA_SECRET_KEY`: base64 of the 32-byte key that encrypts secrets at rest; when set,
 //!   `.para/secret.key` is neither read nor created.
 
+pub mod env_secrets;
 mod files;
 pub mod keys;
 pub mod secrets;

@@ -61,6 +61,11 @@ pub enum Command {
         after_help = "Examples:\n  para keys\n  para keys --project ../my-integrations\n\nWrites .para/keys/private.pem (secret, git-ignored), .para/keys/public.pem and\n.para/secret.key (secret, git-ignored) when missing; existing keys are never replaced.\nThe server accepts tokens signed by any .para/keys/*.pem public key (keep an old one\nthere while rotating) and by PARA_USER_TOKEN_PUBLIC_KEY; PARA_SECRET_KEY (base64 of\n32 bytes) replaces .para/secret.key."
     )]
     Keys(KeysArgs),
+    /// Environment secrets of workflows (`context.getEnvironmentSecret('NAME')`), stored sealed
+    #[command(
+        after_help = "Examples:\n  para secrets set TASKFLOW_API_KEY          (reads the value from stdin: no shell history)\n  para secrets set TASKFLOW_API_KEY tf-123   \n  para secrets list\n  para secrets rm TASKFLOW_API_KEY\n\nValues are sealed with the project's secret key (PARA_SECRET_KEY or .para/secret.key) in\n.para/secrets.json (mode 0600, git-ignored). The server reads them when the file changes;\nan environment variable PARA_SECRET_<NAME> (or <NAME>) wins over the file."
+    )]
+    Secrets(SecretsArgs),
     /// Print a user token (RS256 JWT) signed with the development private key
     #[command(
         after_help = "Examples:\n  para token --user user-123\n  para token --user user-123 --meta '{\"email\":\"ada@example.com\",\"plan\":\"pro\"}' --ttl 7d\n  curl -H \"Authorization: Bearer $(para token --user u1)\" http://localhost:8080/projects/<id>/sdk/me\n\nThe token goes to stdout; run `para keys` first in projects made before it existed."
@@ -200,6 +205,29 @@ pub struct DevArgs {
     pub user: String,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub action: SecretsAction,
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Store a secret (replacing one of that name)
+    Set {
+        /// Letters, digits and `_`, as the workflows name it
+        name: String,
+        /// The value; omitted: read from stdin
+        value: Option<String>,
+    },
+    /// The stored secrets, and the ones the build uses that are missing
+    List,
+    /// Remove a secret
+    Rm { name: String },
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,7 @@ fn main() {
         cli::Command::Token(args) => commands::token::run(args),
         cli::Command::Runs(args) => commands::runs::run(args),
         cli::Command::Run(args) => commands::run::run(args),
+        cli::Command::Secrets(args) => commands::secrets::run(args),
     };
     std::process::exit(code);
 }

@@ -193,3 +193,40 @@ fn init_writes_keys_and_token_verifies_with_them() {
     let out = para(&project, &["token", "--user", "ada", "--meta", "[1]"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn secrets_are_stored_sealed_listed_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    assert!(para(tmp.path(), &["init", "--force", "."]).status.success());
+    assert!(para(tmp.path(), &["build", "--quiet"]).status.success());
+    let list = para(tmp.path(), &["secrets", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(text.contains("TASKFLOW_API_KEY  MISSING: used by the build, not set"), "{text}");
+
+    // From stdin, so the value stays out of the shell's history.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_para"))
+        .args(["secrets", "set", "TASKFLOW_API_KEY"])
+        .current_dir(tmp.path())
+        .env("NO_COLOR", "1")
+        .env_remove("PARA_SECRET_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"tf-0123456789\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let stored = std::fs::read_to_string(tmp.path().join(".para/secrets.json")).unwrap();
+    assert!(stored.contains("TASKFLOW_API_KEY") && !stored.contains("tf-0123456789"), "{stored}");
+    let list = para(tmp.path(), &["secrets", "list"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "TASKFLOW_API_KEY");
+
+    let bad = para(tmp.path(), &["secrets", "set", "NOT-A-NAME", "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("`NOT-A-NAME` is not a secret name"), "{}", stderr(&bad));
+    assert!(para(tmp.path(), &["secrets", "rm", "TASKFLOW_API_KEY"]).status.success());
+    let gone = para(tmp.path(), &["secrets", "rm", "TASKFLOW_API_KEY"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("no secret TASKFLOW_API_KEY is stored"));
+}

@@ -102,6 +102,8 @@ pub struct Engine {
     wake: Notify,
     slots: Arc<Semaphore>,
     users: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// `.para/secrets.json` opened, with the modification time it was read at.
+    stored_secrets: Mutex<Option<(Option<std::time::SystemTime>, Arc<StoredSecrets>)>>,
     /// Runs this process holds and executes (their leases are renewed).
     active: Mutex<std::collections::HashSet<String>>,
     started: AtomicBool,
@@ -143,6 +145,7 @@ impl Engine {
             wake: Notify::new(),
             users: Mutex::default(),
             active: Mutex::default(),
+            stored_secrets: Mutex::default(),
             started: AtomicBool::new(false),
             state: std::sync::OnceLock::new(),
         }
@@ -603,18 +606,48 @@ async fn run_context(
 }
 
 /// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`.
+/// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`, in
+/// the server's environment, else what `para secrets set` stored (`.para/secrets.json`, read
+/// again when it changes).
 pub fn secrets(state: &AppState) -> Map<String, Value> {
     let build = state.build();
+    let stored = stored_secrets(state);
     build
         .secrets
         .iter()
         .filter_map(|name| {
             let value = std::env::var(format!("PARA_SECRET_{name}"))
                 .or_else(|_| std::env::var(name))
-                .ok()?;
+                .ok()
+                .or_else(|| stored.get(name).cloned())?;
             Some((name.clone(), Value::String(value)))
         })
         .collect()
+}
+
+type StoredSecrets = std::collections::BTreeMap<String, String>;
+
+/// `.para/secrets.json`, opened, cached until the file changes.
+fn stored_secrets(state: &AppState) -> Arc<StoredSecrets> {
+    let root = &state.config.project_root;
+    let path = root.join(para_auth::env_secrets::ENV_SECRETS_FILE);
+    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let mut cache = state.engine.stored_secrets.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((seen, values)) = cache.as_ref()
+        && *seen == modified
+    {
+        return values.clone();
+    }
+    let values = match modified {
+        None => Default::default(),
+        Some(_) => para_auth::env_secrets::load(root, &state.secrets).unwrap_or_else(|e| {
+            eprintln!("para: the project's secrets cannot be read: {e}");
+            Default::default()
+        }),
+    };
+    let values = Arc::new(values);
+    *cache = Some((modified, values.clone()));
+    values
 }
 
 struct ServerHost {

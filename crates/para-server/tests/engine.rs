@@ -464,3 +464,32 @@ async fn runaway_functions_end_their_own_step_while_other_runs_go_on() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn environment_secrets_come_from_the_environment_else_from_para_secrets_set() {
+    let root = tempfile::tempdir().unwrap();
+    let key = para_auth::SecretKey::from_bytes(&[3; 32]);
+    let db = format!("sqlite://{}", root.path().join("para.db").display());
+    let config = para_server::ServerConfig {
+        project_root: root.path().to_path_buf(),
+        public_url: "http://127.0.0.1:1".into(),
+        admin_key: None,
+        oauth_clients: Default::default(),
+    };
+    let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
+    let store = para_store::Store::open(&db).await.unwrap();
+    let state = para_server::AppState::new(config, taskflow(), store, verifier, key.clone());
+    assert_eq!(state.build().secrets, ["TASKFLOW_API_KEY"]);
+    assert!(para_server::engine::secrets(&state).is_empty(), "none set");
+    para_auth::env_secrets::set(root.path(), &key, "TASKFLOW_API_KEY", "tf-stored").unwrap();
+    assert_eq!(para_server::engine::secrets(&state)["TASKFLOW_API_KEY"], "tf-stored");
+    // Read again when the file changes (its modification time moved on explicitly: two
+    // writes within one clock tick could share one).
+    para_auth::env_secrets::set(root.path(), &key, "TASKFLOW_API_KEY", "tf-stored-2").unwrap();
+    let file = std::fs::File::options()
+        .append(true)
+        .open(root.path().join(para_auth::env_secrets::ENV_SECRETS_FILE))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+    assert_eq!(para_server::engine::secrets(&state)["TASKFLOW_API_KEY"], "tf-stored-2");
+}

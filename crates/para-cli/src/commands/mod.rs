@@ -9,6 +9,7 @@ pub mod keys;
 pub mod new;
 pub mod run;
 pub mod runs;
+pub mod secrets;
 pub mod serve;
 pub mod token;
 

@@ -134,16 +134,13 @@ pub fn run(args: RunArgs) -> i32 {
                         format!("  … {} ({kind}) waits {} ms{why}", step.key, until.unwrap_or(0))
                     }
                 };
-                output::say(line);
+                println!("{line}");
             }
             let run = state.store.run(&state.project_id, &started.run_id).await.ok().flatten();
             match run.as_ref().map(|r| r.status.as_str()) {
                 Some("SUCCEEDED") => {
                     if let Some(response) = run.as_ref().and_then(|r| r.response.as_ref()) {
-                        output::say(format!(
-                            "response: {}",
-                            commands::runs::value(response, args.full)
-                        ));
+                        println!("response: {}", commands::runs::value(response, args.full));
                     }
                     output::say("succeeded");
                     engine::stop(&state).await;
