@@ -54,8 +54,8 @@ pub struct FunctionLimits {
     /// Wall-clock budget of the whole call: compiling, running, and running the promise jobs it
     /// queues. Default 5 s.
     pub time: Duration,
-    /// Heap limit of the thread's runtime while the call runs (the realm's built-ins and the
-    /// cached functions, about 1 MiB, count against it). Default 64 MiB.
+    /// Heap limit of the thread's runtime while the call runs (the realm's built-ins, about
+    /// 0.4 MiB, and the cached functions count against it). Default 64 MiB.
     pub memory_bytes: usize,
     /// Native stack the JavaScript may use; deep recursion fails with a `RangeError` beyond it.
     /// Default 1 MiB, about 1,600 JavaScript frames (a frame takes 0.5–0.7 KiB). The calling
