@@ -250,6 +250,68 @@ fn invocations_are_isolated() {
 }
 
 #[test]
+fn everything_reachable_is_frozen_and_no_setter_reaches_the_realm() {
+    // A walk over everything reachable from `globalThis` and the hidden intrinsics (property
+    // values, accessors, prototypes): every object is frozen, and the only setters left are
+    // those that act on the object written to (override taming's, `__proto__`, `Error`'s
+    // `stack`, `Iterator.prototype`'s) or always throw (`%ThrowTypeError%`), none on state of
+    // the realm (QuickJS's `Error.stackTraceLimit`/`prepareStackTrace` were such).
+    let out = ok(
+        r#"() => {
+          const seen = new Set(), unfrozen = [], setters = new Set();
+          const queue = [globalThis, ...[async function () {}, function* () {}, async function* () {},
+            [].values().map((x) => x), Iterator.from({ next() { return { done: true }; } }),
+            'a'.matchAll(/a/g), new Map().keys(), new Set().keys(), ''[Symbol.iterator](), [].values(),
+          ].map(Object.getPrototypeOf)];
+          while (queue.length > 0) {
+            const value = queue.pop();
+            if ((typeof value !== 'object' || value === null) && typeof value !== 'function') continue;
+            if (seen.has(value)) continue;
+            seen.add(value);
+            if (!Object.isFrozen(value)) unfrozen.push(value);
+            queue.push(Object.getPrototypeOf(value));
+            for (const key of Reflect.ownKeys(value)) {
+              const property = Object.getOwnPropertyDescriptor(value, key);
+              if ('value' in property) { queue.push(property.value); continue; }
+              queue.push(property.get, property.set);
+              if (!property.set) continue;
+              const native = String(property.set).includes('[native code]');
+              setters.add(`${String(key)}:${native ? 'native' : property.set.name}`);
+            }
+          }
+          return [seen.size > 500, unfrozen.length, [...setters].sort()];
+        }"#,
+        "{}",
+    );
+    let known = [
+        "Symbol(Symbol.toStringTag):native",
+        "__defineGetter__:set",
+        "__defineSetter__:set",
+        "__lookupGetter__:set",
+        "__lookupSetter__:set",
+        "__proto__:native",
+        "arguments:native",
+        "caller:native",
+        "constructor:native",
+        "constructor:set",
+        "hasOwnProperty:set",
+        "isPrototypeOf:set",
+        "message:set",
+        "name:set",
+        "propertyIsEnumerable:set",
+        "stack:native",
+        "toLocaleString:set",
+        "toString:set",
+        "valueOf:set",
+    ];
+    let expected = format!(
+        "[true,0,[{}]]",
+        known.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(",")
+    );
+    assert_eq!(out, expected);
+}
+
+#[test]
 fn a_function_keeps_no_state_between_calls() {
     // A named function expression refers to itself: it is frozen, with its prototype.
     let code = "function f(p) {\n  const before = [f.seen ?? null, f.prototype.seen ?? null];\n  try { f.seen = p.n; } catch {}\n  try { f.prototype.seen = p.n; } catch {}\n  return before;\n}";
