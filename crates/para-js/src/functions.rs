@@ -551,8 +551,11 @@ fn stringify<'js>(
 /// A caught error as a [`FunctionError`], with the positions of the function's own frames
 /// mapped back to its source text (`shift` characters were put before it on line 1).
 fn describe(caught: CaughtError<'_>, shift: usize, limits: &FunctionLimits) -> FunctionError {
+    // QuickJS throws `null` when it runs out of memory again while making the error (a
+    // function's own `throw null` reads the same; it is reported as running out of memory).
+    let thrown_null = matches!(&caught, CaughtError::Value(v) if v.is_null());
     let (message, raw_stack) = message_and_stack(caught);
-    let (kind, message) = if message.contains("out of memory") {
+    let (kind, message) = if thrown_null || message.contains("out of memory") {
         (
             JsErrorKind::OutOfMemory,
             format!("the function ran out of memory (limit {} MiB)", limits.memory_bytes >> 20),

@@ -135,6 +135,15 @@ fn memory_bomb_runs_out_of_memory_and_the_thread_can_run_again() {
     )
     .unwrap_err();
     assert_eq!(e.kind, JsErrorKind::OutOfMemory, "{e:?}");
+    // Arrays of strings: QuickJS runs out again while making the error and throws `null`.
+    let e = run_function(
+        "function f(p) { const a = []; while (true) a.push(new Array(100000).fill(p.title)); }",
+        r#"{"title": "hello"}"#,
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, JsErrorKind::OutOfMemory, "{e:?}");
+    assert_eq!(e.message, "the function ran out of memory (limit 32 MiB)");
     let e = run_function(
         "() => { const a = []; while (true) a.push('x'.repeat(1e5) + a.length); }",
         "{}",
