@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub function_limits: para_js::FunctionLimits,
     /// Timeout of one HTTP request of a step.
     pub request_timeout: Duration,
+    /// Poll catalog polling triggers this often instead of the catalog's interval.
+    pub trigger_poll_ms: Option<i64>,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -54,7 +56,8 @@ impl EngineConfig {
     /// Defaults, overridden by `PARA_ENGINE_LEASE_MS`, `PARA_ENGINE_POLL_MS`,
     /// `PARA_ENGINE_CONCURRENCY`, `PARA_ENGINE_USER_CONCURRENCY`, `PARA_ENGINE_RETRY_DELAYS_MS`
     /// (comma-separated), `PARA_ENGINE_FAN_OUT`, `PARA_ENGINE_FUNCTION_TIMEOUT_MS`,
-    /// `PARA_ENGINE_FUNCTION_MEMORY_MB` and `PARA_ENGINE_REQUEST_TIMEOUT_MS`.
+    /// `PARA_ENGINE_FUNCTION_MEMORY_MB`, `PARA_ENGINE_REQUEST_TIMEOUT_MS` and
+    /// `PARA_ENGINE_TRIGGER_POLL_MS`.
     pub fn from_env() -> EngineConfig {
         let mut options = run::Options::default();
         if let Ok(list) = std::env::var("PARA_ENGINE_RETRY_DELAYS_MS") {
@@ -81,6 +84,7 @@ impl EngineConfig {
             request_timeout: Duration::from_millis(
                 env_num("PARA_ENGINE_REQUEST_TIMEOUT_MS").unwrap_or(30_000),
             ),
+            trigger_poll_ms: env_num("PARA_ENGINE_TRIGGER_POLL_MS"),
         }
     }
 }
@@ -186,6 +190,7 @@ impl Engine {
 pub fn start(state: &Arc<AppState>) {
     if start_workers(state) {
         tokio::spawn(crate::triggers::cron_loop(state.clone()));
+        tokio::spawn(crate::triggers::polling_loop(state.clone()));
     }
 }
 
@@ -415,12 +420,24 @@ struct Fresh {
 pub async fn enqueue(state: &AppState, start: Start) -> Result<String, ApiError> {
     let (_, workflow) = find_workflow(state, &start.workflow_id)
         .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", start.workflow_id)))?;
-    let run = new_run(state, &start);
+    let write = queued(state, &workflow, &start);
+    let Write::Create { run, .. } = &write else { unreachable!("queued makes a Create") };
     let id = run.id.clone();
-    let steps = trigger_entry(&workflow, &start.trigger_output, now_ms()).into_iter().collect();
-    state.store.apply(&[Write::Create { run, lease: None, steps }]).await?;
-    state.engine.wake.notify_one();
+    state.store.apply(&[write]).await?;
+    wake(state);
     Ok(id)
+}
+
+/// The write of a queued run (not leased: any process may claim it).
+pub fn queued(state: &AppState, workflow: &Workflow, start: &Start) -> Write {
+    let run = new_run(state, start);
+    let steps = trigger_entry(workflow, &start.trigger_output, now_ms()).into_iter().collect();
+    Write::Create { run, lease: None, steps }
+}
+
+/// Tells the poller queued runs are waiting.
+pub fn wake(state: &AppState) {
+    state.engine.wake.notify_one();
 }
 
 fn to_entry(r: StepRecord) -> Option<JournalEntry> {
@@ -765,8 +782,7 @@ impl ServerHost {
         true
     }
 
-    /// Sends a request; for an integration request, below the integration's API base with the
-    /// user's credential, refreshed once after a 401.
+    /// Sends a request once the run is recorded (see [`send`]).
     async fn send(
         &self,
         integration: bool,
@@ -775,139 +791,148 @@ impl ServerHost {
         if !self.recorded().await {
             return Err(StepError::new("the run could not be recorded, so nothing is sent"));
         }
-        if !integration {
-            let url = url::Url::parse(&request.url)
-                .map_err(|e| StepError::new(format!("`{}` is not a URL: {e}", request.url)))?;
-            return self.http(url, &request, &[], &[]).await;
-        }
-        let state = &self.state;
-        let connector = state.connector(&self.integration).ok_or_else(|| {
-            StepError::new(format!("no integration `{}` in the served build", self.integration))
-        })?;
-        let credential = state
-            .store
-            .credentials(&state.project_id, &self.user_id, Some(&self.integration))
-            .await
-            .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?
-            .into_iter()
-            .find(|c| c.status == "VALID")
-            .ok_or_else(|| {
-                StepError::new(format!(
-                    "user `{}` has no valid {} credential: connect it first",
-                    self.user_id, self.integration
-                ))
-            })?;
-        let api = |e: ApiError| StepError::new(e.message);
-        let (mut credential, mut material) =
-            crate::refresh::usable(state, &connector, credential).await.map_err(api)?;
-        let (path, query) = match request.url.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (request.url.as_str(), None),
-        };
-        let tail = crate::proxy::safe_path(path).map_err(StepError::new)?;
-        let mut refreshed = false;
-        loop {
-            let base = connector.base_url(&material).map_err(|e| StepError::new(e.0))?;
-            let url = crate::proxy::join(&base, tail, query).map_err(StepError::new)?;
-            let auth = connector.authorize(&material).map_err(|e| StepError::new(e.0))?;
-            let response = self.http(url, &request, &auth.headers, &auth.query).await?;
-            if response.status == 401 && !refreshed {
-                refreshed = true;
-                if let Some((c, m)) =
-                    crate::refresh::after_unauthorized(state, &connector, credential.clone())
-                        .await
-                        .map_err(api)?
-                {
-                    credential = c;
-                    material = m;
-                    continue;
-                }
-            }
-            return Ok(response);
-        }
+        let target = integration.then_some((self.user_id.as_str(), self.integration.as_str()));
+        send(&self.state, target, request).await
     }
+}
 
-    async fn http(
-        &self,
-        mut url: url::Url,
-        request: &HttpRequest,
-        auth_headers: &[(String, String)],
-        auth_query: &[(String, String)],
-    ) -> Result<HttpResponse, StepError> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(StepError::new(format!("`{url}` is not an http(s) URL")));
-        }
-        if !request.query.is_empty() || !auth_query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in request.query.iter().chain(auth_query) {
-                pairs.append_pair(k, v);
+/// Sends a request. With `integration` (user, integration key): below the integration's API
+/// base with the user's credential, refreshed once after a 401. An HTTP error status is a
+/// response; `Err` is a request that got none.
+pub async fn send(
+    state: &AppState,
+    integration: Option<(&str, &str)>,
+    request: HttpRequest,
+) -> Result<HttpResponse, StepError> {
+    let Some((user_id, integration)) = integration else {
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| StepError::new(format!("`{}` is not a URL: {e}", request.url)))?;
+        return http(state, url, &request, &[], &[]).await;
+    };
+    let connector = state.connector(integration).ok_or_else(|| {
+        StepError::new(format!("no integration `{integration}` in the served build"))
+    })?;
+    let credential = state
+        .store
+        .credentials(&state.project_id, user_id, Some(integration))
+        .await
+        .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?
+        .into_iter()
+        .find(|c| c.status == "VALID")
+        .ok_or_else(|| {
+            StepError::new(format!(
+                "user `{user_id}` has no valid {integration} credential: connect it first"
+            ))
+        })?;
+    let api = |e: ApiError| StepError::new(e.message);
+    let (mut credential, mut material) =
+        crate::refresh::usable(state, &connector, credential).await.map_err(api)?;
+    let (path, query) = match request.url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (request.url.as_str(), None),
+    };
+    let tail = crate::proxy::safe_path(path).map_err(StepError::new)?;
+    let mut refreshed = false;
+    loop {
+        let base = connector.base_url(&material).map_err(|e| StepError::new(e.0))?;
+        let url = crate::proxy::join(&base, tail, query).map_err(StepError::new)?;
+        let auth = connector.authorize(&material).map_err(|e| StepError::new(e.0))?;
+        let response = http(state, url, &request, &auth.headers, &auth.query).await?;
+        if response.status == 401 && !refreshed {
+            refreshed = true;
+            if let Some((c, m)) =
+                crate::refresh::after_unauthorized(state, &connector, credential.clone())
+                    .await
+                    .map_err(api)?
+            {
+                credential = c;
+                material = m;
+                continue;
             }
         }
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", request.method)))?;
-        let shown = format!(
-            "{} {}://{}{}",
-            request.method,
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.path()
-        );
-        let mut builder = self
-            .state
-            .http
-            .request(method, url)
-            .timeout(self.state.engine.config.request_timeout)
-            .header("accept", "application/json");
-        for (k, v) in &request.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        if let Some(auth) = &request.authorization {
-            builder = apply_authorization(builder, auth);
-        }
-        for (k, v) in auth_headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        if let Some(body) = &request.body {
-            builder = match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                Some("x-www-form-urlencoded") | Some("form") => {
-                    let pairs: Vec<(String, String)> = body
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| (k.clone(), para_engine::values::text_of(Some(v))))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    builder.form(&pairs)
-                }
-                Some("raw") | Some("xml") => builder.body(para_engine::values::text_of(Some(body))),
-                _ => builder.json(body),
-            };
-        }
-        let response = builder.send().await.map_err(|e| {
-            let what = if e.is_timeout() { "timed out" } else { "failed" };
-            StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
-        })?;
-        let status = response.status().as_u16();
-        let headers: Map<String, Value> = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string())))
-            })
-            .collect();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(HttpResponse { status, headers, body })
+        return Ok(response);
     }
+}
+
+async fn http(
+    state: &AppState,
+    mut url: url::Url,
+    request: &HttpRequest,
+    auth_headers: &[(String, String)],
+    auth_query: &[(String, String)],
+) -> Result<HttpResponse, StepError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(StepError::new(format!("`{url}` is not an http(s) URL")));
+    }
+    if !request.query.is_empty() || !auth_query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in request.query.iter().chain(auth_query) {
+            pairs.append_pair(k, v);
+        }
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", request.method)))?;
+    let shown = format!(
+        "{} {}://{}{}",
+        request.method,
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.path()
+    );
+    let mut builder = state
+        .http
+        .request(method, url)
+        .timeout(state.engine.config.request_timeout)
+        .header("accept", "application/json");
+    for (k, v) in &request.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    if let Some(auth) = &request.authorization {
+        builder = apply_authorization(builder, auth);
+    }
+    for (k, v) in auth_headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    if let Some(body) = &request.body {
+        builder = match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("x-www-form-urlencoded") | Some("form") => {
+                let pairs: Vec<(String, String)> = body
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), para_engine::values::text_of(Some(v))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                builder.form(&pairs)
+            }
+            Some("raw") | Some("xml") => builder.body(para_engine::values::text_of(Some(body))),
+            _ => builder.json(body),
+        };
+    }
+    let response = builder.send().await.map_err(|e| {
+        let what = if e.is_timeout() { "timed out" } else { "failed" };
+        StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
+    })?;
+    let status = response.status().as_u16();
+    let headers: Map<String, Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string())))
+        })
+        .collect();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok(HttpResponse { status, headers, body })
 }
 
 /// A RequestStep's `authorization` option: `{type: 'bearer', token}` or

@@ -1,6 +1,6 @@
 //! What starts workflow runs: App Events, request triggers, a user connecting an integration,
-//! and cron schedules. Catalog triggers (webhooks, polling) have their slot in [`Trigger`] but
-//! no source yet.
+//! cron schedules, and catalog polling triggers. Catalog webhook triggers have their slot in
+//! [`Trigger::Integration`] but no receiver yet.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -42,9 +42,11 @@ pub enum Trigger {
         time_zone: String,
     },
     IntegrationEnabled,
-    /// A catalog trigger (webhook or polling): no source delivers these yet.
+    /// A catalog trigger: polling ones are polled ([`polling_loop`]); webhook ones have no
+    /// receiver yet.
     Integration {
         trigger: String,
+        parameters: Vec<para_build::Entry>,
     },
     /// `CustomTriggerStep` or `UnselectedStep`: never started by the server.
     Other,
@@ -64,8 +66,8 @@ pub fn trigger_of(workflow: &Workflow) -> Trigger {
             Trigger::Cron { cron: cron.clone(), time_zone: time_zone.clone() }
         }
         StepKind::IntegrationEnabled {} => Trigger::IntegrationEnabled,
-        StepKind::IntegrationTrigger { trigger, .. } => {
-            Trigger::Integration { trigger: trigger.clone() }
+        StepKind::IntegrationTrigger { trigger, parameters, .. } => {
+            Trigger::Integration { trigger: trigger.clone(), parameters: parameters.clone() }
         }
         _ => Trigger::Other,
     }
@@ -457,6 +459,170 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
         if let Err(e) = engine::enqueue(state, start).await {
             eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
         }
+    }
+}
+
+/// Polls catalog polling triggers: for every connected user with the workflow active, once per
+/// interval (claimed in the database, so one process polls), `GET` the trigger's path with the
+/// user's credential and start a run for each item not seen by the previous poll (the first
+/// poll only records what is there). The runs and what was seen are written in one
+/// transaction. [`crate::engine::EngineConfig::trigger_poll_ms`] overrides the catalog's
+/// interval.
+pub async fn polling_loop(state: Arc<AppState>) {
+    let interval_override = state.engine.config.trigger_poll_ms;
+    loop {
+        let build = state.build();
+        for integration in build.integrations.values() {
+            let Some(catalog) = para_catalog::lookup(&integration.key) else { continue };
+            for workflow in integration.workflows.values() {
+                let Trigger::Integration { trigger, parameters } = trigger_of(workflow) else {
+                    continue;
+                };
+                let Some(polling) = catalog
+                    .triggers
+                    .iter()
+                    .find(|t| t.name == trigger)
+                    .and_then(|t| t.polling.as_ref())
+                else {
+                    continue;
+                };
+                let interval = interval_override
+                    .unwrap_or(i64::from(polling.interval_seconds) * 1000)
+                    .max(100);
+                let users = state
+                    .store
+                    .connected_users(&state.project_id, &integration.key)
+                    .await
+                    .unwrap_or_default();
+                let poll = Poll {
+                    integration: &integration.key,
+                    workflow,
+                    polling,
+                    parameters: &parameters,
+                };
+                for user_id in users {
+                    if let Err(e) = poll.run(&state, &user_id, interval).await {
+                        eprintln!("para: polling `{}` for {user_id}: {e}", workflow.name);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+struct Poll<'a> {
+    integration: &'a str,
+    workflow: &'a Workflow,
+    polling: &'a para_catalog::Polling,
+    parameters: &'a [para_build::Entry],
+}
+
+impl Poll<'_> {
+    async fn run(&self, state: &AppState, user_id: &str, interval: i64) -> Result<(), String> {
+        let meta = match state.store.user(&state.project_id, user_id).await {
+            Ok(Some(u)) => u.meta,
+            _ => Value::Object(Map::new()),
+        };
+        let (active, data) = active_workflows(state, user_id, &meta, |w| w.id == self.workflow.id)
+            .await
+            .map_err(|e| e.message)?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        let claimed = state
+            .store
+            .claim_poll(&state.project_id, &self.workflow.id, user_id, interval)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(previous) = claimed else { return Ok(()) };
+        let path = self.path(&data, user_id);
+        let request = para_engine::run::HttpRequest {
+            method: "GET".into(),
+            url: path.clone(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            body_type: None,
+            authorization: None,
+        };
+        let answer = engine::send(state, Some((user_id, self.integration)), request)
+            .await
+            .map_err(|e| e.message)?;
+        if answer.status >= 400 {
+            return Err(format!("GET {path} answered HTTP {}", answer.status));
+        }
+        let items = match self.polling.items.as_str() {
+            "" => answer.body.clone(),
+            dotted => {
+                let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
+                para_engine::values::walk(&answer.body, &path).unwrap_or(Value::Null)
+            }
+        };
+        let items = items.as_array().cloned().unwrap_or_default();
+        let id_of = |item: &Value| {
+            item.get(&self.polling.id).map(|v| para_engine::values::text_of(Some(v)))
+        };
+        let seen: std::collections::HashSet<String> = previous
+            .as_ref()
+            .and_then(|p| p.get("seen"))
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let mut writes = Vec::new();
+        if previous.is_some() {
+            for item in items.iter().filter(|i| id_of(i).is_some_and(|id| !seen.contains(&id))) {
+                let start = Start {
+                    user_id: user_id.to_string(),
+                    integration: self.integration.to_string(),
+                    workflow_id: self.workflow.id.clone(),
+                    trigger_kind: "polling".into(),
+                    trigger_output: item.clone(),
+                    user: None,
+                };
+                writes.push(engine::queued(state, self.workflow, &start));
+            }
+        }
+        let now_seen: Vec<Value> =
+            items.iter().filter_map(id_of).take(10_000).map(Value::String).collect();
+        writes.push(para_store::runs::Write::TriggerState {
+            project_id: state.project_id.clone(),
+            workflow_id: self.workflow.id.clone(),
+            user_id: user_id.to_string(),
+            state: json!({ "seen": now_seen }),
+        });
+        let started = writes.len() > 1;
+        state.store.apply(&writes).await.map_err(|e| e.to_string())?;
+        if started {
+            engine::wake(state);
+        }
+        Ok(())
+    }
+
+    /// The trigger's path with its parameters (user settings, literals) filled in.
+    fn path(&self, data: &UserData, user_id: &str) -> String {
+        let values = |workflow_id: &str| -> Map<String, Value> {
+            data.settings
+                .iter()
+                .find(|s| s.integration == self.integration && s.workflow_id == workflow_id)
+                .and_then(|s| s.values.as_object().cloned())
+                .unwrap_or_default()
+        };
+        let (shared, own) = (values(""), values(&self.workflow.id));
+        let scope = para_engine::Scope {
+            shared_settings: Some(&shared),
+            workflow_settings: Some(&own),
+            user_id: Some(user_id),
+            meta: Some(&data.meta),
+            ..para_engine::Scope::default()
+        };
+        let mut path = self.polling.path.clone();
+        for entry in self.parameters {
+            let text = para_engine::resolve_text(&entry.source, &scope);
+            let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+            path = path.replace(&format!("{{{}}}", entry.key), &encoded.replace('+', "%20"));
+        }
+        path
     }
 }
 

@@ -493,3 +493,99 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
     file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
     assert_eq!(para_server::engine::secrets(&state)["TASKFLOW_API_KEY"], "tf-stored-2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
+    // Asana's `taskCreated` polls GET /tasks?project={project}… for `data[].gid`.
+    let mut build = taskflow();
+    let mut asana = build.integrations["salesforce"].clone();
+    asana.key = "asana".into();
+    asana.name = "Asana".into();
+    asana.inputs.clear();
+    let mut w = asana.workflows[PUSH].clone();
+    w.id = "asana-poll".into();
+    w.permissions = None;
+    w.inputs.clear();
+    let trigger = w.trigger.clone().unwrap();
+    let summarize = w.steps.iter().find(|s| s.key == "summarize").unwrap().clone();
+    w.steps.retain(|s| s.id == trigger);
+    w.steps[0].kind = serde_json::from_value(json!({
+        "type": "TRIGGER/ACTION",
+        "parameters": { "trigger": "taskCreated", "intent": "TASK_CREATED", "parameters": [
+            { "key": "project", "source": { "type": "VALUE", "value": "p 1" } } ] },
+    }))
+    .unwrap();
+    w.steps[0].next = Some(summarize.id.clone());
+    let mut named = summarize;
+    named.kind = serde_json::from_value(json!({
+        "type": "ACTION/FUNCTION",
+        "parameters": { "code": "function f(p) { return 'new: ' + p.name; }", "parameters": [
+            { "key": "name", "source": { "type": "VARIABLE", "stepId": trigger, "path": ["name"] } } ] },
+    }))
+    .unwrap();
+    w.steps.push(named);
+    asana.workflows = [("asana-poll".to_string(), w)].into_iter().collect();
+    build.integrations.insert("asana".into(), asana);
+
+    let tasks = Arc::new(Mutex::new(vec![json!({ "gid": "1", "name": "old" })]));
+    let polls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (t, p) = (tasks.clone(), polls.clone());
+    let app = axum::Router::new().fallback(any(move |request: Request| {
+        let (t, p) = (t.clone(), p.clone());
+        async move {
+            let target = request.uri().to_string();
+            if target.starts_with("/asana/tasks") {
+                p.lock().unwrap().push(target);
+                let data = t.lock().unwrap().clone();
+                return axum::Json(json!({ "data": data })).into_response();
+            }
+            axum::Json(json!({ "data": { "gid": "me" } })).into_response()
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let oauth = OAuthClient {
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        api_base_url: Some(format!("{api}/asana")),
+        ..OAuthClient::default()
+    };
+    let mut engine = para_server::engine::EngineConfig::from_env();
+    engine.trigger_poll_ms = Some(200);
+    engine.poll_ms = 50;
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start_with(build, &db, common::clients(&[("asana", oauth)]), engine).await;
+    connect(&s, "ann", "asana").await;
+
+    // The first poll only records what is there.
+    let wait_polls = |n: usize| {
+        let polls = polls.clone();
+        async move {
+            for _ in 0..100 {
+                if polls.lock().unwrap().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("fewer than {n} polls");
+        }
+    };
+    wait_polls(1).await;
+    assert_eq!(polls.lock().unwrap()[0], "/asana/tasks?project=p%201&opt_fields=name,created_at");
+    tasks.lock().unwrap().push(json!({ "gid": "2", "name": "fresh" }));
+    let run = wait_for_run(&s, "asana-poll", "SUCCEEDED").await;
+    assert_eq!(run.trigger_kind, "polling");
+    let journal = s.state.store.run_steps(&run.id).await.unwrap();
+    assert_eq!(journal.last().unwrap().output, Some(json!({ "result": "new: fresh" })));
+    // Later polls see nothing new: one run in all.
+    let seen = polls.lock().unwrap().len();
+    wait_polls(seen + 2).await;
+    let filter = para_store::history::RunFilter {
+        workflow_id: Some("asana-poll".into()),
+        ..Default::default()
+    };
+    let page = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap();
+    assert_eq!(page.runs.len(), 1, "one run for one new item");
+}

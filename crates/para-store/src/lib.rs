@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_oauth_sessions.sql")),
     (3, include_str!("../migrations/0003_runs.sql")),
     (4, include_str!("../migrations/0004_run_leases.sql")),
+    (5, include_str!("../migrations/0005_trigger_state.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
