@@ -11,6 +11,7 @@ mod auth;
 pub mod config;
 pub mod connect;
 pub mod connector;
+mod cors;
 mod dashboard;
 mod dashboard_runs;
 pub mod engine;
@@ -30,27 +31,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, Method};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
 pub use state::{AppState, OAuthClient, ServerConfig, env_key};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
 pub fn router(state: Arc<AppState>) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers(AllowHeaders::sdk())
-        .allow_credentials(true)
-        .max_age(std::time::Duration::from_secs(600));
     let pages = portal::routes()
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
@@ -61,30 +47,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(history::routes())
         .merge(triggers::routes())
         .with_state(state)
-        .layer(cors)
+        .layer(cors::CorsLayer)
         .merge(pages)
-}
-
-struct AllowHeaders;
-
-impl AllowHeaders {
-    /// The headers the SDK sends (CONNECT-API.md), plus the usual ones.
-    fn sdk() -> Vec<HeaderName> {
-        [
-            "authorization",
-            "content-type",
-            "accept",
-            "x-paragon-credential",
-            "x-paragon-configuration-id",
-            "x-paragon-sdk-version",
-            "x-paragon-user-metadata",
-            "x-paragon-proxy-url",
-            "x-paragon-use-raw-response",
-        ]
-        .into_iter()
-        .map(HeaderName::from_static)
-        .collect()
-    }
 }
 
 /// Binds and serves until Ctrl-C / SIGTERM, then finishes in-flight requests.

@@ -1,0 +1,42 @@
+//! CORS as the SDK in a company's page meets it: preflights answered with the SDK's headers,
+//! the origin mirrored with credentials, and nothing added to requests without an origin.
+
+mod common;
+
+use common::client;
+use serde_json::json;
+
+#[tokio::test]
+async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start(common::build("p-cors", json!({})), &db, Default::default()).await;
+    let http = client();
+
+    let pre = http
+        .request(reqwest::Method::OPTIONS, s.url("/sdk/me"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PATCH")
+        .header("access-control-request-headers", "authorization, x-paragon-credential")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    let h = pre.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
+    let allowed = h["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("authorization") && allowed.contains("x-paragon-credential"));
+    assert_eq!(h["access-control-max-age"], "600");
+
+    let with_origin =
+        http.get(s.url("/sdk/me")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(with_origin.status(), 401, "no token: refused, and still readable by the page");
+    assert_eq!(with_origin.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(with_origin.headers().get_all("vary").iter().any(|v| v == "origin"));
+
+    let plain = http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("access-control-allow-origin").is_none());
+}
