@@ -660,18 +660,18 @@ async fn respond(answer: Response, raw: bool) -> Result<Response, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let output = if bytes.is_empty() {
-        Value::Null
-    } else if is_json {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    } else {
-        Value::String(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    // What `Json(json!({ "output": output }))` writes.
+    // `{"output": …}`: a JSON answer spliced in as it came (checked, never re-encoded, so
+    // large numbers keep their digits), anything else as a JSON string.
     let mut out = Vec::with_capacity(bytes.len() + 12);
     out.extend_from_slice(b"{\"output\":");
-    serde_json::to_writer(&mut out, &output).expect("a JSON value serialises");
+    if bytes.is_empty() {
+        out.extend_from_slice(b"null");
+    } else if is_json && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+        out.extend_from_slice(bytes.trim_ascii());
+    } else {
+        let text = Value::String(String::from_utf8_lossy(&bytes).into_owned());
+        serde_json::to_writer(&mut out, &text).expect("a JSON string serialises");
+    }
     out.push(b'}');
     let mut res = Response::new(Body::from(out));
     *res.status_mut() = head.status;

@@ -96,6 +96,7 @@ async fn api(
         "/text" => ([("content-type", "text/plain")], "hello").into_response(),
         "/empty" => StatusCode::NO_CONTENT.into_response(),
         "/badjson" => (json, "not json").into_response(),
+        "/bignum" => (json, " {\"id\": 123456789012345678901234567890}\n").into_response(),
         "/close" => {
             ([("connection", "close"), ("content-type", "application/json")], r#"{"closed":true}"#)
                 .into_response()
@@ -417,6 +418,12 @@ async fn bodies_statuses_and_content_type_auto() {
     assert_eq!(r.status, 204);
     let r = raw(&server, "GET", &format!("{prefix}/me"), &[auth], b"");
     assert_eq!((r.status, r.json()), (200, json!({ "output": { "ok": true } })));
+    // A JSON answer is wrapped as it came: a number too large for 64 bits keeps its digits.
+    let r = raw(&server, "GET", &format!("{prefix}/bignum"), &[auth], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"output":{"id": 123456789012345678901234567890}}"#
+    );
 
     // A large answer, raw: byte for byte.
     let r = raw(

@@ -83,8 +83,18 @@ pub fn read_build(path: &Path) -> Result<Build, String> {
 }
 
 /// The async runtime the server runs on.
+/// The async runtime the server runs on: one thread per CPU the process may use; with a
+/// single CPU (a container limited to one, `taskset`), a current-thread runtime, which does
+/// the same work without the multi-threaded scheduler's hand-offs. Blocking work (function
+/// steps, SQLite) has threads of its own either way.
 pub fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
         output::error(format!("cannot start the async runtime: {e}"), None);
         commands::FINDINGS
     })
