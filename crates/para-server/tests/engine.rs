@@ -589,3 +589,99 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let page = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap();
     assert_eq!(page.runs.len(), 1, "one run for one new item");
 }
+
+/// The Daily digest workflow (a cron trigger, a RequestStep to Taskflow's own API with an
+/// environment secret, a function, a Slack post), with two changes so a test can run it: the
+/// cron fires every second, and the request goes to a loopback server instead of
+/// `https://api.taskflow.example`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() {
+    const DIGEST: &str = "9d3f1a7c-6b42-4e85-a0d9-4c7e1f2b3a65";
+    let posts = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let keys = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (p, k) = (posts.clone(), keys.clone());
+    let app = axum::Router::new().fallback(any(move |request: Request| {
+        let (p, k) = (p.clone(), k.clone());
+        async move {
+            let target = request.uri().to_string();
+            let key =
+                request.headers().get("x-taskflow-key").map(|v| v.to_str().unwrap().to_string());
+            let bytes = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+            if target.starts_with("/taskflow/v1/users/ann/tasks?") {
+                k.lock().unwrap().push(format!("{target} {}", key.unwrap_or_default()));
+                return axum::Json(json!({ "tasks": [{ "title": "Renew" }, { "title": "Call" }] }))
+                    .into_response();
+            }
+            if target == "/slack/chat.postMessage" {
+                p.lock().unwrap().push(serde_json::from_slice(&bytes).unwrap());
+            }
+            axum::Json(json!({ "ok": true })).into_response()
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut build = taskflow();
+    let digest = build.integrations.get_mut("slack").unwrap().workflows.get_mut(DIGEST).unwrap();
+    for step in &mut digest.steps {
+        match &mut step.kind {
+            para_build::StepKind::Cron { cron, .. } => *cron = "* * * * * *".into(),
+            para_build::StepKind::Request(r) => {
+                let text = serde_json::to_string(&r.url).unwrap();
+                let moved =
+                    text.replace("https://api.taskflow.example", &format!("{api}/taskflow"));
+                assert_ne!(text, moved);
+                r.url = serde_json::from_str(&moved).unwrap();
+            }
+            _ => {}
+        }
+    }
+    // The secret as `para secrets set` stores it, sealed with the server's key.
+    let key =
+        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap();
+    para_auth::env_secrets::set(common::keys_root(), &key, "TASKFLOW_API_KEY", "tf-key-42")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let oauth = OAuthClient {
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        api_base_url: Some(format!("{api}/slack")),
+        ..OAuthClient::default()
+    };
+    let mut engine = para_server::engine::EngineConfig::from_env();
+    engine.poll_ms = 50;
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start_with(build, &db, common::clients(&[("slack", oauth)]), engine).await;
+    connect(&s, "ann", "slack").await;
+    let channel = "f4a81b5d-3ea2-4fc1-9d64-829a01bc2e34";
+    let store = &s.state.store;
+    store
+        .put_settings(PROJECT, "ann", "slack", "", None, Some(&json!({ channel: "#tasks" })))
+        .await
+        .unwrap();
+    // Off by default: ann turns it on.
+    let (status, _) =
+        s.call("POST", &format!("/sdk/workflows/{DIGEST}"), &token("ann"), Some(json!({}))).await;
+    assert_eq!(status, 200);
+
+    let run = wait_for_run(&s, DIGEST, "SUCCEEDED").await;
+    assert_eq!(run.trigger_kind, "cron");
+    assert!(run.trigger_input["firedAt"].is_string());
+    let journal = store.run_steps(&run.id).await.unwrap();
+    assert_eq!(
+        steps_of(&journal),
+        [("everyMorning", "DONE"), ("dueToday", "DONE"), ("format", "DONE"), ("post", "DONE")]
+    );
+    let seen = keys.lock().unwrap()[0].clone();
+    assert_eq!(seen, "/taskflow/v1/users/ann/tasks?due=today&limit=50 tf-key-42");
+    assert_eq!(
+        posts.lock().unwrap()[0],
+        json!({ "channel": "#tasks", "text": "Due today:\n• Renew\n• Call" })
+    );
+    // The secret reached the request but not the history.
+    let input = journal[1].input.as_ref().unwrap();
+    assert_eq!(input["headers"]["X-Taskflow-Key"], "[redacted]", "{input}");
+    assert!(!format!("{journal:?}").contains("tf-key-42"));
+}
