@@ -926,7 +926,9 @@ fn request_input(http: &HttpRequest) -> Value {
     })
 }
 
-fn http_error(response: &HttpResponse) -> StepError {
+/// A response with an error status as a step's error: the status and a body excerpt, the
+/// body in its details, and for a 429 the wait its `Retry-After` asks for (10 s without one).
+pub fn http_error(response: &HttpResponse) -> StepError {
     let excerpt = match &response.body {
         Value::String(s) => s.chars().take(300).collect::<String>(),
         other => other.to_string().chars().take(300).collect(),

@@ -972,20 +972,7 @@ impl Host for ServerHost {
         let request = crate::actions::request(&self.integration, action, &parameters)?;
         let response = self.send(true, request).await?;
         if response.status >= 400 {
-            let excerpt: String = response.body.to_string().chars().take(300).collect();
-            let mut e = StepError::new(format!("HTTP {}: {excerpt}", response.status));
-            e.details.insert("statusCode".into(), Value::from(response.status));
-            e.details.insert("body".into(), response.body);
-            if response.status == 429 {
-                e.retry_after_ms = response
-                    .headers
-                    .get("retry-after")
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.trim().parse::<f64>().ok())
-                    .map(|s| (s * 1000.0) as i64)
-                    .or(Some(10_000));
-            }
-            return Err(e);
+            return Err(run::http_error(&response));
         }
         Ok(response.body)
     }
