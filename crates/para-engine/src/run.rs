@@ -105,11 +105,24 @@ pub struct StepError {
     pub details: Map<String, Value>,
     /// Rate-limited: try again after this many milliseconds, without using a retry.
     pub retry_after_ms: Option<i64>,
+    /// Trying again cannot help (the user has no credential, the URL is malformed): no
+    /// auto-retry.
+    pub permanent: bool,
 }
 
 impl StepError {
     pub fn new(message: impl Into<String>) -> StepError {
-        StepError { message: message.into(), details: Map::new(), retry_after_ms: None }
+        StepError {
+            message: message.into(),
+            details: Map::new(),
+            retry_after_ms: None,
+            permanent: false,
+        }
+    }
+
+    /// An error no retry can mend.
+    pub fn permanent(message: impl Into<String>) -> StepError {
+        StepError { permanent: true, ..StepError::new(message) }
     }
 }
 
@@ -556,7 +569,7 @@ impl<'a, H: Host> Exec<'a, H> {
         // A rate-limit wait leaves the retry budget alone; an auto-retry uses one.
         let retry = match error.retry_after_ms {
             Some(wait) => Some((now + wait.max(0), attempts - 1)),
-            None if step.auto_retry => self
+            None if step.auto_retry && !error.permanent => self
                 .options
                 .retry_delays_ms
                 .get(attempts as usize - 1)
@@ -716,6 +729,7 @@ impl<'a, H: Host> Exec<'a, H> {
             Done::Error(error) => {
                 let retrying = error.retry_after_ms.is_some()
                     || (step.auto_retry
+                        && !error.permanent
                         && (attempts as usize) <= self.options.retry_delays_ms.len());
                 if !retrying && step.continue_workflow_on_error {
                     let now = self.host.now_ms();

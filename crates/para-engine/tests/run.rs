@@ -431,3 +431,15 @@ async fn a_lost_lease_stops_the_run_and_secrets_never_reach_the_journal() {
     let input = host.entry("call").input.unwrap();
     assert_eq!(input["headers"]["x-key"], json!("Key [redacted]"));
 }
+
+#[tokio::test]
+async fn an_error_no_retry_can_mend_is_not_retried() {
+    let mut wf = workflow(vec![request("call", json!({ "type": "VALUE", "value": "/x" }), None)]);
+    wf.steps[1].auto_retry = true;
+    let host = FakeHost::new(Box::new(|_, _| {
+        Err(StepError::permanent("user `ann` has no valid acme credential: connect it first"))
+    }));
+    let Outcome::Failed(message) = run(&host, &wf, json!({})).await else { panic!("no retry") };
+    assert!(message.ends_with("connect it first"), "{message}");
+    assert_eq!((host.request_count(), host.entry("call").attempts), (1, 1));
+}

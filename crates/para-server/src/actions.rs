@@ -15,11 +15,13 @@ pub fn request(
     parameters: &Map<String, Value>,
 ) -> Result<HttpRequest, StepError> {
     let catalog = para_catalog::lookup(integration).ok_or_else(|| {
-        StepError::new(format!("`{integration}` has no catalog actions (it is not in the catalog)"))
+        StepError::permanent(format!(
+            "`{integration}` has no catalog actions (it is not in the catalog)"
+        ))
     })?;
-    let spec = catalog
-        .action(action)
-        .ok_or_else(|| StepError::new(format!("{} has no action `{action}`", catalog.name)))?;
+    let spec = catalog.action(action).ok_or_else(|| {
+        StepError::permanent(format!("{} has no action `{action}`", catalog.name))
+    })?;
     let mut path = spec.path.clone();
     let mut query = Vec::new();
     let mut body = Map::new();
@@ -48,7 +50,7 @@ pub fn request(
     }
     for p in spec.parameters.iter().filter(|p| p.required && !p.name.ends_with('*')) {
         if !parameters.contains_key(&p.name) {
-            return Err(StepError::new(format!(
+            return Err(StepError::permanent(format!(
                 "the action `{action}` needs the parameter `{}`",
                 p.name
             )));

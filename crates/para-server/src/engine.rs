@@ -806,11 +806,11 @@ pub async fn send(
 ) -> Result<HttpResponse, StepError> {
     let Some((user_id, integration)) = integration else {
         let url = url::Url::parse(&request.url)
-            .map_err(|e| StepError::new(format!("`{}` is not a URL: {e}", request.url)))?;
+            .map_err(|e| StepError::permanent(format!("`{}` is not a URL: {e}", request.url)))?;
         return http(state, url, &request, &[], &[]).await;
     };
     let connector = state.connector(integration).ok_or_else(|| {
-        StepError::new(format!("no integration `{integration}` in the served build"))
+        StepError::permanent(format!("no integration `{integration}` in the served build"))
     })?;
     let credential = state
         .store
@@ -820,7 +820,7 @@ pub async fn send(
         .into_iter()
         .find(|c| c.status == "VALID")
         .ok_or_else(|| {
-            StepError::new(format!(
+            StepError::permanent(format!(
                 "user `{user_id}` has no valid {integration} credential: connect it first"
             ))
         })?;
@@ -831,7 +831,7 @@ pub async fn send(
         Some((p, q)) => (p, Some(q)),
         None => (request.url.as_str(), None),
     };
-    let tail = crate::proxy::safe_path(path).map_err(StepError::new)?;
+    let tail = crate::proxy::safe_path(path).map_err(StepError::permanent)?;
     let mut refreshed = false;
     loop {
         let base = connector.base_url(&material).map_err(|e| StepError::new(e.0))?;
@@ -862,7 +862,7 @@ async fn http(
     auth_query: &[(String, String)],
 ) -> Result<HttpResponse, StepError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(StepError::new(format!("`{url}` is not an http(s) URL")));
+        return Err(StepError::permanent(format!("`{url}` is not an http(s) URL")));
     }
     if !request.query.is_empty() || !auth_query.is_empty() {
         let mut pairs = url.query_pairs_mut();
@@ -871,7 +871,7 @@ async fn http(
         }
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| StepError::new(format!("`{}` is not an HTTP method", request.method)))?;
+        .map_err(|_| StepError::permanent(format!("`{}` is not an HTTP method", request.method)))?;
     let shown = format!(
         "{} {}://{}{}",
         request.method,
