@@ -268,18 +268,34 @@ async fn committer(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<Commit>
     }
 }
 
+/// Leases due runs: at once when woken (a run queued or a wait over in this process), else
+/// on an interval that doubles while nothing is due, up to the longest idle wait (half a lease,
+/// at most 5 s: how late another process's parked or orphaned run may be picked up). Whether
+/// anything is due is asked on a read connection first, so an idle server does not take the
+/// writer.
 async fn poller(state: Arc<AppState>) {
     let engine = &state.engine;
+    let busy = Duration::from_millis(engine.config.poll_ms.max(1));
+    let idle_max =
+        Duration::from_millis((engine.config.lease_ms / 2).clamp(1, 5_000) as u64).max(busy);
+    let mut wait = busy;
     loop {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(engine.config.poll_ms),
-            engine.wake.notified(),
-        )
-        .await;
+        let woken = tokio::time::timeout(wait, engine.wake.notified()).await.is_ok();
         let free = engine.slots.available_permits().min(64);
         if free == 0 {
             continue;
         }
+        if !woken {
+            match state.store.runs_due(&state.project_id).await {
+                Ok(false) => {
+                    wait = (wait * 2).min(idle_max);
+                    continue;
+                }
+                Ok(true) => {}
+                Err(e) => eprintln!("para: looking for due runs failed: {e}"),
+            }
+        }
+        wait = busy;
         let claimed = state
             .store
             .claim_runs(&state.project_id, &engine.worker, free as i64, engine.config.lease_ms)

@@ -292,6 +292,20 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
+    /// Whether a run of the project is due for a claim ([`Store::claim_runs`] would lease
+    /// one), asked on a read connection.
+    pub async fn runs_due(&self, project_id: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM runs WHERE project_id = $1 AND status IN ('QUEUED', 'RUNNING', 'WAITING')
+               AND not_before <= $2 AND (lease_until IS NULL OR lease_until < $2) LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(now_ms())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Extends `owner`'s leases on these runs (the ones it is executing); returns how many
     /// it still holds.
     pub async fn renew_leases(
@@ -664,11 +678,14 @@ mod tests {
         // `wait` was leased with an expired lease too; let w1 park it for a minute.
         let park = progress("wait", "w1", vec![], RunState::Waiting(now_ms() + 60_000));
         assert_eq!(s.apply(&[park]).await.unwrap(), [true]);
+        assert!(s.runs_due("p").await.unwrap(), "the crashed run");
+        assert!(!s.runs_due("other").await.unwrap());
         let taken = s.claim_runs("p", "w2", 10, 30_000).await.unwrap();
         assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["crashed"]);
         assert_eq!(taken[0].claims, 2);
         let late = progress("crashed", "dead", vec![], RunState::Succeeded);
         assert_eq!(s.apply(&[late]).await.unwrap(), [false], "the old owner is fenced off");
+        assert!(!s.runs_due("p").await.unwrap(), "leased and parked: nothing due");
         let ids = ["crashed".to_string(), "wait".to_string()];
         assert_eq!(s.renew_leases("w2", &ids, 30_000).await.unwrap(), 1, "only its own");
         assert!(!s.release_lease("w1", "crashed").await.unwrap(), "not w1's");
