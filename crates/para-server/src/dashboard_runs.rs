@@ -313,16 +313,9 @@ async fn run_page(
     if let Access::Refused(response) = dashboard::access(&state, &headers) {
         return response;
     }
-    let run = match state.store.run(&state.project_id, &id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => {
-            return page_error(
-                StatusCode::NOT_FOUND,
-                "No such run",
-                format!("This project has no run “{id}”."),
-            );
-        }
-        Err(e) => return dashboard::storage_error(e),
+    let run = match find_run(&state, &id).await {
+        Ok(run) => run,
+        Err(response) => return response,
     };
     let steps = match state.store.run_steps(&run.id).await {
         Ok(steps) => steps,
@@ -399,16 +392,9 @@ async fn replay(
                 .into(),
         );
     }
-    let run = match state.store.run(&state.project_id, &id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => {
-            return page_error(
-                StatusCode::NOT_FOUND,
-                "No such run",
-                format!("This project has no run “{id}”."),
-            );
-        }
-        Err(e) => return dashboard::storage_error(e),
+    let run = match find_run(&state, &id).await {
+        Ok(run) => run,
+        Err(response) => return response,
     };
     match history::replay_run(&state, &run).await {
         Ok(new) => {
@@ -419,6 +405,19 @@ async fn replay(
         Err(e) => page_error(e.status, "The run could not be replayed", e.message),
     }
     .into_response()
+}
+
+/// The project's run `id`, or the page saying there is none (or that storage failed).
+async fn find_run(state: &AppState, id: &str) -> Result<para_store::runs::Run, Response> {
+    match state.store.run(&state.project_id, id).await {
+        Ok(Some(run)) => Ok(run),
+        Ok(None) => Err(page_error(
+            StatusCode::NOT_FOUND,
+            "No such run",
+            format!("This project has no run “{id}”."),
+        )),
+        Err(e) => Err(dashboard::storage_error(e)),
+    }
 }
 
 #[cfg(test)]
