@@ -370,18 +370,8 @@ fn run_wrk(
         .with_context(|| {
             format!("running {} (install it: apt-get install wrk)", args.wrk.display())
         })?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("PARA-BENCH ")) else {
-        bail!(
-            "wrk printed no figures ({}):\n{stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let v: Value = serde_json::from_str(line).context("wrk's figures")?;
+    let (v, errors) = crate::proxy::wrk_figures(&out, "wrk")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-    let errors =
-        ["connect", "read", "write", "status", "timeout"].iter().map(|k| f(k)).sum::<f64>();
     Ok(Load {
         requests: f("requests"),
         rps: f("requests") / (f("duration_us").max(1.0) / 1e6),

@@ -444,19 +444,8 @@ impl Wrk<'_> {
         let out = c.output().with_context(|| {
             format!("running {} (install it: apt-get install wrk)", self.wrk.display())
         })?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("PARA-BENCH ")) else {
-            bail!(
-                "wrk against {} printed no figures ({}):\n{stdout}{}",
-                target.url,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let v: Value = serde_json::from_str(line).context("wrk's figures")?;
+        let (v, errors) = wrk_figures(&out, &format!("wrk against {}", target.url))?;
         let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-        let errors =
-            ["connect", "read", "write", "status", "timeout"].iter().map(|k| f(k)).sum::<f64>();
         Ok(Run {
             rps: f("requests") / (f("duration_us").max(1.0) / 1e6),
             p50: f("p50_us"),
@@ -1007,4 +996,22 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         bail!("targets missed: {}", missed.join(", "));
     }
     Ok(())
+}
+
+/// The figures our wrk script prints on its `PARA-BENCH {json}` line, and the count of errors
+/// of every kind among them. `what` names the run in the error when the line is missing.
+pub(crate) fn wrk_figures(out: &std::process::Output, what: &str) -> anyhow::Result<(Value, f64)> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("PARA-BENCH ")) else {
+        bail!(
+            "{what} printed no figures ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let v: Value = serde_json::from_str(line).context("wrk's figures")?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    let errors =
+        ["connect", "read", "write", "status", "timeout"].iter().map(|k| f(k)).sum::<f64>();
+    Ok((v, errors))
 }
