@@ -1,6 +1,9 @@
 // End-to-end test: the public `@useparagon/connect` SDK, unmodified, in Debian Chromium, against
 // `para serve`, with a real OAuth 2 authorization server (oidc-provider) and an upstream API on
-// loopback. The SDK's wire contract is described in docs/connect-sdk.md.
+// loopback. The SDK's wire contract is described in docs/connect-sdk.md. Two flows: headless
+// (installIntegration, getUser, settings, workflows, request through the proxy, uninstall) and
+// the Connect Portal in the SDK's iframe (`paragon.connect()` showing para's /ui page). With
+// PARA_SCREENSHOT_DIR set, the iframe test saves screenshots there (docs/screenshots).
 //
 // ── Protocol (how a Rust integration test drives this file) ────────────────────────────────────
 //
@@ -260,8 +263,8 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>para e2e</title>
   window.e2e = {
     // Point every service host at one origin (configureGlobal derives https://<svc>.<host>
     // otherwise, dropping the port).
-    configure(base) {
-      paragon.setHeadless(true);
+    configure(base, headless = true) {
+      paragon.setHeadless(headless);
       const envs = {};
       for (const k of ['ZEUS_PUBLIC_URL', 'HERMES_PUBLIC_URL', 'WORKER_PROXY_PUBLIC_URL',
         'PASSPORT_PUBLIC_URL', 'PASSPORT_PRODUCTION_URL', 'CONNECT_PUBLIC_URL',
@@ -274,6 +277,13 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>para e2e</title>
     },
     pendingInstall: null,
     install: null,
+    // paragon.connect() opens the Connect Portal in the SDK's iframe and settles once installed.
+    connected: null,
+    connect(name) {
+      window.e2e.connected = null;
+      paragon.connect(name).then((v) => { window.e2e.connected = { ok: true, value: plain(v) }; },
+        (e) => { window.e2e.connected = failure(e); });
+    },
   };
   // installIntegration opens the OAuth popup synchronously, so start it from a real click.
   document.getElementById('install').addEventListener('click', () => {
@@ -691,6 +701,112 @@ test('SDK flow against para serve: authenticate, install over OAuth, settings, w
       assert.equal(again.enabled, false, 'uninstall did not persist');
       assert.deepEqual(again.allCredentials, []);
     });
+  } finally {
+    await context.close();
+  }
+});
+
+// ── The Connect Portal in the SDK's iframe (not headless) ───────────────────────────────────────
+test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect over OAuth, settings, a workflow, close, disconnect', { skip, timeout: 180000 }, async () => {
+  if (!haveServer) assert.fail('PARA_E2E_REQUIRE_SERVER=1 but no server configured');
+  const server = await waitForServer();
+  const { context, log } = await newContext();
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1000, height: 800 });
+  const recent = () => `\nbrowser log:\n  ${log.slice(-30).join('\n  ')}`;
+  const call = async (fn, ...args) => {
+    const r = await page.evaluate(([f, a]) => window.e2e.call(f, a), [fn, args]);
+    assert.ok(r.ok, `paragon.${fn} failed: ${r.error}${recent()}`);
+    return r.value;
+  };
+  const state = async () => (await call('getUser')).integrations?.[INTEGRATION];
+  const until = async (check, what, ms = 20000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (await check()) return;
+      if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}${recent()}`);
+      await sleep(100);
+    }
+  };
+  const shot = async (name) => {
+    if (!env.PARA_SCREENSHOT_DIR) return;
+    const file = path.join(env.PARA_SCREENSHOT_DIR, name);
+    await page.screenshot({ path: file });
+    console.log(`# screenshot ${file}`);
+  };
+  const iframeDisplay = () => page.evaluate(() => document.querySelector('iframe[src*="/ui"]')?.style.display);
+  try {
+    await page.goto(`${pageUrl}/`);
+    await page.evaluate((b) => window.e2e.configure(b, false), server.baseUrl);
+    await call('authenticate', server.projectId, server.userToken);
+    if ((await state())?.enabled) await call('uninstallIntegration', INTEGRATION, {}); // start fresh
+    await until(async () => (await iframeDisplay()) === 'none', 'the SDK created its hidden iframe');
+    const frame = page.frameLocator('iframe[src*="/ui"]');
+
+    // paragon.connect() → UI_UPDATE → the page renders the integration and asks to be shown.
+    await page.evaluate((name) => window.e2e.connect(name), INTEGRATION);
+    const meta = await call('getIntegrationMetadata', INTEGRATION);
+    await frame.locator('#ui-title').waitFor({ timeout: 15000 });
+    assert.equal(await frame.locator('#ui-title').textContent(), meta.name);
+    await until(async () => (await iframeDisplay()) === 'block', 'the portal asked the SDK to show the iframe');
+    assert.match(await frame.locator('#ui-connect').textContent(), /^Connect /);
+    await shot('sdk-portal-connect.png');
+
+    // Connect: the click reaches the SDK, which opens the OAuth popup; the iframe shows the result.
+    const popup = context.waitForEvent('page', { timeout: 10000 });
+    await frame.locator('#ui-connect').click();
+    await popup.catch(async (err) => {
+      const banner = await frame.locator('.banner').allTextContents().catch(() => []);
+      assert.fail(`no OAuth popup after Connect (${err.message.split('\n')[0]}); the portal says: ${JSON.stringify(banner)}${recent()}`);
+    });
+    await page.waitForFunction(() => window.e2e.connected, null, { timeout: 90000 });
+    const connected = await page.evaluate(() => window.e2e.connected);
+    assert.ok(connected.ok, `paragon.connect failed: ${connected.error}${recent()}`);
+    const s = await state();
+    assert.equal(s.enabled, true);
+    assert.equal(s.credentialStatus, 'VALID');
+    await frame.locator('#ui-disconnect').waitFor({ timeout: 15000 }).catch(async (err) => {
+      const shown = await frame.locator('body').innerText().catch((e) => e.message);
+      assert.fail(`the portal does not show the connected account (${err.message.split('\n')[0]}); iframe display ${await iframeDisplay()}, it shows: ${JSON.stringify(shown)}${recent()}`);
+    });
+    await frame.locator('.pill.VALID').waitFor();
+
+    // Settings saved from the form go through updateIntegrationUserSettings.
+    await frame.locator(`[id="input-${INPUT_PIPELINE}"]`).selectOption('support');
+    await frame.locator(`[id="input-${INPUT_SYNC_LIMIT}"]`).fill('40');
+    await frame.locator('#ui-settings button[type=submit]').click();
+    await frame.locator('.banner.ok', { hasText: 'Settings saved' }).waitFor({ timeout: 15000 });
+    let saved = await state();
+    assert.equal(saved.sharedSettings?.[INPUT_PIPELINE], 'support');
+    assert.equal(Number(saved.sharedSettings?.[INPUT_SYNC_LIMIT]), 40);
+    await call('authenticate', server.projectId, server.userToken); // persisted, not just local
+    saved = await state();
+    assert.equal(saved.sharedSettings?.[INPUT_PIPELINE], 'support');
+
+    // A workflow toggle: enableWorkflow / disableWorkflow.
+    const box = frame.locator(`input[data-workflow="${WORKFLOW_ID}"]`);
+    await box.waitFor({ timeout: 15000 });
+    const enabledNow = async () => (await state()).workflowSettings?.[WORKFLOW_ID]?.enabled === true;
+    const before = await enabledNow();
+    await box.click();
+    await until(async () => (await enabledNow()) === !before, `the workflow is ${before ? 'disabled' : 'enabled'}`);
+    await until(async () => (await box.isChecked()) === !before, 'the toggle shows the new state');
+    if (before) {
+      await box.click();
+      await until(enabledNow, 'the workflow is enabled again');
+    }
+    await shot('sdk-portal-settings.png');
+
+    // Close: the iframe is hidden again; reopening shows the connected account; Disconnect.
+    await frame.locator('.ui-close').click();
+    await until(async () => (await iframeDisplay()) === 'none', 'the iframe is hidden after Close');
+    await page.evaluate((name) => window.e2e.connect(name), INTEGRATION);
+    await frame.locator('#ui-disconnect').waitFor({ timeout: 15000 });
+    await until(async () => (await iframeDisplay()) === 'block', 'the portal is shown again');
+    await frame.locator('#ui-disconnect').click();
+    await until(async () => (await state())?.enabled === false, 'the integration is uninstalled');
+    await call('authenticate', server.projectId, server.userToken);
+    assert.equal((await state()).enabled, false, 'the uninstall did not persist');
   } finally {
     await context.close();
   }

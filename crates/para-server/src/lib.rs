@@ -20,6 +20,7 @@ mod history;
 pub mod oauth;
 mod options;
 mod portal;
+mod portal_ui;
 mod proxy;
 mod refresh;
 pub mod settings;
@@ -38,6 +39,7 @@ pub use state::{AppState, OAuthClient, ServerConfig, env_key};
 /// The whole application: every route, CORS for the SDK running in the company's pages.
 pub fn router(state: Arc<AppState>) -> Router {
     let pages = portal::routes()
+        .merge(portal_ui::routes())
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
         .with_state(state.clone());

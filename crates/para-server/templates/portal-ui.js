@@ -1,0 +1,422 @@
+// The Connect Portal as the @useparagon/connect SDK shows it. `paragon.connect(type)` loads this
+// page (GET /ui) in a full-window iframe and sends it what to show in UI_UPDATE messages; the page
+// acts only by asking the SDK in the parent window to run one of its own methods
+// (SDK_FUNCTION_INVOCATION: installIntegration, updateIntegrationUserSettings, enableWorkflow…).
+// What it renders is a function of the state the SDK sent; its only request of its own starts an
+// OAuth sign-in with the token the SDK sent (build-oauth). Everything is built with DOM calls and
+// textContent: no HTML from the state is ever parsed.
+'use strict';
+(function () {
+  const parentWindow = window.parent;
+  let parentOrigin = null; // learned from the first UI_UPDATE
+  let context = null;
+  let modal = null;
+  let shown = false;
+  let currentType = null;
+  let busy = null; // the label of the action in flight
+  let notice = null; // { kind: 'ok' | 'error', lines: [..] }
+  let drafts = {}; // unsaved values of the settings form, by input id
+  let calls = 0;
+  const pending = new Map();
+
+  function invoke(type, ...parameters) {
+    const id = `para-ui-${++calls}`;
+    return new Promise((resolve, reject) => {
+      if (!parentOrigin || parentWindow === window) {
+        reject(new Error('this portal only works inside the page that opened it'));
+        return;
+      }
+      pending.set(id, { resolve, reject });
+      parentWindow.postMessage({ messageType: 'SDK_FUNCTION_INVOCATION', type, id, parameters }, parentOrigin);
+    });
+  }
+
+  window.addEventListener('message', (event) => {
+    const data = event.data;
+    if (event.source !== parentWindow || !data || typeof data !== 'object') return;
+    if (data.messageType === 'UI_UPDATE') {
+      parentOrigin = event.origin;
+      context = data.nextContext || null;
+      modal = data.nextModalState || null;
+      render();
+    } else if (data.messageType === 'SDK_FUNCTION_RESPONSE' || data.messageType === 'SDK_FUNCTION_ERROR') {
+      const call = pending.get(data.id);
+      if (!call) return;
+      pending.delete(data.id);
+      if (data.messageType === 'SDK_FUNCTION_RESPONSE') call.resolve(data.result);
+      else call.reject(new Error(data.message || 'the action failed'));
+    }
+  });
+
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && shown) close();
+  });
+  document.addEventListener('click', (event) => {
+    if (event.target && event.target.id === 'overlay') close();
+  });
+
+  // The SDK's name for an integration (getIntegrationTypeName): custom ones go by their slug.
+  function typeOf(integration) {
+    if (integration.type === 'custom') return integration.customIntegration && integration.customIntegration.slug;
+    return integration.type;
+  }
+
+  function color(value) {
+    return typeof value === 'string' && /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : '#4B5563';
+  }
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attributes || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') node.className = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else if (key in node && typeof value !== 'string') node[key] = value;
+      else node.setAttribute(key, value === true ? '' : value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  // Overview Markdown as text: paragraphs and "- " lists; emphasis and heading marks dropped.
+  function overview(text) {
+    const box = el('div', { class: 'ui-overview' });
+    const plain = (line) => line.replace(/^#+\s*/, '').replace(/\*\*|__|`/g, '');
+    for (const block of String(text).split(/\n\s*\n/)) {
+      const lines = block.split('\n').map((l) => l.trim()).filter(Boolean);
+      if (lines.length === 0) continue;
+      if (lines.every((l) => /^[-*]\s+/.test(l))) {
+        box.append(el('ul', {}, lines.map((l) => el('li', {}, plain(l.replace(/^[-*]\s+/, ''))))));
+      } else {
+        box.append(el('p', {}, plain(lines.join(' '))));
+      }
+    }
+    return box;
+  }
+
+  function resetTransient() {
+    if (signing) return; // a sign-in window is open: keep its state
+    preValues = {};
+    busy = null;
+    notice = null;
+    drafts = {};
+  }
+
+  async function act(label, work) {
+    if (busy) return;
+    busy = label;
+    notice = null;
+    render();
+    try {
+      const outcome = await work();
+      notice = outcome || null;
+    } catch (error) {
+      notice = { kind: 'error', lines: [error && error.message ? error.message : String(error)] };
+    } finally {
+      busy = null;
+      render();
+    }
+  }
+
+  function close() {
+    if (!shown) return;
+    invoke('updateContainerStyle', { isModalShown: false }).catch(() => {});
+    invoke('closePortal').catch(() => {});
+  }
+
+  // ── Connecting over OAuth ──────────────────────────────────────────────────────────────────
+  // As the SDK does in headless mode, but from this page: the popup opens on the click here (the
+  // SDK only opens it itself when no values are asked before signing in), the server's nonce
+  // page tells this page it is ready and the authorize URL comes from build-oauth. The SDK polls
+  // the sign-in session for the credential; a failure the popup posts here is passed on to it.
+  const SIGNING_IN = 'Waiting for the sign-in window…';
+  let preValues = {};
+  let signing = null; // { popup, type, redirect: Promise<string> }
+
+  function preInput(input) {
+    const key = input.key || input.id;
+    const controlId = `pre-${key}`;
+    return el('label', { class: 'ui-field', for: controlId },
+      el('span', {}, input.title || key, input.required ? ' *' : ''),
+      el('input', {
+        type: input.type === 'password' ? 'password' : 'text', id: controlId, autocomplete: 'off',
+        placeholder: input.placeholder || '', value: preValues[key] || '',
+        oninput: (e) => { preValues[key] = e.target.value; },
+      }),
+      input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+  }
+
+  function signIn(integration, type, before) {
+    if (busy) return;
+    const missing = before.filter((i) => i.required && !String(preValues[i.key || i.id] || '').trim());
+    if (missing.length > 0) {
+      notice = { kind: 'error', lines: missing.map((i) => `${i.title || i.key} is required before signing in.`) };
+      render();
+      return;
+    }
+    const env = context.environments || {};
+    const api = String(env.ZEUS_PUBLIC_URL || location.origin).replace(/\/$/, '');
+    const token = context.user.token;
+    const project = context.projectId;
+    const origin = location.origin;
+    const action = integration.type === 'custom' ? 'custom' : integration.type;
+    const nonce = `${api}/projects/${encodeURIComponent(project)}/sdk/actions/oauth-nonce?` + new URLSearchParams({
+      action, integrationId: integration.id, originForPostMessage: origin, userToken: token,
+    });
+    const popup = window.open(nonce, 'para-oauth', 'width=500,height=600,left=100,top=150');
+    if (!popup) {
+      notice = { kind: 'error', lines: ['The browser blocked the sign-in window: allow pop-ups for this site and try again.'] };
+      render();
+      return;
+    }
+    const values = {};
+    for (const i of before) if (preValues[i.key || i.id]) values[i.key || i.id] = preValues[i.key || i.id];
+    const session = Math.random().toString(36).slice(2, 15);
+    const query = new URLSearchParams({
+      action, integrationId: integration.id, originForPostMessage: origin,
+      endUserSuppliedValues: JSON.stringify(values), parameters: '{}', installOptions: '{}',
+      oauthMetaKeyId: session,
+    });
+    const redirect = fetch(`${api}/v2/projects/${encodeURIComponent(project)}/sdk/actions/build-oauth?${query}`, {
+      headers: { Authorization: `Bearer ${token}` },
+    }).then(async (response) => {
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok || !body.redirectUrl) throw new Error(body.message || `the server answered ${response.status}`);
+      return body.redirectUrl;
+    });
+    signing = { popup, type, redirect };
+    busy = SIGNING_IN;
+    notice = null;
+    render();
+    redirect.catch((error) => finishSignIn({ kind: 'error', lines: [`Could not start signing in: ${error.message}`] }));
+    // The server records the new credential under the session; the SDK polls it, saves it in
+    // its state (a UI_UPDATE follows) and reports the install to the app.
+    invoke('pollForCredential', type, session).then(() => {
+      const now = ((context.user || {}).integrations || {})[type] || {};
+      if (signing && signing.popup === popup) {
+        finishSignIn(now.enabled ? { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] } : null);
+      }
+    }, (error) => finishSignIn({ kind: 'error', lines: [error.message] }));
+    const watch = setInterval(() => {
+      if (signing && signing.popup === popup && popup.closed) {
+        clearInterval(watch);
+        finishSignIn(null);
+      } else if (!signing || signing.popup !== popup) {
+        clearInterval(watch);
+      }
+    }, 500);
+  }
+
+  function finishSignIn(outcome) {
+    if (!signing) return;
+    try { if (outcome && outcome.kind === 'error') signing.popup.close(); } catch (_) { /* gone */ }
+    signing = null;
+    busy = null;
+    notice = outcome;
+    render();
+  }
+
+  window.addEventListener('message', (event) => {
+    const data = event.data;
+    if (!signing || event.source !== signing.popup || !data || typeof data !== 'object') return;
+    if (data.type === 'oauth-nonce-loaded') {
+      const popup = signing.popup;
+      signing.redirect.then((url) => { popup.location.href = url; }, () => {});
+    } else if (data.type === 'oauth_error_callback' && event.origin === location.origin) {
+      parentWindow.postMessage({ type: 'oauth_error_callback', error: data.error }, parentOrigin);
+      finishSignIn({ kind: 'error', lines: [`Signing in failed: ${typeof data.error === 'string' ? data.error : (data.error && data.error.message) || 'the provider refused'}`] });
+    }
+  });
+
+  const EDITABLE = new Set(['text', 'number', 'boolean', 'switch', 'password', 'email', 'url', 'custom_dropdown', 'dropdown']);
+
+  function field(input, state) {
+    const id = input.id;
+    const saved = (state.sharedSettings || {})[id];
+    const value = id in drafts ? drafts[id] : saved;
+    const controlId = `input-${id}`;
+    const set = (v) => { drafts[id] = v; };
+    let control;
+    if (!EDITABLE.has(input.type)) {
+      return el('div', { class: 'ui-field' },
+        el('span', {}, input.title || input.key || id),
+        el('div', { class: 'hint' }, `This setting (${input.type}) is edited in the full Connect Portal.`));
+    }
+    if (input.type === 'boolean' || input.type === 'switch') {
+      control = el('input', { type: 'checkbox', id: controlId, checked: value === true || value === 'true', onchange: (e) => set(e.target.checked) });
+      return el('label', { class: 'ui-field' }, control, ' ', el('strong', {}, input.title || input.key || id),
+        input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+    }
+    if (input.type === 'custom_dropdown' || input.type === 'dropdown') {
+      // The build keeps type-specific properties under `options` (customDropdownOptions…).
+      const extra = input.options && typeof input.options === 'object' && !Array.isArray(input.options) ? input.options : {};
+      const listed = input.customDropdownOptions || extra.customDropdownOptions || input.options;
+      const options = Array.isArray(listed) ? listed : [];
+      control = el('select', { id: controlId, onchange: (e) => set(e.target.value) },
+        el('option', { value: '' }, 'Choose…'),
+        options.map((o) => el('option', { value: String(o.value), selected: String(o.value) === String(value ?? '') }, o.label ?? String(o.value))));
+    } else if (input.type === 'password') {
+      // A stored secret is never shown back: leaving the field empty keeps it.
+      control = el('input', { type: 'password', id: controlId, autocomplete: 'off', placeholder: saved ? 'saved — type to replace' : '', oninput: (e) => set(e.target.value) });
+    } else {
+      const type = input.type === 'number' ? 'number' : input.type === 'email' ? 'email' : input.type === 'url' ? 'url' : 'text';
+      control = el('input', { type, id: controlId, value: value === undefined || value === null ? '' : String(value), oninput: (e) => set(e.target.value) });
+    }
+    return el('label', { class: 'ui-field', for: controlId },
+      el('span', {}, input.title || input.key || id, input.required ? ' *' : ''),
+      control,
+      input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+  }
+
+  function settingsValues(inputs) {
+    const values = {};
+    for (const input of inputs) {
+      if (!(input.id in drafts) || !EDITABLE.has(input.type)) continue;
+      let v = drafts[input.id];
+      if (input.type === 'password' && v === '') continue;
+      if (input.type === 'number') v = v === '' ? null : Number(v);
+      values[input.id] = v;
+    }
+    return values;
+  }
+
+  function render() {
+    try {
+      draw();
+    } catch (error) {
+      // Never leave a stale view behind: say what went wrong where the portal would be.
+      console.error('para portal:', error);
+      document.getElementById('modal').replaceChildren(el('div', { class: 'ui-section' },
+        el('div', { class: 'banner error', role: 'alert' }, `The portal could not show this integration: ${error && error.message}`)));
+    }
+  }
+
+  function draw() {
+    const overlay = document.getElementById('overlay');
+    const root = document.getElementById('modal');
+    const integration = modal && modal.integration;
+    const user = context && context.user;
+    if (!integration || !user || !user.authenticated) {
+      overlay.hidden = true;
+      root.replaceChildren();
+      if (shown) {
+        shown = false;
+        invoke('updateContainerStyle', { isModalShown: false }).catch(() => {});
+      }
+      currentType = null;
+      resetTransient();
+      return;
+    }
+    const type = typeOf(integration);
+    if (type !== currentType) {
+      resetTransient();
+      currentType = type;
+    }
+    const config = modal.config || {};
+    const state = (user.integrations || {})[type] || {};
+    const accent = color(config.accentColor || integration.brandColor);
+    document.documentElement.style.setProperty('--accent', accent);
+    overlay.hidden = false;
+    if (!shown) {
+      shown = true;
+      invoke('updateContainerStyle', { isModalShown: true }).catch(() => {});
+      invoke('onOpen').catch(() => {});
+    }
+
+    const connected = state.enabled === true && state.credentialStatus !== 'INVALID';
+    const status = state.credentialStatus === 'INVALID' ? 'INVALID' : connected ? 'VALID' : null;
+    const name = integration.name || type;
+    const parts = [];
+    parts.push(el('header', { class: 'ui-head' },
+      el('div', { class: 'ui-monogram', 'aria-hidden': 'true' }, name.trim().charAt(0).toUpperCase()),
+      el('div', { class: 'body' },
+        el('h1', { id: 'ui-title' }, name),
+        config.description ? el('p', {}, config.description) : null),
+      status ? el('span', { class: `pill ${status}` }, status === 'VALID' ? 'Connected' : 'Needs reconnecting') : null,
+      el('button', { class: 'ui-close', type: 'button', 'aria-label': 'Close', onclick: close }, '×')));
+
+    const account = el('div', { class: 'ui-section' });
+    if (notice) {
+      account.append(el('div', { class: `banner ${notice.kind}`, role: notice.kind === 'error' ? 'alert' : 'status' },
+        notice.lines.length === 1 ? notice.lines[0] : el('ul', {}, notice.lines.map((l) => el('li', {}, l)))));
+    }
+    if (connected) {
+      account.append(el('div', { class: 'ui-actions' },
+        el('span', { class: 'muted' }, state.providerId ? `Connected as ${state.providerId}` : 'Your account is connected.'),
+        el('button', {
+          class: 'ui-button danger', type: 'button', id: 'ui-disconnect', disabled: Boolean(busy),
+          onclick: () => act('Disconnecting…', async () => {
+            await invoke('uninstallIntegration', type, {});
+            return { kind: 'ok', lines: [`Disconnected from ${name}.`] };
+          }),
+        }, busy === 'Disconnecting…' ? busy : 'Disconnect')));
+    } else {
+      if (state.credentialStatus === 'INVALID') {
+        account.append(el('div', { class: 'banner error' }, `The connected ${name} account stopped working. Connect it again.`));
+      }
+      if (config.overview) account.append(overview(config.overview));
+      if (integration.authenticationType !== 'oauth') {
+        account.append(el('p', { class: 'banner info' },
+          `${name} is connected with account details rather than a sign-in window; connect it from the app (installIntegration).`));
+      } else {
+        const before = (integration.customIntegration && integration.customIntegration.inputFields) || [];
+        for (const input of before) account.append(preInput(input));
+        account.append(el('div', { class: 'ui-actions' },
+          el('button', {
+            class: 'ui-button', type: 'button', id: 'ui-connect', disabled: Boolean(busy),
+            onclick: () => signIn(integration, type, before),
+          }, busy === SIGNING_IN ? busy : `Connect ${name}`)));
+      }
+    }
+    parts.push(account);
+
+    if (connected) {
+      const inputs = ((config.sharedMeta || {}).inputs) || [];
+      if (inputs.length > 0) {
+        const form = el('form', {
+          class: 'ui-section', id: 'ui-settings', novalidate: true,
+          onsubmit: (event) => {
+            event.preventDefault();
+            act('Saving…', async () => {
+              const result = await invoke('updateIntegrationUserSettings', type, settingsValues(inputs));
+              const errors = (result && result.errors) || [];
+              if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
+              drafts = {};
+              return { kind: 'ok', lines: ['Settings saved.'] };
+            });
+          },
+        }, el('h2', {}, 'Settings'), inputs.map((input) => field(input, state)),
+        el('div', { class: 'ui-actions' },
+          el('button', { class: 'ui-button', type: 'submit', disabled: Boolean(busy) }, busy === 'Saving…' ? busy : 'Save settings')));
+        parts.push(form);
+      }
+      const workflows = integration.workflows || [];
+      const meta = config.workflowMeta || {};
+      if (workflows.length > 0) {
+        const section = el('div', { class: 'ui-section', id: 'ui-workflows' }, el('h2', {}, 'Workflows'));
+        for (const workflow of workflows) {
+          const settings = (state.workflowSettings || {})[workflow.id];
+          const enabled = settings ? settings.enabled === true : false;
+          const info = meta[workflow.id] && meta[workflow.id].infoText;
+          section.append(el('label', { class: 'ui-workflow' },
+            el('input', {
+              type: 'checkbox', checked: enabled, disabled: Boolean(busy), 'data-workflow': workflow.id,
+              onchange: (event) => {
+                const on = event.target.checked;
+                act(on ? 'Enabling…' : 'Disabling…', async () => {
+                  await invoke(on ? 'enableWorkflow' : 'disableWorkflow', workflow.id, {});
+                  return null;
+                });
+              },
+            }),
+            el('div', { class: 'body' }, el('strong', {}, workflow.description || workflow.id), info ? el('p', {}, info) : null)));
+        }
+        parts.push(section);
+      }
+    }
+    root.replaceChildren(...parts);
+  }
+})();

@@ -1,0 +1,38 @@
+//! `GET /ui`, the page the SDK's `paragon.connect()` loads in its iframe: embeddable by any app,
+//! script only from this server, and the script it names is served. The page's behaviour in a
+//! browser, driven by the real SDK, is tested in tests/e2e/connect.test.mjs.
+
+mod common;
+
+use common::client;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start(common::build("p-ui", json!({})), &db, Default::default()).await;
+    let http = client();
+
+    let page = http.get(format!("{}/ui?projectId=p-ui", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("frame-ancestors *"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-eval") && !csp.contains("script-src 'self' 'unsafe-inline'"),
+        "{csp}"
+    );
+    assert!(page.headers().get("x-frame-options").is_none());
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/_para/portal-ui.js" defer></script>"#));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let script = http.get(format!("{}/_para/portal-ui.js", s.base)).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let js = script.text().await.unwrap();
+    assert!(js.contains("SDK_FUNCTION_INVOCATION") && js.contains("UI_UPDATE"));
+    assert!(!js.contains("innerHTML"), "the portal builds its DOM without parsing HTML");
+}
