@@ -31,6 +31,31 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/projects/{project}/sdk/workflows/{workflow}",
             axum::routing::post(enable_workflow).delete(disable_workflow),
         )
+        .route("/projects/{project}/sdk/actions", axum::routing::post(action_kit))
+        .route(
+            "/projects/{project}/sdk/credentials/{credential}/configurations",
+            axum::routing::post(configurations).patch(configurations).delete(configurations),
+        )
+}
+
+/// ActionKit (`POST /sdk/actions`) is not offered: say so, and what to use instead.
+async fn action_kit(_user: SdkUser) -> ApiError {
+    ApiError::not_found(
+        "ActionKit (POST /sdk/actions) is not available on this Paragraph server: call the \
+         integration's API through the proxy (paragon.request) or run a workflow instead",
+    )
+}
+
+/// Several configurations per credential are not offered yet: every credential has exactly one
+/// (its default, listed in `configurations`), which settings and workflows already use.
+async fn configurations(_user: SdkUser) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        "configurations_unsupported",
+        "this Paragraph server keeps one configuration per credential (its default): \
+         createConfiguration, updateConfiguration and deleteConfiguration are not supported yet; \
+         connect another account (allowMultipleCredentials) for separate settings",
+    )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -36,3 +36,26 @@ async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
     assert!(js.contains("SDK_FUNCTION_INVOCATION") && js.contains("UI_UPDATE"));
     assert!(!js.contains("innerHTML"), "the portal builds its DOM without parsing HTML");
 }
+
+/// What the SDK may call that this server does not offer answers with a reason, not a bare 404.
+#[tokio::test]
+async fn action_kit_and_extra_configurations_answer_with_what_to_do_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let s = common::start(common::build("p-ui2", json!({})), &db, Default::default()).await;
+    let token = common::token("ann");
+
+    let (status, body) = s.call("POST", "/sdk/actions", &token, Some(json!({"action": "x"}))).await;
+    assert_eq!(status, 404);
+    assert!(body["message"].as_str().unwrap().contains("paragon.request"), "{body}");
+
+    for method in ["POST", "PATCH", "DELETE"] {
+        let (status, body) =
+            s.call(method, "/sdk/credentials/c1/configurations", &token, None).await;
+        assert_eq!(status, 501, "{method}");
+        assert!(body["message"].as_str().unwrap().contains("one configuration per credential"));
+    }
+
+    let (status, _) = s.call("POST", "/sdk/actions", "not-a-token", None).await;
+    assert_eq!(status, 401, "still behind the user token");
+}
