@@ -77,6 +77,9 @@ const SCOPES = 'tasks.read tasks.write offline_access'; // what taskflow's custo
 const ACCESS_TOKEN_TTL = Number(env.PARA_E2E_ACCESS_TOKEN_TTL || 3600);
 const REQUIRE_PKCE = env.PARA_E2E_REQUIRE_PKCE === '1';
 const INTEGRATION = env.PARA_E2E_INTEGRATION || 'custom.acmecrm';
+// An integration connected with values (basic auth) whose test endpoint answers 200, if the
+// server's project has one (the Rust driver adds `custom.notesapi`).
+const FIELDS_INTEGRATION = env.PARA_E2E_FIELDS_INTEGRATION || '';
 // ../shared/examples/taskflow: custom.acmecrm "Mirror a task into ACME" and its shared inputs.
 const WORKFLOW_ID = env.PARA_E2E_WORKFLOW_ID || '1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70';
 const INPUT_PIPELINE = 'b6ca3d7f-5a14-4b2e-9f86-a4bc23de4a56'; // custom_dropdown: sales | support
@@ -807,6 +810,29 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
     await until(async () => (await state())?.enabled === false, 'the integration is uninstalled');
     await call('authenticate', server.projectId, server.userToken);
     assert.equal((await state()).enabled, false, 'the uninstall did not persist');
+
+    // An integration connected with values: the form asks for them, then the SDK posts them.
+    if (FIELDS_INTEGRATION) {
+      const fields = async () => (await call('getUser')).integrations?.[FIELDS_INTEGRATION];
+      if ((await fields())?.enabled) await call('uninstallIntegration', FIELDS_INTEGRATION, {});
+      await page.evaluate((name) => window.e2e.connect(name), FIELDS_INTEGRATION);
+      await frame.locator('[id="pre-username"]').waitFor({ timeout: 15000 });
+      await until(async () => (await iframeDisplay()) === 'block', 'the portal is shown for the second integration');
+      await frame.locator('#ui-connect').click();
+      await frame.locator('.banner.error', { hasText: 'is required' }).waitFor({ timeout: 5000 });
+      assert.equal((await fields()).enabled, false, 'nothing is connected without the required values');
+      await frame.locator('[id="pre-username"]').fill('ann');
+      await frame.locator('[id="pre-password"]').fill('s3cret');
+      await frame.locator('#ui-connect').click();
+      await frame.locator('#ui-disconnect').waitFor({ timeout: 15000 });
+      const connectedWithValues = await fields();
+      assert.equal(connectedWithValues.enabled, true);
+      assert.equal(connectedWithValues.credentialStatus, 'VALID');
+      await page.waitForFunction(() => window.e2e.connected, null, { timeout: 15000 });
+      assert.ok((await page.evaluate(() => window.e2e.connected)).ok, 'paragon.connect() settles on the install');
+      await frame.locator('#ui-disconnect').click();
+      await until(async () => (await fields())?.enabled === false, 'the second integration is uninstalled');
+    }
   } finally {
     await context.close();
   }

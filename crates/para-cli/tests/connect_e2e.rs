@@ -98,6 +98,18 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     common::copy_dir(&repo().join("../shared/examples/taskflow"), &project);
     let _ = std::fs::remove_dir_all(project.join("out"));
     para(&project, &["keys"]);
+    // An integration connected with values instead of a sign-in window, for the iframe portal's
+    // form: basic auth, its test endpoint pointed at para serve's own /healthz (below).
+    para(&project, &["new", "integration", "--custom", "Notes API", "--auth", "basic"]);
+    let notes = project.join("src/integrations/custom.notesapi/config.ts");
+    let config = std::fs::read_to_string(&notes).unwrap();
+    assert!(config.contains("testEndpointPath: '/me'"), "{config}");
+    std::fs::write(
+        &notes,
+        config.replace("testEndpointPath: '/me'", "testEndpointPath: '/healthz'"),
+    )
+    .unwrap();
+    let port = free_port();
 
     // 1. The harness starts the OAuth server and the upstream API and says where they are.
     let info_path = tmp.path().join("info.json");
@@ -111,6 +123,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         .env("PARA_E2E_SERVER", &server_path)
         .env("PARA_E2E_REQUIRE_SERVER", "1")
         .env("PARA_E2E_REQUIRE_PKCE", "1")
+        .env("PARA_E2E_FIELDS_INTEGRATION", "custom.notesapi")
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -134,14 +147,14 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
                 "authorizeUrl": info["authorizationEndpoint"],
                 "tokenUrl": info["tokenEndpoint"],
                 "apiBaseUrl": info["upstreamApiBase"],
-            }
+            },
+            "custom.notesapi": { "apiBaseUrl": format!("http://127.0.0.1:{port}") }
         })
         .to_string(),
     )
     .unwrap();
 
     // 3. para serve, then the address and a user token for the harness.
-    let port = free_port();
     let serve_log_path = tmp.path().join("serve.log");
     let serve_log = std::fs::File::create(&serve_log_path).unwrap();
     let server = Command::new(PARA)

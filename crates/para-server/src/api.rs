@@ -272,9 +272,43 @@ async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api 
         .integrations
         .values()
         .filter(|i| i.config.active)
-        .map(|i| integration_json(i, &|w| permitted(w, &user)))
+        .map(|i| {
+            let mut entry = integration_json(i, &|w| permitted(w, &user));
+            if let Some(connector) = state.connector(&i.key) {
+                add_connect_fields(&mut entry, &connector);
+            }
+            entry
+        })
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+/// How the user connects the integration, for para's own portal in the SDK's iframe (the SDK
+/// ignores these fields): `connectKind` and the values asked before connecting, under the keys
+/// `POST /sdk/credentials` (OAuth: build-oauth's `endUserSuppliedValues`) reads them.
+fn add_connect_fields(entry: &mut Value, connector: &crate::connector::Connector) {
+    use crate::connect::ConnectKind;
+    entry["connectKind"] = json!(match connector.kind {
+        ConnectKind::OAuth => "oauth",
+        ConnectKind::ClientCredentials => "client_credentials",
+        ConnectKind::Password => "password",
+        ConnectKind::ApiKey => "api_key",
+        ConnectKind::Basic => "basic",
+    });
+    entry["connectFields"] = connector
+        .fields
+        .iter()
+        .map(|f| {
+            json!({
+                "key": f.key,
+                "label": f.label,
+                "secret": f.secret,
+                "required": f.required,
+                "placeholder": f.placeholder,
+                "help": f.help,
+            })
+        })
+        .collect();
 }
 
 /// Whether the workflow's `definePermissions()` condition holds for the user (no condition:

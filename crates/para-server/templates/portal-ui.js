@@ -139,24 +139,58 @@
   function preInput(input) {
     const key = input.key || input.id;
     const controlId = `pre-${key}`;
+    const secret = input.secret === true || input.type === 'password';
+    const help = input.help || input.tooltip;
     return el('label', { class: 'ui-field', for: controlId },
-      el('span', {}, input.title || key, input.required ? ' *' : ''),
+      el('span', {}, input.label || input.title || key, input.required ? ' *' : ''),
       el('input', {
-        type: input.type === 'password' ? 'password' : 'text', id: controlId, autocomplete: 'off',
+        type: secret ? 'password' : 'text', id: controlId, autocomplete: 'off',
         placeholder: input.placeholder || '', value: preValues[key] || '',
         oninput: (e) => { preValues[key] = e.target.value; },
       }),
-      input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+      help ? el('div', { class: 'hint' }, help) : null);
+  }
+
+  // Required values missing before connecting, reported on the form; true when all are there.
+  function complete(before) {
+    const missing = before.filter((i) => i.required && !String(preValues[i.key || i.id] || '').trim());
+    if (missing.length === 0) return true;
+    notice = { kind: 'error', lines: missing.map((i) => `${i.label || i.title || i.key} is required.`) };
+    render();
+    return false;
+  }
+
+  function valuesOf(before) {
+    const values = {};
+    for (const i of before) {
+      const key = i.key || i.id;
+      if (preValues[key]) values[key] = preValues[key];
+    }
+    return values;
+  }
+
+  // Integrations connected with values (API key, basic, password, client credentials): the SDK
+  // posts them to /sdk/credentials itself (_oauthCallback, its path for non-OAuth credentials),
+  // tests the account, updates its state and reports the install, or puts the server's reason
+  // in the modal state.
+  const CONNECTING = 'Connecting…';
+  function connectWithValues(integration, type, before) {
+    if (busy || !complete(before)) return;
+    const values = valuesOf(before);
+    act(CONNECTING, async () => {
+      await invoke('_oauthCallback', { integrationId: integration.id, payload: values });
+      const now = ((context.user || {}).integrations || {})[type] || {};
+      if (now.enabled && now.credentialStatus !== 'INVALID') {
+        preValues = {};
+        return { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] };
+      }
+      const why = modal && modal.connectionError;
+      return { kind: 'error', lines: [why && why.message ? why.message : `${integration.name || type} did not accept these values.`] };
+    });
   }
 
   function signIn(integration, type, before) {
-    if (busy) return;
-    const missing = before.filter((i) => i.required && !String(preValues[i.key || i.id] || '').trim());
-    if (missing.length > 0) {
-      notice = { kind: 'error', lines: missing.map((i) => `${i.title || i.key} is required before signing in.`) };
-      render();
-      return;
-    }
+    if (busy || !complete(before)) return;
     const env = context.environments || {};
     const api = String(env.ZEUS_PUBLIC_URL || location.origin).replace(/\/$/, '');
     const token = context.user.token;
@@ -172,8 +206,7 @@
       render();
       return;
     }
-    const values = {};
-    for (const i of before) if (preValues[i.key || i.id]) values[i.key || i.id] = preValues[i.key || i.id];
+    const values = valuesOf(before);
     const session = Math.random().toString(36).slice(2, 15);
     const query = new URLSearchParams({
       action, integrationId: integration.id, originForPostMessage: origin,
@@ -358,18 +391,16 @@
         account.append(el('div', { class: 'banner error' }, `The connected ${name} account stopped working. Connect it again.`));
       }
       if (config.overview) account.append(overview(config.overview));
-      if (integration.authenticationType !== 'oauth') {
-        account.append(el('p', { class: 'banner info' },
-          `${name} is connected with account details rather than a sign-in window; connect it from the app (installIntegration).`));
-      } else {
-        const before = (integration.customIntegration && integration.customIntegration.inputFields) || [];
-        for (const input of before) account.append(preInput(input));
-        account.append(el('div', { class: 'ui-actions' },
-          el('button', {
-            class: 'ui-button', type: 'button', id: 'ui-connect', disabled: Boolean(busy),
-            onclick: () => signIn(integration, type, before),
-          }, busy === SIGNING_IN ? busy : `Connect ${name}`)));
-      }
+      // para's /sdk/integrations says how each integration connects and what it asks first.
+      const kind = integration.connectKind || (integration.authenticationType === 'oauth' ? 'oauth' : 'fields');
+      const before = integration.connectFields
+        || (integration.customIntegration && integration.customIntegration.inputFields) || [];
+      for (const input of before) account.append(preInput(input));
+      account.append(el('div', { class: 'ui-actions' },
+        el('button', {
+          class: 'ui-button', type: 'button', id: 'ui-connect', disabled: Boolean(busy),
+          onclick: () => (kind === 'oauth' ? signIn(integration, type, before) : connectWithValues(integration, type, before)),
+        }, busy === SIGNING_IN || busy === CONNECTING ? busy : `Connect ${name}`)));
     }
     parts.push(account);
 
