@@ -166,8 +166,8 @@ struct WorkerOutput {
     secrets: BTreeSet<String>,
 }
 
-/// Evaluates the project on up to one engine per core: integrations are dealt round-robin to
-/// workers (each has its own QuickJS runtime over the shared transpiled files), and the first
+/// Evaluates the project on up to one engine per core: workers take integrations one at a time
+/// (each has its own QuickJS runtime over the shared transpiled files), and the first
 /// worker also takes persona, events and resources. Nothing in the result depends on how the
 /// work was split: findings are sorted and project-wide checks run after the merge.
 fn evaluate_all(
@@ -179,11 +179,13 @@ fn evaluate_all(
     threads: usize,
 ) -> Vec<WorkerOutput> {
     let workers = threads.min(layout.integrations.len()).max(1);
+    // Integrations are taken one at a time from a shared counter, so a worker slowed down (by a
+    // large integration, or by the machine) takes fewer of them.
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|worker| {
-                let folders: Vec<&layout::IntegrationFolder> =
-                    layout.integrations.iter().skip(worker).step_by(workers).collect();
+                let folders = Queue { folders: &layout.integrations, next: &next };
                 std::thread::Builder::new().stack_size(PARSER_STACK).spawn_scoped(
                     scope,
                     move || {
@@ -192,7 +194,7 @@ fn evaluate_all(
                             modules,
                             broken,
                             layout,
-                            &folders,
+                            folders,
                             worker == 0,
                             options,
                         )
@@ -221,7 +223,7 @@ fn evaluate_part(
     modules: &Modules,
     broken: &BTreeSet<String>,
     layout: &Layout,
-    folders: &[&layout::IntegrationFolder],
+    folders: Queue<'_>,
     shared: bool,
     options: &Options,
 ) -> WorkerOutput {
@@ -244,7 +246,7 @@ fn evaluate_part(
         let resources = resources(&mut session, layout);
         output.shared = Some(Shared { persona, events, resources });
     }
-    for folder in folders {
+    while let Some(folder) = folders.take() {
         if let Some(integration) = integration(&mut session, folder) {
             output.integrations.push(integration);
         }
@@ -258,6 +260,19 @@ fn evaluate_part(
         std::mem::forget(engine);
     }
     output
+}
+
+/// The integrations left to evaluate, shared by the evaluation workers.
+#[derive(Clone, Copy)]
+struct Queue<'a> {
+    folders: &'a [layout::IntegrationFolder],
+    next: &'a std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> Queue<'a> {
+    fn take(&self) -> Option<&'a layout::IntegrationFolder> {
+        self.folders.get(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Stack size of threads that parse or evaluate project code.
