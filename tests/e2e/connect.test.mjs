@@ -80,6 +80,9 @@ const INTEGRATION = env.PARA_E2E_INTEGRATION || 'custom.acmecrm';
 // An integration connected with values (basic auth) whose test endpoint answers 200, if the
 // server's project has one (the Rust driver adds `custom.notesapi`).
 const FIELDS_INTEGRATION = env.PARA_E2E_FIELDS_INTEGRATION || '';
+// …and one of its workflows with a required number setting (optional).
+const FIELDS_WORKFLOW = env.PARA_E2E_FIELDS_WORKFLOW || '';
+const FIELDS_WORKFLOW_INPUT = env.PARA_E2E_FIELDS_WORKFLOW_INPUT || '';
 // ../shared/examples/taskflow: custom.acmecrm "Mirror a task into ACME" and its shared inputs.
 const WORKFLOW_ID = env.PARA_E2E_WORKFLOW_ID || '1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70';
 const INPUT_PIPELINE = 'b6ca3d7f-5a14-4b2e-9f86-a4bc23de4a56'; // custom_dropdown: sales | support
@@ -830,6 +833,26 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
       assert.equal(connectedWithValues.credentialStatus, 'VALID');
       await page.waitForFunction(() => window.e2e.connected, null, { timeout: 15000 });
       assert.ok((await page.evaluate(() => window.e2e.connected)).ok, 'paragon.connect() settles on the install');
+
+      if (FIELDS_WORKFLOW && FIELDS_WORKFLOW_INPUT) {
+        // Enabling the workflow shows its own settings; a missing required value is refused.
+        const wf = async () => (await fields()).workflowSettings?.[FIELDS_WORKFLOW];
+        await frame.locator(`input[data-workflow="${FIELDS_WORKFLOW}"]`).click();
+        await until(async () => (await wf())?.enabled === true, 'the workflow is enabled');
+        const input = frame.locator(`[id="input-${FIELDS_WORKFLOW}-${FIELDS_WORKFLOW_INPUT}"]`);
+        await input.waitFor({ timeout: 15000 });
+        const save = frame.locator(`[data-workflow-settings="${FIELDS_WORKFLOW}"] button[type=submit]`);
+        await save.click();
+        await frame.locator('.banner.error').waitFor({ timeout: 15000 });
+        assert.equal((await wf())?.settings?.[FIELDS_WORKFLOW_INPUT], undefined, 'nothing saved');
+        await input.fill('25');
+        await save.click();
+        await frame.locator('.banner.ok', { hasText: 'saved' }).waitFor({ timeout: 15000 });
+        assert.equal(Number((await wf())?.settings?.[FIELDS_WORKFLOW_INPUT]), 25);
+        await call('authenticate', server.projectId, server.userToken);
+        assert.equal(Number((await wf())?.settings?.[FIELDS_WORKFLOW_INPUT]), 25, 'the workflow setting did not persist');
+        await shot('sdk-portal-workflow-settings.png');
+      }
       await frame.locator('#ui-disconnect').click();
       await until(async () => (await fields())?.enabled === false, 'the second integration is uninstalled');
     }

@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PARA: &str = env!("CARGO_BIN_EXE_para");
+/// The id of the setting of the "Sync notes" workflow added to the project copy.
+const NOTES_INPUT: &str = "5e1f0c2a-7b3d-4c8e-9a61-2f4d8b0c6e13";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -109,6 +111,33 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         config.replace("testEndpointPath: '/me'", "testEndpointPath: '/healthz'"),
     )
     .unwrap();
+    // …with a workflow that has a setting of its own (a required number).
+    para(
+        &project,
+        &[
+            "new",
+            "workflow",
+            "--integration",
+            "custom.notesapi",
+            "--name",
+            "Sync notes",
+            "--trigger",
+            "endpoint",
+        ],
+    );
+    let sync = project.join("src/integrations/custom.notesapi/workflows/syncNotes.ts");
+    let source = std::fs::read_to_string(&sync).unwrap();
+    let workflow_id = source
+        .split("readonly id = '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the scaffolded workflow has an id")
+        .to_string();
+    let input = format!(
+        "inputs = createInputs({{ batchSize: {{ id: '{NOTES_INPUT}', title: 'Notes per batch', type: 'number', required: true }} }});"
+    );
+    assert!(source.contains("inputs = createInputs({});"), "{source}");
+    std::fs::write(&sync, source.replace("inputs = createInputs({});", &input)).unwrap();
     let port = free_port();
 
     // 1. The harness starts the OAuth server and the upstream API and says where they are.
@@ -124,6 +153,8 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         .env("PARA_E2E_REQUIRE_SERVER", "1")
         .env("PARA_E2E_REQUIRE_PKCE", "1")
         .env("PARA_E2E_FIELDS_INTEGRATION", "custom.notesapi")
+        .env("PARA_E2E_FIELDS_WORKFLOW", &workflow_id)
+        .env("PARA_E2E_FIELDS_WORKFLOW_INPUT", NOTES_INPUT)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()

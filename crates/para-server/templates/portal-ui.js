@@ -266,12 +266,13 @@
 
   const EDITABLE = new Set(['text', 'number', 'boolean', 'switch', 'password', 'email', 'url', 'custom_dropdown', 'dropdown']);
 
-  function field(input, state) {
+  // One settings input; `scope` tells integration settings ('') from a workflow's (its id).
+  function field(input, saved, scope) {
     const id = input.id;
-    const saved = (state.sharedSettings || {})[id];
-    const value = id in drafts ? drafts[id] : saved;
-    const controlId = `input-${id}`;
-    const set = (v) => { drafts[id] = v; };
+    const draft = scope ? `${scope}/${id}` : id;
+    const value = draft in drafts ? drafts[draft] : saved;
+    const controlId = scope ? `input-${scope}-${id}` : `input-${id}`;
+    const set = (v) => { drafts[draft] = v; };
     let control;
     if (!EDITABLE.has(input.type)) {
       return el('div', { class: 'ui-field' },
@@ -304,11 +305,12 @@
       input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
   }
 
-  function settingsValues(inputs) {
+  function settingsValues(inputs, scope) {
     const values = {};
     for (const input of inputs) {
-      if (!(input.id in drafts) || !EDITABLE.has(input.type)) continue;
-      let v = drafts[input.id];
+      const draft = scope ? `${scope}/${input.id}` : input.id;
+      if (!(draft in drafts) || !EDITABLE.has(input.type)) continue;
+      let v = drafts[draft];
       if (input.type === 'password' && v === '') continue;
       if (input.type === 'number') v = v === '' ? null : Number(v);
       values[input.id] = v;
@@ -412,14 +414,14 @@
           onsubmit: (event) => {
             event.preventDefault();
             act('Saving…', async () => {
-              const result = await invoke('updateIntegrationUserSettings', type, settingsValues(inputs));
+              const result = await invoke('updateIntegrationUserSettings', type, settingsValues(inputs, ''));
               const errors = (result && result.errors) || [];
               if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
               drafts = {};
               return { kind: 'ok', lines: ['Settings saved.'] };
             });
           },
-        }, el('h2', {}, 'Settings'), inputs.map((input) => field(input, state)),
+        }, el('h2', {}, 'Settings'), inputs.map((input) => field(input, (state.sharedSettings || {})[input.id], '')),
         el('div', { class: 'ui-actions' },
           el('button', { class: 'ui-button', type: 'submit', disabled: Boolean(busy) }, busy === 'Saving…' ? busy : 'Save settings')));
         parts.push(form);
@@ -432,7 +434,9 @@
           const settings = (state.workflowSettings || {})[workflow.id];
           const enabled = settings ? settings.enabled === true : false;
           const info = meta[workflow.id] && meta[workflow.id].infoText;
-          section.append(el('label', { class: 'ui-workflow' },
+          const inputs = (meta[workflow.id] && meta[workflow.id].inputs) || [];
+          const row = el('div', { class: 'ui-workflow-item' });
+          row.append(el('label', { class: 'ui-workflow' },
             el('input', {
               type: 'checkbox', checked: enabled, disabled: Boolean(busy), 'data-workflow': workflow.id,
               onchange: (event) => {
@@ -444,6 +448,26 @@
               },
             }),
             el('div', { class: 'body' }, el('strong', {}, workflow.description || workflow.id), info ? el('p', {}, info) : null)));
+          // An enabled workflow's own settings, saved with updateWorkflowUserSettings.
+          if (enabled && inputs.length > 0) {
+            const values = (settings && settings.settings) || {};
+            row.append(el('form', {
+              class: 'ui-workflow-settings', 'data-workflow-settings': workflow.id, novalidate: true,
+              onsubmit: (event) => {
+                event.preventDefault();
+                act('Saving…', async () => {
+                  const result = await invoke('updateWorkflowUserSettings', type, workflow.id, settingsValues(inputs, workflow.id));
+                  const errors = (result && result.errors) || [];
+                  if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
+                  for (const input of inputs) delete drafts[`${workflow.id}/${input.id}`];
+                  return { kind: 'ok', lines: [`Settings of “${workflow.description || workflow.id}” saved.`] };
+                });
+              },
+            }, inputs.map((input) => field(input, values[input.id], workflow.id)),
+            el('div', { class: 'ui-actions' },
+              el('button', { class: 'ui-button secondary', type: 'submit', disabled: Boolean(busy) }, 'Save workflow settings'))));
+          }
+          section.append(row);
         }
         parts.push(section);
       }
