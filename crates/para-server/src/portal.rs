@@ -209,10 +209,19 @@ pub(crate) fn message_page(
 }
 
 async fn stylesheet() -> Response {
-    let mut response = include_str!("../templates/style.css").into_response();
+    asset(include_str!("../templates/style.css"), "text/css; charset=utf-8", "public, max-age=300")
+}
+
+/// A file compiled into the binary, served with its type, a cache policy and `nosniff`.
+pub(crate) fn asset(
+    body: &'static str,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }

@@ -8,9 +8,11 @@
 use axum::{
     Router,
     http::{HeaderValue, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
+
+use crate::portal::asset;
 
 pub(crate) const SCRIPT: &str = "/_para/portal-ui.js";
 
@@ -20,12 +22,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 /// The page: static, embeddable anywhere (the company's app frames it), script only from here.
 async fn page() -> Response {
-    let mut response = include_str!("../templates/portal_ui.html").into_response();
+    let mut response =
+        asset(include_str!("../templates/portal_ui.html"), "text/html; charset=utf-8", "no-cache");
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -38,11 +38,5 @@ async fn page() -> Response {
 }
 
 async fn script() -> Response {
-    let mut response = include_str!("../templates/portal-ui.js").into_response();
-    let headers = response.headers_mut();
-    headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    response
+    asset(include_str!("../templates/portal-ui.js"), "text/javascript; charset=utf-8", "no-cache")
 }
