@@ -35,7 +35,8 @@
     const data = event.data;
     if (event.source !== parentWindow || !data || typeof data !== 'object') return;
     if (data.messageType === 'UI_UPDATE') {
-      parentOrigin = event.origin;
+      // A page with an opaque origin (sandboxed, file:) can only be answered with '*'.
+      parentOrigin = event.origin === 'null' ? '*' : event.origin;
       context = data.nextContext || null;
       modal = data.nextModalState || null;
       render();
