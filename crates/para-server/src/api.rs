@@ -274,8 +274,8 @@ async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api 
         .filter(|i| i.config.active)
         .map(|i| {
             let mut entry = integration_json(i, &|w| permitted(w, &user));
-            if let Some(connector) = state.connector(&i.key) {
-                add_connect_fields(&mut entry, &connector);
+            if let Some(info) = crate::connect::connect_info(&state, &i.key) {
+                add_connect_fields(&mut entry, &info);
             }
             entry
         })
@@ -286,16 +286,16 @@ async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api 
 /// How the user connects the integration, for para's own portal in the SDK's iframe (the SDK
 /// ignores these fields): `connectKind` and the values asked before connecting, under the keys
 /// `POST /sdk/credentials` (OAuth: build-oauth's `endUserSuppliedValues`) reads them.
-fn add_connect_fields(entry: &mut Value, connector: &crate::connector::Connector) {
+fn add_connect_fields(entry: &mut Value, info: &crate::connect::ConnectInfo) {
     use crate::connect::ConnectKind;
-    entry["connectKind"] = json!(match connector.kind {
+    entry["connectKind"] = json!(match info.kind {
         ConnectKind::OAuth => "oauth",
         ConnectKind::ClientCredentials => "client_credentials",
         ConnectKind::Password => "password",
         ConnectKind::ApiKey => "api_key",
         ConnectKind::Basic => "basic",
     });
-    entry["connectFields"] = connector
+    entry["connectFields"] = info
         .fields
         .iter()
         .map(|f| {

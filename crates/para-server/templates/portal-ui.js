@@ -62,6 +62,16 @@
     return integration.type;
   }
 
+  // The SDK's state of one integration for the user (empty when it has none).
+  function stateOf(type) {
+    return (((context && context.user) || {}).integrations || {})[type] || {};
+  }
+
+  function connected(type) {
+    const state = stateOf(type);
+    return state.enabled === true && state.credentialStatus !== 'INVALID';
+  }
+
   function color(value) {
     return typeof value === 'string' && /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : '#4B5563';
   }
@@ -180,8 +190,7 @@
     const values = valuesOf(before);
     act(CONNECTING, async () => {
       await invoke('_oauthCallback', { integrationId: integration.id, payload: values });
-      const now = ((context.user || {}).integrations || {})[type] || {};
-      if (now.enabled && now.credentialStatus !== 'INVALID') {
+      if (connected(type)) {
         preValues = {};
         return { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] };
       }
@@ -229,9 +238,8 @@
     // The server records the new credential under the session; the SDK polls it, saves it in
     // its state (a UI_UPDATE follows) and reports the install to the app.
     invoke('pollForCredential', type, session).then(() => {
-      const now = ((context.user || {}).integrations || {})[type] || {};
       if (signing && signing.popup === popup) {
-        finishSignIn(now.enabled ? { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] } : null);
+        finishSignIn(stateOf(type).enabled ? { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] } : null);
       }
     }, (error) => finishSignIn({ kind: 'error', lines: [error.message] }));
     const watch = setInterval(() => {
@@ -267,10 +275,16 @@
 
   const EDITABLE = new Set(['text', 'number', 'boolean', 'switch', 'password', 'email', 'url', 'custom_dropdown', 'dropdown']);
 
+  // Unsaved values are kept by scope ('' for the integration's settings, else the workflow id)
+  // and input id.
+  function draftKey(scope, id) {
+    return scope ? `${scope}/${id}` : id;
+  }
+
   // One settings input; `scope` tells integration settings ('') from a workflow's (its id).
   function field(input, saved, scope) {
     const id = input.id;
-    const draft = scope ? `${scope}/${id}` : id;
+    const draft = draftKey(scope, id);
     const value = draft in drafts ? drafts[draft] : saved;
     const controlId = scope ? `input-${scope}-${id}` : `input-${id}`;
     const set = (v) => { drafts[draft] = v; };
@@ -309,7 +323,7 @@
   function settingsValues(inputs, scope) {
     const values = {};
     for (const input of inputs) {
-      const draft = scope ? `${scope}/${input.id}` : input.id;
+      const draft = draftKey(scope, input.id);
       if (!(draft in drafts) || !EDITABLE.has(input.type)) continue;
       let v = drafts[draft];
       if (input.type === 'password' && v === '') continue;
@@ -317,6 +331,18 @@
       values[input.id] = v;
     }
     return values;
+  }
+
+  // Saves the drafts of `inputs` in `scope` through the SDK method `save` (given the values);
+  // the server's refusals become the notice, and saved drafts are dropped.
+  function saveSettings(inputs, scope, save, done) {
+    act('Saving…', async () => {
+      const result = await save(settingsValues(inputs, scope));
+      const errors = (result && result.errors) || [];
+      if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
+      for (const input of inputs) delete drafts[draftKey(scope, input.id)];
+      return { kind: 'ok', lines: [done] };
+    });
   }
 
   function render() {
@@ -352,7 +378,7 @@
       currentType = type;
     }
     const config = modal.config || {};
-    const state = (user.integrations || {})[type] || {};
+    const state = stateOf(type);
     const accent = color(config.accentColor || integration.brandColor);
     document.documentElement.style.setProperty('--accent', accent);
     overlay.hidden = false;
@@ -362,8 +388,8 @@
       invoke('onOpen').catch(() => {});
     }
 
-    const connected = state.enabled === true && state.credentialStatus !== 'INVALID';
-    const status = state.credentialStatus === 'INVALID' ? 'INVALID' : connected ? 'VALID' : null;
+    const isConnected = connected(type);
+    const status = state.credentialStatus === 'INVALID' ? 'INVALID' : isConnected ? 'VALID' : null;
     const name = integration.name || type;
     const parts = [];
     parts.push(el('header', { class: 'ui-head' },
@@ -379,7 +405,7 @@
       account.append(el('div', { class: `banner ${notice.kind}`, role: notice.kind === 'error' ? 'alert' : 'status' },
         notice.lines.length === 1 ? notice.lines[0] : el('ul', {}, notice.lines.map((l) => el('li', {}, l)))));
     }
-    if (connected) {
+    if (isConnected) {
       account.append(el('div', { class: 'ui-actions' },
         el('span', { class: 'muted' }, state.providerId ? `Connected as ${state.providerId}` : 'Your account is connected.'),
         el('button', {
@@ -407,20 +433,14 @@
     }
     parts.push(account);
 
-    if (connected) {
+    if (isConnected) {
       const inputs = ((config.sharedMeta || {}).inputs) || [];
       if (inputs.length > 0) {
         const form = el('form', {
           class: 'ui-section', id: 'ui-settings', novalidate: true,
           onsubmit: (event) => {
             event.preventDefault();
-            act('Saving…', async () => {
-              const result = await invoke('updateIntegrationUserSettings', type, settingsValues(inputs, ''));
-              const errors = (result && result.errors) || [];
-              if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
-              drafts = {};
-              return { kind: 'ok', lines: ['Settings saved.'] };
-            });
+            saveSettings(inputs, '', (values) => invoke('updateIntegrationUserSettings', type, values), 'Settings saved.');
           },
         }, el('h2', {}, 'Settings'), inputs.map((input) => field(input, (state.sharedSettings || {})[input.id], '')),
         el('div', { class: 'ui-actions' },
@@ -456,13 +476,8 @@
               class: 'ui-workflow-settings', 'data-workflow-settings': workflow.id, novalidate: true,
               onsubmit: (event) => {
                 event.preventDefault();
-                act('Saving…', async () => {
-                  const result = await invoke('updateWorkflowUserSettings', type, workflow.id, settingsValues(inputs, workflow.id));
-                  const errors = (result && result.errors) || [];
-                  if (errors.length > 0) return { kind: 'error', lines: errors.map((e) => (typeof e === 'string' ? e : e.message || JSON.stringify(e))) };
-                  for (const input of inputs) delete drafts[`${workflow.id}/${input.id}`];
-                  return { kind: 'ok', lines: [`Settings of “${workflow.description || workflow.id}” saved.`] };
-                });
+                saveSettings(inputs, workflow.id, (values) => invoke('updateWorkflowUserSettings', type, workflow.id, values),
+                  `Settings of “${workflow.description || workflow.id}” saved.`);
               },
             }, inputs.map((input) => field(input, values[input.id], workflow.id)),
             el('div', { class: 'ui-actions' },
