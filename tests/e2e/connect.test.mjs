@@ -561,16 +561,9 @@ async function waitForServer() {
   }
 }
 
-const haveServer = Boolean(env.PARA_BASE_URL || env.PARA_E2E_SERVER);
-const skip = !haveServer && env.PARA_E2E_REQUIRE_SERVER !== '1'
-  ? 'no Paragraph server configured (PARA_E2E_SERVER or PARA_BASE_URL)'
-  : false;
-
-test('SDK flow against para serve: authenticate, install over OAuth, settings, workflows, proxy, uninstall', { skip, timeout: 180000 }, async (t) => {
-  if (!haveServer) assert.fail('PARA_E2E_REQUIRE_SERVER=1 but no server configured');
-  const server = await waitForServer();
-  const { context, log } = await newContext();
-  const page = await context.newPage();
+// The end of the browser log for failure messages, and `call(fn, ...args)`: paragon[fn](...args)
+// in the page, asserting it succeeded.
+function sdkDriver(page, log) {
   const recent = () => {
     const lines = []; // collapse repeats (polling) into "(xN)"
     for (const l of log) {
@@ -585,6 +578,20 @@ test('SDK flow against para serve: authenticate, install over OAuth, settings, w
     assert.ok(r.ok, `paragon.${fn}(${JSON.stringify(args).slice(1, -1)}) failed: ${r.name ?? ''} ${r.error}${recent()}`);
     return r.value;
   };
+  return { recent, call };
+}
+
+const haveServer = Boolean(env.PARA_BASE_URL || env.PARA_E2E_SERVER);
+const skip = !haveServer && env.PARA_E2E_REQUIRE_SERVER !== '1'
+  ? 'no Paragraph server configured (PARA_E2E_SERVER or PARA_BASE_URL)'
+  : false;
+
+test('SDK flow against para serve: authenticate, install over OAuth, settings, workflows, proxy, uninstall', { skip, timeout: 180000 }, async (t) => {
+  if (!haveServer) assert.fail('PARA_E2E_REQUIRE_SERVER=1 but no server configured');
+  const server = await waitForServer();
+  const { context, log } = await newContext();
+  const page = await context.newPage();
+  const { recent, call } = sdkDriver(page, log);
   const user = () => call('getUser');
   const state = async () => (await user()).integrations?.[INTEGRATION];
   const reauthenticate = () => call('authenticate', server.projectId, server.userToken);
@@ -719,12 +726,7 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
   const { context, log } = await newContext();
   const page = await context.newPage();
   await page.setViewportSize({ width: 1000, height: 800 });
-  const recent = () => `\nbrowser log:\n  ${log.slice(-30).join('\n  ')}`;
-  const call = async (fn, ...args) => {
-    const r = await page.evaluate(([f, a]) => window.e2e.call(f, a), [fn, args]);
-    assert.ok(r.ok, `paragon.${fn} failed: ${r.error}${recent()}`);
-    return r.value;
-  };
+  const { recent, call } = sdkDriver(page, log);
   const state = async () => (await call('getUser')).integrations?.[INTEGRATION];
   const until = async (check, what, ms = 20000) => {
     const deadline = Date.now() + ms;

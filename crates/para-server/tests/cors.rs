@@ -8,9 +8,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start(common::build("p-cors", json!({})), &db, Default::default()).await;
+    let (_dir, s) = common::start_fresh(common::build("p-cors", json!({}))).await;
     let http = client();
 
     let pre = http

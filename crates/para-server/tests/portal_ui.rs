@@ -9,9 +9,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start(common::build("p-ui", json!({})), &db, Default::default()).await;
+    let (_dir, s) = common::start_fresh(common::build("p-ui", json!({}))).await;
     let http = client();
 
     let page = http.get(format!("{}/ui?projectId=p-ui", s.base)).send().await.unwrap();
@@ -40,9 +38,7 @@ async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
 /// What the SDK may call that this server does not offer answers with a reason, not a bare 404.
 #[tokio::test]
 async fn action_kit_and_extra_configurations_answer_with_what_to_do_instead() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start(common::build("p-ui2", json!({})), &db, Default::default()).await;
+    let (_dir, s) = common::start_fresh(common::build("p-ui2", json!({}))).await;
     let token = common::token("ann");
 
     let (status, body) = s.call("POST", "/sdk/actions", &token, Some(json!({"action": "x"}))).await;

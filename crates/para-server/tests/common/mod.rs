@@ -48,6 +48,14 @@ pub async fn start(
     start_with(build, database, oauth_clients, para_server::engine::EngineConfig::from_env()).await
 }
 
+/// [`start`] on a fresh SQLite file and no OAuth clients; the folder lives as long as the guard.
+pub async fn start_fresh(build: para_build::Build) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("para.db").display());
+    let server = start(build, &db, Default::default()).await;
+    (dir, server)
+}
+
 /// [`start`] with the engine's tunables given.
 pub async fn start_with(
     build: para_build::Build,
