@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("integrations");
+    // Read at run time, not with `env!`: a build script compiled in another checkout that shares
+    // the target directory must still read this checkout's catalog.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("integrations");
     println!("cargo::rerun-if-changed={}", dir.display());
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .expect("crates/para-catalog/integrations exists")

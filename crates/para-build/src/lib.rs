@@ -243,20 +243,23 @@ impl Build {
 
     /// Stamps `build_hash` and returns the document as written to `out/build.json`, hashing on one
     /// thread while rendering on another (both walk the whole build; large builds take a while).
-    pub fn seal_and_render(&mut self) -> Vec<u8> {
+    pub fn seal_and_render(&mut self) -> Rendered {
         self.build_hash = String::new();
         let this = &*self;
         let (hash, mut document) = std::thread::scope(|scope| {
             let hashing = scope.spawn(|| this.content_hash());
-            let mut document = Vec::new();
+            let mut document = Rendered::default();
             this.write_pretty(&mut document).expect("a build serialises");
             (hashing.join().unwrap_or_else(|_| this.content_hash()), document)
         });
-        // The document was rendered with an empty hash: put the hash in its place.
+        // The document was rendered with an empty hash: put the hash in its place (near the top,
+        // so in the first piece).
         let empty: &[u8] = b"\"buildHash\": \"\"";
-        if let Some(at) = document.windows(empty.len()).position(|w| w == empty) {
+        if let Some(first) = document.pieces.first_mut()
+            && let Some(at) = first.windows(empty.len()).position(|w| w == empty)
+        {
             let inside = at + empty.len() - 1;
-            document.splice(inside..inside, hash.bytes());
+            first.splice(inside..inside, hash.bytes());
         }
         self.build_hash = hash;
         document
@@ -284,6 +287,48 @@ impl Build {
         let mut text = serde_json::to_string_pretty(self).expect("a build serialises");
         text.push('\n');
         text
+    }
+}
+
+/// A rendered document, held in pieces of at least [`Rendered::PIECE`] bytes: rendering a large
+/// build never copies what it already wrote into a larger buffer, and needs no more memory than
+/// the document's size.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pieces: Vec<Vec<u8>>,
+}
+
+impl Rendered {
+    const PIECE: usize = 1 << 20;
+
+    /// Writes the whole document to `out`.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.pieces.iter().try_for_each(|piece| out.write_all(piece))
+    }
+
+    /// The document in one buffer.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.pieces.concat()
+    }
+}
+
+impl std::io::Write for Rendered {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.pieces.last_mut() {
+            Some(piece) if piece.capacity() - piece.len() >= bytes.len() => {
+                piece.extend_from_slice(bytes)
+            }
+            _ => {
+                let mut piece = Vec::with_capacity(bytes.len().max(Self::PIECE));
+                piece.extend_from_slice(bytes);
+                self.pieces.push(piece);
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -347,7 +392,19 @@ mod tests {
         let mut b = empty();
         let document = b.seal_and_render();
         assert_eq!(b.build_hash, a.build_hash, "sealing either way gives one hash");
-        assert_eq!(String::from_utf8(document).unwrap(), a.to_json_pretty());
+        assert_eq!(String::from_utf8(document.into_bytes()).unwrap(), a.to_json_pretty());
+    }
+
+    #[test]
+    fn a_document_larger_than_one_piece_renders_whole() {
+        let mut a = empty();
+        a.secrets = (0..60_000).map(|i| format!("SECRET_NUMBER_{i:08}_OF_A_LARGE_BUILD")).collect();
+        let mut b = a.clone();
+        a.seal();
+        let document = b.seal_and_render();
+        assert!(document.pieces.len() > 1, "the test must cross a piece boundary");
+        assert_eq!(b.build_hash, a.build_hash);
+        assert_eq!(String::from_utf8(document.into_bytes()).unwrap(), a.to_json_pretty());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct Output {
     /// Wall time of each stage, in order (for `para build --timings`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
     /// The bytes of `out/build.json` for `build` (rendered while it was sealed).
-    pub document: Option<Vec<u8>>,
+    pub document: Option<para_build::Rendered>,
 }
 
 /// Compiles a loaded project.
@@ -101,6 +101,10 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     }
     clock.lap("transpile");
     let modules: Modules = Arc::new(transpiled);
+    if !options.teardown {
+        // The process ends after this build: leave the transpiled files to the OS to reclaim.
+        std::mem::forget(modules.clone());
+    }
     let (layout, found) = Layout::of(project);
     diagnostics.extend(found);
     let outputs = evaluate_all(project, &modules, &broken, &layout, options, threads);

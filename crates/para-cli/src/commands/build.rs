@@ -8,8 +8,11 @@ use para_project::{Marker, Severity};
 use crate::{cli::BuildArgs, commands, output};
 
 pub fn run(args: BuildArgs) -> i32 {
-    // The process ends right after: let the OS reclaim the JavaScript heaps.
-    build(args, false).0
+    // The process ends right after: let the OS reclaim the build (freeing its millions of small
+    // values one by one took 30–90 ms on a 1,000-workflow project).
+    let (code, build) = build(args, false);
+    drop(Release::new(build, false));
+    code
 }
 
 /// Builds as `para build` does (findings and summary printed, the document written to
@@ -51,6 +54,9 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
     };
     let loaded = started.elapsed();
     let result = compile(&project, &Options { teardown, ..Options::default() });
+    // Without teardown the process ends after this build: the OS reclaims the sources and the
+    // document (see `release`).
+    let project = Release::new(project, teardown);
     if args.timings {
         output::say(format!(
             "  load       {:>8.1} ms ({} files)",
@@ -62,7 +68,7 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
         }
     }
     if !result.diagnostics.is_empty() {
-        eprint!("{}", output::render_all(&result.diagnostics, &project));
+        eprint!("{}", output::render_all(&result.diagnostics, &*project));
         eprintln!();
     }
     let errors = result.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
@@ -80,13 +86,20 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
         );
         return code(commands::FINDINGS);
     };
-    let document = match result.document {
-        Some(document) => document,
-        None => build.to_json_pretty().into_bytes(),
-    };
+    let document = Release::new(
+        match result.document {
+            Some(document) => document,
+            None => {
+                let mut document = para_build::Rendered::default();
+                build.write_pretty(&mut document).expect("a build serialises");
+                document
+            }
+        },
+        teardown,
+    );
     if args.out == Path::new("-") {
         let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(&document).and_then(|()| out.flush()) {
+        if let Err(e) = document.write_to(&mut out).and_then(|()| out.flush()) {
             output::error(format!("cannot write the build to stdout: {e}"), None);
             return code(commands::FINDINGS);
         }
@@ -119,11 +132,39 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
     (typechecked.err().unwrap_or(commands::SUCCESS), Some(build))
 }
 
+/// A value freed when it goes out of scope only with `teardown`; otherwise left for the OS to
+/// reclaim when the process ends, which is much faster for a large build than freeing it.
+struct Release<T> {
+    value: Option<T>,
+    teardown: bool,
+}
+
+impl<T> Release<T> {
+    fn new(value: T, teardown: bool) -> Self {
+        Release { value: Some(value), teardown }
+    }
+}
+
+impl<T> std::ops::Deref for Release<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("a released value is only taken when dropped")
+    }
+}
+
+impl<T> Drop for Release<T> {
+    fn drop(&mut self) {
+        if !self.teardown {
+            std::mem::forget(self.value.take());
+        }
+    }
+}
+
 /// Writes through a temporary file and a rename, so a reader never sees half a build. Only a
 /// regular file (or a new path) is replaced that way: a device such as `/dev/null`, a pipe or a
 /// symlink is written in place, never replaced by a file.
-fn write_atomically(path: &Path, document: &[u8]) -> std::io::Result<()> {
-    let write = |target: &Path| std::fs::write(target, document);
+fn write_atomically(path: &Path, document: &para_build::Rendered) -> std::io::Result<()> {
+    let write = |target: &Path| document.write_to(&mut std::fs::File::create(target)?);
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_file() => return write(path),
         Ok(_) => {}
