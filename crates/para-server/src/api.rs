@@ -410,14 +410,41 @@ async fn uninstall(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, integration)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Api {
     let build = state.build();
     let found = find_integration(&build, &integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
     })?;
-    let removed = state.store.uninstall(&state.project_id, &user.user_id, &found.key).await?;
+    // `uninstallIntegration(type, {selectedCredentialId})` names the account in this header
+    // (the SDK always sends it): only that account goes, and the settings with the last one.
+    let selected = headers
+        .get("x-paragon-credential")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let (removed, remaining) = match selected {
+        Some(id) => {
+            let remaining = state
+                .store
+                .uninstall_credential(&state.project_id, &user.user_id, &found.key, id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no credential `{id}` of {} for this user (X-Paragon-Credential)",
+                        found.name
+                    ))
+                })?;
+            (1, remaining)
+        }
+        None => (state.store.uninstall(&state.project_id, &user.user_id, &found.key).await?, 0),
+    };
     state.credential_cache.forget(&user.user_id, &found.key);
-    Ok(Json(json!({ "success": true, "removedCredentials": removed })))
+    Ok(Json(json!({
+        "success": true,
+        "removedCredentials": removed,
+        "remainingCredentials": remaining
+    })))
 }
 
 #[derive(Deserialize)]

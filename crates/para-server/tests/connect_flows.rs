@@ -238,6 +238,60 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
     assert_eq!(me["integrations"]["sendgrid"]["enabled"], true, "{me}");
     assert_eq!(me["integrations"]["sendgrid"]["allCredentials"].as_array().unwrap().len(), 2);
     assert_eq!(me["integrations"]["sendgrid"]["credentialId"], good["id"]);
+
+    // Uninstalling one account of several (`uninstallIntegration(type, {selectedCredentialId})`
+    // names it in X-Paragon-Credential) keeps the others and the settings.
+    let (_, listed) = server.call("GET", "/sdk/integrations", &ann, None).await;
+    let integration_id = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["type"] == "sendgrid"))
+        .and_then(|i| i["id"].as_str())
+        .expect("sendgrid is listed with its id")
+        .to_string();
+    let store = &server.state.store;
+    let project = server.project.clone();
+    store
+        .put_settings(&project, "ann", "sendgrid", "", None, Some(&json!({"k": "v"})))
+        .await
+        .unwrap();
+    let uninstall = |credential: Option<&str>| {
+        let mut request = common::client()
+            .delete(server.url(&format!("/sdk/integrations/{integration_id}")))
+            .header("authorization", format!("Bearer {ann}"));
+        if let Some(id) = credential {
+            request = request.header("x-paragon-credential", id);
+        }
+        async move {
+            let res = request.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = uninstall(Some(bad["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["removedCredentials"].as_i64(), answer["remainingCredentials"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let (_, me) = server.call("GET", "/sdk/me", &ann, None).await;
+    let left = &me["integrations"]["sendgrid"];
+    assert_eq!(left["allCredentials"].as_array().unwrap().len(), 1, "{me}");
+    assert_eq!(
+        (left["credentialId"].as_str(), left["enabled"].as_bool()),
+        (good["id"].as_str(), Some(true))
+    );
+    assert_eq!(store.settings(&project, "ann").await.unwrap().len(), 1, "settings kept");
+    // A credential that is not one of the user's accounts of this integration: nothing removed.
+    let (status, answer) = uninstall(Some(&good["id"].as_str().unwrap().replace('-', ""))).await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, _) = uninstall(Some(bad["id"].as_str().unwrap())).await;
+    assert_eq!(status, 404, "already removed");
+    // The last account goes with the settings.
+    let (status, answer) = uninstall(Some(good["id"].as_str().unwrap())).await;
+    assert_eq!((status, answer["remainingCredentials"].as_i64()), (200, Some(0)), "{answer}");
+    assert!(store.settings(&project, "ann").await.unwrap().is_empty(), "settings cleared");
+    let (_, me) = server.call("GET", "/sdk/me", &ann, None).await;
+    assert_eq!(me["integrations"]["sendgrid"]["enabled"], false, "{me}");
+    assert_eq!(me["integrations"]["sendgrid"]["allCredentials"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -457,6 +457,55 @@ impl Store {
         Ok(removed)
     }
 
+    /// Uninstalls one account of several: deletes the credential `id` of the user's `integration`;
+    /// when it was the last one, also the user's settings of the integration (as
+    /// [`Store::uninstall`]). `None` when the user has no such credential for the integration;
+    /// otherwise how many credentials of the integration remain.
+    pub async fn uninstall_credential(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+        id: &str,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM credentials
+             WHERE project_id = $1 AND user_id = $2 AND integration = $3 AND id = $4",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed == 0 {
+            return Ok(None);
+        }
+        let remaining: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM credentials WHERE project_id = $1 AND user_id = $2 AND integration = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if remaining == 0 {
+            sqlx::query(
+                "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND integration = $3",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .bind(integration)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(remaining))
+    }
+
     // ------------------------------------------------------------ settings
 
     /// Every settings row of the user.

@@ -251,6 +251,21 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         assert_eq!(s.settings("p", "alice").await.unwrap()[1].values, json!({"n": 2}));
         assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
 
+        // One account of several: the other account and the settings stay; nobody else (nor
+        // another integration) can remove it; the last account takes the settings with it.
+        let second = s
+            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:2", None)
+            .await
+            .unwrap();
+        assert_eq!(s.uninstall_credential("p", "bob", "slack", &second.id).await.unwrap(), None);
+        assert_eq!(s.uninstall_credential("p", "alice", "jira", &second.id).await.unwrap(), None);
+        assert_eq!(
+            s.uninstall_credential("p", "alice", "slack", &second.id).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(s.settings("p", "alice").await.unwrap().len(), 3);
+        assert_eq!(s.credentials("p", "alice", Some("slack")).await.unwrap().len(), 1);
+
         assert_eq!(s.uninstall("p", "alice", "slack").await.unwrap(), 1);
         assert!(s.settings("p", "alice").await.unwrap().is_empty());
         assert!(s.credentials("p", "alice", None).await.unwrap().is_empty());
