@@ -855,6 +855,35 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
         assert.equal(Number((await wf())?.settings?.[FIELDS_WORKFLOW_INPUT]), 25, 'the workflow setting did not persist');
         await shot('sdk-portal-workflow-settings.png');
       }
+
+      // A second account, connected from the same page. Each account is disconnected on its
+      // own; the settings stay while an account is left.
+      await call('authenticate', server.projectId, server.userToken); // the server's state
+      const settingsBefore = JSON.stringify((await fields()).workflowSettings);
+      await frame.locator('#ui-add-account').click();
+      await frame.locator('[id="pre-username"]').fill('bob');
+      await frame.locator('[id="pre-password"]').fill('s3cret');
+      await frame.locator('#ui-connect').click();
+      await frame.locator('.ui-account').nth(1).waitFor({ timeout: 15000 });
+      const both = await fields();
+      assert.equal(both.allCredentials.length, 2, 'two accounts are connected');
+      assert.ok(both.allCredentials.every((c) => c.status === 'VALID'), JSON.stringify(both.allCredentials));
+      if (FIELDS_WORKFLOW) {
+        // para keeps one set of settings per integration: the page shows them with both accounts.
+        const toggle = frame.locator(`input[data-workflow="${FIELDS_WORKFLOW}"]`);
+        await until(async () => toggle.isChecked(), 'the enabled workflow is still shown enabled');
+      }
+      await shot('sdk-portal-accounts.png');
+      const firstAccount = connectedWithValues.credentialId;
+      await frame.locator(`.ui-account[data-credential="${firstAccount}"] button`).click();
+      await until(async () => (await fields())?.allCredentials?.length === 1, 'one account is disconnected');
+      await call('authenticate', server.projectId, server.userToken); // read back from the server
+      const left = await fields();
+      assert.equal(left.allCredentials.length, 1, 'the other account stays');
+      assert.notEqual(left.credentialId, firstAccount);
+      assert.equal(left.enabled, true);
+      assert.equal(JSON.stringify(left.workflowSettings), settingsBefore, 'the settings stay with the account left');
+      await frame.locator('#ui-disconnect').waitFor({ timeout: 15000 });
       await frame.locator('#ui-disconnect').click();
       await until(async () => (await fields())?.enabled === false, 'the second integration is uninstalled');
     }

@@ -16,6 +16,7 @@
   let busy = null; // the label of the action in flight
   let notice = null; // { kind: 'ok' | 'error', lines: [..] }
   let drafts = {}; // unsaved values of the settings form, by input id
+  let adding = false; // connecting another account of a connected integration
   let calls = 0;
   const pending = new Map();
 
@@ -72,6 +73,17 @@
     return state.enabled === true && state.credentialStatus !== 'INVALID';
   }
 
+  // The SDK shows a newly added account with that account's own settings (Paragon keeps them
+  // per account); para keeps one set per integration, shared by all of the user's accounts, so
+  // after adding one the state is read again from the server.
+  function refreshState() {
+    return invoke('authenticate', context.projectId, context.user.token).catch(() => {});
+  }
+
+  function accountCount(type) {
+    return (stateOf(type).allCredentials || []).length;
+  }
+
   function color(value) {
     return typeof value === 'string' && /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : '#4B5563';
   }
@@ -114,6 +126,7 @@
     busy = null;
     notice = null;
     drafts = {};
+    adding = false;
   }
 
   async function act(label, work) {
@@ -188,14 +201,19 @@
   function connectWithValues(integration, type, before) {
     if (busy || !complete(before)) return;
     const values = valuesOf(before);
+    const another = adding;
     act(CONNECTING, async () => {
-      await invoke('_oauthCallback', { integrationId: integration.id, payload: values });
-      if (connected(type)) {
+      // The SDK answers with the stored credential, or nothing when it was refused.
+      const result = await invoke('_oauthCallback', { integrationId: integration.id, payload: values });
+      const credential = result && result.credential;
+      if (credential ? credential.status === 'VALID' : !another && connected(type)) {
         preValues = {};
+        adding = false;
+        if (another) await refreshState();
         return { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] };
       }
-      const why = modal && modal.connectionError;
-      return { kind: 'error', lines: [why && why.message ? why.message : `${integration.name || type} did not accept these values.`] };
+      const why = (credential && credential.statusReason) || (modal && modal.connectionError && modal.connectionError.message);
+      return { kind: 'error', lines: [why || `${integration.name || type} did not accept these values.`] };
     });
   }
 
@@ -220,7 +238,8 @@
     const session = Math.random().toString(36).slice(2, 15);
     const query = new URLSearchParams({
       action, integrationId: integration.id, originForPostMessage: origin,
-      endUserSuppliedValues: JSON.stringify(values), parameters: '{}', installOptions: '{}',
+      endUserSuppliedValues: JSON.stringify(values), parameters: '{}',
+      installOptions: JSON.stringify(adding ? { allowMultipleCredentials: true } : {}),
       oauthMetaKeyId: session,
     });
     const redirect = fetch(`${api}/v2/projects/${encodeURIComponent(project)}/sdk/actions/build-oauth?${query}`, {
@@ -237,9 +256,15 @@
     redirect.catch((error) => finishSignIn({ kind: 'error', lines: [`Could not start signing in: ${error.message}`] }));
     // The server records the new credential under the session; the SDK polls it, saves it in
     // its state (a UI_UPDATE follows) and reports the install to the app.
+    const accountsBefore = accountCount(type);
     invoke('pollForCredential', type, session).then(() => {
       if (signing && signing.popup === popup) {
-        finishSignIn(stateOf(type).enabled ? { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] } : null);
+        const added = stateOf(type).enabled && accountCount(type) > accountsBefore;
+        if (added && adding) {
+          adding = false;
+          refreshState();
+        }
+        finishSignIn(added ? { kind: 'ok', lines: [`Connected to ${integration.name || type}.`] } : null);
       }
     }, (error) => finishSignIn({ kind: 'error', lines: [error.message] }));
     const watch = setInterval(() => {
@@ -405,7 +430,26 @@
       account.append(el('div', { class: `banner ${notice.kind}`, role: notice.kind === 'error' ? 'alert' : 'status' },
         notice.lines.length === 1 ? notice.lines[0] : el('ul', {}, notice.lines.map((l) => el('li', {}, l)))));
     }
-    if (isConnected) {
+    // Every account the user connected (several with allowMultipleCredentials); each can be
+    // disconnected on its own, and the settings go with the last one.
+    const accounts = (state.allCredentials || []).filter((c) => c && c.id);
+    if (isConnected && accounts.length > 1) {
+      account.append(el('h2', {}, 'Accounts'));
+      accounts.forEach((credential, index) => {
+        const label = credential.providerId ? String(credential.providerId) : `Account ${index + 1}`;
+        const valid = credential.status === 'VALID';
+        account.append(el('div', { class: 'ui-actions ui-account', 'data-credential': credential.id },
+          el('span', {}, label),
+          el('span', { class: `pill ${valid ? 'VALID' : 'INVALID'}` }, valid ? 'Connected' : 'Needs reconnecting'),
+          el('button', {
+            class: 'ui-button danger', type: 'button', disabled: Boolean(busy),
+            onclick: () => act('Disconnecting…', async () => {
+              await invoke('uninstallIntegration', type, { selectedCredentialId: credential.id });
+              return { kind: 'ok', lines: [`Disconnected ${label} from ${name}.`] };
+            }),
+          }, 'Disconnect')));
+      });
+    } else if (isConnected) {
       account.append(el('div', { class: 'ui-actions' },
         el('span', { class: 'muted' }, state.providerId ? `Connected as ${state.providerId}` : 'Your account is connected.'),
         el('button', {
@@ -415,11 +459,20 @@
             return { kind: 'ok', lines: [`Disconnected from ${name}.`] };
           }),
         }, busy === 'Disconnecting…' ? busy : 'Disconnect')));
-    } else {
-      if (state.credentialStatus === 'INVALID') {
+    }
+    if (isConnected && !adding) {
+      account.append(el('div', { class: 'ui-actions' },
+        el('button', {
+          class: 'ui-button secondary', type: 'button', id: 'ui-add-account', disabled: Boolean(busy),
+          onclick: () => { adding = true; notice = null; render(); },
+        }, 'Connect another account')));
+    }
+    if (!isConnected || adding) {
+      if (!isConnected && state.credentialStatus === 'INVALID') {
         account.append(el('div', { class: 'banner error' }, `The connected ${name} account stopped working. Connect it again.`));
       }
-      if (config.overview) account.append(overview(config.overview));
+      if (!isConnected && config.overview) account.append(overview(config.overview));
+      if (adding) account.append(el('h2', {}, 'Another account'));
       // para's /sdk/integrations says how each integration connects and what it asks first.
       const kind = integration.connectKind || (integration.authenticationType === 'oauth' ? 'oauth' : 'fields');
       const before = integration.connectFields
@@ -429,7 +482,11 @@
         el('button', {
           class: 'ui-button', type: 'button', id: 'ui-connect', disabled: Boolean(busy),
           onclick: () => (kind === 'oauth' ? signIn(integration, type, before) : connectWithValues(integration, type, before)),
-        }, busy === SIGNING_IN || busy === CONNECTING ? busy : `Connect ${name}`)));
+        }, busy === SIGNING_IN || busy === CONNECTING ? busy : adding ? `Connect another ${name} account` : `Connect ${name}`),
+        adding ? el('button', {
+          class: 'ui-button secondary', type: 'button', id: 'ui-cancel-add', disabled: Boolean(busy),
+          onclick: () => { adding = false; preValues = {}; render(); },
+        }, 'Cancel') : null));
     }
     parts.push(account);
 
