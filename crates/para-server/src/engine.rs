@@ -127,6 +127,9 @@ pub struct Start {
     pub trigger_output: Value,
     /// The user's data when the trigger already read it.
     pub user: Option<Arc<UserData>>,
+    /// The account the run acts with, when the trigger named one (checked to be one of the
+    /// user's valid credentials of the integration); `None`: the newest valid one.
+    pub credential_id: Option<String>,
 }
 
 /// A run just written.
@@ -351,6 +354,7 @@ fn new_run(state: &AppState, start: &Start) -> NewRun {
         trigger_kind: start.trigger_kind.clone(),
         trigger_input: start.trigger_output.clone(),
         build_hash: state.build().build_hash.clone(),
+        credential_id: start.credential_id.clone(),
     }
 }
 
@@ -410,6 +414,7 @@ pub async fn start_run(
         finished_at: None,
         not_before: 0,
         claims: 1,
+        credential_id: run.credential_id,
     };
     let fresh = Fresh { workflow, user: start.user, created };
     tokio::spawn(execute(owner, stored, Some(fresh)));
@@ -519,6 +524,7 @@ async fn execute_held(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) -> b
         run_id: run.id.clone(),
         user_id: run.user_id.clone(),
         integration: run.integration.clone(),
+        credential_id: run.credential_id.clone(),
         pending: Mutex::default(),
         response: Mutex::default(),
         delivered: AtomicBool::new(false),
@@ -621,7 +627,8 @@ async fn run_context(
         ..RunContext::default()
     };
     let credential =
-        data.credentials.iter().find(|c| c.integration == run.integration && c.status == "VALID");
+        acting_credential(&data.credentials, &run.integration, run.credential_id.as_deref())
+            .filter(|c| c.status == "VALID");
     if let Some(c) = credential {
         context.provider_id = c.provider_id.clone();
         context.provider_data = Some(c.provider_data.clone());
@@ -688,6 +695,8 @@ struct ServerHost {
     run_id: String,
     user_id: String,
     integration: String,
+    /// The account the run acts with (see [`Start::credential_id`]).
+    credential_id: Option<String>,
     pending: Mutex<Vec<JournalEntry>>,
     response: Mutex<Option<Value>>,
     delivered: AtomicBool,
@@ -807,20 +816,48 @@ impl ServerHost {
         if !self.recorded().await {
             return Err(StepError::new("the run could not be recorded, so nothing is sent"));
         }
-        let target = integration.then_some((self.user_id.as_str(), self.integration.as_str()));
+        let target = integration.then_some(Account {
+            user_id: &self.user_id,
+            integration: &self.integration,
+            credential_id: self.credential_id.as_deref(),
+        });
         send(&self.state, target, request).await
     }
 }
 
-/// Sends a request. With `integration` (user, integration key): below the integration's API
-/// base with the user's credential, refreshed once after a 401. An HTTP error status is a
-/// response; `Err` is a request that got none.
+/// Whose credential an integration request uses: the user's account `credential_id` of the
+/// integration, or their newest valid one.
+#[derive(Clone, Copy)]
+pub struct Account<'a> {
+    pub user_id: &'a str,
+    pub integration: &'a str,
+    pub credential_id: Option<&'a str>,
+}
+
+/// The credential a run of `integration` acts with among the user's: the one the run names
+/// (whatever its status, so the caller can say why it cannot be used), else the newest valid
+/// one.
+pub fn acting_credential<'c>(
+    credentials: &'c [para_store::Credential],
+    integration: &str,
+    credential_id: Option<&str>,
+) -> Option<&'c para_store::Credential> {
+    let mut mine = credentials.iter().filter(|c| c.integration == integration);
+    match credential_id {
+        Some(id) => mine.find(|c| c.id == id),
+        None => mine.find(|c| c.status == "VALID"),
+    }
+}
+
+/// Sends a request. With an [`Account`]: below the integration's API base with that
+/// credential, refreshed once after a 401. An HTTP error status is a response; `Err` is a
+/// request that got none.
 pub async fn send(
     state: &AppState,
-    integration: Option<(&str, &str)>,
+    account: Option<Account<'_>>,
     request: HttpRequest,
 ) -> Result<HttpResponse, StepError> {
-    let Some((user_id, integration)) = integration else {
+    let Some(Account { user_id, integration, credential_id }) = account else {
         let url = url::Url::parse(&request.url)
             .map_err(|e| StepError::permanent(format!("`{}` is not a URL: {e}", request.url)))?;
         return http(state, url, &request, &[], &[]).await;
@@ -828,18 +865,33 @@ pub async fn send(
     let connector = state.connector(integration).ok_or_else(|| {
         StepError::permanent(format!("no integration `{integration}` in the served build"))
     })?;
-    let credential = state
+    let credentials = state
         .store
         .credentials(&state.project_id, user_id, Some(integration))
         .await
-        .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?
-        .into_iter()
-        .find(|c| c.status == "VALID")
-        .ok_or_else(|| {
-            StepError::permanent(format!(
+        .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?;
+    let credential = match (
+        acting_credential(&credentials, integration, credential_id),
+        credential_id,
+    ) {
+        (Some(c), _) if c.status == "VALID" => c.clone(),
+        (Some(c), _) => {
+            return Err(StepError::permanent(format!(
+                "the {integration} account this run acts with (credential `{}`) is {}: the user must connect it again",
+                c.id, c.status
+            )));
+        }
+        (None, Some(id)) => {
+            return Err(StepError::permanent(format!(
+                "the {integration} account this run acts with (credential `{id}`) was disconnected"
+            )));
+        }
+        (None, None) => {
+            return Err(StepError::permanent(format!(
                 "user `{user_id}` has no valid {integration} credential: connect it first"
-            ))
-        })?;
+            )));
+        }
+    };
     let api = |e: ApiError| StepError::new(e.message);
     let (mut credential, mut material) =
         crate::refresh::usable(state, &connector, credential).await.map_err(api)?;

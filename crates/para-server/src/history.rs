@@ -212,6 +212,8 @@ pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiEr
             trigger_kind: run.trigger_kind.clone(),
             trigger_input: run.trigger_input.clone(),
             build_hash: build.build_hash.clone(),
+            // A replay acts with the account the run acted with.
+            credential_id: run.credential_id.clone(),
         },
         lease: None,
         steps,

@@ -102,6 +102,37 @@ async fn active_workflows(
     Ok((out, data))
 }
 
+/// The account a trigger names in `X-Paragon-Credential` (`selectedCredentialId` of
+/// `paragon.workflow()` / `paragon.event()`): one of the user's valid credentials, returned with
+/// its integration. `None` without the header.
+fn selected_account<'d>(
+    headers: &HeaderMap,
+    data: &'d UserData,
+) -> Result<Option<&'d para_store::Credential>, ApiError> {
+    let Some(id) = headers
+        .get("x-paragon-credential")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let credential = data.credentials.iter().find(|c| c.id == id).ok_or_else(|| {
+        ApiError::not_found(format!("you have no credential `{id}` (X-Paragon-Credential)"))
+    })?;
+    if credential.status != "VALID" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "credential_not_valid",
+            format!(
+                "the {} account `{id}` (X-Paragon-Credential) is {}: connect it again first",
+                credential.integration, credential.status
+            ),
+        ));
+    }
+    Ok(Some(credential))
+}
+
 #[derive(serde::Deserialize)]
 struct EventBody {
     name: String,
@@ -114,6 +145,7 @@ struct EventBody {
 async fn event(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
+    headers: HeaderMap,
     body: Result<Json<EventBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
@@ -130,8 +162,13 @@ async fn event(
         |w| matches!(trigger_of(w), Trigger::Event { id, name: n } if n == name || id == name),
     )
     .await?;
+    // With a selected account, only its integration's workflows run, acting with it.
+    let selected = selected_account(&headers, &data)?;
     let mut executions = Vec::new();
     for (integration, workflow) in workflows {
+        if selected.is_some_and(|c| c.integration != integration) {
+            continue;
+        }
         let start = Start {
             user_id: user.user_id.clone(),
             integration,
@@ -139,6 +176,7 @@ async fn event(
             trigger_kind: "event".into(),
             trigger_output: body.payload.clone(),
             user: Some(data.clone()),
+            credential_id: selected.map(|c| c.id.clone()),
         };
         executions.push(engine::start_run(&state, start, false).await?.run_id);
     }
@@ -259,6 +297,15 @@ async fn request_trigger(
         .collect();
     let trigger_output =
         json!({ "request": { "headers": header_json, "body": body, "params": query } });
+    let credential_id = match selected_account(&headers, &data)? {
+        Some(c) if c.integration != integration => {
+            return Err(ApiError::bad_request(format!(
+                "credential `{}` (X-Paragon-Credential) is a {} account, but workflow `{}` belongs to {integration}",
+                c.id, c.integration, workflow.name
+            )));
+        }
+        selected => selected.map(|c| c.id.clone()),
+    };
     let start = Start {
         user_id: user.user_id.clone(),
         integration,
@@ -266,6 +313,7 @@ async fn request_trigger(
         trigger_kind: "request".into(),
         trigger_output,
         user: Some(data),
+        credential_id,
     };
     let responds = engine::responds(&workflow);
     let started = engine::start_run(&state, start, responds).await?;
@@ -316,6 +364,7 @@ pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &
             trigger_kind: "integration_enabled".into(),
             trigger_output: json!({ "integration": integration }),
             user: Some(data.clone()),
+            credential_id: None,
         };
         if let Err(e) = engine::start_run(state, start, false).await {
             eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);
@@ -455,6 +504,7 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
             trigger_kind: "cron".into(),
             trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
             user: None,
+            credential_id: None,
         };
         if let Err(e) = engine::enqueue(state, start).await {
             eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
@@ -546,9 +596,9 @@ impl Poll<'_> {
             body_type: None,
             authorization: None,
         };
-        let answer = engine::send(state, Some((user_id, self.integration)), request)
-            .await
-            .map_err(|e| e.message)?;
+        let account =
+            engine::Account { user_id, integration: self.integration, credential_id: None };
+        let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
         if answer.status >= 400 {
             return Err(format!("GET {path} answered HTTP {}", answer.status));
         }
@@ -579,6 +629,7 @@ impl Poll<'_> {
                     trigger_kind: "polling".into(),
                     trigger_output: item.clone(),
                     user: None,
+                    credential_id: None,
                 };
                 writes.push(engine::queued(state, self.workflow, &start));
             }

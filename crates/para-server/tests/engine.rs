@@ -112,18 +112,21 @@ async fn server(api: &str, dir: &Path) -> Server {
 
 /// Connects `user` to `integration` as the OAuth callback does once it has a token.
 async fn connect(s: &Server, user: &str, integration: &str) {
+    connect_account(s, user, integration, &format!("tok-{user}")).await;
+}
+
+/// Connects one more account of `user` with the access token `token`; its credential id.
+async fn connect_account(s: &Server, user: &str, integration: &str, token: &str) -> String {
     let connector = s.state.connector(integration).unwrap();
     s.state.store.touch_user(PROJECT, user, Some(&json!({ "teamId": "team-7" }))).await.unwrap();
     let material = Material::default();
     let token: Map<String, Value> =
-        json!({ "access_token": format!("tok-{user}"), "token_type": "bearer" })
-            .as_object()
-            .unwrap()
-            .clone();
+        json!({ "access_token": token, "token_type": "bearer" }).as_object().unwrap().clone();
     let c = para_server::connect::store_connection(&s.state, user, &connector, material, token)
         .await
         .unwrap();
     assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+    c.id
 }
 
 async fn wait_for_run(s: &Server, workflow: &str, status: &str) -> para_store::runs::Run {
@@ -319,6 +322,100 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_acts_with_the_account_its_trigger_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, up) = start_upstream().await;
+    let s = server(&api, dir.path()).await;
+    let ann = token("ann");
+    // Two ACME accounts (and one Salesforce account) for Ann; the second ACME one is the newest.
+    let first = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-first").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-second").await;
+    let salesforce = connect_account(&s, "ann", "salesforce", "tok-ann-sf").await;
+    let build = s.state.build();
+    let pipeline = build.integrations["custom.acmecrm"]
+        .inputs
+        .iter()
+        .find(|i| i.key == "pipeline")
+        .unwrap()
+        .id
+        .clone();
+    s.state
+        .store
+        .put_settings(PROJECT, "ann", "custom.acmecrm", "", None, Some(&json!({ pipeline: "p" })))
+        .await
+        .unwrap();
+    let trigger = |credential: Option<&str>| {
+        let mut request = client()
+            .post(s.url(&format!("/sdk/triggers/{MIRROR}")))
+            .bearer_auth(&ann)
+            .json(&json!({ "title": "t", "tags": [] }));
+        if let Some(id) = credential {
+            request = request.header("x-paragon-credential", id);
+        }
+        request.send()
+    };
+    let last_task_auth = || {
+        let calls = up.calls.lock().unwrap();
+        calls.iter().rev().find(|c| c.1.ends_with("/tasks")).map(|c| c.2.clone())
+    };
+
+    // Selected: that account, although another one is newer; recorded on the run.
+    let answer = trigger(Some(&first)).await.unwrap();
+    assert_eq!(answer.status(), 201, "{:?}", answer.text().await);
+    let execution = answer.headers()["x-para-execution-id"].to_str().unwrap().to_string();
+    assert_eq!(last_task_auth().as_deref(), Some("Bearer tok-ann-first"));
+    let run = s.state.store.run(PROJECT, &execution).await.unwrap().unwrap();
+    assert_eq!(run.credential_id.as_deref(), Some(first.as_str()));
+    // Not selected: the newest valid account, and nothing recorded.
+    let answer = trigger(None).await.unwrap();
+    assert_eq!(answer.status(), 201);
+    let execution = answer.headers()["x-para-execution-id"].to_str().unwrap().to_string();
+    assert_eq!(last_task_auth().as_deref(), Some("Bearer tok-ann-second"));
+    let run = s.state.store.run(PROJECT, &execution).await.unwrap().unwrap();
+    assert_eq!(run.credential_id, None);
+    let _ = second;
+
+    // Refused before any run: an account of another integration, someone else's or an unknown
+    // one, and an account that stopped working.
+    let tasks = || up.calls.lock().unwrap().iter().filter(|c| c.1.ends_with("/tasks")).count();
+    let calls = tasks();
+    let answer = trigger(Some(&salesforce)).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("salesforce account"));
+    let bob = connect_account(&s, "bob", "custom.acmecrm", "tok-bob").await;
+    assert_eq!(trigger(Some(&bob)).await.unwrap().status(), 404, "Bob's account is not Ann's");
+    assert_eq!(trigger(Some("no-such-credential")).await.unwrap().status(), 404);
+    s.state
+        .store
+        .update_credential(PROJECT, "ann", &first, "INVALID", Some("revoked"), "v1:x", None)
+        .await
+        .unwrap();
+    s.state.credential_cache.forget("ann", "custom.acmecrm");
+    let answer = trigger(Some(&first)).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("INVALID"));
+    assert_eq!(tasks(), calls, "no refused trigger reached the API");
+
+    // An App Event with a selected account runs only that integration's workflows.
+    let event = |credential: &str| {
+        client()
+            .post(format!("{}/v2/projects/{PROJECT}/sdk/events/trigger", s.base))
+            .bearer_auth(&ann)
+            .header("x-paragon-credential", credential)
+            .json(&json!({ "name": "Task Created", "payload": { "title": "x", "assigneeEmails": [] } }))
+            .send()
+    };
+    let answer: Value = event(&second).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["executions"], json!([]), "no ACME workflow listens to it: {answer}");
+    let answer: Value = event(&salesforce).await.unwrap().json().await.unwrap();
+    let runs = answer["executions"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{answer}");
+    let run = s.state.store.run(PROJECT, runs[0].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(run.credential_id.as_deref(), Some(salesforce.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
     let dir = tempfile::tempdir().unwrap();
     let (api, up) = start_upstream().await;
@@ -352,6 +449,7 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
         trigger_kind: "integration_enabled".into(),
         trigger_input: json!({}),
         build_hash: "x".into(),
+        credential_id: None,
     };
     let recorded = vec![
         done("enabled", &id_of("enabled"), 0, json!({})),

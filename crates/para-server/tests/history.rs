@@ -135,6 +135,7 @@ impl Server {
                 trigger_kind: "event".into(),
                 trigger_input: json!({ "name": "Task Created", "payload": { "task": id } }),
                 build_hash: "sha256:test".into(),
+                credential_id: None,
             },
             lease: Some(Lease { owner: owner.clone(), until: para_store::now_ms() + 60_000 }),
             steps: vec![trigger],

@@ -153,7 +153,7 @@ impl Store {
         let rows = query.fetch_all(&self.reader).await?;
         let mut runs = rows
             .iter()
-            .map(|r| Ok(ListedRun { run: run_row(r)?, steps: r.get::<i64, _>(16) }))
+            .map(|r| Ok(ListedRun { run: run_row(r)?, steps: r.get::<i64, _>(17) }))
             .collect::<Result<Vec<_>>>()?;
         let next = if runs.len() as i64 > limit {
             runs.truncate(limit as usize);
@@ -306,6 +306,7 @@ mod tests {
                 trigger_kind: "event".into(),
                 trigger_input: json!({ "id": id }),
                 build_hash: "sha256:x".into(),
+                credential_id: None,
             },
             lease: None,
             steps: vec![StepRecord {

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_runs.sql")),
     (4, include_str!("../migrations/0004_run_leases.sql")),
     (5, include_str!("../migrations/0005_trigger_state.sql")),
+    (6, include_str!("../migrations/0006_run_credential.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,8 @@ pub struct NewRun {
     pub trigger_kind: String,
     pub trigger_input: Value,
     pub build_hash: String,
+    /// The credential the run acts with; `None`: the user's newest valid one.
+    pub credential_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +73,8 @@ pub struct Run {
     pub not_before: i64,
     /// How many times a worker leased the run (more than one: it was resumed).
     pub claims: i64,
+    /// The credential the run acts with; `None`: the user's newest valid one.
+    pub credential_id: Option<String>,
 }
 
 /// A journal entry: one step of a run (a step inside a fan-out once per instance).
@@ -130,7 +134,7 @@ pub enum Write {
 }
 
 /// The columns [`run_row`] reads, in order.
-pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims";
+pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims, credential_id";
 
 pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
     Ok(Run {
@@ -150,6 +154,7 @@ pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         finished_at: r.get(13),
         not_before: r.get(14),
         claims: r.get(15),
+        credential_id: r.get(16),
     })
 }
 
@@ -176,8 +181,8 @@ impl Store {
                     };
                     let status = if lease.is_some() { status::RUNNING } else { status::QUEUED };
                     sqlx::query(
-                        "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13)",
+                        "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims, credential_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13, $14)",
                     )
                     .bind(&id)
                     .bind(&run.project_id)
@@ -192,6 +197,7 @@ impl Store {
                     .bind(lease.as_ref().map(|l| l.owner.as_str()))
                     .bind(lease.as_ref().map(|l| l.until))
                     .bind(i64::from(lease.is_some()))
+                    .bind(run.credential_id.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     entries.extend(steps.iter().map(|step| (id.clone(), step)));
@@ -572,6 +578,7 @@ mod tests {
             trigger_kind: "event".into(),
             trigger_input: json!({"name": "Task Created"}),
             build_hash: "sha256:x".into(),
+            credential_id: None,
         }
     }
 
@@ -609,7 +616,7 @@ mod tests {
     async fn a_run_is_leased_journaled_and_fenced() {
         let (_dir, s) = store().await;
         let create = Write::Create {
-            run: new_run("r1"),
+            run: NewRun { credential_id: Some("cred-1".into()), ..new_run("r1") },
             lease: None,
             steps: vec![step("trigger", 0, step_status::DONE, json!({"t": 1}))],
         };
@@ -618,6 +625,7 @@ mod tests {
         let claimed = s.claim_runs("p", "w1", 10, 30_000).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("r1", 1));
+        assert_eq!(claimed[0].credential_id.as_deref(), Some("cred-1"), "the account is kept");
         assert_eq!(claimed[0].status, status::RUNNING);
         assert!(s.claim_runs("p", "w2", 10, 30_000).await.unwrap().is_empty(), "leased");
 

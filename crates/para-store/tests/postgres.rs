@@ -440,6 +440,7 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
                 trigger_kind: "event".into(),
                 trigger_input: json!({ "i": i }),
                 build_hash: "h".into(),
+                credential_id: None,
             };
             let create = Write::Create { run, lease: None, steps: vec![] };
             assert_eq!(stores[i % 2].apply(&[create]).await.unwrap(), [true]);
@@ -526,6 +527,7 @@ async fn run_history_is_filtered_paged_and_per_project() {
                 trigger_kind: "event".into(),
                 trigger_input: json!({}),
                 build_hash: "h".into(),
+                credential_id: None,
             },
             lease: None,
             steps: vec![],

@@ -85,6 +85,7 @@ pub fn run(args: RunArgs) -> i32 {
             trigger_kind: "manual".into(),
             trigger_output: trigger,
             user: None,
+            credential_id: None,
         };
         let started = match engine::start_run(&state, start, false).await {
             Ok(s) => s,
