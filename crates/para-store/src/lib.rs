@@ -446,14 +446,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(
-            "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND integration = $3",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(integration)
-        .execute(&mut *tx)
-        .await?;
+        delete_settings(&mut tx, project_id, user_id, integration).await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -494,14 +487,7 @@ impl Store {
         .await?
         .try_get(0)?;
         if remaining == 0 {
-            sqlx::query(
-                "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND integration = $3",
-            )
-            .bind(project_id)
-            .bind(user_id)
-            .bind(integration)
-            .execute(&mut *tx)
-            .await?;
+            delete_settings(&mut tx, project_id, user_id, integration).await?;
         }
         tx.commit().await?;
         Ok(Some(remaining))
@@ -769,6 +755,23 @@ impl Store {
     }
 }
 
+/// Deletes the user's settings of an integration, inside an uninstall's transaction.
+async fn delete_settings(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project_id: &str,
+    user_id: &str,
+    integration: &str,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND integration = $3",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .bind(integration)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;
