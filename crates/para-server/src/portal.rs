@@ -9,7 +9,7 @@
 //! | `GET /` | the integrations, with icon, accent colour and connection status |
 //! | `GET /{integration}` | one integration: overview, connection, settings, workflows |
 //! | `POST /{integration}/connect` | start OAuth (303 to the provider) or store a non-OAuth credential |
-//! | `POST /{integration}/disconnect` | uninstall: the user's credentials and settings for it |
+//! | `POST /{integration}/disconnect` | `credential`: that account (the settings with the last one); without it every account and setting of the integration |
 //! | `POST /{integration}/settings` | integration-level settings |
 //! | `POST /{integration}/workflows/{workflow}` | a workflow's toggle and its settings |
 //!
@@ -736,8 +736,10 @@ struct IntegrationView {
     watermark: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct ConnectionView {
+    /// The credential's id, which the account's Disconnect form sends.
+    id: String,
     status: String,
     status_label: &'static str,
     status_reason: Option<String>,
@@ -750,6 +752,8 @@ struct ConnectView {
     explain: String,
     fields: Vec<FieldView>,
     error: Option<String>,
+    /// The form comes back with what was typed (a refusal): keep it open.
+    again: bool,
 }
 
 #[derive(Serialize)]
@@ -787,6 +791,8 @@ struct IntegrationPage {
     integration: IntegrationView,
     banners: Vec<Banner>,
     connection: Option<ConnectionView>,
+    /// Every account of the user for the integration, newest first (`connection` is the first).
+    accounts: Vec<ConnectionView>,
     connect: ConnectView,
     settings: SettingsView,
     workflows: Vec<WorkflowView>,
@@ -922,17 +928,22 @@ async fn page_view(
     let base = page_path(state, &integration.key);
     let catalog = para_catalog::lookup(&integration.key)
         .filter(|_| integration.kind == IntegrationKind::Catalog);
-    let connection = credentials.first().map(|c| ConnectionView {
-        status: c.status.clone(),
-        status_label: status_label(&c.status),
-        status_reason: c.status_reason.clone(),
-        account: c.provider_id.clone().or_else(|| {
-            ["email", "name", "login"]
-                .iter()
-                .find_map(|k| c.provider_data.get(k).and_then(Value::as_str).map(str::to_string))
-        }),
-        since: date(c.created_at),
-    });
+    let accounts: Vec<ConnectionView> = credentials
+        .iter()
+        .map(|c| ConnectionView {
+            id: c.id.clone(),
+            status: c.status.clone(),
+            status_label: status_label(&c.status),
+            status_reason: c.status_reason.clone(),
+            account: c.provider_id.clone().or_else(|| {
+                ["email", "name", "login"].iter().find_map(|k| {
+                    c.provider_data.get(k).and_then(Value::as_str).map(str::to_string)
+                })
+            }),
+            since: date(c.created_at),
+        })
+        .collect();
+    let connection = accounts.first().cloned();
 
     // Choices of integration-specific setting types, listed with the user's credential.
     let mut choices: Choices = HashMap::new();
@@ -1031,6 +1042,7 @@ async fn page_view(
 
     // Connecting.
     let (kind, connect_fields) = connect_fields(state, integration);
+    let again = redo.connect.is_some();
     let ConnectRedo {
         typed: Typed { values: typed, errors: connect_errors },
         message: connect_error,
@@ -1057,6 +1069,7 @@ async fn page_view(
             .map(|(n, f)| connect_field_view(f, n, &typed, &connect_errors))
             .collect(),
         error: connect_error,
+        again,
     };
 
     Ok(IntegrationPage {
@@ -1081,6 +1094,7 @@ async fn page_view(
         },
         banners: redo.banners,
         connection,
+        accounts,
         connect,
         settings: SettingsView { fields: settings_fields },
         workflows: workflow_views,
@@ -1626,15 +1640,38 @@ async fn disconnect(
     user: PortalUser,
     body: Bytes,
 ) -> Response {
-    if checked_form(&user, &body).is_none() {
-        return csrf_refused();
-    }
+    let Some(form) = checked_form(&user, &body) else { return csrf_refused() };
     let build = state.build();
     let Some(integration) = find(&build, &key) else { return no_such_integration(&key) };
-    let removed = state.store.uninstall(&state.project_id, &user.user_id, &integration.key).await;
+    // An account's own form names its credential: only that account goes (the settings with
+    // the last one). Without it, every account and setting of the integration goes.
+    let removed = match form.text("credential") {
+        Some(id) => state
+            .store
+            .uninstall_credential(&state.project_id, &user.user_id, &integration.key, id)
+            .await
+            .map(|remaining| remaining.is_some()),
+        None => state
+            .store
+            .uninstall(&state.project_id, &user.user_id, &integration.key)
+            .await
+            .map(|_| true),
+    };
     state.credential_cache.forget(&user.user_id, &integration.key);
     match removed {
-        Ok(_) => see_other(&format!("{}?disconnected=1", page_path(&state, &integration.key)), &[]),
+        Ok(true) => {
+            see_other(&format!("{}?disconnected=1", page_path(&state, &integration.key)), &[])
+        }
+        Ok(false) => message_page(
+            StatusCode::NOT_FOUND,
+            Framing::Anywhere,
+            "No such account",
+            vec![format!(
+                "You have no {} account with this id any more. Reload the page to see your accounts.",
+                integration.name
+            )],
+            None,
+        ),
         Err(e) => storage_error(e),
     }
 }

@@ -483,6 +483,56 @@ async fn settings_need_a_connection_and_disconnect_removes_it() {
 }
 
 #[tokio::test]
+async fn each_account_is_listed_and_disconnected_on_its_own() {
+    let server = start(None).await;
+    let cookie = server.sign_in("flo").await;
+    let url = format!("{}/{ACME}", server.portal());
+    let first = server.connect("flo", ACME).await;
+    let page = server.get(&url, Some(&cookie)).await;
+    assert!(page.body.contains("Connect another account"), "a connected page offers another");
+    assert!(!page.body.contains("Disconnect this account"), "one account: one plain Disconnect");
+    let second = server.connect("flo", ACME).await;
+    let page = server.get(&url, Some(&cookie)).await;
+    for id in [&first, &second] {
+        assert!(page.body.contains(&format!("name=\"credential\" value=\"{id}\"")), "{id} listed");
+    }
+    assert_eq!(page.body.matches("Disconnect this account").count(), 2);
+    let token = csrf(&page.body);
+    let field = format!("in.{PIPELINE}");
+    let saved = server
+        .post(&format!("{url}/settings"), Some(&cookie), &[("csrf", &token), (&field, "sales")])
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+
+    // One account goes; the other and the settings stay.
+    let disconnect = |id: String| {
+        let (server, cookie, url, token) = (&server, &cookie, &url, &token);
+        async move {
+            server
+                .post(
+                    &format!("{url}/disconnect"),
+                    Some(cookie),
+                    &[("csrf", token), ("credential", &id)],
+                )
+                .await
+        }
+    };
+    assert_eq!(disconnect(first.clone()).await.status, StatusCode::SEE_OTHER);
+    let left = server.state.store.credentials(PROJECT, "flo", Some(ACME)).await.unwrap();
+    assert_eq!(left.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [second.as_str()]);
+    assert!(server.stored("flo", ACME, "").await.is_some(), "settings kept");
+    // An account that is not (or no longer) the user's: a page that says so, nothing removed.
+    let again = disconnect(first).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert!(again.body.contains("No such account"), "{}", again.body);
+    assert_eq!(server.state.store.credentials(PROJECT, "flo", None).await.unwrap().len(), 1);
+    // The last account goes with the settings.
+    assert_eq!(disconnect(second).await.status, StatusCode::SEE_OTHER);
+    assert!(server.state.store.credentials(PROJECT, "flo", None).await.unwrap().is_empty());
+    assert!(server.stored("flo", ACME, "").await.is_none(), "settings removed with the last");
+}
+
+#[tokio::test]
 async fn the_overview_is_rendered_without_script() {
     let server = start(None).await;
     let cookie = server.sign_in("dee").await;
