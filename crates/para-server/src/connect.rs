@@ -289,7 +289,7 @@ pub async fn store_connection(
         .await?;
     state.credential_cache.forget(user_id, &connector.key);
     if credential.status == "VALID" {
-        crate::triggers::integration_enabled(state, user_id, &connector.key).await;
+        crate::triggers::integration_enabled(state, user_id, &connector.key, &credential.id).await;
     }
     Ok(credential)
 }

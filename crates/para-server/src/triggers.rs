@@ -345,8 +345,14 @@ async fn request_trigger(
     Ok(response)
 }
 
-/// A user connected an integration: runs its active integration-enabled workflows.
-pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &str) {
+/// A user connected an account (`credential`) of an integration: runs its active
+/// integration-enabled workflows, acting with that account.
+pub async fn integration_enabled(
+    state: &AppState,
+    user_id: &str,
+    integration: &str,
+    credential: &str,
+) {
     let meta = match state.store.user(&state.project_id, user_id).await {
         Ok(Some(u)) => u.meta,
         _ => Value::Object(Map::new()),
@@ -364,7 +370,7 @@ pub async fn integration_enabled(state: &AppState, user_id: &str, integration: &
             trigger_kind: "integration_enabled".into(),
             trigger_output: json!({ "integration": integration }),
             user: Some(data.clone()),
-            credential_id: None,
+            credential_id: Some(credential.to_string()),
         };
         if let Err(e) = engine::start_run(state, start, false).await {
             eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);

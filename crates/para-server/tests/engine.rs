@@ -332,6 +332,15 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-second").await;
     let salesforce = connect_account(&s, "ann", "salesforce", "tok-ann-sf").await;
+    // Connecting an account runs the integration-enabled workflow with that account.
+    let filter =
+        para_store::history::RunFilter { workflow_id: Some(WELCOME.into()), ..Default::default() };
+    let welcomed = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap().runs;
+    let mut accounts: Vec<_> = welcomed.iter().map(|l| l.run.credential_id.clone()).collect();
+    accounts.sort();
+    let mut expected = vec![Some(first.clone()), Some(second.clone())];
+    expected.sort();
+    assert_eq!(accounts, expected);
     let build = s.state.build();
     let pipeline = build.integrations["custom.acmecrm"]
         .inputs
