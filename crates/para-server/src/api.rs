@@ -416,14 +416,10 @@ async fn uninstall(
     let found = find_integration(&build, &integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
     })?;
-    // `uninstallIntegration(type, {selectedCredentialId})` names the account in this header
-    // (the SDK always sends it): only that account goes, and the settings with the last one.
-    let selected = headers
-        .get("x-paragon-credential")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    let (removed, remaining) = match selected {
+    // `uninstallIntegration(type, {selectedCredentialId})` names the account in
+    // `X-Paragon-Credential` (the SDK always sends it): only that account goes, and the settings
+    // with the last one.
+    let (removed, remaining) = match crate::auth::selected_credential(&headers) {
         Some(id) => {
             let remaining = state
                 .store

@@ -28,6 +28,17 @@ fn path_project(path: &str) -> Option<&str> {
     None
 }
 
+/// The credential a request selects with `X-Paragon-Credential` (the SDK's
+/// `selectedCredentialId`; for uninstall, the active credential when none is selected). Only
+/// ever looked up among the authenticated user's own credentials.
+pub fn selected_credential(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-paragon-credential")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
 /// The token from `Authorization: Bearer …`.
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();

@@ -242,12 +242,7 @@ async fn proxy(
     let connector = state.connector(&integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
     })?;
-    let selected = parts
-        .headers
-        .get("x-paragon-credential")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or("");
+    let selected = crate::auth::selected_credential(&parts.headers).unwrap_or("");
     let mut prepared = match state.credential_cache.get(&user.user_id, &integration, selected) {
         // Prepared with this connector (a rebuilt project has new ones).
         Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => hit,

@@ -109,14 +109,7 @@ fn selected_account<'d>(
     headers: &HeaderMap,
     data: &'d UserData,
 ) -> Result<Option<&'d para_store::Credential>, ApiError> {
-    let Some(id) = headers
-        .get("x-paragon-credential")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(None);
-    };
+    let Some(id) = crate::auth::selected_credential(headers) else { return Ok(None) };
     let credential = data.credentials.iter().find(|c| c.id == id).ok_or_else(|| {
         ApiError::not_found(format!("you have no credential `{id}` (X-Paragon-Credential)"))
     })?;

@@ -8,8 +8,8 @@ use para_project::{Marker, Severity};
 use crate::{cli::BuildArgs, commands, output};
 
 pub fn run(args: BuildArgs) -> i32 {
-    // The process ends right after: let the OS reclaim the build (freeing its millions of small
-    // values one by one took 30–90 ms on a 1,000-workflow project).
+    // The process ends right after: let the OS reclaim the build rather than freeing its
+    // millions of small values one by one.
     let (code, build) = build(args, false);
     drop(Release::new(build, false));
     code
@@ -55,7 +55,7 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
     let loaded = started.elapsed();
     let result = compile(&project, &Options { teardown, ..Options::default() });
     // Without teardown the process ends after this build: the OS reclaims the sources and the
-    // document (see `release`).
+    // document (see `Release`).
     let project = Release::new(project, teardown);
     if args.timings {
         output::say(format!(
