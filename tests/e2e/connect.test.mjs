@@ -805,6 +805,23 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
     }
     await shot('sdk-portal-settings.png');
 
+    // Another ACME account over OAuth from the same page (the popup signs in again); then that
+    // account alone is disconnected, and the first one and the settings stay.
+    const idsBefore = new Set((await state()).allCredentials.map((c) => c.id));
+    await frame.locator('#ui-add-account').click();
+    const secondPopup = context.waitForEvent('page', { timeout: 10000 });
+    await frame.locator('#ui-connect').click();
+    await secondPopup;
+    await until(async () => ((await state())?.allCredentials?.length ?? 0) === idsBefore.size + 1, 'a second account is connected over OAuth');
+    const added = (await state()).allCredentials.find((c) => !idsBefore.has(c.id));
+    assert.equal(added.status, 'VALID');
+    await frame.locator(`.ui-account[data-credential="${added.id}"] button`).click();
+    await until(async () => (await state())?.allCredentials?.length === idsBefore.size, 'the added account is disconnected');
+    await call('authenticate', server.projectId, server.userToken);
+    const kept = await state();
+    assert.deepEqual(kept.allCredentials.map((c) => c.id), [...idsBefore], 'the first account stays');
+    assert.equal(kept.sharedSettings?.[INPUT_PIPELINE], 'support', 'the settings stay');
+
     // Close: the iframe is hidden again; reopening shows the connected account; Disconnect.
     await frame.locator('.ui-close').click();
     await until(async () => (await iframeDisplay()) === 'none', 'the iframe is hidden after Close');
