@@ -351,24 +351,19 @@ async fn pick_credential(
     integration: &str,
     selected: &str,
 ) -> Result<para_store::Credential, ApiError> {
-    if !selected.is_empty() {
-        let id = selected;
-        let found = state.store.credential(&state.project_id, &user.user_id, id).await?;
-        return match found {
-            Some(c) if c.integration == integration => Ok(c),
-            _ => {
-                Err(ApiError::not_found(format!("you have no credential `{id}` for {integration}")))
-            }
-        };
-    }
     let all = state.store.credentials(&state.project_id, &user.user_id, Some(integration)).await?;
-    all.into_iter().find(|c| c.status == "VALID").ok_or_else(|| {
-        ApiError::new(
+    let selected = (!selected.is_empty()).then_some(selected);
+    match (crate::engine::acting_credential(&all, integration, selected), selected) {
+        (Some(c), _) => Ok(c.clone()),
+        (None, Some(id)) => {
+            Err(ApiError::not_found(format!("you have no credential `{id}` for {integration}")))
+        }
+        (None, None) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "not_connected",
             format!("connect {integration} first: this user has no valid credential for it"),
-        )
-    })
+        )),
+    }
 }
 
 /// An error worked out once for a credential and answered on each request that meets it.
