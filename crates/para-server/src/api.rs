@@ -419,27 +419,20 @@ async fn uninstall(
     // `uninstallIntegration(type, {selectedCredentialId})` names the account in
     // `X-Paragon-Credential` (the SDK always sends it): only that account goes, and the settings
     // with the last one.
-    let (removed, remaining) = match crate::auth::selected_credential(&headers) {
-        Some(id) => {
-            let remaining = state
-                .store
-                .uninstall_credential(&state.project_id, &user.user_id, &found.key, id)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "no credential `{id}` of {} for this user (X-Paragon-Credential)",
-                        found.name
-                    ))
-                })?;
-            (1, remaining)
-        }
-        None => (state.store.uninstall(&state.project_id, &user.user_id, &found.key).await?, 0),
-    };
-    state.credential_cache.forget(&user.user_id, &found.key);
+    let selected = crate::auth::selected_credential(&headers);
+    let done = crate::connect::disconnect(&state, &user.user_id, &found.key, selected)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no credential `{}` of {} for this user (X-Paragon-Credential)",
+                selected.unwrap_or_default(),
+                found.name
+            ))
+        })?;
     Ok(Json(json!({
         "success": true,
-        "removedCredentials": removed,
-        "remainingCredentials": remaining
+        "removedCredentials": done.removed,
+        "remainingCredentials": done.remaining
     })))
 }
 

@@ -224,6 +224,37 @@ pub async fn create_credential(
     store_connection(state, user_id, &connector, material, token).await
 }
 
+/// What a disconnection removed: credentials, and how many of the integration's remain.
+pub struct Disconnected {
+    pub removed: u64,
+    pub remaining: i64,
+}
+
+/// Disconnects the user's account `credential` of the integration (the user's settings of it go
+/// with the last account), or with `None` every account and setting of the integration, and
+/// forgets the credentials prepared for the proxy. `None` when `credential` is not one of the
+/// user's accounts of the integration (nothing is removed).
+pub async fn disconnect(
+    state: &AppState,
+    user_id: &str,
+    integration_key: &str,
+    credential: Option<&str>,
+) -> Result<Option<Disconnected>, para_store::StoreError> {
+    let (project, store) = (&state.project_id, &state.store);
+    let done = match credential {
+        Some(id) => store
+            .uninstall_credential(project, user_id, integration_key, id)
+            .await?
+            .map(|remaining| Disconnected { removed: 1, remaining }),
+        None => {
+            let removed = store.uninstall(project, user_id, integration_key).await?;
+            Some(Disconnected { removed, remaining: 0 })
+        }
+    };
+    state.credential_cache.forget(user_id, integration_key);
+    Ok(done)
+}
+
 /// The last step of every connection: looks up account facts, calls the test endpoint, and
 /// stores the credential (VALID, or INVALID with the reason).
 pub async fn store_connection(

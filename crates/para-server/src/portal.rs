@@ -736,7 +736,7 @@ struct IntegrationView {
     watermark: bool,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Serialize)]
 struct ConnectionView {
     /// The credential's id, which the account's Disconnect form sends.
     id: String,
@@ -790,8 +790,8 @@ struct IntegrationPage {
     csrf: String,
     integration: IntegrationView,
     banners: Vec<Banner>,
-    connection: Option<ConnectionView>,
-    /// Every account of the user for the integration, newest first (`connection` is the first).
+    /// Every account of the user for the integration, newest first (the page's `connection` is
+    /// the first).
     accounts: Vec<ConnectionView>,
     connect: ConnectView,
     settings: SettingsView,
@@ -943,7 +943,6 @@ async fn page_view(
             since: date(c.created_at),
         })
         .collect();
-    let connection = accounts.first().cloned();
 
     // Choices of integration-specific setting types, listed with the user's credential.
     let mut choices: Choices = HashMap::new();
@@ -1004,7 +1003,7 @@ async fn page_view(
             let (enabled, values, errors, fresh) = match redone {
                 Some(r) => (r.enabled, r.typed.values.clone(), r.typed.errors.clone(), false),
                 None => (
-                    connection.is_some()
+                    !accounts.is_empty()
                         && row.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled),
                     stored_wf.clone(),
                     Vec::new(),
@@ -1093,7 +1092,6 @@ async fn page_view(
             watermark: integration.config.show_watermark,
         },
         banners: redo.banners,
-        connection,
         accounts,
         connect,
         settings: SettingsView { fields: settings_fields },
@@ -1645,24 +1643,12 @@ async fn disconnect(
     let Some(integration) = find(&build, &key) else { return no_such_integration(&key) };
     // An account's own form names its credential: only that account goes (the settings with
     // the last one). Without it, every account and setting of the integration goes.
-    let removed = match form.text("credential") {
-        Some(id) => state
-            .store
-            .uninstall_credential(&state.project_id, &user.user_id, &integration.key, id)
-            .await
-            .map(|remaining| remaining.is_some()),
-        None => state
-            .store
-            .uninstall(&state.project_id, &user.user_id, &integration.key)
-            .await
-            .map(|_| true),
-    };
-    state.credential_cache.forget(&user.user_id, &integration.key);
-    match removed {
-        Ok(true) => {
+    let credential = form.text("credential");
+    match connect::disconnect(&state, &user.user_id, &integration.key, credential).await {
+        Ok(Some(_)) => {
             see_other(&format!("{}?disconnected=1", page_path(&state, &integration.key)), &[])
         }
-        Ok(false) => message_page(
+        Ok(None) => message_page(
             StatusCode::NOT_FOUND,
             Framing::Anywhere,
             "No such account",
