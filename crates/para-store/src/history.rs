@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use crate::runs::{RUN_COLUMNS, Run, run_row};
+use crate::runs::{RUN_COLUMN_COUNT, RUN_COLUMNS, Run, run_row};
 use crate::{Result, Store};
 
 /// Which runs to list. Every field narrows; `None` does not filter.
@@ -153,7 +153,7 @@ impl Store {
         let rows = query.fetch_all(&self.reader).await?;
         let mut runs = rows
             .iter()
-            .map(|r| Ok(ListedRun { run: run_row(r)?, steps: r.get::<i64, _>(17) }))
+            .map(|r| Ok(ListedRun { run: run_row(r)?, steps: r.get::<i64, _>(RUN_COLUMN_COUNT) }))
             .collect::<Result<Vec<_>>>()?;
         let next = if runs.len() as i64 > limit {
             runs.truncate(limit as usize);

@@ -136,6 +136,20 @@ pub enum Write {
 /// The columns [`run_row`] reads, in order.
 pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims, credential_id";
 
+/// How many columns [`RUN_COLUMNS`] names: a query selecting more after them reads those from
+/// this index on.
+pub(crate) const RUN_COLUMN_COUNT: usize = {
+    let bytes = RUN_COLUMNS.as_bytes();
+    let (mut i, mut count) = (0, 1);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+};
+
 pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
     Ok(Run {
         id: r.get(0),
