@@ -197,3 +197,34 @@ pub fn count_files(dir: &Path, extension: &str) -> usize {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use para_compiler::{Options, compile};
+
+    /// The benchmark's project is recorded without the JavaScript engine, and that changes
+    /// nothing in what the build says (the compiler's own tests compare every fixture).
+    #[test]
+    fn the_generated_project_is_recorded_directly_and_builds_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        super::project(dir.path(), 12, 5).unwrap();
+        let (root, marker) = para_project::root_at(dir.path()).unwrap();
+        let project = para_project::load(&root, marker).unwrap();
+        let bytes = |direct: bool| {
+            let output = compile(&project, &Options { direct, ..Options::default() });
+            assert!(output.diagnostics.is_empty(), "{:?}", output.diagnostics);
+            let mut bytes = Vec::new();
+            output.document.as_ref().unwrap().write_to(&mut bytes).unwrap();
+            (bytes, output.recorded)
+        };
+        let (direct, recorded) = bytes(true);
+        let (engine, _) = bytes(false);
+        assert!(direct == engine, "build.json differs with direct recording");
+        assert_eq!(recorded.by_engine, 0, "{recorded:?}");
+        assert_eq!(
+            recorded.directly,
+            1 + 10 + 12 * 7,
+            "persona, events, and per integration config, inputs and 5 workflows"
+        );
+    }
+}

@@ -136,6 +136,18 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         .collect();
     let steps: usize = workflows.iter().map(|w| w["steps"].as_array().map_or(0, Vec::len)).sum();
     println!("built: {} workflows with {steps} steps in their graphs", workflows.len());
+    // How the files were recorded (directly from the syntax tree or by the JavaScript engine).
+    let timed = Command::new(&args.para)
+        .args(["build", "--timings", "--project"])
+        .arg(&generated)
+        .args(["--out", "out/build.json"])
+        .output()?;
+    if let Some(line) = String::from_utf8_lossy(&timed.stderr)
+        .lines()
+        .find(|l| l.trim_start().starts_with("recorded"))
+    {
+        println!("{}", line.trim());
+    }
     println!("para build taskflow:            {:>10} (median of {})", ms(t_taskflow), args.runs);
     println!("para build generated:           {:>10} (median of {})", ms(t_generated), args.runs);
 

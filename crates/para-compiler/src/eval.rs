@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use para_js::{Engine, JsError, JsErrorKind, Modules};
+use para_js::{Engine, JsError, JsErrorKind, Limits, Modules, Transpiled, VirtualModules};
 use para_project::{Diagnostic, Location, Project, Span, offset_of};
 use serde_json::Value;
 
@@ -15,6 +15,7 @@ pub struct Findings {
     pub declared: Vec<crate::workflows::Declared>,
     pub foreign_order: Vec<crate::workflows::ForeignOrder>,
     pub secrets: BTreeSet<String>,
+    pub recorded: crate::Recorded,
 }
 
 /// Reference tokens a workflow's description introduces (see `describeWorkflow` in core.js).
@@ -26,7 +27,13 @@ struct Minted {
 
 pub struct Session<'p> {
     pub project: &'p Project,
-    pub engine: Engine,
+    /// Started on first need: most projects are recorded directly (see `direct.rs`).
+    engine: Option<Engine>,
+    limits: Limits,
+    /// `None` when every file goes to the engine.
+    direct: Option<crate::direct::Direct<'p>>,
+    /// How many descriptions were recorded directly and how many by the engine.
+    pub recorded: crate::Recorded,
     /// The transpiled files (shared with other workers), for locating findings.
     modules: Modules,
     pub diagnostics: Vec<Diagnostic>,
@@ -52,13 +59,17 @@ pub struct Session<'p> {
 impl<'p> Session<'p> {
     pub fn new(
         project: &'p Project,
-        engine: Engine,
+        limits: Limits,
+        direct: Option<crate::direct::Direct<'p>>,
         modules: Modules,
         broken: BTreeSet<String>,
     ) -> Self {
         Session {
             project,
-            engine,
+            engine: None,
+            limits,
+            direct,
+            recorded: crate::Recorded::default(),
             modules,
             diagnostics: Vec::new(),
             broken,
@@ -73,12 +84,13 @@ impl<'p> Session<'p> {
     }
 
     /// Ends the session: its engine, and what it found.
-    pub fn finish(self) -> (Engine, Findings) {
+    pub fn finish(self) -> (Option<Engine>, Findings) {
         let findings = Findings {
             diagnostics: self.diagnostics,
             declared: self.declared,
             foreign_order: self.foreign_order,
             secrets: self.secrets,
+            recorded: self.recorded,
         };
         (self.engine, findings)
     }
@@ -103,14 +115,14 @@ impl<'p> Session<'p> {
             return false; // an import cycle: decided by the first visit
         }
         let deps: Vec<String> = self
-            .engine
-            .module(file)
+            .modules
+            .get(file)
             .map(|module| {
                 module
                     .imports
                     .iter()
-                    .filter(|i| !i.erased)
-                    .filter_map(|i| self.engine.resolve(file, &i.specifier))
+                    .filter(|i| !i.erased && i.specifier.starts_with('.'))
+                    .filter_map(|i| para_js::resolve_relative(&self.modules, file, &i.specifier))
                     .collect()
             })
             .unwrap_or_default();
@@ -131,7 +143,31 @@ impl<'p> Session<'p> {
         if self.is_tainted(file, &mut BTreeSet::new()) {
             return None;
         }
-        match self.engine.call_with_module(file, HOST_MODULE, describe, argument) {
+        if let Some(direct) = &mut self.direct
+            && let Some(value) = direct.describe(file, describe, argument)
+        {
+            self.recorded.directly += 1;
+            return Some(value);
+        }
+        self.recorded.by_engine += 1;
+        let engine = match self.engine.take() {
+            Some(engine) => engine,
+            None => {
+                let virtuals: VirtualModules = std::rc::Rc::new(|name: &str| {
+                    crate::modules::virtual_module(name).map(str::to_string)
+                });
+                match Engine::new(self.modules.clone(), virtuals, self.limits) {
+                    Ok(engine) => engine,
+                    Err(e) => {
+                        self.push(Diagnostic::error("internal", e.message).in_file(file));
+                        return None;
+                    }
+                }
+            }
+        };
+        let called = engine.call_with_module(file, HOST_MODULE, describe, argument);
+        self.engine = Some(engine);
+        match called {
             Ok(json) => match self.parse_described(&json) {
                 Ok(value) => Some(value),
                 Err(e) => {
@@ -203,7 +239,7 @@ impl<'p> Session<'p> {
             }
             None => Location { file: file.to_string(), span: None },
         };
-        let seconds = self.engine.limits().time_per_call.as_secs_f64();
+        let seconds = self.limits.time_per_call.as_secs_f64();
         match error.kind {
             JsErrorKind::Timeout => Diagnostic::error(
                 "evaluation-timeout",
@@ -218,7 +254,7 @@ impl<'p> Session<'p> {
                 "evaluation-out-of-memory",
                 format!(
                     "evaluating `{file}` ran out of memory (limit {} MiB)",
-                    self.engine.limits().memory_bytes >> 20
+                    self.limits.memory_bytes >> 20
                 ),
             )
             .at(location)
@@ -240,6 +276,11 @@ impl<'p> Session<'p> {
                     .with_help(help)
             }
         }
+    }
+
+    /// A project module as transpiled, by its path.
+    pub fn module(&self, file: &str) -> Option<&Transpiled> {
+        self.modules.get(file)
     }
 
     /// Where a property of `file` is written; see [`locate`].

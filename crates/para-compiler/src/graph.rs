@@ -210,8 +210,7 @@ impl Compiler<'_, '_, '_> {
     fn location(&self, serial: u64) -> Location {
         let key = self.keys.get(&serial);
         if let Some(key) = key
-            && let Some(span) =
-                self.session.engine.module(self.cx.file).and_then(|m| m.find_binding(key))
+            && let Some(span) = self.session.module(self.cx.file).and_then(|m| m.find_binding(key))
         {
             return Location { file: self.cx.file.to_string(), span: Some(span) };
         }
@@ -229,7 +228,7 @@ impl Compiler<'_, '_, '_> {
     /// The TypeScript position of a creation site, moved back to the `new` of `new Step(…)` when
     /// the engine reported a position inside the call.
     fn site_location(&self, site: &Site) -> Option<Location> {
-        let module = self.session.engine.module(&site.file)?;
+        let module = self.session.module(&site.file)?;
         let (line, column) = module.original_position(site.line, site.column)?;
         let text = &self.session.project.file(&site.file)?.text;
         let mut start = offset_of(text, line as usize, column as usize) as usize;

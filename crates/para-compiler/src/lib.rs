@@ -7,6 +7,7 @@
 //! panics on input: every problem becomes a [`Diagnostic`].
 
 mod config;
+mod direct;
 mod eval;
 mod graph;
 mod inputs;
@@ -16,13 +17,12 @@ mod modules;
 mod workflows;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use para_build::{
     Build, Event, FORMAT_VERSION, Integration, IntegrationKind, Persona, ProjectInfo, Resource,
 };
-use para_js::{Engine, Limits, Modules, Transpiled, VirtualModules};
+use para_js::{Limits, Modules, Transpiled};
 use para_project::{Diagnostic, Project, naming};
 use serde_json::Value;
 
@@ -46,6 +46,18 @@ pub struct Options {
     /// Free the JavaScript runtimes when done. A one-shot command about to exit can skip it (the
     /// operating system reclaims the memory at once; freeing object by object takes a while).
     pub teardown: bool,
+    /// Record declarations from the syntax tree where the code allows it (see `direct.rs`),
+    /// starting the JavaScript engine only for the rest. The result is the same either way.
+    /// Defaults to on; `PARA_DIRECT=off` in the environment turns it off.
+    pub direct: bool,
+}
+
+/// How many file descriptions were recorded directly from the syntax tree, and how many by the
+/// JavaScript engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub directly: usize,
+    pub by_engine: usize,
 }
 
 impl Default for Options {
@@ -55,6 +67,7 @@ impl Default for Options {
             generator: format!("para {}", env!("CARGO_PKG_VERSION")),
             threads: 0,
             teardown: true,
+            direct: std::env::var("PARA_DIRECT").map_or(true, |v| v != "off"),
         }
     }
 }
@@ -69,6 +82,7 @@ pub struct Output {
     pub timings: Vec<(&'static str, std::time::Duration)>,
     /// The bytes of `out/build.json` for `build` (rendered while it was sealed).
     pub document: Option<para_build::Rendered>,
+    pub recorded: Recorded,
 }
 
 /// Compiles a loaded project.
@@ -109,6 +123,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     diagnostics.extend(found);
     let outputs = evaluate_all(project, &modules, &broken, &layout, options, threads);
     clock.lap("evaluate");
+    let mut recorded = Recorded::default();
     let mut persona = Persona::default();
     let mut events = BTreeMap::new();
     let mut resources = BTreeMap::new();
@@ -125,6 +140,8 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         declared.extend(output.declared);
         foreign_order.extend(output.foreign_order);
         secrets.extend(output.secrets);
+        recorded.directly += output.recorded.directly;
+        recorded.by_engine += output.recorded.by_engine;
     }
     workflows::check_unique_ids(&modules, &mut declared, &mut diagnostics);
     workflows::report_foreign_order(&modules, &declared, &foreign_order, &mut diagnostics);
@@ -145,6 +162,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
     let document = build.seal_and_render();
     clock.lap("assemble");
     let mut output = finish(Some(build), diagnostics, clock);
+    output.recorded = recorded;
     if output.build.is_some() {
         output.document = Some(document);
     }
@@ -168,6 +186,7 @@ struct WorkerOutput {
     declared: Vec<workflows::Declared>,
     foreign_order: Vec<workflows::ForeignOrder>,
     secrets: BTreeSet<String>,
+    recorded: Recorded,
 }
 
 /// Evaluates the project on up to one engine per core: workers take integrations one at a time
@@ -231,18 +250,11 @@ fn evaluate_part(
     shared: bool,
     options: &Options,
 ) -> WorkerOutput {
-    let virtuals: VirtualModules =
-        Rc::new(|name: &str| modules::virtual_module(name).map(str::to_string));
-    let engine = match Engine::new(modules.clone(), virtuals, options.limits) {
-        Ok(engine) => engine,
-        Err(e) => {
-            return WorkerOutput {
-                diagnostics: vec![Diagnostic::error("internal", e.message)],
-                ..WorkerOutput::default()
-            };
-        }
-    };
-    let mut session = Session::new(project, engine, modules.clone(), broken.clone());
+    // The direct recorder's syntax trees live in this arena until the worker ends.
+    let arena = oxc::allocator::Allocator::default();
+    let direct = options.direct.then(|| direct::Direct::new(&arena, modules));
+    let mut session =
+        Session::new(project, options.limits, direct, modules.clone(), broken.clone());
     let mut output = WorkerOutput::default();
     if shared {
         let persona = persona(&mut session, layout);
@@ -260,6 +272,7 @@ fn evaluate_part(
     output.declared = findings.declared;
     output.foreign_order = findings.foreign_order;
     output.secrets = findings.secrets;
+    output.recorded = findings.recorded;
     if !options.teardown {
         std::mem::forget(engine);
     }
@@ -330,6 +343,7 @@ fn finish(build: Option<Build>, mut diagnostics: Vec<Diagnostic>, clock: Stopwat
         diagnostics,
         timings: clock.laps,
         document: None,
+        recorded: Recorded::default(),
     }
 }
 

@@ -14,7 +14,7 @@ pub const HOST_MODULE: &str = "para:host";
 const CORE: &str = include_str!("../js/core.js");
 const HOST: &str = include_str!("../js/host.js");
 const OPERATOR: &str = include_str!("../js/operator.js");
-const INPUTS: &str = include_str!("../js/inputs.js");
+pub const INPUTS: &str = include_str!("../js/inputs.js");
 const INTEGRATION: &str = include_str!("../js/integration.js");
 
 /// `@useparagon/core` subpaths that hold only types.

@@ -18,6 +18,7 @@ fn options() -> Options {
         generator: "para (test)".into(),
         threads: 0,
         teardown: true,
+        direct: true,
     }
 }
 

@@ -35,6 +35,7 @@ fn codes(dir: &Path) -> Vec<&'static str> {
         generator: "test".into(),
         threads: 0,
         teardown: true,
+        direct: true,
     };
     compile(&project, &options).diagnostics.iter().map(|d| d.code).collect()
 }
@@ -81,6 +82,27 @@ fn odd_values_become_findings() {
         ["evaluation-error", "evaluation-out-of-memory", "not-a-workflow", "missing-default-export"]
     {
         assert!(found.contains(&expected), "expected {expected} among {found:?}");
+    }
+}
+
+#[test]
+fn runaway_declarations_meet_the_engine_limits() {
+    // Without loops, plain recursion can still build exponentially large values. The direct
+    // recorder gives such files up to the engine, whose limits (memory, time, string length)
+    // report them.
+    for (file, text) in [
+        (
+            "src/events/doubling.ts",
+            "const d = (s: string, n: number): string => (n === 0 ? s : d(s + s, n - 1));\nexport default { name: 'D', schema: { s: d('x', 40) } };\n",
+        ),
+        (
+            "src/events/wide.ts",
+            "const wide = (o: any, n: number): any => (n === 0 ? o : wide({ a: o, b: o }, n - 1));\nexport default { name: 'W', schema: wide({ v: 1 }, 40) };\n",
+        ),
+    ] {
+        let dir = project(&[(file, text)]);
+        let found = codes(dir.path());
+        assert!(found.iter().any(|c| c.starts_with("evaluation-")), "{file}: {found:?}");
     }
 }
 

@@ -66,6 +66,10 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
         for (stage, took) in &result.timings {
             output::say(format!("  {stage:<10} {:>8.1} ms", took.as_secs_f64() * 1e3));
         }
+        output::say(format!(
+            "  recorded   {} files directly, {} by the JavaScript engine",
+            result.recorded.directly, result.recorded.by_engine
+        ));
     }
     if !result.diagnostics.is_empty() {
         eprint!("{}", output::render_all(&result.diagnostics, &*project));
