@@ -25,6 +25,27 @@ struct Minted {
     tokens: Vec<Vec<Value>>,
 }
 
+/// What one of a worker's sessions hands on to the next: the engine (modules stay evaluated in
+/// it), its reference tables, and memos.
+#[derive(Default)]
+pub struct Carry {
+    engine: Option<Engine>,
+    tokens: Vec<Value>,
+    bases: Vec<Value>,
+    tainted: BTreeMap<String, bool>,
+    line_starts: BTreeMap<String, Vec<u32>>,
+}
+
+impl Carry {
+    /// The engine, if one was started.
+    pub fn into_engine(self) -> Option<Engine> {
+        self.engine
+    }
+}
+
+/// A worker's state while it compiles one part of the project (the shared files, or one
+/// integration). Sessions are short so that the direct recorder's syntax trees (which live in
+/// an arena the session borrows) are freed part by part; what must last goes on in [`Carry`].
 pub struct Session<'p> {
     pub project: &'p Project,
     /// Started on first need: most projects are recorded directly (see `direct.rs`).
@@ -38,7 +59,7 @@ pub struct Session<'p> {
     modules: Modules,
     pub diagnostics: Vec<Diagnostic>,
     /// Files that failed to transpile or have unresolvable imports: never evaluated.
-    pub broken: BTreeSet<String>,
+    broken: &'p BTreeSet<String>,
     /// Memo of "does this file (transitively) import a broken one".
     tainted: BTreeMap<String, bool>,
     /// Every workflow id this session compiled, with its file: checked project-wide after merging.
@@ -62,29 +83,30 @@ impl<'p> Session<'p> {
         limits: Limits,
         direct: Option<crate::direct::Direct<'p>>,
         modules: Modules,
-        broken: BTreeSet<String>,
+        broken: &'p BTreeSet<String>,
+        carry: Carry,
     ) -> Self {
         Session {
             project,
-            engine: None,
+            engine: carry.engine,
             limits,
             direct,
             recorded: crate::Recorded::default(),
             modules,
             diagnostics: Vec::new(),
             broken,
-            tainted: BTreeMap::new(),
+            tainted: carry.tainted,
             declared: Vec::new(),
             foreign_order: Vec::new(),
             secrets: BTreeSet::new(),
-            tokens: Vec::new(),
-            bases: Vec::new(),
-            line_starts: BTreeMap::new(),
+            tokens: carry.tokens,
+            bases: carry.bases,
+            line_starts: carry.line_starts,
         }
     }
 
-    /// Ends the session: its engine, and what it found.
-    pub fn finish(self) -> (Option<Engine>, Findings) {
+    /// Ends the session: what the next one carries on with, and what this one found.
+    pub fn finish(self) -> (Carry, Findings) {
         let findings = Findings {
             diagnostics: self.diagnostics,
             declared: self.declared,
@@ -92,7 +114,14 @@ impl<'p> Session<'p> {
             secrets: self.secrets,
             recorded: self.recorded,
         };
-        (self.engine, findings)
+        let carry = Carry {
+            engine: self.engine,
+            tokens: self.tokens,
+            bases: self.bases,
+            tainted: self.tainted,
+            line_starts: self.line_starts,
+        };
+        (carry, findings)
     }
 
     pub fn push(&mut self, diagnostic: Diagnostic) {

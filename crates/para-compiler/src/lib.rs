@@ -250,31 +250,43 @@ fn evaluate_part(
     shared: bool,
     options: &Options,
 ) -> WorkerOutput {
-    // The direct recorder's syntax trees live in this arena until the worker ends.
-    let arena = oxc::allocator::Allocator::default();
-    let direct = options.direct.then(|| direct::Direct::new(&arena, modules));
-    let mut session =
-        Session::new(project, options.limits, direct, modules.clone(), broken.clone());
     let mut output = WorkerOutput::default();
+    let mut carry = eval::Carry::default();
+    // One session per part: the direct recorder parses what the part needs into a fresh arena,
+    // freed when the part is done (the next part's arena reuses the memory). Files shared by
+    // several parts (events, helpers) are parsed again for each; they are small.
+    let mut part = |carry: eval::Carry, run: &mut dyn FnMut(&mut Session<'_>)| {
+        let arena = oxc::allocator::Allocator::default();
+        let direct = options.direct.then(|| direct::Direct::new(&arena, modules));
+        let mut session =
+            Session::new(project, options.limits, direct, modules.clone(), broken, carry);
+        run(&mut session);
+        let (carry, findings) = session.finish();
+        output.diagnostics.extend(findings.diagnostics);
+        output.declared.extend(findings.declared);
+        output.foreign_order.extend(findings.foreign_order);
+        output.secrets.extend(findings.secrets);
+        output.recorded.directly += findings.recorded.directly;
+        output.recorded.by_engine += findings.recorded.by_engine;
+        carry
+    };
+    let mut shared_part = None;
     if shared {
-        let persona = persona(&mut session, layout);
-        let events = events(&mut session, layout);
-        let resources = resources(&mut session, layout);
-        output.shared = Some(Shared { persona, events, resources });
+        carry = part(carry, &mut |session| {
+            let persona = persona(session, layout);
+            let events = events(session, layout);
+            let resources = resources(session, layout);
+            shared_part = Some(Shared { persona, events, resources });
+        });
     }
+    let mut integrations = Vec::new();
     while let Some(folder) = folders.take() {
-        if let Some(integration) = integration(&mut session, folder) {
-            output.integrations.push(integration);
-        }
+        carry = part(carry, &mut |session| integrations.extend(integration(session, folder)));
     }
-    let (engine, findings) = session.finish();
-    output.diagnostics = findings.diagnostics;
-    output.declared = findings.declared;
-    output.foreign_order = findings.foreign_order;
-    output.secrets = findings.secrets;
-    output.recorded = findings.recorded;
+    output.shared = shared_part;
+    output.integrations = integrations;
     if !options.teardown {
-        std::mem::forget(engine);
+        std::mem::forget(carry.into_engine());
     }
     output
 }
