@@ -59,25 +59,35 @@ struct BuildArgs {
     generate_only: Option<PathBuf>,
 }
 
+/// One timed run of `command`.
+fn sample(label: &str, mut command: Command, must_succeed: bool) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let out = command.output().with_context(|| format!("running {label}"))?;
+    let elapsed = started.elapsed();
+    if must_succeed && !out.status.success() {
+        bail!("{label} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(elapsed)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The median of `runs` timed runs, after one untimed run that warms the caches.
 fn time(
     label: &str,
     runs: usize,
     mut command: impl FnMut() -> Command,
     must_succeed: bool,
 ) -> anyhow::Result<Duration> {
+    sample(label, command(), must_succeed)?;
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
-        let mut cmd = command();
-        let started = Instant::now();
-        let out = cmd.output().with_context(|| format!("running {label}"))?;
-        let elapsed = started.elapsed();
-        if must_succeed && !out.status.success() {
-            bail!("{label} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        samples.push(elapsed);
+        samples.push(sample(label, command(), must_succeed)?);
     }
-    samples.sort();
-    Ok(samples[samples.len() / 2])
+    Ok(median(samples))
 }
 
 fn para_build(para: &Path, project: &Path) -> impl FnMut() -> Command {
@@ -124,8 +134,37 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     generate::copy_dir(&args.taskflow, &taskflow)?;
     let t_taskflow =
         time("para build taskflow", args.runs, para_build(&args.para, &taskflow), true)?;
-    let t_generated =
-        time("para build generated", args.runs, para_build(&args.para, &generated), true)?;
+    // The generated project and the baseline are timed in alternation, so a slow spell of the
+    // machine falls on both rather than on one of them.
+    let mut para_generated = para_build(&args.para, &generated);
+    let mut tsc_command = args.tsc.clone().map(|tsc| {
+        let project = generated.clone();
+        move || {
+            let mut c = Command::new(&tsc);
+            c.arg("-p")
+                .arg(project.join("tsconfig.json"))
+                .arg("--outDir")
+                .arg(project.join("dist"));
+            c
+        }
+    });
+    let tsc_runs = args.runs.clamp(1, 3);
+    sample("para build generated", para_generated(), true)?;
+    if let Some(tsc) = &mut tsc_command {
+        // tsc reports the @useparagon/* imports it cannot type (para provides them at build
+        // time, tsc does not know them); it still emits every file, which is what is timed.
+        sample("tsc", tsc(), false)?;
+    }
+    let (mut para_samples, mut tsc_samples) = (Vec::new(), Vec::new());
+    for round in 0..args.runs.max(1) {
+        para_samples.push(sample("para build generated", para_generated(), true)?);
+        if let Some(tsc) = &mut tsc_command
+            && round < tsc_runs
+        {
+            tsc_samples.push(sample("tsc", tsc(), false)?);
+        }
+    }
+    let t_generated = median(para_samples);
     let built: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(generated.join("out/build.json"))?)?;
     let workflows: Vec<&serde_json::Value> = built["integrations"]
@@ -151,37 +190,19 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     println!("para build taskflow:            {:>10} (median of {})", ms(t_taskflow), args.runs);
     println!("para build generated:           {:>10} (median of {})", ms(t_generated), args.runs);
 
-    match &args.tsc {
-        Some(tsc) => {
-            let project = generated.clone();
-            let tsc = tsc.clone();
-            let runs = args.runs.min(3);
-            // tsc reports the @useparagon/* imports it cannot type (para provides them at build
-            // time, tsc does not know them); it still emits every file, which is what is timed.
-            let t_tsc = time(
-                "tsc",
-                runs,
-                move || {
-                    let mut c = Command::new(&tsc);
-                    c.arg("-p")
-                        .arg(project.join("tsconfig.json"))
-                        .arg("--outDir")
-                        .arg(project.join("dist"));
-                    c
-                },
-                false,
-            )?;
-            let emitted = generate::count_files(&generated.join("dist"), "js");
-            println!(
-                "tsc emit generated (baseline):  {:>10} (median of {runs}, {emitted} .js files)",
-                ms(t_tsc)
-            );
-            println!(
-                "ratio: para build is {:.1}× faster than tsc on the same project",
-                t_tsc.as_secs_f64() / t_generated.as_secs_f64()
-            );
-        }
-        None => println!("tsc not given: no baseline (bench/run installs one)"),
+    if tsc_samples.is_empty() {
+        println!("tsc not given: no baseline (bench/run installs one)");
+    } else {
+        let t_tsc = median(tsc_samples);
+        let emitted = generate::count_files(&generated.join("dist"), "js");
+        println!(
+            "tsc emit generated (baseline):  {:>10} (median of {tsc_runs}, {emitted} .js files)",
+            ms(t_tsc)
+        );
+        println!(
+            "ratio: para build is {:.1}× faster than tsc on the same project",
+            t_tsc.as_secs_f64() / t_generated.as_secs_f64()
+        );
     }
     Ok(())
 }
