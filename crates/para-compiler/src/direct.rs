@@ -455,7 +455,7 @@ impl<'a> Direct<'a> {
                 default = value;
             } else {
                 let lowered = self.lower(&value)?.unwrap_or(Value::Null);
-                put_value(&mut exports, name, lowered);
+                put(&mut exports, name, lowered);
             }
         }
         Ok(json!({
@@ -1772,22 +1772,7 @@ impl<'a> Direct<'a> {
                 };
                 json!({ WORKFLOW: id })
             }
-            V::Arr(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items.iter() {
-                    out.push(self.lower(item)?.unwrap_or(Value::Null));
-                }
-                Value::Array(out)
-            }
-            V::Obj(o) => {
-                let mut out = Map::new();
-                for (key, value) in &o.props {
-                    if let Some(lowered) = self.lower(value)? {
-                        out.insert(key.to_string(), lowered);
-                    }
-                }
-                Value::Object(out)
-            }
+            V::Arr(_) | V::Obj(_) => return self.container(v, Self::lower),
             _ => return no("lowering a value para does not model"),
         }))
     }
@@ -1803,26 +1788,39 @@ impl<'a> Direct<'a> {
             V::Str(s) => json!(&**s),
             V::Ref(r) => json!(self.mint(r, BARE)),
             V::Step(serial) => json!({ STEP: serial }),
+            V::Obj(o) if o.props.iter().any(|(k, _)| &**k == "toJSON") => {
+                return no("an object with its own toJSON");
+            }
+            V::Arr(_) | V::Obj(_) => return self.container(v, Self::stringify),
+            _ => return no("serialising a value para does not model"),
+        }))
+    }
+
+    /// An array or object serialised item by item with `each`: an item that is `undefined`
+    /// becomes `null` in an array and is left out of an object, as in JavaScript.
+    fn container(
+        &mut self,
+        v: &V<'a>,
+        each: fn(&mut Self, &V<'a>) -> R<Option<Value>>,
+    ) -> R<Option<Value>> {
+        Ok(Some(match v {
             V::Arr(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items.iter() {
-                    out.push(self.stringify(item)?.unwrap_or(Value::Null));
+                    out.push(each(self, item)?.unwrap_or(Value::Null));
                 }
                 Value::Array(out)
             }
             V::Obj(o) => {
-                if o.props.iter().any(|(k, _)| &**k == "toJSON") {
-                    return no("an object with its own toJSON");
-                }
                 let mut out = Map::new();
                 for (key, value) in &o.props {
-                    if let Some(v) = self.stringify(value)? {
-                        out.insert(key.to_string(), v);
+                    if let Some(item) = each(self, value)? {
+                        out.insert(key.to_string(), item);
                     }
                 }
                 Value::Object(out)
             }
-            _ => return no("serialising a value para does not model"),
+            _ => return no("a container para does not model"),
         }))
     }
 
@@ -1897,24 +1895,11 @@ fn is_primitive(v: &V<'_>) -> bool {
 
 /// Inserts a property the way JavaScript orders them: integer keys first, ascending, then the
 /// others in insertion order; an existing key keeps its place.
-fn put<'a>(props: &mut Props<'a>, key: Rc<str>, value: V<'a>) {
+fn put<T>(props: &mut Vec<(Rc<str>, T)>, key: Rc<str>, value: T) {
     if let Some(slot) = props.iter_mut().find(|(k, _)| *k == key) {
         slot.1 = value;
         return;
     }
-    match array_index(&key) {
-        Some(index) => {
-            let at = props
-                .iter()
-                .position(|(k, _)| array_index(k).is_none_or(|other| other > index))
-                .unwrap_or(props.len());
-            props.insert(at, (key, value));
-        }
-        None => props.push((key, value)),
-    }
-}
-
-fn put_value(props: &mut Vec<(Rc<str>, Value)>, key: Rc<str>, value: Value) {
     match array_index(&key) {
         Some(index) => {
             let at = props
