@@ -101,6 +101,20 @@ fn a_scaffolded_project_type_checks_and_builds() {
     assert_eq!(salesforce["workflows"].as_object().unwrap().len(), 5);
     assert_eq!(salesforce["config"]["workflowDisplayOrder"].as_array().unwrap().len(), 5);
 
+    // What `para new` writes is recorded without the JavaScript engine, and exactly as the
+    // engine records it.
+    let timed = ok(&dir, &["build", "--timings", "--out", "out/direct.json"]);
+    assert!(timed.contains(" 0 by the JavaScript engine"), "{timed}");
+    let engine = Command::new(PARA)
+        .args(["build", "--out", "out/engine.json"])
+        .current_dir(&dir)
+        .env("PARA_DIRECT", "off")
+        .output()
+        .unwrap();
+    assert!(engine.status.success(), "{}", String::from_utf8_lossy(&engine.stderr));
+    let read = |name: &str| std::fs::read(dir.join("out").join(name)).unwrap();
+    assert!(read("direct.json") == read("engine.json"), "the two builds differ");
+
     // A typo in a workflow: tsc (through `para build --typecheck`) names it; exit 1.
     let file = dir.join("src/integrations/slack/workflows/onCron.ts");
     let text = std::fs::read_to_string(&file).unwrap();
