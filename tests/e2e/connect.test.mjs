@@ -882,6 +882,9 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
       await frame.locator('[id="pre-password"]').fill('s3cret');
       await frame.locator('#ui-connect').click();
       await frame.locator('.ui-account').nth(1).waitFor({ timeout: 15000 });
+      // The page reads the state again (the SDK's authenticate) after adding an account: the
+      // SDK's user is briefly without integrations meanwhile.
+      await until(async () => (await fields())?.allCredentials?.length === 2, 'two accounts are connected');
       const both = await fields();
       assert.equal(both.allCredentials.length, 2, 'two accounts are connected');
       assert.ok(both.allCredentials.every((c) => c.status === 'VALID'), JSON.stringify(both.allCredentials));
