@@ -126,6 +126,13 @@ enum Body<'a> {
     Expr(&'a Expression<'a>),
 }
 
+/// The key of a member expression.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Name(&'a str),
+    Computed(&'a Expression<'a>),
+}
+
 struct ClassDef<'a> {
     class: &'a Class<'a>,
     env: Rc<Env<'a>>,
@@ -1350,41 +1357,23 @@ impl<'a> Direct<'a> {
             }
             Expression::ClassExpression(c) => self.class(c, scope),
             Expression::StaticMemberExpression(m) => {
-                let object = self.eval(&m.object, scope)?;
-                if m.optional && matches!(object, V::Undef | V::Null) {
-                    return Err(Bail::Short);
-                }
-                self.get(&object, m.property.name.as_str())
+                let key = Key::Name(m.property.name.as_str());
+                Ok(self.member(&m.object, m.optional, key, scope)?.1)
             }
             Expression::ComputedMemberExpression(m) => {
-                let object = self.eval(&m.object, scope)?;
-                if m.optional && matches!(object, V::Undef | V::Null) {
-                    return Err(Bail::Short);
-                }
-                let key = self.eval(&m.expression, scope)?;
-                let key = self.property_key(&key)?;
-                self.get(&object, &key)
+                let key = Key::Computed(&m.expression);
+                Ok(self.member(&m.object, m.optional, key, scope)?.1)
             }
             Expression::ChainExpression(c) => {
                 let result = match &c.expression {
                     ChainElement::CallExpression(call) => self.eval_call(call, scope),
                     ChainElement::StaticMemberExpression(m) => {
-                        let object = self.eval(&m.object, scope)?;
-                        if m.optional && matches!(object, V::Undef | V::Null) {
-                            Err(Bail::Short)
-                        } else {
-                            self.get(&object, m.property.name.as_str())
-                        }
+                        let key = Key::Name(m.property.name.as_str());
+                        self.member(&m.object, m.optional, key, scope).map(|(_, v)| v)
                     }
                     ChainElement::ComputedMemberExpression(m) => {
-                        let object = self.eval(&m.object, scope)?;
-                        if m.optional && matches!(object, V::Undef | V::Null) {
-                            Err(Bail::Short)
-                        } else {
-                            let key = self.eval(&m.expression, scope)?;
-                            let key = self.property_key(&key)?;
-                            self.get(&object, &key)
-                        }
+                        let key = Key::Computed(&m.expression);
+                        self.member(&m.object, m.optional, key, scope).map(|(_, v)| v)
                     }
                     _ => no("an unusual optional chain"),
                 };
@@ -1433,30 +1422,43 @@ impl<'a> Direct<'a> {
         }
     }
 
+    /// `object.key` or `object[key]` (with `?.` when `optional`): the object and the value read.
+    fn member(
+        &mut self,
+        object: &'a Expression<'a>,
+        optional: bool,
+        key: Key<'a>,
+        scope: &Scope<'a>,
+    ) -> R<(V<'a>, V<'a>)> {
+        let object = self.eval(object, scope)?;
+        if optional && matches!(object, V::Undef | V::Null) {
+            return Err(Bail::Short);
+        }
+        let value = match key {
+            Key::Name(name) => self.get(&object, name)?,
+            Key::Computed(e) => {
+                let key = self.eval(e, scope)?;
+                let key = self.property_key(&key)?;
+                self.get(&object, &key)?
+            }
+        };
+        Ok((object, value))
+    }
+
     fn eval_call(
         &mut self,
         call: &'a oxc::ast::ast::CallExpression<'a>,
         scope: &Scope<'a>,
     ) -> R<V<'a>> {
-        let (callee, this) = match &call.callee {
+        let (this, callee) = match &call.callee {
             Expression::StaticMemberExpression(m) => {
-                let object = self.eval(&m.object, scope)?;
-                if m.optional && matches!(object, V::Undef | V::Null) {
-                    return Err(Bail::Short);
-                }
-                (self.get(&object, m.property.name.as_str())?, object)
+                self.member(&m.object, m.optional, Key::Name(m.property.name.as_str()), scope)?
             }
             Expression::ComputedMemberExpression(m) => {
-                let object = self.eval(&m.object, scope)?;
-                if m.optional && matches!(object, V::Undef | V::Null) {
-                    return Err(Bail::Short);
-                }
-                let key = self.eval(&m.expression, scope)?;
-                let key = self.property_key(&key)?;
-                (self.get(&object, &key)?, object)
+                self.member(&m.object, m.optional, Key::Computed(&m.expression), scope)?
             }
             Expression::Super(_) => return no("`super()`"),
-            other => (self.eval(other, scope)?, V::Undef),
+            other => (V::Undef, self.eval(other, scope)?),
         };
         if call.optional && matches!(callee, V::Undef | V::Null) {
             return Err(Bail::Short);

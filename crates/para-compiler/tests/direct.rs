@@ -2,30 +2,13 @@
 //! shared example compile to the same bytes and the same findings with it as with every file
 //! sent to the JavaScript engine. The counts show the direct path was actually taken.
 
+mod common;
+use common::{load, options};
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use para_compiler::{EvaluationLimits, Options, Output, Recorded, compile};
-use para_project::{Project, render};
-
-fn options(direct: bool) -> Options {
-    Options {
-        limits: EvaluationLimits {
-            time_per_call: Duration::from_millis(750),
-            ..EvaluationLimits::default()
-        },
-        generator: "para (test)".into(),
-        threads: 0,
-        teardown: true,
-        direct,
-    }
-}
-
-fn load(dir: &Path) -> Project {
-    let (root, marker) =
-        para_project::root_at(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    para_project::load(&root, marker).unwrap()
-}
+use para_compiler::{Output, Recorded, compile};
+use para_project::render;
 
 fn document(output: &Output) -> Option<Vec<u8>> {
     output.document.as_ref().map(|d| {

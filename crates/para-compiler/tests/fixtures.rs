@@ -2,30 +2,16 @@
 //! build, with their `out/build.json` snapshotted; every `fixtures/broken/<rule>` must fail with a
 //! finding of code `<rule>` (or warn, for warning rules), with the rendered findings snapshotted.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
+use common::load;
 
-use para_compiler::{EvaluationLimits, Options, Output, compile};
+use std::path::{Path, PathBuf};
+
+use para_compiler::{Options, Output, compile};
 use para_project::{Project, render};
 
 fn options() -> Options {
-    Options {
-        // Short, so the endless-loop fixture fails fast; ample for everything else.
-        limits: EvaluationLimits {
-            time_per_call: Duration::from_millis(750),
-            ..EvaluationLimits::default()
-        },
-        generator: "para (test)".into(),
-        threads: 0,
-        teardown: true,
-        direct: true,
-    }
-}
-
-fn load(dir: &Path) -> Project {
-    let (root, marker) =
-        para_project::root_at(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    para_project::load(&root, marker).unwrap()
+    common::options(true)
 }
 
 fn check(dir: &Path) -> (Project, Output) {
