@@ -964,11 +964,7 @@ impl<'a> Direct<'a> {
                 let mut props = self.spread(&arg(1))?;
                 let field = if step_type == "TRIGGER/ACTION" { "trigger" } else { "action" };
                 put(&mut props, field.into(), V::Str(name));
-                let parameters = match arg(0) {
-                    V::Undef | V::Null => plain(Vec::new()),
-                    other => other,
-                };
-                put(&mut props, "parameters".into(), parameters);
+                put(&mut props, "parameters".into(), or_empty(arg(0)));
                 let serial = self.new_step(None, step_type, plain(props))?;
                 Ok(V::Step(serial))
             }
@@ -1064,10 +1060,6 @@ impl<'a> Direct<'a> {
         let ctor = *ctor;
         let arg = |i: usize| args.get(i).cloned().unwrap_or(V::Undef);
         let step_type = ctor.step_type();
-        let options_or_empty = |v: V<'a>| match v {
-            V::Undef | V::Null => plain(Vec::new()),
-            other => other,
-        };
         let serial = match ctor {
             StepCtor::Event => {
                 let mut props = self.spread(&arg(1))?;
@@ -1119,7 +1111,7 @@ impl<'a> Direct<'a> {
                 }
                 serial
             }
-            _ => self.new_step(Some(ctor), step_type, options_or_empty(arg(0)))?,
+            _ => self.new_step(Some(ctor), step_type, or_empty(arg(0)))?,
         };
         Ok(V::Step(serial))
     }
@@ -1866,6 +1858,14 @@ fn descriptor(r: &Reference) -> Value {
 
 fn plain<'a>(props: Props<'a>) -> V<'a> {
     V::Obj(Rc::new(Obj { props, input: None }))
+}
+
+/// `value ?? {}`.
+fn or_empty(value: V<'_>) -> V<'_> {
+    match value {
+        V::Undef | V::Null => plain(Vec::new()),
+        other => other,
+    }
 }
 
 fn text<'a>(s: &str) -> R<V<'a>> {

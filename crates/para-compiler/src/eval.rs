@@ -30,9 +30,13 @@ struct Minted {
 #[derive(Default)]
 pub struct Carry {
     engine: Option<Engine>,
+    /// Reference descriptors minted by the engine's runtime, indexed by token number, and the
+    /// reference roots they are built from.
     tokens: Vec<Value>,
     bases: Vec<Value>,
+    /// Memo of "does this file (transitively) import a broken one".
     tainted: BTreeMap<String, bool>,
+    /// Byte offsets of line starts, per file, computed on first use.
     line_starts: BTreeMap<String, Vec<u32>>,
 }
 
@@ -48,8 +52,9 @@ impl Carry {
 /// an arena the session borrows) are freed part by part; what must last goes on in [`Carry`].
 pub struct Session<'p> {
     pub project: &'p Project,
-    /// Started on first need: most projects are recorded directly (see `direct.rs`).
-    engine: Option<Engine>,
+    /// The engine (started on first need: most projects are recorded directly, see `direct.rs`),
+    /// its reference tables and memos, handed on to the worker's next session.
+    carry: Carry,
     limits: Limits,
     /// `None` when every file goes to the engine.
     direct: Option<crate::direct::Direct<'p>>,
@@ -60,8 +65,6 @@ pub struct Session<'p> {
     pub diagnostics: Vec<Diagnostic>,
     /// Files that failed to transpile or have unresolvable imports: never evaluated.
     broken: &'p BTreeSet<String>,
-    /// Memo of "does this file (transitively) import a broken one".
-    tainted: BTreeMap<String, bool>,
     /// Every workflow id this session compiled, with its file: checked project-wide after merging.
     pub declared: Vec<crate::workflows::Declared>,
     /// `workflowDisplayOrder` entries naming workflows outside their integration, reported after
@@ -69,12 +72,6 @@ pub struct Session<'p> {
     pub foreign_order: Vec<crate::workflows::ForeignOrder>,
     /// Environment secrets the workflows read.
     pub secrets: BTreeSet<String>,
-    /// Reference descriptors minted by this session's runtime, indexed by token number, and the
-    /// reference roots they are built from.
-    tokens: Vec<Value>,
-    bases: Vec<Value>,
-    /// Byte offsets of line starts, per file, computed on first use.
-    line_starts: BTreeMap<String, Vec<u32>>,
 }
 
 impl<'p> Session<'p> {
@@ -88,20 +85,16 @@ impl<'p> Session<'p> {
     ) -> Self {
         Session {
             project,
-            engine: carry.engine,
+            carry,
             limits,
             direct,
             recorded: crate::Recorded::default(),
             modules,
             diagnostics: Vec::new(),
             broken,
-            tainted: carry.tainted,
             declared: Vec::new(),
             foreign_order: Vec::new(),
             secrets: BTreeSet::new(),
-            tokens: carry.tokens,
-            bases: carry.bases,
-            line_starts: carry.line_starts,
         }
     }
 
@@ -114,14 +107,7 @@ impl<'p> Session<'p> {
             secrets: self.secrets,
             recorded: self.recorded,
         };
-        let carry = Carry {
-            engine: self.engine,
-            tokens: self.tokens,
-            bases: self.bases,
-            tainted: self.tainted,
-            line_starts: self.line_starts,
-        };
-        (carry, findings)
+        (self.carry, findings)
     }
 
     pub fn push(&mut self, diagnostic: Diagnostic) {
@@ -137,7 +123,7 @@ impl<'p> Session<'p> {
         if self.broken.contains(file) {
             return true;
         }
-        if let Some(&known) = self.tainted.get(file) {
+        if let Some(&known) = self.carry.tainted.get(file) {
             return known;
         }
         if !visiting.insert(file.to_string()) {
@@ -156,7 +142,7 @@ impl<'p> Session<'p> {
             })
             .unwrap_or_default();
         let result = deps.iter().any(|dep| self.is_tainted(dep, visiting));
-        self.tainted.insert(file.to_string(), result);
+        self.carry.tainted.insert(file.to_string(), result);
         result
     }
 
@@ -179,23 +165,8 @@ impl<'p> Session<'p> {
             return Some(value);
         }
         self.recorded.by_engine += 1;
-        let engine = match self.engine.take() {
-            Some(engine) => engine,
-            None => {
-                let virtuals: VirtualModules = std::rc::Rc::new(|name: &str| {
-                    crate::modules::virtual_module(name).map(str::to_string)
-                });
-                match Engine::new(self.modules.clone(), virtuals, self.limits) {
-                    Ok(engine) => engine,
-                    Err(e) => {
-                        self.push(Diagnostic::error("internal", e.message).in_file(file));
-                        return None;
-                    }
-                }
-            }
-        };
+        let engine = self.engine(file)?;
         let called = engine.call_with_module(file, HOST_MODULE, describe, argument);
-        self.engine = Some(engine);
         match called {
             Ok(json) => match self.parse_described(&json) {
                 Ok(value) => Some(value),
@@ -218,15 +189,32 @@ impl<'p> Session<'p> {
         }
     }
 
+    /// The engine, started on first use (a failure to start it is reported against `file`).
+    fn engine(&mut self, file: &str) -> Option<&Engine> {
+        if self.carry.engine.is_none() {
+            let virtuals: VirtualModules = std::rc::Rc::new(|name: &str| {
+                crate::modules::virtual_module(name).map(str::to_string)
+            });
+            match Engine::new(self.modules.clone(), virtuals, self.limits) {
+                Ok(engine) => self.carry.engine = Some(engine),
+                Err(e) => {
+                    self.push(Diagnostic::error("internal", e.message).in_file(file));
+                    return None;
+                }
+            }
+        }
+        self.carry.engine.as_ref()
+    }
+
     /// 1-based line and column (in characters) of a byte offset in a project file.
     pub fn line_col(&mut self, file: &str, offset: u32) -> Option<(usize, usize)> {
         let text = &self.project.file(file)?.text;
-        if !self.line_starts.contains_key(file) {
+        if !self.carry.line_starts.contains_key(file) {
             let starts =
                 std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
-            self.line_starts.insert(file.to_string(), starts.collect());
+            self.carry.line_starts.insert(file.to_string(), starts.collect());
         }
-        let starts = &self.line_starts[file];
+        let starts = &self.carry.line_starts[file];
         let line = starts.partition_point(|&start| start <= offset);
         let start = starts[line - 1] as usize;
         let end = (offset as usize).min(text.len());
@@ -238,21 +226,23 @@ impl<'p> Session<'p> {
     fn parse_described(&mut self, text: &str) -> Result<Value, serde_json::Error> {
         let Some((minted, rest)) = text.split_once('\n') else { return serde_json::from_str(text) };
         let minted: Minted = serde_json::from_str(minted)?;
-        self.bases.extend(minted.bases);
+        self.carry.bases.extend(minted.bases);
         for entry in minted.tokens {
             // `[base index, ...path]`: the base descriptor with the path appended.
             let mut items = entry.into_iter();
-            let base =
-                items.next().and_then(|i| i.as_u64()).and_then(|i| self.bases.get(i as usize));
+            let base = items
+                .next()
+                .and_then(|i| i.as_u64())
+                .and_then(|i| self.carry.bases.get(i as usize));
             let mut descriptor = base.cloned().unwrap_or(Value::Null);
             if let Some(Value::Array(path)) = descriptor.get_mut("path") {
                 path.extend(items);
             }
-            self.tokens.push(descriptor);
+            self.carry.tokens.push(descriptor);
         }
         let mut value: Value = serde_json::from_str(rest)?;
         if let Some(graph) = value.get_mut("graph") {
-            crate::lower::expand_tokens(graph, &self.tokens);
+            crate::lower::expand_tokens(graph, &self.carry.tokens);
         }
         Ok(value)
     }

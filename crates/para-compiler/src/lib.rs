@@ -60,6 +60,13 @@ pub struct Recorded {
     pub by_engine: usize,
 }
 
+impl std::ops::AddAssign for Recorded {
+    fn add_assign(&mut self, other: Recorded) {
+        self.directly += other.directly;
+        self.by_engine += other.by_engine;
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -140,8 +147,7 @@ pub fn compile(project: &Project, options: &Options) -> Output {
         declared.extend(output.declared);
         foreign_order.extend(output.foreign_order);
         secrets.extend(output.secrets);
-        recorded.directly += output.recorded.directly;
-        recorded.by_engine += output.recorded.by_engine;
+        recorded += output.recorded;
     }
     workflows::check_unique_ids(&modules, &mut declared, &mut diagnostics);
     workflows::report_foreign_order(&modules, &declared, &foreign_order, &mut diagnostics);
@@ -266,8 +272,7 @@ fn evaluate_part(
         output.declared.extend(findings.declared);
         output.foreign_order.extend(findings.foreign_order);
         output.secrets.extend(findings.secrets);
-        output.recorded.directly += findings.recorded.directly;
-        output.recorded.by_engine += findings.recorded.by_engine;
+        output.recorded += findings.recorded;
         carry
     };
     let mut shared_part = None;
