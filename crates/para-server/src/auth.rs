@@ -46,7 +46,10 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// The user of the request's token: from [`SeenUsers`] when it was verified recently.
-async fn authenticate(parts: &Parts, state: &Arc<AppState>) -> Result<Arc<SdkUser>, ApiError> {
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    state: &Arc<AppState>,
+) -> Result<Arc<SdkUser>, ApiError> {
     if let Some(project) = path_project(parts.uri.path())
         && project != state.project_id
     {

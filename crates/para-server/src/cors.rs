@@ -70,15 +70,36 @@ where
         let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
             return CorsFuture::Plain { inner: self.inner.call(request) };
         };
-        let is_preflight = request.method() == Method::OPTIONS
-            && request
-                .headers()
-                .contains_key(HeaderName::from_static("access-control-request-method"));
-        if is_preflight {
+        if is_preflight(&request) {
             return CorsFuture::Preflight { response: Some(preflight(origin)) };
         }
         CorsFuture::Allowed { inner: self.inner.call(request), origin: Some(origin) }
     }
+}
+
+fn is_preflight(request: &Request<Body>) -> bool {
+    request.method() == Method::OPTIONS
+        && request.headers().contains_key(HeaderName::from_static("access-control-request-method"))
+}
+
+/// The same CORS handling as [`CorsLayer`] around a request served outside the router (the
+/// server's direct route to the proxy, `server.rs`).
+pub async fn around<F>(
+    request: Request<Body>,
+    handle: impl FnOnce(Request<Body>) -> F,
+) -> Response<Body>
+where
+    F: Future<Output = Response<Body>>,
+{
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+        return handle(request).await;
+    };
+    if is_preflight(&request) {
+        return preflight(origin);
+    }
+    let mut response = handle(request).await;
+    allow(response.headers_mut(), origin);
+    response
 }
 
 pin_project_lite::pin_project! {

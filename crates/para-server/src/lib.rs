@@ -23,6 +23,7 @@ mod portal;
 mod portal_ui;
 mod proxy;
 mod refresh;
+mod server;
 pub mod settings;
 mod state;
 mod triggers;
@@ -66,8 +67,7 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     engine::start(&state);
-    let served =
-        axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+    let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;
     engine::stop(&state).await;
     served
 }

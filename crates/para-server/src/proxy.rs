@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::any;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -40,6 +40,27 @@ pub fn routes() -> Router<Arc<AppState>> {
     // One wildcard for `{integration}` and `{integration}/{path…}`: the handler reads both from
     // the raw path (fewer route parameters for the router to decode and store per request).
     Router::new().route("/projects/{project}/sdk/proxy/{*integration_and_path}", any(proxy))
+}
+
+/// Whether the router's proxy route (`/projects/{project}/sdk/proxy/{*…}`) matches `path`:
+/// the server sends such requests straight to [`serve`] (`server.rs`).
+pub fn is_proxy_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/projects/") else { return false };
+    let Some(slash) = rest.find('/') else { return false };
+    // The router's `{project}` matches an empty segment too (then the token check refuses it).
+    rest[slash..].strip_prefix("/sdk/proxy/").is_some_and(|tail| !tail.is_empty())
+}
+
+/// A proxy request served outside the router: what the route's handler answers, with the
+/// user authenticated as its extractor does.
+pub async fn serve(state: Arc<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match crate::auth::authenticate(&parts, &state).await {
+        Ok(user) => proxy(State(state), AuthUser(user), Request::from_parts(parts, body))
+            .await
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The integration (percent-decoded) and the rest of the raw request path after
@@ -673,6 +694,38 @@ async fn respond(answer: Response, raw: bool) -> Result<Response, ApiError> {
 mod tests {
     use super::*;
     use crate::upstream::Client;
+
+    /// The server sends a request to the proxy when `is_proxy_path` says so, and to the router
+    /// otherwise: both must agree on every path, or a request would change handler.
+    #[tokio::test]
+    async fn proxy_paths_are_the_ones_the_route_matches() {
+        use tower::ServiceExt as _;
+        let route: Router = Router::new()
+            .route("/projects/{project}/sdk/proxy/{*integration_and_path}", any(|| async { "" }));
+        for path in [
+            "/projects/p/sdk/proxy/custom.x/items",
+            "/projects/p/sdk/proxy/custom.x",
+            "/projects/p/sdk/proxy/x/",
+            "/projects/p/sdk/proxy//x",
+            "/projects/p/sdk/proxy/%2Fx",
+            "/projects/p/sdk/proxy/",
+            "/projects/p/sdk/proxy",
+            "/projects//sdk/proxy/x",
+            "/projects/p/q/sdk/proxy/x",
+            "/projects/p/sdk/Proxy/x",
+            "/projects/p/sdk/proxyx/y",
+            "/projects/%70/sdk/proxy/x",
+            "/v2/projects/p/sdk/proxy/x",
+            "//projects/p/sdk/proxy/x",
+            "/projects/p/sdk/credentials",
+            "/projects",
+            "/",
+        ] {
+            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let answer = route.clone().oneshot(request).await.unwrap();
+            assert_eq!(is_proxy_path(path), answer.status() == StatusCode::OK, "{path}");
+        }
+    }
 
     #[test]
     fn paths_that_leave_the_base_are_refused() {

@@ -38,3 +38,37 @@ async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
     assert_eq!(plain.status(), 200);
     assert!(plain.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Proxy requests reach the proxy without going through the router (`server.rs`); CORS is the
+/// same there: preflights answered, errors readable by the page, no origin no headers.
+#[tokio::test]
+async fn proxy_requests_get_the_same_cors_handling() {
+    let (_dir, s) = common::start_fresh(common::build("p-cors-proxy", json!({}))).await;
+    let http = client();
+    let path = s.url("/sdk/proxy/custom.nothing/items?x=1");
+
+    let pre = http
+        .request(reqwest::Method::OPTIONS, &path)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(
+        pre.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-paragon-use-raw-response")
+    );
+
+    let refused = http.get(&path).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(refused.status(), 401, "no token");
+    assert_eq!(refused.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(refused.headers().get_all("vary").iter().any(|v| v == "origin"));
+
+    let plain = http.get(&path).send().await.unwrap();
+    assert_eq!(plain.status(), 401);
+    assert!(plain.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,107 @@
+//! The HTTP server: accepts connections and serves each with hyper's HTTP/1.1 connection.
+//! Proxy requests (`/projects/{id}/sdk/proxy/…`, the hot path) go straight to the proxy's
+//! handler with the same CORS handling; everything else goes through the axum router.
+//!
+//! Compared with `axum::serve` this skips, per request, the router's matching, its
+//! extractor and handler plumbing and response post-processing for the proxy, and per
+//! connection the HTTP-version sniffing of hyper-util's automatic connection (the router
+//! served HTTP/1.1 only anyway: axum is built without HTTP/2). Connections get `TCP_NODELAY`,
+//! so a response written in several parts (a streamed body) is not held back by Nagle's
+//! algorithm. Graceful shutdown is axum's: stop accepting, let in-flight requests finish,
+//! close idle keep-alive connections.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tower::ServiceExt as _;
+
+use crate::state::AppState;
+use crate::{cors, proxy};
+
+/// Serves `router` (built for `state`) on `listener` until `shutdown` completes, then waits
+/// for the connections to finish their requests.
+pub async fn run(
+    state: Arc<AppState>,
+    router: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let service = Service { state, router };
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's error.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// As hyper and axum do: a connection reset before it was accepted is skipped; anything else
+/// (out of file descriptors) is reported and retried after a second.
+async fn accept_failed(e: io::Error) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    eprintln!("para: accepting a connection failed: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[derive(Clone)]
+struct Service {
+    state: Arc<AppState>,
+    router: Router,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Service {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        let request: Request = request.map(Body::new);
+        if proxy::is_proxy_path(request.uri().path()) {
+            let state = self.state.clone();
+            Box::pin(async move {
+                Ok(cors::around(request, |request| proxy::serve(state, request)).await)
+            })
+        } else {
+            Box::pin(self.router.clone().oneshot(request))
+        }
+    }
+}
