@@ -45,10 +45,15 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Whether the router's proxy route (`/projects/{project}/sdk/proxy/{*…}`) matches `path`:
 /// the server sends such requests straight to [`serve`] (`server.rs`).
 pub fn is_proxy_path(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("/projects/") else { return false };
-    let Some(slash) = rest.find('/') else { return false };
-    // The router's `{project}` matches an empty segment too (then the token check refuses it).
-    rest[slash..].strip_prefix("/sdk/proxy/").is_some_and(|tail| !tail.is_empty())
+    after_marker(path).is_some_and(|tail| !tail.is_empty())
+}
+
+/// What follows `/projects/{project}/sdk/proxy/` in `path`. The router's `{project}` matches an
+/// empty segment too (the token check then refuses it).
+fn after_marker(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/projects/")?;
+    let slash = rest.find('/')?;
+    rest[slash..].strip_prefix("/sdk/proxy/")
 }
 
 /// A proxy request served outside the router: what the route's handler answers, with the
@@ -66,9 +71,7 @@ pub async fn serve(state: Arc<AppState>, request: Request) -> Response {
 /// The integration (percent-decoded) and the rest of the raw request path after
 /// `/sdk/proxy/{integration}`.
 fn split_path(path: &str) -> Option<(Cow<'_, str>, &str)> {
-    let marker = "/sdk/proxy/";
-    let at = path.find(marker)? + marker.len();
-    let rest = &path[at..];
+    let rest = after_marker(path)?;
     // The integration segment as sent (it may be percent-encoded).
     let end = rest.find('/').unwrap_or(rest.len());
     let segment = &rest[..end];
