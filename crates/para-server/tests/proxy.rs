@@ -94,6 +94,10 @@ async fn api(
     match path {
         "/me" => (json, r#"{"ok":true}"#).into_response(),
         "/text" => ([("content-type", "text/plain")], "hello").into_response(),
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            (json, r#"{"slow":true}"#).into_response()
+        }
         "/empty" => StatusCode::NO_CONTENT.into_response(),
         "/badjson" => (json, "not json").into_response(),
         "/bignum" => (json, " {\"id\": 123456789012345678901234567890}\n").into_response(),
@@ -605,4 +609,37 @@ async fn connect_direct(server: &Server, bearer: &str) {
             .await
             .unwrap();
     }
+}
+
+/// Shutting down (Ctrl-C, SIGTERM) stops accepting connections, lets the request in flight
+/// finish with its answer, and then the server returns (`server.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_request_in_flight_finish() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let port = server.port;
+    let url = server.url(&format!("/sdk/proxy/{BASIC}/slow"));
+    let in_flight = tokio::spawn(client().get(url).bearer_auth(&ann).send());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !up.seen.lock().unwrap().iter().any(|s| s.uri.ends_with("/slow")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow request never reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let stopped = tokio::spawn(server.shut_down());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!stopped.is_finished(), "the server waits for the request in flight");
+    let answer = in_flight.await.unwrap().expect("the request in flight is answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({ "output": { "slow": true } }));
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopped)
+        .await
+        .expect("the server stops once its requests are done")
+        .unwrap()
+        .unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer accepting");
 }

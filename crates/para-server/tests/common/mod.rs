@@ -37,6 +37,7 @@ pub struct Server {
     pub project: String,
     pub state: Arc<AppState>,
     _stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Serves `build` on a loopback port with the given database and OAuth clients.
@@ -80,10 +81,10 @@ pub async fn start_with(
     let project = build.project.project_id.clone().unwrap_or_default();
     let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
+    let served = tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
         let _ = stopped.await;
     }));
-    Server { base, port, project, state, _stop: stop }
+    Server { base, port, project, state, _stop: stop, served }
 }
 
 pub fn client() -> reqwest::Client {
@@ -91,6 +92,12 @@ pub fn client() -> reqwest::Client {
 }
 
 impl Server {
+    /// Signals shutdown (as Ctrl-C does) and waits until the server has stopped.
+    pub async fn shut_down(self) -> std::io::Result<()> {
+        drop(self._stop);
+        self.served.await.expect("the server task")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/projects/{}{path}", self.base, self.project)
     }
