@@ -7,8 +7,12 @@
 //! connection the HTTP-version sniffing of hyper-util's automatic connection (the router
 //! served HTTP/1.1 only anyway: axum is built without HTTP/2). Connections get `TCP_NODELAY`,
 //! so a response written in several parts (a streamed body) is not held back by Nagle's
-//! algorithm. Graceful shutdown is axum's: stop accepting, let in-flight requests finish,
+//! algorithm. A connection that takes longer than [`ServerConfig::header_timeout`] to send a
+//! request's head, or stays idle between requests that long, is closed (`axum::serve` kept
+//! them forever). Graceful shutdown is axum's: stop accepting, let in-flight requests finish,
 //! close idle keep-alive connections.
+//!
+//! [`ServerConfig::header_timeout`]: crate::ServerConfig::header_timeout
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,7 +26,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
 
@@ -39,6 +43,8 @@ pub async fn run(
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
     let service = Service { state, router };
     loop {
         let stream = tokio::select! {
@@ -52,8 +58,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = http1.serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // A client that goes away mid-request is not the server's error.

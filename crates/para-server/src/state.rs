@@ -45,6 +45,15 @@ pub struct ServerConfig {
     pub admin_key: Option<String>,
     /// Per integration, keyed by [`env_key`] of its key.
     pub oauth_clients: BTreeMap<String, OAuthClient>,
+    /// How long a connection may take to send a request's head, and how long an idle
+    /// keep-alive connection is kept: then it is closed (slow or stalled clients cannot hold
+    /// connections forever). [`ServerConfig::HEADER_TIMEOUT`] unless a test needs less.
+    pub header_timeout: std::time::Duration,
+}
+
+impl ServerConfig {
+    /// hyper's default, under nginx's `client_header_timeout` and `keepalive_timeout`.
+    pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 pub struct AppState {

@@ -582,6 +582,7 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
         public_url: "http://127.0.0.1:1".into(),
         admin_key: None,
         oauth_clients: Default::default(),
+        header_timeout: para_server::ServerConfig::HEADER_TIMEOUT,
     };
     let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
     let store = para_store::Store::open(&db).await.unwrap();

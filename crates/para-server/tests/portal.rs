@@ -136,6 +136,7 @@ async fn start_with(
         public_url: base.clone(),
         admin_key: admin_key.map(str::to_string),
         oauth_clients,
+        header_timeout: ServerConfig::HEADER_TIMEOUT,
     };
     let state = AppState::new(config, build(), store, verifier, secrets);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -154,6 +154,7 @@ impl Setup {
             public_url: public_url.trim_end_matches('/').to_string(),
             admin_key: std::env::var("PARA_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
             oauth_clients,
+            header_timeout: ServerConfig::HEADER_TIMEOUT,
         };
         Ok(Setup { listener, database, config, verifier, secrets })
     }

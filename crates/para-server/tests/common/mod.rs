@@ -77,6 +77,7 @@ pub async fn start_with(
         public_url: base.clone(),
         admin_key: None,
         oauth_clients,
+        header_timeout: ServerConfig::HEADER_TIMEOUT,
     };
     let project = build.project.project_id.clone().unwrap_or_default();
     let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
