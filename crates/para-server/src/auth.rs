@@ -85,7 +85,7 @@ impl FromRequestParts<Arc<AppState>> for SdkUser {
     }
 }
 
-/// The same as [`SdkUser`], shared rather than copied out of the cache (the proxy's hot path).
+/// The same as [`SdkUser`], shared rather than copied out of the cache (request triggers).
 pub struct AuthUser(pub Arc<SdkUser>);
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {

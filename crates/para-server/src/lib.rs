@@ -46,7 +46,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state.clone());
     api::routes()
         .merge(oauth::routes())
-        .merge(proxy::routes())
         .merge(history::routes())
         .merge(triggers::routes())
         .with_state(state)

@@ -16,18 +16,16 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::any;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use para_store::Credential;
 use serde_json::Value;
 
-use crate::auth::{AuthUser, SdkUser};
+use crate::auth::SdkUser;
 use crate::connector::{Connector, Material};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -36,36 +34,34 @@ use crate::{refresh, upstream};
 /// Request bodies larger than this are refused (413).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    // One wildcard for `{integration}` and `{integration}/{path…}`: the handler reads both from
-    // the raw path (fewer route parameters for the router to decode and store per request).
-    Router::new().route("/projects/{project}/sdk/proxy/{*integration_and_path}", any(proxy))
-}
-
-/// Whether the router's proxy route (`/projects/{project}/sdk/proxy/{*…}`) matches `path`:
-/// the server sends such requests straight to [`serve`] (`server.rs`).
+/// Whether `path` is a proxy request, `/projects/{project}/sdk/proxy/{integration}[/{path…}]`:
+/// the server sends those to [`serve`] instead of the router (`server.rs`). The set is what
+/// axum matches for [`ROUTE`] (a test compares the two), so the project segment may be empty
+/// (the token check then refuses it).
 pub fn is_proxy_path(path: &str) -> bool {
     after_marker(path).is_some_and(|tail| !tail.is_empty())
 }
 
-/// What follows `/projects/{project}/sdk/proxy/` in `path`. The router's `{project}` matches an
-/// empty segment too (the token check then refuses it).
+/// The proxy's paths as an axum route would write them.
+#[cfg(test)]
+const ROUTE: &str = "/projects/{project}/sdk/proxy/{*integration_and_path}";
+
+/// What follows `/projects/{project}/sdk/proxy/` in `path`.
 fn after_marker(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/projects/")?;
     let slash = rest.find('/')?;
     rest[slash..].strip_prefix("/sdk/proxy/")
 }
 
-/// A proxy request served outside the router: what the route's handler answers, with the
-/// user authenticated as its extractor does.
+/// Serves a proxy request: authenticates its user (as every Connect API call does), then
+/// [`proxy`].
 pub async fn serve(state: Arc<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    match crate::auth::authenticate(&parts, &state).await {
-        Ok(user) => proxy(State(state), AuthUser(user), Request::from_parts(parts, body))
-            .await
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
+    let answer = match crate::auth::authenticate(&parts, &state).await {
+        Ok(user) => proxy(&state, &user, parts, body).await,
+        Err(e) => Err(e),
+    };
+    answer.into_response()
 }
 
 /// The integration (percent-decoded) and the rest of the raw request path after
@@ -255,11 +251,11 @@ fn user_agent() -> HeaderValue {
 }
 
 async fn proxy(
-    State(state): State<Arc<AppState>>,
-    AuthUser(user): AuthUser,
-    request: Request,
+    state: &AppState,
+    user: &SdkUser,
+    mut parts: axum::http::request::Parts,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
     let (integration, tail) =
         split_path(parts.uri.path()).ok_or_else(|| refused("the proxy path could not be read"))?;
     let tail = safe_path(tail).map_err(refused)?;
@@ -271,9 +267,9 @@ async fn proxy(
         // Prepared with this connector (a rebuilt project has new ones).
         Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => hit,
         _ => {
-            let c = pick_credential(&state, &user, &integration, selected).await?;
-            let (c, m) = refresh::usable(&state, &connector, c).await?;
-            let prepared = Arc::new(Prepared::new(&state, &connector, c, m));
+            let c = pick_credential(state, user, &integration, selected).await?;
+            let (c, m) = refresh::usable(state, &connector, c).await?;
+            let prepared = Arc::new(Prepared::new(state, &connector, c, m));
             state.credential_cache.put(&user.user_id, &integration, selected, &prepared);
             prepared
         }
@@ -317,7 +313,7 @@ async fn proxy(
     let keep: fn(&HeaderName) -> bool = if raw { passable } else { is_content_type };
     let mut retried = false;
     loop {
-        let mut target = prepared.target(&state, tail, parts.uri.query())?;
+        let mut target = prepared.target(state, tail, parts.uri.query())?;
         let authorization = prepared.authorization()?;
         target.append_query(&authorization.query);
         let mut headers = std::mem::take(&mut forwarded);
@@ -336,7 +332,7 @@ async fn proxy(
             Ok(answer) => answer,
             Err(e) => {
                 let what = if e.is_timeout() { "timed out" } else { "failed" };
-                let target = prepared.target(&state, tail, parts.uri.query())?;
+                let target = prepared.target(state, tail, parts.uri.query())?;
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream",
@@ -357,9 +353,9 @@ async fn proxy(
             retried = true;
             forwarded = headers;
             if let Some((fresh, m)) =
-                refresh::after_unauthorized(&state, &connector, prepared.credential.clone()).await?
+                refresh::after_unauthorized(state, &connector, prepared.credential.clone()).await?
             {
-                prepared = Arc::new(Prepared::new(&state, &connector, fresh, m));
+                prepared = Arc::new(Prepared::new(state, &connector, fresh, m));
                 continue;
             }
         }
@@ -698,13 +694,12 @@ mod tests {
     use super::*;
     use crate::upstream::Client;
 
-    /// The server sends a request to the proxy when `is_proxy_path` says so, and to the router
-    /// otherwise: both must agree on every path, or a request would change handler.
+    /// `is_proxy_path` takes exactly the paths axum would match for the proxy's route.
     #[tokio::test]
     async fn proxy_paths_are_the_ones_the_route_matches() {
         use tower::ServiceExt as _;
-        let route: Router = Router::new()
-            .route("/projects/{project}/sdk/proxy/{*integration_and_path}", any(|| async { "" }));
+        let route: axum::Router =
+            axum::Router::new().route(ROUTE, axum::routing::any(|| async { "" }));
         for path in [
             "/projects/p/sdk/proxy/custom.x/items",
             "/projects/p/sdk/proxy/custom.x",
