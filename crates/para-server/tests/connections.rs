@@ -14,11 +14,7 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_millis(300);
 
 async fn start() -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let store = para_store::Store::open("sqlite::memory:").await.unwrap();
-    let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
+    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = ServerConfig {

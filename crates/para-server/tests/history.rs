@@ -46,11 +46,7 @@ struct Server {
 }
 
 async fn start(admin_key: Option<&str>) -> Server {
-    let store = para_store::Store::open("sqlite::memory:").await.unwrap();
-    let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
+    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = ServerConfig {

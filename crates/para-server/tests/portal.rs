@@ -2,9 +2,12 @@
 //! hand-over and cookies, refusals, settings saved and refused with inline errors, sanitised
 //! overviews, CSRF, and the dashboard's admin key.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
+
+use common::keys_root;
 
 use para_server::{AppState, ServerConfig};
 use reqwest::StatusCode;
@@ -21,16 +24,6 @@ const WORKFLOW: &str = "1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70";
 const ALWAYS: &str = "e3f70a4c-2d91-4eb0-8c53-718f90ab1d23";
 const SF_WORKFLOW: &str = "9a8b7c6d-0000-4000-8000-000000000002";
 const SECRET_MARKER: &str = "sealed-secret-never-shown";
-
-/// A project root with development keys, made once per test binary (RSA keys are slow).
-fn keys_root() -> &'static PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        para_auth::generate_dev_keys(&dir).unwrap();
-        dir
-    })
-}
 
 fn token(user: &str) -> String {
     let pem = para_auth::keys::load_private_key(keys_root()).unwrap();
@@ -124,11 +117,7 @@ async fn start_with(
     admin_key: Option<&str>,
     oauth_clients: std::collections::BTreeMap<String, para_server::OAuthClient>,
 ) -> Server {
-    let store = para_store::Store::open("sqlite::memory:").await.unwrap();
-    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
+    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = ServerConfig {

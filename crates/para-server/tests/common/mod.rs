@@ -40,6 +40,19 @@ pub struct Server {
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// What every test server is made of: a store on `database`, a verifier of the development
+/// keys' tokens and a fixed secret key.
+pub async fn essentials(
+    database: &str,
+) -> (para_store::Store, para_auth::Verifier, para_auth::SecretKey) {
+    let store = para_store::Store::open(database).await.unwrap();
+    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
+    let secrets =
+        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap();
+    (store, verifier, secrets)
+}
+
 /// Serves `build` on a loopback port with the given database and OAuth clients.
 pub async fn start(
     build: para_build::Build,
@@ -64,11 +77,7 @@ pub async fn start_with(
     oauth_clients: BTreeMap<String, OAuthClient>,
     engine: para_server::engine::EngineConfig,
 ) -> Server {
-    let store = para_store::Store::open(database).await.unwrap();
-    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
+    let (store, verifier, secrets) = essentials(database).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
