@@ -36,8 +36,8 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Whether `path` is a proxy request, `/projects/{project}/sdk/proxy/{integration}[/{path…}]`:
 /// the server sends those to [`serve`] instead of the router (`server.rs`). The set is what
-/// axum matches for [`ROUTE`] (a test compares the two), so the project segment may be empty
-/// (the token check then refuses it).
+/// axum would match for the pattern `ROUTE` (a test compares the two), so the project segment
+/// may be empty (the token check then refuses it).
 pub fn is_proxy_path(path: &str) -> bool {
     after_marker(path).is_some_and(|tail| !tail.is_empty())
 }
