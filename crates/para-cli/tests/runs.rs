@@ -117,6 +117,7 @@ async fn add_run(
             trigger_input: json!({ "task": id }),
             build_hash: "sha256:test".into(),
             credential_id: None,
+            configuration_id: None,
         },
         lease: state.is_some().then(|| lease.clone()),
         steps: vec![],

@@ -32,10 +32,6 @@ pub fn routes() -> Router<Arc<AppState>> {
             axum::routing::post(enable_workflow).delete(disable_workflow),
         )
         .route("/projects/{project}/sdk/actions", axum::routing::post(action_kit))
-        .route(
-            "/projects/{project}/sdk/credentials/{credential}/configurations",
-            axum::routing::post(configurations).patch(configurations).delete(configurations),
-        )
 }
 
 /// ActionKit (`POST /sdk/actions`) is not offered: say so, and what to use instead.
@@ -43,18 +39,6 @@ async fn action_kit(_user: SdkUser) -> ApiError {
     ApiError::not_found(
         "ActionKit (POST /sdk/actions) is not available on this Paragraph server: call the \
          integration's API through the proxy (paragon.request) or run a workflow instead",
-    )
-}
-
-/// Several configurations per credential are not offered yet: every credential has exactly one
-/// (its default, listed in `configurations`), which settings and workflows already use.
-async fn configurations(_user: SdkUser) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_IMPLEMENTED,
-        "configurations_unsupported",
-        "this Paragraph server keeps one configuration per credential (its default): \
-         createConfiguration, updateConfiguration and deleteConfiguration are not supported yet; \
-         connect another account (allowMultipleCredentials) for separate settings",
     )
 }
 
@@ -87,16 +71,23 @@ async fn me(State(state): State<Arc<AppState>>, user: SdkUser) -> Api {
 
 pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiError> {
     let build = state.build();
-    let credentials = state.store.credentials(&state.project_id, &user.user_id, None).await?;
-    let settings = state.store.settings(&state.project_id, &user.user_id).await?;
+    let (p, u) = (&state.project_id, &user.user_id);
+    let (credentials, settings, rows) = tokio::join!(
+        state.store.credentials(p, u, None),
+        state.store.settings(p, u),
+        state.store.configurations(p, u),
+    );
+    let (credentials, settings, rows) = (credentials?, settings?, rows?);
     let mut integrations = serde_json::Map::new();
     for (key, integration) in &build.integrations {
         let mine: Vec<&para_store::Credential> =
             credentials.iter().filter(|c| &c.integration == key).collect();
-        let config = Configuration::of(integration, &settings);
+        // The integration's own entry shows the default configuration's settings.
+        let config = Configuration::of(integration, &settings, "");
         // The credential the SDK shows: the newest valid one, else the newest.
         let active = mine.iter().find(|c| c.status == "VALID").or(mine.first()).copied();
-        let all: Vec<Value> = mine.iter().map(|c| credential_json(c, &config)).collect();
+        let all: Vec<Value> =
+            mine.iter().map(|c| credential_json(c, Some(integration), &settings, &rows)).collect();
         let all_configurations: Vec<Value> =
             all.iter().filter_map(|c| c["configurations"].as_array().cloned()).flatten().collect();
         let mut entry = json!({
@@ -109,7 +100,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         if let Some(c) = active {
             entry["credentialId"] = json!(c.id);
             entry["credentialStatus"] = json!(c.status);
-            entry["credentialConfigId"] = json!(configuration_id(&c.id));
+            entry["credentialConfigId"] = json!(crate::configurations::default_id(&c.id));
             entry["providerId"] = json!(c.provider_id);
             entry["providerData"] = c.provider_data.clone();
             if let Some(reason) = &c.status_reason {
@@ -131,7 +122,8 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
     }))
 }
 
-/// A user's settings of one integration: shared values and per-workflow toggles and values.
+/// A user's settings of one integration in one configuration: shared values and per-workflow
+/// toggles and values.
 pub struct Configuration {
     pub shared: Value,
     /// (workflow id, enabled as stored or by default, values)
@@ -139,19 +131,27 @@ pub struct Configuration {
 }
 
 impl Configuration {
-    pub fn of(integration: &para_build::Integration, settings: &[para_store::Settings]) -> Self {
+    /// The settings stored under `configuration` (a settings key:
+    /// [`crate::configurations::settings_key`]).
+    pub fn of(
+        integration: &para_build::Integration,
+        settings: &[para_store::Settings],
+        configuration: &str,
+    ) -> Self {
         let key = &integration.key;
-        let shared = settings
-            .iter()
-            .find(|s| &s.integration == key && s.workflow_id.is_empty())
-            .map(|s| s.values.clone())
-            .unwrap_or_else(|| json!({}));
+        let stored = |workflow_id: &str| {
+            settings.iter().find(|s| {
+                &s.integration == key
+                    && s.configuration == configuration
+                    && s.workflow_id == workflow_id
+            })
+        };
+        let shared = stored("").map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
         let workflows = integration
             .workflows
             .iter()
             .map(|(id, workflow)| {
-                let stored =
-                    settings.iter().find(|s| &s.integration == key && &s.workflow_id == id);
+                let stored = stored(id);
                 let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
                 let values = stored.map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
                 (id.clone(), enabled, values)
@@ -170,18 +170,37 @@ impl Configuration {
     }
 }
 
-/// The id of a credential's (single, default) configuration.
-pub fn configuration_id(credential_id: &str) -> String {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("para:configuration:{credential_id}").as_bytes(),
-    )
-    .to_string()
-}
-
-/// A credential as the SDK reads it (never its secret), with its one default configuration.
-pub fn credential_json(c: &para_store::Credential, config: &Configuration) -> Value {
+/// A credential as the SDK reads it (never its secret), with its configurations (default
+/// first) and each one's settings.
+pub fn credential_json(
+    c: &para_store::Credential,
+    integration: Option<&para_build::Integration>,
+    settings: &[para_store::Settings],
+    rows: &[para_store::CredentialConfiguration],
+) -> Value {
     let valid = c.status == "VALID";
+    let configurations: Vec<Value> = crate::configurations::of_credential(c, rows)
+        .iter()
+        .map(|k| {
+            let config = match integration {
+                Some(i) => Configuration::of(i, settings, crate::configurations::settings_key(k)),
+                None => Configuration { shared: json!({}), workflows: Vec::new() },
+            };
+            let mut entry = json!({
+                "id": k.id,
+                "connectCredentialId": c.id,
+                "isDefault": k.is_default,
+                "sharedSettings": config.shared,
+                "workflowSettings": config.workflows_json(valid),
+                "configMeta": k.meta,
+                "dateCreated": millis_iso(k.created_at),
+            });
+            if let Some(external) = &k.external_id {
+                entry["externalId"] = json!(external);
+            }
+            entry
+        })
+        .collect();
     json!({
         "id": c.id,
         "integrationId": integration_id(&c.integration),
@@ -193,15 +212,7 @@ pub fn credential_json(c: &para_store::Credential, config: &Configuration) -> Va
         "dateCreated": millis_iso(c.created_at),
         "dateUpdated": millis_iso(c.updated_at),
         "dateValidUntil": c.expires_at.map(millis_iso),
-        "configurations": [{
-            "id": configuration_id(&c.id),
-            "connectCredentialId": c.id,
-            "isDefault": true,
-            "sharedSettings": config.shared,
-            "workflowSettings": config.workflows_json(valid),
-            "configMeta": {},
-            "dateCreated": millis_iso(c.created_at),
-        }],
+        "configurations": configurations,
     })
 }
 
@@ -229,19 +240,18 @@ pub fn millis_iso(ms: i64) -> String {
     )
 }
 
-/// The credential with the user's current settings of its integration.
-async fn credential_view(
+/// The credential with its configurations and their current settings.
+pub async fn credential_view(
     state: &AppState,
     user: &SdkUser,
     c: &para_store::Credential,
 ) -> Result<Value, ApiError> {
     let build = state.build();
-    let settings = state.store.settings(&state.project_id, &user.user_id).await?;
-    let config = match build.integrations.get(&c.integration) {
-        Some(i) => Configuration::of(i, &settings),
-        None => Configuration { shared: json!({}), workflows: Vec::new() },
-    };
-    Ok(credential_json(c, &config))
+    let (settings, rows) = tokio::join!(
+        state.store.settings(&state.project_id, &user.user_id),
+        state.store.configurations(&state.project_id, &user.user_id),
+    );
+    Ok(credential_json(c, build.integrations.get(&c.integration), &settings?, &rows?))
 }
 
 #[derive(Deserialize)]
@@ -458,11 +468,17 @@ async fn credentials(
         ),
         None => None,
     };
-    let list = state.store.credentials(&state.project_id, &user.user_id, key.as_deref()).await?;
-    let mut out = Vec::with_capacity(list.len());
-    for c in &list {
-        out.push(credential_view(&state, &user, c).await?);
-    }
+    let (p, u) = (&state.project_id, &user.user_id);
+    let (list, settings, rows) = tokio::join!(
+        state.store.credentials(p, u, key.as_deref()),
+        state.store.settings(p, u),
+        state.store.configurations(p, u),
+    );
+    let (settings, rows) = (settings?, rows?);
+    let out = list?
+        .iter()
+        .map(|c| credential_json(c, build.integrations.get(&c.integration), &settings, &rows))
+        .collect();
     Ok(Json(Value::Array(out)))
 }
 
@@ -556,19 +572,30 @@ struct WorkflowSetting {
     settings: Option<Value>,
 }
 
-/// Replaces the credential's settings (shared and per workflow) wholesale. Values that do not
-/// fit their inputs are refused (nothing of that key is saved) and listed in `errors`.
+/// Replaces the settings (shared and per workflow) of the credential's configuration named by
+/// `X-Paragon-Configuration-Id` (default: its default one) wholesale. Values that do not fit
+/// their inputs are refused (nothing of that key is saved) and listed in `errors`.
 async fn patch_credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<PatchCredential>,
 ) -> Api {
-    let found = state
-        .store
-        .credential(&state.project_id, &user.user_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    let (found, rows) = tokio::join!(
+        state.store.credential(&state.project_id, &user.user_id, &id),
+        state.store.configurations(&state.project_id, &user.user_id),
+    );
+    let found = found?.ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    let selected =
+        crate::configurations::resolve(crate::configurations::selected(&headers), &found, &rows?)?;
+    let scope = para_store::SettingsScope {
+        project_id: &state.project_id,
+        user_id: &user.user_id,
+        integration: &found.integration,
+        configuration: crate::configurations::settings_key(&selected),
+        workflow_id: "",
+    };
     let mut errors: Vec<String> = Vec::new();
     if let Some(config) = body.config {
         let build = state.build();
@@ -586,17 +613,7 @@ async fn patch_credential(
             (None, _) => None,
         };
         if let Some(shared) = shared {
-            state
-                .store
-                .put_settings(
-                    &state.project_id,
-                    &user.user_id,
-                    &found.integration,
-                    "",
-                    None,
-                    Some(shared),
-                )
-                .await?;
+            state.store.put_settings(scope, None, Some(shared)).await?;
         }
         for (workflow_id, setting) in config.workflow_settings.unwrap_or_default() {
             let Some(workflow) = integration.and_then(|i| i.workflows.get(&workflow_id)) else {
@@ -612,17 +629,8 @@ async fn patch_credential(
                     continue;
                 }
             }
-            state
-                .store
-                .put_settings(
-                    &state.project_id,
-                    &user.user_id,
-                    &found.integration,
-                    &workflow_id,
-                    setting.enabled,
-                    setting.settings.as_ref(),
-                )
-                .await?;
+            let scope = para_store::SettingsScope { workflow_id: &workflow_id, ..scope };
+            state.store.put_settings(scope, setting.enabled, setting.settings.as_ref()).await?;
         }
     }
     let mut view = credential_view(&state, &user, &found).await?;
@@ -665,6 +673,7 @@ async fn enable_workflow(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, workflow)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Api {
     // The SDK sends no body (with a JSON content type); older clients may send settings.
@@ -675,26 +684,32 @@ async fn enable_workflow(
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?
             .settings
     };
-    set_workflow(&state, &user, &workflow, true, settings).await
+    set_workflow(&state, &user, &workflow, &headers, true, settings).await
 }
 
 async fn disable_workflow(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, workflow)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Api {
-    set_workflow(&state, &user, &workflow, false, None).await
+    set_workflow(&state, &user, &workflow, &headers, false, None).await
 }
 
+/// Turns a workflow on or off in the configuration the headers name (`X-Paragon-Credential`
+/// and `X-Paragon-Configuration-Id`, as the SDK sends them); without them, in the
+/// integration-level settings.
 async fn set_workflow(
     state: &AppState,
     user: &SdkUser,
     workflow: &str,
+    headers: &axum::http::HeaderMap,
     enabled: bool,
     settings: Option<Value>,
 ) -> Api {
     let build = state.build();
     let key = find_workflow(&build, workflow)?;
+    let configuration = workflow_configuration(state, user, &key, headers).await?;
     if enabled {
         let definition = &build.integrations[&key].workflows[workflow];
         if !permitted(definition, user) {
@@ -716,16 +731,43 @@ async fn set_workflow(
             )));
         }
     }
-    state
-        .store
-        .put_settings(
-            &state.project_id,
-            &user.user_id,
-            &key,
-            workflow,
-            Some(enabled),
-            settings.as_ref(),
-        )
-        .await?;
+    let scope = para_store::SettingsScope {
+        project_id: &state.project_id,
+        user_id: &user.user_id,
+        integration: &key,
+        configuration: &configuration,
+        workflow_id: workflow,
+    };
+    state.store.put_settings(scope, Some(enabled), settings.as_ref()).await?;
     Ok(Json(json!({ "success": true, "workflowId": workflow, "enabled": enabled })))
+}
+
+/// The settings key of the configuration a workflow toggle names: the headers' credential
+/// must be the user's, of the workflow's integration.
+async fn workflow_configuration(
+    state: &AppState,
+    user: &SdkUser,
+    integration: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, ApiError> {
+    let configuration = crate::configurations::selected(headers);
+    let Some(credential) = crate::auth::selected_credential(headers) else {
+        if let Some(c) = configuration {
+            return Err(ApiError::bad_request(format!(
+                "X-Paragon-Configuration-Id `{c}` needs the X-Paragon-Credential header naming its credential"
+            )));
+        }
+        return Ok(String::new());
+    };
+    let (found, rows) = tokio::join!(
+        state.store.credential(&state.project_id, &user.user_id, credential),
+        state.store.configurations(&state.project_id, &user.user_id),
+    );
+    let found = found?.filter(|c| c.integration == integration).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "you have no {integration} credential `{credential}` (X-Paragon-Credential)"
+        ))
+    })?;
+    let selected = crate::configurations::resolve(configuration, &found, &rows?)?;
+    Ok(crate::configurations::settings_key(&selected).to_string())
 }

@@ -392,8 +392,10 @@ async fn user(
             let integration = build.integrations.get(key);
             let mine: Vec<CredentialView> =
                 credentials.iter().filter(|c| &c.integration == key).map(credential_view).collect();
-            let rows: Vec<&para_store::Settings> =
-                settings.iter().filter(|s| &s.integration == key).collect();
+            let rows: Vec<&para_store::Settings> = settings
+                .iter()
+                .filter(|s| &s.integration == key && s.configuration.is_empty())
+                .collect();
             if mine.is_empty() && rows.is_empty() {
                 return None;
             }

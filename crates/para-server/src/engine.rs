@@ -130,6 +130,9 @@ pub struct Start {
     /// The account the run acts with, when the trigger named one (checked to be one of the
     /// user's valid credentials of the integration); `None`: the newest valid one.
     pub credential_id: Option<String>,
+    /// The configuration whose settings the run reads (one made with `createConfiguration`);
+    /// `None`: the integration-level settings.
+    pub configuration_id: Option<String>,
 }
 
 /// A run just written.
@@ -355,6 +358,7 @@ fn new_run(state: &AppState, start: &Start) -> NewRun {
         trigger_input: start.trigger_output.clone(),
         build_hash: state.build().build_hash.clone(),
         credential_id: start.credential_id.clone(),
+        configuration_id: start.configuration_id.clone(),
     }
 }
 
@@ -415,6 +419,7 @@ pub async fn start_run(
         not_before: 0,
         claims: 1,
         credential_id: run.credential_id,
+        configuration_id: run.configuration_id,
     };
     let fresh = Fresh { workflow, user: start.user, created };
     tokio::spawn(execute(owner, stored, Some(fresh)));
@@ -610,13 +615,9 @@ async fn run_context(
                 .map_err(|e| format!("reading the user's data failed: {e}"))?,
         ),
     };
-    let settings = &data.settings;
-    let values = |workflow_id: &str| -> Map<String, Value> {
-        settings
-            .iter()
-            .find(|s| s.integration == run.integration && s.workflow_id == workflow_id)
-            .and_then(|s| s.values.as_object().cloned())
-            .unwrap_or_default()
+    let configuration = run.configuration_id.as_deref().unwrap_or_default();
+    let values = |workflow_id: &str| {
+        settings_values(&data.settings, &run.integration, configuration, workflow_id)
     };
     let mut context = RunContext {
         user_id: run.user_id.clone(),
@@ -645,7 +646,24 @@ async fn run_context(
     Ok(context)
 }
 
-/// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`.
+/// The stored values of one settings scope (none stored: empty).
+pub fn settings_values(
+    settings: &[para_store::Settings],
+    integration: &str,
+    configuration: &str,
+    workflow_id: &str,
+) -> Map<String, Value> {
+    settings
+        .iter()
+        .find(|s| {
+            s.integration == integration
+                && s.configuration == configuration
+                && s.workflow_id == workflow_id
+        })
+        .and_then(|s| s.values.as_object().cloned())
+        .unwrap_or_default()
+}
+
 /// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`, in
 /// the server's environment, else what `para secrets set` stored (`.para/secrets.json`, read
 /// again when it changes).

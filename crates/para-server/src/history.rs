@@ -214,6 +214,7 @@ pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiEr
             build_hash: build.build_hash.clone(),
             // A replay acts with the account the run acted with.
             credential_id: run.credential_id.clone(),
+            configuration_id: run.configuration_id.clone(),
         },
         lease: None,
         steps,

@@ -9,6 +9,7 @@ mod actions;
 mod api;
 mod auth;
 pub mod config;
+mod configurations;
 pub mod connect;
 pub mod connector;
 mod cors;
@@ -45,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(dashboard_runs::routes())
         .with_state(state.clone());
     api::routes()
+        .merge(configurations::routes())
         .merge(oauth::routes())
         .merge(history::routes())
         .merge(triggers::routes())

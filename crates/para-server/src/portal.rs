@@ -922,7 +922,11 @@ async fn page_view(
         state.store.credentials(&state.project_id, &user.user_id, Some(&integration.key)).await?;
     let stored = state.store.settings(&state.project_id, &user.user_id).await?;
     let stored_values = |workflow_id: &str| -> Option<&para_store::Settings> {
-        stored.iter().find(|s| s.integration == integration.key && s.workflow_id == workflow_id)
+        stored.iter().find(|s| {
+            s.integration == integration.key
+                && s.configuration.is_empty()
+                && s.workflow_id == workflow_id
+        })
     };
     let accent = accent_of(integration);
     let base = page_path(state, &integration.key);
@@ -1402,7 +1406,11 @@ async fn save_settings(
     let stored = match state.store.settings(&state.project_id, &user.user_id).await {
         Ok(rows) => object(
             rows.iter()
-                .find(|s| s.integration == integration.key && s.workflow_id.is_empty())
+                .find(|s| {
+                    s.integration == integration.key
+                        && s.configuration.is_empty()
+                        && s.workflow_id.is_empty()
+                })
                 .map(|s| &s.values),
         ),
         Err(e) => return storage_error(e),
@@ -1421,10 +1429,7 @@ async fn save_settings(
     let saved = state
         .store
         .put_settings(
-            &state.project_id,
-            &user.user_id,
-            &integration.key,
-            "",
+            integration_level(&state, &user.user_id, &integration.key, ""),
             None,
             Some(&Value::Object(values)),
         )
@@ -1495,7 +1500,11 @@ async fn save_workflow(
         let stored = match state.store.settings(&state.project_id, &user.user_id).await {
             Ok(rows) => object(
                 rows.iter()
-                    .find(|s| s.integration == integration.key && s.workflow_id == workflow.id)
+                    .find(|s| {
+                        s.integration == integration.key
+                            && s.configuration.is_empty()
+                            && s.workflow_id == workflow.id
+                    })
                     .map(|s| &s.values),
             ),
             Err(e) => return storage_error(e),
@@ -1536,10 +1545,7 @@ async fn save_workflow(
     let saved = state
         .store
         .put_settings(
-            &state.project_id,
-            &user.user_id,
-            &integration.key,
-            &workflow.id,
+            integration_level(&state, &user.user_id, &integration.key, &workflow.id),
             Some(enabled),
             values.as_ref(),
         )
@@ -1659,6 +1665,23 @@ async fn disconnect(
             None,
         ),
         Err(e) => storage_error(e),
+    }
+}
+
+/// Where the portal saves: the integration-level settings (the ones every account's default
+/// configuration shows; configurations made with `createConfiguration` are the SDK's).
+fn integration_level<'a>(
+    state: &'a AppState,
+    user_id: &'a str,
+    integration: &'a str,
+    workflow_id: &'a str,
+) -> para_store::SettingsScope<'a> {
+    para_store::SettingsScope {
+        project_id: &state.project_id,
+        user_id,
+        integration,
+        configuration: "",
+        workflow_id,
     }
 }
 

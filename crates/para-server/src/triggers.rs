@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::TimeZone;
 use para_build::{StepKind, Validation, Workflow};
-use para_store::now_ms;
+use para_store::{CredentialConfiguration, now_ms};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
@@ -73,33 +73,135 @@ pub fn trigger_of(workflow: &Workflow) -> Trigger {
     }
 }
 
-/// The user's workflows that run for them: the integration connected (a valid credential),
-/// the workflow enabled (or on by default and never turned off), and permitted.
+/// A workflow that runs for a user, in one configuration.
+#[derive(Debug, Clone)]
+struct Active {
+    integration: String,
+    workflow: Workflow,
+    /// `None`: the integration-level settings (every account's default configuration), acting
+    /// with the newest valid account unless the trigger names one. `Some`: a configuration made
+    /// with `createConfiguration`, acting with its credential.
+    configuration: Option<Made>,
+}
+
+#[derive(Debug, Clone)]
+struct Made {
+    id: String,
+    credential_id: String,
+}
+
+/// What starts: the account a run acts with and the configuration it reads.
+struct Chosen {
+    integration: String,
+    workflow: Workflow,
+    credential_id: Option<String>,
+    configuration_id: Option<String>,
+}
+
+/// The user's workflows that run for them, once per configuration they are on in: the
+/// integration connected (a valid credential; for a made configuration, its own), the workflow
+/// enabled there (or on by default and never turned off), and permitted. Integration-level
+/// entries come first. Also returns the user's data and configurations.
 async fn active_workflows(
     state: &AppState,
     user_id: &str,
     meta: &Value,
     pick: impl Fn(&Workflow) -> bool,
-) -> Result<(Vec<(String, Workflow)>, Arc<UserData>), ApiError> {
+) -> Result<(Vec<Active>, Arc<UserData>, Vec<CredentialConfiguration>), ApiError> {
     let build = state.build();
-    let data = Arc::new(UserData::load(state, user_id).await?);
+    let (data, rows) = tokio::join!(
+        UserData::load(state, user_id),
+        state.store.configurations(&state.project_id, user_id),
+    );
+    let (data, rows) = (Arc::new(data?), rows?);
     let (credentials, settings) = (&data.credentials, &data.settings);
+    let valid = |integration: &str, id: Option<&str>| {
+        credentials.iter().any(|c| {
+            c.integration == integration && c.status == "VALID" && id.is_none_or(|id| c.id == id)
+        })
+    };
     let mut out = Vec::new();
     for integration in build.integrations.values() {
-        if !credentials.iter().any(|c| c.integration == integration.key && c.status == "VALID") {
+        if !valid(&integration.key, None) {
             continue;
         }
-        for workflow in integration.workflows.values().filter(|w| pick(w)) {
-            let stored = settings
-                .iter()
-                .find(|s| s.integration == integration.key && s.workflow_id == workflow.id);
-            let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
-            if enabled && crate::api::permitted_for(workflow, user_id, meta) {
-                out.push((integration.key.clone(), workflow.clone()));
+        let made = rows
+            .iter()
+            .filter(|r| !r.is_default && valid(&integration.key, Some(&r.credential_id)));
+        let scopes = std::iter::once(None).chain(
+            made.map(|r| Some(Made { id: r.id.clone(), credential_id: r.credential_id.clone() })),
+        );
+        for configuration in scopes {
+            let key = configuration.as_ref().map_or("", |m| m.id.as_str());
+            for workflow in integration.workflows.values().filter(|w| pick(w)) {
+                let stored = settings.iter().find(|s| {
+                    s.integration == integration.key
+                        && s.configuration == key
+                        && s.workflow_id == workflow.id
+                });
+                let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
+                if enabled && crate::api::permitted_for(workflow, user_id, meta) {
+                    out.push(Active {
+                        integration: integration.key.clone(),
+                        workflow: workflow.clone(),
+                        configuration: configuration.clone(),
+                    });
+                }
             }
         }
     }
-    Ok((out, data))
+    Ok((out, data, rows))
+}
+
+/// The runs a trigger starts among the active workflows, by the account and configuration
+/// its headers name (`X-Paragon-Credential`, `X-Paragon-Configuration-Id`):
+/// - neither: every active entry (integration-level ones acting with the newest valid
+///   account, made configurations with their credential);
+/// - a credential: its integration's integration-level entries, acting with it;
+/// - both: the entries of that configuration of that credential (its default one: as the
+///   credential alone).
+fn choose(
+    headers: &HeaderMap,
+    active: Vec<Active>,
+    data: &UserData,
+    rows: &[CredentialConfiguration],
+) -> Result<Vec<Chosen>, ApiError> {
+    let configuration = crate::configurations::selected(headers);
+    let credential = selected_account(headers, data)?;
+    let wanted = match (credential, configuration) {
+        (None, Some(c)) => {
+            return Err(ApiError::bad_request(format!(
+                "X-Paragon-Configuration-Id `{c}` needs the X-Paragon-Credential header naming its credential"
+            )));
+        }
+        (None, None) => None,
+        (Some(credential), configuration) => {
+            let found = crate::configurations::resolve(configuration, credential, rows)?;
+            Some((credential, (!found.is_default).then_some(found.id)))
+        }
+    };
+    Ok(active
+        .into_iter()
+        .filter(|a| match (&wanted, &a.configuration) {
+            (None, _) => true,
+            (Some((c, None)), None) => a.integration == c.integration,
+            (Some((_, Some(id))), Some(made)) => &made.id == id,
+            _ => false,
+        })
+        .map(|a| {
+            let (credential_id, configuration_id) = match (a.configuration, &wanted) {
+                (Some(made), _) => (Some(made.credential_id), Some(made.id)),
+                (None, Some((c, _))) => (Some(c.id.clone()), None),
+                (None, None) => (None, None),
+            };
+            Chosen {
+                integration: a.integration,
+                workflow: a.workflow,
+                credential_id,
+                configuration_id,
+            }
+        })
+        .collect())
 }
 
 /// The account a trigger names in `X-Paragon-Credential` (`selectedCredentialId` of
@@ -148,28 +250,24 @@ async fn event(
         ))
     })?;
     let name = body.name.trim();
-    let (workflows, data) = active_workflows(
+    let (active, data, rows) = active_workflows(
         &state,
         &user.user_id,
         &user.meta,
         |w| matches!(trigger_of(w), Trigger::Event { id, name: n } if n == name || id == name),
     )
     .await?;
-    // With a selected account, only its integration's workflows run, acting with it.
-    let selected = selected_account(&headers, &data)?;
     let mut executions = Vec::new();
-    for (integration, workflow) in workflows {
-        if selected.is_some_and(|c| c.integration != integration) {
-            continue;
-        }
+    for chosen in choose(&headers, active, &data, &rows)? {
         let start = Start {
             user_id: user.user_id.clone(),
-            integration,
-            workflow_id: workflow.id.clone(),
+            integration: chosen.integration,
+            workflow_id: chosen.workflow.id.clone(),
             trigger_kind: "event".into(),
             trigger_output: body.payload.clone(),
             user: Some(data.clone()),
-            credential_id: selected.map(|c| c.id.clone()),
+            credential_id: chosen.credential_id,
+            configuration_id: chosen.configuration_id,
         };
         executions.push(engine::start_run(&state, start, false).await?.run_id);
     }
@@ -245,18 +343,32 @@ async fn request_trigger(
             workflow.name
         )));
     };
-    let (active, data) =
+    let (active, data, rows) =
         active_workflows(&state, &user.user_id, &user.meta, |w| w.id == workflow.id).await?;
-    if active.is_empty() {
+    if let Some(c) = selected_account(&headers, &data)?
+        && c.integration != integration
+    {
+        return Err(ApiError::bad_request(format!(
+            "credential `{}` (X-Paragon-Credential) is a {} account, but workflow `{}` belongs to {integration}",
+            c.id, c.integration, workflow.name
+        )));
+    }
+    // One run: the integration-level one when it is on, else the first configuration's.
+    let Some(chosen) = choose(&headers, active, &data, &rows)?.into_iter().next() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "workflow_not_enabled",
             format!(
-                "workflow `{}` does not run for user `{}`: connect {integration} and enable it first",
-                workflow.name, user.user_id
+                "workflow `{}` does not run for user `{}`{}: connect {integration} and enable it first",
+                workflow.name,
+                user.user_id,
+                match crate::configurations::selected(&headers) {
+                    Some(c) => format!(" in configuration `{c}`"),
+                    None => String::new(),
+                }
             ),
         ));
-    }
+    };
     let body: Value = if body.is_empty() {
         Value::Object(Map::new())
     } else {
@@ -290,15 +402,6 @@ async fn request_trigger(
         .collect();
     let trigger_output =
         json!({ "request": { "headers": header_json, "body": body, "params": query } });
-    let credential_id = match selected_account(&headers, &data)? {
-        Some(c) if c.integration != integration => {
-            return Err(ApiError::bad_request(format!(
-                "credential `{}` (X-Paragon-Credential) is a {} account, but workflow `{}` belongs to {integration}",
-                c.id, c.integration, workflow.name
-            )));
-        }
-        selected => selected.map(|c| c.id.clone()),
-    };
     let start = Start {
         user_id: user.user_id.clone(),
         integration,
@@ -306,7 +409,8 @@ async fn request_trigger(
         trigger_kind: "request".into(),
         trigger_output,
         user: Some(data),
-        credential_id,
+        credential_id: chosen.credential_id,
+        configuration_id: chosen.configuration_id,
     };
     let responds = engine::responds(&workflow);
     let started = engine::start_run(&state, start, responds).await?;
@@ -354,8 +458,11 @@ pub async fn integration_enabled(
         matches!(trigger_of(w), Trigger::IntegrationEnabled)
     })
     .await;
-    let Ok((workflows, data)) = workflows else { return };
-    for (key, workflow) in workflows.into_iter().filter(|(k, _)| k == integration) {
+    let Ok((workflows, data, _)) = workflows else { return };
+    // A new account has only its default configuration.
+    let fresh =
+        workflows.into_iter().filter(|a| a.integration == integration && a.configuration.is_none());
+    for Active { integration: key, workflow, .. } in fresh {
         let start = Start {
             user_id: user_id.to_string(),
             integration: key,
@@ -364,6 +471,7 @@ pub async fn integration_enabled(
             trigger_output: json!({ "integration": integration }),
             user: Some(data.clone()),
             credential_id: Some(credential.to_string()),
+            configuration_id: None,
         };
         if let Err(e) = engine::start_run(state, start, false).await {
             eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);
@@ -491,22 +599,28 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
             Ok(Some(u)) => u.meta,
             _ => Value::Object(Map::new()),
         };
-        let active = active_workflows(state, &user_id, &meta, |w| w.id == workflow.id).await;
-        if !active.is_ok_and(|(a, _)| !a.is_empty()) {
+        let Ok((active, _, _)) =
+            active_workflows(state, &user_id, &meta, |w| w.id == workflow.id).await
+        else {
             continue;
-        }
-        let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
-        let start = Start {
-            user_id: user_id.clone(),
-            integration: integration.to_string(),
-            workflow_id: workflow.id.clone(),
-            trigger_kind: "cron".into(),
-            trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
-            user: None,
-            credential_id: None,
         };
-        if let Err(e) = engine::enqueue(state, start).await {
-            eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
+        // One run per configuration the workflow is on in.
+        for a in active {
+            let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
+            let made = a.configuration;
+            let start = Start {
+                user_id: user_id.clone(),
+                integration: integration.to_string(),
+                workflow_id: workflow.id.clone(),
+                trigger_kind: "cron".into(),
+                trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
+                user: None,
+                credential_id: made.as_ref().map(|m| m.credential_id.clone()),
+                configuration_id: made.map(|m| m.id),
+            };
+            if let Err(e) = engine::enqueue(state, start).await {
+                eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
+            }
         }
     }
 }
@@ -573,10 +687,13 @@ impl Poll<'_> {
             Ok(Some(u)) => u.meta,
             _ => Value::Object(Map::new()),
         };
-        let (active, data) = active_workflows(state, user_id, &meta, |w| w.id == self.workflow.id)
-            .await
-            .map_err(|e| e.message)?;
-        if active.is_empty() {
+        let (active, data, _) =
+            active_workflows(state, user_id, &meta, |w| w.id == self.workflow.id)
+                .await
+                .map_err(|e| e.message)?;
+        // Polled once per user, with the integration-level settings: a polling workflow on
+        // only in a made configuration is not polled (its trigger state is kept per user).
+        if !active.iter().any(|a| a.configuration.is_none()) {
             return Ok(());
         }
         let claimed = state
@@ -629,6 +746,7 @@ impl Poll<'_> {
                     trigger_output: item.clone(),
                     user: None,
                     credential_id: None,
+                    configuration_id: None,
                 };
                 writes.push(engine::queued(state, self.workflow, &start));
             }
@@ -651,12 +769,8 @@ impl Poll<'_> {
 
     /// The trigger's path with its parameters (user settings, literals) filled in.
     fn path(&self, data: &UserData, user_id: &str) -> String {
-        let values = |workflow_id: &str| -> Map<String, Value> {
-            data.settings
-                .iter()
-                .find(|s| s.integration == self.integration && s.workflow_id == workflow_id)
-                .and_then(|s| s.values.as_object().cloned())
-                .unwrap_or_default()
+        let values = |workflow_id: &str| {
+            engine::settings_values(&data.settings, self.integration, "", workflow_id)
         };
         let (shared, own) = (values(""), values(&self.workflow.id));
         let scope = para_engine::Scope {

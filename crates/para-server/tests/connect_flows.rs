@@ -251,7 +251,17 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
     let store = &server.state.store;
     let project = server.project.clone();
     store
-        .put_settings(&project, "ann", "sendgrid", "", None, Some(&json!({"k": "v"})))
+        .put_settings(
+            para_store::SettingsScope {
+                project_id: &project,
+                user_id: "ann",
+                integration: "sendgrid",
+                configuration: "",
+                workflow_id: "",
+            },
+            None,
+            Some(&json!({"k": "v"})),
+        )
         .await
         .unwrap();
     let uninstall = |credential: Option<&str>| {

@@ -148,6 +148,17 @@ fn steps_of(records: &[StepRecord]) -> Vec<(&str, &str)> {
     records.iter().map(|r| (r.key.as_str(), r.status.as_str())).collect()
 }
 
+/// Where a test writes Ann's integration-level shared settings.
+fn shared_scope(integration: &str) -> para_store::SettingsScope<'_> {
+    para_store::SettingsScope {
+        project_id: PROJECT,
+        user_id: "ann",
+        integration,
+        configuration: "",
+        workflow_id: "",
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taskflow_workflows_run_through_their_real_triggers() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,14 +173,7 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
     let pipeline = acme.inputs.iter().find(|i| i.key == "pipeline").unwrap().id.clone();
     s.state
         .store
-        .put_settings(
-            PROJECT,
-            "ann",
-            "custom.acmecrm",
-            "",
-            None,
-            Some(&json!({ pipeline: "sales" })),
-        )
+        .put_settings(shared_scope("custom.acmecrm"), None, Some(&json!({ pipeline: "sales" })))
         .await
         .unwrap();
 
@@ -235,10 +239,7 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
     s.state
         .store
         .put_settings(
-            PROJECT,
-            "ann",
-            "salesforce",
-            "",
+            shared_scope("salesforce"),
             None,
             Some(&json!({ mapping: { "record_type": "Task" } })),
         )
@@ -351,7 +352,7 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
         .clone();
     s.state
         .store
-        .put_settings(PROJECT, "ann", "custom.acmecrm", "", None, Some(&json!({ pipeline: "p" })))
+        .put_settings(shared_scope("custom.acmecrm"), None, Some(&json!({ pipeline: "p" })))
         .await
         .unwrap();
     let trigger = |credential: Option<&str>| {
@@ -424,6 +425,248 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
     assert_eq!(run.credential_id.as_deref(), Some(salesforce.as_str()));
 }
 
+/// Several configurations of one account (`createConfiguration` & co. through the Connect API):
+/// each keeps its own settings and workflow toggles, `/sdk/me` shows them, and runs started in
+/// a configuration read its settings and act with its account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configurations_keep_their_own_settings_and_runs_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, up) = start_upstream().await;
+    let s = server(&api, dir.path()).await;
+    let ann = token("ann");
+    let first = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-first").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-second").await;
+    let salesforce = connect_account(&s, "ann", "salesforce", "tok-ann-sf").await;
+    let build = s.state.build();
+    let pipeline = build.integrations["custom.acmecrm"]
+        .inputs
+        .iter()
+        .find(|i| i.key == "pipeline")
+        .unwrap()
+        .id
+        .clone();
+    let configurations = format!("/sdk/credentials/{first}/configurations");
+
+    // Each account starts with its default configuration only.
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let acme = &me["integrations"]["custom.acmecrm"];
+    assert_eq!(acme["allConfigurations"].as_array().unwrap().len(), 2, "{acme}");
+
+    // Created: a second configuration of the first account, named by an external id.
+    let (status, made) =
+        s.call("POST", &configurations, &ann, Some(json!({ "externalId": "team-a" }))).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["id"], json!(first));
+    let listed = made["configurations"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{made}");
+    assert_eq!(
+        (listed[0]["isDefault"].clone(), listed[1]["isDefault"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(listed[1]["externalId"], json!("team-a"));
+    assert_eq!(listed[1]["connectCredentialId"], json!(first));
+    let team_a = listed[1]["id"].as_str().unwrap().to_string();
+    // Refused: the same external id again, an empty one, and another user's account.
+    let (status, body) =
+        s.call("POST", &configurations, &ann, Some(json!({ "externalId": "team-a" }))).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) =
+        s.call("POST", &configurations, &ann, Some(json!({ "externalId": " " }))).await;
+    assert_eq!(status, 400);
+    let (status, _) = s.call("POST", &configurations, &token("bob"), None).await;
+    assert_eq!(status, 404, "Bob cannot add to Ann's account");
+
+    // Settings: the header picks the configuration; without it, the default one.
+    let settings =
+        |value: &str| json!({ "config": { "sharedSettings": { pipeline.clone(): value } } });
+    let patch = format!("/sdk/credentials/{first}");
+    let (status, _) = s
+        .call_with(
+            "PATCH",
+            &patch,
+            &ann,
+            &[("x-paragon-configuration-id", &team_a)],
+            Some(settings("support")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s.call("PATCH", &patch, &ann, Some(settings("sales"))).await;
+    assert_eq!((status, &body["errors"]), (200, &json!([])), "{body}");
+    let (status, body) = s
+        .call_with(
+            "PATCH",
+            &patch,
+            &ann,
+            &[("x-paragon-configuration-id", "nope")],
+            Some(settings("x")),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let acme = &me["integrations"]["custom.acmecrm"];
+    assert_eq!(acme["sharedSettings"][&pipeline], json!("sales"));
+    assert_eq!(acme["allConfigurations"].as_array().unwrap().len(), 3);
+    let own = acme["allCredentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(first))
+        .unwrap();
+    assert_eq!(own["configurations"][0]["sharedSettings"][&pipeline], json!("sales"));
+    assert_eq!(own["configurations"][1]["sharedSettings"][&pipeline], json!("support"));
+
+    // A request trigger in that configuration: its settings, its account, recorded on the run.
+    let trigger = |headers: Vec<(&'static str, String)>| {
+        let mut request = client()
+            .post(s.url(&format!("/sdk/triggers/{MIRROR}")))
+            .bearer_auth(&ann)
+            .json(&json!({ "title": "t", "tags": [] }));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let last_task = || {
+        let calls = up.calls.lock().unwrap();
+        calls.iter().rev().find(|c| c.1.ends_with("/tasks")).map(|c| (c.1.clone(), c.2.clone()))
+    };
+    let answer = trigger(vec![
+        ("x-paragon-credential", first.clone()),
+        ("x-paragon-configuration-id", "ext:team-a".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 201, "{:?}", answer.text().await);
+    let execution = answer.headers()["x-para-execution-id"].to_str().unwrap().to_string();
+    let (path, auth) = last_task().unwrap();
+    assert!(path.ends_with("/pipelines/support/tasks"), "{path}");
+    assert_eq!(auth, "Bearer tok-ann-first");
+    let run = s.state.store.run(PROJECT, &execution).await.unwrap().unwrap();
+    assert_eq!(run.configuration_id.as_deref(), Some(team_a.as_str()));
+    assert_eq!(run.credential_id.as_deref(), Some(first.as_str()));
+    // Without headers: the integration-level settings and the newest account.
+    let answer = trigger(vec![]).await.unwrap();
+    assert_eq!(answer.status(), 201);
+    let (path, auth) = last_task().unwrap();
+    assert!(path.ends_with("/pipelines/sales/tasks"), "{path}");
+    assert_eq!(auth, "Bearer tok-ann-second");
+    // A configuration without its credential is refused.
+    let answer = trigger(vec![("x-paragon-configuration-id", team_a.clone())]).await.unwrap();
+    assert_eq!(answer.status(), 400);
+
+    // Workflow toggles are per configuration: off in team-a only.
+    let mirror = format!("/sdk/workflows/{MIRROR}");
+    let in_team_a =
+        [("x-paragon-credential", first.as_str()), ("x-paragon-configuration-id", team_a.as_str())];
+    let (status, _) = s.call_with("DELETE", &mirror, &ann, &in_team_a, None).await;
+    assert_eq!(status, 200);
+    let answer = trigger(vec![
+        ("x-paragon-credential", first.clone()),
+        ("x-paragon-configuration-id", team_a.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 400, "off in team-a");
+    assert_eq!(trigger(vec![]).await.unwrap().status(), 201, "still on by default");
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let acme = &me["integrations"]["custom.acmecrm"];
+    assert_eq!(acme["workflowSettings"][MIRROR]["enabled"], json!(true));
+    let made = acme["allConfigurations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(team_a))
+        .unwrap();
+    assert_eq!(made["workflowSettings"][MIRROR]["enabled"], json!(false));
+    // Another integration's account cannot name an ACME workflow's configuration.
+    let wrong = [("x-paragon-credential", salesforce.as_str())];
+    let (status, _) = s.call_with("POST", &mirror, &ann, &wrong, None).await;
+    assert_eq!(status, 404);
+
+    // App Events: a workflow on in a made configuration runs there too, once per configuration.
+    let sf_configurations = format!("/sdk/credentials/{salesforce}/configurations");
+    let (_, made) = s.call("POST", &sf_configurations, &ann, None).await;
+    let sf_made = made["configurations"][1]["id"].as_str().unwrap().to_string();
+    let event = |headers: Vec<(&'static str, String)>| {
+        let mut request = client()
+            .post(format!("{}/v2/projects/{PROJECT}/sdk/events/trigger", s.base))
+            .bearer_auth(&ann)
+            .json(&json!({ "name": "Task Created", "payload": { "title": "x", "assigneeEmails": [] } }));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let runs_of = |answer: Value| -> Vec<String> {
+        answer["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = runs_of(event(vec![]).await.unwrap().json().await.unwrap());
+    assert_eq!(all.len(), 2, "pushTasksToSalesforce is on by default in both configurations");
+    let mut configurations_run = Vec::new();
+    for id in &all {
+        let run = s.state.store.run(PROJECT, id).await.unwrap().unwrap();
+        configurations_run.push(run.configuration_id);
+    }
+    configurations_run.sort();
+    assert_eq!(configurations_run, [None, Some(sf_made.clone())]);
+    let only = runs_of(
+        event(vec![
+            ("x-paragon-credential", salesforce.clone()),
+            ("x-paragon-configuration-id", sf_made.clone()),
+        ])
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap(),
+    );
+    assert_eq!(only.len(), 1);
+    let run = s.state.store.run(PROJECT, &only[0]).await.unwrap().unwrap();
+    assert_eq!(run.configuration_id.as_deref(), Some(sf_made.as_str()));
+
+    // Metadata, then deletion: the default configuration stays; the made one and its settings go.
+    let (status, body) = s
+        .call_with(
+            "PATCH",
+            &configurations,
+            &ann,
+            &in_team_a,
+            Some(json!({ "meta": { "label": "Team A" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["configurations"][1]["configMeta"], json!({ "label": "Team A" }));
+    let default = body["configurations"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .call_with(
+            "DELETE",
+            &configurations,
+            &ann,
+            &[("x-paragon-configuration-id", &default)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = s.call_with("DELETE", &configurations, &token("bob"), &in_team_a, None).await;
+    assert_eq!(status, 404, "Bob cannot delete Ann's configuration");
+    let (status, _) = s.call_with("DELETE", &configurations, &ann, &in_team_a, None).await;
+    assert_eq!(status, 200);
+    let settings = s.state.store.settings(PROJECT, "ann").await.unwrap();
+    assert!(settings.iter().all(|x| x.configuration != team_a), "{settings:?}");
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    assert_eq!(
+        me["integrations"]["custom.acmecrm"]["allConfigurations"].as_array().unwrap().len(),
+        2
+    );
+    let _ = second;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,6 +702,7 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
         trigger_input: json!({}),
         build_hash: "x".into(),
         credential_id: None,
+        configuration_id: None,
     };
     let recorded = vec![
         done("enabled", &id_of("enabled"), 0, json!({})),
@@ -766,7 +1010,7 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
     let channel = "f4a81b5d-3ea2-4fc1-9d64-829a01bc2e34";
     let store = &s.state.store;
     store
-        .put_settings(PROJECT, "ann", "slack", "", None, Some(&json!({ channel: "#tasks" })))
+        .put_settings(shared_scope("slack"), None, Some(&json!({ channel: "#tasks" })))
         .await
         .unwrap();
     // Off by default: ann turns it on.

@@ -133,6 +133,7 @@ impl Server {
                 trigger_input: json!({ "name": "Task Created", "payload": { "task": id } }),
                 build_hash: "sha256:test".into(),
                 credential_id: None,
+                configuration_id: None,
             },
             lease: Some(Lease { owner: owner.clone(), until: para_store::now_ms() + 60_000 }),
             steps: vec![trigger],

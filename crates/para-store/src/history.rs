@@ -307,6 +307,7 @@ mod tests {
                 trigger_input: json!({ "id": id }),
                 build_hash: "sha256:x".into(),
                 credential_id: None,
+                configuration_id: None,
             },
             lease: None,
             steps: vec![StepRecord {

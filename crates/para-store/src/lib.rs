@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_run_leases.sql")),
     (5, include_str!("../migrations/0005_trigger_state.sql")),
     (6, include_str!("../migrations/0006_run_credential.sql")),
+    (7, include_str!("../migrations/0007_configurations.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -82,14 +83,40 @@ pub struct Credential {
     pub updated_at: i64,
 }
 
-/// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows.
+/// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows, in
+/// one configuration (`configuration` empty: the integration-level settings, which every
+/// credential's default configuration shows).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub integration: String,
+    pub configuration: String,
     pub workflow_id: String,
     /// `None`: never toggled (the workflow's `defaultEnabled` applies).
     pub enabled: Option<bool>,
     pub values: Value,
+}
+
+/// Where [`Store::put_settings`] writes: one user's integration, configuration (empty: the
+/// integration-level settings) and workflow (empty: the shared settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SettingsScope<'a> {
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub integration: &'a str,
+    pub configuration: &'a str,
+    pub workflow_id: &'a str,
+}
+
+/// A configuration of a credential that has a row: one created with `createConfiguration`
+/// (its own settings), or a default one that was given metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialConfiguration {
+    pub id: String,
+    pub credential_id: String,
+    pub external_id: Option<String>,
+    pub is_default: bool,
+    pub meta: Value,
+    pub created_at: i64,
 }
 
 /// A pending OAuth authorization, kept until its callback (single use, expires).
@@ -191,15 +218,9 @@ impl Store {
                     continue;
                 }
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                // Comments first (they may hold `;`), then one statement per `;`.
-                let code: String = sql
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                for statement in statements(sql) {
                     // Our own embedded migration text, not input.
-                    sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&mut *tx).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
                 }
                 sqlx::query("INSERT INTO para_migrations (version, applied_at) VALUES ($1, $2)")
                     .bind(*version)
@@ -417,14 +438,19 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "DELETE FROM credentials WHERE project_id = $1 AND user_id = $2 AND id = $3",
         )
         .bind(project_id)
         .bind(user_id)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            delete_configurations(&mut tx, project_id, user_id, id).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -437,6 +463,15 @@ impl Store {
         integration: &str,
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM configurations WHERE project_id = $1 AND user_id = $2 AND credential_id IN
+               (SELECT id FROM credentials WHERE project_id = $1 AND user_id = $2 AND integration = $3)",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(integration)
+        .execute(&mut *tx)
+        .await?;
         let removed = sqlx::query(
             "DELETE FROM credentials WHERE project_id = $1 AND user_id = $2 AND integration = $3",
         )
@@ -477,6 +512,7 @@ impl Store {
         if removed == 0 {
             return Ok(None);
         }
+        delete_configurations(&mut tx, project_id, user_id, id).await?;
         let remaining: i64 = sqlx::query(
             "SELECT COUNT(*) FROM credentials WHERE project_id = $1 AND user_id = $2 AND integration = $3",
         )
@@ -498,8 +534,8 @@ impl Store {
     /// Every settings row of the user.
     pub async fn settings(&self, project_id: &str, user_id: &str) -> Result<Vec<Settings>> {
         let rows = sqlx::query(
-            "SELECT integration, workflow_id, enabled, settings FROM user_settings
-             WHERE project_id = $1 AND user_id = $2 ORDER BY integration, workflow_id",
+            "SELECT integration, configuration_id, workflow_id, enabled, settings FROM user_settings
+             WHERE project_id = $1 AND user_id = $2 ORDER BY integration, configuration_id, workflow_id",
         )
         .bind(project_id)
         .bind(user_id)
@@ -509,9 +545,10 @@ impl Store {
             .map(|r| {
                 Ok(Settings {
                     integration: r.get(0),
-                    workflow_id: r.get(1),
-                    enabled: r.get::<Option<i64>, _>(2).map(|e| e != 0),
-                    values: json(&r.get::<String, _>(3))?,
+                    configuration: r.get(1),
+                    workflow_id: r.get(2),
+                    enabled: r.get::<Option<i64>, _>(3).map(|e| e != 0),
+                    values: json(&r.get::<String, _>(4))?,
                 })
             })
             .collect()
@@ -521,25 +558,23 @@ impl Store {
     /// keeps the stored values.
     pub async fn put_settings(
         &self,
-        project_id: &str,
-        user_id: &str,
-        integration: &str,
-        workflow_id: &str,
+        scope: SettingsScope<'_>,
         enabled: Option<bool>,
         values: Option<&Value>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (project_id, user_id, integration, workflow_id) DO UPDATE
-               SET enabled = CASE WHEN $8 = 1 THEN excluded.enabled ELSE user_settings.enabled END,
-                   settings = CASE WHEN $9 = 1 THEN excluded.settings ELSE user_settings.settings END,
+            "INSERT INTO user_settings (project_id, user_id, integration, configuration_id, workflow_id, enabled, settings, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (project_id, user_id, integration, configuration_id, workflow_id) DO UPDATE
+               SET enabled = CASE WHEN $9 = 1 THEN excluded.enabled ELSE user_settings.enabled END,
+                   settings = CASE WHEN $10 = 1 THEN excluded.settings ELSE user_settings.settings END,
                    updated_at = excluded.updated_at",
         )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(integration)
-        .bind(workflow_id)
+        .bind(scope.project_id)
+        .bind(scope.user_id)
+        .bind(scope.integration)
+        .bind(scope.configuration)
+        .bind(scope.workflow_id)
         .bind(enabled.map(i64::from))
         .bind(values.map_or_else(|| "{}".to_string(), Value::to_string))
         .bind(now_ms())
@@ -548,6 +583,134 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    // ------------------------------------------------------------ configurations
+
+    /// The user's configurations that have rows, oldest first.
+    pub async fn configurations(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<CredentialConfiguration>> {
+        let rows = sqlx::query(
+            "SELECT id, credential_id, external_id, is_default, meta, created_at FROM configurations
+             WHERE project_id = $1 AND user_id = $2 ORDER BY created_at, id",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CredentialConfiguration {
+                    id: r.get(0),
+                    credential_id: r.get(1),
+                    external_id: r.get(2),
+                    is_default: r.get::<i64, _>(3) != 0,
+                    meta: json(&r.get::<String, _>(4))?,
+                    created_at: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a configuration (not the default one) to the user's credential `credential_id`,
+    /// which the caller has checked is the user's. An `external_id` the credential already
+    /// has is refused by the database (unique index).
+    pub async fn insert_configuration(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        credential_id: &str,
+        external_id: Option<&str>,
+    ) -> Result<CredentialConfiguration> {
+        let created = CredentialConfiguration {
+            id: uuid::Uuid::new_v4().to_string(),
+            credential_id: credential_id.to_string(),
+            external_id: external_id.map(str::to_string),
+            is_default: false,
+            meta: Value::Object(serde_json::Map::new()),
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO configurations (id, project_id, user_id, credential_id, external_id, is_default, meta, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 0, '{}', $6, $6)",
+        )
+        .bind(&created.id)
+        .bind(project_id)
+        .bind(user_id)
+        .bind(credential_id)
+        .bind(external_id)
+        .bind(created.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(created)
+    }
+
+    /// Replaces a configuration's metadata. A default configuration without a row gets one
+    /// (`id` is then the id the caller derives for it, `is_default` true). Rows of another
+    /// user are never touched: false then.
+    pub async fn put_configuration_meta(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        configuration: &CredentialConfiguration,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO configurations (id, project_id, user_id, credential_id, external_id, is_default, meta, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET meta = excluded.meta, updated_at = excluded.updated_at
+             WHERE configurations.project_id = excluded.project_id
+               AND configurations.user_id = excluded.user_id",
+        )
+        .bind(&configuration.id)
+        .bind(project_id)
+        .bind(user_id)
+        .bind(&configuration.credential_id)
+        .bind(configuration.external_id.as_deref())
+        .bind(i64::from(configuration.is_default))
+        .bind(configuration.meta.to_string())
+        .bind(configuration.created_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes one of the user's (non-default) configurations and its settings; false if the
+    /// user has no such configuration.
+    pub async fn delete_configuration(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM configurations
+             WHERE project_id = $1 AND user_id = $2 AND id = $3 AND is_default = 0",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed == 1 {
+            sqlx::query(
+                "DELETE FROM user_settings
+                 WHERE project_id = $1 AND user_id = $2 AND configuration_id = $3",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(removed == 1)
     }
 
     // ------------------------------------------------------------ OAuth states
@@ -755,6 +918,40 @@ impl Store {
     }
 }
 
+/// A migration's statements: comments dropped first (they may hold `;`), then split at `;`.
+fn statements(sql: &str) -> Vec<String> {
+    let code: String =
+        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    code.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// Deletes a deleted credential's configurations and their settings, inside its transaction.
+async fn delete_configurations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project_id: &str,
+    user_id: &str,
+    credential_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM user_settings WHERE project_id = $1 AND user_id = $2 AND configuration_id IN
+           (SELECT id FROM configurations WHERE project_id = $1 AND user_id = $2 AND credential_id = $3)",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .bind(credential_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM configurations WHERE project_id = $1 AND user_id = $2 AND credential_id = $3",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .bind(credential_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Deletes the user's settings of an integration, inside an uninstall's transaction.
 async fn delete_settings(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -795,6 +992,142 @@ mod tests {
         assert!(s.user("other", "alice").await.unwrap().is_none());
     }
 
+    fn scope<'a>(user: &'a str, configuration: &'a str, workflow: &'a str) -> SettingsScope<'a> {
+        SettingsScope {
+            project_id: "p",
+            user_id: user,
+            integration: "slack",
+            configuration,
+            workflow_id: workflow,
+        }
+    }
+
+    async fn slack_credential(s: &Store, user: &str) -> Credential {
+        s.insert_credential("p", user, "slack", "VALID", None, None, &json!({}), "v1:x", None)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn configurations_have_their_own_settings_and_go_with_their_credential() {
+        let (_dir, s) = store().await;
+        let first = slack_credential(&s, "alice").await;
+        let second = slack_credential(&s, "alice").await;
+        let a = s.insert_configuration("p", "alice", &first.id, Some("team-a")).await.unwrap();
+        let b = s.insert_configuration("p", "alice", &second.id, None).await.unwrap();
+        assert!(
+            s.insert_configuration("p", "alice", &first.id, Some("team-a")).await.is_err(),
+            "an external id is unique per credential"
+        );
+        s.insert_configuration("p", "alice", &second.id, Some("team-a")).await.unwrap();
+        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "shared"})))
+            .await
+            .unwrap();
+        s.put_settings(scope("alice", &a.id, ""), None, Some(&json!({"channel": "A"})))
+            .await
+            .unwrap();
+        s.put_settings(scope("alice", &a.id, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        let settings = s.settings("p", "alice").await.unwrap();
+        let of = |configuration: &str, workflow: &str| {
+            settings
+                .iter()
+                .find(|x| x.configuration == configuration && x.workflow_id == workflow)
+                .cloned()
+        };
+        assert_eq!(of("", "").unwrap().values, json!({"channel": "shared"}));
+        assert_eq!(of(&a.id, "").unwrap().values, json!({"channel": "A"}));
+        assert_eq!(of(&a.id, "wf1").unwrap().enabled, Some(true));
+        assert_eq!(of(&b.id, "wf1").unwrap().enabled, Some(false));
+
+        // Metadata: Bob cannot overwrite Alice's row, even knowing its id.
+        let with_meta = CredentialConfiguration { meta: json!({"x": 1}), ..a.clone() };
+        assert!(s.put_configuration_meta("p", "alice", &with_meta).await.unwrap());
+        let stolen = CredentialConfiguration { meta: json!({"x": "bob"}), ..a.clone() };
+        assert!(!s.put_configuration_meta("p", "bob", &stolen).await.unwrap());
+        // A default configuration gets a row with its metadata; it cannot be deleted.
+        let default = CredentialConfiguration {
+            id: "default-of-first".into(),
+            credential_id: first.id.clone(),
+            external_id: None,
+            is_default: true,
+            meta: json!({"isIntegrationEnableTriggered": true}),
+            created_at: first.created_at,
+        };
+        assert!(s.put_configuration_meta("p", "alice", &default).await.unwrap());
+        assert!(!s.delete_configuration("p", "alice", &default.id).await.unwrap());
+        let rows = s.configurations("p", "alice").await.unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.iter().find(|r| r.id == a.id).unwrap().meta, json!({"x": 1}));
+        assert!(rows.iter().any(|r| r == &default));
+        assert!(s.configurations("p", "bob").await.unwrap().is_empty());
+
+        // Deleting a configuration takes its settings; Bob cannot delete Alice's.
+        assert!(!s.delete_configuration("p", "bob", &b.id).await.unwrap());
+        assert!(s.delete_configuration("p", "alice", &b.id).await.unwrap());
+        assert!(s.settings("p", "alice").await.unwrap().iter().all(|x| x.configuration != b.id));
+        // Uninstalling one account takes its configurations and their settings, not the
+        // integration-level settings while another account remains.
+        assert_eq!(
+            s.uninstall_credential("p", "alice", "slack", &first.id).await.unwrap(),
+            Some(1)
+        );
+        let left = s.settings("p", "alice").await.unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].configuration, "");
+        let rows = s.configurations("p", "alice").await.unwrap();
+        assert!(rows.iter().all(|r| r.credential_id == second.id), "{rows:?}");
+        // Deleting the last credential takes its configurations too.
+        assert!(s.delete_credential("p", "alice", &second.id).await.unwrap());
+        assert!(s.configurations("p", "alice").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_configurations_migration_keeps_stored_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("para.db").display());
+        {
+            // A database as a server before migration 7 left it.
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("CREATE TABLE para_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            for (version, sql) in &MIGRATIONS[..6] {
+                for statement in statements(sql) {
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+                }
+                sqlx::query("INSERT INTO para_migrations VALUES ($1, 0)")
+                    .bind(version)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
+                 VALUES ('p', 'alice', 'slack', 'wf1', 1, '{\"n\":2}', 5)",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let s = Store::open(&url).await.unwrap();
+        let settings = s.settings("p", "alice").await.unwrap();
+        assert_eq!(
+            settings,
+            [Settings {
+                integration: "slack".into(),
+                configuration: String::new(),
+                workflow_id: "wf1".into(),
+                enabled: Some(true),
+                values: json!({"n": 2}),
+            }]
+        );
+        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 3}))).await.unwrap();
+        assert_eq!(s.settings("p", "alice").await.unwrap()[0].values, json!({"n": 3}));
+    }
+
     #[tokio::test]
     async fn credentials_and_settings_belong_to_one_user() {
         let (_dir, s) = store().await;
@@ -821,11 +1154,11 @@ mod tests {
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
 
-        s.put_settings("p", "alice", "slack", "", None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings("p", "alice", "slack", "wf1", Some(true), None).await.unwrap();
-        s.put_settings("p", "alice", "slack", "wf1", None, Some(&json!({"n": 2}))).await.unwrap();
+        s.put_settings(scope("alice", "", "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 2);
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");

@@ -52,6 +52,8 @@ pub struct NewRun {
     pub build_hash: String,
     /// The credential the run acts with; `None`: the user's newest valid one.
     pub credential_id: Option<String>,
+    /// The configuration whose settings the run reads; `None`: the integration-level ones.
+    pub configuration_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +77,8 @@ pub struct Run {
     pub claims: i64,
     /// The credential the run acts with; `None`: the user's newest valid one.
     pub credential_id: Option<String>,
+    /// The configuration whose settings the run reads; `None`: the integration-level ones.
+    pub configuration_id: Option<String>,
 }
 
 /// A journal entry: one step of a run (a step inside a fan-out once per instance).
@@ -134,7 +138,7 @@ pub enum Write {
 }
 
 /// The columns [`run_row`] reads, in order.
-pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims, credential_id";
+pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims, credential_id, configuration_id";
 
 /// How many columns [`RUN_COLUMNS`] names: a query selecting more after them reads those from
 /// this index on.
@@ -169,6 +173,7 @@ pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         not_before: r.get(14),
         claims: r.get(15),
         credential_id: r.get(16),
+        configuration_id: r.get(17),
     })
 }
 
@@ -195,8 +200,8 @@ impl Store {
                     };
                     let status = if lease.is_some() { status::RUNNING } else { status::QUEUED };
                     sqlx::query(
-                        "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims, credential_id)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13, $14)",
+                        "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims, credential_id, configuration_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13, $14, $15)",
                     )
                     .bind(&id)
                     .bind(&run.project_id)
@@ -212,6 +217,7 @@ impl Store {
                     .bind(lease.as_ref().map(|l| l.until))
                     .bind(i64::from(lease.is_some()))
                     .bind(run.credential_id.as_deref())
+                    .bind(run.configuration_id.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     entries.extend(steps.iter().map(|step| (id.clone(), step)));
@@ -593,6 +599,7 @@ mod tests {
             trigger_input: json!({"name": "Task Created"}),
             build_hash: "sha256:x".into(),
             credential_id: None,
+            configuration_id: None,
         }
     }
 

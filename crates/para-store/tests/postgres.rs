@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use para_store::{Backend, OAuthState, Store, now_ms};
+use para_store::{Backend, CredentialConfiguration, OAuthState, SettingsScope, Store, now_ms};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -171,6 +171,60 @@ async fn users_meta_is_replaced_only_when_given() {
     .await;
 }
 
+fn scope<'a>(
+    project: &'a str,
+    user: &'a str,
+    configuration: &'a str,
+    workflow: &'a str,
+) -> SettingsScope<'a> {
+    SettingsScope {
+        project_id: project,
+        user_id: user,
+        integration: "slack",
+        configuration,
+        workflow_id: workflow,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configurations_keep_their_own_settings_on_postgres() {
+    with_fresh_db("configurations_keep_their_own_settings_on_postgres", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let c = s
+            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:a", None)
+            .await
+            .unwrap();
+        let a = s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.unwrap();
+        assert!(s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.is_err());
+        let b = s.insert_configuration("p", "alice", &c.id, None).await.unwrap();
+        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"n": 0}))).await.unwrap();
+        s.put_settings(scope("p", "alice", &a.id, ""), None, Some(&json!({"n": 1}))).await.unwrap();
+        s.put_settings(scope("p", "alice", &a.id, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        let settings = s.settings("p", "alice").await.unwrap();
+        let keys: Vec<(&str, &str)> =
+            settings.iter().map(|x| (x.configuration.as_str(), x.workflow_id.as_str())).collect();
+        let mut expected =
+            vec![("", ""), (a.id.as_str(), ""), (a.id.as_str(), "wf1"), (b.id.as_str(), "wf1")];
+        expected.sort();
+        assert_eq!(keys, expected);
+        let meta = CredentialConfiguration { meta: json!({"k": true}), ..a.clone() };
+        assert!(s.put_configuration_meta("p", "alice", &meta).await.unwrap());
+        assert!(!s.put_configuration_meta("p", "bob", &meta).await.unwrap());
+        let rows = s.configurations("p", "alice").await.unwrap();
+        assert_eq!(rows.iter().find(|r| r.id == a.id).unwrap().meta, json!({"k": true}));
+        assert_eq!(rows[0].external_id.as_deref(), Some("team-a"), "oldest first");
+        assert!(!s.delete_configuration("p", "bob", &b.id).await.unwrap());
+        assert!(s.delete_configuration("p", "alice", &b.id).await.unwrap());
+        assert_eq!(s.settings("p", "alice").await.unwrap().len(), 3);
+        assert!(s.delete_credential("p", "alice", &c.id).await.unwrap());
+        assert!(s.configurations("p", "alice").await.unwrap().is_empty());
+        let left = s.settings("p", "alice").await.unwrap();
+        assert_eq!(left.len(), 1, "only the integration-level settings stay: {left:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_settings_belong_to_one_user_and_project() {
     with_fresh_db("credentials_and_settings_belong_to_one_user_and_project", |url| async move {
@@ -233,21 +287,21 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         );
         assert_eq!(updated.expires_at, None);
 
-        s.put_settings("p", "alice", "slack", "", None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings("p", "alice", "slack", "wf1", Some(true), None).await.unwrap();
-        s.put_settings("p", "alice", "slack", "wf1", None, Some(&json!({"n": 2}))).await.unwrap();
-        s.put_settings("p", "alice", "slack", "wf2", Some(false), None).await.unwrap();
-        s.put_settings("p", "bob", "slack", "wf1", Some(false), None).await.unwrap();
-        s.put_settings("q", "alice", "slack", "wf1", Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", "", "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
+        s.put_settings(scope("p", "alice", "", "wf2"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "bob", "", "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("q", "alice", "", "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 3);
         assert_eq!((settings[0].enabled, &settings[0].values), (None, &json!({"channel": "C1"})));
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
         assert_eq!(settings[1].values, json!({"n": 2}));
         assert_eq!(settings[2].enabled, Some(false));
-        s.put_settings("p", "alice", "slack", "wf1", Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", "", "wf1"), Some(false), None).await.unwrap();
         assert_eq!(s.settings("p", "alice").await.unwrap()[1].values, json!({"n": 2}));
         assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
 
@@ -345,7 +399,7 @@ async fn concurrent_upserts_of_one_row_do_not_fail() {
                 let s = s.clone();
                 tokio::spawn(async move {
                     s.touch_user("p", "alice", Some(&json!({"n": i}))).await.unwrap();
-                    s.put_settings("p", "alice", "slack", "wf1", Some(i % 2 == 0), None)
+                    s.put_settings(scope("p", "alice", "", "wf1"), Some(i % 2 == 0), None)
                         .await
                         .unwrap();
                 })
@@ -441,6 +495,7 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
                 trigger_input: json!({ "i": i }),
                 build_hash: "h".into(),
                 credential_id: None,
+                configuration_id: None,
             };
             let create = Write::Create { run, lease: None, steps: vec![] };
             assert_eq!(stores[i % 2].apply(&[create]).await.unwrap(), [true]);
@@ -528,6 +583,7 @@ async fn run_history_is_filtered_paged_and_per_project() {
                 trigger_input: json!({}),
                 build_hash: "h".into(),
                 credential_id: None,
+                configuration_id: None,
             },
             lease: None,
             steps: vec![],

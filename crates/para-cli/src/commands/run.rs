@@ -86,6 +86,7 @@ pub fn run(args: RunArgs) -> i32 {
             trigger_output: trigger,
             user: None,
             credential_id: None,
+            configuration_id: None,
         };
         let started = match engine::start_run(&state, start, false).await {
             Ok(s) => s,

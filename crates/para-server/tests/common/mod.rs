@@ -120,9 +120,24 @@ impl Server {
         bearer: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.call_with(method, path, bearer, &[], body).await
+    }
+
+    /// [`Server::call`] with more headers (`X-Paragon-Credential`…).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = client()
             .request(method.parse().unwrap(), self.url(path))
             .header("authorization", format!("Bearer {bearer}"));
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
         if let Some(b) = body {
             r = r.json(&b);
         }
