@@ -1,7 +1,8 @@
 // End-to-end test: the public `@useparagon/connect` SDK, unmodified, in Debian Chromium, against
 // `para serve`, with a real OAuth 2 authorization server (oidc-provider) and an upstream API on
 // loopback. The SDK's wire contract is described in docs/connect-sdk.md. Two flows: headless
-// (installIntegration, getUser, settings, workflows, request through the proxy, uninstall) and
+// (installIntegration, getUser, settings, workflows, a second configuration of the account,
+// request through the proxy, uninstall) and
 // the Connect Portal in the SDK's iframe (`paragon.connect()` showing para's /ui page). With
 // PARA_SCREENSHOT_DIR set, the iframe test saves screenshots there (docs/screenshots).
 //
@@ -134,6 +135,7 @@ const stats = {
   token: {}, // grant_type -> count
   tokenRequests: [], // { grantType, authMethod, hasCodeVerifier, redirectUri }
   upstream: {}, // "METHOD /path" -> { accepted, refused }
+  pipelines: [], // the pipeline ids of accepted "Mirror a task" calls, in order
 };
 function countUpstream(key, ok) {
   const s = (stats.upstream[key] ??= { accepted: 0, refused: 0 });
@@ -254,6 +256,7 @@ const upstreamServer = http.createServer(async (req, res) => {
   let body = {};
   try { body = raw ? JSON.parse(raw) : {}; } catch { return send(res, 400, { error: 'invalid_json' }); }
   if (route === 'GET /v2/me') return send(res, 200, { ...ACCOUNT });
+  if (route === 'POST /v2/pipelines/:id/tasks') stats.pipelines.push(url.pathname.split('/')[3]);
   return send(res, 201, { id: `task_${crypto.randomUUID()}`, ...body, owner: ACCOUNT.id, query: Object.fromEntries(url.searchParams) });
 });
 
@@ -689,6 +692,42 @@ test('SDK flow against para serve: authenticate, install over OAuth, settings, w
       assert.equal((await state()).workflowSettings?.[WORKFLOW_ID]?.enabled, false);
       await reauthenticate();
       assert.equal((await state()).workflowSettings?.[WORKFLOW_ID]?.enabled ?? false, false, 'disable did not persist');
+    });
+
+    await step('a second configuration: its own settings and workflow toggle, a run in it, metadata, destroy', async () => {
+      const credentialId = (await state()).credentialId;
+      const made = await call('createConfiguration', { credentialId, externalId: 'team-b' });
+      assert.equal(made.isDefault, false, JSON.stringify(made));
+      assert.equal(made.externalId, 'team-b');
+      assert.equal(made.connectCredentialId, credentialId);
+      const opts = { selectedCredentialId: credentialId, selectedConfigurationId: made.id };
+      const r = await call('updateIntegrationUserSettings', INTEGRATION, { [INPUT_PIPELINE]: 'support' }, opts);
+      assert.deepEqual(r.errors, []);
+      // Mirror a task is defaultEnabled: on in the new configuration, off in the default one
+      // (previous step). Turn it off and on again there.
+      await call('disableWorkflow', WORKFLOW_ID, opts);
+      await call('enableWorkflow', WORKFLOW_ID, opts);
+      await reauthenticate();
+      let s = await state();
+      assert.equal(s.sharedSettings?.[INPUT_PIPELINE], 'sales', 'the default configuration keeps its settings');
+      assert.equal(s.workflowSettings?.[WORKFLOW_ID]?.enabled ?? false, false, 'and its toggle');
+      let mine = s.allConfigurations.find((c) => c.id === made.id);
+      assert.ok(mine, `allConfigurations lacks the new one: ${JSON.stringify(s.allConfigurations)}`);
+      assert.equal(mine.sharedSettings?.[INPUT_PIPELINE], 'support');
+      assert.equal(mine.workflowSettings?.[WORKFLOW_ID]?.enabled, true);
+      // paragon.workflow() in that configuration runs with its settings.
+      const runs = stats.pipelines.length;
+      const answer = await call('workflow', WORKFLOW_ID, { body: { title: 'Team B task', tags: [] }, ...opts });
+      assert.match(String(answer?.acmeId), /^task_/, JSON.stringify(answer));
+      assert.deepEqual(stats.pipelines.slice(runs), ['support'], 'the run read the configuration\'s pipeline');
+      await call('updateConfiguration', { id: made.id, credentialId, meta: { label: 'Team B' } });
+      await reauthenticate();
+      mine = (await state()).allConfigurations.find((c) => c.id === made.id);
+      assert.deepEqual(mine.configMeta, { label: 'Team B' });
+      await call('destroyConfiguration', { id: made.id, credentialId });
+      await reauthenticate();
+      s = await state();
+      assert.deepEqual(s.allConfigurations.map((c) => c.isDefault), [true], 'only the default configuration is left');
     });
 
     await step('request() through the proxy to the upstream', async () => {
