@@ -139,6 +139,13 @@ impl Store {
     /// Opens (creating a SQLite file if needed) and migrates. `sqlite://path` / `sqlite::memory:`
     /// or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_migrated_to(url, i64::MAX).await
+    }
+
+    /// [`Store::open`] with the migrations up to `last_version` only: for tests of a
+    /// migration on a database an older server left.
+    #[doc(hidden)]
+    pub async fn open_migrated_to(url: &str, last_version: i64) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -173,7 +180,7 @@ impl Store {
         .connect(&url)
         .await?;
         let mut store = Store { reader: pool.clone(), pool, backend };
-        store.migrate().await?;
+        store.migrate(last_version).await?;
         if backend == Backend::Sqlite && !url.contains(":memory:") {
             store.reader = AnyPoolOptions::new()
                 .max_connections(4)
@@ -195,7 +202,7 @@ impl Store {
         self.backend
     }
 
-    async fn migrate(&self) -> Result<()> {
+    async fn migrate(&self, last_version: i64) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once: one migrates, the others wait.
@@ -213,7 +220,7 @@ impl Store {
                 .iter()
                 .map(|r| r.get::<i64, _>(0))
                 .collect();
-            for (version, sql) in MIGRATIONS {
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last_version) {
                 if done.contains(version) {
                     continue;
                 }
@@ -1085,33 +1092,18 @@ mod tests {
     #[tokio::test]
     async fn the_configurations_migration_keeps_stored_settings() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("para.db").display());
-        {
-            // A database as a server before migration 7 left it.
-            use sqlx::Connection;
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query("CREATE TABLE para_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            for (version, sql) in &MIGRATIONS[..6] {
-                for statement in statements(sql) {
-                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
-                }
-                sqlx::query("INSERT INTO para_migrations VALUES ($1, 0)")
-                    .bind(version)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            sqlx::query(
-                "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
-                 VALUES ('p', 'alice', 'slack', 'wf1', 1, '{\"n\":2}', 5)",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
+        let url = format!("sqlite://{}", dir.path().join("para.db").display());
+        // A database as a server before migration 7 left it.
+        let old = Store::open_migrated_to(&url, 6).await.unwrap();
+        sqlx::query(
+            "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
+             VALUES ('p', 'alice', 'slack', 'wf1', 1, '{\"n\":2}', 5)",
+        )
+        .execute(&old.pool)
+        .await
+        .unwrap();
+        old.pool.close().await;
+        old.reader.close().await;
         let s = Store::open(&url).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(

@@ -120,6 +120,35 @@ async fn migrates_a_fresh_database_once_and_reopens() {
     .await;
 }
 
+/// Migration 7 rebuilds `user_settings` with a configuration column: rows an older server
+/// stored are kept, as the integration-level settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configurations_migration_keeps_stored_settings_on_postgres() {
+    with_fresh_db("the_configurations_migration_keeps_stored_settings_on_postgres", |url| async move {
+        drop(Store::open_migrated_to(&url, 6).await.unwrap());
+        assert_eq!(migration_versions(&url).await, [1, 2, 3, 4, 5, 6]);
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO user_settings (project_id, user_id, integration, workflow_id, enabled, settings, updated_at)
+             VALUES ('p', 'alice', 'slack', 'wf1', 1, '{\"n\":2}', 5)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let s = Store::open(&url).await.unwrap();
+        assert_eq!(migration_versions(&url).await, [1, 2, 3, 4, 5, 6, 7]);
+        let settings = s.settings("p", "alice").await.unwrap();
+        assert_eq!(settings.len(), 1);
+        let row = &settings[0];
+        assert_eq!(
+            (row.configuration.as_str(), row.workflow_id.as_str(), row.enabled, &row.values),
+            ("", "wf1", Some(true), &json!({"n": 2}))
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_opens_of_a_fresh_database_all_succeed() {
     with_fresh_db("concurrent_opens_of_a_fresh_database_all_succeed", |url| async move {
