@@ -1036,4 +1036,41 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
     let input = journal[1].input.as_ref().unwrap();
     assert_eq!(input["headers"]["X-Taskflow-Key"], "[redacted]", "{input}");
     assert!(!format!("{journal:?}").contains("tf-key-42"));
+
+    // A second configuration of the account, with its own channel and the digest on: each tick
+    // runs the digest in both configurations.
+    let slack = store.credentials(PROJECT, "ann", Some("slack")).await.unwrap()[0].id.clone();
+    let made_path = format!("/sdk/credentials/{slack}/configurations");
+    let (status, made) = s.call("POST", &made_path, &token("ann"), None).await;
+    assert_eq!(status, 200, "{made}");
+    let team = made["configurations"][1]["id"].as_str().unwrap().to_string();
+    let in_team = [("x-paragon-credential", slack.as_str()), ("x-paragon-configuration-id", &team)];
+    let settings = json!({ "config": { "sharedSettings": { channel: "#team-b" } } });
+    let (status, body) = s
+        .call_with(
+            "PATCH",
+            &format!("/sdk/credentials/{slack}"),
+            &token("ann"),
+            &in_team,
+            Some(settings),
+        )
+        .await;
+    assert_eq!((status, &body["errors"]), (200, &json!([])), "{body}");
+    let (status, _) = s
+        .call_with("POST", &format!("/sdk/workflows/{DIGEST}"), &token("ann"), &in_team, None)
+        .await;
+    assert_eq!(status, 200);
+    let posted_to = |channel: &str| posts.lock().unwrap().iter().any(|p| p["channel"] == channel);
+    for _ in 0..100 {
+        if posted_to("#team-b") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(posted_to("#team-b"), "{:?}", posts.lock().unwrap());
+    let filter =
+        para_store::history::RunFilter { workflow_id: Some(DIGEST.into()), ..Default::default() };
+    let runs = store.list_runs(PROJECT, &filter, 100, None).await.unwrap().runs;
+    let in_made = runs.iter().find(|l| l.run.configuration_id.as_deref() == Some(&team));
+    assert_eq!(in_made.unwrap().run.credential_id.as_deref(), Some(slack.as_str()));
 }
