@@ -305,6 +305,19 @@ struct IntegrationSection {
     credentials: Vec<CredentialView>,
     settings: Vec<KeyValue>,
     workflows: Vec<WorkflowRow>,
+    /// Configurations made with `createConfiguration`, each with its own settings.
+    configurations: Vec<ConfigurationSection>,
+}
+
+#[derive(Serialize)]
+struct ConfigurationSection {
+    id: String,
+    external_id: Option<String>,
+    credential: String,
+    created: String,
+    meta: String,
+    settings: Vec<KeyValue>,
+    workflows: Vec<WorkflowRow>,
 }
 
 #[derive(Serialize)]
@@ -348,6 +361,55 @@ fn compact(value: &Value) -> String {
     }
 }
 
+/// One configuration's shared settings and workflow rows (`rows`: its stored settings), with
+/// rows for workflows the build no longer has.
+fn scope_rows(
+    integration: Option<&para_build::Integration>,
+    rows: &[&para_store::Settings],
+    connected: bool,
+) -> (Vec<KeyValue>, Vec<WorkflowRow>) {
+    let shared = rows
+        .iter()
+        .find(|s| s.workflow_id.is_empty())
+        .map(|s| settings_rows(integration.map_or(&[][..], |i| &i.inputs), &s.values))
+        .unwrap_or_default();
+    let mut workflows: Vec<WorkflowRow> = integration
+        .map(|i| {
+            let mut list: Vec<&para_build::Workflow> = i.workflows.values().collect();
+            list.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
+            list.into_iter()
+                .map(|w| {
+                    let row = rows.iter().find(|s| s.workflow_id == w.id);
+                    let toggled = row.and_then(|s| s.enabled);
+                    WorkflowRow {
+                        id: w.id.clone(),
+                        name: w.name.clone(),
+                        enabled: connected && toggled.unwrap_or(w.default_enabled),
+                        default: toggled.is_none(),
+                        hidden: w.hidden,
+                        settings: row
+                            .map(|s| settings_rows(&w.inputs, &s.values))
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in rows.iter().filter(|s| !s.workflow_id.is_empty()) {
+        if integration.is_none_or(|i| !i.workflows.contains_key(&s.workflow_id)) {
+            workflows.push(WorkflowRow {
+                id: s.workflow_id.clone(),
+                name: "(not in this build)".into(),
+                enabled: s.enabled.unwrap_or(false),
+                default: s.enabled.is_none(),
+                hidden: false,
+                settings: settings_rows(&[], &s.values),
+            });
+        }
+    }
+    (shared, workflows)
+}
+
 async fn user(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -369,11 +431,12 @@ async fn user(
         }
         Err(e) => return storage_error(e),
     };
-    let (credentials, settings) = match tokio::try_join!(
+    let (credentials, settings, made) = match tokio::try_join!(
         state.store.credentials(&state.project_id, &found.user_id, None),
         state.store.settings(&state.project_id, &found.user_id),
+        state.store.configurations(&state.project_id, &found.user_id),
     ) {
-        Ok(both) => both,
+        Ok(all) => all,
         Err(e) => return storage_error(e),
     };
     let build = state.build();
@@ -392,53 +455,35 @@ async fn user(
             let integration = build.integrations.get(key);
             let mine: Vec<CredentialView> =
                 credentials.iter().filter(|c| &c.integration == key).map(credential_view).collect();
-            let rows: Vec<&para_store::Settings> = settings
-                .iter()
-                .filter(|s| &s.integration == key && s.configuration.is_empty())
-                .collect();
+            let rows: Vec<&para_store::Settings> =
+                settings.iter().filter(|s| &s.integration == key).collect();
             if mine.is_empty() && rows.is_empty() {
                 return None;
             }
-            let shared = rows
+            let of = |configuration: &str| -> Vec<&para_store::Settings> {
+                rows.iter().copied().filter(|s| s.configuration == configuration).collect()
+            };
+            let (shared, workflows) = scope_rows(integration, &of(""), !mine.is_empty());
+            let configurations = made
                 .iter()
-                .find(|s| s.workflow_id.is_empty())
-                .map(|s| settings_rows(integration.map_or(&[][..], |i| &i.inputs), &s.values))
-                .unwrap_or_default();
-            let mut workflows: Vec<WorkflowRow> = integration
-                .map(|i| {
-                    let mut list: Vec<&para_build::Workflow> = i.workflows.values().collect();
-                    list.sort_by(|a, b| a.order.cmp(&b.order).then(a.name.cmp(&b.name)));
-                    list.into_iter()
-                        .map(|w| {
-                            let row = rows.iter().find(|s| s.workflow_id == w.id);
-                            let toggled = row.and_then(|s| s.enabled);
-                            WorkflowRow {
-                                id: w.id.clone(),
-                                name: w.name.clone(),
-                                enabled: !mine.is_empty() && toggled.unwrap_or(w.default_enabled),
-                                default: toggled.is_none(),
-                                hidden: w.hidden,
-                                settings: row
-                                    .map(|s| settings_rows(&w.inputs, &s.values))
-                                    .unwrap_or_default(),
-                            }
-                        })
-                        .collect()
+                .filter(|m| !m.is_default)
+                .filter_map(|m| {
+                    let c = credentials
+                        .iter()
+                        .find(|c| c.id == m.credential_id && &c.integration == key)?;
+                    let (settings, workflows) =
+                        scope_rows(integration, &of(&m.id), c.status == "VALID");
+                    Some(ConfigurationSection {
+                        id: m.id.clone(),
+                        external_id: m.external_id.clone(),
+                        credential: c.id.clone(),
+                        created: portal::date(m.created_at),
+                        meta: compact(&m.meta),
+                        settings,
+                        workflows,
+                    })
                 })
-                .unwrap_or_default();
-            // Rows for workflows the build no longer has.
-            for s in rows.iter().filter(|s| !s.workflow_id.is_empty()) {
-                if integration.is_none_or(|i| !i.workflows.contains_key(&s.workflow_id)) {
-                    workflows.push(WorkflowRow {
-                        id: s.workflow_id.clone(),
-                        name: "(not in this build)".into(),
-                        enabled: s.enabled.unwrap_or(false),
-                        default: s.enabled.is_none(),
-                        hidden: false,
-                        settings: settings_rows(&[], &s.values),
-                    });
-                }
-            }
+                .collect();
             Some(IntegrationSection {
                 key: key.clone(),
                 name: integration.map_or_else(|| key.clone(), |i| i.name.clone()),
@@ -446,6 +491,7 @@ async fn user(
                 credentials: mine,
                 settings: shared,
                 workflows,
+                configurations,
             })
         })
         .collect();

@@ -734,6 +734,19 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
     assert!(body.contains("ann") && body.contains("Ann Example &lt;ann@example.com&gt;"), "{body}");
     assert!(body.contains("custom.acmecrm"));
 
+    // A configuration made with createConfiguration shows with its own settings.
+    let store = &server.state.store;
+    let made = store.insert_configuration(PROJECT, "ann", &id, Some("team-b")).await.unwrap();
+    let scope = para_store::SettingsScope {
+        project_id: PROJECT,
+        user_id: "ann",
+        integration: ACME,
+        configuration: &made.id,
+        workflow_id: "",
+    };
+    let values = json!({ PIPELINE: "support", API_SECRET: "team-b-secret" });
+    store.put_settings(scope, None, Some(&values)).await.unwrap();
+
     let detail = server
         .http
         .get(format!("{dashboard}/user?id=ann"))
@@ -752,10 +765,13 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
         "Webhook secret",
         "•••••• (saved)",
         "Mirror a task into ACME",
+        "Configuration “team-b”",
+        &made.id,
+        "support",
     ] {
         assert!(body.contains(expected), "{expected} missing: {body}");
     }
-    for secret in [SECRET_MARKER, "hunter2-secret"] {
+    for secret in [SECRET_MARKER, "hunter2-secret", "team-b-secret"] {
         assert!(!body.contains(secret), "{secret} shown");
     }
 
