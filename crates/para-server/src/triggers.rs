@@ -691,18 +691,36 @@ impl Poll<'_> {
             active_workflows(state, user_id, &meta, |w| w.id == self.workflow.id)
                 .await
                 .map_err(|e| e.message)?;
-        // Polled once per user, with the integration-level settings: a polling workflow on
-        // only in a made configuration is not polled (its trigger state is kept per user).
-        if !active.iter().any(|a| a.configuration.is_none()) {
-            return Ok(());
+        // Once per configuration the workflow is on in, each with its own trigger state.
+        let mut problems = Vec::new();
+        for entry in &active {
+            if let Err(e) =
+                self.poll(state, user_id, &data, entry.configuration.as_ref(), interval).await
+            {
+                problems.push(e);
+            }
         }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+
+    /// One poll in one configuration (`None`: the integration-level settings, acting with
+    /// the newest valid account).
+    async fn poll(
+        &self,
+        state: &AppState,
+        user_id: &str,
+        data: &UserData,
+        made: Option<&Made>,
+        interval: i64,
+    ) -> Result<(), String> {
+        let configuration = made.map_or("", |m| m.id.as_str());
         let claimed = state
             .store
-            .claim_poll(&state.project_id, &self.workflow.id, user_id, interval)
+            .claim_poll(&state.project_id, &self.workflow.id, user_id, configuration, interval)
             .await
             .map_err(|e| e.to_string())?;
         let Some(previous) = claimed else { return Ok(()) };
-        let path = self.path(&data, user_id);
+        let path = self.path(data, user_id, configuration);
         let request = para_engine::run::HttpRequest {
             method: "GET".into(),
             url: path.clone(),
@@ -712,8 +730,8 @@ impl Poll<'_> {
             body_type: None,
             authorization: None,
         };
-        let account =
-            engine::Account { user_id, integration: self.integration, credential_id: None };
+        let credential_id = made.map(|m| m.credential_id.as_str());
+        let account = engine::Account { user_id, integration: self.integration, credential_id };
         let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
         if answer.status >= 400 {
             return Err(format!("GET {path} answered HTTP {}", answer.status));
@@ -745,8 +763,8 @@ impl Poll<'_> {
                     trigger_kind: "polling".into(),
                     trigger_output: item.clone(),
                     user: None,
-                    credential_id: None,
-                    configuration_id: None,
+                    credential_id: made.map(|m| m.credential_id.clone()),
+                    configuration_id: made.map(|m| m.id.clone()),
                 };
                 writes.push(engine::queued(state, self.workflow, &start));
             }
@@ -757,6 +775,7 @@ impl Poll<'_> {
             project_id: state.project_id.clone(),
             workflow_id: self.workflow.id.clone(),
             user_id: user_id.to_string(),
+            configuration_id: configuration.to_string(),
             state: json!({ "seen": now_seen }),
         });
         let started = writes.len() > 1;
@@ -767,10 +786,11 @@ impl Poll<'_> {
         Ok(())
     }
 
-    /// The trigger's path with its parameters (user settings, literals) filled in.
-    fn path(&self, data: &UserData, user_id: &str) -> String {
+    /// The trigger's path with its parameters (the configuration's settings, literals)
+    /// filled in.
+    fn path(&self, data: &UserData, user_id: &str, configuration: &str) -> String {
         let values = |workflow_id: &str| {
-            engine::settings_values(&data.settings, self.integration, "", workflow_id)
+            engine::settings_values(&data.settings, self.integration, configuration, workflow_id)
         };
         let (shared, own) = (values(""), values(&self.workflow.id));
         let scope = para_engine::Scope {

@@ -864,7 +864,8 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     w.steps[0].kind = serde_json::from_value(json!({
         "type": "TRIGGER/ACTION",
         "parameters": { "trigger": "taskCreated", "intent": "TASK_CREATED", "parameters": [
-            { "key": "project", "source": { "type": "VALUE", "value": "p 1" } } ] },
+            { "key": "project", "source": { "type": "USER_SETTING", "scope": "shared",
+              "inputId": "asana-project", "key": "project", "path": [] } } ] },
     }))
     .unwrap();
     w.steps[0].next = Some(summarize.id.clone());
@@ -910,6 +911,11 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let db = format!("sqlite://{}", dir.path().join("para.db").display());
     let s = common::start_with(build, &db, common::clients(&[("asana", oauth)]), engine).await;
     connect(&s, "ann", "asana").await;
+    fn project(configuration: &str) -> para_store::SettingsScope<'_> {
+        para_store::SettingsScope { configuration, ..shared_scope("asana") }
+    }
+    let store = &s.state.store;
+    store.put_settings(project(""), None, Some(&json!({ "asana-project": "p 1" }))).await.unwrap();
 
     // The first poll only records what is there.
     let wait_polls = |n: usize| {
@@ -940,6 +946,40 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     };
     let page = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap();
     assert_eq!(page.runs.len(), 1, "one run for one new item");
+
+    // A second configuration of the account polls on its own, with its own project setting:
+    // its first poll records what is there; a new item then starts a run in each.
+    let account = store.credentials(PROJECT, "ann", Some("asana")).await.unwrap()[0].id.clone();
+    let made = store.insert_configuration(PROJECT, "ann", &account, None).await.unwrap();
+    let made_id = made.id.as_str();
+    store
+        .put_settings(project(made_id), None, Some(&json!({ "asana-project": "p 2" })))
+        .await
+        .unwrap();
+    let polled_p2 = || polls.lock().unwrap().iter().any(|p| p.contains("project=p%202"));
+    for _ in 0..100 {
+        if polled_p2() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(polled_p2(), "{:?}", polls.lock().unwrap());
+    let seen = polls.lock().unwrap().len();
+    wait_polls(seen + 2).await;
+    tasks.lock().unwrap().push(json!({ "gid": "3", "name": "third" }));
+    let mut runs = Vec::new();
+    for _ in 0..100 {
+        runs = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap().runs;
+        if runs.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs.len(), 3, "one more run per configuration");
+    let in_made: Vec<_> =
+        runs.iter().filter(|l| l.run.configuration_id.as_deref() == Some(made_id)).collect();
+    assert_eq!(in_made.len(), 1);
+    assert_eq!(in_made[0].run.credential_id.as_deref(), Some(account.as_str()));
 }
 
 /// The Daily digest workflow (a cron trigger, a RequestStep to Taskflow's own API with an

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_trigger_state.sql")),
     (6, include_str!("../migrations/0006_run_credential.sql")),
     (7, include_str!("../migrations/0007_configurations.sql")),
+    (8, include_str!("../migrations/0008_trigger_state_configuration.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -134,7 +134,14 @@ pub enum Write {
         response: Option<Value>,
     },
     /// What a polling trigger saw, written with the runs its new items start.
-    TriggerState { project_id: String, workflow_id: String, user_id: String, state: Value },
+    TriggerState {
+        project_id: String,
+        workflow_id: String,
+        user_id: String,
+        /// `''`: the integration-level settings; else a configuration's id.
+        configuration_id: String,
+        state: Value,
+    },
 }
 
 /// The columns [`run_row`] reads, in order.
@@ -258,14 +265,21 @@ impl Store {
                     }
                     done.push(held);
                 }
-                Write::TriggerState { project_id, workflow_id, user_id, state } => {
+                Write::TriggerState {
+                    project_id,
+                    workflow_id,
+                    user_id,
+                    configuration_id,
+                    state,
+                } => {
                     let updated = sqlx::query(
-                        "UPDATE trigger_state SET state = $4, updated_at = $5
-                         WHERE project_id = $1 AND workflow_id = $2 AND user_id = $3",
+                        "UPDATE trigger_state SET state = $5, updated_at = $6
+                         WHERE project_id = $1 AND workflow_id = $2 AND user_id = $3 AND configuration_id = $4",
                     )
                     .bind(project_id)
                     .bind(workflow_id)
                     .bind(user_id)
+                    .bind(configuration_id)
                     .bind(state.to_string())
                     .bind(now)
                     .execute(&mut *tx)
@@ -424,27 +438,30 @@ impl Store {
             .collect()
     }
 
-    /// Claims the next poll of a polling trigger for one user: `None` when it is not due (or
-    /// another process claimed it); otherwise what the last poll saw (`Some(None)`: this is the
-    /// first poll). The next poll becomes due `interval_ms` from now.
+    /// Claims the next poll of a polling trigger for one user and configuration (`''`: the
+    /// integration-level settings): `None` when it is not due (or another process claimed it);
+    /// otherwise what the last poll saw (`Some(None)`: this is the first poll). The next poll
+    /// becomes due `interval_ms` from now.
     pub async fn claim_poll(
         &self,
         project_id: &str,
         workflow_id: &str,
         user_id: &str,
+        configuration_id: &str,
         interval_ms: i64,
     ) -> Result<Option<Option<Value>>> {
         let now = now_ms();
         let row = sqlx::query(
-            "INSERT INTO trigger_state (project_id, workflow_id, user_id, next_poll_at, state, updated_at)
-             VALUES ($1, $2, $3, $4, NULL, $5)
-             ON CONFLICT (project_id, workflow_id, user_id) DO UPDATE SET next_poll_at = excluded.next_poll_at
-             WHERE trigger_state.next_poll_at <= $5
+            "INSERT INTO trigger_state (project_id, workflow_id, user_id, configuration_id, next_poll_at, state, updated_at)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)
+             ON CONFLICT (project_id, workflow_id, user_id, configuration_id) DO UPDATE SET next_poll_at = excluded.next_poll_at
+             WHERE trigger_state.next_poll_at <= $6
              RETURNING state",
         )
         .bind(project_id)
         .bind(workflow_id)
         .bind(user_id)
+        .bind(configuration_id)
         .bind(now + interval_ms)
         .bind(now)
         .fetch_optional(&self.pool)
@@ -779,21 +796,28 @@ mod tests {
 
         // Polls: the first claim has no state; a second one within the interval gets nothing;
         // the state is written with the runs; once due again, it comes back.
-        assert_eq!(s.claim_poll("p", "wf", "ann", 60_000).await.unwrap(), Some(None));
-        assert_eq!(s.claim_poll("p", "wf", "ann", 60_000).await.unwrap(), None, "not due");
+        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), Some(None));
+        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), None, "not due");
         let seen = Write::TriggerState {
             project_id: "p".into(),
             workflow_id: "wf".into(),
             user_id: "ann".into(),
+            configuration_id: String::new(),
             state: json!({ "seen": ["1"] }),
         };
         assert_eq!(s.apply(&[seen]).await.unwrap(), [true]);
-        assert_eq!(s.claim_poll("p", "wf", "ann", -1).await.unwrap(), None, "still not due");
-        assert_eq!(s.claim_poll("p", "wf", "bob", -1).await.unwrap(), Some(None), "per user");
+        assert_eq!(s.claim_poll("p", "wf", "ann", "", -1).await.unwrap(), None, "still not due");
+        assert_eq!(s.claim_poll("p", "wf", "bob", "", -1).await.unwrap(), Some(None), "per user");
         assert_eq!(
-            s.claim_poll("p", "wf", "bob", 60_000).await.unwrap(),
+            s.claim_poll("p", "wf", "bob", "", 60_000).await.unwrap(),
             Some(None),
             "due at once after a negative interval"
         );
+        assert_eq!(
+            s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(),
+            Some(None),
+            "per configuration"
+        );
+        assert_eq!(s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(), None);
     }
 }

@@ -120,11 +120,11 @@ async fn migrates_a_fresh_database_once_and_reopens() {
     .await;
 }
 
-/// Migration 7 rebuilds `user_settings` with a configuration column: rows an older server
-/// stored are kept, as the integration-level settings.
+/// Migrations 7 and 8 rebuild `user_settings` and `trigger_state` with a configuration column:
+/// rows an older server stored are kept, as the integration-level ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_configurations_migration_keeps_stored_settings_on_postgres() {
-    with_fresh_db("the_configurations_migration_keeps_stored_settings_on_postgres", |url| async move {
+async fn the_configuration_migrations_keep_stored_settings_and_poll_state_on_postgres() {
+    with_fresh_db("the_configuration_migrations_keep_stored_rows_on_postgres", |url| async move {
         drop(Store::open_migrated_to(&url, 6).await.unwrap());
         assert_eq!(migration_versions(&url).await, [1, 2, 3, 4, 5, 6]);
         let mut conn = PgConnection::connect(&url).await.unwrap();
@@ -135,9 +135,20 @@ async fn the_configurations_migration_keeps_stored_settings_on_postgres() {
         .execute(&mut conn)
         .await
         .unwrap();
+        sqlx::query(
+            "INSERT INTO trigger_state (project_id, workflow_id, user_id, next_poll_at, state, updated_at)
+             VALUES ('p', 'wf', 'alice', 0, '{\"seen\":[\"1\"]}', 5)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
         conn.close().await.unwrap();
         let s = Store::open(&url).await.unwrap();
-        assert_eq!(migration_versions(&url).await, [1, 2, 3, 4, 5, 6, 7]);
+        let versions = migration_versions(&url).await;
+        assert!(versions.starts_with(&[1, 2, 3, 4, 5, 6, 7, 8]), "{versions:?}");
+        // Migration 8: the poll state is kept, as the integration-level one.
+        let previous = s.claim_poll("p", "wf", "alice", "", 60_000).await.unwrap();
+        assert_eq!(previous, Some(Some(json!({"seen": ["1"]}))));
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 1);
         let row = &settings[0];
