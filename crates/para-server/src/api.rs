@@ -22,6 +22,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/sdk/me", get(me).patch(patch_me))
         .route("/projects/{project}/sdk/integrations", get(integrations))
         .route("/projects/{project}/sdk/integrations/{integration}", delete(uninstall))
+        .route(
+            "/projects/{project}/sdk/integrations/{integration}/setting-choices",
+            get(crate::options::setting_choices),
+        )
         .route("/projects/{project}/sdk/credentials", get(credentials).post(create_credential))
         .route(
             "/projects/{project}/sdk/credentials/{credential}",

@@ -2,9 +2,16 @@
 //! catalog's `input_types[].options` names a `GET` below the API base whose answer lists them.
 //! Fetched with the user's credential, as the proxy would send it.
 
-use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use crate::auth::SdkUser;
 use crate::connector::{Template, render};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{proxy, refresh};
 
@@ -13,7 +20,7 @@ pub const MAX_CHOICES: usize = 1000;
 
 /// `(label, value)` pairs for `input_type` of the integration, or why they cannot be listed.
 /// `Ok(None)`: the type has no option list (a free-text value).
-pub async fn choices(
+pub async fn choices_of(
     state: &AppState,
     user_id: &str,
     integration_key: &str,
@@ -71,6 +78,71 @@ pub async fn choices(
     let answer: Value = serde_json::from_str(&body)
         .map_err(|_| format!("{}'s list of choices is not JSON", connector.name))?;
     Ok(Some(pick(&answer, &spec.items, &spec.value, &spec.label)))
+}
+
+/// Per setting type: its choices (`None`: free text) or why they could not be listed.
+pub type Choices = HashMap<String, Result<Option<Vec<(String, String)>>, String>>;
+
+/// The choices of every setting type the integration's inputs (its own and its workflows')
+/// use, listed with the user's credential; nothing without a catalog entry or a valid
+/// credential.
+pub async fn all_choices(
+    state: &AppState,
+    user_id: &str,
+    integration: &para_build::Integration,
+    connected: bool,
+) -> Choices {
+    let mut choices = Choices::new();
+    if para_catalog::lookup(&integration.key).is_none() || !connected {
+        return choices;
+    }
+    let types: BTreeSet<&str> = integration
+        .inputs
+        .iter()
+        .chain(integration.workflows.values().flat_map(|w| w.inputs.iter()))
+        .map(|i| i.input_type.as_str())
+        .collect();
+    for input_type in types {
+        let listed = choices_of(state, user_id, &integration.key, input_type).await;
+        choices.insert(input_type.to_string(), listed);
+    }
+    choices
+}
+
+/// `GET /projects/{id}/sdk/integrations/{integration}/setting-choices`, para's own call for the
+/// `/ui` portal: what the server-rendered portal offers in its forms: the catalog's record
+/// types (for `field_mapping`), and per integration-specific setting type its choices
+/// (`{"options": [{label, value}]}`) or why they could not be listed (`{"error"}`).
+pub async fn setting_choices(
+    State(state): State<Arc<AppState>>,
+    user: SdkUser,
+    Path((_project, integration)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let build = state.build();
+    let found = crate::api::find_integration(&build, &integration).ok_or_else(|| {
+        ApiError::not_found(format!("no integration `{integration}` in this project"))
+    })?;
+    let credentials =
+        state.store.credentials(&state.project_id, &user.user_id, Some(&found.key)).await?;
+    let connected = credentials.iter().any(|c| c.status == "VALID");
+    let choices = all_choices(&state, &user.user_id, found, connected).await;
+    let mut types = serde_json::Map::new();
+    for (input_type, listed) in choices {
+        let entry = match listed {
+            Ok(None) => continue,
+            Ok(Some(list)) => json!({
+                "options": list
+                    .into_iter()
+                    .map(|(label, value)| json!({ "label": label, "value": value }))
+                    .collect::<Vec<_>>()
+            }),
+            Err(why) => json!({ "error": why }),
+        };
+        types.insert(input_type, entry);
+    }
+    let record_types =
+        para_catalog::lookup(&found.key).map(|c| c.record_types.clone()).unwrap_or_default();
+    Ok(Json(json!({ "recordTypes": record_types, "types": types })))
 }
 
 /// The value at a dotted path (`a.b.0.c`); empty path: the value itself.

@@ -23,7 +23,6 @@
 //! Values are checked with [`crate::settings::validate`]; an invalid form comes back with 422,
 //! the values as typed and a message under each field.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -949,20 +948,8 @@ async fn page_view(
         .collect();
 
     // Choices of integration-specific setting types, listed with the user's credential.
-    let mut choices: Choices = HashMap::new();
-    if catalog.is_some() && credentials.iter().any(|c| c.status == "VALID") {
-        let types: std::collections::BTreeSet<String> = integration
-            .inputs
-            .iter()
-            .chain(integration.workflows.values().flat_map(|w| w.inputs.iter()))
-            .map(|i| i.input_type.clone())
-            .collect();
-        for input_type in types {
-            let listed =
-                options::choices(state, &user.user_id, &integration.key, &input_type).await;
-            choices.insert(input_type, listed);
-        }
-    }
+    let connected = credentials.iter().any(|c| c.status == "VALID");
+    let choices = options::all_choices(state, &user.user_id, integration, connected).await;
 
     // Integration-level settings.
     let shared = stored_values("");
@@ -1134,7 +1121,7 @@ fn field_view(
     fresh: bool,
     errors: &[FieldError],
     catalog: Option<&para_catalog::Integration>,
-    choices: &Choices,
+    choices: &options::Choices,
 ) -> FieldView {
     let value = values.get(&input.id).or(if fresh { input.default_value.as_ref() } else { None });
     let catalog_type =
@@ -1265,9 +1252,6 @@ async fn user_meta(state: &AppState, user_id: &str) -> Result<Value, para_store:
         .await?
         .map_or(Value::Object(Map::new()), |u| u.meta))
 }
-
-/// Per setting type: its choices (`None`: free text) or why they could not be listed.
-type Choices = HashMap<String, Result<Option<Vec<(String, String)>>, String>>;
 
 /// The form control of a value asked before connecting. Secrets are never shown back.
 fn connect_field_view(

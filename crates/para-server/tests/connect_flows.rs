@@ -450,6 +450,21 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
         after.contains("&lt;b&gt;sales") && !after.contains("<b>sales"),
         "labels are escaped: {after}"
     );
+
+    // The same choices through the API the SDK iframe's portal (/ui) reads.
+    let choices = "/sdk/integrations/slack/setting-choices";
+    let (status, body) = server.call("GET", choices, &token("ann"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["types"].as_object().unwrap();
+    let options = listed.values().find_map(|t| t["options"].as_array()).expect("{body}");
+    assert!(options.contains(&json!({ "label": "general", "value": "C01" })), "{body}");
+    assert!(body["recordTypes"].is_array());
+    // Someone without a Slack account gets no choices, not Ann's.
+    let (status, body) = server.call("GET", choices, &token("bob"), None).await;
+    assert_eq!((status, &body["types"]), (200, &json!({})), "{body}");
+    let (status, _) =
+        server.call("GET", "/sdk/integrations/nope/setting-choices", &token("ann"), None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
