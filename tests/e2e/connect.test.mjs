@@ -84,6 +84,8 @@ const FIELDS_INTEGRATION = env.PARA_E2E_FIELDS_INTEGRATION || '';
 // …and one of its workflows with a required number setting (optional).
 const FIELDS_WORKFLOW = env.PARA_E2E_FIELDS_WORKFLOW || '';
 const FIELDS_WORKFLOW_INPUT = env.PARA_E2E_FIELDS_WORKFLOW_INPUT || '';
+// A field_mapping setting of that integration (title → 'title', body → 'Body').
+const FIELDS_MAPPING_INPUT = env.PARA_E2E_FIELDS_MAPPING_INPUT || '';
 // ../shared/examples/taskflow: custom.acmecrm "Mirror a task into ACME" and its shared inputs.
 const WORKFLOW_ID = env.PARA_E2E_WORKFLOW_ID || '1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70';
 const INPUT_PIPELINE = 'b6ca3d7f-5a14-4b2e-9f86-a4bc23de4a56'; // custom_dropdown: sales | support
@@ -891,6 +893,24 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
       assert.equal(connectedWithValues.credentialStatus, 'VALID');
       await page.waitForFunction(() => window.e2e.connected, null, { timeout: 15000 });
       assert.ok((await page.evaluate(() => window.e2e.connected)).ok, 'paragon.connect() settles on the install');
+
+      if (FIELDS_MAPPING_INPUT) {
+        // A field mapping: the object (typed: a custom integration has no catalog record
+        // types) and each declared field's counterpart, saved as one object.
+        const mapping = `input-${FIELDS_MAPPING_INPUT}`;
+        await frame.locator(`[id="${mapping}"]`).waitFor({ timeout: 15000 });
+        await frame.locator(`[id="${mapping}"]`).fill('Note');
+        await frame.locator(`[id="${mapping}-title"]`).fill('Subject');
+        await frame.locator(`[id="${mapping}-Body"]`).fill('Content');
+        await frame.locator('#ui-settings button[type=submit]').click();
+        await frame.locator('.banner.ok', { hasText: 'Settings saved' }).waitFor({ timeout: 15000 });
+        await call('authenticate', server.projectId, server.userToken);
+        assert.deepEqual((await fields()).sharedSettings?.[FIELDS_MAPPING_INPUT],
+          { record_type: 'Note', title: 'Subject', Body: 'Content' }, 'the mapping did not persist');
+        await frame.locator(`[id="${mapping}-title"]`).waitFor({ timeout: 15000 });
+        assert.equal(await frame.locator(`[id="${mapping}-title"]`).inputValue(), 'Subject', 'the saved mapping is shown');
+        await shot('sdk-portal-field-mapping.png');
+      }
 
       if (FIELDS_WORKFLOW && FIELDS_WORKFLOW_INPUT) {
         // Enabling the workflow shows its own settings; a missing required value is refused.

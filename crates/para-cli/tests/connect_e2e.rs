@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 const PARA: &str = env!("CARGO_BIN_EXE_para");
 /// The id of the setting of the "Sync notes" workflow added to the project copy.
 const NOTES_INPUT: &str = "5e1f0c2a-7b3d-4c8e-9a61-2f4d8b0c6e13";
+const NOTES_MAPPING: &str = "8a2c4e6f-1b3d-4f5a-9c7e-0d2f4a6b8c1e";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -125,6 +126,15 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
             "endpoint",
         ],
     );
+    // …a field mapping among its settings (edited in the /ui portal)…
+    let inputs = project.join("src/integrations/custom.notesapi/inputs.ts");
+    let scaffolded = std::fs::read_to_string(&inputs).unwrap();
+    let mapping = format!(
+        "createInputs({{ noteMapping: {{ id: '{NOTES_MAPPING}', title: 'Map notes', type: 'field_mapping', \
+         required: false, useDynamicMapper: false, fieldMappings: [{{ label: 'Title', value: 'title' }}, {{ label: 'Body' }}] }} }})"
+    );
+    assert!(scaffolded.contains("createInputs({})"), "{scaffolded}");
+    std::fs::write(&inputs, scaffolded.replace("createInputs({})", &mapping)).unwrap();
     let sync = project.join("src/integrations/custom.notesapi/workflows/syncNotes.ts");
     let source = std::fs::read_to_string(&sync).unwrap();
     let workflow_id = source
@@ -155,6 +165,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         .env("PARA_E2E_FIELDS_INTEGRATION", "custom.notesapi")
         .env("PARA_E2E_FIELDS_WORKFLOW", &workflow_id)
         .env("PARA_E2E_FIELDS_WORKFLOW_INPUT", NOTES_INPUT)
+        .env("PARA_E2E_FIELDS_MAPPING_INPUT", NOTES_MAPPING)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()

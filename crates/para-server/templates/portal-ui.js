@@ -2,9 +2,10 @@
 // page (GET /ui) in a full-window iframe and sends it what to show in UI_UPDATE messages; the page
 // acts only by asking the SDK in the parent window to run one of its own methods
 // (SDK_FUNCTION_INVOCATION: installIntegration, updateIntegrationUserSettings, enableWorkflow…).
-// What it renders is a function of the state the SDK sent; its only request of its own starts an
-// OAuth sign-in with the token the SDK sent (build-oauth). Everything is built with DOM calls and
-// textContent: no HTML from the state is ever parsed.
+// What it renders is a function of the state the SDK sent; its own requests, with the token the
+// SDK sent, start an OAuth sign-in (build-oauth) and list the choices of integration-specific
+// settings (para's setting-choices). Everything is built with DOM calls and textContent: no HTML
+// from the state is ever parsed.
 'use strict';
 (function () {
   const parentWindow = window.parent;
@@ -17,6 +18,7 @@
   let notice = null; // { kind: 'ok' | 'error', lines: [..] }
   let drafts = {}; // unsaved values of the settings form, by input id
   let adding = false; // connecting another account of a connected integration
+  let choices = null; // { type, loading, recordTypes, types, error }: setting-choices of the shown integration
   let calls = 0;
   const pending = new Map();
 
@@ -127,6 +129,35 @@
     notice = null;
     drafts = {};
     adding = false;
+    choices = null;
+  }
+
+  function apiBase() {
+    const env = context.environments || {};
+    return String(env.ZEUS_PUBLIC_URL || location.origin).replace(/\/$/, '');
+  }
+
+  // Loads, once per shown integration, the record types and the choices of its
+  // integration-specific settings, listed by the server with the user's account.
+  function loadChoices(integration, type) {
+    if (choices && choices.type === type) return;
+    choices = { type, loading: true, recordTypes: [], types: {} };
+    const url = `${apiBase()}/projects/${encodeURIComponent(context.projectId)}/sdk/integrations/${encodeURIComponent(integration.id)}/setting-choices`;
+    fetch(url, { headers: { Authorization: `Bearer ${context.user.token}` } })
+      .then(async (response) => {
+        const body = await response.json().catch(() => ({}));
+        if (!response.ok) throw new Error(body.message || `the server answered ${response.status}`);
+        return body;
+      })
+      .then((body) => {
+        if (!choices || choices.type !== type) return;
+        choices = { type, loading: false, recordTypes: body.recordTypes || [], types: body.types || {} };
+        render();
+      }, (error) => {
+        if (!choices || choices.type !== type) return;
+        choices = { type, loading: false, recordTypes: [], types: {}, error: error.message };
+        render();
+      });
   }
 
   async function act(label, work) {
@@ -219,8 +250,7 @@
 
   function signIn(integration, type, before) {
     if (busy || !complete(before)) return;
-    const env = context.environments || {};
-    const api = String(env.ZEUS_PUBLIC_URL || location.origin).replace(/\/$/, '');
+    const api = apiBase();
     const token = context.user.token;
     const project = context.projectId;
     const origin = location.origin;
@@ -298,7 +328,43 @@
     }
   });
 
-  const EDITABLE = new Set(['text', 'number', 'boolean', 'switch', 'password', 'email', 'url', 'custom_dropdown', 'dropdown']);
+  // A field mapping: which object of the integration (record type) and, per field of the
+  // company's app, the integration's field it maps to. The saved value is one object:
+  // { record_type, <field key>: <integration field>, … }.
+  function mappingField(input, value, set, latest, controlId) {
+    const extra = input.options && typeof input.options === 'object' && !Array.isArray(input.options) ? input.options : {};
+    const declared = (input.fieldMappings || extra.fieldMappings || [])
+      .filter((m) => m && typeof m.label === 'string')
+      .map((m) => ({ label: m.label, key: typeof m.value === 'string' && m.value !== '' ? m.value : m.label }));
+    const current = value && typeof value === 'object' && !Array.isArray(value) ? value : {};
+    const update = (key, v) => {
+      // From the latest draft: several rows are edited between renders.
+      const now = latest();
+      const next = { ...(now && typeof now === 'object' && !Array.isArray(now) ? now : {}) };
+      if (v === '') delete next[key]; else next[key] = v;
+      set(next);
+    };
+    const keys = declared.concat(Object.keys(current)
+      .filter((k) => k !== 'record_type' && !declared.some((d) => d.key === k))
+      .map((k) => ({ label: k, key: k })));
+    const recordTypes = (choices && choices.recordTypes) || [];
+    const record = String(current.record_type ?? '');
+    const recordControl = recordTypes.length > 0
+      ? el('select', { id: controlId, 'data-mapping': 'record_type', onchange: (e) => update('record_type', e.target.value) },
+        el('option', { value: '' }, 'Choose…'),
+        (record && !recordTypes.includes(record) ? [record] : []).concat(recordTypes)
+          .map((r) => el('option', { value: r, selected: r === record }, r)))
+      : el('input', { type: 'text', id: controlId, 'data-mapping': 'record_type', value: record, oninput: (e) => update('record_type', e.target.value) });
+    return el('fieldset', { class: 'ui-field ui-mapping' },
+      el('legend', {}, input.title || input.key || input.id, input.required ? ' *' : ''),
+      el('label', { class: 'ui-field', for: controlId }, el('span', {}, 'Object'), recordControl),
+      keys.map(({ label, key }) => {
+        const id = `${controlId}-${key}`;
+        return el('label', { class: 'ui-field', for: id }, el('span', {}, `${label} →`),
+          el('input', { type: 'text', id, 'data-mapping': key, value: String(current[key] ?? ''), placeholder: 'field of the integration', oninput: (e) => update(key, e.target.value) }));
+      }),
+      input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+  }
 
   // Unsaved values are kept by scope ('' for the integration's settings, else the workflow id)
   // and input id.
@@ -314,10 +380,9 @@
     const controlId = scope ? `input-${scope}-${id}` : `input-${id}`;
     const set = (v) => { drafts[draft] = v; };
     let control;
-    if (!EDITABLE.has(input.type)) {
-      return el('div', { class: 'ui-field' },
-        el('span', {}, input.title || input.key || id),
-        el('div', { class: 'hint' }, `This setting (${input.type}) is edited in the full Connect Portal.`));
+    let hint = input.tooltip || null;
+    if (input.type === 'field_mapping') {
+      return mappingField(input, value, set, () => (draft in drafts ? drafts[draft] : saved), controlId);
     }
     if (input.type === 'boolean' || input.type === 'switch') {
       control = el('input', { type: 'checkbox', id: controlId, checked: value === true || value === 'true', onchange: (e) => set(e.target.checked) });
@@ -336,20 +401,37 @@
       // A stored secret is never shown back: leaving the field empty keeps it.
       control = el('input', { type: 'password', id: controlId, autocomplete: 'off', placeholder: saved ? 'saved — type to replace' : '', oninput: (e) => set(e.target.value) });
     } else {
-      const type = input.type === 'number' ? 'number' : input.type === 'email' ? 'email' : input.type === 'url' ? 'url' : 'text';
-      control = el('input', { type, id: controlId, value: value === undefined || value === null ? '' : String(value), oninput: (e) => set(e.target.value) });
+      // An integration-specific type (a Slack channel…): the account's choices when the
+      // server could list them, else a text box.
+      const listed = choices && choices.types ? choices.types[input.type] : undefined;
+      const current = value === undefined || value === null ? '' : String(value);
+      if (listed && Array.isArray(listed.options)) {
+        const options = listed.options.slice();
+        // A stored value the provider no longer lists stays choosable.
+        if (current && !options.some((o) => String(o.value) === current)) options.unshift({ label: current, value: current });
+        control = el('select', { id: controlId, onchange: (e) => set(e.target.value) },
+          el('option', { value: '' }, 'Choose…'),
+          options.map((o) => el('option', { value: String(o.value), selected: String(o.value) === current }, o.label ?? String(o.value))));
+      } else {
+        const type = input.type === 'number' ? 'number' : input.type === 'email' ? 'email' : input.type === 'url' ? 'url' : 'text';
+        control = el('input', { type, id: controlId, value: current, oninput: (e) => set(e.target.value) });
+        const why = listed && listed.error ? listed.error : choices && choices.error;
+        if (why && !['text', 'number', 'email', 'url'].includes(input.type)) {
+          hint = `${hint ? `${hint} ` : ''}The list of choices could not be loaded (${why}); type the value.`;
+        }
+      }
     }
     return el('label', { class: 'ui-field', for: controlId },
       el('span', {}, input.title || input.key || id, input.required ? ' *' : ''),
       control,
-      input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+      hint ? el('div', { class: 'hint' }, hint) : null);
   }
 
   function settingsValues(inputs, scope) {
     const values = {};
     for (const input of inputs) {
       const draft = draftKey(scope, input.id);
-      if (!(draft in drafts) || !EDITABLE.has(input.type)) continue;
+      if (!(draft in drafts)) continue;
       let v = drafts[draft];
       if (input.type === 'password' && v === '') continue;
       if (input.type === 'number') v = v === '' ? null : Number(v);
@@ -491,6 +573,7 @@
     parts.push(account);
 
     if (isConnected) {
+      loadChoices(integration, type);
       const inputs = ((config.sharedMeta || {}).inputs) || [];
       if (inputs.length > 0) {
         const form = el('form', {
