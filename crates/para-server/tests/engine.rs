@@ -129,6 +129,22 @@ async fn connect_account(s: &Server, user: &str, integration: &str, token: &str)
     c.id
 }
 
+/// Ann's accounts: two ACME ones (the second is the newest) and a Salesforce one.
+async fn anns_accounts(s: &Server) -> (String, String, String) {
+    let first = connect_account(s, "ann", "custom.acmecrm", "tok-ann-first").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = connect_account(s, "ann", "custom.acmecrm", "tok-ann-second").await;
+    let salesforce = connect_account(s, "ann", "salesforce", "tok-ann-sf").await;
+    (first, second, salesforce)
+}
+
+/// The input id of ACME's `pipeline` setting.
+fn acme_pipeline(s: &Server) -> String {
+    let build = s.state.build();
+    let inputs = &build.integrations["custom.acmecrm"].inputs;
+    inputs.iter().find(|i| i.key == "pipeline").unwrap().id.clone()
+}
+
 async fn wait_for_run(s: &Server, workflow: &str, status: &str) -> para_store::runs::Run {
     for _ in 0..200 {
         let filter = para_store::history::RunFilter {
@@ -328,11 +344,7 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
     let (api, up) = start_upstream().await;
     let s = server(&api, dir.path()).await;
     let ann = token("ann");
-    // Two ACME accounts (and one Salesforce account) for Ann; the second ACME one is the newest.
-    let first = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-first").await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-second").await;
-    let salesforce = connect_account(&s, "ann", "salesforce", "tok-ann-sf").await;
+    let (first, second, salesforce) = anns_accounts(&s).await;
     // Connecting an account runs the integration-enabled workflow with that account.
     let filter =
         para_store::history::RunFilter { workflow_id: Some(WELCOME.into()), ..Default::default() };
@@ -342,14 +354,7 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
     let mut expected = vec![Some(first.clone()), Some(second.clone())];
     expected.sort();
     assert_eq!(accounts, expected);
-    let build = s.state.build();
-    let pipeline = build.integrations["custom.acmecrm"]
-        .inputs
-        .iter()
-        .find(|i| i.key == "pipeline")
-        .unwrap()
-        .id
-        .clone();
+    let pipeline = acme_pipeline(&s);
     s.state
         .store
         .put_settings(shared_scope("custom.acmecrm"), None, Some(&json!({ pipeline: "p" })))
@@ -434,18 +439,8 @@ async fn configurations_keep_their_own_settings_and_runs_read_them() {
     let (api, up) = start_upstream().await;
     let s = server(&api, dir.path()).await;
     let ann = token("ann");
-    let first = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-first").await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = connect_account(&s, "ann", "custom.acmecrm", "tok-ann-second").await;
-    let salesforce = connect_account(&s, "ann", "salesforce", "tok-ann-sf").await;
-    let build = s.state.build();
-    let pipeline = build.integrations["custom.acmecrm"]
-        .inputs
-        .iter()
-        .find(|i| i.key == "pipeline")
-        .unwrap()
-        .id
-        .clone();
+    let (first, second, salesforce) = anns_accounts(&s).await;
+    let pipeline = acme_pipeline(&s);
     let configurations = format!("/sdk/credentials/{first}/configurations");
 
     // Each account starts with its default configuration only.
