@@ -144,11 +144,7 @@ impl Configuration {
     ) -> Self {
         let key = &integration.key;
         let stored = |workflow_id: &str| {
-            settings.iter().find(|s| {
-                &s.integration == key
-                    && s.configuration == configuration
-                    && s.workflow_id == workflow_id
-            })
+            para_store::Settings::find(settings, key, configuration, workflow_id)
         };
         let shared = stored("").map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
         let workflows = integration

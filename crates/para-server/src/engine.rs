@@ -653,13 +653,7 @@ pub fn settings_values(
     configuration: &str,
     workflow_id: &str,
 ) -> Map<String, Value> {
-    settings
-        .iter()
-        .find(|s| {
-            s.integration == integration
-                && s.configuration == configuration
-                && s.workflow_id == workflow_id
-        })
+    para_store::Settings::find(settings, integration, configuration, workflow_id)
         .and_then(|s| s.values.as_object().cloned())
         .unwrap_or_default()
 }

@@ -921,11 +921,7 @@ async fn page_view(
         state.store.credentials(&state.project_id, &user.user_id, Some(&integration.key)).await?;
     let stored = state.store.settings(&state.project_id, &user.user_id).await?;
     let stored_values = |workflow_id: &str| -> Option<&para_store::Settings> {
-        stored.iter().find(|s| {
-            s.integration == integration.key
-                && s.configuration.is_empty()
-                && s.workflow_id == workflow_id
-        })
+        para_store::Settings::find(&stored, &integration.key, "", workflow_id)
     };
     let accent = accent_of(integration);
     let base = page_path(state, &integration.key);
@@ -1388,15 +1384,9 @@ async fn save_settings(
         Err(e) => return storage_error(e),
     }
     let stored = match state.store.settings(&state.project_id, &user.user_id).await {
-        Ok(rows) => object(
-            rows.iter()
-                .find(|s| {
-                    s.integration == integration.key
-                        && s.configuration.is_empty()
-                        && s.workflow_id.is_empty()
-                })
-                .map(|s| &s.values),
-        ),
+        Ok(rows) => {
+            object(para_store::Settings::find(&rows, &integration.key, "", "").map(|s| &s.values))
+        }
         Err(e) => return storage_error(e),
     };
     let values = read_inputs(&integration.inputs, &form, &stored);
@@ -1483,12 +1473,7 @@ async fn save_workflow(
     let values = if enabled {
         let stored = match state.store.settings(&state.project_id, &user.user_id).await {
             Ok(rows) => object(
-                rows.iter()
-                    .find(|s| {
-                        s.integration == integration.key
-                            && s.configuration.is_empty()
-                            && s.workflow_id == workflow.id
-                    })
+                para_store::Settings::find(&rows, &integration.key, "", &workflow.id)
                     .map(|s| &s.values),
             ),
             Err(e) => return storage_error(e),

@@ -134,11 +134,8 @@ async fn active_workflows(
         for configuration in scopes {
             let key = configuration.as_ref().map_or("", |m| m.id.as_str());
             for workflow in integration.workflows.values().filter(|w| pick(w)) {
-                let stored = settings.iter().find(|s| {
-                    s.integration == integration.key
-                        && s.configuration == key
-                        && s.workflow_id == workflow.id
-                });
+                let stored =
+                    para_store::Settings::find(settings, &integration.key, key, &workflow.id);
                 let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
                 if enabled && crate::api::permitted_for(workflow, user_id, meta) {
                     out.push(Active {
@@ -605,8 +602,8 @@ async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tic
             continue;
         };
         // One run per configuration the workflow is on in.
+        let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
         for a in active {
-            let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
             let made = a.configuration;
             let start = Start {
                 user_id: user_id.clone(),

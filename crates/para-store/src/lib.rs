@@ -97,6 +97,23 @@ pub struct Settings {
     pub values: Value,
 }
 
+impl Settings {
+    /// The row of one scope among a user's settings ([`Store::settings`]): `configuration` and
+    /// `workflow_id` empty for the integration-level shared settings.
+    pub fn find<'s>(
+        all: &'s [Settings],
+        integration: &str,
+        configuration: &str,
+        workflow_id: &str,
+    ) -> Option<&'s Settings> {
+        all.iter().find(|s| {
+            s.integration == integration
+                && s.configuration == configuration
+                && s.workflow_id == workflow_id
+        })
+    }
+}
+
 /// Where [`Store::put_settings`] writes: one user's integration, configuration (empty: the
 /// integration-level settings) and workflow (empty: the shared settings).
 #[derive(Debug, Clone, Copy)]
