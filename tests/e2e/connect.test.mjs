@@ -532,7 +532,13 @@ test('chromium: SDK bundle loads, configures one origin, and calls the documente
     const r = await page.evaluate(([t]) => window.e2e.call('authenticate', ['p1', t]), [token]);
     assert.equal(r.ok, false);
     assert.match(r.error, /Failed to authenticate user with Paragon/);
-    const api = mockRequests.filter((m) => m.path.startsWith('/mock/projects/'));
+    // The SDK sends both requests at once and gives up at the first 404, so the second may
+    // still be on its way: wait for it (up to 5 s) before checking what arrived.
+    const apiRequests = () => mockRequests.filter((m) => m.path.startsWith('/mock/projects/'));
+    for (let waited = 0; apiRequests().length < 2 && waited < 5000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const api = apiRequests();
     const seen = api.map((m) => `${m.method} ${m.path}`).sort();
     assert.deepEqual(seen, ['GET /mock/projects/p1/sdk/integrations', 'GET /mock/projects/p1/sdk/me'], log.join('\n'));
     // The SDK's iframe is created even in headless mode and loads ${CONNECT_PUBLIC_URL}/ui.
