@@ -5,6 +5,7 @@ use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderName;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
@@ -19,6 +20,13 @@ pub struct SdkUser {
 
 /// The `{projectId}` of `/projects/{projectId}/…` or `/v2/projects/{projectId}/…`.
 fn path_project(path: &str) -> Option<&str> {
+    // The usual form, read without splitting the whole path.
+    if let Some(rest) = path.strip_prefix("/projects/") {
+        let project = &rest[..rest.bytes().position(|b| b == b'/').unwrap_or(rest.len())];
+        if !project.is_empty() {
+            return Some(project);
+        }
+    }
     let mut segments = path.split('/').filter(|s| !s.is_empty());
     while let Some(segment) = segments.next() {
         if segment == "projects" {
@@ -32,17 +40,16 @@ fn path_project(path: &str) -> Option<&str> {
 /// `selectedCredentialId`; for uninstall, the active credential when none is selected). Only
 /// ever looked up among the authenticated user's own credentials.
 pub fn selected_credential(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get("x-paragon-credential")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    const NAME: HeaderName = HeaderName::from_static("x-paragon-credential");
+    headers.get(NAME).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The token from `Authorization: Bearer …`.
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
-    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+/// The token from `Authorization: Bearer …`, as sent: it is looked up among the tokens seen
+/// recently as bytes, and read as text only when it has to be verified.
+fn bearer(parts: &Parts) -> Option<&[u8]> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.as_bytes().trim_ascii();
+    let token = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer "))?;
+    Some(token.trim_ascii())
 }
 
 /// The user of the request's token: from [`SeenUsers`] when it was verified recently.
@@ -66,11 +73,16 @@ pub(crate) async fn authenticate(
     if let Some(user) = state.seen_users.recent(token) {
         return Ok(user);
     }
+    let token = std::str::from_utf8(token)
+        .map_err(|_| ApiError::unauthorized("the user token is not text: send a JWT"))?;
     let claims = state.verifier.verify(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    // Boxed: this first sight of a token is rare, and its database future would otherwise
+    // make every request's future (moved into a box per request) larger.
     let user =
-        state.store.touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref()).await?;
+        Box::pin(state.store.touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref()))
+            .await?;
     let user = Arc::new(SdkUser { user_id: user.user_id, meta: user.meta });
-    state.seen_users.remember(token, claims.exp, &user);
+    state.seen_users.remember(token.as_bytes(), claims.exp, &user);
     Ok(user)
 }
 
@@ -113,7 +125,7 @@ pub struct SeenUsers {
 }
 
 struct Seen {
-    token: Box<str>,
+    token: Box<[u8]>,
     until: i64,
     user: Arc<SdkUser>,
 }
@@ -122,14 +134,14 @@ impl SeenUsers {
     const TTL_MS: i64 = 30_000;
     const MAX: usize = 50_000;
 
-    fn recent(&self, token: &str) -> Option<Arc<SdkUser>> {
+    fn recent(&self, token: &[u8]) -> Option<Arc<SdkUser>> {
         let key = self.hasher.hash_one(token);
         let map = self.map.lock().expect("seen users");
         let seen = map.get(&key)?;
         (*seen.token == *token && seen.until > para_store::now_ms()).then(|| seen.user.clone())
     }
 
-    fn remember(&self, token: &str, exp_secs: u64, user: &Arc<SdkUser>) {
+    fn remember(&self, token: &[u8], exp_secs: u64, user: &Arc<SdkUser>) {
         let now = para_store::now_ms();
         let until = (now + Self::TTL_MS).min(exp_secs as i64 * 1000);
         let key = self.hasher.hash_one(token);
@@ -158,6 +170,11 @@ mod tests {
         assert_eq!(path_project("/projects/p1/sdk/me"), Some("p1"));
         assert_eq!(path_project("/v2/projects/p2/sdk/events/trigger"), Some("p2"));
         assert_eq!(path_project("/healthz"), None);
+        // What the quick read of the usual form gives is what reading segments gives.
+        for path in ["/projects/p1", "/projects/p1/", "/projects//p3/sdk/me", "/projects/"] {
+            let segments = path.split('/').filter(|s| !s.is_empty()).nth(1);
+            assert_eq!(path_project(path), segments, "{path}");
+        }
     }
 
     #[test]
@@ -165,14 +182,14 @@ mod tests {
         let seen = SeenUsers::default();
         let exp = (para_store::now_ms() / 1000 + 3600) as u64;
         let ann = Arc::new(SdkUser { user_id: "ann".into(), meta: serde_json::Value::Null });
-        seen.remember("token-a", exp, &ann);
-        assert_eq!(seen.recent("token-a").unwrap().user_id, "ann");
-        assert!(seen.recent("token-b").is_none());
-        assert!(seen.recent("token-").is_none());
+        seen.remember(b"token-a", exp, &ann);
+        assert_eq!(seen.recent(b"token-a").unwrap().user_id, "ann");
+        assert!(seen.recent(b"token-b").is_none());
+        assert!(seen.recent(b"token-").is_none());
         // A token past its exp is not remembered as valid.
-        seen.remember("token-old", (para_store::now_ms() / 1000 - 1) as u64, &ann);
-        assert!(seen.recent("token-old").is_none());
+        seen.remember(b"token-old", (para_store::now_ms() / 1000 - 1) as u64, &ann);
+        assert!(seen.recent(b"token-old").is_none());
         seen.forget("ann");
-        assert!(seen.recent("token-a").is_none());
+        assert!(seen.recent(b"token-a").is_none());
     }
 }

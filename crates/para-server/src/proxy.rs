@@ -49,7 +49,7 @@ const ROUTE: &str = "/projects/{project}/sdk/proxy/{*integration_and_path}";
 /// What follows `/projects/{project}/sdk/proxy/` in `path`.
 fn after_marker(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/projects/")?;
-    let slash = rest.find('/')?;
+    let slash = rest.bytes().position(|b| b == b'/')?;
     rest[slash..].strip_prefix("/sdk/proxy/")
 }
 
@@ -69,7 +69,7 @@ pub async fn serve(state: Arc<AppState>, request: Request) -> Response {
 fn split_path(path: &str) -> Option<(Cow<'_, str>, &str)> {
     let rest = after_marker(path)?;
     // The integration segment as sent (it may be percent-encoded).
-    let end = rest.find('/').unwrap_or(rest.len());
+    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
     let segment = &rest[..end];
     let integration = if segment.contains('%') {
         Cow::Owned(percent_decode(segment)?)
@@ -124,7 +124,7 @@ pub fn safe_path(tail: &str) -> Result<&str, String> {
 
 /// A decoded path: no `.`/`..` segment, no control character.
 fn plain_segments(decoded: &str) -> Result<(), String> {
-    if decoded.split('/').any(|seg| seg == ".." || seg == ".") {
+    if decoded.as_bytes().split(|&b| b == b'/').any(|seg| seg == b".." || seg == b".") {
         return Err("`.` and `..` segments are not allowed in a proxied path".into());
     }
     if decoded.chars().any(|c| c.is_control()) {
@@ -182,24 +182,24 @@ fn forwardable(name: &HeaderName) -> bool {
         && !name.as_str().starts_with("sec-")
 }
 
-/// Removes the request headers never forwarded ([`forwardable`]), in place.
-fn drop_unforwardable(headers: &mut HeaderMap) {
-    let mut found: [Option<HeaderName>; 16] = Default::default();
-    loop {
-        let mut n = 0;
-        for name in headers.keys().filter(|name| !forwardable(name)) {
-            if let Some(slot) = found.get_mut(n) {
-                *slot = Some(name.clone());
-            }
-            n += 1;
+/// The request headers that are forwarded ([`forwardable`]), in their order, with room for
+/// the few the proxy adds. (Moving the kept ones into a new map is cheaper than removing the
+/// others from the old one.)
+fn forwarded_headers(headers: HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::with_capacity(headers.len() + 4);
+    let mut current: Option<HeaderName> = None;
+    let mut keep = false;
+    for (name, value) in headers {
+        // A name comes with its first value only; the values after it are `None`'s.
+        if let Some(name) = name {
+            keep = forwardable(&name);
+            current = Some(name);
         }
-        for name in found.iter_mut().filter_map(Option::take) {
-            headers.remove(name);
-        }
-        if n <= found.len() {
-            return;
+        if keep && let Some(name) = &current {
+            kept.append(name.clone(), value);
         }
     }
+    kept
 }
 
 /// The only header a wrapped answer reads.
@@ -224,7 +224,7 @@ fn passable(name: &HeaderName) -> bool {
     )
 }
 
-fn truthy(headers: &HeaderMap, name: &str) -> bool {
+fn truthy(headers: &HeaderMap, name: HeaderName) -> bool {
     headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let v = v.trim();
         ["1", "true", "yes"].iter().any(|t| v.eq_ignore_ascii_case(t))
@@ -267,8 +267,10 @@ async fn proxy(
         // Prepared with this connector (a rebuilt project has new ones).
         Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => hit,
         _ => {
-            let c = pick_credential(state, user, &integration, selected).await?;
-            let (c, m) = refresh::usable(state, &connector, c).await?;
+            // Boxed, as every rare path here: their futures (database, token refresh) would
+            // otherwise make every request's future, moved into a box per request, larger.
+            let c = Box::pin(pick_credential(state, user, &integration, selected)).await?;
+            let (c, m) = Box::pin(refresh::usable(state, &connector, c)).await?;
             let prepared = Arc::new(Prepared::new(state, &connector, c, m));
             state.credential_cache.put(&user.user_id, &integration, selected, &prepared);
             prepared
@@ -285,15 +287,15 @@ async fn proxy(
             )
         })?
     };
-    let raw = truthy(&parts.headers, "x-paragon-use-raw-response");
+    const RAW: HeaderName = HeaderName::from_static("x-paragon-use-raw-response");
+    let raw = truthy(&parts.headers, RAW);
     let auto = parts
         .headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"auto"))
         .then(|| auto_content_type(&body));
     // The caller's headers, filtered in place.
-    let mut forwarded = std::mem::take(&mut parts.headers);
-    drop_unforwardable(&mut forwarded);
+    let mut forwarded = forwarded_headers(std::mem::take(&mut parts.headers));
     if let Some(kind) = auto {
         forwarded.remove(header::CONTENT_TYPE);
         if let Some(kind) = kind {
@@ -352,8 +354,12 @@ async fn proxy(
         {
             retried = true;
             forwarded = headers;
-            if let Some((fresh, m)) =
-                refresh::after_unauthorized(state, &connector, prepared.credential.clone()).await?
+            if let Some((fresh, m)) = Box::pin(refresh::after_unauthorized(
+                state,
+                &connector,
+                prepared.credential.clone(),
+            ))
+            .await?
             {
                 prepared = Arc::new(Prepared::new(state, &connector, fresh, m));
                 continue;
@@ -723,6 +729,41 @@ mod tests {
             let answer = route.clone().oneshot(request).await.unwrap();
             assert_eq!(is_proxy_path(path), answer.status() == StatusCode::OK, "{path}");
         }
+    }
+
+    #[test]
+    fn only_forwardable_headers_are_forwarded_in_order() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("accept", "application/json"),
+            ("authorization", "Bearer user-token"),
+            ("x-custom", "one"),
+            ("cookie", "a=1"),
+            ("x-custom", "two"),
+            ("x-paragon-credential", "c1"),
+            ("sec-fetch-mode", "cors"),
+            ("cookie", "b=2"),
+            ("host", "para.example"),
+            ("x-other", "three"),
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        // More unforwardable values than any fixed batch.
+        for i in 0..40 {
+            headers.append(header::COOKIE, HeaderValue::from_str(&format!("c{i}=1")).unwrap());
+        }
+        let kept = forwarded_headers(headers);
+        let pairs: Vec<(&str, &str)> =
+            kept.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("accept", "application/json"),
+                ("x-custom", "one"),
+                ("x-custom", "two"),
+                ("x-other", "three")
+            ]
+        );
     }
 
     #[test]

@@ -194,14 +194,16 @@ impl Client {
         request: Outgoing,
         keep: fn(&HeaderName) -> bool,
     ) -> Result<Response<axum::body::Body>, Failure> {
+        // The rare paths (an outgoing proxy, a new connection) are boxed: their futures would
+        // otherwise make every request's future larger, and each request moves it into a box.
         if let Some(client) = &self.via_proxy {
-            return via_reqwest(client, origin, request, keep).await;
+            return Box::pin(via_reqwest(client, origin, request, keep)).await;
         }
         let now = Instant::now();
         let deadline = now + TOTAL_TIMEOUT;
         let (mut c, mut reused) = match origin.take_idle(now) {
             Some(c) => (c, true),
-            None => (self.connect(origin).await?, false),
+            None => (Box::pin(self.connect(origin)).await?, false),
         };
         // The connection's timer, moved to the new deadline (later: no re-registration).
         let mut timer =
@@ -228,7 +230,7 @@ impl Client {
                 // came. A request that may be repeated goes again, on a new connection.
                 Some(Err(_)) if reused && !c.received && replayable(&request.method) => {
                     reused = false;
-                    c = self.connect(origin).await?;
+                    c = Box::pin(self.connect(origin)).await?;
                 }
                 Some(Err(e)) => return Err(e),
             }
@@ -597,9 +599,14 @@ impl Connection {
             if self.buffered() == 0 {
                 return Ok(None);
             }
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            let len = match parsed.parse(self.data()) {
+            // Left uninitialised: filling 100 slots cost more than parsing a short head.
+            let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                self.data(),
+                &mut slots,
+            ) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => {
                     if self.buffered() > MAX_HEAD {
@@ -623,7 +630,7 @@ impl Connection {
             // One copy of the head: header values are slices of it.
             let head = Bytes::copy_from_slice(&self.buf[self.start..self.start + len]);
             let base = self.buf[self.start..].as_ptr() as usize;
-            let mut headers = HeaderMap::new();
+            let mut headers = HeaderMap::with_capacity(parsed.headers.len());
             let mut keep_alive = http11;
             let mut saw_close = false;
             let mut lengths = Lengths::default();
