@@ -18,6 +18,7 @@ mod dashboard_runs;
 pub mod engine;
 mod error;
 mod history;
+mod idle;
 pub mod oauth;
 mod options;
 mod portal;

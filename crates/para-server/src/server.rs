@@ -9,8 +9,9 @@
 //! so a response written in several parts (a streamed body) is not held back by Nagle's
 //! algorithm. A connection that takes longer than [`ServerConfig::header_timeout`] to send a
 //! request's head, or stays idle between requests that long, is closed (`axum::serve` kept
-//! them forever). Graceful shutdown is axum's: stop accepting, let in-flight requests finish,
-//! close idle keep-alive connections.
+//! them forever) by one sweeper for all connections ([`crate::idle`]), not by a timer per
+//! request. Graceful shutdown is axum's: stop accepting, let in-flight requests finish, close
+//! idle keep-alive connections.
 //!
 //! [`ServerConfig::header_timeout`]: crate::ServerConfig::header_timeout
 
@@ -26,12 +27,12 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
 
 use crate::state::AppState;
-use crate::{cors, proxy};
+use crate::{cors, idle, proxy};
 
 /// Serves `router` (built for `state`) on `listener` until `shutdown` completes, then waits
 /// for the connections to finish their requests.
@@ -43,9 +44,8 @@ pub async fn run(
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
-    let service = Service { state, router };
+    let http1 = hyper::server::conn::http1::Builder::new();
+    let watch = idle::Watch::start(state.config.header_timeout);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,12 +58,16 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = http1.serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let activity = watch.connection();
+        let service =
+            Service { state: state.clone(), router: router.clone(), activity: activity.clone() };
+        let io = TokioIo::new(idle::Tracked::new(stream, activity.clone()));
+        let connection = graceful.watch(http1.serve_connection(io, service));
+        let task = tokio::spawn(async move {
             // A client that goes away mid-request is not the server's error.
             let _ = connection.await;
         });
+        activity.on_expiry(task.abort_handle());
     }
     drop(listener);
     graceful.shutdown().await;
@@ -85,10 +89,11 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-#[derive(Clone)]
+/// One connection's service.
 struct Service {
     state: Arc<AppState>,
     router: Router,
+    activity: Arc<idle::Activity>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -100,13 +105,16 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
         let request: Request = request.map(Body::new);
+        let serving = self.activity.serving();
         if proxy::is_proxy_path(request.uri().path()) {
             let state = self.state.clone();
             Box::pin(async move {
-                Ok(cors::around(request, |request| proxy::serve(state, request)).await)
+                let answer = cors::around(request, |request| proxy::serve(state, request)).await;
+                Ok(idle::held(answer, serving))
             })
         } else {
-            Box::pin(self.router.clone().oneshot(request))
+            let answer = self.router.clone().oneshot(request);
+            Box::pin(async move { Ok(idle::held(answer.await?, serving)) })
         }
     }
 }

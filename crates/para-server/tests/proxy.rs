@@ -6,8 +6,12 @@
 
 mod common;
 
+use std::future::Future as _;
 use std::io::{Read, Write};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -99,6 +103,10 @@ async fn api(
             (json, r#"{"slow":true}"#).into_response()
         }
         "/empty" => StatusCode::NO_CONTENT.into_response(),
+        "/trickle" => {
+            let body = Trickle { parts: 3, pause: None };
+            ([("content-type", "text/plain")], axum::body::Body::new(body)).into_response()
+        }
         "/badjson" => (json, "not json").into_response(),
         "/bignum" => (json, " {\"id\": 123456789012345678901234567890}\n").into_response(),
         "/close" => {
@@ -135,6 +143,35 @@ async fn api(
     }
 }
 
+/// An answer sent in parts, with a pause of [`TRICKLE_PAUSE`] before each.
+struct Trickle {
+    parts: u8,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+const TRICKLE_PAUSE: Duration = Duration::from_millis(400);
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.parts == 0 {
+            return Poll::Ready(None);
+        }
+        let pause = self.pause.get_or_insert_with(|| Box::pin(tokio::time::sleep(TRICKLE_PAUSE)));
+        if pause.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.pause = None;
+        self.parts -= 1;
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"part;")))))
+    }
+}
+
 async fn upstream() -> (Arc<Upstream>, String) {
     let u = Arc::new(Upstream::default());
     let app = axum::Router::new()
@@ -148,16 +185,18 @@ async fn upstream() -> (Arc<Upstream>, String) {
 }
 
 async fn start(upstream_base: &str) -> Server {
+    start_timed(upstream_base, para_server::ServerConfig::HEADER_TIMEOUT).await
+}
+
+/// [`start`] with connections closed after `header_timeout` of waiting.
+async fn start_timed(upstream_base: &str, header_timeout: Duration) -> Server {
     let client = OAuthClient {
         api_base_url: Some(format!("{upstream_base}/api")),
         ..OAuthClient::default()
     };
-    common::start(
-        build(),
-        "sqlite::memory:",
-        common::clients(&[(BASIC, client.clone()), (HEADERS, client.clone()), (QUERY, client)]),
-    )
-    .await
+    let clients =
+        common::clients(&[(BASIC, client.clone()), (HEADERS, client.clone()), (QUERY, client)]);
+    common::start_timed(build(), "sqlite::memory:", clients, header_timeout).await
 }
 
 async fn connect(server: &Server, bearer: &str, integration: &str, user: &str, pw: &str) -> String {
@@ -642,4 +681,27 @@ async fn shutdown_lets_the_request_in_flight_finish() {
         .unwrap()
         .unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer accepting");
+}
+
+/// A connection waits (and is closed after the header timeout) only between requests: an
+/// answer streamed with pauses longer than the timeout is served to its end (`idle.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowly_streamed_answer_outlives_the_header_timeout() {
+    let (_up, base) = upstream().await;
+    let timeout = Duration::from_millis(150);
+    assert!(TRICKLE_PAUSE > 2 * timeout);
+    let server = start_timed(&base, timeout).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let url = server.url(&format!("/sdk/proxy/{BASIC}/trickle"));
+    let r = client()
+        .get(url)
+        .bearer_auth(&ann)
+        .header("X-Paragon-Use-Raw-Response", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("the whole answer, not a connection cut mid-body");
+    assert_eq!(body, "part;part;part;");
 }

@@ -77,6 +77,27 @@ pub async fn start_with(
     oauth_clients: BTreeMap<String, OAuthClient>,
     engine: para_server::engine::EngineConfig,
 ) -> Server {
+    start_configured(build, database, oauth_clients, engine, ServerConfig::HEADER_TIMEOUT).await
+}
+
+/// [`start`] with connections closed after `header_timeout` of waiting.
+pub async fn start_timed(
+    build: para_build::Build,
+    database: &str,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+    header_timeout: std::time::Duration,
+) -> Server {
+    let engine = para_server::engine::EngineConfig::from_env();
+    start_configured(build, database, oauth_clients, engine, header_timeout).await
+}
+
+async fn start_configured(
+    build: para_build::Build,
+    database: &str,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+    engine: para_server::engine::EngineConfig,
+    header_timeout: std::time::Duration,
+) -> Server {
     let (store, verifier, secrets) = essentials(database).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -86,7 +107,7 @@ pub async fn start_with(
         public_url: base.clone(),
         admin_key: None,
         oauth_clients,
-        header_timeout: ServerConfig::HEADER_TIMEOUT,
+        header_timeout,
     };
     let project = build.project.project_id.clone().unwrap_or_default();
     let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
