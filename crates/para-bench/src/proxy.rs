@@ -24,6 +24,9 @@
 //!   and the upstream on one half of the CPUs and the proxy under test on the other (nginx with
 //!   as many workers as it has CPUs; para's runtime sizes itself to its CPU mask). `--pin none`
 //!   lets everything float. All processes run at `--nice` (-10) when that is allowed.
+//! - `--instructions` adds exact counts of the user-space instructions each proxy executes per
+//!   request (valgrind's callgrind; see [`Counting`]), which other work on the machine does not
+//!   move, next to the timings, which it does.
 
 use std::{
     fmt::Write as _,
@@ -88,6 +91,14 @@ pub struct ProxyArgs {
     /// Keep the temporary folder (configs, logs, the generated project) and print its path
     #[arg(long)]
     keep: bool,
+    /// Also count the user-space instructions each proxy executes per request, exactly, with
+    /// valgrind's callgrind: a figure that, unlike the timings, does not move with other work
+    /// on the machine (needs `valgrind`; bench/proxy installs it with apt)
+    #[arg(long)]
+    instructions: bool,
+    /// The `valgrind` binary (for --instructions)
+    #[arg(long, default_value = "valgrind")]
+    valgrind: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -358,6 +369,24 @@ fn nginx_config(dir: &Path, name: &str, workers: usize, http_block: &str) -> Str
     )
 }
 
+/// A valgrind that runs a program under callgrind, writing its dumps to `<out>.<n>`.
+#[derive(Clone, Copy)]
+struct Callgrind<'a> {
+    valgrind: &'a Path,
+    out: &'a Path,
+}
+
+impl Callgrind<'_> {
+    fn command(&self, cpus: Option<&str>, program: &Path) -> Command {
+        let mut c = pinned(cpus, self.valgrind);
+        c.arg("--tool=callgrind").arg(format!("--callgrind-out-file={}", self.out.display()));
+        c.arg(program);
+        c
+    }
+}
+
+/// nginx with `config` (written to `<name>.conf` in `dir`), listening on `addr`; under
+/// callgrind as a single process when `callgrind` is given.
 fn start_nginx(
     nginx: &Path,
     dir: &Path,
@@ -365,6 +394,7 @@ fn start_nginx(
     config: &str,
     cpus: Option<&str>,
     addr: SocketAddr,
+    callgrind: Option<Callgrind>,
 ) -> anyhow::Result<Service> {
     let conf = dir.join(format!("{name}.conf"));
     fs::write(&conf, config)?;
@@ -386,16 +416,210 @@ fn start_nginx(
             tail(&error_log)
         );
     }
-    let mut command = pinned(cpus, nginx);
+    let (mut command, wait) = match callgrind {
+        Some(cg) => {
+            let mut c = cg.command(cpus, nginx);
+            c.arg("-g").arg("master_process off;");
+            (c, Duration::from_secs(120))
+        }
+        None => (pinned(cpus, nginx), Duration::from_secs(10)),
+    };
     args(&mut command);
     let mut service = Service::spawn(name, command, dir.join(format!("{name}.out")))?;
-    service.wait_listening(addr, Duration::from_secs(10)).with_context(|| tail(&error_log))?;
+    service.wait_listening(addr, wait).with_context(|| tail(&error_log))?;
     Ok(service)
+}
+
+/// The nginx proxy's `http` block: the same job as para's proxy (see the module's comment).
+fn proxy_block(listen: SocketAddr, upstream: SocketAddr, project_id: &str) -> String {
+    format!(
+        "  upstream bench_api {{\n    server {upstream};\n    keepalive 64;\n\
+         \x20   keepalive_requests 1000000;\n    keepalive_timeout 300s;\n  }}\n\
+         \x20 server {{\n    listen {listen};\n\
+         \x20   location /projects/{project_id}/sdk/proxy/{INTEGRATION}/ {{\n\
+         \x20     proxy_pass http://bench_api/;\n      proxy_http_version 1.1;\n\
+         \x20     proxy_set_header Connection \"\";\n\
+         \x20     proxy_set_header Authorization \"{BASIC}\";\n    }}\n  }}\n"
+    )
+}
+
+/// `--instructions`: the user-space instructions each proxy executes per request, counted by
+/// callgrind in a second nginx proxy and a second `para serve` started under valgrind for this
+/// (the timed ones keep running undisturbed). Each target gets a warm-up, then its counters are
+/// zeroed, wrk sends requests on one connection for `seconds`, and callgrind's totals are
+/// divided by the requests wrk counted. The kernel's work (system calls, loopback TCP) is not
+/// in these figures.
+struct Counting<'a> {
+    dir: &'a Path,
+    valgrind: &'a Path,
+    wrk: &'a Wrk<'a>,
+    cpus: Option<&'a str>,
+    seconds: u64,
+}
+
+impl Counting<'_> {
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("callgrind-{name}"))
+    }
+
+    fn callgrind<'b>(&'b self, out: &'b Path) -> Callgrind<'b> {
+        Callgrind { valgrind: self.valgrind, out }
+    }
+
+    /// Instructions per request of `targets`, served in turn by the process of `service`.
+    fn per_request(
+        &self,
+        service: &Service,
+        out: &Path,
+        targets: &[Target],
+    ) -> anyhow::Result<Vec<Count>> {
+        let pid = service.child.id().to_string();
+        let control = self.valgrind.with_file_name("callgrind_control");
+        let control = if control.exists() { control } else { PathBuf::from("callgrind_control") };
+        let run_control = |what: &str| -> anyhow::Result<()> {
+            let o = Command::new(&control).arg(what).arg(&pid).output().with_context(|| {
+                format!("running {} (it comes with valgrind)", control.display())
+            })?;
+            if !o.status.success() {
+                bail!(
+                    "{} {what} {pid} failed: {}",
+                    control.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            Ok(())
+        };
+        let mut counts = Vec::new();
+        let mut dumps = 0;
+        for target in targets {
+            self.wrk.run(target, self.cpus, 1, 2)?;
+            let mut windows = Vec::new();
+            for _ in 0..WINDOWS {
+                run_control("--zero")?;
+                let run = self.wrk.run(target, self.cpus, 1, self.seconds)?;
+                if run.errors > 0 || run.requests < 1.0 {
+                    bail!(
+                        "counting {}: {} errors, {} requests",
+                        target.label,
+                        run.errors,
+                        run.requests
+                    );
+                }
+                run_control("--dump")?;
+                dumps += 1;
+                let file = PathBuf::from(format!("{}.{dumps}", out.display()));
+                windows.push(callgrind_total(&file)? / run.requests);
+            }
+            counts.push(Count {
+                median: median(windows.iter().copied()),
+                low: windows.iter().copied().fold(f64::INFINITY, f64::min),
+                high: windows.iter().copied().fold(0.0, f64::max),
+            });
+        }
+        Ok(counts)
+    }
+}
+
+/// Runs the `--instructions` counts: a second nginx proxy and, when para could be set up, a
+/// second `para serve` of the same project, each under callgrind. Returns (label, count).
+#[allow(clippy::too_many_arguments)]
+fn count_instructions(
+    args: &ProxyArgs,
+    dir: &Path,
+    layout: &Layout,
+    wrk: &Wrk,
+    upstream: SocketAddr,
+    para: Option<&Para>,
+    project_id: &str,
+    proxied_path: &str,
+    bearer: &str,
+) -> anyhow::Result<Vec<(&'static str, Count)>> {
+    // The proxies run on the CPUs (so with the runtime) of the timed ones.
+    let cpus = layout.proxy.as_deref();
+    let counting =
+        Counting { dir, valgrind: &args.valgrind, wrk, cpus: None, seconds: args.duration.min(5) };
+    let headers = |raw: bool| {
+        let mut h = vec![format!("Authorization: {bearer}")];
+        if raw {
+            h.push(format!("{RAW_HEADER}: 1"));
+        }
+        h
+    };
+    let mut rows = Vec::new();
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let out = counting.out("nginx");
+    let config = nginx_config(dir, "proxy-callgrind", 1, &proxy_block(addr, upstream, project_id));
+    let nginx = start_nginx(
+        &args.nginx,
+        dir,
+        "proxy-callgrind",
+        &config,
+        cpus,
+        addr,
+        Some(counting.callgrind(&out)),
+    )
+    .context("starting nginx under valgrind")?;
+    let target = Target::new("nginx", format!("http://{addr}{proxied_path}"), headers(true));
+    rows.push(("nginx", counting.per_request(&nginx, &out, &[target])?[0]));
+    drop(nginx);
+
+    if let Some(p) = para {
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let out = counting.out("para");
+        let mut command = counting.callgrind(&out).command(cpus, &args.para);
+        serve_arguments(&mut command, &p.project, port, upstream);
+        let mut service =
+            Service::spawn("para serve under valgrind", command, dir.join("para-callgrind.log"))?;
+        service.wait_listening(addr, Duration::from_secs(180))?;
+        let url = format!("http://{addr}{proxied_path}");
+        let targets = [
+            Target::new("para (raw)", url.clone(), headers(true)),
+            Target::new("para (wrapped)", url, headers(false)),
+        ];
+        let counts = counting.per_request(&service, &out, &targets)?;
+        rows.push(("para (raw)", counts[0]));
+        rows.push(("para (wrapped)", counts[1]));
+    }
+    Ok(rows)
+}
+
+/// Counting windows per target: the median is reported, so that a rare event in one window (a
+/// cache entry renewed, the allocator returning memory) does not stand for every request.
+const WINDOWS: usize = 3;
+
+/// Instructions per request of one target over its windows.
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+/// The instruction total callgrind wrote at the end of the dump `file` (waiting for it).
+fn callgrind_total(file: &Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if let Some(total) = text.lines().find_map(|l| l.strip_prefix("totals:")) {
+            return total
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("{}: unreadable totals line {total:?}", file.display()));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("callgrind wrote no totals to {} within 60 s", file.display());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// One `wrk` run's figures.
 #[derive(Debug, Clone, Copy)]
 struct Run {
+    requests: f64,
     rps: f64,
     p50: f64,
     p99: f64,
@@ -447,6 +671,7 @@ impl Wrk<'_> {
         let (v, errors) = wrk_figures(&out, &format!("wrk against {}", target.url))?;
         let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
         Ok(Run {
+            requests: f("requests"),
             rps: f("requests") / (f("duration_us").max(1.0) / 1e6),
             p50: f("p50_us"),
             p99: f("p99_us"),
@@ -534,6 +759,7 @@ fn probe(
 /// para serving the bench project, with a connected credential.
 struct Para {
     service: Service,
+    project: PathBuf,
     addr: SocketAddr,
     project_id: String,
     token: String,
@@ -556,6 +782,21 @@ pub(crate) fn para_command(para: &Path, cwd: &Path, args: &[&str]) -> anyhow::Re
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `para serve` of the bench project on `port`, its integration pointed at `upstream`.
+fn serve_arguments(command: &mut Command, project: &Path, port: u16, upstream: SocketAddr) {
+    command
+        .arg("serve")
+        .arg("--project")
+        .arg(project)
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--database")
+        .arg(format!("sqlite://{}", project.join(".para/bench.db").display()))
+        .env("PARA_OAUTH_CUSTOM_BENCHAPI_API_BASE_URL", format!("http://{upstream}"))
+        .env_remove("PARA_TOKEN_AUDIENCE")
+        .env_remove("PARA_PUBLIC_URL");
 }
 
 /// Sets the scaffolded custom integration's `apiBaseUrl` and `testEndpointPath`.
@@ -616,17 +857,7 @@ fn setup_para(
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = pinned(cpus, para);
-    command
-        .arg("serve")
-        .arg("--project")
-        .arg(&project)
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--database")
-        .arg(format!("sqlite://{}", project.join(".para/bench.db").display()))
-        .env("PARA_OAUTH_CUSTOM_BENCHAPI_API_BASE_URL", &base)
-        .env_remove("PARA_TOKEN_AUDIENCE")
-        .env_remove("PARA_PUBLIC_URL");
+    serve_arguments(&mut command, &project, port, upstream);
     let mut service = Service::spawn("para serve", command, dir.join("para-serve.log"))?;
     service.wait_listening(addr, Duration::from_secs(60))?;
 
@@ -664,7 +895,7 @@ fn setup_para(
             http::excerpt(&r.text())
         );
     }
-    Ok(Para { service, addr, project_id, token })
+    Ok(Para { service, project, addr, project_id, token })
 }
 
 pub(crate) fn load_average() -> String {
@@ -683,6 +914,14 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     } else {
         Some(tmp)
     };
+    if args.instructions {
+        Command::new(&args.valgrind).arg("--version").output().with_context(|| {
+            format!(
+                "--instructions needs {} (install it: apt-get install valgrind)",
+                args.valgrind.display()
+            )
+        })?;
+    }
     let layout = layout(args.pin);
     let _ = NICE.set(args.nice);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -703,7 +942,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         ),
     );
     let upstream_service =
-        start_nginx(&args.nginx, &dir, "upstream", &config, layout.load.as_deref(), upstream)
+        start_nginx(&args.nginx, &dir, "upstream", &config, layout.load.as_deref(), upstream, None)
             .context("starting the upstream (nginx)")?;
     probe(upstream, UPSTREAM_PATH, &[("Authorization", BASIC)], &body, "the upstream")?;
     let nice = niceness_of(upstream_service.child.id()).unwrap_or(0);
@@ -740,18 +979,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         &dir,
         "proxy",
         layout.proxy_workers,
-        &format!(
-            "  upstream bench_api {{\n    server {upstream};\n    keepalive 64;\n\
-             \x20   keepalive_requests 1000000;\n    keepalive_timeout 300s;\n  }}\n\
-             \x20 server {{\n    listen {nginx_addr};\n\
-             \x20   location /projects/{project_id}/sdk/proxy/{INTEGRATION}/ {{\n\
-             \x20     proxy_pass http://bench_api/;\n      proxy_http_version 1.1;\n\
-             \x20     proxy_set_header Connection \"\";\n\
-             \x20     proxy_set_header Authorization \"{BASIC}\";\n    }}\n  }}\n"
-        ),
+        &proxy_block(nginx_addr, upstream, &project_id),
     );
     let nginx_service =
-        start_nginx(&args.nginx, &dir, "proxy", &config, layout.proxy.as_deref(), nginx_addr)
+        start_nginx(&args.nginx, &dir, "proxy", &config, layout.proxy.as_deref(), nginx_addr, None)
             .context("starting the nginx proxy")?;
     probe(
         nginx_addr,
@@ -851,6 +1082,24 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
         eprintln!();
     }
+
+    let counted = if args.instructions {
+        eprintln!("counting instructions per request under valgrind (callgrind)…");
+        let para = para.as_ref().ok();
+        Some(count_instructions(
+            &args,
+            &dir,
+            &layout,
+            &wrk,
+            upstream,
+            para,
+            &project_id,
+            &proxied_path,
+            &bearer,
+        )?)
+    } else {
+        None
+    };
 
     // Report.
     let load_after = load_average();
@@ -982,6 +1231,28 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
         Err(e) => {
             println!("para: not measured: {e:#}");
+        }
+    }
+    if let Some(rows) = &counted {
+        println!();
+        println!(
+            "user-space instructions per request (callgrind, one connection, after a warm-up; \
+             median of {WINDOWS} windows of {}s; exact counts, so other work on the machine does \
+             not move them; the kernel's work is not counted):",
+            args.duration.min(5)
+        );
+        let nginx = rows.iter().find(|(label, _)| *label == "nginx").map(|r| r.1.median);
+        for (label, count) in rows {
+            let mut line = format!(
+                "  {label:<16}{:>10}   (windows {}–{})",
+                rate(count.median),
+                rate(count.low),
+                rate(count.high)
+            );
+            if let Some(n) = nginx.filter(|_| *label != "nginx") {
+                let _ = write!(line, "   {:.2}× nginx's", count.median / n);
+            }
+            println!("{line}");
         }
     }
     if any_errors {
