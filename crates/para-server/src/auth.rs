@@ -22,7 +22,7 @@ pub struct SdkUser {
 fn path_project(path: &str) -> Option<&str> {
     // The usual form, read without splitting the whole path.
     if let Some(rest) = path.strip_prefix("/projects/") {
-        let project = &rest[..rest.bytes().position(|b| b == b'/').unwrap_or(rest.len())];
+        let project = &rest[..memchr::memchr(b'/', rest.as_bytes()).unwrap_or(rest.len())];
         if !project.is_empty() {
             return Some(project);
         }

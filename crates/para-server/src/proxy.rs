@@ -49,7 +49,7 @@ const ROUTE: &str = "/projects/{project}/sdk/proxy/{*integration_and_path}";
 /// What follows `/projects/{project}/sdk/proxy/` in `path`.
 fn after_marker(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/projects/")?;
-    let slash = rest.bytes().position(|b| b == b'/')?;
+    let slash = memchr::memchr(b'/', rest.as_bytes())?;
     rest[slash..].strip_prefix("/sdk/proxy/")
 }
 
@@ -69,7 +69,7 @@ pub async fn serve(state: Arc<AppState>, request: Request) -> Response {
 fn split_path(path: &str) -> Option<(Cow<'_, str>, &str)> {
     let rest = after_marker(path)?;
     // The integration segment as sent (it may be percent-encoded).
-    let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+    let end = memchr::memchr(b'/', rest.as_bytes()).unwrap_or(rest.len());
     let segment = &rest[..end];
     let integration = if segment.contains('%') {
         Cow::Owned(percent_decode(segment)?)

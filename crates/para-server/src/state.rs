@@ -76,9 +76,9 @@ pub struct AppState {
     pub credential_cache: crate::refresh::Cache,
     /// The workflow engine of this process.
     pub engine: crate::engine::Engine,
-    /// Connectors of the served build, made on first use.
-    connectors:
-        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::connector::Connector>>>,
+    /// Connectors of the served build, made on first use. (foldhash: looked up on every proxy
+    /// request, and only the build's integrations are ever inserted.)
+    connectors: std::sync::Mutex<foldhash::HashMap<String, Arc<crate::connector::Connector>>>,
 }
 
 impl AppState {
