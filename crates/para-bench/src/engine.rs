@@ -243,17 +243,8 @@ fn serve(
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = Command::new(&args.para);
-    command
-        .arg("serve")
-        .arg("--project")
-        .arg(project)
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--database")
-        .arg(database)
-        .env("PARA_ADMIN_KEY", admin_key)
-        .env_remove("PARA_TOKEN_AUDIENCE")
-        .env_remove("PARA_PUBLIC_URL");
+    crate::proxy::serve_arguments(&mut command, project, port, database);
+    command.env("PARA_ADMIN_KEY", admin_key);
     let mut service = Service::spawn(
         &format!("para serve ({label})"),
         command,

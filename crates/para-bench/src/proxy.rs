@@ -569,7 +569,7 @@ fn count_instructions(
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let out = counting.out("para");
         let mut command = counting.callgrind(&out).command(cpus, &args.para);
-        serve_arguments(&mut command, &p.project, port, upstream);
+        serve_bench(&mut command, &p.project, port, upstream);
         let mut service =
             Service::spawn("para serve under valgrind", command, dir.join("para-callgrind.log"))?;
         service.wait_listening(addr, Duration::from_secs(180))?;
@@ -784,8 +784,9 @@ pub(crate) fn para_command(para: &Path, cwd: &Path, args: &[&str]) -> anyhow::Re
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `para serve` of the bench project on `port`, its integration pointed at `upstream`.
-fn serve_arguments(command: &mut Command, project: &Path, port: u16, upstream: SocketAddr) {
+/// `para serve` of `project` on `port` with `database`, without a token audience or public URL
+/// from the environment.
+pub(crate) fn serve_arguments(command: &mut Command, project: &Path, port: u16, database: &str) {
     command
         .arg("serve")
         .arg("--project")
@@ -793,10 +794,16 @@ fn serve_arguments(command: &mut Command, project: &Path, port: u16, upstream: S
         .arg("--port")
         .arg(port.to_string())
         .arg("--database")
-        .arg(format!("sqlite://{}", project.join(".para/bench.db").display()))
-        .env("PARA_OAUTH_CUSTOM_BENCHAPI_API_BASE_URL", format!("http://{upstream}"))
+        .arg(database)
         .env_remove("PARA_TOKEN_AUDIENCE")
         .env_remove("PARA_PUBLIC_URL");
+}
+
+/// `para serve` of the bench project on `port`, its integration pointed at `upstream`.
+fn serve_bench(command: &mut Command, project: &Path, port: u16, upstream: SocketAddr) {
+    let database = format!("sqlite://{}", project.join(".para/bench.db").display());
+    serve_arguments(command, project, port, &database);
+    command.env("PARA_OAUTH_CUSTOM_BENCHAPI_API_BASE_URL", format!("http://{upstream}"));
 }
 
 /// Sets the scaffolded custom integration's `apiBaseUrl` and `testEndpointPath`.
@@ -857,7 +864,7 @@ fn setup_para(
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = pinned(cpus, para);
-    serve_arguments(&mut command, &project, port, upstream);
+    serve_bench(&mut command, &project, port, upstream);
     let mut service = Service::spawn("para serve", command, dir.join("para-serve.log"))?;
     service.wait_listening(addr, Duration::from_secs(60))?;
 
