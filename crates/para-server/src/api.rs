@@ -582,13 +582,11 @@ async fn patch_credential(
     headers: axum::http::HeaderMap,
     Json(body): Json<PatchCredential>,
 ) -> Api {
-    let (found, rows) = tokio::join!(
-        state.store.credential(&state.project_id, &user.user_id, &id),
-        state.store.configurations(&state.project_id, &user.user_id),
-    );
-    let found = found?.ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    let (found, rows) =
+        crate::configurations::credential_and_configurations(&state, &user, &id).await?;
+    let found = found.ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
     let selected =
-        crate::configurations::resolve(crate::configurations::selected(&headers), &found, &rows?)?;
+        crate::configurations::resolve(crate::configurations::selected(&headers), &found, &rows)?;
     let scope = para_store::SettingsScope {
         project_id: &state.project_id,
         user_id: &user.user_id,
@@ -759,15 +757,13 @@ async fn workflow_configuration(
         }
         return Ok(String::new());
     };
-    let (found, rows) = tokio::join!(
-        state.store.credential(&state.project_id, &user.user_id, credential),
-        state.store.configurations(&state.project_id, &user.user_id),
-    );
-    let found = found?.filter(|c| c.integration == integration).ok_or_else(|| {
+    let (found, rows) =
+        crate::configurations::credential_and_configurations(state, user, credential).await?;
+    let found = found.filter(|c| c.integration == integration).ok_or_else(|| {
         ApiError::not_found(format!(
             "you have no {integration} credential `{credential}` (X-Paragon-Credential)"
         ))
     })?;
-    let selected = crate::configurations::resolve(configuration, &found, &rows?)?;
+    let selected = crate::configurations::resolve(configuration, &found, &rows)?;
     Ok(crate::configurations::settings_key(&selected).to_string())
 }

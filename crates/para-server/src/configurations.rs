@@ -91,20 +91,31 @@ pub fn resolve(
         })
 }
 
+/// The user's credential `id` (`None` when they have none of that id) and all their
+/// configurations, fetched together. Each caller says in its own 404 where the id came from.
+pub(crate) async fn credential_and_configurations(
+    state: &AppState,
+    user: &SdkUser,
+    id: &str,
+) -> Result<(Option<Credential>, Vec<CredentialConfiguration>), ApiError> {
+    let (credential, rows) = tokio::join!(
+        state.store.credential(&state.project_id, &user.user_id, id),
+        state.store.configurations(&state.project_id, &user.user_id),
+    );
+    Ok((credential?, rows?))
+}
+
 /// The user's credential `id` and their configurations, or 404.
 async fn load(
     state: &AppState,
     user: &SdkUser,
     id: &str,
 ) -> Result<(Credential, Vec<CredentialConfiguration>), ApiError> {
-    let (credential, rows) = tokio::join!(
-        state.store.credential(&state.project_id, &user.user_id, id),
-        state.store.configurations(&state.project_id, &user.user_id),
-    );
-    let credential = credential?.ok_or_else(|| {
+    let (credential, rows) = credential_and_configurations(state, user, id).await?;
+    let credential = credential.ok_or_else(|| {
         ApiError::not_found(format!("you have no credential `{id}` (in the request's path)"))
     })?;
-    Ok((credential, rows?))
+    Ok((credential, rows))
 }
 
 #[derive(Deserialize, Default)]
