@@ -234,10 +234,14 @@ pub struct Options {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
-    /// The code handle, camelCase.
+    /// The code handle, camelCase: Paragon's own name where Paragon has the action.
     pub name: String,
-    /// SCREAMING_SNAKE, as stored in builds.
+    /// SCREAMING_SNAKE, as stored in builds: Paragon's intent where Paragon has the action.
     pub intent: String,
+    /// Other camelCase names code may call the action by (names para used before), accepted
+    /// like `name`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub title: String,
     #[serde(default)]
     pub description: String,
@@ -266,8 +270,13 @@ pub enum BodyFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
+    /// The code handle, camelCase: Paragon's own name where Paragon has the trigger.
     pub name: String,
+    /// SCREAMING_SNAKE, as stored in builds: Paragon's intent where Paragon has the trigger.
     pub intent: String,
+    /// Other camelCase names code may call the trigger by, accepted like `name`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     pub title: String,
     #[serde(default)]
     pub description: String,
@@ -326,6 +335,25 @@ pub struct Parameter {
     pub location: Location,
     #[serde(default)]
     pub description: String,
+    /// The provider's name for the value when it differs from `name` (Paragon's name for the
+    /// parameter): a query parameter's name, or a body field, where dots nest
+    /// (`properties.email` sends `{"properties": {"email": …}}`). Not for path or prefix
+    /// parameters.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+impl Parameter {
+    /// Where the value goes: `field` when set, else `name`.
+    pub fn sent_as(&self) -> &str {
+        self.field.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Whether `key` in a step's parameters object gives this parameter: its name, or the
+    /// provider's name for it.
+    pub fn is_given_by(&self, key: &str) -> bool {
+        self.name == key || self.field.as_deref() == Some(key)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -389,13 +417,36 @@ impl Method {
     }
 }
 
+fn answers_to(called: &str, name: &str, aliases: &[String], intent: &str) -> bool {
+    called == name
+        || called == intent
+        || aliases.iter().any(|a| a == called)
+        || intent_in_camel_case(intent).eq(called.chars())
+}
+
+/// `GOOGLE_DRIVE_TRIGGER_FILE_CREATED` as `googleDriveTriggerFileCreated`: the name Paragon's
+/// generated code gives an operation of an integration whose intents carry its prefix.
+pub fn intent_in_camel_case(intent: &str) -> impl Iterator<Item = char> + '_ {
+    intent.split('_').filter(|w| !w.is_empty()).enumerate().flat_map(|(i, word)| {
+        word.chars().enumerate().map(move |(j, c)| {
+            if i > 0 && j == 0 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+        })
+    })
+}
+
 impl Integration {
+    /// The action code calls `name`: its name, one of its aliases, its intent
+    /// (`integration.actions.SLACK_SEND_MESSAGE`) or its intent in camelCase
+    /// (`slackSendMessage`), the forms Paragon's generated code uses.
     pub fn action(&self, name: &str) -> Option<&Action> {
-        self.actions.iter().find(|a| a.name == name)
+        self.actions.iter().find(|a| answers_to(name, &a.name, &a.aliases, &a.intent))
     }
 
+    /// The trigger code calls `name`: its name, one of its aliases, its intent
+    /// (`integration.triggers.SALESFORCE_TRIGGER_RECORD_CREATED` in `integration.withTrigger`)
+    /// or its intent in camelCase (`googleDriveTriggerFileCreated`).
     pub fn trigger(&self, name: &str) -> Option<&Trigger> {
-        self.triggers.iter().find(|t| t.name == name)
+        self.triggers.iter().find(|t| answers_to(name, &t.name, &t.aliases, &t.intent))
     }
 
     /// Every User Setting type this integration accepts: the base ones, then its own.
@@ -486,6 +537,30 @@ mod tests {
         assert_eq!(lookup("slack").unwrap().name, "Slack");
         assert!(lookup("Slack").is_none());
         assert!(lookup("salesforce").unwrap().action("createRecord").is_some());
+    }
+
+    #[test]
+    fn operations_answer_to_paragons_names_aliases_and_intents() {
+        let gmail = lookup("gmail").unwrap();
+        let thread = gmail.trigger("threadCreated").unwrap();
+        for called in ["GMAIL_TRIGGER_THREAD_CREATED", "gmailTriggerThreadCreated"] {
+            assert!(std::ptr::eq(gmail.trigger(called).unwrap(), thread), "{called}");
+        }
+        let drive = lookup("googledrive").unwrap();
+        assert!(drive.trigger("googleDriveTriggerFileCreated").is_some());
+        let salesforce = lookup("salesforce").unwrap();
+        assert_eq!(
+            salesforce.trigger("SALESFORCE_TRIGGER_RECORD_CREATED").unwrap().name,
+            "recordCreated"
+        );
+        let slack = lookup("slack").unwrap();
+        assert_eq!(slack.action("sendMessage").unwrap().intent, "SLACK_SEND_MESSAGE");
+        assert!(slack.trigger("channelMessagePosted").is_some());
+        assert!(slack.trigger("messageReceived").is_some(), "para's earlier name, an alias");
+        assert!(gmail.trigger("gmailtriggerthreadcreated").is_none());
+        assert!(gmail.trigger("threadcreated").is_none());
+        let camel: String = intent_in_camel_case("GREENHOUSE_GET_CANDIDIDATE_BY_ID").collect();
+        assert_eq!(camel, "greenhouseGetCandididateById");
     }
 
     #[test]

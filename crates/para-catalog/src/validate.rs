@@ -410,6 +410,7 @@ impl Check<'_> {
         for action in &i.actions {
             let what = format!("action `{}`", action.name);
             self.name_and_intent(&what, &action.name, &action.intent, &mut names, &mut intents);
+            self.aliases(&what, &action.aliases, &action.intent, &mut names);
             self.nonempty(&format!("{what} title"), &action.title);
             self.path(&format!("{what} path"), &action.path);
             self.parameters(&what, &action.parameters, Some(&action.path));
@@ -417,6 +418,7 @@ impl Check<'_> {
         for trigger in &i.triggers {
             let what = format!("trigger `{}`", trigger.name);
             self.name_and_intent(&what, &trigger.name, &trigger.intent, &mut names, &mut intents);
+            self.aliases(&what, &trigger.aliases, &trigger.intent, &mut names);
             self.nonempty(&format!("{what} title"), &trigger.title);
             match (trigger.kind, &trigger.webhook, &trigger.polling) {
                 (TriggerKind::Webhook, Some(webhook), None) => {
@@ -466,6 +468,32 @@ impl Check<'_> {
         }
     }
 
+    /// Aliases are camelCase and share the names' space: one name calls one operation. The
+    /// intent in camelCase is accepted without being listed.
+    fn aliases<'n>(
+        &mut self,
+        what: &str,
+        aliases: &'n [String],
+        intent: &str,
+        names: &mut BTreeSet<&'n str>,
+    ) {
+        for alias in aliases {
+            if !is_camel(alias) {
+                self.problem(format_args!("{what}: alias `{alias}` must be camelCase"));
+            }
+            if crate::intent_in_camel_case(intent).eq(alias.chars()) {
+                self.problem(format_args!(
+                    "{what}: alias `{alias}` is the intent in camelCase, which is accepted without it"
+                ));
+            }
+            if !names.insert(alias) {
+                self.problem(format_args!(
+                    "{what}: alias `{alias}` appears twice among actions' and triggers' names"
+                ));
+            }
+        }
+    }
+
     fn parameters(&mut self, what: &str, parameters: &[Parameter], path: Option<&str>) {
         let mut names = BTreeSet::new();
         for p in parameters {
@@ -487,6 +515,31 @@ impl Check<'_> {
                     "{what}: prefix parameter `{}` must be an optional body parameter",
                     p.name
                 ));
+            }
+            if let Some(field) = &p.field {
+                let segments_ok = field.split('.').all(|s| {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'))
+                });
+                if !segments_ok {
+                    self.problem(format_args!(
+                        "{what}: parameter `{}` has `field = \"{field}\"`: letters, digits, `_`, `-` or `$` in dot-separated parts",
+                        p.name
+                    ));
+                }
+                if p.location == Location::Path || p.name.ends_with('*') {
+                    self.problem(format_args!(
+                        "{what}: parameter `{}`: `field` is for query and body parameters only",
+                        p.name
+                    ));
+                }
+                if p.location == Location::Query && field.contains('.') {
+                    self.problem(format_args!(
+                        "{what}: query parameter `{}`: `field` cannot nest (no dots)",
+                        p.name
+                    ));
+                }
             }
             if p.location == Location::Path && !p.required {
                 self.problem(format_args!("{what}: path parameter `{}` must be required", p.name));
@@ -547,7 +600,12 @@ intent = "create_thing"
 title = "Create"
 method = "POST"
 path = "things/{id}"
-parameters = [{ name = "other", type = "string", in = "path", required = true }]
+aliases = ["createThing", "Old_name", "createThing"]
+parameters = [
+  { name = "other", type = "string", in = "path", required = true },
+  { name = "q", type = "string", in = "query", field = "a.b" },
+  { name = "b", type = "string", field = "x..y" },
+]
 "##;
         let problems = validate_file("acme2", text).join("\n");
         for expected in [
@@ -563,6 +621,11 @@ parameters = [{ name = "other", type = "string", in = "path", required = true }]
             "`action `CreateThing` path` = `things/{id}` must start with `/`",
             "path parameter `other` is not in the path",
             "the path uses `{id}` but no parameter `id`",
+            "alias `Old_name` must be camelCase",
+            "alias `createThing` appears twice",
+            "alias `createThing` is the intent in camelCase",
+            "query parameter `q`: `field` cannot nest",
+            "parameter `b` has `field = \"x..y\"`",
         ] {
             assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
         }

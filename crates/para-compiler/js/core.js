@@ -299,6 +299,10 @@ export class Workflow {
   }
 }
 
+function triggerOf(name) {
+  return (parameters, options) => new Step('TRIGGER/ACTION', { ...(options ?? {}), trigger: name, parameters: parameters ?? {} });
+}
+
 // What `define(integration, context, connectUser)` receives while recording.
 const integrationHandle = new Proxy(Object.create(null), {
   get(_, kind) {
@@ -311,10 +315,16 @@ const integrationHandle = new Proxy(Object.create(null), {
     }
     if (kind === 'triggers') {
       return new Proxy(Object.create(null), {
-        get: (__, name) => typeof name === 'string'
-          ? (parameters, options) => new Step('TRIGGER/ACTION', { ...(options ?? {}), trigger: name, parameters: parameters ?? {} })
-          : undefined,
+        get: (__, name) => typeof name === 'string' ? triggerOf(name) : undefined,
       });
+    }
+    if (kind === 'withTrigger') {
+      // `integration.withTrigger(integration.triggers.X, parameters)`: Paragon's older form.
+      return (trigger, parameters, options) => {
+        if (typeof trigger === 'string') return triggerOf(trigger)(parameters, options);
+        if (typeof trigger === 'function') return trigger(parameters, options);
+        throw new TypeError('integration.withTrigger() takes a trigger: integration.triggers.<name>');
+      };
     }
     return undefined;
   },

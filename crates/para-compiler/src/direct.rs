@@ -215,6 +215,8 @@ enum Native {
     StepMethod(&'static str, usize),
     /// `integration.actions.<name>` or `integration.triggers.<name>`.
     Action(&'static str, Rc<str>),
+    /// `integration.withTrigger(trigger, parameters, options)`.
+    WithTrigger,
 }
 
 /// The objects `define()` receives, and the operator table.
@@ -968,6 +970,15 @@ impl<'a> Direct<'a> {
                 let serial = self.new_step(None, step_type, plain(props))?;
                 Ok(V::Step(serial))
             }
+            Native::WithTrigger => {
+                let name = match arg(0) {
+                    V::Native(Native::Action("TRIGGER/ACTION", name)) => name,
+                    V::Str(name) => name,
+                    _ => return no("withTrigger() of something other than a trigger"),
+                };
+                let rest = args.into_iter().skip(1).collect();
+                self.call_native(Native::Action("TRIGGER/ACTION", name), rest)
+            }
             Native::Step(_) | Native::Workflow => no("a class called without `new`"),
         }
     }
@@ -1642,6 +1653,7 @@ impl<'a> Direct<'a> {
                 Handle::Integration => Ok(match key {
                     "actions" => V::Handle(Handle::Actions),
                     "triggers" => V::Handle(Handle::Triggers),
+                    "withTrigger" => V::Native(Native::WithTrigger),
                     _ => V::Undef,
                 }),
                 Handle::Actions => {

@@ -82,16 +82,14 @@ pub struct Graph {
 /// Body validation data types an endpoint trigger checks.
 const DATA_TYPES: &[&str] = &["STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY"];
 
-/// What the graph compiler needs to know about the workflow.
-/// A catalog action or trigger, as the checks need it: name, parameters, intent.
-type Known<'c> = (&'c str, &'c [para_catalog::Parameter], &'c str);
-
+/// Which of a catalog integration's lists a name is looked up in.
 #[derive(Clone, Copy)]
 enum CatalogOp {
     Action,
     Trigger,
 }
 
+/// What the graph compiler needs to know about the workflow.
 pub struct Context<'a> {
     pub file: &'a str,
     pub workflow_id: &'a str,
@@ -251,27 +249,30 @@ impl Compiler<'_, '_, '_> {
         parameters: &[Entry],
     ) -> Option<String> {
         let catalog = self.cx.catalog?;
-        let (what, known): (&str, Vec<Known<'_>>) = match operation {
+        let (what, found, known) = match operation {
             CatalogOp::Action => (
                 "actions",
+                catalog.action(name).map(|a| (&a.parameters, a.intent.as_str())),
                 catalog
                     .actions
                     .iter()
-                    .map(|a| (a.name.as_str(), &a.parameters[..], a.intent.as_str()))
-                    .collect(),
+                    .map(|a| (a.name.as_str(), &a.aliases[..]))
+                    .collect::<Vec<_>>(),
             ),
             CatalogOp::Trigger => (
                 "triggers",
-                catalog
-                    .triggers
-                    .iter()
-                    .map(|t| (t.name.as_str(), &t.parameters[..], t.intent.as_str()))
-                    .collect(),
+                catalog.trigger(name).map(|t| (&t.parameters, t.intent.as_str())),
+                catalog.triggers.iter().map(|t| (t.name.as_str(), &t.aliases[..])).collect(),
             ),
         };
-        let Some((_, declared, intent)) = known.iter().find(|(n, _, _)| *n == name) else {
-            let names = known.iter().map(|(n, _, _)| *n);
-            let closest = para_project::naming::closest(name, names.clone(), 3);
+        let Some((declared, intent)) = found else {
+            // Suggestions come from names and aliases (a misspelt earlier name); the full
+            // list shows names only.
+            let names = known.iter().map(|(n, _)| *n);
+            let spellings = known
+                .iter()
+                .flat_map(|(n, a)| std::iter::once(*n).chain(a.iter().map(String::as_str)));
+            let closest = para_project::naming::closest(name, spellings, 3);
             let help = if closest.is_empty() {
                 let all: Vec<_> = names.map(|n| format!("`{n}`")).collect();
                 if all.is_empty() {
@@ -305,7 +306,7 @@ impl Compiler<'_, '_, '_> {
         };
         let missing: Vec<&str> = declared
             .iter()
-            .filter(|p| p.required && !parameters.iter().any(|e| e.key == p.name))
+            .filter(|p| p.required && !parameters.iter().any(|e| p.is_given_by(&e.key)))
             .map(|p| p.name.as_str())
             .collect();
         if !missing.is_empty() {

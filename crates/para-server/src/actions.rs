@@ -26,8 +26,8 @@ pub fn request(
     let mut query = Vec::new();
     let mut body = Map::new();
     for (key, value) in parameters {
-        let (parameter, name) = match spec.parameters.iter().find(|p| p.name == *key) {
-            Some(p) => (Some(p), key.as_str()),
+        let (parameter, name) = match spec.parameters.iter().find(|p| p.is_given_by(key)) {
+            Some(p) => (Some(p), p.sent_as()),
             None => match spec.parameters.iter().find_map(|p| {
                 let prefix = p.name.strip_suffix('*')?;
                 Some((p, key.strip_prefix(prefix)?))
@@ -43,13 +43,11 @@ pub fn request(
                 path = path.replace(&format!("{{{name}}}"), &encoded.replace('+', "%20"));
             }
             Location::Query => query.push((name.to_string(), text_of(Some(value)))),
-            Location::Body => {
-                body.insert(name.to_string(), value.clone());
-            }
+            Location::Body => insert_at(&mut body, name, value.clone()),
         }
     }
     for p in spec.parameters.iter().filter(|p| p.required && !p.name.ends_with('*')) {
-        if !parameters.contains_key(&p.name) {
+        if !parameters.keys().any(|k| p.is_given_by(k)) {
             return Err(StepError::permanent(format!(
                 "the action `{action}` needs the parameter `{}`",
                 p.name
@@ -79,6 +77,25 @@ pub fn request(
         ),
         authorization: None,
     })
+}
+
+/// Puts `value` at the dotted `path` of `body` (`properties.email`), making the objects on the
+/// way; a non-object in the way is replaced.
+fn insert_at(body: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            body.insert(path.to_string(), value);
+        }
+        Some((first, rest)) => {
+            let slot = body.entry(first.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = slot {
+                insert_at(inner, rest, value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

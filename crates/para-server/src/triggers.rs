@@ -638,11 +638,7 @@ pub async fn polling_loop(state: Arc<AppState>) {
                 let Trigger::Integration { trigger, parameters } = trigger_of(workflow) else {
                     continue;
                 };
-                let Some(polling) = catalog
-                    .triggers
-                    .iter()
-                    .find(|t| t.name == trigger)
-                    .and_then(|t| t.polling.as_ref())
+                let Some(polling) = catalog.trigger(&trigger).and_then(|t| t.polling.as_ref())
                 else {
                     continue;
                 };

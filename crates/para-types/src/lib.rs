@@ -161,6 +161,40 @@ fn kind_of(key: &str) -> Kind<'static> {
     }
 }
 
+/// `integration.withTrigger(integration.triggers.X, parameters)`, the form of Paragon's older
+/// generated workflows.
+const WITH_TRIGGER: &str = "  /** The trigger `trigger` with `parameters`: the same as `trigger(parameters, options)`. */\n  withTrigger<P>(trigger: (parameters: P, options?: StepOptions) => IntegrationTriggerStep, parameters: P, options?: StepOptions): IntegrationTriggerStep;\n";
+
+/// The names code may call a catalog operation by: its name, its aliases, its intent in
+/// camelCase (when that is another name), then its intent.
+fn handles(name: &str, aliases: &[String], intent: &str) -> Vec<String> {
+    let mut all: Vec<String> =
+        std::iter::once(name).chain(aliases.iter().map(String::as_str)).map(String::from).collect();
+    let camel: String = para_catalog::intent_in_camel_case(intent).collect();
+    for extra in [camel, intent.to_string()] {
+        if !all.contains(&extra) {
+            all.push(extra);
+        }
+    }
+    all
+}
+
+/// One method signature per name an operation answers to, the first one documented by the
+/// caller and the others as the same as it.
+fn signatures(out: &mut String, names: &[String], parameters: &[Parameter], step: &str) {
+    let (optional, params) = parameters_type(parameters);
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(out, "    /** The same as `{}`. */", names[0]);
+        }
+        let _ = writeln!(
+            out,
+            "    {}(parameters{optional}: {params}, options?: StepOptions): {step};",
+            property_name(name)
+        );
+    }
+}
+
 /// `@useparagon/integrations/<key>/index.d.ts`.
 fn integration_module(key: &str) -> String {
     let kind = kind_of(key);
@@ -200,29 +234,21 @@ fn integration_module(key: &str) -> String {
             out.push_str("  readonly actions: {\n");
             for action in &entry.actions {
                 let detail = format!("`{} {}`", action.method.as_str(), action.path);
-                let doc = doc_comment("    ", &[&action.title, &action.description, &detail]);
-                out.push_str(&doc);
-                let (optional, params) = parameters_type(&action.parameters);
-                let _ = writeln!(
-                    out,
-                    "    {}(parameters{optional}: {params}, options?: StepOptions): IntegrationActionStep;",
-                    property_name(&action.name)
-                );
+                out.push_str(&doc_comment("    ", &[&action.title, &action.description, &detail]));
+                let names = handles(&action.name, &action.aliases, &action.intent);
+                signatures(&mut out, &names, &action.parameters, "IntegrationActionStep");
             }
             out.push_str("  };\n");
             out.push_str("  /** Triggers from the integration: `integration.triggers.<name>(parameters)`. */\n");
             out.push_str("  readonly triggers: {\n");
             for trigger in &entry.triggers {
-                let doc = doc_comment("    ", &[&trigger.title, &trigger.description]);
-                out.push_str(&doc);
-                let (optional, params) = parameters_type(&trigger.parameters);
-                let _ = writeln!(
-                    out,
-                    "    {}(parameters{optional}: {params}, options?: StepOptions): IntegrationTriggerStep;",
-                    property_name(&trigger.name)
-                );
+                out.push_str(&doc_comment("    ", &[&trigger.title, &trigger.description]));
+                let names = handles(&trigger.name, &trigger.aliases, &trigger.intent);
+                signatures(&mut out, &names, &trigger.parameters, "IntegrationTriggerStep");
             }
-            out.push_str("  };\n}\n");
+            out.push_str("  };\n");
+            out.push_str(WITH_TRIGGER);
+            out.push_str("}\n");
         }
         Kind::Custom => {
             let _ = writeln!(
@@ -238,7 +264,9 @@ fn integration_module(key: &str) -> String {
             );
             let _ = writeln!(out, "export interface {main} {{");
             out.push_str("  readonly actions: {\n    readonly [name: string]: (parameters?: { readonly [name: string]: unknown }, options?: StepOptions) => IntegrationActionStep;\n  };\n");
-            out.push_str("  readonly triggers: {\n    readonly [name: string]: (parameters?: { readonly [name: string]: unknown }, options?: StepOptions) => IntegrationTriggerStep;\n  };\n}\n");
+            out.push_str("  readonly triggers: {\n    readonly [name: string]: (parameters?: { readonly [name: string]: unknown }, options?: StepOptions) => IntegrationTriggerStep;\n  };\n");
+            out.push_str(WITH_TRIGGER);
+            out.push_str("}\n");
         }
     }
     for alias in &names[1..] {

@@ -9,9 +9,9 @@ export default class extends Workflow<ISalesforceIntegration> {
     const misspelled = integration.actions.createRecrod({ recordType: 'Task' }); // error
     const missing = integration.actions.createRecord({ 'field-Subject': 'x' }); // error
     const unknown = integration.actions.createRecord({ recordType: 'Task', subject: 'x' }); // error
-    const wrongType = integration.actions.runSoqlQuery({ q: 42 }); // error
+    const wrongType = integration.actions.writeSoqlQuery({ query: 42 }); // error
     const noTrigger = integration.triggers.recordCreatd({ recordType: 'Task' }); // error
-    const badOptions = integration.actions.runSoqlQuery({ q: 'x' }, { retry: true }); // error
+    const badOptions = integration.actions.writeSoqlQuery({ query: 'x' }, { retry: true }); // error
     const wrongTitle: number = trigger.output.title; // error
     trigger.nextStep(misspelled).nextStep(missing).nextStep(unknown).nextStep(wrongType).nextStep(noTrigger).nextStep(badOptions);
     void wrongTitle;

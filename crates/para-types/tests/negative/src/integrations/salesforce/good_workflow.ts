@@ -22,7 +22,7 @@ export default class extends Workflow<ISalesforceIntegration, { plan: string }, 
       { recordType: `${context.getInput(shared.objectType)}`, 'field-Subject': title, 'field-Count': limit },
       { autoRetry: true },
     );
-    const query = integration.actions.runSoqlQuery({ q: 'SELECT Id FROM Task' });
+    const query = integration.actions.writeSoqlQuery({ query: 'SELECT Id FROM Task' });
     const page = new IntegrationRequestStep({
       method: 'GET',
       url: (pageToken) => `/query?cursor=${pageToken}`,
