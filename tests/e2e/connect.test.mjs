@@ -86,7 +86,7 @@ const FIELDS_WORKFLOW = env.PARA_E2E_FIELDS_WORKFLOW || '';
 const FIELDS_WORKFLOW_INPUT = env.PARA_E2E_FIELDS_WORKFLOW_INPUT || '';
 // A field_mapping setting of that integration (title → 'title', body → 'Body').
 const FIELDS_MAPPING_INPUT = env.PARA_E2E_FIELDS_MAPPING_INPUT || '';
-// ../shared/examples/taskflow: custom.acmecrm "Mirror a task into ACME" and its shared inputs.
+// examples/taskflow: custom.acmecrm "Mirror a task into ACME" and its shared inputs.
 const WORKFLOW_ID = env.PARA_E2E_WORKFLOW_ID || '1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70';
 const INPUT_PIPELINE = 'b6ca3d7f-5a14-4b2e-9f86-a4bc23de4a56'; // custom_dropdown: sales | support
 const INPUT_SYNC_LIMIT = 'c7db4e80-6b25-4c3f-a097-b5cd34ef5b67'; // number

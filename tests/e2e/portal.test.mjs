@@ -4,7 +4,7 @@
 //   PARA_PORTAL_URL=http://127.0.0.1:7433/projects/<id>/portal?token=<user token> \
 //   PARA_SCREENSHOT_DIR=docs/screenshots node tests/e2e/portal.test.mjs
 //
-// What it expects of the server: the taskflow example (../shared/examples/taskflow), the
+// What it expects of the server: the taskflow example (examples/taskflow), the
 // token's user already holding a credential for PARA_PORTAL_INTEGRATION (default
 // custom.acmecrm: settings can only be saved once connected) and none for
 // PARA_PORTAL_CONNECT_INTEGRATION (default slack). crates/para-cli/tests/portal_browser.rs

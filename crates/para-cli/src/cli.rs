@@ -27,7 +27,7 @@ pub enum Command {
     Init(InitArgs),
     /// Compile the project into out/build.json
     #[command(
-        after_help = "Examples:\n  para build\n  para build --project ../shared/examples/taskflow\n  para build --out - | jq .integrations\n  para build --typecheck"
+        after_help = "Examples:\n  para build\n  para build --project examples/taskflow\n  para build --out - | jq .integrations\n  para build --typecheck"
     )]
     Build(BuildArgs),
     /// Add an integration, a workflow or an event to the project

@@ -63,7 +63,7 @@ fn init_then_build_succeeds() {
 #[test]
 fn build_finds_the_root_from_a_subfolder() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    copy_dir(&repo_path("examples/taskflow"), tmp.path());
     let out = para(&tmp.path().join("src/integrations/slack/workflows"), &["build"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(tmp.path().join("out/build.json").is_file());
@@ -73,7 +73,7 @@ fn build_finds_the_root_from_a_subfolder() {
 #[test]
 fn build_without_marker_warns_and_builds() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    copy_dir(&repo_path("examples/taskflow"), tmp.path());
     std::fs::remove_dir_all(tmp.path().join(".para")).unwrap();
     let out = para(tmp.path(), &["build"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -117,7 +117,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn build_to_stdout_prints_only_the_document() {
-    let taskflow = repo_path("../shared/examples/taskflow");
+    let taskflow = repo_path("examples/taskflow");
     let out =
         para(Path::new("/"), &["build", "--project", taskflow.to_str().unwrap(), "--out", "-"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -131,7 +131,7 @@ fn build_to_stdout_prints_only_the_document() {
 fn out_through_a_symlink_writes_the_target_and_keeps_the_link() {
     // The same rule keeps `--out /dev/null` from replacing the device with a file.
     let tmp = tempfile::tempdir().unwrap();
-    let taskflow = repo_path("../shared/examples/taskflow");
+    let taskflow = repo_path("examples/taskflow");
     let target = tmp.path().join("real.json");
     std::fs::write(&target, "old").unwrap();
     let link = tmp.path().join("link.json");
@@ -197,7 +197,7 @@ fn init_writes_keys_and_token_verifies_with_them() {
 #[test]
 fn secrets_are_stored_sealed_listed_and_removed() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo_path("../shared/examples/taskflow"), tmp.path());
+    copy_dir(&repo_path("examples/taskflow"), tmp.path());
     assert!(para(tmp.path(), &["init", "--force", "."]).status.success());
     assert!(para(tmp.path(), &["build", "--quiet"]).status.success());
     let list = para(tmp.path(), &["secrets", "list"]);

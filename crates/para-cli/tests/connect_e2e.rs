@@ -98,7 +98,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     }
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("taskflow");
-    common::copy_dir(&repo().join("../shared/examples/taskflow"), &project);
+    common::copy_dir(&repo().join("examples/taskflow"), &project);
     let _ = std::fs::remove_dir_all(project.join("out"));
     para(&project, &["keys"]);
     // An integration connected with values instead of a sign-in window, for the iframe portal's

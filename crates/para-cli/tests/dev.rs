@@ -119,7 +119,7 @@ fn edit(path: &Path, from: &str, to: &str) {
 fn dev_serves_rebuilds_on_change_keeps_the_last_good_build_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("taskflow");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/taskflow");
     common::copy_dir(&example, &project);
     let _ = std::fs::remove_dir_all(project.join("out"));
     let _ = std::fs::remove_dir_all(project.join(".para/keys"));

@@ -93,7 +93,7 @@ fn the_portal_works_in_chromium() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("taskflow");
-    copy_dir(&root.join("../shared/examples/taskflow"), &project);
+    copy_dir(&root.join("examples/taskflow"), &project);
     let dir = project.to_str().unwrap();
     para(&["keys", "--project", dir]);
     para(&["build", "--project", dir]);

@@ -141,7 +141,7 @@ fn a_scaffolded_project_type_checks_and_builds() {
 #[test]
 fn taskflow_type_checks_after_para_install() {
     let tmp = tempfile::tempdir().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/taskflow");
     let dir = tmp.path().join("taskflow");
     copy_dir(&example, &dir);
     ok(&dir, &["install"]);

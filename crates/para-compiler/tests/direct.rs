@@ -1,5 +1,5 @@
 //! Direct recording must not change what a build says: every fixture, broken or not, and the
-//! shared example compile to the same bytes and the same findings with it as with every file
+//! examples compile to the same bytes and the same findings with it as with every file
 //! sent to the JavaScript engine. The counts show the direct path was actually taken.
 
 mod common;
@@ -82,12 +82,17 @@ fn every_fixture_builds_the_same_with_and_without_direct_recording() {
 }
 
 #[test]
-fn the_example_is_recorded_without_the_engine_and_builds_the_same() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
-    let (counts, built) = same_both_ways(&dir);
-    assert!(built);
-    assert_eq!(counts.by_engine, 0, "taskflow uses only what direct recording models: {counts:?}");
-    assert!(counts.directly >= 10, "{counts:?}");
+fn the_examples_are_recorded_without_the_engine_and_build_the_same() {
+    for example in ["taskflow", "leadsync"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(example);
+        let (counts, built) = same_both_ways(&dir);
+        assert!(built, "{example}");
+        assert_eq!(
+            counts.by_engine, 0,
+            "{example} uses only what direct recording models: {counts:?}"
+        );
+        assert!(counts.directly >= 3, "{example}: {counts:?}");
+    }
 }
 
 fn write_project(files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -36,20 +36,22 @@ fn fixture_dirs(group: &str) -> Vec<(String, PathBuf)> {
     dirs
 }
 
-pub fn taskflow() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
-    assert!(
-        dir.is_dir(),
-        "the shared example project is expected beside the repository at {}",
-        dir.display()
-    );
+/// The repository's example project `name` (`examples/<name>`).
+pub fn example(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    assert!(dir.is_dir(), "the example project is missing: {}", dir.display());
     dir
+}
+
+pub fn taskflow() -> PathBuf {
+    example("taskflow")
 }
 
 #[test]
 fn ok_fixtures_build_and_match_snapshots() {
     let mut dirs = fixture_dirs("ok");
     dirs.push(("taskflow".into(), taskflow()));
+    dirs.push(("leadsync".into(), example("leadsync")));
     for (name, dir) in dirs {
         let (project, output) = check(&dir);
         let build = output.build.as_ref().unwrap_or_else(|| {

@@ -1,4 +1,4 @@
-//! The engine end to end on the compiled `../shared/examples/taskflow`: each workflow started
+//! The engine end to end on the compiled `examples/taskflow`: each workflow started
 //! by its real trigger over HTTP (a request trigger, an App Event, a user connecting), its
 //! steps executed against a local upstream API that checks the user's bearer token, and the
 //! journal (history) checked step by step. Also: a run whose worker died (expired lease) is
@@ -27,7 +27,7 @@ const IMPORT: &str = "0b8c6e1a-4f27-4d93-a1c5-93e2b7d40f56";
 const PUSH: &str = "7a0e4d2b-9c61-4f38-b5e7-2d1c0f9e8a34";
 
 fn taskflow() -> para_build::Build {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/taskflow");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/taskflow");
     let (root, marker) = para_project::find_root(&root).unwrap();
     let project = para_project::load(&root, marker).unwrap();
     let out = para_compiler::compile(&project, &para_compiler::Options::default());

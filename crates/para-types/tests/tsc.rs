@@ -125,11 +125,13 @@ fn check_project(source: &Path, resolution: Resolution) {
 }
 
 #[test]
-fn taskflow_type_checks() {
-    let taskflow = repo().join("../shared/examples/taskflow");
-    assert!(taskflow.exists(), "the example project is missing: {}", taskflow.display());
-    for resolution in [Resolution::Recommended, Resolution::Node16, Resolution::CommonJs] {
-        check_project(&taskflow, resolution);
+fn examples_type_check() {
+    for example in ["taskflow", "leadsync"] {
+        let dir = repo().join("examples").join(example);
+        assert!(dir.exists(), "the example project is missing: {}", dir.display());
+        for resolution in [Resolution::Recommended, Resolution::Node16, Resolution::CommonJs] {
+            check_project(&dir, resolution);
+        }
     }
 }
 

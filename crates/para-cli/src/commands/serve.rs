@@ -128,7 +128,7 @@ impl Setup {
             output::error(
                 message,
                 Some(
-                    "see README § Serving: PARA_OAUTH_<KEY>_CLIENT_ID / _CLIENT_SECRET or .para/oauth-clients.json (docs/server.md)",
+                    "set PARA_OAUTH_<KEY>_CLIENT_ID / _CLIENT_SECRET or fix .para/oauth-clients.json: docs/server.md § OAuth clients and endpoint overrides",
                 ),
             );
             commands::USAGE
