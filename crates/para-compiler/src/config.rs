@@ -109,12 +109,16 @@ impl Fields<'_, '_, '_> {
         }
     }
 
-    /// A URL field: must be an absolute http(s) URL once references are filled in.
+    /// A URL field: must be an absolute http(s) URL once references are filled in. Written
+    /// empty (`''`, what Paragon's generators write for a field not filled in yet), it is not
+    /// set, with a warning saying what `unset` stops working; not written at all where the
+    /// auth type needs it, it is an error (most likely a misspelt field).
     fn url(
         &mut self,
         field: &str,
         required_because: Option<&str>,
         example: &str,
+        unset: &str,
     ) -> Option<Source> {
         let Some(source) = self.template(field) else {
             if let Some(reason) = required_because {
@@ -122,6 +126,21 @@ impl Fields<'_, '_, '_> {
             }
             return None;
         };
+        if lower::sample_text(&source).is_some_and(|t| t.trim().is_empty()) {
+            let at = self.session.locate(self.raw.file, &[field]);
+            let d = match required_because {
+                Some(reason) => Diagnostic::warning(
+                    "empty-field",
+                    format!("`{field}` is empty; it is needed {reason}: {unset} until it is set"),
+                ),
+                None => Diagnostic::warning(
+                    "empty-field",
+                    format!("`{field}` is empty: {unset} until it is set"),
+                ),
+            };
+            self.session.push(d.at(at).with_help(format!("write `{field}: '{example}'`")));
+            return None;
+        }
         let starts_with_reference = match &source {
             Source::Tokenized { parts } => parts.first().is_some_and(Source::is_reference),
             other => other.is_reference(),
@@ -274,7 +293,8 @@ fn custom_config(f: &mut Fields<'_, '_, '_>, slug: &str) -> Option<CustomIntegra
             }
         }
     }
-    let accent_color = f.string("accentColor");
+    // `''` (not chosen yet) is no colour: the portal uses its default.
+    let accent_color = f.string("accentColor").filter(|c| !c.trim().is_empty());
     if let Some(color) = &accent_color
         && !is_hex_color(color)
     {
@@ -329,18 +349,25 @@ fn custom_config(f: &mut Fields<'_, '_, '_>, slug: &str) -> Option<CustomIntegra
         })
     };
     use AuthenticationType::*;
+    let cannot_connect = format!("users cannot connect {}", name.as_deref().unwrap_or(slug));
     let authorization_url = f.url(
         "authorizationUrl",
         needs(auth_type, &[Oauth]),
         "https://example.com/oauth/authorize",
+        &cannot_connect,
     );
     let access_token_url = f.url(
         "accessTokenUrl",
         needs(auth_type, &[Oauth, OauthClientCredential, RopcApp]),
         "https://example.com/oauth/token",
+        &cannot_connect,
     );
-    let api_base_url =
-        f.url("apiBaseUrl", Some("for a custom integration"), "https://api.example.com/v1");
+    let api_base_url = f.url(
+        "apiBaseUrl",
+        Some("for a custom integration"),
+        "https://api.example.com/v1",
+        "requests relative to it (IntegrationRequestStep, the proxy, the test endpoint) fail",
+    );
     let scopes = f
         .string("scopes")
         .map(|s| s.split_whitespace().map(str::to_string).collect())

@@ -52,9 +52,15 @@ pub fn convert(session: &mut Session<'_>, value: &Value, scope: &InputScope<'_>)
             continue;
         };
         let mut ok = true;
+        // `id` and `type` are what the input is (errors when missing or empty); `title` is
+        // display text, accepted as written (`''` is what Paragon's generators write for a
+        // field not filled in yet), with a warning when there is none.
         let mut text = |session: &mut Session<'_>, field: &str| -> Option<String> {
             match fields.get(field) {
-                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(Value::String(s)) if field == "title" || !s.trim().is_empty() => {
+                    Some(s.clone())
+                }
+                None | Some(Value::Null) if field == "title" => None,
                 None | Some(Value::Null) => {
                     let at = locate(session, scope, key, None);
                     let help = match field {
@@ -91,6 +97,16 @@ pub fn convert(session: &mut Session<'_>, value: &Value, scope: &InputScope<'_>)
         let id = text(session, "id");
         let title = text(session, "title");
         let input_type = text(session, "type");
+        if title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            let at = locate(session, scope, key, title.is_some().then_some("title"));
+            session.push(
+                Diagnostic::warning("empty-field", format!("input `{key}` has no title"))
+                    .at(at)
+                    .with_help(
+                        "set `title: '…'`: the Connect Portal shows it as the setting's label",
+                    ),
+            );
+        }
         if let Some(t) = &input_type
             && !scope.allowed_types.contains(&t.as_str())
         {
@@ -179,11 +195,11 @@ pub fn convert(session: &mut Session<'_>, value: &Value, scope: &InputScope<'_>)
             ok = false;
         }
         let default_value = fields.get("defaultValue").and_then(|v| lower::plain(v).ok());
-        if ok && let (Some(id), Some(title), Some(input_type)) = (id, title, input_type) {
+        if ok && let (Some(id), Some(input_type)) = (id, input_type) {
             inputs.push(Input {
                 id,
                 key: key.clone(),
-                title,
+                title: title.unwrap_or_default(),
                 input_type,
                 required,
                 tooltip: optional_text("tooltip"),

@@ -590,11 +590,14 @@ fn integration(
         }
     } else {
         session.push(
-            Diagnostic::error("missing-inputs", format!("integration `{key}` has no inputs.ts"))
-                .in_file(&folder.path)
-                .with_help(format!(
-                    "create `{inputs_file}` with its User Settings: `import {{ createInputs }} from '@useparagon/core/inputs'; export default createInputs({{}});`"
-                )),
+            Diagnostic::warning(
+                "missing-inputs",
+                format!("integration `{key}` has no inputs.ts: it has no integration-level User Settings"),
+            )
+            .in_file(&folder.path)
+            .with_help(format!(
+                "if that is meant, create `{inputs_file}` as `import {{ createInputs }} from '@useparagon/core/inputs'; export default createInputs({{}});` to say so"
+            )),
         );
     }
     // Workflows are compiled even when the config failed, so their findings show in the same run.
@@ -691,29 +694,26 @@ fn resources(session: &mut Session<'_>, layout: &Layout) -> BTreeMap<String, Res
                 continue;
             }
         }
-        let text = |field: &str| {
-            described
-                .get(field)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let (Some(id), Some(name)) = (text("id"), text("name")) else {
-            for field in ["id", "name"] {
-                if text(field).is_none() {
-                    let at = session.locate(file, &[field]);
-                    session.push(
-                        Diagnostic::error(
-                            "missing-field",
-                            format!("this resource has no `{field}`"),
-                        )
-                        .at(at)
-                        .with_help(format!("add `{field}: string = '…'` to the class")),
-                    );
-                }
-            }
+        let text = |field: &str| described.get(field).and_then(Value::as_str).map(str::to_string);
+        // The id identifies the resource; the name is display text, accepted as written.
+        let Some(id) = text("id").filter(|id| !id.trim().is_empty()) else {
+            let at = session.locate(file, &["id"]);
+            session.push(
+                Diagnostic::error("missing-field", "this resource has no `id`")
+                    .at(at)
+                    .with_help("add `id: string = '…'` to the class, with a new UUID"),
+            );
             continue;
         };
+        let name = text("name").unwrap_or_default();
+        if name.trim().is_empty() {
+            let at = session.locate(file, &["name"]);
+            session.push(
+                Diagnostic::warning("empty-field", "this resource has no name")
+                    .at(at)
+                    .with_help("set `name: string = '…'`: the dashboard shows it"),
+            );
+        }
         let mut configs = BTreeMap::new();
         for (method, value) in
             described.get("configs").and_then(Value::as_object).into_iter().flatten()

@@ -127,25 +127,21 @@ fn compile_one(
         }
     }
     let mut ok = true;
-    let mut text = |session: &mut Session<'_>, field: &str, required: bool| -> Option<String> {
+    // `id` identifies the workflow (an error when missing or empty); `name` and `description`
+    // are display text, accepted as written: Paragon's generators write `''` for what the
+    // user has not filled in yet.
+    let mut text = |session: &mut Session<'_>, field: &str| -> Option<String> {
         match described.get(field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            None | Some(Value::Null) if !required => None,
-            None | Some(Value::Null) => {
+            Some(Value::String(s)) if field != "id" || !s.trim().is_empty() => Some(s.clone()),
+            None | Some(Value::Null) if field == "description" => None,
+            None | Some(Value::Null) if field == "name" => None,
+            None | Some(Value::Null) | Some(Value::String(_)) => {
                 let at = session.locate(file, &[]);
-                let help = match field {
-                    "id" => {
-                        "add `readonly id: string = '…'` with a new UUID; it must never change once users have enabled the workflow"
-                    }
-                    _ => {
-                        "add `name: string = '…'`: it is shown in the Connect Portal and dashboard"
-                    }
-                };
                 session.push(
-                    Diagnostic::error("missing-field", format!("this workflow has no `{field}`"))
+                    Diagnostic::error("missing-field", "this workflow has no `id`")
                         .at(at)
-                        .with_label(format!("`{field}` missing"))
-                        .with_help(help),
+                        .with_label("`id` missing")
+                        .with_help("add `readonly id: string = '…'` with a new UUID; it must never change once users have enabled the workflow"),
                 );
                 ok = false;
                 None
@@ -155,7 +151,7 @@ fn compile_one(
                 session.push(
                     Diagnostic::error(
                         "invalid-field",
-                        format!("the workflow's `{field}` must be a non-empty string"),
+                        format!("the workflow's `{field}` must be a string"),
                     )
                     .at(at),
                 );
@@ -164,9 +160,17 @@ fn compile_one(
             }
         }
     };
-    let id = text(session, "id", true);
-    let name = text(session, "name", true);
-    let description = text(session, "description", false);
+    let id = text(session, "id");
+    let name = text(session, "name");
+    let description = text(session, "description");
+    if name.as_deref().is_none_or(|n| n.trim().is_empty()) && ok {
+        let at = session.locate(file, if name.is_some() { &["name"] } else { &[] });
+        session.push(
+            Diagnostic::warning("empty-field", "this workflow has no name").at(at).with_help(
+                "set `name: string = '…'`: the Connect Portal and the dashboard show it",
+            ),
+        );
+    }
     let mut flag = |session: &mut Session<'_>, field: &str| -> bool {
         match described.get(field) {
             None | Some(Value::Null) => false,
@@ -215,7 +219,7 @@ fn compile_one(
     }
     Some(Workflow {
         id,
-        name: name?,
+        name: name.unwrap_or_default(),
         description,
         order: 0,
         default_enabled,

@@ -14,7 +14,8 @@ import type { Credentials } from './integration';
 export type { Condition } from './operator';
 export type { IEventInit } from './event';
 export type { IPersona } from './persona';
-export type { IConnectUser } from './user';
+export type { IConnectUser, IPermissionContext } from './user';
+export type { ICustomIntegration } from './integration';
 
 // ------------------------------------------------------------------------------------- values
 

@@ -58,10 +58,24 @@ export type CustomAuthorization =
   | { type: 'none' };
 
 /** Where the connected account's id and email are read after connecting. */
+/**
+ * How to read the connected account's profile after connecting. Paragon's generated configs
+ * write the request form (`strategy: 'HTTP'`, `url`, `method`, …); the older form names an
+ * `endpoint` and the paths of the id, email and name in its answer. Recorded as written.
+ */
 export interface UserProfileConfig {
+  strategy?: 'HTTP' | (string & {});
+  /** The URL (or a path below `apiBaseUrl`) requested; `''` when not filled in yet. */
+  url?: string;
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  params?: { readonly [name: string]: unknown };
+  headers?: { readonly [name: string]: unknown };
+  body?: unknown;
+  bodyType?: 'json' | 'form-data' | 'x-www-form-urlencoded' | (string & {});
+  /** Whether connecting fails when the request does. */
+  requireSuccess?: boolean;
   /** A path below `apiBaseUrl` (or a URL) to `GET`. */
-  endpoint: string;
-  method?: 'GET' | 'POST';
+  endpoint?: string;
   /** Dotted path to the account id in the answer. */
   idPath?: string;
   /** Dotted path to the account email in the answer. */

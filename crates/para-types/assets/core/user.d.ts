@@ -11,3 +11,6 @@ export interface IConnectUser<P = any> {
   /** The metadata your app attached to the user (see `src/persona.meta.ts`). */
   readonly meta: P;
 }
+
+/** What `definePermissions(connectUser)` receives: the connected user, before any run. */
+export type IPermissionContext<P = any> = IConnectUser<P>;
