@@ -580,20 +580,56 @@ impl Compiler<'_, '_, '_> {
     }
 
     /// Edges of "may run right before": a step to what follows it, a conditional or fan-out to
-    /// its branches, and the end of each branch to what follows the conditional or fan-out.
+    /// its branches, and the end of each branch to what runs after the conditional or fan-out,
+    /// which, for a structure that ends a branch itself, is what runs after the enclosing one
+    /// (at any depth). A structure also leads straight there (a branch not taken, no items).
     fn run_edges(&self) -> BTreeMap<u64, Vec<u64>> {
+        // The structure each branch starts in, and the first step of each step's chain.
+        let mut owner: BTreeMap<u64, u64> = BTreeMap::new();
+        for s in self.steps.values() {
+            for branch in [s.when_true, s.when_false, s.branch].into_iter().flatten() {
+                owner.entry(branch).or_insert(s.serial);
+            }
+        }
+        let mut chain_start: BTreeMap<u64, u64> = BTreeMap::new();
+        let linked: BTreeSet<u64> = self.steps.values().filter_map(|s| s.next).collect();
+        for &start in self.steps.keys().filter(|k| !linked.contains(k)) {
+            let mut at = Some(start);
+            while let Some(step) = at {
+                if chain_start.insert(step, start).is_some() {
+                    break;
+                }
+                at = self.step(step).and_then(|s| s.next);
+            }
+        }
+        // What runs once `step`, and the chain it ends (if it does), are done.
+        let after = |step: u64| -> Option<u64> {
+            let mut at = step;
+            for _ in 0..=self.steps.len() {
+                if let Some(next) = self.step(at).and_then(|s| s.next) {
+                    return Some(next);
+                }
+                at = *owner.get(chain_start.get(&at)?)?;
+            }
+            None
+        };
         let mut edges: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for s in self.steps.values() {
             let out = edges.entry(s.serial).or_default();
             out.extend(s.next);
-            out.extend(s.when_true);
-            out.extend(s.when_false);
-            out.extend(s.branch);
-            if let Some(after) = s.next {
-                for branch in [s.when_true, s.when_false, s.branch].into_iter().flatten() {
-                    let end = self.chain_end(branch);
-                    edges.entry(end).or_default().push(after);
-                }
+            let branches: Vec<u64> =
+                [s.when_true, s.when_false, s.branch].into_iter().flatten().collect();
+            out.extend(&branches);
+            let structure = matches!(s.step_type.as_str(), "TRANSITION/IFELSE" | "TRANSITION/MAP");
+            if !structure {
+                continue;
+            }
+            let Some(then) = after(s.serial) else { continue };
+            if s.next.is_none() {
+                out.push(then);
+            }
+            for branch in branches {
+                edges.entry(self.chain_end(branch)).or_default().push(then);
             }
         }
         edges

@@ -66,6 +66,30 @@ pub fn walk(value: &Value, path: &[String]) -> Option<Value> {
     Some(current.clone())
 }
 
+/// Follows `path` into a step's output. A step of a fan-out's branch reads, after the fan-out,
+/// as the list of its instances' outputs (a list of lists for nested fan-outs; `null` where an
+/// instance did not run the step): a path that does not index the list (`result`, not `0` or
+/// `length`) is followed into each instance, so `y.output.result` is the list of the results.
+/// Outputs themselves are always objects, so a list here is always such a gathering.
+pub fn read_output(output: &Value, path: &[String]) -> Option<Value> {
+    match (output, path.first()) {
+        (Value::Array(instances), Some(first))
+            if first != "length" && first.parse::<usize>().is_err() =>
+        {
+            Some(Value::Array(
+                instances
+                    .iter()
+                    .map(|i| match i {
+                        Value::Null => Value::Null,
+                        i => read_output(i, path).unwrap_or(Value::Null),
+                    })
+                    .collect(),
+            ))
+        }
+        _ => walk(output, path),
+    }
+}
+
 fn from_map(map: Option<&Map<String, Value>>, key: &str, path: &[String]) -> Option<Value> {
     walk(map?.get(key)?, path)
 }
@@ -104,7 +128,7 @@ pub fn resolve(source: &Source, scope: &Scope<'_>) -> Option<Value> {
         Source::Array { items } => Some(Value::Array(
             items.iter().map(|i| resolve(i, scope).unwrap_or(Value::Null)).collect(),
         )),
-        Source::Variable { step_id, path } => walk(scope.outputs?.get(step_id)?, path),
+        Source::Variable { step_id, path } => read_output(scope.outputs?.get(step_id)?, path),
         Source::EnvironmentSecret { name } => scope.secrets?.get(name).cloned(),
         Source::Credential { path } => {
             let (first, rest) = path.split_first()?;

@@ -235,6 +235,68 @@ async fn a_chain_runs_in_order_records_every_step_and_replays_without_repeating(
     assert_eq!(host.request_count(), 1);
 }
 
+/// After a fan-out, a path into a branch step's output is followed in each instance, also
+/// through nested fan-outs and for a step nested in a conditional inside the branch (`null`
+/// where an instance took the other branch).
+#[tokio::test]
+async fn paths_into_gathered_outputs_apply_to_each_instance() {
+    let big = json!({ "or": [[{ "operator": "$numberGreaterThan", "operands": [var("fan", &["instance", "qty"]), { "type": "VALUE", "value": 1 }] }]] });
+    let wf = workflow(vec![
+        step(
+            "fan",
+            "TRANSITION/MAP",
+            json!({ "iterator": var("trigger", &["lines"]), "branch": "big" }),
+            Some("inner"),
+        ),
+        step(
+            "big",
+            "TRANSITION/IFELSE",
+            json!({ "condition": big, "whenTrue": "mark", "whenFalse": null }),
+            None,
+        ),
+        function("mark", "echo", &[("sku", var("fan", &["instance", "sku"]))], None),
+        step(
+            "inner",
+            "TRANSITION/MAP",
+            json!({ "iterator": var("trigger", &["grid"]), "branch": "cell" }),
+            Some("total"),
+        ),
+        step(
+            "cell",
+            "TRANSITION/MAP",
+            json!({ "iterator": var("inner", &["instance"]), "branch": "dbl" }),
+            None,
+        ),
+        function("dbl", "double", &[("x", var("cell", &["instance"]))], None),
+        function(
+            "total",
+            "echo",
+            &[
+                ("skus", var("mark", &["result", "sku"])),
+                ("first", var("mark", &["0", "result"])),
+                ("count", var("mark", &["length"])),
+                ("cells", var("dbl", &["result"])),
+            ],
+            None,
+        ),
+    ]);
+    let host = FakeHost::new(Box::new(|_, _| panic!("no requests")));
+    let trigger = json!({
+        "lines": [{ "sku": "a", "qty": 2 }, { "sku": "b", "qty": 1 }, { "sku": "c", "qty": 3 }],
+        "grid": [[1, 2], [], [3]],
+    });
+    assert_eq!(run(&host, &wf, trigger).await, Outcome::Succeeded);
+    assert_eq!(
+        host.entry("total").output,
+        Some(json!({ "result": {
+            "skus": ["a", null, "c"],
+            "first": { "sku": "a" },
+            "count": 3,
+            "cells": [[2, 4], [], [6]],
+        } }))
+    );
+}
+
 #[tokio::test]
 async fn conditions_branch_and_fan_outs_gather_their_instances_in_order() {
     let cond = |value: &str| json!({ "or": [[{ "operator": "$booleanTrue", "operands": [var("trigger", &[value])] }]] });

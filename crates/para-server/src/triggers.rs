@@ -271,16 +271,49 @@ async fn event(
     Ok(Json(json!({ "event": name, "executions": executions })).into_response())
 }
 
-/// Why a request does not satisfy the endpoint's validations, one line per rule.
+/// Why a request does not satisfy the endpoint's validations, one line per rule. Without
+/// `allowArbitraryPayload`, the body must be an object of declared fields only (headers and
+/// query parameters are never limited: clients and proxies add their own).
 pub fn validate_request(
     params: &[Validation],
     headers: &[Validation],
     body_rules: &[Validation],
+    allow_arbitrary_payload: bool,
     query: &Map<String, Value>,
     header_map: &HeaderMap,
     body: &Value,
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    if !allow_arbitrary_payload {
+        match body {
+            Value::Object(fields) => {
+                let unexpected: Vec<String> = fields
+                    .keys()
+                    .filter(|k| !body_rules.iter().any(|r| &r.key == *k))
+                    .map(|k| format!("`{k}`"))
+                    .collect();
+                if !unexpected.is_empty() {
+                    let declared = if body_rules.is_empty() {
+                        "it declares none".to_string()
+                    } else {
+                        let names: Vec<String> =
+                            body_rules.iter().map(|r| format!("`{}`", r.key)).collect();
+                        format!("it declares {}", names.join(", "))
+                    };
+                    let (fields, are) =
+                        if unexpected.len() == 1 { ("field", "is") } else { ("fields", "are") };
+                    problems.push(format!(
+                        "body {fields} {} {are} not declared by the endpoint ({declared}; set `allowArbitraryPayload: true` to accept any)",
+                        unexpected.join(", "),
+                    ));
+                }
+            }
+            _ => problems.push(
+                "the body must be a JSON object of the endpoint's declared fields (set `allowArbitraryPayload: true` to accept any)"
+                    .to_string(),
+            ),
+        }
+    }
     for rule in params.iter().filter(|r| r.required) {
         if query.get(&rule.key).is_none_or(|v| v.as_str() == Some("")) {
             problems.push(format!("query parameter `{}` is required", rule.key));
@@ -332,7 +365,10 @@ async fn request_trigger(
         ApiError::not_found(format!("no workflow `{workflow_id}` in this project"))
     })?;
     let Some(StepKind::Endpoint {
-        param_validations, header_validations, body_validations, ..
+        allow_arbitrary_payload,
+        param_validations,
+        header_validations,
+        body_validations,
     }) = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref()).map(|s| &s.kind)
     else {
         return Err(ApiError::bad_request(format!(
@@ -377,6 +413,7 @@ async fn request_trigger(
         param_validations,
         header_validations,
         body_validations,
+        *allow_arbitrary_payload,
         &query,
         &headers,
         &body,
@@ -754,7 +791,8 @@ impl Poll<'_> {
                     integration: self.integration.to_string(),
                     workflow_id: self.workflow.id.clone(),
                     trigger_kind: "polling".into(),
-                    trigger_output: item.clone(),
+                    // Read as `trigger.output.result`, as Paragon's generated workflows do.
+                    trigger_output: json!({ "result": item }),
                     user: None,
                     credential_id: made.map(|m| m.credential_id.clone()),
                     configuration_id: made.map(|m| m.id.clone()),
@@ -840,9 +878,10 @@ mod tests {
             &[rule("since", true, None)],
             &[rule("X-Request-Id", true, None)],
             &[rule("title", true, Some("STRING")), rule("tags", false, Some("ARRAY"))],
+            true,
             &Map::new(),
             &HeaderMap::new(),
-            &json!({ "tags": "a" }),
+            &json!({ "tags": "a", "extra": 1 }),
         );
         assert_eq!(
             problems,
@@ -853,5 +892,28 @@ mod tests {
                 "body field `tags` must be of type array",
             ]
         );
+    }
+
+    #[test]
+    fn without_arbitrary_payload_undeclared_body_fields_are_named() {
+        let rules = [Validation { key: "title".into(), required: true, data_type: None }];
+        let check = |rules: &[Validation], body: Value| {
+            validate_request(&[], &[], rules, false, &Map::new(), &HeaderMap::new(), &body)
+        };
+        assert!(check(&rules, json!({ "title": "x" })).is_empty());
+        assert_eq!(
+            check(&rules, json!({ "title": "x", "admin": true, "role": "owner" })),
+            [
+                "body fields `admin`, `role` are not declared by the endpoint (it declares `title`; set `allowArbitraryPayload: true` to accept any)"
+            ]
+        );
+        assert_eq!(
+            check(&[], json!({ "a": 1 })),
+            [
+                "body field `a` is not declared by the endpoint (it declares none; set `allowArbitraryPayload: true` to accept any)"
+            ]
+        );
+        assert!(check(&[], json!({})).is_empty());
+        assert_eq!(check(&rules, json!(["title"])).len(), 2, "not an object, and no title");
     }
 }

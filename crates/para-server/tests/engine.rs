@@ -26,14 +26,25 @@ const WELCOME: &str = "2dae8f4e-9b63-4c17-af20-6e7d8c9bad81";
 const IMPORT: &str = "0b8c6e1a-4f27-4d93-a1c5-93e2b7d40f56";
 const PUSH: &str = "7a0e4d2b-9c61-4f38-b5e7-2d1c0f9e8a34";
 
-fn taskflow() -> para_build::Build {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/taskflow");
-    let (root, marker) = para_project::find_root(&root).unwrap();
+/// The project in `dir` compiled, without errors, as project `PROJECT`.
+fn compile(dir: &Path) -> para_build::Build {
+    let (root, marker) = para_project::find_root(dir).unwrap();
     let project = para_project::load(&root, marker).unwrap();
     let out = para_compiler::compile(&project, &para_compiler::Options::default());
-    let mut build = out.build.expect("taskflow builds");
+    let errors: Vec<_> = out.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{}: {errors:?}", dir.display());
+    let mut build = out.build.expect("the project builds");
     build.project.project_id = Some(PROJECT.into());
     build
+}
+
+/// `examples/<name>`, compiled.
+fn compile_example(name: &str) -> para_build::Build {
+    compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name))
+}
+
+fn taskflow() -> para_build::Build {
+    compile_example("taskflow")
 }
 
 /// What the upstream saw: method, path and query, authorization, body.
@@ -85,22 +96,67 @@ async fn upstream(State(up): State<Arc<Upstream>>, request: Request) -> axum::re
 async fn start_upstream() -> (String, Arc<Upstream>) {
     let up = Arc::new(Upstream::default());
     let app = axum::Router::new().fallback(any(upstream)).with_state(up.clone());
+    (serve_loopback(app).await, up)
+}
+
+/// Serves `app` on a loopback port; its base URL.
+async fn serve_loopback(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, up)
+    base
 }
 
-async fn server(api: &str, dir: &Path) -> Server {
-    let client = |base: String| OAuthClient {
+/// An OAuth app whose API base is `base` (a loopback upstream).
+fn oauth_app(base: String) -> OAuthClient {
+    OAuthClient {
         client_id: "id".into(),
         client_secret: "secret".into(),
         api_base_url: Some(base),
         ..OAuthClient::default()
-    };
+    }
+}
+
+/// `build` served on a fresh SQLite file in `dir` with the engine polling every 50 ms (and
+/// catalog polling triggers every `trigger_poll_ms`), with one OAuth app.
+async fn serve_build(
+    build: para_build::Build,
+    dir: &Path,
+    app: (&str, OAuthClient),
+    trigger_poll_ms: Option<i64>,
+) -> Server {
+    let mut engine = para_server::engine::EngineConfig::from_env();
+    engine.poll_ms = 50;
+    engine.trigger_poll_ms = trigger_poll_ms;
+    let db = format!("sqlite://{}", dir.join("para.db").display());
+    common::start_with(build, &db, common::clients(&[app]), engine).await
+}
+
+/// Stores environment secret `name` as `para secrets set` does, sealed with the test servers'
+/// key.
+fn set_secret(name: &str, value: &str) {
+    let key =
+        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .unwrap();
+    para_auth::env_secrets::set(common::keys_root(), &key, name, value).unwrap();
+}
+
+/// Points a workflow's request steps at `to` instead of `from` (a real API's origin).
+fn redirect_requests(workflow: &mut para_build::Workflow, from: &str, to: &str) {
+    for step in &mut workflow.steps {
+        if let para_build::StepKind::Request(r) = &mut step.kind {
+            let text = serde_json::to_string(&r.url).unwrap();
+            let moved = text.replace(from, to);
+            assert_ne!(text, moved, "the request goes to {from}");
+            r.url = serde_json::from_str(&moved).unwrap();
+        }
+    }
+}
+
+async fn server(api: &str, dir: &Path) -> Server {
     let clients = common::clients(&[
-        ("custom.acmecrm", client(format!("{api}/acme"))),
-        ("salesforce", client(format!("{api}/sf"))),
+        ("custom.acmecrm", oauth_app(format!("{api}/acme"))),
+        ("salesforce", oauth_app(format!("{api}/sf"))),
     ]);
     let mut engine = para_server::engine::EngineConfig::from_env();
     engine.options.retry_delays_ms = vec![50, 50];
@@ -209,6 +265,20 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
         bad["errors"],
         json!(["body field `title` is required", "body field `tags` must be of type array"])
     );
+    // The endpoint does not allow arbitrary payloads: an undeclared field is refused, by name,
+    // and nothing runs.
+    let extra = trigger(json!({ "title": "x", "tags": [], "owner": "mallory" })).await.unwrap();
+    assert_eq!(extra.status(), 400);
+    let extra: Value = extra.json().await.unwrap();
+    assert_eq!(
+        extra["errors"],
+        json!([
+            "body field `owner` is not declared by the endpoint (it declares `title`, `tags`; set `allowArbitraryPayload: true` to accept any)"
+        ])
+    );
+    let mirror_runs =
+        para_store::history::RunFilter { workflow_id: Some(MIRROR.into()), ..Default::default() };
+    assert_eq!(s.state.store.count_runs(PROJECT, &mirror_runs).await.unwrap(), 0);
     // A run: the first task creation fails (503) and is retried; the answer is the
     // ResponseStep's.
     *up.fail_first_task.lock().unwrap() = true;
@@ -769,13 +839,7 @@ async fn runaway_functions_end_their_own_step_while_other_runs_go_on() {
         "function f(p) { function r(n) { return r(n + 1) + 1; } return r(0); }",
     );
     with_function(&mut build, "fine", "async function f(p) { return p.title.length; }");
-    let client_for = |base: String| OAuthClient {
-        client_id: "id".into(),
-        client_secret: "secret".into(),
-        api_base_url: Some(base),
-        ..OAuthClient::default()
-    };
-    let clients = common::clients(&[("custom.acmecrm", client_for(format!("{api}/acme")))]);
+    let clients = common::clients(&[("custom.acmecrm", oauth_app(format!("{api}/acme")))]);
     let mut engine = para_server::engine::EngineConfig::from_env();
     engine.function_limits.time = Duration::from_millis(500);
     engine.function_limits.memory_bytes = 32 << 20;
@@ -868,7 +932,7 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     named.kind = serde_json::from_value(json!({
         "type": "ACTION/FUNCTION",
         "parameters": { "code": "function f(p) { return 'new: ' + p.name; }", "parameters": [
-            { "key": "name", "source": { "type": "VARIABLE", "stepId": trigger, "path": ["name"] } } ] },
+            { "key": "name", "source": { "type": "VARIABLE", "stepId": trigger, "path": ["result", "name"] } } ] },
     }))
     .unwrap();
     w.steps.push(named);
@@ -890,21 +954,10 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
             axum::Json(json!({ "data": { "gid": "me" } })).into_response()
         }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = serve_loopback(app).await;
     let dir = tempfile::tempdir().unwrap();
-    let oauth = OAuthClient {
-        client_id: "id".into(),
-        client_secret: "secret".into(),
-        api_base_url: Some(format!("{api}/asana")),
-        ..OAuthClient::default()
-    };
-    let mut engine = para_server::engine::EngineConfig::from_env();
-    engine.trigger_poll_ms = Some(200);
-    engine.poll_ms = 50;
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start_with(build, &db, common::clients(&[("asana", oauth)]), engine).await;
+    let asana = ("asana", oauth_app(format!("{api}/asana")));
+    let s = serve_build(build, dir.path(), asana, Some(200)).await;
     connect(&s, "ann", "asana").await;
     fn project(configuration: &str) -> para_store::SettingsScope<'_> {
         para_store::SettingsScope { configuration, ..shared_scope("asana") }
@@ -1005,42 +1058,20 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
             axum::Json(json!({ "ok": true })).into_response()
         }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = serve_loopback(app).await;
 
     let mut build = taskflow();
     let digest = build.integrations.get_mut("slack").unwrap().workflows.get_mut(DIGEST).unwrap();
     for step in &mut digest.steps {
-        match &mut step.kind {
-            para_build::StepKind::Cron { cron, .. } => *cron = "* * * * * *".into(),
-            para_build::StepKind::Request(r) => {
-                let text = serde_json::to_string(&r.url).unwrap();
-                let moved =
-                    text.replace("https://api.taskflow.example", &format!("{api}/taskflow"));
-                assert_ne!(text, moved);
-                r.url = serde_json::from_str(&moved).unwrap();
-            }
-            _ => {}
+        if let para_build::StepKind::Cron { cron, .. } = &mut step.kind {
+            *cron = "* * * * * *".into();
         }
     }
-    // The secret as `para secrets set` stores it, sealed with the server's key.
-    let key =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
-    para_auth::env_secrets::set(common::keys_root(), &key, "TASKFLOW_API_KEY", "tf-key-42")
-        .unwrap();
+    redirect_requests(digest, "https://api.taskflow.example", &format!("{api}/taskflow"));
+    set_secret("TASKFLOW_API_KEY", "tf-key-42");
     let dir = tempfile::tempdir().unwrap();
-    let oauth = OAuthClient {
-        client_id: "id".into(),
-        client_secret: "secret".into(),
-        api_base_url: Some(format!("{api}/slack")),
-        ..OAuthClient::default()
-    };
-    let mut engine = para_server::engine::EngineConfig::from_env();
-    engine.poll_ms = 50;
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start_with(build, &db, common::clients(&[("slack", oauth)]), engine).await;
+    let s =
+        serve_build(build, dir.path(), ("slack", oauth_app(format!("{api}/slack"))), None).await;
     connect(&s, "ann", "slack").await;
     let channel = "f4a81b5d-3ea2-4fc1-9d64-829a01bc2e34";
     let store = &s.state.store;
@@ -1108,4 +1139,182 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
     let runs = store.list_runs(PROJECT, &filter, 100, None).await.unwrap().runs;
     let in_made = runs.iter().find(|l| l.run.configuration_id.as_deref() == Some(&team));
     assert_eq!(in_made.unwrap().run.credential_id.as_deref(), Some(slack.as_str()));
+}
+
+/// A request-triggered workflow whose response reads steps of branches nested three deep (a
+/// conditional in a fan-out in a conditional) after the outer join, compiled from TypeScript
+/// (the compiler once refused such reads) and run through its real trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_after_nested_branches_join_see_the_values_of_the_branches_taken() {
+    const DEEP: &str = "3e1d2c4b-0002-4000-8000-000000000001";
+    let project = tempfile::tempdir().unwrap();
+    let files = [
+        (".para/project.json", format!(r#"{{ "projectId": "{PROJECT}", "projectName": "nested" }}"#)),
+        ("src/integrations/slack/config.ts", "export default { description: '' };".into()),
+        (
+            "src/integrations/slack/inputs.ts",
+            "import { createInputs } from '@useparagon/core/inputs';\nexport default createInputs({});"
+                .into(),
+        ),
+        ("src/integrations/slack/workflows/deep.ts", format!(r#"
+import {{ ConditionalStep, EndpointStep, FanOutStep, FunctionStep, ResponseStep, Workflow }} from '@useparagon/core';
+import * as Operators from '@useparagon/core/operator';
+
+export default class extends Workflow<any, any, any> {{
+  define() {{
+    const request = new EndpointStep({{
+      bodyValidations: [{{ key: 'rush', dataType: 'BOOLEAN', required: true }}, {{ key: 'lines', dataType: 'ARRAY' }}],
+    }});
+    const rush = new ConditionalStep({{ if: Operators.BooleanTrue(request.output.request.body.rush) }});
+    const each = new FanOutStep({{ iterator: request.output.request.body.lines }});
+    const big = new ConditionalStep({{ if: Operators.NumberGreaterThan(each.output.instance.qty, 1) }});
+    const mark = new FunctionStep({{
+      code: (p: {{ sku: string }}) => `big:${{p.sku}}`,
+      parameters: {{ sku: each.output.instance.sku }},
+    }});
+    const slow = new FunctionStep({{ code: () => 'slow', parameters: {{}} }});
+    const respond = new ResponseStep({{
+      statusCode: 200,
+      responseType: 'JSON',
+      body: {{ marks: mark.output.result, slow: slow.output.result, seen: each.output.count }},
+    }});
+    request.nextStep(rush.whenTrue(each.branch(big.whenTrue(mark))).whenFalse(slow)).nextStep(respond);
+    return this.register({{ request, rush, each, big, mark, slow, respond }});
+  }}
+  name = 'Deep';
+  defaultEnabled = true;
+  readonly id = '{DEEP}';
+}}
+"#)),
+    ];
+    for (path, text) in files {
+        let path = project.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let build = compile(project.path());
+    let (api, _up) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        serve_build(build, dir.path(), ("slack", oauth_app(format!("{api}/slack"))), None).await;
+    connect(&s, "ann", "slack").await;
+    let run = |body: Value| {
+        let (url, ann) = (s.url(&format!("/sdk/triggers/{DEEP}")), token("ann"));
+        async move {
+            let answer = client().post(url).bearer_auth(ann).json(&body).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let lines =
+        json!([{ "sku": "a", "qty": 2 }, { "sku": "b", "qty": 1 }, { "sku": "c", "qty": 3 }]);
+    // Rush: the fan-out runs; `mark` ran for the big lines only, and reads as one entry per
+    // line in order (nothing where the inner conditional went the other way); `slow` did not run.
+    let rushed = run(json!({ "rush": true, "lines": lines })).await;
+    assert_eq!(rushed, json!({ "marks": ["big:a", null, "big:c"], "seen": 3 }));
+    // No rush: the other branch of the outer conditional, so only `slow` has a value.
+    let calm = run(json!({ "rush": false, "lines": lines })).await;
+    assert_eq!(calm, json!({ "slow": "slow" }));
+}
+
+/// `examples/leadsync` as it is, but for its API's address: Salesforce's `recordCreated`
+/// polling trigger polls the object the user chose in their field mapping, and each new record
+/// is mapped with that mapping and posted to the company's API with the environment secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadsync_maps_each_new_salesforce_record_with_the_users_field_mapping() {
+    const IMPORT_RECORDS: &str = "2c4e6a8b-0d1f-4a3c-9e5b-7a9c1e3f5b7d";
+    const MAPPING: &str = "6a1f0c3e-2d4b-4e5a-8b9c-7d6e5f4a3b21";
+    let records = Arc::new(Mutex::new(vec![json!({ "Id": "00Q1", "Email": "old@acme.io" })]));
+    let polls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let leads = Arc::new(Mutex::new(Vec::<(String, String, Value)>::new()));
+    let (r, p, l) = (records.clone(), polls.clone(), leads.clone());
+    let app = axum::Router::new().fallback(any(move |request: Request| {
+        let (r, p, l) = (r.clone(), p.clone(), l.clone());
+        async move {
+            let target = request.uri().to_string();
+            let auth = request
+                .headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let bytes = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap();
+            if target.starts_with("/sf/query?") {
+                p.lock().unwrap().push(target);
+                return axum::Json(json!({ "records": r.lock().unwrap().clone() })).into_response();
+            }
+            if target.starts_with("/leadsync/") {
+                l.lock().unwrap().push((target, auth, serde_json::from_slice(&bytes).unwrap()));
+                return (StatusCode::CREATED, axum::Json(json!({ "id": "lead-1" })))
+                    .into_response();
+            }
+            axum::Json(json!({ "ok": true })).into_response()
+        }
+    }));
+    let api = serve_loopback(app).await;
+
+    let mut build = compile_example("leadsync");
+    let salesforce = build.integrations.get_mut("salesforce").unwrap();
+    let workflow = salesforce.workflows.get_mut(IMPORT_RECORDS).unwrap();
+    redirect_requests(workflow, "https://api.leadsync.example", &format!("{api}/leadsync"));
+    set_secret("LEADSYNC_API_KEY", "ls-key-7");
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        serve_build(build, dir.path(), ("salesforce", oauth_app(format!("{api}/sf"))), Some(150))
+            .await;
+    // The user's field mapping, as the Connect Portal saves it: Leads, and which field is which.
+    let mapping =
+        json!({ "record_type": "Lead", "email": "Email", "name": "Name", "company": "Company" });
+    s.state
+        .store
+        .put_settings(shared_scope("salesforce"), None, Some(&json!({ MAPPING: mapping })))
+        .await
+        .unwrap();
+    connect(&s, "ann", "salesforce").await;
+    s.state
+        .store
+        .touch_user(PROJECT, "ann", Some(&json!({ "workspaceId": "ws_9" })))
+        .await
+        .unwrap();
+
+    // The first poll (of the object the mapping names) only records what is there.
+    for _ in 0..100 {
+        if !polls.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = polls.lock().unwrap().first().cloned().expect("a poll");
+    assert!(first.contains("FROM+Lead+"), "{first}");
+    // Two new records: one with an email becomes a lead, one without is skipped.
+    records.lock().unwrap().push(json!({
+        "Id": "00Q2", "Email": " ada@lovelace.io ", "Name": "Ada Lovelace", "Company": "Analytical",
+    }));
+    records.lock().unwrap().push(json!({ "Id": "00Q3", "Name": "No Email" }));
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        let filter = para_store::history::RunFilter {
+            workflow_id: Some(IMPORT_RECORDS.into()),
+            ..Default::default()
+        };
+        runs = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap().runs;
+        if runs.len() == 2 && runs.iter().all(|l| l.run.status == "SUCCEEDED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs.len(), 2, "one run per new record");
+    assert!(runs.iter().all(|l| l.run.status == "SUCCEEDED"), "{runs:?}");
+    let leads = leads.lock().unwrap().clone();
+    assert_eq!(leads.len(), 1, "only the record with an email is posted: {leads:?}");
+    let (target, auth, body) = &leads[0];
+    assert_eq!(target, "/leadsync/v1/workspaces/ws_9/leads");
+    assert_eq!(auth, "Bearer ls-key-7");
+    assert_eq!(
+        body,
+        &json!({
+            "lead": { "email": "ada@lovelace.io", "name": "Ada Lovelace", "company": "Analytical", "salesforceId": "00Q2" },
+            "source": "salesforce",
+            "connectedUser": "ann",
+        })
+    );
 }
