@@ -14,8 +14,15 @@
 //! objects, calls the cached function and turns the result into JSON. Code that is not a plain
 //! function expression (`(() => { let n = 0; return () => ++n; })()` evaluates to a function
 //! with state of its own) is evaluated afresh on every call instead of cached. The runtime is
-//! dropped, and the thread's next call builds a new one, when a call leaves it in doubt (out of
-//! memory, or jobs left queued after a timeout).
+//! dropped, and the thread's next call builds a new one, when a call leaves it in doubt (an
+//! allocation was refused, or jobs were left queued after a timeout), and after a call that
+//! made it grow past `PARA_FUNCTION_MEMORY_RETAIN_MB` if a collection does not bring it back
+//! under that ([`crate::memory`]: every runtime allocates through a meter charging its own limit
+//! and the process-wide budget).
+//!
+//! A promise rejected with no handler once the call's promise jobs have all run (an error
+//! thrown in a `.then` reaction whose promise nobody awaits, `Promise.reject(…)` left alone)
+//! fails the call, as Node fails on an unhandled rejection.
 //!
 //! The sandbox is the build's ([`crate::sandbox`]) with the clock allowed: the ECMAScript
 //! built-ins (and QuickJS's `atob`/`btoa`), `Date.now()`, `new Date()`, `Math.random()`; no host
@@ -27,6 +34,7 @@ use std::{
     cell::{Cell, RefCell},
     collections::HashMap,
     fmt,
+    hash::{Hash, Hasher},
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -45,6 +53,7 @@ use rquickjs::{
 use crate::{
     JsErrorKind,
     engine::{message_and_stack, split_frame},
+    memory::{self, BUDGET, Meter, Metered},
     sandbox::{self, Clock},
 };
 
@@ -55,7 +64,8 @@ pub struct FunctionLimits {
     /// queues. Default 5 s.
     pub time: Duration,
     /// Heap limit of the thread's runtime while the call runs (the realm's built-ins, about
-    /// 0.4 MiB, and the cached functions count against it). Default 64 MiB.
+    /// 0.4 MiB, and the cached functions count against it). Default 64 MiB. All runtimes of
+    /// the process together are also bounded by the budget of [`crate::SandboxMemoryConfig`].
     pub memory_bytes: usize,
     /// Native stack the JavaScript may use; deep recursion fails with a `RangeError` beyond it.
     /// Default 1 MiB, about 1,600 JavaScript frames (a frame takes 0.5–0.7 KiB). The calling
@@ -131,28 +141,60 @@ pub fn run_function(
     limits: &FunctionLimits,
 ) -> Result<Option<String>, FunctionError> {
     let anchor = stack_address();
+    // While this call runs, a call waiting for room in the budget may wait for it to free some.
+    let _running = BUDGET.enter();
     SANDBOX.with(|slot| {
         // A nested call (impossible today: no host function calls back) would find the slot
         // borrowed; it gets a runtime of its own rather than a panic.
         let Ok(mut slot) = slot.try_borrow_mut() else {
-            let sandbox = Sandbox::new(anchor, limits)?;
-            return sandbox.run(code, parameters_json, limits).0;
+            return run_in(&mut None, anchor, code, parameters_json, limits);
         };
         // QuickJS measures its stack limit from where the runtime was created; a runtime made
         // at a very different depth would allow too much or too little.
         if slot.as_ref().is_some_and(|s| s.stack_anchor.abs_diff(anchor) > STACK_DRIFT) {
             *slot = None;
         }
-        let sandbox = match slot.as_mut() {
-            Some(sandbox) => sandbox,
-            None => slot.insert(Sandbox::new(anchor, limits)?),
-        };
-        let (result, reusable) = sandbox.run(code, parameters_json, limits);
-        if !reusable {
-            *slot = None;
-        }
-        result
+        run_in(&mut slot, anchor, code, parameters_json, limits)
     })
+}
+
+/// One call in the sandbox of `slot` (made if there is none), which is emptied when the runtime
+/// cannot serve another call or holds too much after a spike.
+fn run_in(
+    slot: &mut Option<Sandbox>,
+    anchor: usize,
+    code: &str,
+    parameters_json: &str,
+    limits: &FunctionLimits,
+) -> Result<Option<String>, FunctionError> {
+    let sandbox = match slot.as_mut() {
+        Some(sandbox) => sandbox,
+        None => slot.insert(Sandbox::new(anchor, limits)?),
+    };
+    let (result, mut reusable) = sandbox.run(code, parameters_json, limits);
+    // Give memory back after a spike: what the call left for the collector is collected, and a
+    // runtime still holding more than it should keep is dropped with everything in it. While
+    // the runtimes of the process hold more than half the budget, an idle thread keeps less
+    // (an idle runtime's memory cannot be waited for: only its own thread can free it).
+    let config = BUDGET.config();
+    let keep = if BUDGET.used() > config.budget_bytes / 2 {
+        config.retain_bytes / 4
+    } else {
+        config.retain_bytes
+    };
+    let spike = sandbox.meter.peak() > config.retain_bytes;
+    if reusable && (spike || sandbox.meter.held() > keep) {
+        sandbox.runtime.run_gc();
+        reusable = sandbox.meter.held() <= keep;
+    }
+    if !reusable {
+        *slot = None;
+    }
+    if spike || !reusable {
+        // The thread's allocator would keep what was freed until the thread allocates again.
+        memory::give_back();
+    }
+    result
 }
 
 thread_local! {
@@ -173,20 +215,78 @@ fn stack_address() -> usize {
 }
 
 /// A thread's runtime and its locked-down realm. Fields drop in order: the JavaScript values
-/// held from Rust before the context, the context before the runtime.
+/// held from Rust before the context, the context before the runtime (and [`Drop`] first lets
+/// go of the rejected promises the runtime's tracker holds).
 struct Sandbox {
     cache: RefCell<Cache>,
     /// The realm's `harden` ([`sandbox::lockdown`]).
     harden: Persistent<Function<'static>>,
     /// The `libraries` argument: a frozen empty object, the same for every call.
     libraries: Persistent<Object<'static>>,
+    /// Promises rejected with no handler yet during the current call (QuickJS's host promise
+    /// rejection tracker adds them, and removes one when a handler is attached).
+    rejections: Rejections,
     context: Context,
     runtime: Runtime,
-    deadline: Rc<Cell<Option<Instant>>>,
+    /// What the runtime holds, its limit, the call's deadline (also the interrupt handler's).
+    meter: Rc<Meter>,
     stack_anchor: usize,
     /// Set when hardening a function failed half-way (a timeout, out of memory): the realm is
     /// not trusted for another call.
     poisoned: Cell<bool>,
+}
+
+/// Promises rejected with no handler, by identity (a bucket per hash of the object's address,
+/// so that attaching a handler to one of many costs no scan), in the order they were rejected.
+#[derive(Default)]
+struct Unhandled {
+    promises: HashMap<u64, Vec<(u64, Persistent<Value<'static>>)>>,
+    next: u64,
+}
+
+type Rejections = Rc<RefCell<Unhandled>>;
+
+impl Unhandled {
+    fn key(promise: &Value<'_>) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        promise.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn rejected<'js>(&mut self, ctx: &Ctx<'js>, promise: Value<'js>) {
+        let entry = (self.next, Persistent::save(ctx, promise.clone()));
+        self.next += 1;
+        self.promises.entry(Self::key(&promise)).or_default().push(entry);
+    }
+
+    fn handled<'js>(&mut self, ctx: &Ctx<'js>, promise: &Value<'js>) {
+        let key = Self::key(promise);
+        let Some(bucket) = self.promises.get_mut(&key) else { return };
+        bucket.retain(|(_, p)| p.clone().restore(ctx).map_or(true, |p| p != *promise));
+        if bucket.is_empty() {
+            self.promises.remove(&key);
+        }
+    }
+
+    /// The promises still without a handler, first rejected first.
+    fn in_order(&self) -> Vec<Persistent<Value<'static>>> {
+        let mut all: Vec<_> = self.promises.values().flatten().collect();
+        all.sort_by_key(|(order, _)| *order);
+        all.into_iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    fn clear(&mut self) {
+        self.promises.clear();
+        self.next = 0;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // The tracker (owned by the runtime) shares the list: its values must go before the
+        // runtime does.
+        self.rejections.borrow_mut().clear();
+    }
 }
 
 /// The compiled functions of a thread, by source text; the least recently used goes first.
@@ -232,27 +332,40 @@ enum Called {
 impl Sandbox {
     /// A runtime and its realm: the sandbox policy (clock allowed), then the lockdown.
     fn new(stack_anchor: usize, limits: &FunctionLimits) -> Result<Sandbox, FunctionError> {
-        let runtime = Runtime::new_with_alloc(rquickjs::allocator::RustAllocator).map_err(|e| {
-            FunctionError::new(
-                JsErrorKind::Exception,
-                format!("could not start the JavaScript engine: {e}"),
-            )
-        })?;
-        runtime.set_memory_limit(limits.memory_bytes);
-        runtime.set_max_stack_size(limits.stack_bytes);
-        let deadline: Rc<Cell<Option<Instant>>> = Rc::default();
-        let watched = deadline.clone();
-        runtime.set_interrupt_handler(Some(Box::new(move || {
-            watched.get().is_some_and(|limit| Instant::now() > limit)
-        })));
+        let meter = Meter::new(&BUDGET, limits.memory_bytes);
         let failed = |message: String| {
-            let kind = if message.contains("out of memory") {
+            if meter.over_budget() {
+                return over_budget();
+            }
+            let kind = if message.contains("out of memory") || meter.refused() {
                 JsErrorKind::OutOfMemory
             } else {
                 JsErrorKind::Exception
             };
             FunctionError::new(kind, format!("could not prepare the sandbox: {message}"))
         };
+        // The runtime's limit is the meter's: QuickJS's own stays unset, so that every refused
+        // allocation is seen (a runtime that ran out of memory is never used again, even if the
+        // code caught the error).
+        let runtime = Runtime::new_with_alloc(Metered(meter.clone()))
+            .map_err(|e| failed(format!("could not start the JavaScript engine: {e}")))?;
+        runtime.set_max_stack_size(limits.stack_bytes);
+        let watched = meter.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            watched.deadline.get().is_some_and(|limit| Instant::now() > limit)
+        })));
+        let rejections: Rejections = Rc::default();
+        let tracked = rejections.clone();
+        runtime.set_host_promise_rejection_tracker(Some(Box::new(
+            move |ctx: Ctx<'_>, promise: Value<'_>, _reason: Value<'_>, handled: bool| {
+                let Ok(mut unhandled) = tracked.try_borrow_mut() else { return };
+                if handled {
+                    unhandled.handled(&ctx, &promise);
+                } else {
+                    unhandled.rejected(&ctx, promise);
+                }
+            },
+        )));
         let context = Context::full(&runtime).map_err(|e| failed(e.to_string()))?;
         let (harden, libraries) = context.with(|ctx| {
             let realm = || -> rquickjs::Result<_> {
@@ -263,13 +376,15 @@ impl Sandbox {
             };
             realm().catch(&ctx).map_err(|e| failed(message_and_stack(e).0))
         })?;
+        rejections.borrow_mut().clear();
         Ok(Sandbox {
             cache: RefCell::default(),
             harden,
             libraries,
+            rejections,
             context,
             runtime,
-            deadline,
+            meter,
             stack_anchor,
             poisoned: Cell::new(false),
         })
@@ -282,16 +397,17 @@ impl Sandbox {
         parameters_json: &str,
         limits: &FunctionLimits,
     ) -> (Result<Option<String>, FunctionError>, bool) {
-        self.runtime.set_memory_limit(limits.memory_bytes);
+        self.meter.start_call(limits.memory_bytes);
         self.runtime.set_max_stack_size(limits.stack_bytes);
         // A call's garbage that only the collector can free (cycles) must not eat into the next
         // call's memory limit: the threshold is reset here (the collector raises it after a big
         // call) so that what earlier calls left is collected long before the limit.
         self.runtime.set_gc_threshold((limits.memory_bytes / 8).clamp(256 << 10, 4 << 20));
         let deadline = Instant::now() + limits.time;
-        self.deadline.set(Some(deadline));
+        self.meter.deadline.set(Some(deadline));
         let result = self.call(code, parameters_json, limits, deadline);
-        self.deadline.set(None);
+        self.meter.deadline.set(None);
+        self.rejections.borrow_mut().clear();
         let result = result.map_err(|mut e| {
             if e.kind == JsErrorKind::Exception
                 && e.message.contains("interrupted")
@@ -299,12 +415,25 @@ impl Sandbox {
             {
                 e.kind = JsErrorKind::Timeout;
                 e.message = format!("the function did not finish within {:?}", limits.time);
+            } else if self.meter.over_budget() {
+                // Whatever the code made of the refusal, running out of memory is the cause.
+                e = FunctionError {
+                    line: e.line,
+                    column: e.column,
+                    stack: e.stack,
+                    ..over_budget()
+                };
+            } else if self.meter.refused() {
+                e.kind = JsErrorKind::OutOfMemory;
+                e.message = out_of_memory(limits);
             }
             e
         });
-        // After running out of memory QuickJS may have half-built objects; after a timeout in
-        // the middle of promise jobs, the rest are still queued. Start afresh in both cases.
+        // After running out of memory QuickJS may have half-built objects (even when the code
+        // caught the error); after a timeout in the middle of promise jobs, the rest are still
+        // queued. Start afresh in both cases.
         let reusable = !matches!(&result, Err(e) if e.kind == JsErrorKind::OutOfMemory)
+            && !self.meter.refused()
             && !self.runtime.is_job_pending()
             && !self.poisoned.get();
         (result, reusable)
@@ -355,29 +484,59 @@ impl Sandbox {
                 }));
             }
         }
-        match called {
-            Called::Done(result) => result,
-            Called::Promise(promise) => self.context.with(|ctx| {
-                let promise = promise
-                    .restore(&ctx)
-                    .catch(&ctx)
-                    .map_err(|e| describe(e, shift, limits))?;
-                match promise.state() {
-                    PromiseState::Pending => Err(FunctionError::new(
-                        JsErrorKind::Exception,
-                        "the function's promise never settles: it waits for something that cannot happen in a function step (nothing is left to run)",
-                    )),
-                    PromiseState::Resolved | PromiseState::Rejected => {
-                        let value: Value = promise
-                            .result()
+        self.context.with(|ctx| {
+            let (result, own) = match called {
+                Called::Done(result) => (result, None),
+                Called::Promise(promise) => {
+                    let promise = promise
+                        .restore(&ctx)
+                        .catch(&ctx)
+                        .map_err(|e| describe(e, shift, limits))?;
+                    let result = match promise.state() {
+                        PromiseState::Pending => Err(FunctionError::new(
+                            JsErrorKind::Exception,
+                            "the function's promise never settles: it waits for something that cannot happen in a function step (nothing is left to run)",
+                        )),
+                        PromiseState::Resolved | PromiseState::Rejected => promise
+                            .result::<Value>()
                             .expect("the promise is settled")
                             .catch(&ctx)
-                            .map_err(|e| describe(e, shift, limits))?;
-                        stringify(&ctx, value, limits)
-                    }
+                            .map_err(|e| describe(e, shift, limits))
+                            .and_then(|value| stringify(&ctx, value, limits)),
+                    };
+                    (result, Some(promise.into_value()))
                 }
-            }),
+            };
+            // The function's own failure first; else a promise rejected that nothing handled
+            // (the function's own promise is handled here).
+            let value = result?;
+            match self.unhandled(&ctx, own.as_ref()) {
+                Some(caught) => {
+                    let mut error = describe(caught, shift, limits);
+                    if error.kind == JsErrorKind::Exception {
+                        error.message = format!("unhandled promise rejection: {}", error.message);
+                    }
+                    Err(error)
+                }
+                None => Ok(value),
+            }
+        })
+    }
+
+    /// The reason of the first promise rejected during the call that still has no handler,
+    /// other than `own` (the function's result).
+    fn unhandled<'js>(&self, ctx: &Ctx<'js>, own: Option<&Value<'js>>) -> Option<CaughtError<'js>> {
+        let rejected = self.rejections.borrow().in_order();
+        for promise in rejected {
+            let Ok(promise) = promise.restore(ctx) else { continue };
+            if own == Some(&promise) {
+                continue;
+            }
+            if let Some(Err(error)) = promise.as_promise().and_then(|p| p.result::<Value>()) {
+                return Some(CaughtError::from_error(ctx, error));
+            }
         }
+        None
     }
 
     /// The function `code` evaluates to, and how many characters the wrapper put before the
@@ -548,6 +707,22 @@ fn stringify<'js>(
     text.map(|s| s.to_string()).transpose().catch(ctx).map_err(|e| describe(e, 1, limits))
 }
 
+/// The message of a call that ran out of memory under its own limit.
+fn out_of_memory(limits: &FunctionLimits) -> String {
+    format!("the function ran out of memory (limit {} MiB)", limits.memory_bytes >> 20)
+}
+
+/// A call refused memory because all function steps together hold the process-wide budget.
+fn over_budget() -> FunctionError {
+    FunctionError::new(
+        JsErrorKind::OutOfMemory,
+        format!(
+            "the function ran out of memory: the function steps running in this process at the same time hold the whole process-wide budget for their memory ({} MiB; PARA_FUNCTION_MEMORY_BUDGET_MB raises it)",
+            BUDGET.config().budget_bytes >> 20
+        ),
+    )
+}
+
 /// A caught error as a [`FunctionError`], with the positions of the function's own frames
 /// mapped back to its source text (`shift` characters were put before it on line 1).
 fn describe(caught: CaughtError<'_>, shift: usize, limits: &FunctionLimits) -> FunctionError {
@@ -556,10 +731,7 @@ fn describe(caught: CaughtError<'_>, shift: usize, limits: &FunctionLimits) -> F
     let thrown_null = matches!(&caught, CaughtError::Value(v) if v.is_null());
     let (message, raw_stack) = message_and_stack(caught);
     let (kind, message) = if thrown_null || message.contains("out of memory") {
-        (
-            JsErrorKind::OutOfMemory,
-            format!("the function ran out of memory (limit {} MiB)", limits.memory_bytes >> 20),
-        )
+        (JsErrorKind::OutOfMemory, out_of_memory(limits))
     } else if message.contains("Maximum call stack size exceeded") {
         (
             JsErrorKind::Exception,
@@ -645,6 +817,39 @@ mod tests {
         let _ = run_function("(() => () => 1)()", "{}", &limits).unwrap();
         let _ = run_function("(p) => p.", "{}", &limits).unwrap_err();
         assert!(!cached().iter().any(|c| c.contains("=> 1)()") || c.ends_with("p.")));
+    }
+
+    #[test]
+    fn a_runtime_that_ran_out_of_memory_is_never_reused() {
+        let limits = FunctionLimits { memory_bytes: 16 << 20, ..FunctionLimits::default() };
+        let small = "(p) => p.a + 1";
+        let bomb = "new Array(1e5).fill(1)";
+        for code in [
+            // In a reaction nobody awaits.
+            format!(
+                "() => {{ Promise.resolve().then(() => {{ const a = []; while (true) a.push({bomb}); }}); return 1; }}"
+            ),
+            // In a reaction, caught there: the call succeeds, the runtime still goes.
+            format!(
+                "async () => {{ await Promise.resolve().then(() => {{ try {{ const a = []; while (true) a.push({bomb}); }} catch {{}} }}); return 1; }}"
+            ),
+            // Caught by the function itself.
+            format!(
+                "() => {{ try {{ const a = []; while (true) a.push({bomb}); }} catch {{ return 1; }} }}"
+            ),
+        ] {
+            assert_eq!(run_function(small, r#"{"a":1}"#, &limits).unwrap().as_deref(), Some("2"));
+            assert_eq!(cached(), [small]);
+            let _ = run_function(&code, "{}", &limits);
+            SANDBOX.with(|slot| assert!(slot.borrow().is_none(), "{code}: the runtime was kept"));
+            // The thread's next call works, in a fresh realm (nothing cached from before).
+            assert_eq!(
+                run_function("(p) => p.b", r#"{"b":3}"#, &limits).unwrap().as_deref(),
+                Some("3")
+            );
+            assert_eq!(cached(), ["(p) => p.b"]);
+            SANDBOX.with(|slot| *slot.borrow_mut() = None);
+        }
     }
 
     #[test]

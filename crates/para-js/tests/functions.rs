@@ -488,3 +488,104 @@ fn runs_on_many_threads() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn a_reaction_that_throws_fails_the_step_with_its_message_and_position() {
+    // The reaction's promise is not the function's result: nothing awaits it.
+    let e = err(
+        "(p) => {\n  Promise.resolve().then(() => {\n    throw new Error('in reaction ' + p.n);\n  });\n  return 1;\n}",
+        r#"{"n":7}"#,
+    );
+    assert_eq!(e.kind, JsErrorKind::Exception, "{e:?}");
+    assert!(e.message.contains("in reaction 7"), "{e:?}");
+    assert!(e.message.contains("unhandled promise rejection"), "{e:?}");
+    assert_eq!(e.line, Some(3), "{e:?}");
+    assert!(e.column.is_some(), "{e:?}");
+    assert!(e.stack.contains("function:3:"), "{}", e.stack);
+    // The issue's one-liner, as a statement of a function that returns nothing.
+    let e = err("() => { Promise.resolve().then(() => { throw new Error('x') }) }", "{}");
+    assert!(e.message.contains("Error: x") || e.message.ends_with(": x"), "{e:?}");
+    assert_eq!(e.line, Some(1), "{e:?}");
+    // After an await, in an async function that itself succeeds.
+    let e = err(
+        "async () => {\n  await null;\n  Promise.resolve(1).then((v) => v.missing.field);\n  return 'done';\n}",
+        "{}",
+    );
+    assert!(e.message.starts_with("unhandled promise rejection: TypeError"), "{e:?}");
+    assert_eq!(e.line, Some(3), "{e:?}");
+    // Returned, the reaction's promise is the result: reported as before, without the prefix.
+    let e = err("() => Promise.resolve().then(() => { throw new Error('x') })", "{}");
+    assert_eq!(e.message, "x");
+}
+
+#[test]
+fn an_unhandled_rejection_fails_the_step() {
+    let e =
+        err("() => {\n  Promise.reject(new RangeError('nobody listens'));\n  return 1;\n}", "{}");
+    assert_eq!(e.kind, JsErrorKind::Exception, "{e:?}");
+    assert_eq!(e.message, "unhandled promise rejection: RangeError: nobody listens");
+    assert_eq!(e.line, Some(2), "{e:?}");
+    // Rejected inside a reaction.
+    let e = err(
+        "() => {\n  Promise.resolve().then(() => {\n    Promise.reject(new Error('inner'));\n  });\n  return 1;\n}",
+        "{}",
+    );
+    assert_eq!(e.message, "unhandled promise rejection: inner", "{e:?}");
+    assert_eq!(e.line, Some(3), "{e:?}");
+    // A value that is not an error.
+    let e = err("() => { Promise.reject(42); return 1; }", "{}");
+    assert!(e.message.starts_with("unhandled promise rejection"), "{e:?}");
+    assert!(e.message.contains("42"), "{e:?}");
+    // A rejection handled before the call ends is not an error, even when the handler is
+    // attached later (as Node waits for the microtask queue to empty).
+    assert_eq!(
+        ok("() => { Promise.reject(new Error('c')).catch(() => {}); return 1; }", "{}"),
+        "1"
+    );
+    assert_eq!(
+        ok(
+            "async () => { const p = Promise.reject(new Error('h')); await null; await null; try { await p; } catch (e) { return e.message; } }",
+            "{}"
+        ),
+        r#""h""#
+    );
+    assert_eq!(
+        ok(
+            "async () => { try { await Promise.all([1, Promise.reject(new Error('a'))]); } catch (e) { return e.message; } }",
+            "{}"
+        ),
+        r#""a""#
+    );
+    // Among many, the one left without a handler; of several, the first rejected.
+    let e = err(
+        "() => { const ps = []; for (let i = 0; i < 2000; i++) ps.push(Promise.reject(new Error('r' + i))); ps.forEach((p, i) => { if (i !== 1500) p.catch(() => {}); }); return 1; }",
+        "{}",
+    );
+    assert_eq!(e.message, "unhandled promise rejection: r1500", "{e:?}");
+    let e = err(
+        "async () => { await null; Promise.reject(new Error('first')); Promise.reject(new Error('second')); }",
+        "{}",
+    );
+    assert_eq!(e.message, "unhandled promise rejection: first", "{e:?}");
+    // The function's own rejected promise is reported once, as its rejection.
+    let e = err("async () => { throw new Error('own'); }", "{}");
+    assert_eq!(e.message, "own");
+    // The thread's runtime goes on serving calls.
+    assert_eq!(ok("(p) => p.a + 1", r#"{"a":1}"#), "2");
+}
+
+#[test]
+fn out_of_memory_in_a_reaction_is_reported() {
+    let limits = FunctionLimits { memory_bytes: 32 << 20, ..FunctionLimits::default() };
+    for code in [
+        "() => {\n  Promise.resolve().then(() => {\n    const a = [];\n    while (true) a.push(new Array(1e5).fill(1));\n  });\n  return 1;\n}",
+        "async () => { await null; Promise.resolve().then(() => { const a = []; while (true) a.push('x'.repeat(1e5) + a.length); }); return 1; }",
+        // Awaited: the result's rejection.
+        "async () => { await Promise.resolve().then(() => { const a = []; while (true) a.push(new Array(1e5).fill(1)); }); return 1; }",
+    ] {
+        let e = run_function(code, "{}", &limits).unwrap_err();
+        assert_eq!(e.kind, JsErrorKind::OutOfMemory, "{code}: {e:?}");
+        assert_eq!(e.message, "the function ran out of memory (limit 32 MiB)", "{code}");
+        assert_eq!(ok("(p) => p.a + 1", r#"{"a":1}"#), "2");
+    }
+}
