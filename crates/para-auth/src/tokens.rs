@@ -102,6 +102,10 @@ pub enum TokenError {
     WrongAudience,
     #[error("token claim `{0}` has the wrong type")]
     InvalidClaim(&'static str),
+    #[error("token is issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("token expires too far ahead: this server accepts tokens valid for at most {0}")]
+    LifetimeTooLong(String),
 }
 
 /// Checks user tokens against a project's public keys.
@@ -109,6 +113,8 @@ pub enum TokenError {
 pub struct Verifier {
     keys: Vec<PublicKey>,
     validation: Validation,
+    /// Tokens whose `exp` is further ahead than this are refused (`None`: no limit).
+    max_lifetime: Option<std::time::Duration>,
 }
 
 impl Verifier {
@@ -132,7 +138,14 @@ impl Verifier {
                 validation.set_required_spec_claims(&["exp", "sub"]);
             }
         }
-        Ok(Verifier { keys, validation })
+        Ok(Verifier { keys, validation, max_lifetime: None })
+    }
+
+    /// The same verifier, also refusing tokens that expire more than `max` from now (`None`:
+    /// any `exp`). A stolen token is then useful for at most that long.
+    pub fn with_max_lifetime(mut self, max: Option<std::time::Duration>) -> Self {
+        self.max_lifetime = max;
+        self
     }
 
     /// A verifier over [`crate::load_public_keys`] of the project.
@@ -158,7 +171,7 @@ impl Verifier {
         let mut last = TokenError::Signature;
         for key in &self.keys {
             match jsonwebtoken::decode::<Value>(token, &key.decoding, &self.validation) {
-                Ok(data) => return user_claims(data.claims),
+                Ok(data) => return self.times_held(user_claims(&data.claims)?, &data.claims),
                 Err(e) if *e.kind() == ErrorKind::InvalidSignature => {}
                 // A malformed signature (bad base64, wrong length) fails the same way with
                 // every key; any other error is about the claims, after the signature held.
@@ -172,6 +185,44 @@ impl Verifier {
         }
         Err(last)
     }
+}
+
+impl Verifier {
+    /// Refuses a token issued in the future (`iat` past the leeway) or valid for longer than
+    /// the maximum lifetime from now.
+    fn times_held(&self, user: UserClaims, claims: &Value) -> Result<UserClaims, TokenError> {
+        let now = now();
+        match claims.get("iat") {
+            None | Some(Value::Null) => {}
+            Some(iat) => {
+                let iat = iat.as_f64().ok_or(TokenError::InvalidClaim("iat"))?;
+                if iat > (now + LEEWAY_SECS) as f64 {
+                    return Err(TokenError::IssuedInFuture);
+                }
+            }
+        }
+        if let Some(max) = self.max_lifetime
+            && user.exp > now.saturating_add(max.as_secs()).saturating_add(LEEWAY_SECS)
+        {
+            return Err(TokenError::LifetimeTooLong(human_duration(max)));
+        }
+        Ok(user)
+    }
+}
+
+/// `30 days`, `12 hours`, `90 seconds`.
+fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = if s.is_multiple_of(86_400) && s > 0 {
+        (s / 86_400, "day")
+    } else if s.is_multiple_of(3600) && s > 0 {
+        (s / 3600, "hour")
+    } else if s.is_multiple_of(60) && s > 0 {
+        (s / 60, "minute")
+    } else {
+        (s, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Refuses anything whose header is not a JSON object with `"alg": "RS256"`.
@@ -224,7 +275,7 @@ fn map_error(kind: &ErrorKind) -> TokenError {
 }
 
 /// The claims of a token whose signature and times were verified.
-fn user_claims(claims: Value) -> Result<UserClaims, TokenError> {
+fn user_claims(claims: &Value) -> Result<UserClaims, TokenError> {
     let user_id = match claims.get("sub") {
         Some(Value::String(sub)) if !sub.trim().is_empty() => sub.clone(),
         _ => return Err(TokenError::MissingSub),

@@ -171,6 +171,33 @@ fn an_expired_token_is_refused_beyond_the_leeway() {
 }
 
 #[test]
+fn tokens_issued_in_the_future_or_valid_too_long_are_refused() {
+    let day = Duration::from_secs(86_400);
+    let v = verifier(&[0], None).with_max_lifetime(Some(30 * day));
+    let week = tokens::sign(private(0), &Claims::new("u1", 7 * day)).unwrap();
+    assert!(v.verify(&week).is_ok());
+    let year = tokens::sign(private(0), &Claims::new("u1", 365 * day)).unwrap();
+    assert_eq!(v.verify(&year), Err(TokenError::LifetimeTooLong("30 days".into())));
+    assert_eq!(
+        TokenError::LifetimeTooLong("30 days".into()).to_string(),
+        "token expires too far ahead: this server accepts tokens valid for at most 30 days"
+    );
+    assert!(verifier(&[0], None).verify(&year).is_ok(), "no limit unless one is set");
+    // Issued an hour from now: refused (a few seconds of skew are not).
+    let claims = Claims::new("u1", Duration::from_secs(3600));
+    let ahead = tokens::sign_at(private(0), &claims, tokens::now() + 3600).unwrap();
+    assert_eq!(v.verify(&ahead), Err(TokenError::IssuedInFuture));
+    let skewed = tokens::sign_at(private(0), &claims, tokens::now() + 5).unwrap();
+    assert!(v.verify(&skewed).is_ok());
+    let odd = rs256_with(
+        0,
+        Header::new(Algorithm::RS256),
+        &json!({"sub": "u1", "exp": tokens::now() + 60, "iat": "yesterday"}),
+    );
+    assert_eq!(v.verify(&odd), Err(TokenError::InvalidClaim("iat")));
+}
+
+#[test]
 fn a_token_without_exp_is_refused() {
     let v = verifier(&[0], None);
     let token = rs256_with(0, Header::new(Algorithm::RS256), &json!({"sub": "u1", "iat": 1}));

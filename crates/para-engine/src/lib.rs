@@ -5,6 +5,7 @@
 //! [`run::Host`]'s, implemented by `para-server`.
 
 pub mod conditions;
+pub mod redaction;
 pub mod run;
 pub mod values;
 

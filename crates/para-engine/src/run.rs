@@ -176,6 +176,8 @@ pub struct RunContext {
     pub secrets: Map<String, Value>,
     pub credential: Map<String, Value>,
     pub config_inputs: Map<String, Value>,
+    /// Other texts the journal must not hold (the user's password settings).
+    pub sensitive: Vec<String>,
 }
 
 impl RunContext {
@@ -195,13 +197,17 @@ impl RunContext {
         }
     }
 
-    /// Secret strings that must not reach the journal.
+    /// Secret strings that must not reach the journal: environment secrets, the credential's
+    /// values and the sensitive settings, each also as it appears URL-encoded, base64-encoded
+    /// (at any offset in a longer encoding) or escaped inside a JSON string.
     fn secret_texts(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut collect = |v: &Value| collect_strings(v, &mut out);
+        let mut plain = Vec::new();
+        let mut collect = |v: &Value| collect_strings(v, &mut plain);
         self.secrets.values().for_each(&mut collect);
         self.credential.values().for_each(&mut collect);
-        out.retain(|s| s.len() >= 6);
+        plain.extend(self.sensitive.iter().cloned());
+        plain.retain(|s| s.len() >= 6);
+        let mut out: Vec<String> = plain.iter().flat_map(|s| crate::redaction::forms(s)).collect();
         out.sort_by_key(|s| std::cmp::Reverse(s.len()));
         out.dedup();
         out

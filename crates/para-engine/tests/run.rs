@@ -48,6 +48,19 @@ impl FakeHost {
             }),
         );
         functions.insert("echo", Box::new(|p| Ok(Some(p.clone()))));
+        // What a careless step might return: the secret and a password setting, encoded.
+        functions.insert(
+            "leak",
+            Box::new(|_| {
+                Ok(Some(json!({
+                    "basic": "Basic dXNlcjpzM2NyZXQgdmFsdWUveA==",
+                    "query": "https://api.example/x?key=s3cret%20value%2Fx&n=1",
+                    "form": "key=s3cret+value%2Fx",
+                    "password": "token YWI6aHVudGVyMi1wYXNz",
+                    "plain": "hunter2-pass",
+                })))
+            }),
+        );
         functions.insert("throw", Box::new(|_| Err(StepError::new("Error: boom (line 2)"))));
         FakeHost {
             now: AtomicI64::new(1_000_000),
@@ -492,6 +505,32 @@ async fn a_lost_lease_stops_the_run_and_secrets_never_reach_the_journal() {
     );
     let input = host.entry("call").input.unwrap();
     assert_eq!(input["headers"]["x-key"], json!("Key [redacted]"));
+}
+
+/// Secrets leave no trace in the journal in their usual encodings either: percent-encoded,
+/// base64 after other bytes (a `Basic` header), and the user's password settings likewise.
+#[tokio::test]
+async fn encoded_secrets_and_password_settings_are_redacted_from_the_journal() {
+    let wf = workflow(vec![function("fn", "leak", &[], None)]);
+    let host = FakeHost::new(Box::new(|_, _| ok(200, json!({}))));
+    let context = RunContext {
+        secrets: [("K".to_string(), json!("s3cret value/x"))].into_iter().collect(),
+        sensitive: vec!["hunter2-pass".into()],
+        ..RunContext::default()
+    };
+    let outcome = execute(&host, &wf, &context, json!({}), vec![], &options()).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    let output = host.entry("fn").output.unwrap().to_string();
+    for trace in [
+        "dXNlcjpzM2NyZXQgdmFsdWUveA",
+        "s3cret%20value",
+        "s3cret+value",
+        "aHVudGVyMi1wYXNz",
+        "hunter2",
+    ] {
+        assert!(!output.contains(trace), "{trace} in {output}");
+    }
+    assert!(output.contains("https://api.example/x?key=[redacted]&n=1"), "{output}");
 }
 
 #[tokio::test]

@@ -146,14 +146,18 @@ impl Configuration {
         let stored = |workflow_id: &str| {
             para_store::Settings::find(settings, key, configuration, workflow_id)
         };
-        let shared = stored("").map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
+        // Password settings are sealed and never sent back ([`crate::passwords`]).
+        let shared =
+            stored("").map(|s| crate::passwords::hidden(&s.values)).unwrap_or_else(|| json!({}));
         let workflows = integration
             .workflows
             .iter()
             .map(|(id, workflow)| {
                 let stored = stored(id);
                 let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
-                let values = stored.map(|s| s.values.clone()).unwrap_or_else(|| json!({}));
+                let values = stored
+                    .map(|s| crate::passwords::hidden(&s.values))
+                    .unwrap_or_else(|| json!({}));
                 (id.clone(), enabled, values)
             })
             .collect();
@@ -270,7 +274,8 @@ async fn patch_me(
     let updated =
         state.store.touch_user(&state.project_id, &user.user_id, Some(&body.meta)).await?;
     state.seen_users.forget(&user.user_id);
-    let user = SdkUser { user_id: updated.user_id, meta: updated.meta };
+    let user =
+        SdkUser { user_id: updated.user_id, meta: updated.meta, signed_meta: updated.signed_meta };
     Ok(Json(user_state(&state, &user).await?))
 }
 
@@ -283,7 +288,7 @@ async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api 
         .values()
         .filter(|i| i.config.active)
         .map(|i| {
-            let mut entry = integration_json(i, &|w| permitted(w, &user));
+            let mut entry = integration_json(i, &|w| permitted(&state, w, &user));
             if let Some(info) = crate::connect::connect_info(&state, &i.key) {
                 add_connect_fields(&mut entry, &info);
             }
@@ -321,10 +326,17 @@ fn add_connect_fields(entry: &mut Value, info: &crate::connect::ConnectInfo) {
         .collect();
 }
 
+/// The metadata `definePermissions()` conditions read: the user's stored metadata (what their
+/// tokens carried and what `PATCH /sdk/me` set, as Paragon's User Metadata), or with
+/// `PARA_PERMISSIONS_METADATA=token` only what their signed token carried.
+pub fn permission_meta<'a>(state: &AppState, stored: &'a Value, signed: &'a Value) -> &'a Value {
+    if state.config.limits.permissions_from_token_only { signed } else { stored }
+}
+
 /// Whether the workflow's `definePermissions()` condition holds for the user (no condition:
 /// everyone). A condition that cannot be evaluated denies.
-pub fn permitted(workflow: &para_build::Workflow, user: &SdkUser) -> bool {
-    permitted_for(workflow, &user.user_id, &user.meta)
+pub fn permitted(state: &AppState, workflow: &para_build::Workflow, user: &SdkUser) -> bool {
+    permitted_for(workflow, &user.user_id, permission_meta(state, &user.meta, &user.signed_meta))
 }
 
 /// [`permitted`] for a user id and metadata.
@@ -611,7 +623,7 @@ async fn patch_credential(
             (None, _) => None,
         };
         if let Some(shared) = shared {
-            state.store.put_settings(scope, None, Some(shared)).await?;
+            crate::passwords::put_settings(&state, scope, None, Some(shared)).await?;
         }
         for (workflow_id, setting) in config.workflow_settings.unwrap_or_default() {
             let Some(workflow) = integration.and_then(|i| i.workflows.get(&workflow_id)) else {
@@ -628,7 +640,13 @@ async fn patch_credential(
                 }
             }
             let scope = para_store::SettingsScope { workflow_id: &workflow_id, ..scope };
-            state.store.put_settings(scope, setting.enabled, setting.settings.as_ref()).await?;
+            crate::passwords::put_settings(
+                &state,
+                scope,
+                setting.enabled,
+                setting.settings.as_ref(),
+            )
+            .await?;
         }
     }
     let mut view = credential_view(&state, &user, &found).await?;
@@ -710,7 +728,7 @@ async fn set_workflow(
     let configuration = workflow_configuration(state, user, &key, headers).await?;
     if enabled {
         let definition = &build.integrations[&key].workflows[workflow];
-        if !permitted(definition, user) {
+        if !permitted(state, definition, user) {
             // Not 403: the SDK logs the user out on 401/403.
             return Err(ApiError::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -736,7 +754,7 @@ async fn set_workflow(
         configuration: &configuration,
         workflow_id: workflow,
     };
-    state.store.put_settings(scope, Some(enabled), settings.as_ref()).await?;
+    crate::passwords::put_settings(state, scope, Some(enabled), settings.as_ref()).await?;
     Ok(Json(json!({ "success": true, "workflowId": workflow, "enabled": enabled })))
 }
 

@@ -16,6 +16,9 @@ use crate::state::AppState;
 pub struct SdkUser {
     pub user_id: String,
     pub meta: serde_json::Value,
+    /// What the user's token itself carried (`{}`: nothing): the metadata permissions read
+    /// under `PARA_PERMISSIONS_METADATA=token`.
+    pub signed_meta: serde_json::Value,
 }
 
 /// The `{projectId}` of `/projects/{projectId}/…` or `/v2/projects/{projectId}/…`.
@@ -78,10 +81,14 @@ pub(crate) async fn authenticate(
     let claims = state.verifier.verify(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
     // Boxed: this first sight of a token is rare, and its database future would otherwise
     // make every request's future (moved into a box per request) larger.
+    let user = Box::pin(state.store.touch_signed_user(
+        &state.project_id,
+        &claims.user_id,
+        claims.meta.as_ref(),
+    ))
+    .await?;
     let user =
-        Box::pin(state.store.touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref()))
-            .await?;
-    let user = Arc::new(SdkUser { user_id: user.user_id, meta: user.meta });
+        Arc::new(SdkUser { user_id: user.user_id, meta: user.meta, signed_meta: user.signed_meta });
     state.seen_users.remember(token.as_bytes(), claims.exp, &user);
     Ok(user)
 }
@@ -181,7 +188,11 @@ mod tests {
     fn seen_tokens_are_matched_whole() {
         let seen = SeenUsers::default();
         let exp = (para_store::now_ms() / 1000 + 3600) as u64;
-        let ann = Arc::new(SdkUser { user_id: "ann".into(), meta: serde_json::Value::Null });
+        let ann = Arc::new(SdkUser {
+            user_id: "ann".into(),
+            meta: serde_json::Value::Null,
+            signed_meta: serde_json::Value::Null,
+        });
         seen.remember(b"token-a", exp, &ann);
         assert_eq!(seen.recent(b"token-a").unwrap().user_id, "ann");
         assert!(seen.recent(b"token-b").is_none());

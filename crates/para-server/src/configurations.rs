@@ -168,6 +168,18 @@ async fn create(
             format!("credential `{id}` already has a configuration with externalId `{e}`"),
         ));
     }
+    // A bound on what one user can make the server store (and poll, per configuration).
+    let max = state.config.limits.max_configurations_per_credential;
+    let made = of_credential(&credential, &rows).iter().filter(|c| !c.is_default).count();
+    if made >= max {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_configurations",
+            format!(
+                "credential `{id}` has {made} configurations, the most this server allows (PARA_MAX_CONFIGURATIONS_PER_CREDENTIAL={max}); destroy one first"
+            ),
+        ));
+    }
     state.store.insert_configuration(&state.project_id, &user.user_id, &id, external_id).await?;
     Ok(Json(crate::api::credential_view(&state, &user, &credential).await?))
 }

@@ -3,17 +3,25 @@
 //! a credential's secret (nor a password setting's value).
 //!
 //! It exists only when the server has an admin key (`PARA_ADMIN_KEY`); without one every
-//! dashboard route answers 404 and says how to turn it on. The key is accepted as
-//! `Authorization: Bearer <key>` (scripts) or through a sign-in form, which sets an HttpOnly,
-//! `SameSite=Strict` cookie holding a value derived from the key (not the key itself).
-//! Keys are compared in constant time.
+//! dashboard route answers 404 and says how to turn it on, before reading any request body.
+//! The key is accepted as `Authorization: Bearer <key>` (scripts) or through a sign-in form,
+//! which starts a session: a random value in an HttpOnly, `SameSite=Strict` cookie, recorded
+//! (hashed) in the database with the admin key's fingerprint, for 12 hours; signing out (a form
+//! carrying the session's CSRF token) deletes it, and another admin key ends every session.
+//! Keys are compared in constant time, and a peer that sends wrong keys is throttled
+//! ([`Throttle`]): past [`Throttle::MAX_FAILURES`] in a minute it gets 429 until the minute is
+//! over, without its guesses being checked.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -24,9 +32,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::portal::{self, Form, Framing, STYLESHEET};
+use crate::server::Peer;
 use crate::state::AppState;
 
 const SESSION_COOKIE: &str = "para_admin";
+/// How long a dashboard sign-in lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// The hidden form field carrying the session's CSRF token.
+pub(crate) const CSRF_FIELD: &str = "csrf";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -36,68 +49,204 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/logout", post(logout))
 }
 
-/// The cookie value of a signed-in session: HMAC-SHA256 of a fixed label under the admin key.
-pub(crate) fn session_value(admin_key: &str) -> String {
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(admin_key.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(b"para-dashboard-session:v1");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 /// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
 }
 
-/// How a request stands with the dashboard.
-pub(crate) enum Access {
-    Granted {
-        /// Signed in with the form (a sign-out button makes sense).
-        by_cookie: bool,
-    },
-    Refused(Response),
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks the admin key: off (404), a wrong bearer key (401), no or stale session (the
-/// sign-in page, 401).
-pub(crate) fn access(state: &AppState, headers: &HeaderMap) -> Access {
-    let Some(admin_key) = state.config.admin_key.as_deref().filter(|k| !k.is_empty()) else {
-        return Access::Refused(portal::message_page(
-            StatusCode::NOT_FOUND,
-            Framing::Never,
-            "The dashboard is off",
-            vec![
-                "This server was started without an admin key, so the developer dashboard is \
-                 not available."
-                    .into(),
-                "Set PARA_ADMIN_KEY to a long random value when starting the server, then open \
-                 /dashboard and sign in with it:"
-                    .into(),
-            ],
-            Some("PARA_ADMIN_KEY=$(openssl rand -hex 32) para serve".into()),
-        ));
-    };
-    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let sent = auth.trim();
-        let sent =
-            sent.strip_prefix("Bearer ").or_else(|| sent.strip_prefix("bearer ")).unwrap_or("");
-        return if same_secret(sent.trim(), admin_key) {
-            Access::Granted { by_cookie: false }
-        } else {
-            Access::Refused(portal::message_page(
+/// What sessions record of the admin key: a keyed hash, so that a new key ends them without
+/// the key itself being stored.
+fn key_fingerprint(admin_key: &str) -> String {
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(admin_key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(b"para-dashboard-key:v2");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Failed admin-key attempts per peer (IPv4 address, or IPv6 /64), in one-minute windows.
+#[derive(Default)]
+pub struct Throttle {
+    peers: Mutex<HashMap<Bucket, (u32, Instant)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bucket {
+    V4(u32),
+    V6(u64),
+    Unknown,
+}
+
+impl Bucket {
+    fn of(peer: Option<IpAddr>) -> Bucket {
+        match peer.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => Bucket::V4(u32::from(v4)),
+            Some(IpAddr::V6(v6)) => Bucket::V6((u128::from(v6) >> 64) as u64),
+            None => Bucket::Unknown,
+        }
+    }
+}
+
+impl Throttle {
+    /// Wrong keys a peer may send in one window.
+    pub const MAX_FAILURES: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// `Err(seconds to wait)` while the peer has used up its attempts.
+    fn check(&self, peer: Option<IpAddr>) -> Result<(), u64> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        match peers.get(&Bucket::of(peer)) {
+            Some((failures, since))
+                if *failures >= Self::MAX_FAILURES && since.elapsed() < Self::WINDOW =>
+            {
+                Err((Self::WINDOW - since.elapsed()).as_secs().max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, peer: Option<IpAddr>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.len() > 10_000 {
+            peers.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        }
+        let entry = peers.entry(Bucket::of(peer)).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= Self::WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+}
+
+/// The 429 a throttled peer gets.
+fn throttled(retry_after: u64) -> Response {
+    let mut response = portal::message_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        Framing::Never,
+        "Too many wrong keys",
+        vec![format!(
+            "This address sent more than {} wrong admin keys in a minute. Wait {retry_after} s \
+             before trying again.",
+            Throttle::MAX_FAILURES
+        )],
+        None,
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The 404 of every dashboard route when the server has no admin key.
+fn off() -> Response {
+    portal::message_page(
+        StatusCode::NOT_FOUND,
+        Framing::Never,
+        "The dashboard is off",
+        vec![
+            "This server was started without an admin key, so the developer dashboard is \
+             not available."
+                .into(),
+            "Set PARA_ADMIN_KEY to a long random value when starting the server, then open \
+             /dashboard and sign in with it:"
+                .into(),
+        ],
+        Some("PARA_ADMIN_KEY=$(openssl rand -hex 32) para serve".into()),
+    )
+}
+
+fn admin_key(state: &AppState) -> Option<&str> {
+    state.config.admin_key.as_deref().filter(|k| !k.is_empty())
+}
+
+fn peer_of(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<Peer>().map(|p| p.0.ip())
+}
+
+/// Someone the dashboard lets in: with the admin key as a bearer token (scripts), or signed in
+/// with the form (`session`: the cookie's value, which keys the forms' CSRF token).
+pub(crate) struct Admin {
+    session: Option<String>,
+}
+
+impl Admin {
+    /// Signed in with the form (a sign-out button makes sense).
+    pub(crate) fn by_cookie(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The CSRF token of this session's forms (empty for a bearer key, which a browser does
+    /// not send on its own).
+    pub(crate) fn csrf(&self) -> String {
+        match &self.session {
+            Some(session) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(csrf_mac(session).finalize().into_bytes()),
+            None => String::new(),
+        }
+    }
+
+    /// Whether a submitted form carries this session's CSRF token (always, for a bearer key).
+    pub(crate) fn check_csrf(&self, form: &Form) -> bool {
+        let Some(session) = &self.session else { return true };
+        form.get(CSRF_FIELD)
+            .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
+            .is_some_and(|sent| csrf_mac(session).verify_slice(&sent).is_ok())
+    }
+}
+
+fn csrf_mac(session: &str) -> hmac::Hmac<Sha256> {
+    let key = Sha256::digest(session.as_bytes());
+    let mut mac =
+        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(b"para-dashboard-csrf:v2");
+    mac
+}
+
+/// Checks who is asking before a handler reads anything else (a body included): off (404), a
+/// throttled peer (429), a wrong bearer key (401), no or stale session (the sign-in page, 401).
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        let Some(admin_key) = admin_key(state) else { return Err(off()) };
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+            let peer = peer_of(parts);
+            state.admin_throttle.check(peer).map_err(throttled)?;
+            let sent = auth.trim();
+            let sent =
+                sent.strip_prefix("Bearer ").or_else(|| sent.strip_prefix("bearer ")).unwrap_or("");
+            if same_secret(sent.trim(), admin_key) {
+                return Ok(Admin { session: None });
+            }
+            state.admin_throttle.failed(peer);
+            return Err(portal::message_page(
                 StatusCode::UNAUTHORIZED,
                 Framing::Never,
                 "Wrong admin key",
                 vec!["The Authorization header does not carry this server's admin key.".into()],
                 None,
-            ))
-        };
-    }
-    match portal::cookie(headers, SESSION_COOKIE) {
-        Some(session) if same_secret(&session, &session_value(admin_key)) => {
-            Access::Granted { by_cookie: true }
+            ));
         }
-        _ => Access::Refused(login_page(StatusCode::UNAUTHORIZED, None)),
+        let Some(session) =
+            portal::cookie(&parts.headers, SESSION_COOKIE).filter(|s| !s.is_empty())
+        else {
+            return Err(login_page(StatusCode::UNAUTHORIZED, None));
+        };
+        match state
+            .store
+            .admin_session(&state.project_id, &sha256_hex(&session), &key_fingerprint(admin_key))
+            .await
+        {
+            Ok(true) => Ok(Admin { session: Some(session) }),
+            Ok(false) => Err(login_page(StatusCode::UNAUTHORIZED, None)),
+            Err(e) => Err(storage_error(e)),
+        }
     }
 }
 
@@ -121,31 +270,87 @@ fn session_cookie(state: &AppState, value: &str, max_age: u64) -> String {
     )
 }
 
-async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let Some(admin_key) = state.config.admin_key.clone().filter(|k| !k.is_empty()) else {
-        let Access::Refused(response) = access(&state, &HeaderMap::new()) else {
-            unreachable!("without an admin key access is refused")
-        };
-        return response;
-    };
+/// What `POST /dashboard/login` needs before it reads the form: the dashboard on, the peer
+/// not throttled.
+struct LoginAllowed {
+    peer: Option<IpAddr>,
+}
+
+impl FromRequestParts<Arc<AppState>> for LoginAllowed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        if admin_key(state).is_none() {
+            return Err(off());
+        }
+        let peer = peer_of(parts);
+        state.admin_throttle.check(peer).map_err(throttled)?;
+        Ok(LoginAllowed { peer })
+    }
+}
+
+async fn login(State(state): State<Arc<AppState>>, allowed: LoginAllowed, body: Bytes) -> Response {
+    let Some(admin_key) = admin_key(&state) else { return off() };
     let form = Form::parse(&body);
     let sent = form.get("key").unwrap_or("").trim();
-    if sent.is_empty() || !same_secret(sent, &admin_key) {
+    if sent.is_empty() || !same_secret(sent, admin_key) {
+        state.admin_throttle.failed(allowed.peer);
         // Slow down guessing.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That key does not match the admin key of this server.".into()),
         );
     }
-    portal::see_other(
-        "/dashboard",
-        &[session_cookie(&state, &session_value(&admin_key), 12 * 3600)],
-    )
+    let session = para_auth::random_token(32);
+    let expires_at = para_store::now_ms() + SESSION_LIFETIME.as_millis() as i64;
+    if let Err(e) = state
+        .store
+        .put_admin_session(
+            &state.project_id,
+            &sha256_hex(&session),
+            &key_fingerprint(admin_key),
+            expires_at,
+        )
+        .await
+    {
+        return storage_error(e);
+    }
+    portal::see_other("/dashboard", &[session_cookie(&state, &session, SESSION_LIFETIME.as_secs())])
 }
 
-async fn logout(State(state): State<Arc<AppState>>) -> Response {
+/// Signing out ends the session (its row is deleted, so a copied cookie stops working too);
+/// the form must carry the session's CSRF token, so another site cannot sign the admin out.
+async fn logout(State(state): State<Arc<AppState>>, admin: Admin, body: Bytes) -> Response {
+    let Some(session) = &admin.session else {
+        return portal::see_other("/dashboard", &[]);
+    };
+    if !admin.check_csrf(&Form::parse(&body)) {
+        return csrf_refused();
+    }
+    if let Err(e) = state.store.delete_admin_session(&state.project_id, &sha256_hex(session)).await
+    {
+        return storage_error(e);
+    }
     portal::see_other("/dashboard", &[session_cookie(&state, "", 0)])
+}
+
+/// The 403 of a dashboard form sent without its page's CSRF token.
+pub(crate) fn csrf_refused() -> Response {
+    portal::message_page(
+        StatusCode::FORBIDDEN,
+        Framing::Never,
+        "This form could not be accepted",
+        vec![
+            "It was sent without this page's security token, or from another site. Reload the \
+             page and try again."
+                .into(),
+        ],
+        None,
+    )
 }
 
 #[derive(Serialize)]
@@ -157,6 +362,7 @@ struct UsersPage {
     project_name: String,
     build_hash: String,
     signed_in: bool,
+    csrf: String,
     users: Vec<UserRow>,
 }
 
@@ -226,11 +432,7 @@ pub(crate) fn storage_error(e: para_store::StoreError) -> Response {
     )
 }
 
-async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let by_cookie = match access(&state, &headers) {
-        Access::Granted { by_cookie } => by_cookie,
-        Access::Refused(response) => return response,
-    };
+async fn users(State(state): State<Arc<AppState>>, admin: Admin) -> Response {
     let build = state.build();
     let list = match state.store.users(&state.project_id).await {
         Ok(list) => list,
@@ -257,7 +459,8 @@ async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         project_id: state.project_id.clone(),
         project_name: build.project.project_name.clone().unwrap_or_else(|| "Paragraph".into()),
         build_hash: build.build_hash.chars().take(19).collect(),
-        signed_in: by_cookie,
+        signed_in: admin.by_cookie(),
+        csrf: admin.csrf(),
         users: rows,
     };
     no_store(portal::html(
@@ -412,12 +615,9 @@ fn scope_rows(
 
 async fn user(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _admin: Admin,
     Query(query): Query<UserQuery>,
 ) -> Response {
-    if let Access::Refused(response) = access(&state, &headers) {
-        return response;
-    }
     let found = match state.store.user(&state.project_id, &query.id).await {
         Ok(Some(u)) => u,
         Ok(None) => {
@@ -531,8 +731,28 @@ mod tests {
         assert!(same_secret("k3y", "k3y"));
         assert!(!same_secret("k3y", "k3y "));
         assert!(!same_secret("", "k3y"));
-        assert_ne!(session_value("a"), session_value("b"));
-        assert_ne!(session_value("a"), "a", "the cookie is not the key");
+        assert_ne!(key_fingerprint("a"), key_fingerprint("b"));
+        assert_ne!(key_fingerprint("a"), "a", "sessions do not record the key");
+    }
+
+    #[test]
+    fn wrong_keys_are_throttled_per_peer_and_ipv6_per_64() {
+        let throttle = Throttle::default();
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.8".parse().unwrap();
+        for _ in 0..Throttle::MAX_FAILURES {
+            assert!(throttle.check(Some(a)).is_ok());
+            throttle.failed(Some(a));
+        }
+        assert!(throttle.check(Some(a)).unwrap_err() <= 60);
+        assert!(throttle.check(Some(b)).is_ok(), "another peer is not slowed down");
+        let v6 = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        for _ in 0..Throttle::MAX_FAILURES {
+            throttle.failed(v6("2001:db8:1:2::1"));
+        }
+        assert!(throttle.check(v6("2001:db8:1:2:ffff::9")).is_err(), "the same /64");
+        assert!(throttle.check(v6("2001:db8:1:3::1")).is_ok());
+        assert!(throttle.check(v6("::ffff:203.0.113.7")).is_err(), "IPv4 mapped is IPv4");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The dashboard's run history: `/dashboard/runs` (recent runs, filtered by workflow, user and
 //! status, paged) and `/dashboard/runs/{id}` (a run and each of its steps, with a Replay
-//! button). Behind the dashboard's admin key ([`crate::dashboard::access`]).
+//! button). Behind the dashboard's admin key ([`crate::dashboard::Admin`]).
 //!
-//! The Replay form is a POST carrying a CSRF token derived from the admin key (the session
+//! The Replay form is a POST carrying the CSRF token of the admin's session (the session
 //! cookie is `SameSite=Strict` besides); a request authorised with `Authorization: Bearer`
 //! (a script) needs none, as no other site can make a browser send that header.
 
@@ -11,18 +11,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use hmac::{KeyInit, Mac};
 use para_store::history::{Cursor, format_duration, format_time};
 use para_store::runs::Run;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::Sha256;
 
-use crate::dashboard::{self, Access};
+use crate::dashboard::{self, Admin};
 use crate::history::{self, ListQuery};
 use crate::portal::{self, Form, Framing, STYLESHEET};
 use crate::state::AppState;
@@ -31,35 +28,12 @@ use crate::state::AppState;
 const PAGE: i64 = 50;
 /// The most of one JSON value a page shows.
 const SHOWN_JSON: usize = 64 * 1024;
-const CSRF_FIELD: &str = "csrf";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/dashboard/runs", get(runs))
         .route("/dashboard/runs/{id}", get(run_page))
         .route("/dashboard/runs/{id}/replay", post(replay))
-}
-
-/// The CSRF token of the dashboard's forms: HMAC-SHA256 under the session value, which only
-/// holders of the admin key can compute.
-fn csrf_mac(admin_key: &str) -> hmac::Hmac<Sha256> {
-    let session = dashboard::session_value(admin_key);
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(session.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(b"para-dashboard-csrf:v1");
-    mac
-}
-
-fn csrf_token(state: &AppState) -> String {
-    let key = state.config.admin_key.as_deref().unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(csrf_mac(key).finalize().into_bytes())
-}
-
-fn csrf_ok(state: &AppState, form: &Form) -> bool {
-    let key = state.config.admin_key.as_deref().unwrap_or_default();
-    form.get(CSRF_FIELD)
-        .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
-        .is_some_and(|sent| csrf_mac(key).verify_slice(&sent).is_ok())
 }
 
 /// A time for people, to the second: `2026-05-01 14:03:22 UTC`.
@@ -100,6 +74,7 @@ struct RunsPage {
     accent_ink: Option<String>,
     project_id: String,
     signed_in: bool,
+    csrf: String,
     workflows: Vec<Choice>,
     statuses: Vec<Choice>,
     user: String,
@@ -168,13 +143,9 @@ fn run_row(build: &para_build::Build, run: &Run, steps: i64) -> RunRow {
 
 async fn runs(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    admin: Admin,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let by_cookie = match dashboard::access(&state, &headers) {
-        Access::Granted { by_cookie } => by_cookie,
-        Access::Refused(response) => return response,
-    };
     // The page's own parameter names (workflow, user) are the API's (workflowId, userId).
     let pairs: Vec<(String, String)> = raw
         .as_deref()
@@ -243,7 +214,8 @@ async fn runs(
         accent: None,
         accent_ink: None,
         project_id: state.project_id.clone(),
-        signed_in: by_cookie,
+        signed_in: admin.by_cookie(),
+        csrf: admin.csrf(),
         workflows,
         statuses,
         user: query.filter.user_id.clone().unwrap_or_default(),
@@ -306,13 +278,10 @@ struct StepView {
 
 async fn run_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Access::Refused(response) = dashboard::access(&state, &headers) {
-        return response;
-    }
     let run = match find_run(&state, &id).await {
         Ok(run) => run,
         Err(response) => return response,
@@ -363,7 +332,7 @@ async fn run_page(
         trigger_input: pretty(&run.trigger_input),
         response: run.response.as_ref().map(pretty),
         steps: step_views,
-        csrf: csrf_token(&state),
+        csrf: admin.csrf(),
         replay_of,
     };
     dashboard::no_store(portal::html(
@@ -375,22 +344,12 @@ async fn run_page(
 
 async fn replay(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let by_cookie = match dashboard::access(&state, &headers) {
-        Access::Granted { by_cookie } => by_cookie,
-        Access::Refused(response) => return response,
-    };
-    if by_cookie && !csrf_ok(&state, &Form::parse(&body)) {
-        return page_error(
-            StatusCode::FORBIDDEN,
-            "This form could not be accepted",
-            "It was sent without this page's security token, or from another site. Reload the \
-             page and try again."
-                .into(),
-        );
+    if !admin.check_csrf(&Form::parse(&body)) {
+        return dashboard::csrf_refused();
     }
     let run = match find_run(&state, &id).await {
         Ok(run) => run,

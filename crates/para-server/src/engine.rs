@@ -579,6 +579,8 @@ async fn execute_held(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) -> b
 #[derive(Debug, Clone)]
 pub struct UserData {
     pub meta: Value,
+    /// What the user's last token carried (permissions under `PARA_PERMISSIONS_METADATA=token`).
+    pub signed_meta: Value,
     pub settings: Vec<para_store::Settings>,
     pub credentials: Vec<para_store::Credential>,
 }
@@ -591,11 +593,11 @@ impl UserData {
             state.store.settings(p, user_id),
             state.store.credentials(p, user_id, None),
         );
-        Ok(UserData {
-            meta: user?.map(|u| u.meta).unwrap_or(Value::Object(Map::new())),
-            settings: settings?,
-            credentials: credentials?,
-        })
+        let (meta, signed_meta) = match user? {
+            Some(u) => (u.meta, u.signed_meta),
+            None => (Value::Object(Map::new()), Value::Object(Map::new())),
+        };
+        Ok(UserData { meta, signed_meta, settings: settings?, credentials: credentials? })
     }
 }
 
@@ -619,12 +621,18 @@ async fn run_context(
     let values = |workflow_id: &str| {
         settings_values(&data.settings, &run.integration, configuration, workflow_id)
     };
+    // Password settings are stored sealed: opened for the run, and kept out of its journal.
+    let (shared_settings, mut sensitive) = crate::passwords::open(state, &run.user_id, values(""));
+    let (workflow_settings, more) =
+        crate::passwords::open(state, &run.user_id, values(&workflow.id));
+    sensitive.extend(more);
     let mut context = RunContext {
         user_id: run.user_id.clone(),
         meta: data.meta.clone(),
-        shared_settings: values(""),
-        workflow_settings: values(&workflow.id),
+        shared_settings,
+        workflow_settings,
         secrets: secrets(state),
+        sensitive,
         ..RunContext::default()
     };
     let credential =

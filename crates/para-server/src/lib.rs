@@ -19,8 +19,10 @@ pub mod engine;
 mod error;
 mod history;
 mod idle;
+pub mod limits;
 pub mod oauth;
 mod options;
+mod passwords;
 mod portal;
 mod portal_ui;
 mod proxy;
@@ -68,6 +70,13 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    match passwords::seal_stored(&state).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "para: sealed the password settings of {n} settings rows saved before sealing"
+        ),
+        Err(e) => eprintln!("para: sealing stored password settings failed: {e}"),
+    }
     engine::start(&state);
     let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;
     engine::stop(&state).await;

@@ -62,6 +62,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/portal/{integration}/disconnect", post(disconnect))
         .route("/projects/{project}/portal/{integration}/settings", post(save_settings))
         .route("/projects/{project}/portal/{integration}/workflows/{workflow}", post(save_workflow))
+        .route("/projects/{project}/portal/_switch", post(switch_user))
 }
 
 // ---------------------------------------------------------------- templates and responses
@@ -77,6 +78,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard_user.html", include_str!("../templates/dashboard_user.html")),
     ("dashboard_runs.html", include_str!("../templates/dashboard_runs.html")),
     ("dashboard_run.html", include_str!("../templates/dashboard_run.html")),
+    ("portal_switch.html", include_str!("../templates/portal_switch.html")),
 ];
 
 /// The template environment: every page template, HTML-escaped by default (`.html` names).
@@ -538,11 +540,6 @@ impl FromRequestParts<Arc<AppState>> for PortalUser {
             let claims = state.verifier.verify(token).map_err(|e| {
                 denied(state, &format!("The token in the link was refused: {e}."), false)
             })?;
-            state
-                .store
-                .touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
-                .await
-                .map_err(storage_error)?;
             let rest: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "token").collect();
             let mut location = parts.uri.path().to_string();
             if !rest.is_empty() {
@@ -553,6 +550,22 @@ impl FromRequestParts<Arc<AppState>> for PortalUser {
                 location.push('?');
                 location.push_str(&serializer.finish());
             }
+            // A link must not silently sign out whoever is signed in here and sign in someone
+            // else (login CSRF: the victim would then connect accounts for the link's user).
+            // Another user's session is only replaced once its holder confirms, with a form
+            // only that session can submit.
+            if let Some(current) = cookie(&parts.headers, TOKEN_COOKIE).filter(|t| !t.is_empty())
+                && let Ok(signed_in) = state.verifier.verify(&current)
+                && signed_in.user_id != claims.user_id
+            {
+                let user = PortalUser { user_id: signed_in.user_id, token: current };
+                return Err(switch_page(state, &user, &claims.user_id, token.trim(), &location));
+            }
+            state
+                .store
+                .touch_signed_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
+                .await
+                .map_err(storage_error)?;
             return Err(see_other(&location, &[token_cookie(state, token.trim(), claims.exp)]));
         }
         let Some(token) = cookie(&parts.headers, TOKEN_COOKIE).filter(|t| !t.is_empty()) else {
@@ -564,11 +577,81 @@ impl FromRequestParts<Arc<AppState>> for PortalUser {
             .map_err(|e| denied(state, &format!("Your sign-in is no longer valid: {e}."), true))?;
         state
             .store
-            .touch_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
+            .touch_signed_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
             .await
             .map_err(storage_error)?;
         Ok(PortalUser { user_id: claims.user_id, token })
     }
+}
+
+#[derive(Serialize)]
+struct SwitchPage<'a> {
+    stylesheet: &'static str,
+    accent: Option<&'a str>,
+    accent_ink: Option<&'a str>,
+    current: &'a str,
+    next: &'a str,
+    action: String,
+    csrf: String,
+    token: &'a str,
+    to: &'a str,
+}
+
+/// Asks `user` (signed in here) whether to switch to `next`, the user of the link's `token`.
+fn switch_page(state: &AppState, user: &PortalUser, next: &str, token: &str, to: &str) -> Response {
+    let page = SwitchPage {
+        stylesheet: STYLESHEET,
+        accent: None,
+        accent_ink: None,
+        current: &user.user_id,
+        next,
+        action: format!("{}/_switch", portal_path(&state.project_id)),
+        csrf: user.csrf(),
+        token,
+        to,
+    };
+    html(StatusCode::OK, render("portal_switch.html", &page), Framing::Anywhere)
+}
+
+/// `POST /portal/_switch`: the signed-in user confirmed switching to the user of `token`. The
+/// form carries the current session's CSRF token, which another site cannot know, so a link
+/// alone never switches anyone.
+async fn switch_user(
+    State(state): State<Arc<AppState>>,
+    user: PortalUser,
+    body: Bytes,
+) -> Response {
+    let Some(form) = checked_form(&user, &body) else {
+        return csrf_refused();
+    };
+    let token = form.get("token").unwrap_or_default().trim();
+    let claims = match state.verifier.verify(token) {
+        Ok(claims) => claims,
+        Err(e) => {
+            return denied(&state, &format!("The token in the link was refused: {e}."), false);
+        }
+    };
+    if let Err(e) = state
+        .store
+        .touch_signed_user(&state.project_id, &claims.user_id, claims.meta.as_ref())
+        .await
+    {
+        return storage_error(e);
+    }
+    // Back to the page the link named, which must be one of this portal's.
+    let base = portal_path(&state.project_id);
+    let to = form.get("to").unwrap_or_default();
+    let to = if (to == base
+        || to.starts_with(&format!("{base}/"))
+        || to.starts_with(&format!("{base}?")))
+        && !to.contains("//")
+        && !to.contains('\\')
+    {
+        to.to_string()
+    } else {
+        base
+    };
+    see_other(&to, &[token_cookie(&state, token, claims.exp)])
 }
 
 /// Parses a POST body; `None` unless its CSRF field is this session's.
@@ -1241,12 +1324,12 @@ fn field_view(
 }
 
 /// The user's metadata as the company's app last set it.
+/// The metadata the user's workflow permissions read ([`api::permission_meta`]).
 async fn user_meta(state: &AppState, user_id: &str) -> Result<Value, para_store::StoreError> {
-    Ok(state
-        .store
-        .user(&state.project_id, user_id)
-        .await?
-        .map_or(Value::Object(Map::new()), |u| u.meta))
+    Ok(match state.store.user(&state.project_id, user_id).await? {
+        Some(u) => api::permission_meta(state, &u.meta, &u.signed_meta).clone(),
+        None => Value::Object(Map::new()),
+    })
 }
 
 /// The form control of a value asked before connecting. Secrets are never shown back.
@@ -1400,14 +1483,13 @@ async fn save_settings(
         return respond_page(&state, &user, integration, redo, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     }
-    let saved = state
-        .store
-        .put_settings(
-            integration_level(&state, &user.user_id, &integration.key, ""),
-            None,
-            Some(&Value::Object(values)),
-        )
-        .await;
+    let saved = crate::passwords::put_settings(
+        &state,
+        integration_level(&state, &user.user_id, &integration.key, ""),
+        None,
+        Some(&Value::Object(values)),
+    )
+    .await;
     match saved {
         Ok(()) => see_other(
             &format!("{}?saved=settings#settings", page_path(&state, &integration.key)),
@@ -1511,14 +1593,13 @@ async fn save_workflow(
         // Turning a workflow off never fails on its settings; they stay as they were.
         None
     };
-    let saved = state
-        .store
-        .put_settings(
-            integration_level(&state, &user.user_id, &integration.key, &workflow.id),
-            Some(enabled),
-            values.as_ref(),
-        )
-        .await;
+    let saved = crate::passwords::put_settings(
+        &state,
+        integration_level(&state, &user.user_id, &integration.key, &workflow.id),
+        Some(enabled),
+        values.as_ref(),
+    )
+    .await;
     match saved {
         Ok(()) => see_other(
             &format!("{}?saved=workflow#workflow-{anchor}", page_path(&state, &integration.key)),

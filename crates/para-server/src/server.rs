@@ -18,6 +18,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
 
 use crate::state::AppState;
-use crate::{cors, idle, proxy};
+use crate::{cors, idle, limits, proxy};
+
+/// The address a request came from (a request extension on the router's requests).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// Serves `router` (built for `state`) on `listener` until `shutdown` completes, then waits
 /// for the connections to finish their requests.
@@ -46,10 +51,11 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let http1 = hyper::server::conn::http1::Builder::new();
     let watch = idle::Watch::start(state.config.header_timeout);
+    let gate = limits::Gate::new(&state.config.limits);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -57,21 +63,52 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        let admitted = match gate.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tokio::spawn(turn_away(stream, refusal));
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let activity = watch.connection();
-        let service =
-            Service { state: state.clone(), router: router.clone(), activity: activity.clone() };
+        let service = Service {
+            state: state.clone(),
+            router: router.clone(),
+            activity: activity.clone(),
+            peer,
+        };
         let io = TokioIo::new(idle::Tracked::new(stream, activity.clone()));
         let connection = graceful.watch(http1.serve_connection(io, service));
         let task = tokio::spawn(async move {
             // A client that goes away mid-request is not the server's error.
             let _ = connection.await;
+            drop(admitted);
         });
         activity.on_expiry(task.abort_handle());
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// `answer`, unless the request's body was too slow: then a 408 that closes the connection.
+fn slow_body_answered(answer: Response, tripped: Option<limits::Tripped>) -> Response {
+    match tripped {
+        Some(t) if t.is_set() => limits::too_slow(),
+        _ => answer,
+    }
+}
+
+/// Answers a connection past a limit with a 503 and closes it, without reading its request
+/// (a client sending nothing is closed after a second).
+async fn turn_away(mut stream: tokio::net::TcpStream, refusal: limits::Refusal) {
+    use tokio::io::AsyncWriteExt as _;
+    let answer = async {
+        let _ = stream.write_all(refusal.response()).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
 /// As hyper and axum do: a connection reset before it was accepted is skipped; anything else
@@ -94,6 +131,9 @@ struct Service {
     state: Arc<AppState>,
     router: Router,
     activity: Arc<idle::Activity>,
+    /// The client's address, for the router's handlers (throttling by peer); the proxy does
+    /// not need it.
+    peer: SocketAddr,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -104,17 +144,22 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     type Future = Answer;
 
     fn call(&self, request: hyper::Request<Incoming>) -> Answer {
-        let request: Request = request.map(Body::new);
+        let (parts, body) = request.into_parts();
+        let (body, tripped) = limits::MinRate::wrap(Body::new(body), &self.state.config.limits);
+        let mut request = Request::from_parts(parts, body);
         let serving = self.activity.serving();
         if proxy::is_proxy_path(request.uri().path()) {
             let state = self.state.clone();
             Box::pin(async move {
                 let answer = cors::around(request, |request| proxy::serve(state, request)).await;
-                Ok(idle::held(answer, serving))
+                Ok(idle::held(slow_body_answered(answer, tripped), serving))
             })
         } else {
+            request.extensions_mut().insert(Peer(self.peer));
             let answer = self.router.clone().oneshot(request);
-            Box::pin(async move { Ok(idle::held(answer.await?, serving)) })
+            Box::pin(
+                async move { Ok(idle::held(slow_body_answered(answer.await?, tripped), serving)) },
+            )
         }
     }
 }

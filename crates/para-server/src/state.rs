@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// keep-alive connection is kept: then it is closed (slow or stalled clients cannot hold
     /// connections forever). [`ServerConfig::HEADER_TIMEOUT`] unless a test needs less.
     pub header_timeout: std::time::Duration,
+    /// Connections, body rate, token lifetime, permissions' metadata, configurations.
+    pub limits: crate::limits::Limits,
 }
 
 impl ServerConfig {
@@ -76,6 +78,8 @@ pub struct AppState {
     pub credential_cache: crate::refresh::Cache,
     /// The workflow engine of this process.
     pub engine: crate::engine::Engine,
+    /// Wrong admin keys per peer (the dashboard's throttle).
+    pub(crate) admin_throttle: crate::dashboard::Throttle,
     /// Connectors of the served build, made on first use. (foldhash: looked up on every proxy
     /// request, and only the build's integrations are ever inserted.)
     connectors: std::sync::Mutex<foldhash::HashMap<String, Arc<crate::connector::Connector>>>,
@@ -103,6 +107,7 @@ impl AppState {
         engine: crate::engine::EngineConfig,
     ) -> Arc<AppState> {
         let project_id = build.project.project_id.clone().unwrap_or_else(|| "default".into());
+        let verifier = verifier.with_max_lifetime(config.limits.max_token_lifetime);
         // reqwest is built without a default crypto provider; ring is ours. A second
         // install (several servers in one test process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -127,6 +132,7 @@ impl AppState {
             seen_users: crate::auth::SeenUsers::default(),
             credential_cache: crate::refresh::Cache::default(),
             engine: crate::engine::Engine::new(engine),
+            admin_throttle: Default::default(),
             connectors: Default::default(),
         })
     }

@@ -115,6 +115,7 @@ async fn active_workflows(
     );
     let (data, rows) = (Arc::new(data?), rows?);
     let (credentials, settings) = (&data.credentials, &data.settings);
+    let meta = crate::api::permission_meta(state, meta, &data.signed_meta);
     let valid = |integration: &str, id: Option<&str>| {
         credentials.iter().any(|c| {
             c.integration == integration && c.status == "VALID" && id.is_none_or(|id| c.id == id)
@@ -269,6 +270,24 @@ async fn event(
         executions.push(engine::start_run(&state, start, false).await?.run_id);
     }
     Ok(Json(json!({ "event": name, "executions": executions })).into_response())
+}
+
+/// Whether a request header goes into the run's trigger output (stored with the run, shown in
+/// its history). The user token and cookies never do; other credential-bearing headers
+/// (`Proxy-Authorization`, `X-Api-Key`, anything naming a token, secret, password, session or
+/// key) only when the endpoint declares them in `headerValidations`, i.e. the workflow reads
+/// them.
+fn kept_header(name: &str, declared: &[Validation]) -> bool {
+    if matches!(name, "authorization" | "cookie") {
+        return false;
+    }
+    let credential = name == "proxy-authorization"
+        || name.ends_with("-key")
+        || name.ends_with("apikey")
+        || ["token", "secret", "password", "session", "auth", "credential"]
+            .iter()
+            .any(|word| name.contains(word));
+    !credential || declared.iter().any(|v| v.key.eq_ignore_ascii_case(name))
 }
 
 /// Why a request does not satisfy the endpoint's validations, one line per rule. Without
@@ -431,7 +450,7 @@ async fn request_trigger(
     }
     let header_json: Map<String, Value> = headers
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "authorization" | "cookie"))
+        .filter(|(k, _)| kept_header(k.as_str(), header_validations))
         .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.into()))))
         .collect();
     let trigger_output =
@@ -750,7 +769,7 @@ impl Poll<'_> {
             .await
             .map_err(|e| e.to_string())?;
         let Some(previous) = claimed else { return Ok(()) };
-        let path = self.path(data, user_id, configuration);
+        let path = self.path(state, data, user_id, configuration);
         let request = para_engine::run::HttpRequest {
             method: "GET".into(),
             url: path.clone(),
@@ -819,9 +838,21 @@ impl Poll<'_> {
 
     /// The trigger's path with its parameters (the configuration's settings, literals)
     /// filled in.
-    fn path(&self, data: &UserData, user_id: &str, configuration: &str) -> String {
+    fn path(
+        &self,
+        state: &AppState,
+        data: &UserData,
+        user_id: &str,
+        configuration: &str,
+    ) -> String {
         let values = |workflow_id: &str| {
-            engine::settings_values(&data.settings, self.integration, configuration, workflow_id)
+            let stored = engine::settings_values(
+                &data.settings,
+                self.integration,
+                configuration,
+                workflow_id,
+            );
+            crate::passwords::open(state, user_id, stored).0
         };
         let (shared, own) = (values(""), values(&self.workflow.id));
         let scope = para_engine::Scope {
@@ -892,6 +923,32 @@ mod tests {
                 "body field `tags` must be of type array",
             ]
         );
+    }
+
+    #[test]
+    fn credential_bearing_headers_are_not_stored_unless_declared() {
+        let declared = [Validation { key: "X-Api-Key".into(), required: true, data_type: None }];
+        for name in [
+            "authorization",
+            "cookie",
+            "proxy-authorization",
+            "x-auth-token",
+            "x-session-id",
+            "api-key",
+            "x-client-secret",
+            "x-apikey",
+            "x-access-token",
+        ] {
+            assert!(!kept_header(name, &[]), "{name} kept");
+        }
+        assert!(kept_header("x-api-key", &declared), "declared: the workflow reads it");
+        assert!(!kept_header(
+            "authorization",
+            &[Validation { key: "Authorization".into(), required: true, data_type: None }]
+        ));
+        for name in ["content-type", "x-request-id", "user-agent", "x-hub-signature-256"] {
+            assert!(kept_header(name, &[]), "{name} dropped");
+        }
     }
 
     #[test]

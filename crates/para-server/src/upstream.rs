@@ -141,6 +141,8 @@ pub struct Client {
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
     /// Set when the environment names an outgoing proxy: reqwest honours it.
     via_proxy: Option<reqwest::Client>,
+    /// The memory the proxy's bodies may hold (limits from the environment).
+    budget: Arc<crate::proxy::Budget>,
 }
 
 /// Whether reqwest would send requests through a proxy named in the environment.
@@ -157,7 +159,13 @@ impl Client {
             origins: Mutex::default(),
             tls: OnceLock::new(),
             via_proxy: fallback.filter(|_| proxy_in_env()),
+            budget: Arc::new(crate::proxy::Budget::from_env()),
         }
+    }
+
+    /// What the proxy's request bodies and wrapped answers hold, and may hold.
+    pub fn budget(&self) -> &Arc<crate::proxy::Budget> {
+        &self.budget
     }
 
     /// The origin of an `http(s)` URL (its idle connections are shared by all its users).

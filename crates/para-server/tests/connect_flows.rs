@@ -467,6 +467,105 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
     assert_eq!(status, 404);
 }
 
+/// A user whose token carries no `plan` stores one with `PATCH /sdk/me` (as the SDK's
+/// `setUserMetadata` does): by default (Paragon's User Metadata) permissions read it; with
+/// `PARA_PERMISSIONS_METADATA=token` they read only the signed token, so the pro-only
+/// workflow stays out of reach, in the list, on enabling and for runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_token_only_metadata_permissions_ignore_what_a_client_stored() {
+    let (_seen, provider_base) = provider().await;
+    let mut doc = serde_json::to_value(build()).unwrap();
+    let pro_only = json!({ "or": [[{ "operator": "$stringExactlyMatches", "operands": [
+        { "type": "PERSONA_METADATA", "path": ["plan"] }, { "type": "VALUE", "value": "pro" } ] }]] });
+    doc["integrations"][ROPC]["workflows"] = json!({ "w-pro": {
+        "id": "w-pro", "name": "Pro only", "description": null, "order": 0, "defaultEnabled": false,
+        "hidden": false, "inputs": [], "source": "w.ts", "trigger": null, "steps": [],
+        "permissions": pro_only } });
+    let client = OAuthClient {
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    for strict in [false, true] {
+        let limits = para_server::limits::Limits {
+            permissions_from_token_only: strict,
+            ..Default::default()
+        };
+        let server = common::start_limited(
+            serde_json::from_value(doc.clone()).unwrap(),
+            "sqlite::memory:",
+            common::clients(&[(ROPC, client.clone())]),
+            limits,
+        )
+        .await;
+        let fred = token("fred");
+        let body = json!({ "integrationId": ROPC, "payload": { "username": "ann", "password": "s3cret" } });
+        let (status, _) = server.call("POST", "/sdk/credentials", &fred, Some(body)).await;
+        assert_eq!(status, 200);
+        let (status, _) = server
+            .call("PATCH", "/sdk/me", &fred, Some(json!({ "meta": { "plan": "pro" } })))
+            .await;
+        assert_eq!(status, 200);
+        let (status, answer) = server.call("POST", "/sdk/workflows/w-pro", &fred, None).await;
+        if strict {
+            assert_eq!(status, 422, "{answer}");
+            assert_eq!(answer["code"], "no_permission");
+        } else {
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+}
+
+/// Tokens valid for longer than the server allows (or issued in the future) are refused with
+/// a reason; a credential takes at most the configured number of configurations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lifetime_and_configurations_per_credential_are_bounded() {
+    let (_seen, provider_base) = provider().await;
+    let client = OAuthClient {
+        token_url: Some(format!("{provider_base}/token")),
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    let limits = para_server::limits::Limits {
+        max_token_lifetime: Some(std::time::Duration::from_secs(86_400)),
+        max_configurations_per_credential: 2,
+        ..Default::default()
+    };
+    let server = common::start_limited(
+        build(),
+        "sqlite::memory:",
+        common::clients(&[(ROPC, client)]),
+        limits,
+    )
+    .await;
+    let pem = para_auth::keys::load_private_key(common::keys_root()).unwrap();
+    let long = para_auth::Claims::new("lou", std::time::Duration::from_secs(7 * 86_400));
+    let long = para_auth::sign(&pem, &long).unwrap();
+    let (status, refused) = server.call("GET", "/sdk/me", &long, None).await;
+    assert_eq!(status, 401, "{refused}");
+    assert!(refused.to_string().contains("valid for at most 1 day"), "{refused}");
+    let future = para_auth::tokens::sign_at(
+        &pem,
+        &para_auth::Claims::new("lou", std::time::Duration::from_secs(3600)),
+        para_auth::tokens::now() + 7200,
+    )
+    .unwrap();
+    assert_eq!(server.call("GET", "/sdk/me", &future, None).await.0, 401);
+
+    let ann = token("ann");
+    let body =
+        json!({ "integrationId": ROPC, "payload": { "username": "ann", "password": "s3cret" } });
+    let (status, credential) = server.call("POST", "/sdk/credentials", &ann, Some(body)).await;
+    assert_eq!(status, 200);
+    let path = format!("/sdk/credentials/{}/configurations", credential["id"].as_str().unwrap());
+    for _ in 0..2 {
+        assert_eq!(server.call("POST", &path, &ann, None).await.0, 200);
+    }
+    let (status, refused) = server.call("POST", &path, &ann, None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["code"], "too_many_configurations");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_permissions_follow_the_users_metadata() {
     let (_seen, provider_base) = provider().await;

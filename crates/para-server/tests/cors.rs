@@ -1,5 +1,6 @@
 //! CORS as the SDK in a company's page meets it: preflights answered with the SDK's headers,
-//! the origin mirrored with credentials, and nothing added to requests without an origin.
+//! the origin mirrored (without credentials unless `PARA_CORS_ORIGINS` lists it), and nothing
+//! added to requests without an origin.
 
 mod common;
 
@@ -22,7 +23,7 @@ async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
     assert_eq!(pre.status(), 204);
     let h = pre.headers();
     assert_eq!(h["access-control-allow-origin"], "https://app.example");
-    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h.get("access-control-allow-credentials").is_none(), "no credentials by default");
     assert!(h["access-control-allow-methods"].to_str().unwrap().contains("PATCH"));
     let allowed = h["access-control-allow-headers"].to_str().unwrap();
     assert!(allowed.contains("authorization") && allowed.contains("x-paragon-credential"));
@@ -32,6 +33,7 @@ async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
         http.get(s.url("/sdk/me")).header("origin", "https://app.example").send().await.unwrap();
     assert_eq!(with_origin.status(), 401, "no token: refused, and still readable by the page");
     assert_eq!(with_origin.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(with_origin.headers().get("access-control-allow-credentials").is_none());
     assert!(with_origin.headers().get_all("vary").iter().any(|v| v == "origin"));
 
     let plain = http.get(format!("{}/healthz", s.base)).send().await.unwrap();
@@ -56,6 +58,7 @@ async fn proxy_requests_get_the_same_cors_handling() {
         .unwrap();
     assert_eq!(pre.status(), 204);
     assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(pre.headers().get("access-control-allow-credentials").is_none());
     assert!(
         pre.headers()["access-control-allow-headers"]
             .to_str()
@@ -66,9 +69,110 @@ async fn proxy_requests_get_the_same_cors_handling() {
     let refused = http.get(&path).header("origin", "https://app.example").send().await.unwrap();
     assert_eq!(refused.status(), 401, "no token");
     assert_eq!(refused.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(refused.headers().get("access-control-allow-credentials").is_none());
     assert!(refused.headers().get_all("vary").iter().any(|v| v == "origin"));
 
     let plain = http.get(&path).send().await.unwrap();
     assert_eq!(plain.status(), 401);
     assert!(plain.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Runs test `name` again in a child process of this test binary with `env` set, and tells
+/// whether this is that child (CORS reads `PARA_CORS_ORIGINS` once per process).
+fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
+    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("PARA_TEST_CHILD", name)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// With `PARA_CORS_ORIGINS` set, the origins it lists get CORS with credentials, on the
+/// router's routes and on the proxy's alike; a page of any other origin gets no CORS header,
+/// so its browser keeps the answers from it.
+#[test]
+fn configured_origins_alone_get_cors_with_credentials() {
+    let name = "configured_origins_alone_get_cors_with_credentials";
+    let env = [("PARA_CORS_ORIGINS", " https://app.example, https://Admin.example:8443/ ")];
+    if !in_child(name, &env) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (_dir, s) = common::start_fresh(common::build("p-cors-list", json!({}))).await;
+        let http = client();
+        for path in [s.url("/sdk/me"), s.url("/sdk/proxy/custom.nothing/items")] {
+            for origin in ["https://app.example", "https://admin.example:8443"] {
+                let pre = http
+                    .request(reqwest::Method::OPTIONS, &path)
+                    .header("origin", origin)
+                    .header("access-control-request-method", "GET")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(pre.status(), 204, "{path} {origin}");
+                assert_eq!(pre.headers()["access-control-allow-origin"], origin);
+                assert_eq!(pre.headers()["access-control-allow-credentials"], "true");
+                let r = http.get(&path).header("origin", origin).send().await.unwrap();
+                assert_eq!(r.status(), 401);
+                assert_eq!(r.headers()["access-control-allow-origin"], origin);
+                assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+            }
+            for origin in
+                ["https://evil.example", "http://app.example", "https://app.example.evil", "null"]
+            {
+                let pre = http
+                    .request(reqwest::Method::OPTIONS, &path)
+                    .header("origin", origin)
+                    .header("access-control-request-method", "GET")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(pre.status(), 403, "{path} {origin}");
+                let h = pre.headers();
+                assert!(h.get("access-control-allow-origin").is_none(), "{path} {origin}");
+                assert!(h.get("access-control-allow-credentials").is_none(), "{path} {origin}");
+                assert!(h.get("access-control-allow-methods").is_none(), "{path} {origin}");
+                let r = http.get(&path).header("origin", origin).send().await.unwrap();
+                assert_eq!(r.status(), 401);
+                assert!(
+                    r.headers().get("access-control-allow-origin").is_none(),
+                    "{path} {origin}"
+                );
+                assert!(r.headers().get("access-control-allow-credentials").is_none());
+                assert!(r.headers().get_all("vary").iter().any(|v| v == "origin"));
+            }
+        }
+    });
+}
+
+/// `*` in the list keeps the default for the origins not listed: mirrored, without credentials.
+#[test]
+fn a_star_in_the_list_mirrors_other_origins_without_credentials() {
+    let name = "a_star_in_the_list_mirrors_other_origins_without_credentials";
+    if !in_child(name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (_dir, s) = common::start_fresh(common::build("p-cors-star", json!({}))).await;
+        let http = client();
+        let path = s.url("/sdk/me");
+        let r = http.get(&path).header("origin", "https://app.example").send().await.unwrap();
+        assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+        let r = http.get(&path).header("origin", "https://other.example").send().await.unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "https://other.example");
+        assert!(r.headers().get("access-control-allow-credentials").is_none());
+    });
 }

@@ -886,6 +886,7 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
         admin_key: None,
         oauth_clients: Default::default(),
         header_timeout: para_server::ServerConfig::HEADER_TIMEOUT,
+        limits: Default::default(),
     };
     let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
     let store = para_store::Store::open(&db).await.unwrap();
@@ -1317,4 +1318,136 @@ async fn leadsync_maps_each_new_salesforce_record_with_the_users_field_mapping()
             "connectedUser": "ann",
         })
     );
+}
+
+/// A `password` User Setting and an environment secret, as an attacker with the database file
+/// or the run history would look for them: the setting is sealed in the file (its `-wal`
+/// included) and never sent back by the Connect API; the run uses both, and its journal holds
+/// neither, plain or encoded (a query string percent-encodes the secret); the request trigger's
+/// stored input keeps no credential-bearing header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_settings_and_secrets_stay_out_of_the_database_and_the_history() {
+    const CALL: &str = "3e1d2c4b-0003-4000-8000-000000000001";
+    const API_KEY: &str = "5d6e7f80-0000-4000-8000-000000000001";
+    let password = "hunter2-very-secret";
+    let secret = "tok en/42+x";
+    let project = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            ".para/project.json",
+            format!(r#"{{ "projectId": "{PROJECT}", "projectName": "secrets" }}"#),
+        ),
+        ("src/integrations/slack/config.ts", "export default { description: '' };".into()),
+        (
+            "src/integrations/slack/inputs.ts",
+            format!(
+                "import {{ createInputs }} from '@useparagon/core/inputs';\n\
+                 export default createInputs({{ apiKey: {{ id: '{API_KEY}', title: 'API key', type: 'password' }} }});"
+            ),
+        ),
+        (
+            "src/integrations/slack/workflows/call.ts",
+            format!(
+                r#"
+import {{ EndpointStep, IntegrationRequestStep, ResponseStep, Workflow }} from '@useparagon/core';
+import inputs from '../inputs';
+
+export default class extends Workflow<any, any, any> {{
+  define(integration: any, context: any) {{
+    const request = new EndpointStep({{ allowArbitraryPayload: true }});
+    const call = new IntegrationRequestStep({{
+      method: 'GET',
+      url: `/check?token=${{context.getEnvironmentSecret('ACME_TOKEN')}}`,
+      headers: {{ 'X-Api-Key': `${{context.getInput(inputs.apiKey)}}` }},
+    }});
+    const respond = new ResponseStep({{ statusCode: 200, responseType: 'JSON', body: {{ seen: call.output.response.body }} }});
+    request.nextStep(call).nextStep(respond);
+    return this.register({{ request, call, respond }});
+  }}
+  name = 'Call';
+  defaultEnabled = true;
+  readonly id = '{CALL}';
+}}
+"#
+            ),
+        ),
+    ];
+    for (path, text) in files {
+        let path = project.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let build = compile(project.path());
+    let (api, up) = start_upstream().await;
+    set_secret("ACME_TOKEN", secret);
+    let dir = tempfile::tempdir().unwrap();
+    let s =
+        serve_build(build, dir.path(), ("slack", oauth_app(format!("{api}/slack"))), None).await;
+    let account = connect_account(&s, "ann", "slack", "tok-ann").await;
+    let ann = token("ann");
+
+    // Saved through the Connect API, as the SDK does; answered without it.
+    let body = json!({ "config": { "sharedSettings": { API_KEY: password } } });
+    let (status, view) =
+        s.call("PATCH", &format!("/sdk/credentials/{account}"), &ann, Some(body)).await;
+    assert_eq!(status, 200, "{view}");
+    assert!(!view.to_string().contains(password), "{view}");
+    let (_, view) = s.call("GET", &format!("/sdk/credentials/{account}"), &ann, None).await;
+    assert!(!view.to_string().contains(password), "{view}");
+    // A client's next save without it (it never saw it) keeps it.
+    let body = json!({ "config": { "sharedSettings": {} } });
+    assert_eq!(
+        s.call("PATCH", &format!("/sdk/credentials/{account}"), &ann, Some(body)).await.0,
+        200
+    );
+
+    // The run reads both, with the user's secret headers.
+    let answer = client()
+        .post(s.url(&format!("/sdk/triggers/{CALL}")))
+        .bearer_auth(&ann)
+        .header("x-api-key", "caller-key-123456")
+        .header("proxy-authorization", "Basic cHJveHk6cGFzc3dvcmQ=")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let execution = answer.headers()["x-para-execution-id"].to_str().unwrap().to_string();
+    let calls = up.calls.lock().unwrap().clone();
+    let (_, target, _, _) = calls.iter().find(|c| c.1.starts_with("/slack/check")).unwrap();
+    assert!(target.contains("token=tok%20en"), "the run sent the secret: {target}");
+
+    // The history holds neither, in any form.
+    let (status, history) =
+        s.call("GET", &format!("/task-history/workflow-executions/{execution}"), &ann, None).await;
+    assert_eq!(status, 200, "{history}");
+    let journal = serde_json::to_string(
+        &s.state
+            .store
+            .run_steps(&execution)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| json!({ "input": r.input, "output": r.output }))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for text in [history.to_string(), journal] {
+        for trace in [password, "tok en/42", "tok%20en", "tok+en", "caller-key-123456", "cHJveHk6"]
+        {
+            assert!(!text.contains(trace), "{trace} in {text}");
+        }
+    }
+
+    // The database file holds the setting sealed only.
+    s.state.store.run_steps(&execution).await.unwrap();
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(format!("{}{suffix}", dir.path().join("para.db").display())) {
+            bytes.extend(b);
+        }
+    }
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(!haystack.contains(password), "the password setting is in the database file");
+    assert!(haystack.contains("para-sealed:v1:"), "sealed where it was saved");
 }

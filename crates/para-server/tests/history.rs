@@ -55,6 +55,7 @@ async fn start(admin_key: Option<&str>) -> Server {
         admin_key: admin_key.map(str::to_string),
         oauth_clients: Default::default(),
         header_timeout: ServerConfig::HEADER_TIMEOUT,
+        limits: Default::default(),
     };
     let state = AppState::new(config, build(), store, verifier, secrets);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -126,6 +126,7 @@ async fn start_with(
         admin_key: admin_key.map(str::to_string),
         oauth_clients,
         header_timeout: ServerConfig::HEADER_TIMEOUT,
+        limits: Default::default(),
     };
     let state = AppState::new(config, build(), store, verifier, secrets);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -346,10 +347,10 @@ async fn settings_are_validated_inline_and_saved() {
         "/projects/p1/portal/custom.acmecrm?saved=settings#settings"
     );
     let row = server.stored("ann", ACME, "").await.unwrap();
-    assert_eq!(
-        row.values,
-        json!({ PIPELINE: "support", SYNC_LIMIT: 25, API_SECRET: "hunter2-secret" })
-    );
+    // The password is stored sealed (issue 18), never as typed.
+    let sealed = row.values[API_SECRET].as_str().unwrap().to_string();
+    assert!(sealed.starts_with("para-sealed:v1:") && !sealed.contains("hunter2"), "{sealed}");
+    assert_eq!(row.values, json!({ PIPELINE: "support", SYNC_LIMIT: 25, API_SECRET: sealed }));
 
     let after = server.get(&format!("{url}?saved=settings"), Some(&cookie)).await;
     assert!(after.body.contains("Settings saved."));
@@ -376,7 +377,7 @@ async fn settings_are_validated_inline_and_saved() {
         .await;
     assert_eq!(again.status, StatusCode::SEE_OTHER);
     let row = server.stored("ann", ACME, "").await.unwrap();
-    assert_eq!(row.values, json!({ PIPELINE: "sales", API_SECRET: "hunter2-secret" }));
+    assert_eq!(row.values, json!({ PIPELINE: "sales", API_SECRET: sealed }));
 }
 
 #[tokio::test]
@@ -796,4 +797,104 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
     assert!(with_cookie.body.contains("Sign out"));
     let forged = server.get(&dashboard, Some("para_admin=correct-horse-battery")).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let again =
+        server.post(&format!("{dashboard}/login"), None, &[("key", "correct-horse-battery")]).await;
+    let other = again.headers.get(SET_COOKIE).unwrap().to_str().unwrap().split(';').next().unwrap();
+    assert_ne!(other, session, "each sign-in is a new random session");
+
+    // Signing out needs the page's CSRF token: a cross-site POST does not end the session.
+    let cross_site = server.post(&format!("{dashboard}/logout"), Some(session), &[]).await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+    let forged = server.post(&format!("{dashboard}/logout"), Some(session), &[("csrf", "x")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(server.get(&dashboard, Some(session)).await.status, StatusCode::OK);
+    let token = csrf(&with_cookie.body);
+    let out = server.post(&format!("{dashboard}/logout"), Some(session), &[("csrf", &token)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // Over on the server too: the same cookie, kept by someone, no longer signs in; the other
+    // session is untouched.
+    assert_eq!(server.get(&dashboard, Some(session)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get(&dashboard, Some(other)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_admin_keys_are_throttled_per_peer() {
+    let server = start(Some("correct-horse-battery")).await;
+    let dashboard = format!("{}/dashboard", server.base);
+    let with_key = |key: &'static str| server.http.get(&dashboard).bearer_auth(key).send();
+    for _ in 0..10 {
+        assert_eq!(with_key("guess").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let throttled = with_key("guess").await.unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // While throttled nothing is checked, the right key included: guessing gains nothing.
+    assert_eq!(
+        with_key("correct-horse-battery").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let form = server.post(&format!("{dashboard}/login"), None, &[("key", "x")]).await;
+    assert_eq!(form.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A link with another user's token (an attacker's) does not switch a signed-in victim: the
+/// victim is asked, and only a form carrying the victim's session token switches; the link's
+/// own user, or someone not signed in, is signed in as before, the token leaving the address.
+#[tokio::test]
+async fn a_link_does_not_switch_the_signed_in_user_without_asking() {
+    let server = start(None).await;
+    let victim = server.sign_in("ann").await;
+    let attacker = token("mallory");
+    let page = format!("{}/{ACME}", server.portal());
+    let link = format!("{page}?token={attacker}");
+
+    let asked = server.get(&link, Some(&victim)).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.headers.get(SET_COOKIE).is_none(), "nothing switched yet");
+    assert!(asked.body.contains("signed in to this Connect Portal as <strong>ann</strong>"));
+    assert!(asked.body.contains("signs in as <strong>mallory</strong>"));
+    // The victim is still ann.
+    let still = server.get(&page, Some(&victim)).await;
+    assert_eq!(still.status, StatusCode::OK);
+    assert!(still.body.contains("ann"));
+
+    // Another site's form (no or a wrong CSRF token) does not switch.
+    let switch = format!("{}/_switch", server.portal());
+    let forged = server.post(&switch, Some(&victim), &[("token", &attacker), ("to", &page)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let forged = server
+        .post(&switch, Some(&victim), &[("token", &attacker), ("csrf", "x"), ("to", &page)])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // The victim's own confirmation does, back to the page (never off the portal).
+    let path = format!("/projects/{PROJECT}/portal/{ACME}");
+    let confirmed = server
+        .post(
+            &switch,
+            Some(&victim),
+            &[("csrf", &csrf(&asked.body)), ("token", &attacker), ("to", &path)],
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::SEE_OTHER);
+    assert_eq!(confirmed.headers["location"], path.as_str());
+    let set = confirmed.headers.get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.starts_with(&format!("para_token={attacker}")), "{set}");
+    let elsewhere = server
+        .post(
+            &switch,
+            Some(&victim),
+            &[("csrf", &csrf(&asked.body)), ("token", &attacker), ("to", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(elsewhere.headers["location"], format!("/projects/{PROJECT}/portal").as_str());
+
+    // The same user's fresh token, or no session at all: signed in at once, the token taken
+    // out of the address.
+    let same = server.get(&format!("{page}?token={}", token("ann")), Some(&victim)).await;
+    assert_eq!(same.status, StatusCode::SEE_OTHER);
+    assert_eq!(same.headers["location"], path.as_str());
+    let fresh = server.get(&link, None).await;
+    assert_eq!(fresh.status, StatusCode::SEE_OTHER);
+    assert_eq!(fresh.headers["location"], path.as_str());
 }

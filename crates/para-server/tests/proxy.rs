@@ -108,6 +108,35 @@ async fn api(
             ([("content-type", "text/plain")], axum::body::Body::new(body)).into_response()
         }
         "/badjson" => (json, "not json").into_response(),
+        "/danger" => (
+            [
+                ("content-type", "text/html"),
+                ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+                ("clear-site-data", "\"*\""),
+                ("x-frame-options", "ALLOW-FROM https://evil.example"),
+                ("content-security-policy", "default-src *"),
+                ("refresh", "0;url=https://evil.example"),
+                ("service-worker-allowed", "/"),
+                ("alt-svc", "h2=\"evil.example:443\""),
+                ("x-content-type-options", "none"),
+                ("cross-origin-opener-policy", "unsafe-none"),
+                ("permissions-policy", "camera=*"),
+                ("set-cookie", "session=upstream"),
+                ("x-upstream", "kept"),
+                ("etag", "\"v1\""),
+            ],
+            "<script>alert(document.domain)</script>",
+        )
+            .into_response(),
+        "/upload" => (json, json!({ "received": seen.body.len() }).to_string()).into_response(),
+        p if p.starts_with("/huge/") => {
+            let n: usize = p["/huge/".len()..].parse().unwrap();
+            (json, huge_json(n)).into_response()
+        }
+        p if p.starts_with("/huge-chunked/") => {
+            let n: usize = p["/huge-chunked/".len()..].parse().unwrap();
+            (json, axum::body::Body::new(Chunks { left: n, started: false })).into_response()
+        }
         "/bignum" => (json, " {\"id\": 123456789012345678901234567890}\n").into_response(),
         "/close" => {
             ([("connection", "close"), ("content-type", "application/json")], r#"{"closed":true}"#)
@@ -140,6 +169,45 @@ async fn api(
             )
                 .into_response()
         }
+    }
+}
+
+/// A JSON string of `n` bytes (`n >= 2`): `"aaa…"`.
+fn huge_json(n: usize) -> Vec<u8> {
+    let mut v = vec![b'a'; n];
+    v[0] = b'"';
+    v[n - 1] = b'"';
+    v
+}
+
+/// [`huge_json`] sent chunked (no `Content-Length`), in pieces of 64 KiB.
+struct Chunks {
+    left: usize,
+    started: bool,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(64 * 1024);
+        let mut piece = vec![b'a'; n];
+        if !self.started {
+            piece[0] = b'"';
+            self.started = true;
+        }
+        self.left -= n;
+        if self.left == 0 {
+            piece[n - 1] = b'"';
+        }
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(piece)))))
     }
 }
 
@@ -704,4 +772,362 @@ async fn a_slowly_streamed_answer_outlives_the_header_timeout() {
     assert_eq!(r.status(), 200);
     let body = r.text().await.expect("the whole answer, not a connection cut mid-body");
     assert_eq!(body, "part;part;part;");
+}
+
+/// Headers that make intermediaries or frameworks at the upstream trust, route, rewrite or
+/// re-authorise a request stay here, as do the headers the caller's `Connection` names;
+/// API-specific headers pass (docs/server.md § Proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_outside_the_allow_list_stay_here() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let bearer = format!("Bearer {ann}");
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    let never = [
+        ("Connection", "keep-alive, X-Hop-Secret"),
+        ("X-Hop-Secret", "named in Connection"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Forwarded-Host", "internal.example"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("Forwarded", "for=127.0.0.1;host=internal.example"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Real-IP", "127.0.0.1"),
+        ("Via", "1.1 evil"),
+        ("Max-Forwards", "0"),
+        ("Expect", "100-continue"),
+        ("X-Middleware-Subrequest", "middleware"),
+    ];
+    let kept = [
+        ("X-Custom", "c1"),
+        ("Notion-Version", "2022-06-28"),
+        ("Idempotency-Key", "k-1"),
+        ("If-None-Match", "\"v1\""),
+        ("Accept-Language", "fr"),
+    ];
+    let mut sent = vec![("Authorization", bearer.as_str())];
+    sent.extend(never);
+    sent.extend(kept);
+    let r = raw(&server, "GET", &format!("{prefix}/echo/h"), &sent, b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let seen = up.last();
+    assert_eq!(seen.method, "GET");
+    for (name, _) in never {
+        let name = name.to_ascii_lowercase();
+        assert_eq!(seen.header(&name), None, "{name} must not be forwarded: {seen:?}");
+    }
+    for (name, value) in kept {
+        assert_eq!(seen.header(&name.to_ascii_lowercase()), Some(value), "{name}: {seen:?}");
+    }
+}
+
+/// Methods other than GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS are refused before
+/// anything is sent, as are paths with `..;` (a servlet container reads `..;x` as `..`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_connect_and_tomcat_traversal_are_refused() {
+    let (up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let bearer = format!("Bearer {ann}");
+    let auth = ("Authorization", bearer.as_str());
+    let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+    let before = up.seen.lock().unwrap().len();
+    for method in ["TRACE", "CONNECT", "PROPFIND"] {
+        let r = raw(&server, method, &format!("{prefix}/echo/m"), &[auth], b"");
+        assert_eq!(r.status, 405, "{method}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["code"], "method_not_allowed", "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+    }
+    for path in [
+        "/..;/admin",
+        "/v1/..;/..;/admin",
+        "/..;jsessionid=x/admin",
+        "/.;/admin",
+        "/%2e%2e;/admin",
+        "/..%3b/admin",
+        "/..%3B/admin",
+    ] {
+        let r = raw(&server, "GET", &format!("{prefix}{path}"), &[auth], b"");
+        assert_eq!(r.status, 400, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["code"], "proxy_path", "{path}");
+    }
+    assert_eq!(up.seen.lock().unwrap().len(), before, "nothing reached the upstream");
+    // Path parameters that are not dot-segments pass.
+    let r = raw(&server, "GET", &format!("{prefix}/echo/a;v=1/..x;y"), &[auth], b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.last().uri, "/api/echo/a;v=1/..x;y");
+}
+
+/// A raw answer is served from para's origin: headers that would act on that origin (HSTS,
+/// Clear-Site-Data, framing, CSP, refresh, service workers, alternative services…) are
+/// dropped, and the answer carries `Content-Security-Policy: sandbox` and `nosniff`, so an
+/// HTML answer is inert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_answers_cannot_act_on_paras_origin() {
+    let (_up, base) = upstream().await;
+    let server = start(&base).await;
+    let ann = token("ann");
+    connect(&server, &ann, BASIC, "ann", "pw-1").await;
+    let bearer = format!("Bearer {ann}");
+    let path = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}/danger");
+    let r = raw(
+        &server,
+        "GET",
+        &path,
+        &[("Authorization", &bearer), ("X-Paragon-Use-Raw-Response", "1")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"<script>alert(document.domain)</script>");
+    for name in [
+        "strict-transport-security",
+        "clear-site-data",
+        "x-frame-options",
+        "refresh",
+        "service-worker-allowed",
+        "alt-svc",
+        "cross-origin-opener-policy",
+        "permissions-policy",
+        "set-cookie",
+    ] {
+        assert_eq!(r.header(name), None, "{name} must not pass: {:?}", r.headers);
+    }
+    let csp: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-security-policy")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(csp.len(), 1, "only ours: {csp:?}");
+    assert!(csp[0].split(';').any(|d| d.trim() == "sandbox"), "{csp:?}");
+    let nosniff: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-content-type-options")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(nosniff, ["nosniff"]);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(r.header("x-upstream"), Some("kept"));
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    // Wrapped, the answer is JSON of ours.
+    let r = raw(&server, "GET", &path, &[("Authorization", &bearer)], b"");
+    assert_eq!(r.json(), json!({ "output": "<script>alert(document.domain)</script>" }));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("strict-transport-security"), None);
+}
+
+/// Runs test `name` again in a child process of this test binary with `env` set, and tells
+/// whether this is that child. The proxy reads its limits from the environment when a server
+/// starts; setting variables in a process whose other tests run in parallel would race.
+fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
+    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("PARA_TEST_CHILD", name)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+fn block_on<F: std::future::Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test)
+}
+
+/// Waits until the proxy holds no body any more (the last one is dropped just after it was
+/// written), and answers what it holds then.
+async fn settled(server: &Server) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.state.upstream.budget().held() != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.state.upstream.budget().held()
+}
+
+const WRAPPED_CAP: usize = 1_000_000;
+const IN_FLIGHT: usize = 2_500_000;
+
+/// A wrapped answer is held whole to be wrapped: past `PARA_PROXY_MAX_WRAPPED_BYTES` it is
+/// refused with a clear 502 (read no further than the cap, or not at all when its length says
+/// so), and everything held counts against `PARA_PROXY_MAX_INFLIGHT_BYTES`. A raw answer
+/// streams, whatever its size, holding nothing.
+#[test]
+fn large_wrapped_answers_stay_within_the_memory_bound() {
+    let env =
+        [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
+    if !in_child("large_wrapped_answers_stay_within_the_memory_bound", &env) {
+        return;
+    }
+    block_on(async {
+        let (_up, base) = upstream().await;
+        let server = start(&base).await;
+        let ann = token("ann");
+        connect(&server, &ann, BASIC, "ann", "pw-1").await;
+        let bearer = format!("Bearer {ann}");
+        let auth = ("Authorization", bearer.as_str());
+        let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
+        let budget = || server.state.upstream.budget();
+        assert_eq!((budget().held(), budget().peak()), (0, 0));
+
+        // Under the cap: wrapped as before, and counted while held.
+        let n = WRAPPED_CAP - 100;
+        let r = raw(&server, "GET", &format!("{prefix}/huge/{n}"), &[auth], b"");
+        assert_eq!(r.status, 200);
+        let output = r.json()["output"].as_str().unwrap().len();
+        assert_eq!(output, n - 2);
+        assert!(budget().peak() >= n, "the answer was counted: {}", budget().peak());
+        assert_eq!(settled(&server).await, 0);
+
+        // Over it, with a Content-Length: refused before reading the body.
+        for path in ["huge", "huge-chunked"] {
+            let r = raw(&server, "GET", &format!("{prefix}/{path}/4000000"), &[auth], b"");
+            assert_eq!(r.status, 502, "{path}: {}", String::from_utf8_lossy(&r.body));
+            let v = r.json();
+            assert_eq!(v["code"], "answer_too_large", "{v}");
+            let message = v["message"].as_str().unwrap();
+            assert!(message.contains("X-Paragon-Use-Raw-Response"), "{message}");
+            assert!(message.contains("PARA_PROXY_MAX_WRAPPED_BYTES"), "{message}");
+            assert!(budget().peak() <= IN_FLIGHT, "{path}: {}", budget().peak());
+            assert!(budget().peak() <= WRAPPED_CAP, "read up to the cap only: {}", budget().peak());
+            assert_eq!(settled(&server).await, 0, "{path}");
+        }
+
+        // Raw, the same answer streams whole, holding nothing.
+        let peak = budget().peak();
+        for path in ["huge", "huge-chunked"] {
+            let r = raw(
+                &server,
+                "GET",
+                &format!("{prefix}/{path}/4000000"),
+                &[auth, ("X-Paragon-Use-Raw-Response", "1")],
+                b"",
+            );
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.body, huge_json(4_000_000), "{path}");
+        }
+        assert_eq!(budget().peak(), peak, "raw answers are not held");
+        assert_eq!(settled(&server).await, 0);
+    });
+}
+
+/// Opens a proxy request and sends its head (with `Content-Length: length`) and the first
+/// `first` bytes of its body, leaving the rest to [`finish_upload`].
+fn start_upload(
+    server: &Server,
+    path: &str,
+    bearer: &str,
+    length: usize,
+    first: usize,
+) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Past this the test has failed (the old proxy waited for bodies it could not hold).
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: {bearer}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&vec![b'u'; first]).unwrap();
+    s
+}
+
+/// Status and JSON body of the answer on `s`, after sending `rest` more body bytes.
+fn finish_upload(mut s: std::net::TcpStream, rest: usize) -> (u16, Option<String>, Value) {
+    if rest > 0 {
+        s.write_all(&vec![b'u'; rest]).unwrap();
+    }
+    let mut out = Vec::new();
+    if let Err(e) = s.read_to_end(&mut out) {
+        assert!(!out.is_empty(), "no answer: {e}");
+    }
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8(out[..end].to_vec()).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let retry_after = head.lines().find_map(|l| {
+        l.to_ascii_lowercase().strip_prefix("retry-after:").map(|v| v.trim().to_string())
+    });
+    let mut body = out[end + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, retry_after, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Request bodies are held whole (a 401 may be retried after a refresh), so all of them
+/// together are bounded: an upload that would take the bodies held past
+/// `PARA_PROXY_MAX_INFLIGHT_BYTES` gets a 503 at once, before its body is read, and one over
+/// the 16 MB cap a 413 on its `Content-Length`.
+#[test]
+fn concurrent_uploads_past_the_in_flight_bound_are_refused() {
+    let env =
+        [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
+    if !in_child("concurrent_uploads_past_the_in_flight_bound_are_refused", &env) {
+        return;
+    }
+    block_on(async {
+        let (_up, base) = upstream().await;
+        let server = start(&base).await;
+        let ann = token("ann");
+        connect(&server, &ann, BASIC, "ann", "pw-1").await;
+        let bearer = format!("Bearer {ann}");
+        let path = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}/upload");
+        let budget = || server.state.upstream.budget();
+        const SIZE: usize = 1_000_000;
+
+        // Two uploads in flight, each held for its whole length from its head on.
+        let a = start_upload(&server, &path, &bearer, SIZE, 1000);
+        let b = start_upload(&server, &path, &bearer, SIZE, 1000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while budget().held() < 2 * SIZE {
+            assert!(std::time::Instant::now() < deadline, "held: {}", budget().held());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A third does not fit: refused without reading it.
+        let c = start_upload(&server, &path, &bearer, SIZE, 0);
+        let (status, retry, v) =
+            tokio::task::spawn_blocking(move || finish_upload(c, 0)).await.unwrap();
+        assert_eq!(status, 503, "{v}");
+        assert_eq!(v["code"], "proxy_busy", "{v}");
+        assert!(v["message"].as_str().unwrap().contains("PARA_PROXY_MAX_INFLIGHT_BYTES"), "{v}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(budget().held(), 2 * SIZE);
+        // One over the cap of a single body: 413 on its head.
+        let big = start_upload(&server, &path, &bearer, 17 * 1024 * 1024, 0);
+        let (status, _, v) =
+            tokio::task::spawn_blocking(move || finish_upload(big, 0)).await.unwrap();
+        assert_eq!((status, v["code"].as_str()), (413, Some("too_large")), "{v}");
+
+        // The two finish, and what they held is given back.
+        for s in [a, b] {
+            let (status, _, v) =
+                tokio::task::spawn_blocking(move || finish_upload(s, SIZE - 1000)).await.unwrap();
+            assert_eq!((status, v), (200, json!({ "output": { "received": SIZE } })));
+        }
+        assert_eq!(settled(&server).await, 0);
+        assert!(budget().peak() <= IN_FLIGHT, "{}", budget().peak());
+        // Now there is room again.
+        let c = start_upload(&server, &path, &bearer, SIZE, SIZE);
+        let (status, _, _) =
+            tokio::task::spawn_blocking(move || finish_upload(c, 0)).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(settled(&server).await, 0);
+    });
 }

@@ -10,7 +10,7 @@ pub mod runs;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
@@ -24,12 +24,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_run_credential.sql")),
     (7, include_str!("../migrations/0007_configurations.sql")),
     (8, include_str!("../migrations/0008_trigger_state_configuration.sql")),
+    (9, include_str!("../migrations/0009_admin_sessions.sql")),
+    (10, include_str!("../migrations/0010_signed_meta.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database file {0}: {1}")]
+    File(String, std::io::Error),
     #[error("`{0}` is not a database URL para understands")]
     BadUrl(String),
     #[error("stored JSON is corrupt: {0}")]
@@ -63,7 +67,24 @@ pub fn now_ms() -> i64 {
 pub struct ConnectedUser {
     pub user_id: String,
     pub meta: Value,
+    /// The metadata of the user's last verified token (`{}` when none carried any): what
+    /// `PATCH /sdk/me` cannot change.
+    pub signed_meta: Value,
     pub created_at: i64,
+}
+
+/// A `connected_users` row: `user_id, meta, created_at, signed_meta`.
+fn user_row(r: &AnyRow) -> Result<ConnectedUser> {
+    let signed: Option<String> = r.get(3);
+    Ok(ConnectedUser {
+        user_id: r.get(0),
+        meta: json(&r.get::<String, _>(1))?,
+        signed_meta: match signed {
+            Some(text) => json(&text)?,
+            None => Value::Object(Map::new()),
+        },
+        created_at: r.get(2),
+    })
 }
 
 /// A user's credential for one integration. `secret` is the caller's sealed text.
@@ -172,6 +193,11 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(url)
+        {
+            owner_only(&path)?;
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
@@ -265,6 +291,31 @@ impl Store {
 
     // ------------------------------------------------------------ users
 
+    /// Records that the user of a verified token was seen: the token's `meta` (when it carries
+    /// any) replaces the stored metadata, and is kept as the signed metadata, which only a
+    /// token changes. Returns the user.
+    pub async fn touch_signed_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        meta: Option<&Value>,
+    ) -> Result<ConnectedUser> {
+        let user = self.touch_user(project_id, user_id, meta).await?;
+        let signed = meta.cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        if user.signed_meta == signed {
+            return Ok(user);
+        }
+        sqlx::query(
+            "UPDATE connected_users SET signed_meta = $3 WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(signed.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(ConnectedUser { signed_meta: signed, ..user })
+    }
+
     /// Records that the user was seen; `meta` (from the token or the SDK) replaces the stored
     /// metadata when given. Returns the user.
     pub async fn touch_user(
@@ -294,39 +345,24 @@ impl Store {
 
     pub async fn user(&self, project_id: &str, user_id: &str) -> Result<Option<ConnectedUser>> {
         let row = sqlx::query(
-            "SELECT user_id, meta, created_at FROM connected_users WHERE project_id = $1 AND user_id = $2",
+            "SELECT user_id, meta, created_at, signed_meta FROM connected_users WHERE project_id = $1 AND user_id = $2",
         )
         .bind(project_id)
         .bind(user_id)
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|r| {
-            Ok(ConnectedUser {
-                user_id: r.get(0),
-                meta: json(&r.get::<String, _>(1))?,
-                created_at: r.get(2),
-            })
-        })
-        .transpose()
+        row.as_ref().map(user_row).transpose()
     }
 
     /// Every connected user of a project, oldest first (for the dashboard).
     pub async fn users(&self, project_id: &str) -> Result<Vec<ConnectedUser>> {
         let rows = sqlx::query(
-            "SELECT user_id, meta, created_at FROM connected_users WHERE project_id = $1 ORDER BY created_at, user_id",
+            "SELECT user_id, meta, created_at, signed_meta FROM connected_users WHERE project_id = $1 ORDER BY created_at, user_id",
         )
         .bind(project_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConnectedUser {
-                    user_id: r.get(0),
-                    meta: json(&r.get::<String, _>(1))?,
-                    created_at: r.get(2),
-                })
-            })
-            .collect()
+        rows.iter().map(user_row).collect()
     }
 
     // ------------------------------------------------------------ credentials
@@ -916,6 +952,68 @@ impl Store {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    // ------------------------------------------------------------ dashboard sessions
+
+    /// Records a dashboard session (`session_hash`: the SHA-256 of the cookie's value) made
+    /// under the admin key with `key_fingerprint`, valid until `expires_at`; forgets expired
+    /// ones.
+    pub async fn put_admin_session(
+        &self,
+        project_id: &str,
+        session_hash: &str,
+        key_fingerprint: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO admin_sessions (session_hash, project_id, key_fingerprint, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_hash)
+        .bind(project_id)
+        .bind(key_fingerprint)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether a dashboard session is current: recorded, unexpired, of this project and made
+    /// under the admin key with `key_fingerprint`.
+    pub async fn admin_session(
+        &self,
+        project_id: &str,
+        session_hash: &str,
+        key_fingerprint: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM admin_sessions WHERE session_hash = $1 AND project_id = $2
+             AND key_fingerprint = $3 AND expires_at > $4",
+        )
+        .bind(session_hash)
+        .bind(project_id)
+        .bind(key_fingerprint)
+        .bind(now_ms())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Ends a dashboard session.
+    pub async fn delete_admin_session(&self, project_id: &str, session_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE session_hash = $1 AND project_id = $2")
+            .bind(session_hash)
+            .bind(project_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ------------------------------------------------------------ refresh lease
 
     /// Takes the refresh lease of a credential until `until_ms` if nobody holds it: true when
@@ -941,6 +1039,45 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The file of a `sqlite:` URL (`sqlite://path/para.db?…`, `sqlite:para.db`); none in memory.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Makes the database file, and SQLite's `-wal` and `-shm` files beside it, readable by their
+/// owner only: they hold users' metadata, sealed secrets and run journals. A new file is
+/// created so (SQLite gives the files it adds the main file's mode); existing ones are
+/// tightened.
+fn owner_only(path: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::File(path.display().to_string(), e))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| StoreError::File(file.display().to_string(), e))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A migration's statements: comments dropped first (they may hold `;`), then split at `;`.
@@ -1197,6 +1334,43 @@ mod tests {
         assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
         assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
         assert!(s.take_oauth_state("never").await.unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("para.db");
+        let mode = |suffix: &str| {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o777
+        };
+        let s = Store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        s.touch_user("p", "ann", None).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o600, "para.db{suffix}");
+        }
+        drop(s);
+        // A file an older version left world-readable is tightened when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = Store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert_eq!(mode(""), 0o600);
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite:rel.db?mode=ro"), Some("rel.db".into()));
+    }
+
+    #[tokio::test]
+    async fn admin_sessions_expire_end_and_belong_to_one_key_and_project() {
+        let (_dir, s) = store().await;
+        s.put_admin_session("p", "h1", "fp", now_ms() + 60_000).await.unwrap();
+        s.put_admin_session("p", "old", "fp", now_ms() - 1).await.unwrap();
+        assert!(s.admin_session("p", "h1", "fp").await.unwrap());
+        assert!(!s.admin_session("p", "h1", "other-key").await.unwrap(), "a new admin key ends it");
+        assert!(!s.admin_session("q", "h1", "fp").await.unwrap(), "another project's");
+        assert!(!s.admin_session("p", "old", "fp").await.unwrap(), "expired");
+        s.delete_admin_session("p", "h1").await.unwrap();
+        assert!(!s.admin_session("p", "h1", "fp").await.unwrap(), "signed out");
     }
 
     #[tokio::test]

@@ -155,6 +155,13 @@ impl Setup {
             admin_key: std::env::var("PARA_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
             oauth_clients,
             header_timeout: ServerConfig::HEADER_TIMEOUT,
+            limits: para_server::limits::Limits::from_env().map_err(|message| {
+                output::error(
+                    message,
+                    Some("every setting is listed in docs/security.md § Limits"),
+                );
+                commands::USAGE
+            })?,
         };
         Ok(Setup { listener, database, config, verifier, secrets })
     }

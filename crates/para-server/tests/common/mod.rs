@@ -77,7 +77,27 @@ pub async fn start_with(
     oauth_clients: BTreeMap<String, OAuthClient>,
     engine: para_server::engine::EngineConfig,
 ) -> Server {
-    start_configured(build, database, oauth_clients, engine, ServerConfig::HEADER_TIMEOUT).await
+    start_configured(
+        build,
+        database,
+        oauth_clients,
+        engine,
+        ServerConfig::HEADER_TIMEOUT,
+        Default::default(),
+    )
+    .await
+}
+
+/// [`start`] with the server's limits given.
+pub async fn start_limited(
+    build: para_build::Build,
+    database: &str,
+    oauth_clients: BTreeMap<String, OAuthClient>,
+    limits: para_server::limits::Limits,
+) -> Server {
+    let engine = para_server::engine::EngineConfig::from_env();
+    start_configured(build, database, oauth_clients, engine, ServerConfig::HEADER_TIMEOUT, limits)
+        .await
 }
 
 /// [`start`] with connections closed after `header_timeout` of waiting.
@@ -88,7 +108,8 @@ pub async fn start_timed(
     header_timeout: std::time::Duration,
 ) -> Server {
     let engine = para_server::engine::EngineConfig::from_env();
-    start_configured(build, database, oauth_clients, engine, header_timeout).await
+    start_configured(build, database, oauth_clients, engine, header_timeout, Default::default())
+        .await
 }
 
 async fn start_configured(
@@ -97,6 +118,7 @@ async fn start_configured(
     oauth_clients: BTreeMap<String, OAuthClient>,
     engine: para_server::engine::EngineConfig,
     header_timeout: std::time::Duration,
+    limits: para_server::limits::Limits,
 ) -> Server {
     let (store, verifier, secrets) = essentials(database).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -108,6 +130,7 @@ async fn start_configured(
         admin_key: None,
         oauth_clients,
         header_timeout,
+        limits,
     };
     let project = build.project.project_id.clone().unwrap_or_default();
     let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
