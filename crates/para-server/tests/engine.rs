@@ -959,12 +959,13 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let dir = tempfile::tempdir().unwrap();
     let asana = ("asana", oauth_app(format!("{api}/asana")));
     let s = serve_build(build, dir.path(), asana, Some(200)).await;
-    connect(&s, "ann", "asana").await;
     fn project(configuration: &str) -> para_store::SettingsScope<'_> {
         para_store::SettingsScope { configuration, ..shared_scope("asana") }
     }
     let store = &s.state.store;
+    // The setting first: the poller may poll as soon as the account is connected.
     store.put_settings(project(""), None, Some(&json!({ "asana-project": "p 1" }))).await.unwrap();
+    connect(&s, "ann", "asana").await;
 
     // The first poll only records what is there.
     let wait_polls = |n: usize| {
