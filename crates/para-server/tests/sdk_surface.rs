@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use common::client;
+use common::{client, token};
 use serde_json::{Value, json};
 
 const ORIGIN: &str = "https://app.example";
@@ -92,4 +92,198 @@ async fn patched_metadata_survives_the_token_and_a_changed_claim_wins() {
     assert_eq!(status, 200);
     let (_, me) = s.call("GET", "/sdk/me", &moved, None).await;
     assert_eq!(me["meta"]["team"], "b");
+}
+
+/// Bad patches are refused with the API's error shape and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_metadata_patches_answer_json_errors() {
+    let (_dir, s) = common::start_fresh(common::build("p-meta-bad", json!({}))).await;
+    let ann = token_with_meta("ann", json!({ "plan": "pro" }), 3600);
+    let url = s.url("/sdk/me");
+    let (status, headers, body) = from_page("PATCH", &url, None, Some(r#"{"meta":{"a":1}}"#)).await;
+    assert_api_error(status, &headers, &body, 401);
+    for (bad, want) in [
+        (r#"{"meta":["a"]}"#, 400),
+        (r#"{"meta":"x"}"#, 400),
+        (r#"{"meta":{"a":1}"#, 400),
+        (r#"{"other":{}}"#, 422),
+        ("", 400),
+    ] {
+        let (status, headers, body) = from_page("PATCH", &url, Some(&ann), Some(bad)).await;
+        assert_api_error(status, &headers, &body, want);
+    }
+    let large = json!({ "meta": { "blob": "x".repeat(70 * 1024) } }).to_string();
+    let (status, headers, body) = from_page("PATCH", &url, Some(&ann), Some(&large)).await;
+    assert_api_error(status, &headers, &body, 413);
+    assert_eq!(body["code"], "meta_too_large");
+    let huge = json!({ "meta": { "blob": "x".repeat(3 * 1024 * 1024) } }).to_string();
+    let (status, headers, body) = from_page("PATCH", &url, Some(&ann), Some(&huge)).await;
+    assert_api_error(status, &headers, &body, 413);
+    // Without `Content-Type: application/json`.
+    let res = client()
+        .patch(&url)
+        .header("origin", ORIGIN)
+        .header("authorization", format!("Bearer {ann}"))
+        .body(r#"{"meta":{"a":1}}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    let body: Value = res.json().await.unwrap();
+    assert_api_error(status, &headers, &body, 415);
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    assert_eq!(me["meta"], json!({ "plan": "pro" }), "nothing was written");
+}
+
+/// Paths no route serves, methods a route does not serve and preflights of any API path answer
+/// with CORS and a JSON body; requests without an origin get the JSON without CORS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_and_methods_answer_json_with_cors() {
+    let (_dir, s) = common::start_fresh(common::build("p-404", json!({}))).await;
+    let ann = token("ann");
+    for path in [s.url("/nothing/here"), format!("{}/nope", s.base), s.url("/sdk/me/extra")] {
+        let (status, headers, body) = from_page("GET", &path, Some(&ann), None).await;
+        assert_api_error(status, &headers, &body, 404);
+        assert!(body["message"].as_str().unwrap().contains("no route `GET"), "{body}");
+        let pre = client()
+            .request(reqwest::Method::OPTIONS, &path)
+            .header("origin", ORIGIN)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pre.status(), 204, "{path}");
+        assert_eq!(pre.headers()["access-control-allow-origin"], ORIGIN);
+    }
+    let (status, headers, body) = from_page("PUT", &s.url("/sdk/me"), Some(&ann), None).await;
+    assert_api_error(status, &headers, &body, 405);
+    assert_eq!(body["code"], "method_not_allowed");
+    let allow = headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
+    let (status, headers, body) =
+        from_page("DELETE", &format!("{}/healthz", s.base), None, None).await;
+    assert_api_error(status, &headers, &body, 405);
+    // An extractor's rejection (a query string that does not parse) is JSON too.
+    let twice = format!("{}/projects/{}/triggers?integrations=a&integrations=b", s.base, s.project);
+    let (status, headers, body) = from_page("GET", &twice, Some(&ann), None).await;
+    assert_api_error(status, &headers, &body, 400);
+    assert!(body["message"].as_str().unwrap().contains("integrations"), "{body}");
+    // Without an origin: JSON, no CORS headers.
+    let res = client().get(format!("{}/nope", s.base)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    // The pages keep their own answers (no CORS), but a wrong method is JSON too.
+    let res = client().post(format!("{}/ui", s.base)).header("origin", ORIGIN).send().await;
+    let res = res.unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+fn catalog(key: &str, name: &str, active: bool) -> Value {
+    json!({
+        "key": key, "kind": "catalog", "name": name, "source": format!("src/integrations/{key}"),
+        "config": { "description": null, "overview": null, "showWatermark": true, "active": active,
+                    "workflowDisplayOrder": [] },
+        "inputs": [], "workflows": {}, "customTriggers": {}
+    })
+}
+
+fn triggers_build() -> para_build::Build {
+    let mut custom = common::custom("custom.shop", "basic", json!({ "type": "none" }), Value::Null);
+    custom["customTriggers"] = json!({ "ct-order": { "name": "Order shipped", "description": "An order left the warehouse." } });
+    common::build(
+        "p-triggers",
+        json!({
+            "gmail": catalog("gmail", "Gmail", true),
+            "activecampaign": catalog("activecampaign", "ActiveCampaign", true),
+            "slack": catalog("slack", "Slack", false),
+            "custom.shop": custom,
+        }),
+    )
+}
+
+/// `getTriggers(type)`: the catalog's polling and webhook triggers and the project's custom
+/// triggers, in `GetTriggerTypesResponse`'s shape; names the project does not serve are in
+/// `errors`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_types_are_served_in_the_sdks_shape() {
+    let (_dir, s) = common::start_fresh(triggers_build()).await;
+    let ann = token("ann");
+    let url = |q: &str| format!("{}/projects/{}/triggers?integrations={q}", s.base, s.project);
+    let (status, headers, body) = from_page("GET", &url("gmail"), Some(&ann), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["access-control-allow-origin"], ORIGIN);
+    assert!(body.get("errors").is_none(), "{body}");
+    let gmail = body["triggers"]["gmail"].as_array().unwrap();
+    assert_eq!(body["triggers"].as_object().unwrap().len(), 1);
+    let search = gmail
+        .iter()
+        .find(|t| t["type"] == "GMAIL_TRIGGER_NEW_EMAIL_MATCHING_SEARCH")
+        .expect("the search trigger");
+    assert_eq!(search["triggerModel"], "POLLING");
+    assert_eq!(search["title"], "New email matching search");
+    assert!(search["description"].is_string());
+    assert_eq!(
+        search["parameters"],
+        json!([{ "id": "query", "title": "Query", "type": "TEXT", "required": true,
+                 "subtitle": "Gmail search syntax, e.g. `from:billing@acme.com`" }])
+    );
+    for t in gmail {
+        for key in ["type", "triggerModel", "title", "description"] {
+            assert!(t[key].is_string(), "{key} of {t}");
+        }
+        assert!(t["parameters"].is_array(), "{t}");
+    }
+
+    let (_, _, body) =
+        from_page("GET", &url("activecampaign,custom.shop,slack,nope"), Some(&ann), None).await;
+    let webhook = &body["triggers"]["activecampaign"][0];
+    assert_eq!(webhook["triggerModel"], "WEBHOOK", "{body}");
+    assert_eq!(webhook["parameters"][0]["required"], false);
+    assert_eq!(
+        body["triggers"]["custom.shop"],
+        json!([{ "type": "ct-order", "triggerModel": "WEBHOOK", "title": "Order shipped",
+                 "description": "An order left the warehouse.", "parameters": [] }])
+    );
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{body}");
+    assert_eq!(errors[0]["type"], "slack", "inactive");
+    assert_eq!(errors[1]["type"], "nope");
+    assert!(errors[1]["message"].as_str().unwrap().contains("no integration `nope`"));
+    assert!(body["triggers"].get("slack").is_none());
+
+    // No token, another project's path, too many names.
+    let (status, headers, body) = from_page("GET", &url("gmail"), None, None).await;
+    assert_api_error(status, &headers, &body, 401);
+    let other = format!("{}/projects/other/triggers?integrations=gmail", s.base);
+    let (status, headers, body) = from_page("GET", &other, Some(&ann), None).await;
+    assert_api_error(status, &headers, &body, 401);
+    let many = vec!["gmail"; 101].join(",");
+    let (status, headers, body) = from_page("GET", &url(&many), Some(&ann), None).await;
+    assert_api_error(status, &headers, &body, 400);
+}
+
+/// The URL `getCustomWebhookUserManualUrl` forms answers why nothing is received there yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_webhook_url_answers_a_clear_error() {
+    let (_dir, s) = common::start_fresh(triggers_build()).await;
+    let url = format!(
+        "{}/triggers/connect/{}/3f1e0c3b-0000-4000-8000-000000000000/custom-triggers/undefined?id=c1",
+        s.base, s.project
+    );
+    for method in ["GET", "POST"] {
+        let (status, headers, body) = from_page(method, &url, None, Some("{}")).await;
+        assert_api_error(status, &headers, &body, 501);
+        assert_eq!(body["code"], "custom_webhooks_unsupported");
+        assert!(body["message"].as_str().unwrap().contains("custom webhook"), "{body}");
+    }
+    let other = url.replace(&format!("/connect/{}/", s.project), "/connect/other/");
+    let (status, headers, body) = from_page("POST", &other, None, Some("{}")).await;
+    assert_api_error(status, &headers, &body, 404);
 }
