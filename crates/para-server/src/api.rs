@@ -122,7 +122,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         "userId": user.user_id,
         "meta": user.meta,
         "integrations": integrations,
-        "resources": [],
+        "resources": crate::resources::user_resources(&build, &credentials),
     }))
 }
 

@@ -27,6 +27,7 @@ mod portal;
 mod portal_ui;
 mod proxy;
 mod refresh;
+mod resources;
 mod server;
 pub mod settings;
 mod state;
@@ -62,6 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(history::routes())
         .merge(triggers::routes())
         .merge(trigger_types::routes())
+        .merge(resources::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_rejections))

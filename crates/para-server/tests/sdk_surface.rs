@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use common::{client, token};
 use serde_json::{Value, json};
 
@@ -286,4 +286,140 @@ async fn the_custom_webhook_url_answers_a_clear_error() {
     let other = url.replace(&format!("/connect/{}/", s.project), "/connect/other/");
     let (status, headers, body) = from_page("POST", &other, None, Some("{}")).await;
     assert_api_error(status, &headers, &body, 404);
+}
+
+const CRM: &str = "f00dbabe-0000-4000-8000-000000000001";
+const WAREHOUSE: &str = "f00dbabe-0000-4000-8000-000000000002";
+const BARE: &str = "f00dbabe-0000-4000-8000-000000000003";
+
+/// A loopback API: `GET /api/me` answers 200 to `X-Api-Key: good`, 401 otherwise.
+async fn crm_api() -> String {
+    async fn me(headers: HeaderMap) -> (StatusCode, &'static str) {
+        if headers.get("x-api-key").is_some_and(|v| v == "good") {
+            (StatusCode::OK, r#"{"id":"acct-1"}"#)
+        } else {
+            (StatusCode::UNAUTHORIZED, r#"{"error":"bad key"}"#)
+        }
+    }
+    let app = axum::Router::new().route("/api/me", axum::routing::get(me));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+fn resources_build(api_base: &str) -> para_build::Build {
+    let mut doc = serde_json::to_value(common::build("p-resources", json!({}))).unwrap();
+    doc["resources"] = json!({
+        CRM: {
+            "id": CRM, "name": "Internal CRM", "level": "user", "source": "src/resources/crm/config.ts",
+            "configs": {
+                "authorizationConfig": { "type": "VALUE", "value": { "type": "api_key", "userInputs": ["apiKey"] } },
+                "requestConfig": { "type": "OBJECT", "entries": [
+                    { "key": "apiBaseUrl", "source": { "type": "VALUE", "value": format!("{api_base}/api") } },
+                    { "key": "authentication", "source": { "type": "OBJECT", "entries": [
+                        { "key": "type", "source": { "type": "VALUE", "value": "auth_header" } },
+                        { "key": "headers", "source": { "type": "OBJECT", "entries": [
+                            { "key": "X-Api-Key", "source": { "type": "TOKENIZED", "parts": [
+                                { "type": "RESOURCE_INPUT", "key": "apiKey" } ] } } ] } } ] } } ] },
+                "testRequestConfig": { "type": "VALUE", "value": { "url": "/me", "method": "GET", "params": {}, "headers": {} } }
+            }
+        },
+        WAREHOUSE: { "id": WAREHOUSE, "name": "Warehouse", "level": "app",
+                     "source": "src/resources/warehouse/config.ts", "configs": {} },
+        BARE: { "id": BARE, "name": "Bare", "level": "user", "source": "src/resources/bare/config.ts",
+                "configs": { "requestConfig": { "type": "VALUE", "value": { "apiBaseUrl": "https://bare.example" } } } },
+    });
+    serde_json::from_value(doc).unwrap()
+}
+
+/// `/sdk/me` lists the project's resources as `SDKResourceState`; `connectAction` stores the
+/// resource's inputs as a credential of it, tested against its test request, one per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_listed_and_connected_with_their_inputs() {
+    let api = crm_api().await;
+    let (_dir, s) = common::start_fresh(resources_build(&api)).await;
+    let ann = token("ann");
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let resources = me["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 3, "{me}");
+    let crm = resources.iter().find(|r| r["id"] == CRM).unwrap();
+    assert_eq!(crm["slug"], "crm");
+    assert!(crm["integrationId"].is_string());
+    assert!(crm.get("credentialId").is_none());
+
+    let connect = format!("/sdk/resources/{CRM}/connect");
+    let (status, credential) =
+        s.call("POST", &connect, &ann, Some(json!({ "apiKey": "good" }))).await;
+    assert_eq!(status, 200, "{credential}");
+    assert_eq!(credential["status"], "VALID", "{credential}");
+    assert!(credential["configurations"].is_array());
+    assert!(!credential.to_string().contains("good"), "the input is never sent back");
+    let stored = s.state.store.credential(&s.project, "ann", credential["id"].as_str().unwrap());
+    let stored = stored.await.unwrap().unwrap();
+    assert!(stored.secret.starts_with("v1:") && !stored.secret.contains("good"));
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let crm = me["resources"].as_array().unwrap().iter().find(|r| r["id"] == CRM).unwrap().clone();
+    assert_eq!(crm["credentialId"], credential["id"]);
+    assert_eq!(crm["credentialStatus"], "VALID");
+    // Another user sees the resource, not Ann's credential.
+    let (_, me) = s.call("GET", "/sdk/me", &token("bob"), None).await;
+    let bobs = me["resources"].as_array().unwrap().iter().find(|r| r["id"] == CRM).unwrap().clone();
+    assert!(bobs.get("credentialId").is_none(), "{bobs}");
+
+    // A key the API refuses: stored INVALID with the reason, replacing the earlier one.
+    let (status, refused) = s.call("POST", &connect, &ann, Some(json!({ "apiKey": "bad" }))).await;
+    assert_eq!((status, &refused["status"]), (200, &json!("INVALID")), "{refused}");
+    assert!(refused["statusReason"].as_str().unwrap().contains("401"), "{refused}");
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let crm = me["resources"].as_array().unwrap().iter().find(|r| r["id"] == CRM).unwrap().clone();
+    assert_eq!(
+        (&crm["credentialId"], &crm["credentialStatus"]),
+        (&refused["id"], &json!("INVALID"))
+    );
+    assert!(
+        s.state
+            .store
+            .credential(&s.project, "ann", credential["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // What an attacker or a slip sends.
+    let url = s.url(&connect);
+    for (bad, want) in [
+        (r#"{}"#, 400),
+        (r#"{"apiKey":""}"#, 400),
+        (r#"{"apiKey":7}"#, 400),
+        (r#"{"apiKey":"good","admin":true}"#, 400),
+        (r#"["good"]"#, 400),
+        (r#"{"apiKey":"#, 400),
+    ] {
+        let (status, headers, body) = from_page("POST", &url, Some(&ann), Some(bad)).await;
+        assert_api_error(status, &headers, &body, want);
+    }
+    let long = json!({ "apiKey": "k".repeat(5000) }).to_string();
+    let (status, headers, body) = from_page("POST", &url, Some(&ann), Some(&long)).await;
+    assert_api_error(status, &headers, &body, 400);
+    let (status, headers, body) = from_page("POST", &url, None, Some(r#"{"apiKey":"good"}"#)).await;
+    assert_api_error(status, &headers, &body, 401);
+    let other = format!("{}/projects/other/sdk/resources/{CRM}/connect", s.base);
+    let (status, headers, body) = from_page("POST", &other, Some(&ann), Some("{}")).await;
+    assert_api_error(status, &headers, &body, 401);
+    let unknown = s.url("/sdk/resources/nope/connect");
+    let (status, headers, body) = from_page("POST", &unknown, Some(&ann), Some("{}")).await;
+    assert_api_error(status, &headers, &body, 404);
+    let app = s.url(&format!("/sdk/resources/{WAREHOUSE}/connect"));
+    let (status, headers, body) = from_page("POST", &app, Some(&ann), Some("{}")).await;
+    assert_api_error(status, &headers, &body, 400);
+    assert!(body["message"].as_str().unwrap().contains("app-level"), "{body}");
+    let bare = s.url(&format!("/sdk/resources/{BARE}/connect"));
+    let (status, headers, body) = from_page("POST", &bare, Some(&ann), Some("{}")).await;
+    assert_api_error(status, &headers, &body, 422);
+    assert!(body["message"].as_str().unwrap().contains("userInputs"), "{body}");
+    // Still only the one credential of Ann's.
+    let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
+    let crm = me["resources"].as_array().unwrap().iter().find(|r| r["id"] == CRM).unwrap().clone();
+    assert_eq!(crm["credentialId"], refused["id"]);
 }
