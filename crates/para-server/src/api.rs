@@ -122,7 +122,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         "userId": user.user_id,
         "meta": user.meta,
         "integrations": integrations,
-        "resources": [],
+        "resources": crate::resources::user_resources(&build, &credentials),
     }))
 }
 
@@ -258,21 +258,40 @@ pub async fn credential_view(
     Ok(credential_json(c, build.integrations.get(&c.integration), &settings?, &rows?))
 }
 
+/// The longest metadata `PATCH /sdk/me` leaves stored, in bytes of JSON.
+const MAX_META_LEN: usize = 64 * 1024;
+
 #[derive(Deserialize)]
 struct PatchMe {
     meta: Value,
 }
 
+/// `PATCH /sdk/me {meta}` (`setUserMetadata`, `authenticate(…, {metadata})`): each key given
+/// replaces that key of the stored metadata, the others stay (the SDK keeps
+/// `{...stored, ...patched}` itself); a token seen again does not undo it (`touch_signed_user`).
 async fn patch_me(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Json(body): Json<PatchMe>,
 ) -> Api {
-    if !body.meta.is_object() {
+    let Value::Object(patch) = &body.meta else {
         return Err(ApiError::bad_request("`meta` must be a JSON object"));
-    }
-    let updated =
-        state.store.touch_user(&state.project_id, &user.user_id, Some(&body.meta)).await?;
+    };
+    let updated = state
+        .store
+        .merge_user_meta(&state.project_id, &user.user_id, patch, MAX_META_LEN)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "meta_too_large",
+                format!(
+                    "the user's metadata would exceed {} KiB of JSON with this patch: keep \
+                     large data in your app and put only ids in the metadata (setUserMetadata)",
+                    MAX_META_LEN / 1024
+                ),
+            )
+        })?;
     state.seen_users.forget(&user.user_id);
     let user =
         SdkUser { user_id: updated.user_id, meta: updated.meta, signed_meta: updated.signed_meta };

@@ -1,7 +1,7 @@
 //! API errors: a status and a JSON body `{ "message": …, "code": … }` the SDK can show.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 #[derive(Debug)]
@@ -46,4 +46,66 @@ impl From<para_store::StoreError> for ApiError {
             "the server could not read or write its database",
         )
     }
+}
+
+/// The answer to a path no route serves: JSON, so the SDK shows the reason rather than "Failed
+/// to fetch" (CORS headers are added around it like on every Connect API answer).
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route `{method} {}` on this Paragraph server: the Connect API is served under \
+         /projects/<project id>/sdk/… (docs/server.md lists every route)",
+        uri.path()
+    ))
+}
+
+/// The answer to a route called with a method it does not serve (axum adds `Allow`).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("`{}` does not answer {method}: see docs/server.md for its methods", uri.path()),
+    )
+}
+
+/// Turns the plain-text error answers axum's extractors give (a body that is not JSON, a bad
+/// query string or path, a body too large) into the API's JSON error shape, keeping their
+/// status, text and other headers. Answers that are already JSON, HTML or successful pass
+/// untouched; only error answers are ever read here.
+pub async fn json_rejections(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are a line or two; a longer body is not read, its status's reason is said.
+    let text = axum::body::to_bytes(body, 8 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("the request failed").to_string(),
+        t => t.to_string(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        _ if status.is_client_error() => "bad_request",
+        _ => "server_error",
+    };
+    let json = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (json_parts, body) = json.into_parts();
+    for (name, value) in &json_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
 }

@@ -27,9 +27,11 @@ mod portal;
 mod portal_ui;
 mod proxy;
 mod refresh;
+mod resources;
 mod server;
 pub mod settings;
 mod state;
+mod trigger_types;
 mod triggers;
 mod upstream;
 
@@ -42,17 +44,29 @@ pub use error::ApiError;
 pub use state::{AppState, OAuthClient, ServerConfig, env_key};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
+///
+/// Everything but the pages answers like the Connect API: a path no route serves (the
+/// fallback), a method a route does not serve and an extractor's rejection all answer in the
+/// API's JSON error shape, with CORS (and preflights answered) like every API route, so the
+/// SDK in a browser reads the reason instead of "Failed to fetch". The pages (portal,
+/// dashboard) get no CORS; a wrong method there answers in JSON too.
 pub fn router(state: Arc<AppState>) -> Router {
     let pages = portal::routes()
         .merge(portal_ui::routes())
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());
     api::routes()
         .merge(configurations::routes())
         .merge(oauth::routes())
         .merge(history::routes())
         .merge(triggers::routes())
+        .merge(trigger_types::routes())
+        .merge(resources::routes())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::map_response(error::json_rejections))
         .with_state(state)
         .layer(cors::CorsLayer)
         .merge(pages)

@@ -182,6 +182,16 @@
     invoke('closePortal').catch(() => {});
   }
 
+  // The SDK reports installs, uninstalls, opening and closing itself (from the methods invoked
+  // here), but a workflow's change only when its portal says so: its onWorkflowChange
+  // listeners and connect()'s callback get { integrationId, workflowId, workflowStateChange }.
+  function workflowChanged(integration, type, workflowId, change) {
+    invoke('triggerSDKEvent', {
+      type: 'onWorkflowChange', integrationId: integration.id, integrationType: type,
+      workflowId, workflowStateChange: change,
+    }).catch(() => {});
+  }
+
   // ── Connecting over OAuth ──────────────────────────────────────────────────────────────────
   // As the SDK does in headless mode, but from this page: the popup opens on the click here (the
   // SDK only opens it itself when no values are asked before signing in), the server's nonce
@@ -604,6 +614,7 @@
                 const on = event.target.checked;
                 act(on ? 'Enabling…' : 'Disabling…', async () => {
                   await invoke(on ? 'enableWorkflow' : 'disableWorkflow', workflow.id, {});
+                  workflowChanged(integration, type, workflow.id, { enabled: on });
                   return null;
                 });
               },
@@ -616,7 +627,13 @@
               class: 'ui-workflow-settings', 'data-workflow-settings': workflow.id, novalidate: true,
               onsubmit: (event) => {
                 event.preventDefault();
-                saveSettings(inputs, workflow.id, (values) => invoke('updateWorkflowUserSettings', type, workflow.id, values),
+                saveSettings(inputs, workflow.id, async (values) => {
+                  const result = await invoke('updateWorkflowUserSettings', type, workflow.id, values);
+                  if (!(result && result.errors && result.errors.length > 0)) {
+                    workflowChanged(integration, type, workflow.id, { settings: values });
+                  }
+                  return result;
+                },
                   `Settings of “${workflow.description || workflow.id}” saved.`);
               },
             }, inputs.map((input) => field(input, values[input.id], workflow.id)),

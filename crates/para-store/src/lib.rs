@@ -73,6 +73,23 @@ pub struct ConnectedUser {
     pub created_at: i64,
 }
 
+/// `stored` with the claims of `signed` whose value differs from `last_signed`'s (a claim of a
+/// token seen again is not applied twice, so what was patched since stays).
+fn with_new_claims(stored: &Value, last_signed: &Value, signed: &Value) -> Value {
+    let mut meta = match stored {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Value::Object(claims) = signed {
+        for (key, value) in claims {
+            if last_signed.get(key) != Some(value) {
+                meta.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    Value::Object(meta)
+}
+
 /// A `connected_users` row: `user_id, meta, created_at, signed_meta`.
 fn user_row(r: &AnyRow) -> Result<ConnectedUser> {
     let signed: Option<String> = r.get(3);
@@ -291,33 +308,121 @@ impl Store {
 
     // ------------------------------------------------------------ users
 
-    /// Records that the user of a verified token was seen: the token's `meta` (when it carries
-    /// any) replaces the stored metadata, and is kept as the signed metadata, which only a
-    /// token changes. Returns the user.
+    /// Records that the user of a verified token was seen, with the token's `meta` (`None`:
+    /// the token carried none). The token's metadata is kept as the signed metadata, which
+    /// only a token changes. The stored metadata takes the claims that are new: on first sight
+    /// all of them, later only those whose value differs from the last verified token's
+    /// (a claim the token no longer carries is left as stored). So a token seen again does
+    /// not undo what [`Store::merge_user_meta`] (`PATCH /sdk/me`) set, and a token whose claim
+    /// changed overrides it for that key. Returns the user.
     pub async fn touch_signed_user(
         &self,
         project_id: &str,
         user_id: &str,
         meta: Option<&Value>,
     ) -> Result<ConnectedUser> {
-        let user = self.touch_user(project_id, user_id, meta).await?;
         let signed = meta.cloned().unwrap_or_else(|| Value::Object(Map::new()));
-        if user.signed_meta == signed {
-            return Ok(user);
-        }
+        let mut tx = self.pool.begin().await?;
+        // A write first, so that on SQLite the transaction holds the write lock from its start
+        // (a read that later writes could fail to upgrade). On first sight the claims are the
+        // metadata.
         sqlx::query(
-            "UPDATE connected_users SET signed_meta = $3 WHERE project_id = $1 AND user_id = $2",
+            "INSERT INTO connected_users (project_id, user_id, meta, created_at, updated_at, signed_meta)
+             VALUES ($1, $2, $3, $4, $4, $3)
+             ON CONFLICT (project_id, user_id) DO UPDATE SET updated_at = excluded.updated_at",
         )
         .bind(project_id)
         .bind(user_id)
         .bind(signed.to_string())
-        .execute(&self.pool)
+        .bind(now_ms())
+        .execute(&mut *tx)
         .await?;
-        Ok(ConnectedUser { signed_meta: signed, ..user })
+        let user = self.user_for_update(&mut tx, project_id, user_id).await?;
+        let meta = with_new_claims(&user.meta, &user.signed_meta, &signed);
+        if meta == user.meta && signed == user.signed_meta {
+            tx.commit().await?;
+            return Ok(user);
+        }
+        sqlx::query(
+            "UPDATE connected_users SET meta = $3, signed_meta = $4 WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(meta.to_string())
+        .bind(signed.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ConnectedUser { meta, signed_meta: signed, ..user })
     }
 
-    /// Records that the user was seen; `meta` (from the token or the SDK) replaces the stored
-    /// metadata when given. Returns the user.
+    /// `PATCH /sdk/me {meta}`: each top-level key of `patch` replaces that key of the stored
+    /// metadata (a `null` value is stored as `null`); keys not in `patch` are kept. The signed
+    /// metadata is untouched. Returns the user, or `None` (nothing written) when the merged
+    /// metadata would be longer than `max_len` bytes of JSON.
+    pub async fn merge_user_meta(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        patch: &Map<String, Value>,
+        max_len: usize,
+    ) -> Result<Option<ConnectedUser>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO connected_users (project_id, user_id, meta, created_at, updated_at)
+             VALUES ($1, $2, '{}', $3, $3)
+             ON CONFLICT (project_id, user_id) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let user = self.user_for_update(&mut tx, project_id, user_id).await?;
+        let mut meta = match &user.meta {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        for (key, value) in patch {
+            meta.insert(key.clone(), value.clone());
+        }
+        let meta = Value::Object(meta);
+        let text = meta.to_string();
+        if text.len() > max_len {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE connected_users SET meta = $3 WHERE project_id = $1 AND user_id = $2")
+            .bind(project_id)
+            .bind(user_id)
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(ConnectedUser { meta, ..user }))
+    }
+
+    /// The user's row inside `tx`, locked until it ends on PostgreSQL (SQLite has one writer).
+    async fn user_for_update(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<ConnectedUser> {
+        let query = match self.backend {
+            Backend::Postgres => {
+                "SELECT user_id, meta, created_at, signed_meta FROM connected_users WHERE project_id = $1 AND user_id = $2 FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT user_id, meta, created_at, signed_meta FROM connected_users WHERE project_id = $1 AND user_id = $2"
+            }
+        };
+        let row = sqlx::query(query).bind(project_id).bind(user_id).fetch_one(&mut **tx).await?;
+        user_row(&row)
+    }
+
+    /// Records that the user was seen; `meta` replaces the stored metadata when given (for
+    /// callers that set it whole: `para run`, tests). Returns the user.
     pub async fn touch_user(
         &self,
         project_id: &str,
@@ -1152,6 +1257,45 @@ mod tests {
         s.touch_user("p", "bob", None).await.unwrap();
         assert_eq!(s.users("p").await.unwrap().len(), 2);
         assert!(s.user("other", "alice").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_token_seen_again_keeps_patched_metadata_and_a_changed_claim_wins() {
+        let (_dir, s) = store().await;
+        let claims = json!({"plan": "pro", "team": "a"});
+        let u = s.touch_signed_user("p", "ann", Some(&claims)).await.unwrap();
+        assert_eq!((&u.meta, &u.signed_meta), (&claims, &claims));
+        let patch = json!({"Name": "Ann", "plan": "trial"});
+        let u = s.merge_user_meta("p", "ann", patch.as_object().unwrap(), 1000).await.unwrap();
+        assert_eq!(u.unwrap().meta, json!({"Name": "Ann", "plan": "trial", "team": "a"}));
+        let u = s.user("p", "ann").await.unwrap().unwrap();
+        assert_eq!(u.signed_meta, claims, "a patch never changes the signed metadata");
+        // Too long once merged: refused, nothing written.
+        let big = json!({ "blob": "x".repeat(1000) });
+        assert!(
+            s.merge_user_meta("p", "ann", big.as_object().unwrap(), 1000).await.unwrap().is_none()
+        );
+        assert_eq!(s.user("p", "ann").await.unwrap().unwrap().meta, u.meta);
+        // The same claims again (the same token, or a new one saying the same): kept as patched.
+        let u = s.touch_signed_user("p", "ann", Some(&claims)).await.unwrap();
+        assert_eq!(u.meta, json!({"Name": "Ann", "plan": "trial", "team": "a"}));
+        assert_eq!(s.user("p", "ann").await.unwrap().unwrap().meta, u.meta);
+        // A token whose `team` changed: that claim wins; `plan`, unchanged, stays as patched.
+        let u = s.touch_signed_user("p", "ann", Some(&json!({"plan": "pro", "team": "b"}))).await;
+        let u = u.unwrap();
+        assert_eq!(u.meta, json!({"Name": "Ann", "plan": "trial", "team": "b"}));
+        assert_eq!(u.signed_meta, json!({"plan": "pro", "team": "b"}));
+        // A token without metadata changes nothing stored but the signed metadata.
+        let u = s.touch_signed_user("p", "ann", None).await.unwrap();
+        assert_eq!(u.meta, json!({"Name": "Ann", "plan": "trial", "team": "b"}));
+        assert_eq!(u.signed_meta, json!({}));
+        // Patches merge by top-level key; other users and projects are untouched.
+        let patch = json!({"team": null});
+        let u = s.merge_user_meta("p", "ann", patch.as_object().unwrap(), 1000).await.unwrap();
+        assert_eq!(u.unwrap().meta, json!({"Name": "Ann", "plan": "trial", "team": null}));
+        assert!(s.user("p", "bob").await.unwrap().is_none());
+        assert!(s.user("q", "ann").await.unwrap().is_none());
+        assert_eq!(s.user("p", "ann").await.unwrap().unwrap().signed_meta, json!({}));
     }
 
     fn scope<'a>(user: &'a str, configuration: &'a str, workflow: &'a str) -> SettingsScope<'a> {

@@ -211,6 +211,41 @@ async fn users_meta_is_replaced_only_when_given() {
     .await;
 }
 
+/// The merge rule of docs/connect-sdk.md § 3 on PostgreSQL, where the user's row is locked
+/// while a token's claims or a patch are merged: concurrent patches of different keys all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_claims_and_patches_merge_on_postgres() {
+    with_fresh_db("token_claims_and_patches_merge_on_postgres", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        let claims = json!({"plan": "pro", "team": "a"});
+        s.touch_signed_user("p", "ann", Some(&claims)).await.unwrap();
+        let patch = json!({"plan": "trial"});
+        s.merge_user_meta("p", "ann", patch.as_object().unwrap(), 4096).await.unwrap().unwrap();
+        let u = s.touch_signed_user("p", "ann", Some(&claims)).await.unwrap();
+        assert_eq!(u.meta, json!({"plan": "trial", "team": "a"}), "patched value kept");
+        let u = s.touch_signed_user("p", "ann", Some(&json!({"plan": "pro", "team": "b"}))).await;
+        assert_eq!(u.unwrap().meta, json!({"plan": "trial", "team": "b"}), "changed claim wins");
+        let patches = (0..8).map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let patch = json!({ format!("k{i}"): i });
+                s.merge_user_meta("p", "ann", patch.as_object().unwrap(), 4096)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            })
+        });
+        for p in patches.collect::<Vec<_>>() {
+            p.await.unwrap();
+        }
+        let meta = s.user("p", "ann").await.unwrap().unwrap().meta;
+        for i in 0..8 {
+            assert_eq!(meta[format!("k{i}")], json!(i), "{meta}");
+        }
+    })
+    .await;
+}
+
 fn scope<'a>(
     project: &'a str,
     user: &'a str,
