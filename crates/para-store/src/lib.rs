@@ -492,6 +492,28 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a credential's `provider_data` (the account facts shown to the app).
+    pub async fn set_provider_data(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+        provider_data: &Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET provider_data = $4, updated_at = $5
+             WHERE project_id = $1 AND user_id = $2 AND id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(id)
+        .bind(provider_data.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes one credential of the user; false if there was none.
     pub async fn delete_credential(
         &self,
