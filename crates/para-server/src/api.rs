@@ -632,6 +632,7 @@ async fn integration_account(
         }
     };
     let mut entry = integration_entry(state, user, found);
+    entry["projectId"] = json!(state.project_id);
     entry["hasCredential"] = json!(true);
     entry["connectedUserLimitOnDevCred"] = json!(0);
     entry["connectedUserLimitReached"] = json!(false);

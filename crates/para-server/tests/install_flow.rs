@@ -479,6 +479,7 @@ async fn integration_account_is_one_object_with_the_users_own_access_token() {
     assert_eq!(got["type"], "custom");
     assert_eq!(got["customIntegration"]["slug"], ACME);
     assert_eq!(got["hasCredential"], true);
+    assert_eq!(got["projectId"], PROJECT);
     assert_eq!(got["connectedUserLimitReached"], false);
     assert!(got["configs"][0]["values"].is_object(), "{got}");
     assert_eq!(got["credentialId"], id.as_str());
