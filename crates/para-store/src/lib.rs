@@ -1320,8 +1320,15 @@ mod tests {
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
         assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
+        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (shown.provider_data, shown.secret.as_str()),
+            (json!({"site": "eng"}), "v1:sealed")
+        );
 
         s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "C1"})))
             .await
