@@ -32,6 +32,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(credential).patch(patch_credential).delete(delete_credential),
         )
         .route(
+            "/projects/{project}/sdk/credentials/{credential}/complete-setup",
+            axum::routing::post(complete_setup),
+        )
+        .route(
             "/projects/{project}/sdk/workflows/{workflow}",
             axum::routing::post(enable_workflow).delete(disable_workflow),
         )
@@ -306,15 +310,79 @@ async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api 
         .integrations
         .values()
         .filter(|i| i.config.active)
-        .map(|i| {
-            let mut entry = integration_json(i, &|w| permitted(&state, w, &user));
-            if let Some(info) = crate::connect::connect_info(&state, &i.key) {
-                add_connect_fields(&mut entry, &info);
-            }
-            entry
-        })
+        .map(|i| integration_entry(&state, &user, i))
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+/// One entry of `/sdk/integrations`: [`integration_json`] with how the user connects it.
+fn integration_entry(state: &AppState, user: &SdkUser, i: &para_build::Integration) -> Value {
+    let mut entry = integration_json(i, &|w| permitted(state, w, user));
+    if let Some(info) = crate::connect::connect_info(state, &i.key) {
+        add_connect_fields(&mut entry, &info);
+        add_install_inputs(&mut entry, &info);
+    }
+    entry
+}
+
+/// What the SDK's install flow asks (`installFlow`'s `getPreOptions`/`getPostOptions`), as
+/// `IntegrationConnectInput`s: a custom integration's `customIntegration.inputFields`, a
+/// catalog one's `sdkIntegrationConfig.authConfigInputs`, and for both
+/// `sdkIntegrationConfig.postOauthInputs` (asked after an OAuth sign-in). `needPreOauthInputs`
+/// tells the SDK outside headless mode to leave the asking to the portal (`/ui`).
+fn add_install_inputs(entry: &mut Value, info: &crate::connect::ConnectInfo) {
+    let before: Vec<Value> = info.fields.iter().map(install_input).collect();
+    let after: Vec<Value> = info.post_fields.iter().map(install_input).collect();
+    entry["needPreOauthInputs"] = json!(!before.is_empty());
+    if let Some(custom) = entry.get_mut("customIntegration").and_then(Value::as_object_mut) {
+        custom.insert("inputFields".into(), json!(before));
+    }
+    if !entry.get("sdkIntegrationConfig").is_some_and(Value::is_object) {
+        entry["sdkIntegrationConfig"] = json!({
+            "accountTypes": [], "authConfigInputs": [], "postOauthInputs": [],
+            "dataSources": {}, "oauthInputs": [],
+        });
+    }
+    let config = &mut entry["sdkIntegrationConfig"];
+    config["authConfigInputs"] = json!(before);
+    config["postOauthInputs"] = json!(after);
+}
+
+/// A value asked when connecting, as the SDK's `IntegrationConnectInput`: `id` is the key the
+/// value is sent under (`setPreOptions({[id]: value})`), `type` one of the SDK's install
+/// input types: `PASSWORD` (secret), `SWITCH` (boolean), `ENUM` with `values: [{label,
+/// value}]` (dropdown), `TEXT_NO_VARS` (text; numbers with `inputType: "number"`).
+fn install_input(f: &crate::connect::ConnectField) -> Value {
+    let declared = f.declared.as_ref();
+    let mut input = json!({ "id": f.key, "title": f.label, "required": f.required });
+    input["type"] = json!(match declared.map(|d| d.input_type.as_str()) {
+        _ if f.secret => "PASSWORD",
+        Some("boolean") => "SWITCH",
+        Some("custom_dropdown") => "ENUM",
+        _ => "TEXT_NO_VARS",
+    });
+    if let Some(d) = declared {
+        match d.input_type.as_str() {
+            "number" => input["inputType"] = json!("number"),
+            "custom_dropdown" => {
+                input["values"] = crate::settings::dropdown_options(d)
+                    .into_iter()
+                    .map(|(label, value)| json!({ "label": label, "value": value }))
+                    .collect();
+            }
+            _ => {}
+        }
+        if let Some(default) = &d.default_value {
+            input["defaultValue"] = default.clone();
+        }
+    }
+    if let Some(placeholder) = &f.placeholder {
+        input["placeholder"] = json!(placeholder);
+    }
+    if let Some(help) = &f.help {
+        input["subtitle"] = json!(help);
+    }
+    input
 }
 
 /// How the user connects the integration, for para's own portal in the SDK's iframe (the SDK
@@ -403,6 +471,9 @@ pub fn integration_json(
         (None, Some(c)) => json!(match c.auth.kind() {
             "oauth2" => "oauth",
             "oauth2_client_credentials" => "oauth_client_credential",
+            // Typed credentials are the SDK's `basic` scheme (AuthenticationScheme has no
+            // API-key value); `connectKind` says which.
+            "api_key" => "basic",
             other => other,
         }),
         _ => Value::Null,
@@ -435,13 +506,14 @@ pub fn integration_json(
             .filter(|w| !w.hidden && !allowed(w))
             .map(|w| w.id.clone())
             .collect::<Vec<_>>(),
-        "needPreOauthInputs": custom.is_some_and(|c| !c.config_inputs.is_empty()),
+        "needPreOauthInputs": false,
     });
+    // `inputFields` and `needPreOauthInputs` are the connector's (`add_install_inputs`).
     if let Some(c) = custom {
         entry["customIntegration"] = json!({
             "slug": i.key,
             "name": c.name,
-            "inputFields": c.config_inputs,
+            "inputFields": [],
         });
     }
     entry
@@ -478,17 +550,42 @@ async fn uninstall(
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct CredentialQuery {
     integration: Option<String>,
+    /// Sent (`true`, `false` or `undefined`) only by `getIntegrationAccount`.
+    include_account_auth: Option<String>,
 }
 
+/// `GET /sdk/credentials`: the user's credentials (of one integration with `?integration=`);
+/// with `includeAccountAuth` (`getIntegrationAccount`), one integration with its account
+/// instead ([`integration_account`]).
 async fn credentials(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
+    headers: axum::http::HeaderMap,
     Query(query): Query<CredentialQuery>,
-) -> Api {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    if let Some(auth) = query.include_account_auth.as_deref() {
+        let Some(integration) = query.integration.as_deref() else {
+            return Err(ApiError::bad_request(
+                "getIntegrationAccount needs `?integration=<integration type>`",
+            ));
+        };
+        let selected = crate::auth::selected_credential(&headers);
+        let account =
+            integration_account(&state, &user, integration, selected, auth == "true").await?;
+        // It may carry an access token: never kept by caches.
+        let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+        return Ok((no_store, Json(account)).into_response());
+    }
+    Ok(credential_list(&state, &user, query.integration.as_deref()).await?.into_response())
+}
+
+async fn credential_list(state: &AppState, user: &SdkUser, integration: Option<&str>) -> Api {
     let build = state.build();
-    let key = match query.integration.as_deref() {
+    let key = match integration {
         Some(i) => Some(
             find_integration(&build, i)
                 .ok_or_else(|| {
@@ -511,6 +608,77 @@ async fn credentials(
         .map(|c| credential_json(c, build.integrations.get(&c.integration), &settings, &rows))
         .collect();
     Ok(Json(Value::Array(out)))
+}
+
+/// `getIntegrationAccount(type, {includeAccountAuth, selectedCredentialId})`: the integration
+/// as `/sdk/integrations` lists it, with the account of the credential `X-Paragon-Credential`
+/// names (else the active one: the newest valid, else the newest) — `credentialId`,
+/// `providerData`, and with `includeAccountAuth=true` `accountAuth`.
+///
+/// `accountAuth` is what a front end may hold of the account: for an OAuth sign-in, the
+/// access token (`OAUTH_ACCESS_TOKEN`, refreshed first when expired) and nothing else — never
+/// the refresh token, client secrets, or values the user typed (API keys, passwords), and
+/// `{}` for other kinds of credential. It is the calling user's own: the credential is looked
+/// up among the token's user's credentials only.
+async fn integration_account(
+    state: &AppState,
+    user: &SdkUser,
+    integration: &str,
+    selected: Option<&str>,
+    include_auth: bool,
+) -> Result<Value, ApiError> {
+    let build = state.build();
+    let found = find_integration(&build, integration).ok_or_else(|| {
+        ApiError::not_found(format!("no integration `{integration}` in this project"))
+    })?;
+    let mine = state.store.credentials(&state.project_id, &user.user_id, Some(&found.key)).await?;
+    let credential = match selected {
+        Some(id) => mine.into_iter().find(|c| c.id == id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "you have no {} credential `{id}` (X-Paragon-Credential)",
+                found.name
+            ))
+        })?,
+        None => {
+            let valid = mine.iter().position(|c| c.status == "VALID");
+            match valid {
+                Some(i) => mine.into_iter().nth(i),
+                None => mine.into_iter().next(),
+            }
+            .ok_or_else(|| {
+                ApiError::not_found(format!("{} is not connected for this user", found.name))
+            })?
+        }
+    };
+    let mut entry = integration_entry(state, user, found);
+    entry["projectId"] = json!(state.project_id);
+    entry["hasCredential"] = json!(true);
+    entry["connectedUserLimitOnDevCred"] = json!(0);
+    entry["connectedUserLimitReached"] = json!(false);
+    if include_auth {
+        let mut auth = serde_json::Map::new();
+        let connector = state.connector(&found.key);
+        if let Some(connector) = connector.filter(|c| c.kind == crate::connect::ConnectKind::OAuth)
+        {
+            let (_, material) =
+                crate::refresh::usable(state, &connector, credential.clone()).await?;
+            if let Some(token) = material.access_token() {
+                auth.insert("OAUTH_ACCESS_TOKEN".into(), json!(token));
+            }
+        }
+        entry["accountAuth"] = Value::Object(auth);
+    }
+    // The refresh may have changed the row: read it again for what is shown.
+    let credential = state
+        .store
+        .credential(&state.project_id, &user.user_id, &credential.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the credential was deleted"))?;
+    entry["credentialId"] = json!(credential.id);
+    entry["credentialStatus"] = json!(credential.status);
+    entry["providerId"] = json!(credential.provider_id);
+    entry["providerData"] = credential.provider_data;
+    Ok(entry)
 }
 
 async fn credential(
@@ -582,6 +750,61 @@ async fn create_credential(
         None => crate::connect::create_credential(&state, &user.user_id, &key, values).await?,
     };
     Ok(Json(credential_view(&state, &user, &created).await?))
+}
+
+/// `installFlow.setPostOptions`: `POST /sdk/credentials/{id}/complete-setup` with
+/// `{integrationId, config, payload: {...values, skipPostOAuthInputs}, installOptions}` stores
+/// the values asked after the sign-in on the user's credential `{id}`
+/// ([`crate::connect::complete_setup`]) and answers the credential. The path names the
+/// credential; it is looked up among the token's user's credentials only (a header such as
+/// `X-Paragon-Credential` selects nothing here).
+async fn complete_setup(
+    State(state): State<Arc<AppState>>,
+    user: SdkUser,
+    Path((_project, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Api {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "complete-setup takes a JSON body `{{\"payload\": {{<key>: <value>}}}}`: {e}"
+        ))
+    })?;
+    let found = state
+        .store
+        .credential(&state.project_id, &user.user_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    if let Some(wanted) = body.get("integrationId").filter(|v| !v.is_null()) {
+        let build = state.build();
+        let named = wanted.as_str().and_then(|w| find_integration(&build, w));
+        if named.is_none_or(|i| i.key != found.integration) {
+            return Err(ApiError::bad_request(format!(
+                "`integrationId` {wanted} is not the integration of credential `{id}` ({})",
+                found.integration
+            )));
+        }
+    }
+    let mut values = match body.get("payload") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`payload` must be an object of the values asked after connecting",
+            ));
+        }
+    };
+    let skip = match values.remove("skipPostOAuthInputs") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`payload.skipPostOAuthInputs` must be true or false",
+            ));
+        }
+    };
+    let updated =
+        crate::connect::complete_setup(&state, &user.user_id, &found, values, skip).await?;
+    Ok(Json(credential_view(&state, &user, &updated).await?))
 }
 
 #[derive(Deserialize)]

@@ -24,16 +24,40 @@ pub enum ConnectKind {
 }
 
 /// A value asked of the user before connecting (a catalog auth field or a custom integration's
-/// config input).
+/// config input), or after an OAuth sign-in ([`ConnectInfo::post_fields`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectField {
-    /// The key values are submitted under.
+    /// The key values are submitted and stored under.
     pub key: String,
     pub label: String,
     pub secret: bool,
     pub required: bool,
     pub placeholder: Option<String>,
     pub help: Option<String>,
+    /// The custom integration's config input as declared (its id is accepted in place of
+    /// `key`; its type and choices say what a value may be). `None`: a text field.
+    pub declared: Option<para_build::Input>,
+}
+
+impl ConnectField {
+    /// The field as a User Setting keyed by [`ConnectField::key`], for
+    /// [`crate::settings::validate`].
+    pub fn as_input(&self) -> para_build::Input {
+        let mut input = self.declared.clone().unwrap_or_else(|| para_build::Input {
+            id: String::new(),
+            key: self.key.clone(),
+            title: self.label.clone(),
+            input_type: if self.secret { "password" } else { "text" }.into(),
+            required: self.required,
+            tooltip: self.help.clone(),
+            placeholder: self.placeholder.clone(),
+            default_value: None,
+            options: Default::default(),
+        });
+        input.id = self.key.clone();
+        input.required = self.required;
+        input
+    }
 }
 
 /// How an integration of the served build is connected.
@@ -41,6 +65,9 @@ pub struct ConnectField {
 pub struct ConnectInfo {
     pub kind: ConnectKind,
     pub fields: Vec<ConnectField>,
+    /// Values asked after the OAuth sign-in (`installFlow.setPostOptions`, stored by
+    /// `complete-setup`). Only OAuth integrations have them: the others ask every value first.
+    pub post_fields: Vec<ConnectField>,
 }
 
 /// Options of an OAuth start.
@@ -59,20 +86,56 @@ pub struct BeginOAuth {
 
 pub fn connect_info(state: &AppState, integration_key: &str) -> Option<ConnectInfo> {
     let c = state.connector(integration_key)?;
-    Some(ConnectInfo { kind: c.kind.clone(), fields: c.fields.clone() })
+    Some(ConnectInfo {
+        kind: c.kind.clone(),
+        fields: c.fields.clone(),
+        post_fields: c.post_fields.clone(),
+    })
 }
 
-/// Checks the values typed for [`ConnectInfo::fields`]: required ones present, only strings.
-fn check_values(connector: &Connector, values: &Map<String, Value>) -> Result<(), ApiError> {
-    for f in &connector.fields {
-        let given =
-            values.get(&f.key).and_then(Value::as_str).is_some_and(|v| !v.trim().is_empty());
-        if f.required && !given {
+/// The values typed for `fields` keyed by each field's key: a custom integration's config
+/// input may also be sent under its id (the SDK's `IntegrationConnectInput.id` in Paragon's
+/// projects); other keys are kept as they are.
+pub fn by_field_key(fields: &[ConnectField], values: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut by_id = Vec::new();
+    for (name, value) in values {
+        match fields.iter().find(|f| f.declared.as_ref().is_some_and(|d| d.id == name)) {
+            Some(f) if f.key != name => by_id.push((f.key.clone(), value)),
+            _ => {
+                out.insert(name, value);
+            }
+        }
+    }
+    // A value sent under the key itself wins over one sent under the id.
+    for (key, value) in by_id {
+        out.entry(key).or_insert(value);
+    }
+    out
+}
+
+/// Checks the values typed for `fields`: required ones present, each of its field's type
+/// (text at most [`crate::settings::MAX_TEXT_CHARS`] characters, a number, a switch, one of a
+/// dropdown's choices).
+pub fn check_fields(
+    name: &str,
+    fields: &[ConnectField],
+    values: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    for f in fields {
+        if f.required && crate::settings::is_blank(values.get(&f.key)) {
             return Err(ApiError::bad_request(format!(
-                "{}: `{}` ({}) is required to connect",
-                connector.name, f.key, f.label
+                "{name}: `{}` ({}) is required to connect",
+                f.key, f.label
             )));
         }
+    }
+    let inputs: Vec<para_build::Input> = fields.iter().map(ConnectField::as_input).collect();
+    let problems = crate::settings::validate(&inputs, values);
+    if !problems.is_empty() {
+        let lines: Vec<String> =
+            problems.iter().map(|p| format!("`{}`: {}", p.input_id, p.message)).collect();
+        return Err(ApiError::bad_request(format!("{name}: {}", lines.join(" "))));
     }
     Ok(())
 }
@@ -110,8 +173,10 @@ pub async fn begin_oauth(
         ));
     };
     // Pre-OAuth values may be missing when the SDK's installIntegration starts the flow.
-    let values: Map<String, Value> =
-        options.values.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    let values: Map<String, Value> = by_field_key(&connector.fields, options.values)
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .collect();
     let material = Material { values: values.clone(), ..Material::default() };
     let authorize = oauth
         .authorize_url
@@ -153,6 +218,7 @@ pub async fn begin_oauth(
         origin: options.origin_for_post_message,
         return_to: options.return_to,
         values,
+        values_form: false,
     };
     let sealed = state.secrets.seal(
         &serde_json::to_vec(&pending).expect("pending state serialises"),
@@ -186,7 +252,8 @@ pub async fn create_credential(
     let connector = state.connector(integration_key).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration_key}` in this project"))
     })?;
-    check_values(&connector, &values)?;
+    let values = by_field_key(&connector.fields, values);
+    check_fields(&connector.name, &connector.fields, &values)?;
     let material = Material { values, ..Material::default() };
     let token = match connector.kind {
         ConnectKind::OAuth => {
@@ -222,6 +289,98 @@ pub async fn create_credential(
         }
     };
     store_connection(state, user_id, &connector, material, token).await
+}
+
+/// `installFlow.setPostOptions` (`POST /sdk/credentials/{id}/complete-setup`): stores the
+/// values asked after the sign-in ([`ConnectInfo::post_fields`]) on the user's credential `c`
+/// — in its sealed material, where templates and workflows read them like values typed
+/// before connecting, and the non-secret ones also in `providerData` — checks the connection
+/// again with them (VALID/INVALID with the reason) and returns the updated credential.
+///
+/// Values are keyed by field key (a config input's id is accepted too); a key that is not a
+/// post-sign-in field is refused. With `skip` (the SDK's `skipPostOAuthInputs`) required
+/// values may be left out.
+pub async fn complete_setup(
+    state: &AppState,
+    user_id: &str,
+    c: &para_store::Credential,
+    values: Map<String, Value>,
+    skip: bool,
+) -> Result<para_store::Credential, ApiError> {
+    let connector = state.connector(&c.integration).ok_or_else(|| {
+        ApiError::not_found(format!("{} is no longer part of this project", c.integration))
+    })?;
+    let fields = &connector.post_fields;
+    let values = by_field_key(fields, values);
+    let asked = || {
+        if fields.is_empty() {
+            format!("{} asks nothing after connecting", connector.name)
+        } else {
+            let keys: Vec<String> = fields.iter().map(|f| format!("`{}`", f.key)).collect();
+            format!("{} asks {} after connecting", connector.name, keys.join(", "))
+        }
+    };
+    if let Some(unknown) = values.keys().find(|k| fields.iter().all(|f| &f.key != *k)) {
+        return Err(ApiError::bad_request(format!(
+            "`{unknown}` is not a value asked after connecting: {}",
+            asked()
+        )));
+    }
+    if skip {
+        let optional: Vec<ConnectField> =
+            fields.iter().map(|f| ConnectField { required: false, ..f.clone() }).collect();
+        check_fields(&connector.name, &optional, &values)?;
+    } else {
+        check_fields(&connector.name, fields, &values)?;
+    }
+    let _held = refresh::hold(state, &c.id).await?;
+    let done = store_setup(state, user_id, &connector, &c.id, values).await;
+    refresh::release(state, &c.id).await?;
+    state.credential_cache.forget(user_id, &c.integration);
+    done
+}
+
+/// [`complete_setup`]'s write, under the credential's refresh hold.
+async fn store_setup(
+    state: &AppState,
+    user_id: &str,
+    connector: &Connector,
+    id: &str,
+    values: Map<String, Value>,
+) -> Result<para_store::Credential, ApiError> {
+    let (p, store) = (&state.project_id, &state.store);
+    let fresh = store
+        .credential(p, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    let mut material = refresh::open(state, &fresh)?;
+    let mut provider_data = match &fresh.provider_data {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    for f in &connector.post_fields {
+        let Some(value) = values.get(&f.key).filter(|v| !v.is_null()) else { continue };
+        material.values.insert(f.key.clone(), value.clone());
+        if !f.secret && f.key != "account" {
+            provider_data.insert(f.key.clone(), value.clone());
+        }
+    }
+    let problem = check_connection(state, connector, &mut material).await;
+    let sealed = refresh::seal(state, user_id, &connector.key, &material);
+    let status = if problem.is_some() { "INVALID" } else { "VALID" };
+    provider_data.insert("account".into(), Value::Object(material.account.clone()));
+    store
+        .update_credential(p, user_id, id, status, problem.as_deref(), &sealed, fresh.expires_at)
+        .await?;
+    store.set_provider_data(p, user_id, id, &Value::Object(provider_data)).await?;
+    let updated = store
+        .credential(p, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+    if updated.status == "VALID" && fresh.status != "VALID" {
+        crate::triggers::integration_enabled(state, user_id, &connector.key, id).await;
+    }
+    Ok(updated)
 }
 
 /// What a disconnection removed: credentials, and how many of the integration's remain.
@@ -267,40 +426,14 @@ pub async fn store_connection(
     let expires_at = refresh::expiry(&token);
     material.token = token;
     oauth::save_credentials(connector, &mut material);
-    let mut problem: Option<String> = None;
-    if let Some(lookup) = connector.api.account.clone() {
-        match get_json(state, connector, &material, &lookup.url).await {
-            Ok(answer) => {
-                for (name, path) in &lookup.fields {
-                    let mut value = &answer;
-                    for segment in path.split('.') {
-                        value = match value {
-                            Value::Array(items) => segment
-                                .parse::<usize>()
-                                .ok()
-                                .and_then(|i| items.get(i))
-                                .unwrap_or(&Value::Null),
-                            Value::Object(map) => map.get(segment).unwrap_or(&Value::Null),
-                            _ => &Value::Null,
-                        };
-                    }
-                    material.account.insert(name.clone(), value.clone());
-                }
-            }
-            Err(e) => problem = Some(e),
-        }
-    }
-    if problem.is_none() {
-        match connector.test_url(&material) {
-            Ok(Some(url)) => {
-                if let Err(e) = get_json(state, connector, &material, &url).await {
-                    problem = Some(e);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => problem = Some(e.0),
-        }
-    }
+    // A test that needs values asked after the sign-in waits for them (complete-setup runs it).
+    let waiting = connector
+        .post_fields
+        .iter()
+        .any(|f| crate::settings::is_blank(material.values.get(&f.key)))
+        && (connector.test_url(&material).is_err() || connector.authorize(&material).is_err());
+    let problem =
+        if waiting { None } else { check_connection(state, connector, &mut material).await };
     let sealed = refresh::seal(state, user_id, &connector.key, &material);
     let status = if problem.is_some() { "INVALID" } else { "VALID" };
     let provider_data = serde_json::json!({ "account": material.account });
@@ -323,6 +456,50 @@ pub async fn store_connection(
         crate::triggers::integration_enabled(state, user_id, &connector.key, &credential.id).await;
     }
     Ok(credential)
+}
+
+/// Looks up the account facts (into `material.account`) and calls the test endpoint; why the
+/// credential does not work, if it does not.
+pub async fn check_connection(
+    state: &AppState,
+    connector: &Connector,
+    material: &mut Material,
+) -> Option<String> {
+    let mut problem: Option<String> = None;
+    if let Some(lookup) = connector.api.account.clone() {
+        match get_json(state, connector, material, &lookup.url).await {
+            Ok(answer) => {
+                for (name, path) in &lookup.fields {
+                    let mut value = &answer;
+                    for segment in path.split('.') {
+                        value = match value {
+                            Value::Array(items) => segment
+                                .parse::<usize>()
+                                .ok()
+                                .and_then(|i| items.get(i))
+                                .unwrap_or(&Value::Null),
+                            Value::Object(map) => map.get(segment).unwrap_or(&Value::Null),
+                            _ => &Value::Null,
+                        };
+                    }
+                    material.account.insert(name.clone(), value.clone());
+                }
+            }
+            Err(e) => problem = Some(e),
+        }
+    }
+    if problem.is_none() {
+        match connector.test_url(material) {
+            Ok(Some(url)) => {
+                if let Err(e) = get_json(state, connector, material, &url).await {
+                    problem = Some(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => problem = Some(e.0),
+        }
+    }
+    problem
 }
 
 /// `GET url` authorised with the material; the JSON answer or why it failed.

@@ -60,6 +60,10 @@ pub struct Connector {
     pub kind: ConnectKind,
     /// Values asked of the user before connecting.
     pub fields: Vec<ConnectField>,
+    /// Values asked after the OAuth sign-in (OAuth only; see [`ConnectInfo::post_fields`]).
+    ///
+    /// [`ConnectInfo::post_fields`]: crate::connect::ConnectInfo::post_fields
+    pub post_fields: Vec<ConnectField>,
     pub oauth: Option<OAuthSpec>,
     pub api: ApiSpec,
     pub client_id: Option<String>,
@@ -208,6 +212,7 @@ fn field(key: &str, label: &str, secret: bool, required: bool) -> ConnectField {
         required,
         placeholder: None,
         help: None,
+        declared: None,
     }
 }
 
@@ -224,6 +229,7 @@ fn catalog_connector(c: &para_catalog::Integration) -> Connector {
             required: true,
             placeholder: f.placeholder.clone(),
             help: f.help.clone(),
+            declared: None,
         })
         .collect();
     let text = |s: &str| Template::Text(s.to_string());
@@ -295,6 +301,7 @@ fn catalog_connector(c: &para_catalog::Integration) -> Connector {
         name: c.name.clone(),
         kind,
         fields,
+        post_fields: Vec::new(),
         oauth,
         api: ApiSpec {
             base_url: Some(text(&c.api.base_url)),
@@ -310,28 +317,84 @@ fn catalog_connector(c: &para_catalog::Integration) -> Connector {
     }
 }
 
+/// Whether a config input is asked after the OAuth sign-in: written with `postOAuth: true`.
+pub fn is_post_oauth(input: &para_build::Input) -> bool {
+    input.options.get("postOAuth") == Some(&Value::Bool(true))
+}
+
+/// The `credentials.<name>` fields the integration's templates read (`username`, `password`).
+fn credential_fields_used(c: &para_build::CustomIntegrationConfig) -> (bool, bool) {
+    let mut sources: Vec<&Source> = Vec::new();
+    match &c.authorization {
+        Authorization::Bearer { token } => sources.push(token),
+        Authorization::Basic { username, password } => sources.extend([username, password]),
+        Authorization::AuthHeader { headers: entries }
+        | Authorization::QueryParams { params: entries } => {
+            sources.extend(entries.iter().map(|e| &e.source));
+        }
+        Authorization::None => {}
+    }
+    sources.extend(
+        [&c.api_base_url, &c.test_endpoint_path, &c.request_options, &c.access_token_url]
+            .into_iter()
+            .flatten(),
+    );
+    let (mut username, mut password) = (false, false);
+    for source in sources {
+        source.walk(&mut |s| {
+            if let Source::Credential { path } = s {
+                match path.first().map(String::as_str) {
+                    Some("username" | "userName") => username = true,
+                    Some("password") => password = true,
+                    _ => {}
+                }
+            }
+        });
+    }
+    (username, password)
+}
+
 fn custom_connector(key: &str, c: &para_build::CustomIntegrationConfig) -> Connector {
-    let mut fields: Vec<ConnectField> = c
-        .config_inputs
-        .iter()
-        .map(|i| ConnectField {
-            key: i.key.clone(),
-            label: i.title.clone(),
-            secret: i.input_type == "password",
-            required: i.required,
-            placeholder: i.placeholder.clone(),
-            help: i.tooltip.clone(),
-        })
-        .collect();
     let kind = match c.authentication_type {
         AuthenticationType::Oauth => ConnectKind::OAuth,
         AuthenticationType::OauthClientCredential => ConnectKind::ClientCredentials,
         AuthenticationType::RopcApp => ConnectKind::Password,
         AuthenticationType::Basic => ConnectKind::Basic,
     };
-    if matches!(kind, ConnectKind::Password | ConnectKind::Basic) {
-        fields.push(field("username", "Username", false, true));
-        fields.push(field("password", "Password", true, true));
+    let as_field = |i: &para_build::Input| ConnectField {
+        key: i.key.clone(),
+        label: i.title.clone(),
+        secret: i.input_type == "password",
+        required: i.required,
+        placeholder: i.placeholder.clone(),
+        help: i.tooltip.clone(),
+        declared: Some(i.clone()),
+    };
+    // Values asked after signing in exist only where there is a sign-in; the other kinds ask
+    // every value before connecting.
+    let (post, before): (Vec<&para_build::Input>, Vec<&para_build::Input>) =
+        c.config_inputs.iter().partition(|i| kind == ConnectKind::OAuth && is_post_oauth(i));
+    let mut fields: Vec<ConnectField> = before.into_iter().map(as_field).collect();
+    let post_fields: Vec<ConnectField> = post.into_iter().map(as_field).collect();
+    match kind {
+        // The password grant always sends both.
+        ConnectKind::Password => {
+            fields.push(field("username", "Username", false, true));
+            fields.push(field("password", "Password", true, true));
+        }
+        // Basic asks for what its templates use (an API key in a header may be all there is);
+        // with nothing used and nothing else to ask, both.
+        ConnectKind::Basic => {
+            let (username, password) = credential_fields_used(c);
+            let neither = !username && !password && fields.is_empty();
+            if username || neither {
+                fields.push(field("username", "Username", false, true));
+            }
+            if password || neither {
+                fields.push(field("password", "Password", true, true));
+            }
+        }
+        _ => {}
     }
     let request_options = c.request_options.clone().map(Template::Source);
     let option = |name: &str| -> Option<Template> {
@@ -392,6 +455,7 @@ fn custom_connector(key: &str, c: &para_build::CustomIntegrationConfig) -> Conne
         name: c.name.clone(),
         kind,
         fields,
+        post_fields,
         oauth,
         api: ApiSpec {
             base_url: c.api_base_url.clone().map(Template::Source),

@@ -11,6 +11,7 @@ mod auth;
 pub mod config;
 mod configurations;
 pub mod connect;
+mod connect_form;
 pub mod connector;
 mod cors;
 mod dashboard;
@@ -53,6 +54,7 @@ pub use state::{AppState, OAuthClient, ServerConfig, env_key};
 pub fn router(state: Arc<AppState>) -> Router {
     let pages = portal::routes()
         .merge(portal_ui::routes())
+        .merge(connect_form::routes())
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -50,6 +50,9 @@ pub struct Pending {
     pub origin: Option<String>,
     pub return_to: Option<String>,
     pub values: Map<String, Value>,
+    /// A state of the values form (`connect_form`), not of a sign-in: the callback refuses it.
+    #[serde(default)]
+    pub values_form: bool,
 }
 
 pub fn state_aad(project_id: &str) -> Vec<u8> {
@@ -214,16 +217,32 @@ async fn build_oauth(
             }
         },
     };
+    let session_id = q.oauth_meta_key_id.filter(|s| !s.is_empty() && s.len() <= 128);
+    let origin = origin_of(q.origin_for_post_message.as_deref());
+    // Integrations connected with typed values: the popup asks them (installIntegration in
+    // headless mode opens it for every integration).
+    if let Some(connector) = state.connector(&key)
+        && crate::connect_form::wanted(&connector.kind)
+    {
+        if let Some(session) = &session_id {
+            state.store.start_oauth_session(&state.project_id, &user.user_id, session).await?;
+        }
+        let pending = Pending {
+            verifier: None,
+            session_id,
+            origin,
+            return_to: None,
+            values: crate::connect::by_field_key(&connector.fields, values),
+            values_form: true,
+        };
+        let url = crate::connect_form::begin(&state, &user.user_id, &key, pending).await?;
+        return Ok(Json(json!({ "redirectUrl": url })));
+    }
     let url = connect::begin_oauth(
         &state,
         &user.user_id,
         &key,
-        BeginOAuth {
-            values,
-            origin_for_post_message: origin_of(q.origin_for_post_message.as_deref()),
-            return_to: None,
-            session_id: q.oauth_meta_key_id.filter(|s| !s.is_empty() && s.len() <= 128),
-        },
+        BeginOAuth { values, origin_for_post_message: origin, return_to: None, session_id },
     )
     .await?;
     Ok(Json(json!({ "redirectUrl": url })))
@@ -265,6 +284,13 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
+/// The user this browser was bound to by the popup's nonce page (its cookie), in this project.
+pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let nonce = cookie(headers, NONCE_COOKIE)?;
+    let (project, user) = state.store.oauth_nonce(&nonce).await.ok().flatten()?;
+    (project == state.project_id).then_some(user)
+}
+
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
         line.split(';').find_map(|pair| {
@@ -296,9 +322,9 @@ async fn callback(
         .secrets
         .open(&row.sealed, &state_aad(&state.project_id))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Pending>(&b).ok())
     {
-        Some(p) if row.project_id == state.project_id => p,
+        Some(p) if row.project_id == state.project_id && !p.values_form => p,
         _ => return failure_page(None, "this connection attempt cannot be read; start again"),
     };
     let finish_error = |message: String| {

@@ -134,6 +134,34 @@ pub fn open(state: &AppState, c: &Credential) -> Result<Material, ApiError> {
     })
 }
 
+/// Holds the credential against refreshes while its material is changed: the credential's lock
+/// in this process and its refresh lease across processes (waiting for a refresh under way).
+/// Call [`release`] when done, also after a failure.
+pub async fn hold(
+    state: &AppState,
+    id: &str,
+) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+    let held = state.refresh_locks.of(id).lock_owned().await;
+    let deadline = now_ms() + LEASE_MS + 5_000;
+    while !state.store.try_lease_refresh(id, now_ms() + LEASE_MS).await? {
+        if now_ms() > deadline {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "refresh_timeout",
+                "another server is refreshing this credential and has not finished; retry",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(held)
+}
+
+/// Ends a [`hold`].
+pub async fn release(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.store.release_refresh(id).await?;
+    Ok(())
+}
+
 /// When an access token obtained now expires (`expires_in`), in Unix ms.
 pub fn expiry(token: &serde_json::Map<String, Value>) -> Option<i64> {
     let secs = match token.get("expires_in")? {

@@ -597,6 +597,28 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a credential's `provider_data` (the account facts shown to the app).
+    pub async fn set_provider_data(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+        provider_data: &Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE credentials SET provider_data = $4, updated_at = $5
+             WHERE project_id = $1 AND user_id = $2 AND id = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(id)
+        .bind(provider_data.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes one credential of the user; false if there was none.
     pub async fn delete_credential(
         &self,
@@ -1442,8 +1464,15 @@ mod tests {
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
         assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
+        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (shown.provider_data, shown.secret.as_str()),
+            (json!({"site": "eng"}), "v1:sealed")
+        );
 
         s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "C1"})))
             .await

@@ -338,6 +338,7 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
         assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("q", "alice", &c.id).await.unwrap().is_none());
         assert_eq!(s.credential("p", "alice", &c.id).await.unwrap().unwrap().secret, "v1:sealed");
@@ -361,6 +362,12 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
             ("INVALID", Some("401 from test"), "v1:new")
         );
         assert_eq!(updated.expires_at, None);
+        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (shown.provider_data, shown.secret.as_str()),
+            (json!({"site": "eng"}), "v1:new")
+        );
 
         s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"channel": "C1"})))
             .await

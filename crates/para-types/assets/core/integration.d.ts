@@ -29,7 +29,8 @@ export declare const credentials: Credentials;
 /**
  * Declares a custom integration's config inputs (asked when it is set up), used in its config's
  * templates: `export const inputs = createConfigInputs({ region: { id, title, type: 'text' } })`
- * then `` apiBaseUrl: `https://${inputs.region}.api.example.com` ``.
+ * then `` apiBaseUrl: `https://${inputs.region}.api.example.com` ``. An input written with
+ * `postOAuth: true` is asked after the OAuth sign-in instead of before (`oauth` integrations).
  */
 export declare function createConfigInputs<
   const T extends { readonly [key: string]: InputDefinition },
