@@ -612,7 +612,11 @@ async fn patch_credential(
         let integration = build.integrations.get(&found.integration);
         let shared = match (&config.shared_settings, integration) {
             (Some(Value::Object(values)), Some(i)) => {
-                let problems = crate::settings::validate(&i.inputs, values);
+                let problems = crate::settings::validate_with(
+                    &i.inputs,
+                    values,
+                    crate::settings::Dropdowns::FromApp,
+                );
                 errors.extend(problems.iter().map(|p| p.message.clone()));
                 problems.is_empty().then_some(config.shared_settings.as_ref()).flatten()
             }
@@ -633,7 +637,11 @@ async fn patch_credential(
                 )));
             };
             if let Some(Value::Object(values)) = &setting.settings {
-                let problems = crate::settings::validate(&workflow.inputs, values);
+                let problems = crate::settings::validate_with(
+                    &workflow.inputs,
+                    values,
+                    crate::settings::Dropdowns::FromApp,
+                );
                 if !problems.is_empty() {
                     errors.extend(problems.iter().map(|p| p.message.clone()));
                     continue;
