@@ -27,6 +27,7 @@ mod portal;
 mod portal_ui;
 mod proxy;
 mod refresh;
+mod sdk_inputs;
 mod server;
 pub mod settings;
 mod state;
