@@ -22,10 +22,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/sdk/me", get(me).patch(patch_me))
         .route("/projects/{project}/sdk/integrations", get(integrations))
         .route("/projects/{project}/sdk/integrations/{integration}", delete(uninstall))
-        .route(
-            "/projects/{project}/sdk/integrations/{integration}/setting-choices",
-            get(crate::options::setting_choices),
-        )
         .route("/projects/{project}/sdk/credentials", get(credentials).post(create_credential))
         .route(
             "/projects/{project}/sdk/credentials/{credential}",
@@ -42,12 +38,24 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/sdk/actions", axum::routing::post(action_kit))
 }
 
-/// ActionKit (`POST /sdk/actions`) is not offered: say so, and what to use instead.
-async fn action_kit(_user: SdkUser) -> ApiError {
-    ApiError::not_found(
+/// `POST /sdk/actions`: the SDK's `getFieldOptions` (a body naming a `sourceKey`:
+/// [`crate::options::field_options`]); anything else is ActionKit, which is not offered: say
+/// so, and what to use instead.
+async fn action_kit(
+    State(state): State<Arc<AppState>>,
+    user: SdkUser,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Api {
+    if body.len() > crate::options::MAX_FIELD_OPTIONS_BODY
+        || crate::options::is_field_options_request(&body)
+    {
+        return crate::options::field_options(&state, &user, &headers, &body).await;
+    }
+    Err(ApiError::not_found(
         "ActionKit (POST /sdk/actions) is not available on this Paragraph server: call the \
          integration's API through the proxy (paragon.request) or run a workflow instead",
-    )
+    ))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -437,8 +445,9 @@ pub fn permitted_for(workflow: &para_build::Workflow, user_id: &str, meta: &Valu
     para_engine::holds(condition, &scope).unwrap_or(false)
 }
 
-/// An integration as `/sdk/integrations` lists it; workflows the user may not use are listed
-/// in `noPermissionWorkflows` instead of `workflows`.
+/// An integration as `/sdk/integrations` lists it, its User Settings in the SDK's vocabulary
+/// ([`crate::sdk_inputs`]); workflows the user may not use are listed in
+/// `noPermissionWorkflows` instead of `workflows`.
 pub fn integration_json(
     i: &para_build::Integration,
     allowed: &dyn Fn(&para_build::Workflow) -> bool,
@@ -449,18 +458,22 @@ pub fn integration_json(
     workflows.sort_by_key(|w| w.order);
     let mut workflow_meta = serde_json::Map::new();
     for w in &workflows {
-        workflow_meta.insert(
-            w.id.clone(),
-            json!({
-                "id": w.id,
-                "inputs": w.inputs,
-                "hidden": w.hidden,
-                "defaultEnabled": w.default_enabled,
-                "order": w.order,
-                "description": w.name,
-                "infoText": w.description,
-            }),
-        );
+        let mut meta = json!({
+            "id": w.id,
+            "inputs": crate::sdk_inputs::sdk_inputs(&w.inputs, &i.key),
+            "hidden": w.hidden,
+            "defaultEnabled": w.default_enabled,
+            "order": w.order,
+            "description": w.name,
+            "infoText": w.description,
+        });
+        if !allowed(w) {
+            // The SDK lists a workflow of `noPermissionWorkflows` under `hiddenWorkflows` when
+            // it has `permissions`. The condition itself is not sent (it can name other
+            // users): an OR of nothing, which does not hold for this user.
+            meta["permissions"] = json!({ "type": "JOIN", "join": "OR", "conditions": [] });
+        }
+        workflow_meta.insert(w.id.clone(), meta);
     }
     let accent = custom
         .and_then(|c| c.accent_color.clone())
@@ -492,20 +505,23 @@ pub fn integration_json(
                 "overview": i.config.overview,
                 "accentColor": accent,
                 "showWatermark": i.config.show_watermark,
-                "sharedMeta": { "inputs": i.inputs },
+                "sharedMeta": { "inputs": crate::sdk_inputs::sdk_inputs(&i.inputs, &i.key) },
                 "workflowMeta": workflow_meta,
             }
         }],
-        "workflows": workflows.iter().filter(|w| !w.hidden && allowed(w)).map(|w| json!({
+        // Hidden workflows are listed too: the SDK's getIntegrationConfig puts them (and the
+        // ones the user may not use) under `hiddenWorkflows`.
+        "workflows": workflows.iter().filter(|w| allowed(w)).map(|w| json!({
             "id": w.id,
             "description": w.name,
             "integrationId": integration_id(&i.key),
         })).collect::<Vec<_>>(),
         "noPermissionWorkflows": workflows
             .iter()
-            .filter(|w| !w.hidden && !allowed(w))
+            .filter(|w| !allowed(w))
             .map(|w| w.id.clone())
             .collect::<Vec<_>>(),
+        "sdkIntegrationConfig": crate::sdk_inputs::integration_config(&i.key),
         "needPreOauthInputs": false,
     });
     // `inputFields` and `needPreOauthInputs` are the connector's (`add_install_inputs`).
@@ -854,7 +870,11 @@ async fn patch_credential(
         let integration = build.integrations.get(&found.integration);
         let shared = match (&config.shared_settings, integration) {
             (Some(Value::Object(values)), Some(i)) => {
-                let problems = crate::settings::validate(&i.inputs, values);
+                let problems = crate::settings::validate_with(
+                    &i.inputs,
+                    values,
+                    crate::settings::Dropdowns::FromApp,
+                );
                 errors.extend(problems.iter().map(|p| p.message.clone()));
                 problems.is_empty().then_some(config.shared_settings.as_ref()).flatten()
             }
@@ -875,7 +895,11 @@ async fn patch_credential(
                 )));
             };
             if let Some(Value::Object(values)) = &setting.settings {
-                let problems = crate::settings::validate(&workflow.inputs, values);
+                let problems = crate::settings::validate_with(
+                    &workflow.inputs,
+                    values,
+                    crate::settings::Dropdowns::FromApp,
+                );
                 if !problems.is_empty() {
                     errors.extend(problems.iter().map(|p| p.message.clone()));
                     continue;

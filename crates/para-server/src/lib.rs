@@ -29,6 +29,7 @@ mod portal_ui;
 mod proxy;
 mod refresh;
 mod resources;
+mod sdk_inputs;
 mod server;
 pub mod settings;
 mod state;

@@ -278,6 +278,7 @@ fn resource_connector(resource: &Resource) -> Result<Connector, String> {
             required: true,
             placeholder: None,
             help: None,
+            declared: None,
         })
         .collect();
     Ok(Connector {
@@ -285,6 +286,7 @@ fn resource_connector(resource: &Resource) -> Result<Connector, String> {
         name: resource.name.clone(),
         kind: ConnectKind::ApiKey,
         fields,
+        post_fields: Vec::new(),
         oauth: None,
         api: ApiSpec {
             base_url: base_url.map(Template::Source),

@@ -11,7 +11,7 @@
 //! | `text`, `password` | a string of at most [`MAX_TEXT_CHARS`] characters |
 //! | `number` | a JSON number, or a string holding one (`"25"`, `" 2.5 "`) |
 //! | `boolean` | `true` or `false` |
-//! | `custom_dropdown` | the `value` of one of its `customDropdownOptions` |
+//! | `custom_dropdown` | the `value` of one of its `customDropdownOptions`; through the Connect API, whose app can replace the options, any text, number or boolean ([`Dropdowns`]) |
 //! | `field_mapping` | an object whose values are strings (field names) or null |
 //! | catalog types (`channel`, `record_type`…) | a string, number or boolean, or a small object/array as a dynamic picker stores it |
 //!
@@ -33,13 +33,33 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Who offered the choices of a `custom_dropdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropdowns {
+    /// Only the options the project declared (para's server-rendered portal).
+    Declared,
+    /// The company's app may have replaced them (`paragon.connect(type, { dropdowns })`,
+    /// `setDataSources`), so any text, number or boolean is a possible choice: values saved
+    /// through the Connect API.
+    FromApp,
+}
+
 /// Checks `values` against `inputs`. Returns one error per input at most, in input order;
 /// an empty list means the values can be saved.
 pub fn validate(inputs: &[Input], values: &Map<String, Value>) -> Vec<FieldError> {
+    validate_with(inputs, values, Dropdowns::Declared)
+}
+
+/// [`validate`] with the dropdowns' choices offered by `dropdowns`.
+pub fn validate_with(
+    inputs: &[Input],
+    values: &Map<String, Value>,
+    dropdowns: Dropdowns,
+) -> Vec<FieldError> {
     inputs
         .iter()
         .filter_map(|input| {
-            check(input, values.get(&input.id))
+            check(input, values.get(&input.id), dropdowns)
                 .map(|message| FieldError { input_id: input.id.clone(), message })
         })
         .collect()
@@ -122,7 +142,7 @@ fn display(value: &Value) -> String {
 }
 
 /// The error message for one input's value, if it has a problem.
-fn check(input: &Input, value: Option<&Value>) -> Option<String> {
+fn check(input: &Input, value: Option<&Value>, dropdowns: Dropdowns) -> Option<String> {
     let title = input.title.trim();
     let title = if title.is_empty() { input.key.as_str() } else { title };
     if is_blank(value) {
@@ -155,6 +175,13 @@ fn check(input: &Input, value: Option<&Value>) -> Option<String> {
         },
         "custom_dropdown" => {
             let options = dropdown_options(input);
+            if dropdowns == Dropdowns::FromApp {
+                return match value {
+                    Value::String(s) => too_long(title, s),
+                    Value::Number(_) | Value::Bool(_) => None,
+                    _ => Some(format!("{title} must be one of its options (text).")),
+                };
+            }
             if options.iter().any(|(_, v)| same_option(v, value)) {
                 None
             } else if options.is_empty() {
@@ -337,6 +364,28 @@ mod tests {
         assert_eq!(
             dropdown_options(&dropdown()),
             vec![("Sales".into(), json!("sales")), ("Support".into(), json!("support"))]
+        );
+    }
+
+    #[test]
+    fn dropdown_options_from_the_app_are_accepted_through_the_api() {
+        let inputs = [dropdown()];
+        let from_app = |v: Value| {
+            validate_with(&inputs, &values(json!({ "pipe": v })), Dropdowns::FromApp)
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+        };
+        assert!(from_app(json!("marketing")).is_empty(), "an option the app offered");
+        assert!(from_app(json!(7)).is_empty());
+        assert_eq!(
+            from_app(json!({ "x": 1 })),
+            ["ACME pipeline must be one of its options (text)."]
+        );
+        assert!(from_app(json!("x".repeat(MAX_TEXT_CHARS + 1)))[0].contains("too long"));
+        assert_eq!(
+            from_app(json!(null)),
+            ["ACME pipeline is required: choose one of the options."]
         );
     }
 

@@ -2,10 +2,13 @@
 // page (GET /ui) in a full-window iframe and sends it what to show in UI_UPDATE messages; the page
 // acts only by asking the SDK in the parent window to run one of its own methods
 // (SDK_FUNCTION_INVOCATION: installIntegration, updateIntegrationUserSettings, enableWorkflow…).
-// What it renders is a function of the state the SDK sent; its own requests, with the token the
-// SDK sent, start an OAuth sign-in (build-oauth) and list the choices of integration-specific
-// settings (para's setting-choices). Everything is built with DOM calls and textContent: no HTML
-// from the state is ever parsed.
+// What it renders is a function of the state the SDK sent (settings inputs in the SDK's
+// vocabulary: TEXT_NO_VARS, NUMBER, SWITCH, PASSWORD, CUSTOM_DROPDOWN, DYNAMIC_ENUM,
+// FIELD_MAPPER…); choices come through the SDK too: dropdown options the app gave it
+// (connect(type, { dropdowns }), setDataSources) and the account's choices of a data source
+// (getFieldOptions, by page and search). Its one request of its own, with the token the SDK
+// sent, starts an OAuth sign-in (build-oauth). Everything is built with DOM calls and
+// textContent: no HTML from the state is ever parsed.
 'use strict';
 (function () {
   const parentWindow = window.parent;
@@ -18,7 +21,11 @@
   let notice = null; // { kind: 'ok' | 'error', lines: [..] }
   let drafts = {}; // unsaved values of the settings form, by input id
   let adding = false; // connecting another account of a connected integration
-  let choices = null; // { type, loading, recordTypes, types, error }: setting-choices of the shown integration
+  // Choices of the shown integration's settings, by list id (`source:<key>` for a data source,
+  // `dropdown:<key>` for a dropdown the app loads): { loading, options, next, search, error, seq }.
+  let lists = {};
+  // Where each custom dropdown's options come from, by dropdown key (asked of the SDK).
+  let dropdownSources = {};
   let calls = 0;
   const pending = new Map();
 
@@ -129,7 +136,8 @@
     notice = null;
     drafts = {};
     adding = false;
-    choices = null;
+    lists = {};
+    dropdownSources = {};
   }
 
   function apiBase() {
@@ -137,27 +145,70 @@
     return String(env.ZEUS_PUBLIC_URL || location.origin).replace(/\/$/, '');
   }
 
-  // Loads, once per shown integration, the record types and the choices of its
-  // integration-specific settings, listed by the server with the user's account.
-  function loadChoices(integration, type) {
-    if (choices && choices.type === type) return;
-    choices = { type, loading: true, recordTypes: [], types: {} };
-    const url = `${apiBase()}/projects/${encodeURIComponent(context.projectId)}/sdk/integrations/${encodeURIComponent(integration.id)}/setting-choices`;
-    fetch(url, { headers: { Authorization: `Bearer ${context.user.token}` } })
-      .then(async (response) => {
-        const body = await response.json().catch(() => ({}));
-        if (!response.ok) throw new Error(body.message || `the server answered ${response.status}`);
-        return body;
-      })
-      .then((body) => {
-        if (!choices || choices.type !== type) return;
-        choices = { type, loading: false, recordTypes: body.recordTypes || [], types: body.types || {} };
-        render();
-      }, (error) => {
-        if (!choices || choices.type !== type) return;
-        choices = { type, loading: false, recordTypes: [], types: {}, error: error.message };
-        render();
-      });
+  // The text of an error the SDK passed on: its API errors carry the server's JSON body.
+  function messageOf(error) {
+    const text = error && error.message ? error.message : String(error);
+    try {
+      const body = JSON.parse(text);
+      if (body && typeof body.message === 'string') return body.message;
+    } catch (_) { /* plain text */ }
+    return text;
+  }
+
+  // One page of a data source's choices for the account shown, through the SDK's
+  // getFieldOptions (POST /sdk/actions with X-Paragon-Credential; a dropdown key the app gave a
+  // loader for is answered by that loader instead).
+  function sourcePage(type, key) {
+    return (cursor, search) => invoke('getFieldOptions', {
+      integration: type, action: key, search: search || undefined, cursor,
+      selectedCredentialId: stateOf(type).credentialId || undefined,
+    }).then((r) => ({
+      options: ((r && r.data) || []).filter((o) => o && o.value !== undefined && o.value !== null),
+      next: (r && r.nextPageCursor) || null,
+    }));
+  }
+
+  // Loads a list of choices once per opening of the portal; `more` appends the next page and a
+  // `search` starts over with that text. A newer load wins over an older one still running.
+  function loadList(id, fetchPage, { more = false, search } = {}) {
+    const current = lists[id];
+    if (current && !more && search === undefined) return;
+    if (more && (!current || current.loading || !current.next)) return;
+    const query = search !== undefined ? search : (current ? current.search : '');
+    const previous = more ? current.options : [];
+    const seq = (current ? current.seq : 0) + 1;
+    const shownType = currentType;
+    lists[id] = { loading: true, options: previous, next: null, search: query, error: null, seq };
+    const settle = (entry) => {
+      if (currentType !== shownType || !lists[id] || lists[id].seq !== seq) return;
+      lists[id] = { ...entry, search: query, seq };
+      render();
+    };
+    fetchPage(more ? current.next : undefined, query).then(
+      ({ options, next }) => settle({ loading: false, options: previous.concat(options), next, error: null }),
+      (error) => settle({ loading: false, options: previous, next: null, error: messageOf(error) }));
+  }
+
+  // Where a custom dropdown's options come from, asked of the SDK once per opening, in the
+  // SDK's own order (getSourcesForInput): what setDataSources gave for its key, else the app's
+  // loader (connect(type, { dropdowns: { key: { loadOptions } } })), else the input's
+  // customDropdownOptions (which connect(type, { dropdowns: { key: [...] } }) replaces).
+  function dropdownSource(type, key) {
+    if (!key) return { kind: 'config' };
+    if (dropdownSources[key]) return dropdownSources[key];
+    dropdownSources[key] = { kind: 'asking' };
+    const shownType = currentType;
+    (async () => {
+      const given = await invoke('resolveCustomDropdownSource', key, type);
+      if (Array.isArray(given)) return { kind: 'static', options: given };
+      if (await invoke('hasCustomDropdownLoader', key)) return { kind: 'loader' };
+      return { kind: 'config' };
+    })().catch(() => ({ kind: 'config' })).then((found) => {
+      if (currentType !== shownType || !dropdownSources[key]) return;
+      dropdownSources[key] = found;
+      render();
+    });
+    return dropdownSources[key];
   }
 
   async function act(label, work) {
@@ -338,12 +389,53 @@
     }
   });
 
-  // A field mapping: which object of the integration (record type) and, per field of the
-  // company's app, the integration's field it maps to. The saved value is one object:
-  // { record_type, <field key>: <integration field>, … }.
+  // A select of `options` ({label, value}); a current value not among them stays choosable.
+  function choiceSelect(attributes, options, current, set) {
+    const value = current === undefined || current === null ? '' : String(current);
+    const shown = options.slice();
+    if (value && !shown.some((o) => String(o.value) === value)) shown.unshift({ label: value, value });
+    return el('select', { ...attributes, onchange: (e) => set(e.target.value) },
+      el('option', { value: '' }, 'Choose…'),
+      shown.map((o) => el('option', { value: String(o.value), selected: String(o.value) === value }, o.label ?? String(o.value))));
+  }
+
+  // The choices of one loaded list: a select, and when the list has more pages a search box and
+  // "More choices". `fallback()` is the control when the list could not be loaded at all.
+  function listedControl(listId, fetchPage, attributes, current, set, fallback) {
+    loadList(listId, fetchPage);
+    const list = lists[listId];
+    if (list.error && list.options.length === 0 && !list.search) {
+      return { control: fallback(), why: list.error };
+    }
+    const select = list.loading && list.options.length === 0
+      ? el('select', { ...attributes, disabled: true }, el('option', { value: '' }, 'Loading choices…'))
+      : choiceSelect(attributes, list.options, current, set);
+    const searchable = Boolean(list.next) || Boolean(list.search);
+    const tools = searchable || list.error ? el('div', { class: 'ui-choice-tools' },
+      searchable ? el('input', {
+        type: 'search', id: `${attributes.id}-search`, placeholder: 'Search choices…', value: list.search || '',
+        'aria-label': 'Search choices',
+        onkeydown: (e) => {
+          if (e.key !== 'Enter') return;
+          e.preventDefault(); // not the settings form's submit
+          loadList(listId, fetchPage, { search: e.target.value.trim() });
+          render();
+        },
+        onchange: (e) => { if (e.target.value.trim() !== (lists[listId] || {}).search) { loadList(listId, fetchPage, { search: e.target.value.trim() }); render(); } },
+      }) : null,
+      list.next ? el('button', {
+        class: 'ui-button secondary', type: 'button', id: `${attributes.id}-more`, disabled: list.loading,
+        onclick: () => { loadList(listId, fetchPage, { more: true }); render(); },
+      }, list.loading ? 'Loading…' : 'More choices') : null,
+      list.error ? el('span', { class: 'hint' }, `Could not load more choices (${list.error}).`) : null) : null;
+    return { control: tools ? [select, tools] : select, why: null };
+  }
+
+  // A field mapping (FIELD_MAPPER): which object of the integration (record type) and, per
+  // field of the company's app (savedFieldMappings), the integration's field it maps to. The
+  // saved value is one object: { record_type, <field key>: <integration field>, … }.
   function mappingField(input, value, set, latest, controlId) {
-    const extra = input.options && typeof input.options === 'object' && !Array.isArray(input.options) ? input.options : {};
-    const declared = (input.fieldMappings || extra.fieldMappings || [])
+    const declared = (input.savedFieldMappings || input.fieldMappings || [])
       .filter((m) => m && typeof m.label === 'string')
       .map((m) => ({ label: m.label, key: typeof m.value === 'string' && m.value !== '' ? m.value : m.label }));
     const current = value && typeof value === 'object' && !Array.isArray(value) ? value : {};
@@ -357,17 +449,23 @@
     const keys = declared.concat(Object.keys(current)
       .filter((k) => k !== 'record_type' && !declared.some((d) => d.key === k))
       .map((k) => ({ label: k, key: k })));
-    const recordTypes = (choices && choices.recordTypes) || [];
     const record = String(current.record_type ?? '');
-    const recordControl = recordTypes.length > 0
-      ? el('select', { id: controlId, 'data-mapping': 'record_type', onchange: (e) => update('record_type', e.target.value) },
-        el('option', { value: '' }, 'Choose…'),
-        (record && !recordTypes.includes(record) ? [record] : []).concat(recordTypes)
-          .map((r) => el('option', { value: r, selected: r === record }, r)))
-      : el('input', { type: 'text', id: controlId, 'data-mapping': 'record_type', value: record, oninput: (e) => update('record_type', e.target.value) });
+    const typed = () => el('input', { type: 'text', id: controlId, 'data-mapping': 'record_type', value: record, oninput: (e) => update('record_type', e.target.value) });
+    // The record types come from the mapper's record source (sdkIntegrationConfig.dataSources),
+    // when the integration has one; else the object is typed.
+    const sources = (((modal && modal.integration) || {}).sdkIntegrationConfig || {}).dataSources || {};
+    const mapper = input.sourceType ? sources[input.sourceType] : null;
+    const recordKey = mapper && mapper.recordSource && mapper.recordSource.cacheKey;
+    let recordControl = typed();
+    let why = null;
+    if (recordKey) {
+      ({ control: recordControl, why } = listedControl(`source:${recordKey}`, sourcePage(currentType, recordKey),
+        { id: controlId, 'data-mapping': 'record_type' }, record, (v) => update('record_type', v), typed));
+    }
     return el('fieldset', { class: 'ui-field ui-mapping' },
       el('legend', {}, input.title || input.key || input.id, input.required ? ' *' : ''),
-      el('label', { class: 'ui-field', for: controlId }, el('span', {}, 'Object'), recordControl),
+      el('div', { class: 'ui-field' }, el('label', { class: 'ui-label', for: controlId }, 'Object'), recordControl,
+        why ? el('div', { class: 'hint' }, `The objects could not be listed (${why}); type one.`) : null),
       keys.map(({ label, key }) => {
         const id = `${controlId}-${key}`;
         return el('label', { class: 'ui-field', for: id }, el('span', {}, `${label} →`),
@@ -382,57 +480,68 @@
     return scope ? `${scope}/${id}` : id;
   }
 
-  // One settings input; `scope` tells integration settings ('') from a workflow's (its id).
+  // One settings input (SerializedConnectInput); `scope` tells integration settings ('') from a
+  // workflow's (its id).
   function field(input, saved, scope) {
     const id = input.id;
     const draft = draftKey(scope, id);
     const value = draft in drafts ? drafts[draft] : saved;
     const controlId = scope ? `input-${scope}-${id}` : `input-${id}`;
     const set = (v) => { drafts[draft] = v; };
+    const title = input.title || input.key || id;
+    const current = value === undefined || value === null ? '' : String(value);
+    const text = (type) => el('input', { type, id: controlId, value: current, oninput: (e) => set(e.target.value) });
     let control;
     let hint = input.tooltip || null;
-    if (input.type === 'field_mapping') {
-      return mappingField(input, value, set, () => (draft in drafts ? drafts[draft] : saved), controlId);
-    }
-    if (input.type === 'boolean' || input.type === 'switch') {
-      control = el('input', { type: 'checkbox', id: controlId, checked: value === true || value === 'true', onchange: (e) => set(e.target.checked) });
-      return el('label', { class: 'ui-field' }, control, ' ', el('strong', {}, input.title || input.key || id),
-        input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
-    }
-    if (input.type === 'custom_dropdown' || input.type === 'dropdown') {
-      // The build keeps type-specific properties under `options` (customDropdownOptions…).
-      const extra = input.options && typeof input.options === 'object' && !Array.isArray(input.options) ? input.options : {};
-      const listed = input.customDropdownOptions || extra.customDropdownOptions || input.options;
-      const options = Array.isArray(listed) ? listed : [];
-      control = el('select', { id: controlId, onchange: (e) => set(e.target.value) },
-        el('option', { value: '' }, 'Choose…'),
-        options.map((o) => el('option', { value: String(o.value), selected: String(o.value) === String(value ?? '') }, o.label ?? String(o.value))));
-    } else if (input.type === 'password') {
-      // A stored secret is never shown back: leaving the field empty keeps it.
-      control = el('input', { type: 'password', id: controlId, autocomplete: 'off', placeholder: saved ? 'saved — type to replace' : '', oninput: (e) => set(e.target.value) });
-    } else {
-      // An integration-specific type (a Slack channel…): the account's choices when the
-      // server could list them, else a text box.
-      const listed = choices && choices.types ? choices.types[input.type] : undefined;
-      const current = value === undefined || value === null ? '' : String(value);
-      if (listed && Array.isArray(listed.options)) {
-        const options = listed.options.slice();
-        // A stored value the provider no longer lists stays choosable.
-        if (current && !options.some((o) => String(o.value) === current)) options.unshift({ label: current, value: current });
-        control = el('select', { id: controlId, onchange: (e) => set(e.target.value) },
-          el('option', { value: '' }, 'Choose…'),
-          options.map((o) => el('option', { value: String(o.value), selected: String(o.value) === current }, o.label ?? String(o.value))));
-      } else {
-        const type = input.type === 'number' ? 'number' : input.type === 'email' ? 'email' : input.type === 'url' ? 'url' : 'text';
-        control = el('input', { type, id: controlId, value: current, oninput: (e) => set(e.target.value) });
-        const why = listed && listed.error ? listed.error : choices && choices.error;
-        if (why && !['text', 'number', 'email', 'url'].includes(input.type)) {
-          hint = `${hint ? `${hint} ` : ''}The list of choices could not be loaded (${why}); type the value.`;
+    let why = null;
+    switch (input.type) {
+      case 'FIELD_MAPPER':
+        return mappingField(input, value, set, () => (draft in drafts ? drafts[draft] : saved), controlId);
+      case 'SWITCH':
+      case 'BOOLEAN_INPUT':
+        control = el('input', { type: 'checkbox', id: controlId, checked: value === true || value === 'true', onchange: (e) => set(e.target.checked) });
+        return el('label', { class: 'ui-field' }, control, ' ', el('strong', {}, title),
+          input.tooltip ? el('div', { class: 'hint' }, input.tooltip) : null);
+      case 'CUSTOM_DROPDOWN': {
+        const source = dropdownSource(currentType, input.key);
+        if (source.kind === 'loader') {
+          ({ control, why } = listedControl(`dropdown:${input.key}`, sourcePage(currentType, input.key),
+            { id: controlId }, value, set, () => text('text')));
+        } else {
+          const options = source.kind === 'static' ? source.options : input.customDropdownOptions;
+          control = choiceSelect({ id: controlId }, (Array.isArray(options) ? options : []).filter((o) => o && o.value !== undefined), value, set);
         }
+        break;
       }
+      case 'DYNAMIC_ENUM':
+        // A data source of the integration (a Slack channel…): the account's choices, else a
+        // text box.
+        if (input.sourceType) {
+          ({ control, why } = listedControl(`source:${input.sourceType}`, sourcePage(currentType, input.sourceType),
+            { id: controlId }, value, set, () => text('text')));
+        } else {
+          control = text('text');
+        }
+        break;
+      case 'PASSWORD':
+        // A stored secret is never shown back: leaving the field empty keeps it.
+        control = el('input', { type: 'password', id: controlId, autocomplete: 'off', placeholder: saved ? 'saved — type to replace' : '', oninput: (e) => set(e.target.value) });
+        break;
+      case 'NUMBER':
+        control = text('number');
+        break;
+      case 'EMAIL':
+        control = text('email');
+        break;
+      case 'URL':
+        control = text('url');
+        break;
+      default:
+        control = text('text');
     }
-    return el('label', { class: 'ui-field', for: controlId },
-      el('span', {}, input.title || input.key || id, input.required ? ' *' : ''),
+    if (why) hint = `${hint ? `${hint} ` : ''}The list of choices could not be loaded (${why}); type the value.`;
+    return el('div', { class: 'ui-field' },
+      el('label', { class: 'ui-label', for: controlId }, title, input.required ? ' *' : ''),
       control,
       hint ? el('div', { class: 'hint' }, hint) : null);
   }
@@ -443,8 +552,8 @@
       const draft = draftKey(scope, input.id);
       if (!(draft in drafts)) continue;
       let v = drafts[draft];
-      if (input.type === 'password' && v === '') continue;
-      if (input.type === 'number') v = v === '' ? null : Number(v);
+      if (input.type === 'PASSWORD' && v === '') continue;
+      if (input.type === 'NUMBER') v = v === '' ? null : Number(v);
       values[input.id] = v;
     }
     return values;
@@ -463,8 +572,20 @@
   }
 
   function render() {
+    // The view is rebuilt: the control being typed in keeps the focus (a search box, while its
+    // choices arrive).
+    const active = document.activeElement;
+    const focused = active && active.id && active !== document.body ? active.id : null;
+    const caret = focused && typeof active.selectionStart === 'number' ? [active.selectionStart, active.selectionEnd] : null;
     try {
       draw();
+      const again = focused && document.getElementById(focused);
+      if (again && again !== document.activeElement) {
+        again.focus();
+        if (caret && typeof again.setSelectionRange === 'function') {
+          try { again.setSelectionRange(caret[0], caret[1]); } catch (_) { /* not a text control */ }
+        }
+      }
     } catch (error) {
       // Never leave a stale view behind: say what went wrong where the portal would be.
       console.error('para portal:', error);
@@ -583,7 +704,6 @@
     parts.push(account);
 
     if (isConnected) {
-      loadChoices(integration, type);
       const inputs = ((config.sharedMeta || {}).inputs) || [];
       if (inputs.length > 0) {
         const form = el('form', {
@@ -597,8 +717,9 @@
           el('button', { class: 'ui-button', type: 'submit', disabled: Boolean(busy) }, busy === 'Saving…' ? busy : 'Save settings')));
         parts.push(form);
       }
-      const workflows = integration.workflows || [];
       const meta = config.workflowMeta || {};
+      // Hidden workflows are in the list (the SDK's hiddenWorkflows) but not shown.
+      const workflows = (integration.workflows || []).filter((w) => !(meta[w.id] && meta[w.id].hidden));
       if (workflows.length > 0) {
         const section = el('div', { class: 'ui-section', id: 'ui-workflows' }, el('h2', {}, 'Workflows'));
         for (const workflow of workflows) {

@@ -451,20 +451,19 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
         "labels are escaped: {after}"
     );
 
-    // The same choices through the API the SDK iframe's portal (/ui) reads.
-    let choices = "/sdk/integrations/slack/setting-choices";
-    let (status, body) = server.call("GET", choices, &token("ann"), None).await;
+    // The same choices through the SDK's getFieldOptions (what the SDK iframe's portal, /ui,
+    // asks for).
+    let ask = json!({ "action": "slack", "sourceKey": "channel", "parameters": [],
+                      "paginationParameters": { "pageCursor": 0 } });
+    let (status, body) =
+        server.call("POST", "/sdk/actions", &token("ann"), Some(ask.clone())).await;
     assert_eq!(status, 200, "{body}");
-    let listed = body["types"].as_object().unwrap();
-    let options = listed.values().find_map(|t| t["options"].as_array()).expect("{body}");
+    let options = body["output"]["records"].as_array().expect("{body}");
     assert!(options.contains(&json!({ "label": "general", "value": "C01" })), "{body}");
-    assert!(body["recordTypes"].is_array());
-    // Someone without a Slack account gets no choices, not Ann's.
-    let (status, body) = server.call("GET", choices, &token("bob"), None).await;
-    assert_eq!((status, &body["types"]), (200, &json!({})), "{body}");
-    let (status, _) =
-        server.call("GET", "/sdk/integrations/nope/setting-choices", &token("ann"), None).await;
-    assert_eq!(status, 404);
+    // Someone without a Slack account gets a reason, not Ann's choices.
+    let (status, body) = server.call("POST", "/sdk/actions", &token("bob"), Some(ask)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("not_connected")), "{body}");
+    assert!(!body.to_string().contains("C01"));
 }
 
 /// A user whose token carries no `plan` stores one with `PATCH /sdk/me` (as the SDK's
