@@ -64,6 +64,8 @@ import { createRequire } from 'node:module';
 import Provider from 'oidc-provider';
 import { chromium } from 'playwright-core';
 
+import { everySdkMethod, sdkSurface } from './sdk-methods.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const env = process.env;
@@ -90,6 +92,11 @@ const FIELDS_MAPPING_INPUT = env.PARA_E2E_FIELDS_MAPPING_INPUT || '';
 const WORKFLOW_ID = env.PARA_E2E_WORKFLOW_ID || '1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70';
 const INPUT_PIPELINE = 'b6ca3d7f-5a14-4b2e-9f86-a4bc23de4a56'; // custom_dropdown: sales | support
 const INPUT_SYNC_LIMIT = 'c7db4e80-6b25-4c3f-a097-b5cd34ef5b67'; // number
+// What connects the API-key catalog integration (apiUrl is set once the upstream listens) and
+// the project's API resource, and the lists the former's API answers.
+const API_KEY_VALUES = { apiUrl: '', apiKey: 'ac-key-5d2c91' };
+const RESOURCE_VALUES = { apiKey: 'resource-key-77e1a0' };
+const AC_LISTS = [{ id: '1', name: 'Newsletter' }, { id: '2', name: 'Customers' }, { id: '3', name: 'Partners' }];
 const CHROMIUM = env.PARA_E2E_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -236,6 +243,19 @@ async function autoInteraction(req, res) {
 const upstreamServer = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://x');
   if (url.pathname === '/__e2e/stats') return send(res, 200, stats);
+  // An API-key catalog integration (ActiveCampaign: its API URL is the user's account origin, so
+  // it can be this server) and the project's API resource, each checking its key.
+  if (url.pathname.startsWith('/api/3/') || url.pathname.startsWith('/resource/')) {
+    const ac = url.pathname.startsWith('/api/3/');
+    const ok = ac ? req.headers['api-token'] === API_KEY_VALUES.apiKey : req.headers['x-api-key'] === RESOURCE_VALUES.apiKey;
+    const key = `${req.method} ${url.pathname}`;
+    countUpstream(key, ok);
+    if (!ok) return send(res, 401, { message: 'bad key' });
+    if (key === 'GET /api/3/users/me') return send(res, 200, { user: { id: '1', username: ACCOUNT.id } });
+    if (key === 'GET /api/3/lists') return send(res, 200, { lists: AC_LISTS });
+    if (key === 'GET /resource/me') return send(res, 200, { id: ACCOUNT.id });
+    return send(res, 404, { message: 'not here' });
+  }
   const route = `${req.method} ${url.pathname.replace(/\/pipelines\/[^/]+\//, '/pipelines/:id/')}`;
   const needs = {
     'GET /v2/me': 'tasks.read',
@@ -267,6 +287,7 @@ const sdkScript = () => `(function(){var module={exports:{}};var exports=module.
 const PAGE = `<!doctype html><meta charset="utf-8"><title>para e2e</title>
 <script src="/sdk.js"></script>
 <button id="install">Connect</button>
+<button id="run">Run</button>
 <script>
   const { paragon } = window.ParagonConnect;
   const plain = (v) => (v === undefined ? { undefined: true } : JSON.parse(JSON.stringify(v)));
@@ -283,8 +304,12 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>para e2e</title>
       paragon.configureGlobal({ host: new URL(base).hostname }, envs);
       return paragon.getVersion();
     },
+    // paragon[fn], or the SDK class's own method where the exported object has none (the
+    // exported \`paragon\` binds a subset of ConnectSDK's methods; connectSingleton is the instance).
     async call(fn, args) {
-      try { return { ok: true, value: plain(await paragon[fn](...args)) }; } catch (e) { return failure(e); }
+      const sdk = window.ParagonConnect.connectSingleton;
+      const target = typeof paragon[fn] === 'function' ? paragon : sdk;
+      try { return { ok: true, value: plain(await target[fn](...args)) }; } catch (e) { return failure(e); }
     },
     pendingInstall: null,
     install: null,
@@ -296,6 +321,24 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>para e2e</title>
         (e) => { window.e2e.connected = failure(e); });
     },
   };
+  // A click that runs window.e2e.onClick (set by a test) and records its result in e2e.clicked.
+  document.getElementById('run').addEventListener('click', () => {
+    Promise.resolve().then(() => window.e2e.onClick())
+      .then((v) => { window.e2e.clicked = { ok: true, value: plain(v) }; }, (e) => { window.e2e.clicked = failure(e); });
+  });
+  // paragon.installFlow with its callbacks recorded: e2e.flow = {next: [stages], complete, error}.
+  window.e2e.flow = { next: [], complete: null, error: null };
+  window.e2e.startFlow = (name, options = {}) => {
+    const f = { next: [], complete: null, error: null };
+    window.e2e.flow = f;
+    paragon.installFlow.start(name, {
+      ...options,
+      onNext: (stage) => f.next.push(plain(stage)),
+      onComplete: (v) => { f.complete = plain(v ?? null); },
+      onError: (e, stage) => { f.error = { ...failure(e), stage: plain(stage ?? null) }; },
+    });
+  };
+  window.e2e.flowCall = async (fn, args) => plain(await paragon.installFlow[fn](...args));
   // installIntegration opens the OAuth popup synchronously, so start it from a real click.
   document.getElementById('install').addEventListener('click', () => {
     const { name, options } = window.e2e.pendingInstall;
@@ -325,6 +368,7 @@ const pageServer = http.createServer(async (req, res) => {
 const issuer = await listen(oauthServer, Number(env.PARA_E2E_OAUTH_PORT || 0));
 const upstreamUrl = await listen(upstreamServer, Number(env.PARA_E2E_UPSTREAM_PORT || 0));
 const pageUrl = await listen(pageServer);
+API_KEY_VALUES.apiUrl = upstreamUrl; // an account's origin: the API is below /api/3
 const selfCallbackUri = `${pageUrl}/callback`;
 
 const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
@@ -345,7 +389,9 @@ provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', 'tasks.read', 'tasks.write'],
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   cookies: { keys: ['para-e2e-cookie-key'] },
-  pkce: { methods: ['S256'], required: () => REQUIRE_PKCE },
+  // A code for paragon.completeInstall is obtained by the company's page, not by para: it comes
+  // without PKCE (state `direct-…`).
+  pkce: { methods: ['S256'], required: (ctx) => REQUIRE_PKCE && !String(ctx.oidc.params?.state ?? '').startsWith('direct-') },
   // oidc-provider drops offline_access unless prompt=consent is sent; issue refresh tokens anyway,
   // and keep tokens alive independently of the browser session at the provider.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -390,6 +436,7 @@ const info = {
   upstreamApiBase: `${upstreamUrl}/v2`,
   statsUrl: `${upstreamUrl}/__e2e/stats`,
   account: ACCOUNT,
+  resourceApiBase: `${upstreamUrl}/resource`,
 };
 if (env.PARA_E2E_INFO) writeJsonAtomic(env.PARA_E2E_INFO, info);
 console.log(`# PARA_E2E_INFO ${JSON.stringify(info)}`);
@@ -974,5 +1021,76 @@ test('Connect Portal in the SDK iframe: paragon.connect() shows /ui; connect ove
     }
   } finally {
     await context.close();
+  }
+});
+
+// ── Every public method and event of the SDK (tests/e2e/sdk-methods.mjs) ────────────────────────
+// server.json's `everyMethod` says what the project has for it: { users: [{label, token, meta}]
+// (fresh users: one whose token carries meta, one whose does not), basicIntegration,
+// apiKeyIntegration, listInput, hiddenWorkflowId, eventName, eventPayload }.
+const surface = sdkSurface(path.join(path.dirname(SDK_BUNDLE)));
+test(`the SDK's public surface is read from its type declarations (${surface.length} names)`, () => {
+  assert.ok(surface.length >= 70, surface.join(' '));
+  for (const n of ['paragon.authenticate', 'paragon.getTriggers', 'installFlow.setPostOptions', 'event:onWorkflowChange']) {
+    assert.ok(surface.includes(n), `${n} missing from ${surface.join(' ')}`);
+  }
+});
+
+test('every public method and event of the SDK against para serve', { skip, timeout: 600000 }, async (t) => {
+  if (!haveServer) assert.fail('PARA_E2E_REQUIRE_SERVER=1 but no server configured');
+  const server = await waitForServer();
+  const every = server.everyMethod;
+  assert.ok(every?.users?.length, 'server.json has no everyMethod.users');
+  for (const u of every.users) {
+    await t.test(u.label, async (tt) => {
+      const { context, log } = await newContext();
+      try {
+        const page = await context.newPage();
+        await page.setViewportSize({ width: 1000, height: 800 });
+        const { recent, call } = sdkDriver(page, log);
+        const attempt = (fn, ...args) => page.evaluate(([f, a]) => window.e2e.call(f, a), [fn, args]);
+        await page.goto(`${pageUrl}/`);
+        await page.evaluate((b) => window.e2e.configure(b), server.baseUrl);
+        // A code the company's page obtained itself (paragon.completeInstall): no PKCE.
+        const authorizationCode = async () => {
+          const state = `direct-${b64url(crypto.randomBytes(9))}`;
+          const authorize = new URL(info.authorizationEndpoint);
+          for (const [k, v] of Object.entries({ response_type: 'code', client_id: CLIENT_ID, redirect_uri: selfCallbackUri, scope: SCOPES, state })) {
+            authorize.searchParams.set(k, v);
+          }
+          const p = await context.newPage();
+          try {
+            await p.goto(authorize.href);
+            await p.waitForURL((x) => x.href.startsWith(selfCallbackUri), { timeout: 15000 });
+            const cb = Object.fromEntries(new URL(p.url()).searchParams);
+            assert.equal(cb.state, state);
+            assert.ok(cb.code, JSON.stringify(cb));
+            return cb.code;
+          } finally {
+            await p.close();
+          }
+        };
+        await everySdkMethod(tt, {
+          page, context, call, attempt, recent, surface, sdkVersion: SDK_VERSION,
+          server, token: u.token, tokenMeta: u.meta ?? null,
+          oauth: {
+            integration: INTEGRATION, workflowId: WORKFLOW_ID, pipelineInput: INPUT_PIPELINE,
+            limitInput: INPUT_SYNC_LIMIT, hiddenWorkflowId: every.hiddenWorkflowId, account: ACCOUNT,
+            authorizationCode, redirectUri: selfCallbackUri,
+            preValue: (o) => (o.type === 'NUMBER' ? 7 : o.type === 'SWITCH' ? true : 'us'),
+            postValue: (o) => (o.type === 'NUMBER' ? 7 : o.type === 'SWITCH' ? true : 'team-e2e'),
+          },
+          basic: { integration: every.basicIntegration },
+          apiKey: {
+            integration: every.apiKeyIntegration, values: API_KEY_VALUES, listInput: every.listInput,
+            listValues: AC_LISTS.map((l) => l.id), listSearch: 'news',
+          },
+          resource: { values: RESOURCE_VALUES },
+          eventName: every.eventName, eventPayload: every.eventPayload ?? {},
+        });
+      } finally {
+        await context.close();
+      }
+    });
   }
 });

@@ -18,6 +18,10 @@ const PARA: &str = env!("CARGO_BIN_EXE_para");
 /// The id of the setting of the "Sync notes" workflow added to the project copy.
 const NOTES_INPUT: &str = "5e1f0c2a-7b3d-4c8e-9a61-2f4d8b0c6e13";
 const NOTES_MAPPING: &str = "8a2c4e6f-1b3d-4f5a-9c7e-0d2f4a6b8c1e";
+/// The post-sign-in input added to custom.acmecrm in the project copy.
+const ACME_WORKSPACE_INPUT: &str = "6d8f0a2c-4e6b-4a8d-9f1b-3c5e7a9b1d4f";
+/// The ActiveCampaign list setting added to the project copy.
+const AC_LIST_INPUT: &str = "3b7d9f1e-2c4a-4e6b-8d0f-1a3c5e7b9d2f";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -148,6 +152,38 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     );
     assert!(source.contains("inputs = createInputs({});"), "{source}");
     std::fs::write(&sync, source.replace("inputs = createInputs({});", &input)).unwrap();
+    // A catalog integration connected with an API key, with a setting whose choices its API
+    // lists (every-method test: installFlow, getFieldOptions, getTriggers).
+    para(&project, &["new", "integration", "activecampaign"]);
+    let ac_inputs = project.join("src/integrations/activecampaign/inputs.ts");
+    let scaffolded = std::fs::read_to_string(&ac_inputs).unwrap();
+    assert!(scaffolded.contains("createInputs({})"), "{scaffolded}");
+    std::fs::write(
+        &ac_inputs,
+        scaffolded.replace(
+            "createInputs({})",
+            &format!(
+                "createInputs({{ audience: {{ id: '{AC_LIST_INPUT}', title: 'Audience', type: 'list', required: false }} }})"
+            ),
+        ),
+    )
+    .unwrap();
+    // custom.acmecrm also asks for a workspace after the sign-in (installFlow's post options).
+    let acme = project.join("src/integrations/custom.acmecrm/config.ts");
+    let config = std::fs::read_to_string(&acme).unwrap();
+    let region = "  region: {";
+    assert!(config.contains(region), "{config}");
+    std::fs::write(
+        &acme,
+        config.replacen(
+            region,
+            &format!(
+                "  workspace: {{ id: '{ACME_WORKSPACE_INPUT}', type: 'text', title: 'Workspace', required: false, postOAuth: true }},\n{region}"
+            ),
+            1,
+        ),
+    )
+    .unwrap();
     let port = free_port();
 
     // 1. The harness starts the OAuth server and the upstream API and says where they are.
@@ -178,6 +214,31 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     assert!(info_path.exists(), "the harness stopped early:\n{}", harness_log());
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
+
+    // An API resource of the project, on the harness's upstream, connected with a key.
+    let resource = project.join("src/resources/ledger/config.ts");
+    std::fs::create_dir_all(resource.parent().unwrap()).unwrap();
+    std::fs::write(
+        &resource,
+        format!(
+            "import {{ IResourceContext, UserLevelAPIResource }} from '@useparagon/core';\n\n\
+             export default class extends UserLevelAPIResource {{\n\
+             \x20 readonly id: string = '5c0ffee0-0000-4000-8000-00000000e2e1';\n\
+             \x20 name: string = 'Ledger';\n\
+             \x20 getRequestConfig(context: IResourceContext) {{\n\
+             \x20   return {{ apiBaseUrl: '{base}', authentication: {{ type: 'auth_header', headers: {{ 'X-Api-Key': `${{context.getInput('apiKey')}}` }} }} }};\n\
+             \x20 }}\n\
+             \x20 getTestRequestConfig(context: IResourceContext) {{\n\
+             \x20   return {{ url: '/me', method: 'GET', params: {{}}, headers: {{}} }};\n\
+             \x20 }}\n\
+             \x20 getAuthorizationConfig(context: IResourceContext) {{\n\
+             \x20   return {{ type: 'api_key', userInputs: ['apiKey'] }};\n\
+             \x20 }}\n\
+             }}\n",
+            base = info["resourceApiBase"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
 
     // 2. The company's OAuth client and the loopback endpoints for custom.acmecrm.
     std::fs::write(
@@ -215,10 +276,37 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
             .unwrap();
     let user = format!("e2e-{}", std::process::id());
     let token = para(&project, &["token", "--user", &user, "--ttl", "1h"]);
+    // Two fresh users for the every-method test: one whose token carries meta, one whose does not.
+    let token_meta = serde_json::json!({ "email": "ada@example.com", "team": "north" });
+    let with_meta = para(
+        &project,
+        &[
+            "token",
+            "--user",
+            &format!("{user}-meta"),
+            "--ttl",
+            "1h",
+            "--meta",
+            &token_meta.to_string(),
+        ],
+    );
+    let without_meta =
+        para(&project, &["token", "--user", &format!("{user}-plain"), "--ttl", "1h"]);
     let server_json = serde_json::json!({
         "baseUrl": format!("http://127.0.0.1:{port}"),
         "projectId": meta["projectId"],
         "userToken": token.trim(),
+        "everyMethod": {
+            "users": [
+                { "label": "a user whose token carries meta", "token": with_meta.trim(), "meta": token_meta },
+                { "label": "a user whose token has no meta", "token": without_meta.trim() },
+            ],
+            "basicIntegration": "custom.notesapi",
+            "apiKeyIntegration": "activecampaign",
+            "listInput": AC_LIST_INPUT,
+            "eventName": "Task Created",
+            "eventPayload": { "taskId": "tsk_e2e", "title": "Every method", "dueDate": "2026-12-24", "assigneeEmails": [], "priority": 1 },
+        },
     });
     let partial = tmp.path().join("server.json.tmp");
     std::fs::write(&partial, server_json.to_string()).unwrap();
@@ -231,8 +319,8 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
             break status;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the harness did not finish in 5 minutes:\n{}\n--- para serve ---\n{}",
+            start.elapsed() < Duration::from_secs(900),
+            "the harness did not finish in 15 minutes:\n{}\n--- para serve ---\n{}",
             harness_log(),
             serve_output()
         );
