@@ -28,6 +28,8 @@ mod portal;
 mod portal_ui;
 mod proxy;
 mod refresh;
+/// The proxy's HTTP/1.1 client, its own crate.
+use para_upstream as upstream;
 mod resources;
 mod sdk_inputs;
 mod server;
@@ -35,7 +37,6 @@ pub mod settings;
 mod state;
 mod trigger_types;
 mod triggers;
-mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

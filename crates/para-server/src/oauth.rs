@@ -600,14 +600,4 @@ pub fn snippet(text: &str) -> String {
     if t.is_empty() { "(empty body)".into() } else { t }
 }
 
-/// An error with its causes (reqwest's top-level message alone hides "connection refused").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use para_upstream::error_chain;

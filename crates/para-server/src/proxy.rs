@@ -55,7 +55,7 @@ const DEFAULT_MAX_INFLIGHT: usize = 128 * 1024 * 1024;
 /// (the cap of a request body).
 const DEFAULT_MAX_WRAPPED: usize = MAX_BODY;
 
-/// The memory proxy bodies may hold, one per server (in [`upstream::Client`]): request bodies
+/// The memory proxy bodies may hold, one per server (`AppState::proxy_budget`): request bodies
 /// (read whole: a request is sent again after a refresh) and wrapped answers (read whole to be
 /// checked and wrapped) of all requests together, from the moment their length is known (a
 /// `Content-Length`, or each piece as it arrives) until they are dropped (a wrapped answer:
@@ -741,7 +741,7 @@ async fn proxy(
             prepared
         }
     };
-    let budget = state.upstream.budget();
+    let budget = &state.proxy_budget;
     // Held until the exchange is over (a raw answer then streams without it).
     let (body, _held) = if body.is_end_stream() {
         (Bytes::new(), Held::NONE)
@@ -793,7 +793,7 @@ async fn proxy(
             body: body.clone(),
         };
         let answer = match state.upstream.send(&origin, request, keep).await {
-            Ok(answer) => answer,
+            Ok(answer) => answer.map(Body::new),
             Err(e) => {
                 let what = if e.is_timeout() { "timed out" } else { "failed" };
                 let target = prepared.target(state, tail, parts.uri.query())?;

@@ -69,6 +69,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The proxy's own client: keep-alive connections per upstream origin.
     pub upstream: crate::upstream::Client,
+    /// The memory the proxy's request bodies and wrapped answers may hold (limits from the
+    /// environment).
+    pub proxy_budget: Arc<crate::proxy::Budget>,
     /// One refresh at a time per credential within this process (the store's lease covers
     /// other processes).
     pub refresh_locks: crate::refresh::Locks,
@@ -127,6 +130,7 @@ impl AppState {
             verifier,
             secrets,
             upstream: crate::upstream::Client::new(Some(http.clone())),
+            proxy_budget: Arc::new(crate::proxy::Budget::from_env()),
             http,
             refresh_locks: crate::refresh::Locks::default(),
             seen_users: crate::auth::SeenUsers::default(),

@@ -957,10 +957,10 @@ fn block_on<F: std::future::Future>(test: F) -> F::Output {
 /// written), and answers what it holds then.
 async fn settled(server: &Server) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.state.upstream.budget().held() != 0 && std::time::Instant::now() < deadline {
+    while server.state.proxy_budget.held() != 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.state.upstream.budget().held()
+    server.state.proxy_budget.held()
 }
 
 const WRAPPED_CAP: usize = 1_000_000;
@@ -985,7 +985,7 @@ fn large_wrapped_answers_stay_within_the_memory_bound() {
         let bearer = format!("Bearer {ann}");
         let auth = ("Authorization", bearer.as_str());
         let prefix = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}");
-        let budget = || server.state.upstream.budget();
+        let budget = || &server.state.proxy_budget;
         assert_eq!((budget().held(), budget().peak()), (0, 0));
 
         // Under the cap: wrapped as before, and counted while held.
@@ -1089,7 +1089,7 @@ fn concurrent_uploads_past_the_in_flight_bound_are_refused() {
         connect(&server, &ann, BASIC, "ann", "pw-1").await;
         let bearer = format!("Bearer {ann}");
         let path = format!("/projects/{PROJECT}/sdk/proxy/{BASIC}/upload");
-        let budget = || server.state.upstream.budget();
+        let budget = || &server.state.proxy_budget;
         const SIZE: usize = 1_000_000;
 
         // Two uploads in flight, each held for its whole length from its head on.

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
@@ -116,7 +116,7 @@ impl Failure {
     }
 
     fn of(e: &dyn std::error::Error) -> Failure {
-        Failure::Other(crate::oauth::error_chain(e))
+        Failure::Other(error_chain(e))
     }
 
     fn other(message: impl Into<String>) -> Failure {
@@ -141,8 +141,6 @@ pub struct Client {
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
     /// Set when the environment names an outgoing proxy: reqwest honours it.
     via_proxy: Option<reqwest::Client>,
-    /// The memory the proxy's bodies may hold (limits from the environment).
-    budget: Arc<crate::proxy::Budget>,
 }
 
 /// Whether reqwest would send requests through a proxy named in the environment.
@@ -159,13 +157,7 @@ impl Client {
             origins: Mutex::default(),
             tls: OnceLock::new(),
             via_proxy: fallback.filter(|_| proxy_in_env()),
-            budget: Arc::new(crate::proxy::Budget::from_env()),
         }
-    }
-
-    /// What the proxy's request bodies and wrapped answers hold, and may hold.
-    pub fn budget(&self) -> &Arc<crate::proxy::Budget> {
-        &self.budget
     }
 
     /// The origin of an `http(s)` URL (its idle connections are shared by all its users).
@@ -201,7 +193,7 @@ impl Client {
         origin: &Arc<Origin>,
         request: Outgoing,
         keep: fn(&HeaderName) -> bool,
-    ) -> Result<Response<axum::body::Body>, Failure> {
+    ) -> Result<Response<Answer>, Failure> {
         // The rare paths (an outgoing proxy, a new connection) are boxed: their futures would
         // otherwise make every request's future larger, and each request moves it into a box.
         if let Some(client) = &self.via_proxy {
@@ -249,16 +241,16 @@ impl Client {
                     c.timer = Some(timer);
                     origin.put_idle(c, now);
                 }
-                axum::body::Body::from(bytes)
+                Answer(Kind::Whole(Some(bytes)))
             }
-            Body::Rest(framing, reusable) => axum::body::Body::new(Streamed {
+            Body::Rest(framing, reusable) => Answer(Kind::Streamed(Streamed {
                 connection: Some(c),
                 origin: origin.clone(),
                 framing,
                 reusable,
                 since: now,
                 timer: Some(timer),
-            }),
+            })),
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -514,7 +506,7 @@ impl Connection {
         &mut self,
         request: &Outgoing,
         keep: fn(&HeaderName) -> bool,
-    ) -> Result<(axum::http::response::Parts, Body), Failure> {
+    ) -> Result<(http::response::Parts, Body), Failure> {
         self.received = false;
         self.write_request(request).await?;
         let head_request = request.method == Method::HEAD;
@@ -602,7 +594,7 @@ impl Connection {
         &mut self,
         head_request: bool,
         keep: fn(&HeaderName) -> bool,
-    ) -> Result<Option<(axum::http::response::Parts, Framing, bool)>, Failure> {
+    ) -> Result<Option<(http::response::Parts, Framing, bool)>, Failure> {
         loop {
             if self.buffered() == 0 {
                 return Ok(None);
@@ -973,13 +965,90 @@ impl http_body::Body for Streamed {
     }
 }
 
+/// An answer's body: whole when it came with its head, else read from the connection as the
+/// caller polls (the connection goes back to its origin's idle ones once the body is read to
+/// its end), or reqwest's when an outgoing proxy carried the request.
+pub struct Answer(Kind);
+
+enum Kind {
+    Whole(Option<Bytes>),
+    Streamed(Streamed),
+    Reqwest(reqwest::Body),
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Kind::Whole(_) => "Answer(whole)",
+            Kind::Streamed(_) => "Answer(streamed)",
+            Kind::Reqwest(_) => "Answer(reqwest)",
+        })
+    }
+}
+
+impl Answer {
+    /// A body of these bytes (for answers made without an exchange, e.g. in tests).
+    pub fn whole(bytes: Bytes) -> Answer {
+        Answer(Kind::Whole(Some(bytes)))
+    }
+}
+
+impl http_body::Body for Answer {
+    type Data = Bytes;
+    type Error = Failure;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Failure>>> {
+        match &mut self.get_mut().0 {
+            Kind::Whole(bytes) => {
+                Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
+            }
+            Kind::Streamed(s) => Pin::new(s).poll_frame(cx),
+            Kind::Reqwest(b) => Pin::new(b).poll_frame(cx).map_err(|e| Failure::of(&e)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Kind::Streamed(s) => s.is_end_stream(),
+            Kind::Reqwest(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Kind::Streamed(s) => s.size_hint(),
+            Kind::Reqwest(b) => b.size_hint(),
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated (a client's top-level message alone hides
+/// "connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// The same exchange through reqwest (an outgoing proxy is configured).
 async fn via_reqwest(
     client: &reqwest::Client,
     origin: &Origin,
     request: Outgoing,
     keep: fn(&HeaderName) -> bool,
-) -> Result<Response<axum::body::Body>, Failure> {
+) -> Result<Response<Answer>, Failure> {
     let url = format!("{}://{}:{}{}", origin.scheme(), origin.host, origin.port, request.target);
     let mut builder = client.request(request.method, url).headers(request.headers);
     if !request.body.is_empty() {
@@ -993,7 +1062,7 @@ async fn via_reqwest(
     while let Some(name) = headers.keys().find(|n| !keep(n)).cloned() {
         headers.remove(name);
     }
-    Ok(response.map(axum::body::Body::new))
+    Ok(response.map(|body| Answer(Kind::Reqwest(body))))
 }
 
 #[cfg(test)]
