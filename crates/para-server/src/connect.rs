@@ -220,21 +220,7 @@ pub async fn begin_oauth(
         values,
         values_form: false,
     };
-    let sealed = state.secrets.seal(
-        &serde_json::to_vec(&pending).expect("pending state serialises"),
-        &oauth::state_aad(&state.project_id),
-    );
-    state
-        .store
-        .put_oauth_state(&para_store::OAuthState {
-            state: state_token,
-            project_id: state.project_id.clone(),
-            user_id: user_id.to_string(),
-            integration: integration_key.to_string(),
-            sealed,
-            expires_at: para_store::now_ms() + oauth::STATE_TTL_MS,
-        })
-        .await?;
+    oauth::put_pending(state, user_id, integration_key, state_token, &pending).await?;
     if let Some(session) = &options.session_id {
         state.store.start_oauth_session(&state.project_id, user_id, session).await?;
     }

@@ -51,21 +51,7 @@ async fn issue(
     pending: &Pending,
 ) -> Result<String, ApiError> {
     let token = para_auth::random_token(32);
-    let sealed = state.secrets.seal(
-        &serde_json::to_vec(pending).expect("pending state serialises"),
-        &oauth::state_aad(&state.project_id),
-    );
-    state
-        .store
-        .put_oauth_state(&para_store::OAuthState {
-            state: token.clone(),
-            project_id: state.project_id.clone(),
-            user_id: user_id.to_string(),
-            integration: integration_key.to_string(),
-            sealed,
-            expires_at: para_store::now_ms() + oauth::STATE_TTL_MS,
-        })
-        .await?;
+    oauth::put_pending(state, user_id, integration_key, token.clone(), pending).await?;
     Ok(token)
 }
 
@@ -265,18 +251,7 @@ async fn submit(
         }
         Err(e) => return form(&state, &row, &pending, &keep, Some(&e.message)).await,
     };
-    if let Some(session) = &pending.session_id {
-        let _ = state
-            .store
-            .finish_oauth_session(
-                &state.project_id,
-                &row.user_id,
-                session,
-                Some(&credential.id),
-                None,
-            )
-            .await;
-    }
+    oauth::session_connected(&state, &row.user_id, &pending, &credential.id).await;
     // The SDK learns of the credential by polling the session; the window just closes.
     let script = "setTimeout(function(){window.close()},50);";
     let text = format!("Your {} account is connected. You can close this window.", connector.name);

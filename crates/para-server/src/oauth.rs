@@ -59,6 +59,48 @@ pub fn state_aad(project_id: &str) -> Vec<u8> {
     format!("oauth-state\0{project_id}").into_bytes()
 }
 
+/// Seals `pending` and stores it under `token` until the flow comes back (to the provider's
+/// callback or to the values form), for [`STATE_TTL_MS`].
+pub(crate) async fn put_pending(
+    state: &AppState,
+    user_id: &str,
+    integration_key: &str,
+    token: String,
+    pending: &Pending,
+) -> Result<(), ApiError> {
+    let sealed = state.secrets.seal(
+        &serde_json::to_vec(pending).expect("pending state serialises"),
+        &state_aad(&state.project_id),
+    );
+    state
+        .store
+        .put_oauth_state(&para_store::OAuthState {
+            state: token,
+            project_id: state.project_id.clone(),
+            user_id: user_id.to_string(),
+            integration: integration_key.to_string(),
+            sealed,
+            expires_at: para_store::now_ms() + STATE_TTL_MS,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Tells the session the SDK polls (if the flow has one) which credential was connected.
+pub(crate) async fn session_connected(
+    state: &AppState,
+    user_id: &str,
+    pending: &Pending,
+    credential_id: &str,
+) {
+    if let Some(session) = &pending.session_id {
+        let _ = state
+            .store
+            .finish_oauth_session(&state.project_id, user_id, session, Some(credential_id), None)
+            .await;
+    }
+}
+
 pub fn pkce_challenge(verifier: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
@@ -382,18 +424,7 @@ async fn callback(
             Ok(c) => c,
             Err(e) => return finish_error(e.message).await,
         };
-    if let Some(session) = &pending.session_id {
-        let _ = state
-            .store
-            .finish_oauth_session(
-                &state.project_id,
-                &row.user_id,
-                session,
-                Some(&credential.id),
-                None,
-            )
-            .await;
-    }
+    session_connected(&state, &row.user_id, &pending, &credential.id).await;
     if credential.status != "VALID" {
         let reason = credential.status_reason.clone().unwrap_or_default();
         return failure_page(
