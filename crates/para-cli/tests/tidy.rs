@@ -83,3 +83,106 @@ fn para_upstream_depends_on_no_server_and_no_crate_of_ours() {
         deps.iter().filter(|d| d.starts_with("para-") || d.starts_with("axum")).collect();
     assert!(wrong.is_empty(), "para-upstream depends on {wrong:?}");
 }
+
+/// The crates of ours a package depends on directly (normal dependencies), from its manifest
+/// as `cargo metadata` reads it.
+fn our_direct_dependencies() -> std::collections::BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut edges = std::collections::BTreeMap::new();
+    for p in meta["packages"].as_array().unwrap() {
+        let mut deps: Vec<String> = p["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .filter(|n| n.starts_with("para-"))
+            .collect();
+        deps.sort();
+        deps.dedup();
+        edges.insert(p["name"].as_str().unwrap().to_string(), deps);
+    }
+    edges
+}
+
+/// The layers of the server, one way: `para-upstream ← para-connect ← para-server`, and no
+/// other edge between our crates than these (a new one is a decision: change it here and in
+/// ARCHITECTURE.md).
+#[test]
+fn our_crates_depend_on_each_other_one_way() {
+    let expected: &[(&str, &[&str])] = &[
+        ("para-auth", &[]),
+        ("para-bench", &["para-catalog"]),
+        ("para-build", &[]),
+        ("para-catalog", &[]),
+        (
+            "para-cli",
+            &[
+                "para-auth",
+                "para-build",
+                "para-catalog",
+                "para-compiler",
+                "para-project",
+                "para-server",
+                "para-store",
+                "para-types",
+            ],
+        ),
+        ("para-compiler", &["para-build", "para-catalog", "para-js", "para-project"]),
+        (
+            "para-connect",
+            &["para-auth", "para-build", "para-catalog", "para-store", "para-upstream"],
+        ),
+        ("para-engine", &["para-build"]),
+        ("para-js", &["para-project"]),
+        ("para-project", &[]),
+        (
+            "para-server",
+            &[
+                "para-auth",
+                "para-build",
+                "para-catalog",
+                "para-connect",
+                "para-engine",
+                "para-js",
+                "para-store",
+            ],
+        ),
+        ("para-store", &[]),
+        ("para-types", &["para-catalog"]),
+        ("para-upstream", &[]),
+    ];
+    let expected: std::collections::BTreeMap<String, Vec<String>> = expected
+        .iter()
+        .map(|(name, deps)| (name.to_string(), deps.iter().map(|d| d.to_string()).collect()))
+        .collect();
+    assert_eq!(our_direct_dependencies(), expected);
+}
+
+/// `para-connect` (the credentials domain) answers no HTTP: no axum, no hyper server, no
+/// `para-server`; hyper comes in only as reqwest's client.
+#[test]
+fn para_connect_depends_on_no_server() {
+    let deps = dependencies_of("para-connect");
+    assert!(deps.contains("para-upstream"), "not the graph expected: {deps:?}");
+    let wrong: Vec<&String> = deps
+        .iter()
+        .filter(|d| d.starts_with("axum") || *d == "para-server" || *d == "para-cli")
+        .collect();
+    assert!(wrong.is_empty(), "para-connect depends on {wrong:?}");
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../para-connect/Cargo.toml"),
+    )
+    .unwrap();
+    for server in ["hyper", "hyper-util", "tower", "axum"] {
+        let named = manifest.lines().any(|l| l.split([' ', '=', '.']).next() == Some(server));
+        assert!(!named, "para-connect names `{server}` as a dependency");
+    }
+}

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::state::{OAuthClient, env_key};
+use para_connect::{OAuthClient, env_key};
 
 pub const OAUTH_CLIENTS_FILE: &str = ".para/oauth-clients.json";
 

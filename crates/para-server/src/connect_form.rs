@@ -249,7 +249,7 @@ async fn submit(
             let text = format!("{} did not accept these values: {reason}", connector.name);
             return form(&state, &row, &pending, &keep, Some(&text)).await;
         }
-        Err(e) => return form(&state, &row, &pending, &keep, Some(&e.message)).await,
+        Err(e) => return form(&state, &row, &pending, &keep, Some(&e.message())).await,
     };
     oauth::session_connected(&state, &row.user_id, &pending, &credential.id).await;
     // The SDK learns of the credential by polling the session; the window just closes.

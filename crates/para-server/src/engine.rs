@@ -635,9 +635,12 @@ async fn run_context(
         sensitive,
         ..RunContext::default()
     };
-    let credential =
-        acting_credential(&data.credentials, &run.integration, run.credential_id.as_deref())
-            .filter(|c| c.status == "VALID");
+    let credential = para_connect::send::acting_credential(
+        &data.credentials,
+        &run.integration,
+        run.credential_id.as_deref(),
+    )
+    .filter(|c| c.status == "VALID");
     if let Some(c) = credential {
         context.provider_id = c.provider_id.clone();
         context.provider_data = Some(c.provider_data.clone());
@@ -840,6 +843,7 @@ impl ServerHost {
             user_id: &self.user_id,
             integration: &self.integration,
             credential_id: self.credential_id.as_deref(),
+            require_valid: true,
         });
         send(&self.state, target, request).await
     }
@@ -847,193 +851,205 @@ impl ServerHost {
 
 /// Whose credential an integration request uses: the user's account `credential_id` of the
 /// integration, or their newest valid one.
-#[derive(Clone, Copy)]
-pub struct Account<'a> {
-    pub user_id: &'a str,
-    pub integration: &'a str,
-    pub credential_id: Option<&'a str>,
-}
-
-/// The credential a run of `integration` acts with among the user's: the one the run names
-/// (whatever its status, so the caller can say why it cannot be used), else the newest valid
-/// one.
-pub fn acting_credential<'c>(
-    credentials: &'c [para_store::Credential],
-    integration: &str,
-    credential_id: Option<&str>,
-) -> Option<&'c para_store::Credential> {
-    let mut mine = credentials.iter().filter(|c| c.integration == integration);
-    match credential_id {
-        Some(id) => mine.find(|c| c.id == id),
-        None => mine.find(|c| c.status == "VALID"),
-    }
-}
+pub use para_connect::send::Account;
 
 /// Sends a request. With an [`Account`]: below the integration's API base with that
-/// credential, refreshed once after a 401. An HTTP error status is a response; `Err` is a
-/// request that got none.
+/// credential, through the one authorised-request function ([`para_connect::Connect::send`]:
+/// path guard, refresh once after a 401; a 429 is answered, and the engine waits durably).
+/// Without: to the URL as written. Within [`EngineConfig::request_timeout`]. An HTTP error
+/// status is a response; `Err` is a request that got none.
 pub async fn send(
     state: &AppState,
     account: Option<Account<'_>>,
     request: HttpRequest,
 ) -> Result<HttpResponse, StepError> {
-    let Some(Account { user_id, integration, credential_id }) = account else {
-        let url = url::Url::parse(&request.url)
+    let timeout = state.engine.config.request_timeout;
+    let shown = format!("{} {}", request.method, request.url.split('?').next().unwrap_or(""));
+    match tokio::time::timeout(timeout, send_now(state, account, request)).await {
+        Ok(result) => result,
+        Err(_) => Err(StepError::new(format!("{shown} timed out"))),
+    }
+}
+
+async fn send_now(
+    state: &AppState,
+    account: Option<Account<'_>>,
+    request: HttpRequest,
+) -> Result<HttpResponse, StepError> {
+    let encoded = encode(&request)?;
+    let Some(account) = account else {
+        let mut url = url::Url::parse(&request.url)
             .map_err(|e| StepError::permanent(format!("`{}` is not a URL: {e}", request.url)))?;
-        return http(state, url, &request, &[], &[]).await;
-    };
-    let connector = state.connector(integration).ok_or_else(|| {
-        StepError::permanent(format!("no integration `{integration}` in the served build"))
-    })?;
-    let credentials = state
-        .store
-        .credentials(&state.project_id, user_id, Some(integration))
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(StepError::permanent(format!("`{url}` is not an http(s) URL")));
+        }
+        if !request.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&request.query);
+        }
+        let shown = format!(
+            "{} {}://{}{}",
+            request.method,
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.path()
+        );
+        let response = state
+            .http
+            .request(encoded.method, url)
+            .headers(encoded.headers)
+            .body(encoded.body)
+            .send()
+            .await
+            .map_err(|e| {
+                let what = if e.is_timeout() { "timed out" } else { "failed" };
+                StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
+            })?;
+        let response: axum::http::Response<reqwest::Body> = response.into();
+        let (parts, body) = response.into_parts();
+        let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            body,
+            para_connect::send::MAX_READ,
+        ))
         .await
-        .map_err(|e| StepError::new(format!("reading the credential failed: {e}")))?;
-    let credential = match (
-        acting_credential(&credentials, integration, credential_id),
-        credential_id,
-    ) {
-        (Some(c), _) if c.status == "VALID" => c.clone(),
-        (Some(c), _) => {
-            return Err(StepError::permanent(format!(
-                "the {integration} account this run acts with (credential `{}`) is {}: the user must connect it again",
-                c.id, c.status
-            )));
-        }
-        (None, Some(id)) => {
-            return Err(StepError::permanent(format!(
-                "the {integration} account this run acts with (credential `{id}`) was disconnected"
-            )));
-        }
-        (None, None) => {
-            return Err(StepError::permanent(format!(
-                "user `{user_id}` has no valid {integration} credential: connect it first"
-            )));
-        }
+        .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?
+        .to_bytes();
+        return Ok(response_of(parts.status, &parts.headers, &bytes));
     };
-    let api = |e: ApiError| StepError::new(e.message);
-    let (mut credential, mut material) =
-        crate::refresh::usable(state, &connector, credential).await.map_err(api)?;
     let (path, query) = match request.url.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (request.url.as_str(), None),
     };
-    let tail = crate::proxy::safe_path(path).map_err(StepError::permanent)?;
-    let mut refreshed = false;
-    loop {
-        let base = connector.base_url(&material).map_err(|e| StepError::new(e.0))?;
-        let url = crate::proxy::join(&base, tail, query).map_err(StepError::new)?;
-        let auth = connector.authorize(&material).map_err(|e| StepError::new(e.0))?;
-        let response = http(state, url, &request, &auth.headers, &auth.query).await?;
-        if response.status == 401 && !refreshed {
-            refreshed = true;
-            if let Some((c, m)) =
-                crate::refresh::after_unauthorized(state, &connector, credential.clone())
-                    .await
-                    .map_err(api)?
-            {
-                credential = c;
-                material = m;
-                continue;
-            }
+    let query = match query {
+        _ if request.query.is_empty() => query.map(str::to_string),
+        // Appended as `url`'s `query_pairs_mut` appends.
+        _ => Some(
+            form_urlencoded::Serializer::new(query.unwrap_or("").to_string())
+                .extend_pairs(&request.query)
+                .finish(),
+        ),
+    };
+    let step = |e: para_connect::Error| {
+        if e.is_transient() {
+            StepError::new(e.message())
+        } else {
+            StepError::permanent(e.message())
         }
-        return Ok(response);
-    }
+    };
+    let outgoing = para_connect::Outgoing {
+        method: encoded.method,
+        destination: para_connect::Destination::below(path).map_err(step)?,
+        query: query.as_deref(),
+        headers: encoded.headers,
+        body: encoded.body,
+        keep: para_connect::send::every_header,
+        wait_429: Duration::ZERO,
+    };
+    let answer = state.send_as(account, outgoing).await.map_err(step)?;
+    let (parts, body) = answer.into_parts();
+    let bytes = para_connect::send::read_body(body, para_connect::send::MAX_READ)
+        .await
+        .map_err(|e| StepError::new(format!("{} {path}: {e}", request.method)))?;
+    Ok(response_of(parts.status, &parts.headers, &bytes))
 }
 
-async fn http(
-    state: &AppState,
-    mut url: url::Url,
-    request: &HttpRequest,
-    auth_headers: &[(String, String)],
-    auth_query: &[(String, String)],
-) -> Result<HttpResponse, StepError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(StepError::permanent(format!("`{url}` is not an http(s) URL")));
-    }
-    if !request.query.is_empty() || !auth_query.is_empty() {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in request.query.iter().chain(auth_query) {
-            pairs.append_pair(k, v);
-        }
-    }
-    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+/// A request step's method, headers and body as they go out: `Accept: application/json`
+/// unless the step says otherwise, its `authorization` option as a header, and the body in its
+/// `bodyType` (form, raw text, else JSON).
+struct Encoded {
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+}
+
+fn encode(request: &HttpRequest) -> Result<Encoded, StepError> {
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+    let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| StepError::permanent(format!("`{}` is not an HTTP method", request.method)))?;
-    let shown = format!(
-        "{} {}://{}{}",
-        request.method,
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.path()
-    );
-    let mut builder = state
-        .http
-        .request(method, url)
-        .timeout(state.engine.config.request_timeout)
-        .header("accept", "application/json");
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let mut put = |name: &str, value: &str| -> Result<(), StepError> {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| StepError::permanent(format!("`{name}` is not a header name")))?;
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            StepError::permanent(format!("the value of the `{name}` header is not valid"))
+        })?;
+        headers.insert(name, value);
+        Ok(())
+    };
     for (k, v) in &request.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+        put(k, v)?;
     }
-    if let Some(auth) = &request.authorization {
-        builder = apply_authorization(builder, auth);
+    if let Some(auth) = &request.authorization
+        && let Some(value) = authorization_header(auth)
+    {
+        put("authorization", &value)?;
     }
-    for (k, v) in auth_headers {
-        builder = builder.header(k.as_str(), v.as_str());
+    let mut body = axum::body::Bytes::new();
+    if let Some(value) = &request.body {
+        let (content_type, bytes) =
+            match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("x-www-form-urlencoded") | Some("form") => {
+                    let mut form = form_urlencoded::Serializer::new(String::new());
+                    for (k, v) in value.as_object().into_iter().flatten() {
+                        form.append_pair(k, &para_engine::values::text_of(Some(v)));
+                    }
+                    (Some("application/x-www-form-urlencoded"), form.finish().into_bytes())
+                }
+                Some("raw") | Some("xml") => {
+                    (None, para_engine::values::text_of(Some(value)).into_bytes())
+                }
+                _ => (
+                    Some("application/json"),
+                    serde_json::to_vec(value).expect("a JSON value serialises"),
+                ),
+            };
+        if let Some(kind) = content_type
+            && !headers.contains_key(header::CONTENT_TYPE)
+        {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+        }
+        body = bytes.into();
     }
-    if let Some(body) = &request.body {
-        builder = match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            Some("x-www-form-urlencoded") | Some("form") => {
-                let pairs: Vec<(String, String)> = body
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), para_engine::values::text_of(Some(v))))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                builder.form(&pairs)
-            }
-            Some("raw") | Some("xml") => builder.body(para_engine::values::text_of(Some(body))),
-            _ => builder.json(body),
-        };
-    }
-    let response = builder.send().await.map_err(|e| {
-        let what = if e.is_timeout() { "timed out" } else { "failed" };
-        StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
-    })?;
-    let status = response.status().as_u16();
-    let headers: Map<String, Value> = response
-        .headers()
+    Ok(Encoded { method, headers, body })
+}
+
+/// An answer as a step sees it: status, headers (last of each name), body as JSON or text.
+fn response_of(
+    status: axum::http::StatusCode,
+    headers: &axum::http::HeaderMap,
+    bytes: &[u8],
+) -> HttpResponse {
+    let headers: Map<String, Value> = headers
         .iter()
         .filter_map(|(k, v)| {
             Some((k.as_str().to_string(), Value::String(v.to_str().ok()?.to_string())))
         })
         .collect();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?;
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
     };
-    Ok(HttpResponse { status, headers, body })
+    HttpResponse { status: status.as_u16(), headers, body }
 }
 
-/// A RequestStep's `authorization` option: `{type: 'bearer', token}` or
-/// `{type: 'basic', username, password}`.
-fn apply_authorization(builder: reqwest::RequestBuilder, auth: &Value) -> reqwest::RequestBuilder {
+/// A RequestStep's `authorization` option, `{type: 'bearer', token}` or
+/// `{type: 'basic', username, password}`, as an `Authorization` header value.
+fn authorization_header(auth: &Value) -> Option<String> {
+    use base64::Engine as _;
     let text = |k: &str| auth.get(k).map(|v| para_engine::values::text_of(Some(v)));
     match auth.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
-        Some("bearer") => match text("token") {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        },
-        Some("basic") => builder.basic_auth(text("username").unwrap_or_default(), text("password")),
-        _ => builder,
+        Some("bearer") => text("token").map(|token| format!("Bearer {token}")),
+        Some("basic") => {
+            let pair = format!(
+                "{}:{}",
+                text("username").unwrap_or_default(),
+                text("password").unwrap_or_default()
+            );
+            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+        }
+        _ => None,
     }
 }
 

@@ -48,6 +48,27 @@ impl From<para_store::StoreError> for ApiError {
     }
 }
 
+/// The one place the credentials domain's failures become answers.
+impl From<para_connect::Error> for ApiError {
+    fn from(e: para_connect::Error) -> Self {
+        use para_connect::Kind;
+        match e {
+            para_connect::Error::Store(e) => e.into(),
+            para_connect::Error::Failed { kind, code, message } => {
+                let status = match kind {
+                    Kind::NotFound => StatusCode::NOT_FOUND,
+                    Kind::BadRequest => StatusCode::BAD_REQUEST,
+                    Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                    Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    Kind::Upstream => StatusCode::BAD_GATEWAY,
+                    Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                Self::new(status, code, message)
+            }
+        }
+    }
+}
+
 /// The answer to a path no route serves: JSON, so the SDK shows the reason rather than "Failed
 /// to fetch" (CORS headers are added around it like on every Connect API answer).
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -10,9 +10,9 @@ mod api;
 mod auth;
 pub mod config;
 mod configurations;
-pub mod connect;
+/// The credentials domain, its own crate.
+pub use para_connect::{connect, connector, settings};
 mod connect_form;
-pub mod connector;
 mod cors;
 mod dashboard;
 mod dashboard_runs;
@@ -23,17 +23,14 @@ mod idle;
 pub mod limits;
 pub mod oauth;
 mod options;
-mod passwords;
+use para_connect::passwords;
 mod portal;
 mod portal_ui;
 mod proxy;
-mod refresh;
-/// The proxy's HTTP/1.1 client, its own crate.
-use para_upstream as upstream;
+use para_connect::refresh;
 mod resources;
 mod sdk_inputs;
 mod server;
-pub mod settings;
 mod state;
 mod trigger_types;
 mod triggers;
@@ -44,7 +41,8 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use error::ApiError;
-pub use state::{AppState, OAuthClient, ServerConfig, env_key};
+pub use para_connect::{OAuthClient, env_key};
+pub use state::{AppState, ServerConfig};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
 ///

@@ -4,7 +4,7 @@
 //! server-rendered portal, to `/ui` and to the SDK's `getFieldOptions` ([`field_options`],
 //! by page and search).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,115 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::SdkUser;
-use crate::connector::{Template, render};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{proxy, refresh};
-
-/// At most this many choices are offered.
-pub const MAX_CHOICES: usize = 1000;
-
-/// `(label, value)` pairs for `input_type` of the integration, or why they cannot be listed.
-/// `Ok(None)`: the type has no option list (a free-text value).
-pub async fn choices_of(
-    state: &AppState,
-    user_id: &str,
-    integration_key: &str,
-    input_type: &str,
-) -> Result<Option<Vec<(String, String)>>, String> {
-    let Some(spec) = para_catalog::lookup(integration_key)
-        .and_then(|c| c.input_types.iter().find(|t| t.name == input_type))
-        .and_then(|t| t.options.as_ref())
-    else {
-        return Ok(None);
-    };
-    let credentials = state
-        .store
-        .credentials(&state.project_id, user_id, Some(integration_key))
-        .await
-        .map_err(|e| crate::error::ApiError::from(e).message)?;
-    let credential = credentials
-        .into_iter()
-        .find(|c| c.status == "VALID")
-        .ok_or_else(|| "connect the account to choose from its list".to_string())?;
-    fetch_listing(state, integration_key, spec, credential).await.map(Some)
-}
-
-/// The choices a catalog listing (`input_types[].options`) gives, fetched with `credential`
-/// (refreshed first when it is about to expire), as the proxy would send it.
-async fn fetch_listing(
-    state: &AppState,
-    integration_key: &str,
-    spec: &para_catalog::Options,
-    credential: para_store::Credential,
-) -> Result<Vec<(String, String)>, String> {
-    let connector = state
-        .connector(integration_key)
-        .ok_or_else(|| format!("{integration_key} is not part of this project"))?;
-    let (_, material) =
-        refresh::usable(state, &connector, credential).await.map_err(|e| e.message)?;
-    let path = render(&Template::Text(spec.path.clone()), &material).map_err(|e| e.0)?;
-    let (path, query) = path.split_once('?').map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
-    let tail = proxy::safe_path(path)?;
-    let base = connector.base_url(&material).map_err(|e| e.0)?;
-    let mut url = proxy::join(&base, tail, query)?;
-    let auth = connector.authorize(&material).map_err(|e| e.0)?;
-    if !auth.query.is_empty() {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in &auth.query {
-            q.append_pair(k, v);
-        }
-    }
-    let mut request = state.http.get(url.clone()).header("accept", "application/json");
-    for (name, value) in &auth.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("listing the choices failed: {}", crate::oauth::error_chain(&e)))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "listing the choices failed: {} answered {}",
-            connector.name,
-            status.as_u16()
-        ));
-    }
-    let answer: Value = serde_json::from_str(&body)
-        .map_err(|_| format!("{}'s list of choices is not JSON", connector.name))?;
-    Ok(pick(&answer, &spec.items, &spec.value, &spec.label))
-}
-
-/// Per setting type: its choices (`None`: free text) or why they could not be listed.
-pub type Choices = HashMap<String, Result<Option<Vec<(String, String)>>, String>>;
-
-/// The choices of every setting type the integration's inputs (its own and its workflows')
-/// use, listed with the user's credential; nothing without a catalog entry or a valid
-/// credential.
-pub async fn all_choices(
-    state: &AppState,
-    user_id: &str,
-    integration: &para_build::Integration,
-    connected: bool,
-) -> Choices {
-    let mut choices = Choices::new();
-    if para_catalog::lookup(&integration.key).is_none() || !connected {
-        return choices;
-    }
-    let types: BTreeSet<&str> = integration
-        .inputs
-        .iter()
-        .chain(integration.workflows.values().flat_map(|w| w.inputs.iter()))
-        .map(|i| i.input_type.as_str())
-        .collect();
-    for input_type in types {
-        let listed = choices_of(state, user_id, &integration.key, input_type).await;
-        choices.insert(input_type.to_string(), listed);
-    }
-    choices
-}
+pub use para_connect::options::{Choices, all_choices, fetch_listing};
 
 /// Choices per page of `getFieldOptions`.
 pub const PAGE_SIZE: usize = 100;
@@ -356,9 +250,11 @@ pub async fn field_options(
                 None => {
                     let spec = input_type.options.as_ref().expect("a listed type has options");
                     let list =
-                        fetch_listing(state, &integration.key, spec, credential).await.map_err(
-                            |why| ApiError::new(StatusCode::BAD_GATEWAY, "listing_failed", why),
-                        )?;
+                        fetch_listing(state, &user.user_id, &integration.key, spec, &credential.id)
+                            .await
+                            .map_err(|why| {
+                                ApiError::new(StatusCode::BAD_GATEWAY, "listing_failed", why)
+                            })?;
                     let list = Arc::new(list);
                     keep_listing(cache_key, list.clone());
                     list
@@ -383,63 +279,4 @@ pub async fn field_options(
     let next = offset.saturating_add(PAGE_SIZE);
     let next = (next < matching.len()).then(|| next.to_string());
     Ok(Json(json!({ "output": { "records": records, "nextPageCursor": next } })))
-}
-
-/// The value at a dotted path (`a.b.0.c`); empty path: the value itself.
-fn at<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
-    if path.is_empty() {
-        return Some(value);
-    }
-    path.split('.').try_fold(value, |v, segment| match v {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// `(label, value)` of each item of the list at `items`; items without a value are skipped.
-pub fn pick(answer: &Value, items: &str, value: &str, label: &str) -> Vec<(String, String)> {
-    let Some(Value::Array(list)) = at(answer, items) else { return Vec::new() };
-    list.iter()
-        .filter_map(|item| {
-            let v = at(item, value).and_then(text)?;
-            let l = at(item, label).and_then(text).unwrap_or_else(|| v.clone());
-            Some((l, v))
-        })
-        .take(MAX_CHOICES)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn choices_are_picked_by_dotted_paths() {
-        let answer = json!({ "data": { "channels": [
-            { "id": "C1", "name": "general" },
-            { "id": 2, "profile": { "name": "two" } },
-            { "name": "no id" }
-        ] } });
-        assert_eq!(
-            pick(&answer, "data.channels", "id", "name"),
-            [("general".to_string(), "C1".to_string()), ("2".to_string(), "2".to_string())]
-        );
-        assert_eq!(
-            pick(&answer, "data.channels", "id", "profile.name")[1],
-            ("two".to_string(), "2".to_string())
-        );
-        assert_eq!(pick(&json!([{ "v": "x" }]), "", "v", "v").len(), 1);
-        assert!(pick(&answer, "missing", "id", "name").is_empty());
-    }
 }

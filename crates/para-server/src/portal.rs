@@ -1653,7 +1653,8 @@ async fn connect_account(
         match crate::oauth::bind_browser(&state, &user.user_id).await {
             Ok(binding) => connect::begin_oauth(&state, &user.user_id, &integration.key, options)
                 .await
-                .map(|url| see_other(&url, &[binding])),
+                .map(|url| see_other(&url, &[binding]))
+                .map_err(crate::ApiError::from),
             Err(e) => Err(e),
         }
     } else {
@@ -1664,6 +1665,7 @@ async fn connect_account(
                 serializer.append_pair("connected", &credential.id);
                 see_other(&format!("{page}?{}", serializer.finish()), &[])
             })
+            .map_err(crate::ApiError::from)
     };
     match outcome {
         Ok(response) => response,

@@ -2,37 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use para_auth::{SecretKey, Verifier};
 use para_build::Build;
+use para_connect::{Connect, ConnectConfig, OAuthClient};
 use para_store::Store;
-
-/// The OAuth app a company registered with a provider, for one integration, and optional
-/// overrides of the integration's endpoints (sandboxes, self-hosted providers, tests).
-#[derive(Clone, Default)]
-pub struct OAuthClient {
-    pub client_id: String,
-    pub client_secret: String,
-    pub authorize_url: Option<String>,
-    pub token_url: Option<String>,
-    pub api_base_url: Option<String>,
-}
-
-impl std::fmt::Debug for OAuthClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthClient").field("client_id", &self.client_id).finish_non_exhaustive()
-    }
-}
-
-/// The environment-variable spelling of an integration key, also the key of
-/// [`ServerConfig::oauth_clients`]: `custom.acmecrm` → `CUSTOM_ACMECRM`, `googleCalendar` →
-/// `GOOGLECALENDAR`.
-pub fn env_key(key: &str) -> String {
-    key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-        .collect()
-}
 
 /// How the server was started.
 #[derive(Debug, Clone)]
@@ -58,34 +33,30 @@ impl ServerConfig {
     pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
+/// What every handler shares. The credentials domain ([`Connect`]: the served build, the
+/// store, the secret key, the outgoing clients) is reached through it by `Deref`.
 pub struct AppState {
     pub config: ServerConfig,
-    pub project_id: String,
-    build: RwLock<Arc<Build>>,
-    pub store: Store,
+    /// The credentials domain of the served project.
+    pub connect: Arc<Connect>,
     pub verifier: Verifier,
-    pub secrets: SecretKey,
-    /// Outgoing HTTP: token endpoints, test endpoints.
-    pub http: reqwest::Client,
-    /// The proxy's own client: keep-alive connections per upstream origin.
-    pub upstream: crate::upstream::Client,
     /// The memory the proxy's request bodies and wrapped answers may hold (limits from the
     /// environment).
     pub proxy_budget: Arc<crate::proxy::Budget>,
-    /// One refresh at a time per credential within this process (the store's lease covers
-    /// other processes).
-    pub refresh_locks: crate::refresh::Locks,
     /// Recently verified user tokens.
     pub seen_users: crate::auth::SeenUsers,
-    /// Recently used credentials, opened (the proxy's hot path).
-    pub credential_cache: crate::refresh::Cache,
     /// The workflow engine of this process.
     pub engine: crate::engine::Engine,
     /// Wrong admin keys per peer (the dashboard's throttle).
     pub(crate) admin_throttle: crate::dashboard::Throttle,
-    /// Connectors of the served build, made on first use. (foldhash: looked up on every proxy
-    /// request, and only the build's integrations are ever inserted.)
-    connectors: std::sync::Mutex<foldhash::HashMap<String, Arc<crate::connector::Connector>>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Connect;
+
+    fn deref(&self) -> &Connect {
+        &self.connect
+    }
 }
 
 impl AppState {
@@ -109,61 +80,45 @@ impl AppState {
         secrets: SecretKey,
         engine: crate::engine::EngineConfig,
     ) -> Arc<AppState> {
-        let project_id = build.project.project_id.clone().unwrap_or_else(|| "default".into());
         let verifier = verifier.with_max_lifetime(config.limits.max_token_lifetime);
-        // reqwest is built without a default crypto provider; ring is ours. A second
-        // install (several servers in one test process) is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("para/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(256)
-            .build()
-            .expect("the HTTP client builds");
-        Arc::new(AppState {
-            config,
-            project_id,
-            build: RwLock::new(Arc::new(build)),
+        let connect = Arc::new(Connect::new(
+            ConnectConfig {
+                public_url: config.public_url.clone(),
+                oauth_clients: config.oauth_clients.clone(),
+            },
+            build,
             store,
-            verifier,
             secrets,
-            upstream: crate::upstream::Client::new(Some(http.clone())),
+        ));
+        let state = Arc::new(AppState {
+            config,
+            connect,
+            verifier,
             proxy_budget: Arc::new(crate::proxy::Budget::from_env()),
-            http,
-            refresh_locks: crate::refresh::Locks::default(),
             seen_users: crate::auth::SeenUsers::default(),
-            credential_cache: crate::refresh::Cache::default(),
             engine: crate::engine::Engine::new(engine),
             admin_throttle: Default::default(),
-            connectors: Default::default(),
+        });
+        state.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&state))));
+        state
+    }
+}
+
+/// A new connection starts the user's integration-enabled workflows.
+struct Hooks(std::sync::Weak<AppState>);
+
+impl para_connect::Hooks for Hooks {
+    fn connected<'a>(
+        &'a self,
+        user_id: &'a str,
+        integration: &'a str,
+        credential_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(state) = self.0.upgrade() {
+                crate::triggers::integration_enabled(&state, user_id, integration, credential_id)
+                    .await;
+            }
         })
-    }
-
-    /// The build being served (a snapshot: a reload swaps it for later requests).
-    pub fn build(&self) -> Arc<Build> {
-        self.build.read().expect("build lock").clone()
-    }
-
-    /// The company's OAuth app for an integration, if configured.
-    pub fn oauth_client(&self, integration_key: &str) -> Option<&OAuthClient> {
-        self.config.oauth_clients.get(&env_key(integration_key))
-    }
-
-    /// Serves a new build from now on (`para dev` after a rebuild).
-    pub fn replace_build(&self, build: Build) {
-        *self.build.write().expect("build lock") = Arc::new(build);
-        self.connectors.lock().expect("connectors").clear();
-    }
-
-    /// The connector of an integration of the served build (see [`crate::connector`]).
-    pub fn connector(&self, key: &str) -> Option<Arc<crate::connector::Connector>> {
-        if let Some(c) = self.connectors.lock().expect("connectors").get(key) {
-            return Some(c.clone());
-        }
-        let made = Arc::new(crate::connector::Connector::of(self, key)?);
-        self.connectors.lock().expect("connectors").insert(key.to_string(), made.clone());
-        Some(made)
     }
 }

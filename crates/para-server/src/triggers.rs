@@ -780,7 +780,12 @@ impl Poll<'_> {
             authorization: None,
         };
         let credential_id = made.map(|m| m.credential_id.as_str());
-        let account = engine::Account { user_id, integration: self.integration, credential_id };
+        let account = engine::Account {
+            user_id,
+            integration: self.integration,
+            credential_id,
+            require_valid: true,
+        };
         let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
         if answer.status >= 400 {
             return Err(format!("GET {path} answered HTTP {}", answer.status));

@@ -10,11 +10,11 @@ use std::time::Duration;
 use para_store::{Credential, now_ms};
 use serde_json::Value;
 
+use crate::Connect;
+use crate::Error;
 use crate::connector::{Connector, Material};
-use crate::error::ApiError;
 use crate::oauth;
-use crate::proxy::Prepared;
-use crate::state::AppState;
+use crate::send::Prepared;
 
 /// Refresh this long before the access token expires.
 const EARLY_MS: i64 = 60_000;
@@ -75,7 +75,7 @@ impl Cache {
             && *e.integration == *integration
             && *e.selected == *selected
             && e.until > now
-            && !expiring_at(e.prepared.credential.expires_at, now))
+            && !expiring_at(e.prepared.credential.as_ref().and_then(|c| c.expires_at), now))
         .then(|| e.prepared.clone())
     }
 
@@ -109,25 +109,25 @@ pub fn aad(project_id: &str, user_id: &str, integration: &str) -> Vec<u8> {
     format!("credential\0{project_id}\0{user_id}\0{integration}").into_bytes()
 }
 
-pub fn seal(state: &AppState, user_id: &str, integration: &str, m: &Material) -> String {
+pub fn seal(state: &Connect, user_id: &str, integration: &str, m: &Material) -> String {
     let json = serde_json::to_vec(m).expect("material serialises");
     state.secrets.seal(&json, &aad(&state.project_id, user_id, integration))
 }
 
-pub fn open(state: &AppState, c: &Credential) -> Result<Material, ApiError> {
+pub fn open(state: &Connect, c: &Credential) -> Result<Material, Error> {
     let bytes = state
         .secrets
         .open(&c.secret, &aad(&state.project_id, &c.user_id, &c.integration))
         .map_err(|_| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Error::new(
+                crate::Kind::Internal,
                 "secret_key",
                 "this credential cannot be decrypted: the server's secret key (PARA_SECRET_KEY) changed; reconnect the account",
             )
         })?;
     serde_json::from_slice(&bytes).map_err(|_| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        Error::new(
+            crate::Kind::Internal,
             "secret_format",
             "this credential's stored secret is unreadable; reconnect the account",
         )
@@ -137,16 +137,13 @@ pub fn open(state: &AppState, c: &Credential) -> Result<Material, ApiError> {
 /// Holds the credential against refreshes while its material is changed: the credential's lock
 /// in this process and its refresh lease across processes (waiting for a refresh under way).
 /// Call [`release`] when done, also after a failure.
-pub async fn hold(
-    state: &AppState,
-    id: &str,
-) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+pub async fn hold(state: &Connect, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
     let held = state.refresh_locks.of(id).lock_owned().await;
     let deadline = now_ms() + LEASE_MS + 5_000;
     while !state.store.try_lease_refresh(id, now_ms() + LEASE_MS).await? {
         if now_ms() > deadline {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            return Err(Error::new(
+                crate::Kind::Unavailable,
                 "refresh_timeout",
                 "another server is refreshing this credential and has not finished; retry",
             ));
@@ -157,7 +154,7 @@ pub async fn hold(
 }
 
 /// Ends a [`hold`].
-pub async fn release(state: &AppState, id: &str) -> Result<(), ApiError> {
+pub async fn release(state: &Connect, id: &str) -> Result<(), Error> {
     state.store.release_refresh(id).await?;
     Ok(())
 }
@@ -182,10 +179,10 @@ fn expiring_at(expires_at: Option<i64>, now: i64) -> bool {
 
 /// The credential's material, refreshed first when its token is (about to be) expired.
 pub async fn usable(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     c: Credential,
-) -> Result<(Credential, Material), ApiError> {
+) -> Result<(Credential, Material), Error> {
     if expiring(&c) && can_refresh(connector) {
         let seen = c.updated_at;
         return renew(state, connector, c, move |fresh| {
@@ -200,10 +197,10 @@ pub async fn usable(
 /// After the upstream refused the token (401): refresh once unless another request already
 /// did since `c` was read.
 pub async fn after_unauthorized(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     c: Credential,
-) -> Result<Option<(Credential, Material)>, ApiError> {
+) -> Result<Option<(Credential, Material)>, Error> {
     if !can_refresh(connector) {
         return Ok(None);
     }
@@ -218,11 +215,11 @@ pub fn can_refresh(connector: &Connector) -> bool {
 /// Refreshes `c` if `still_needed(fresh copy)`; otherwise returns the fresh copy. Exactly one
 /// caller across processes performs the token request.
 async fn renew(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     c: Credential,
     still_needed: impl Fn(&Credential) -> bool,
-) -> Result<(Credential, Material), ApiError> {
+) -> Result<(Credential, Material), Error> {
     state.credential_cache.forget(&c.user_id, &c.integration);
     let lock = state.refresh_locks.of(&c.id);
     let _held = lock.lock().await;
@@ -232,7 +229,7 @@ async fn renew(
             .store
             .credential(&state.project_id, &c.user_id, &c.id)
             .await?
-            .ok_or_else(|| ApiError::not_found("the credential was deleted"))?;
+            .ok_or_else(|| Error::not_found("the credential was deleted"))?;
         if !still_needed(&fresh) {
             let m = open(state, &fresh)?;
             return Ok((fresh, m));
@@ -244,8 +241,8 @@ async fn renew(
         }
         // Another process is refreshing: wait for its result.
         if now_ms() > deadline {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            return Err(Error::new(
+                crate::Kind::Unavailable,
                 "refresh_timeout",
                 "another server is refreshing this credential and has not finished; retry",
             ));
@@ -255,10 +252,10 @@ async fn renew(
 }
 
 async fn refresh_now(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     c: &Credential,
-) -> Result<(Credential, Material), ApiError> {
+) -> Result<(Credential, Material), Error> {
     let mut m = open(state, c)?;
     let Some(refresh_token) = m.refresh_token().map(str::to_string) else {
         let reason = "the access token expired and the provider gave no refresh token: reconnect";
@@ -294,14 +291,14 @@ async fn refresh_now(
                 .store
                 .credential(&state.project_id, &c.user_id, &c.id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("the credential was deleted"))?;
+                .ok_or_else(|| Error::not_found("the credential was deleted"))?;
             Ok((fresh, m))
         }
         Err(oauth::TokenFailure::Refused(reason)) => {
             mark_invalid(state, c, m, &format!("refreshing the token failed: {reason}")).await
         }
-        Err(oauth::TokenFailure::Unreachable(reason)) => Err(ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
+        Err(oauth::TokenFailure::Unreachable(reason)) => Err(Error::new(
+            crate::Kind::Upstream,
             "token_endpoint",
             format!("refreshing the token failed: {reason}"),
         )),
@@ -309,11 +306,11 @@ async fn refresh_now(
 }
 
 async fn mark_invalid(
-    state: &AppState,
+    state: &Connect,
     c: &Credential,
     m: Material,
     reason: &str,
-) -> Result<(Credential, Material), ApiError> {
+) -> Result<(Credential, Material), Error> {
     state.credential_cache.forget(&c.user_id, &c.integration);
     state
         .store
@@ -328,5 +325,5 @@ async fn mark_invalid(
         )
         .await?;
     let _ = m;
-    Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "credential_invalid", reason))
+    Err(Error::new(crate::Kind::Unprocessable, "credential_invalid", reason))
 }

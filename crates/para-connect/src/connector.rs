@@ -11,8 +11,8 @@ use para_build::{AuthenticationType, Authorization, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::Connect;
 use crate::connect::{ConnectField, ConnectKind};
-use crate::state::AppState;
 
 /// A template: the catalog's `{placeholder}` strings or a compiled [`Source`].
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ pub struct RenderError(pub String);
 impl Connector {
     /// The connector of an integration of the served build, or `None` when the key is unknown
     /// or the integration's auth facts are missing.
-    pub fn of(state: &AppState, key: &str) -> Option<Connector> {
+    pub fn of(state: &Connect, key: &str) -> Option<Connector> {
         let build = state.build();
         let integration = build.integrations.get(key)?;
         let mut connector = match &integration.config.custom {
@@ -180,6 +180,13 @@ impl Connector {
             ));
         }
         Ok(out)
+    }
+
+    /// The test endpoint as its settings render it: a path below the API base, or a URL.
+    pub fn test_endpoint(&self, m: &Material) -> Result<Option<String>, RenderError> {
+        let Some(template) = &self.api.test_endpoint else { return Ok(None) };
+        let path = render(template, m)?;
+        Ok(Some(path).filter(|p| !p.is_empty()))
     }
 
     /// The URL of the test endpoint, if any.

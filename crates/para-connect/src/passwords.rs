@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use para_build::Integration;
 use serde_json::{Map, Value};
 
-use crate::state::AppState;
+use crate::Connect;
 
 /// What a sealed value starts with.
 const PREFIX: &str = "para-sealed:";
@@ -34,12 +34,7 @@ pub fn password_ids(integration: &Integration) -> BTreeSet<&str> {
 
 /// Seals, in place, every plain password value of `values` (settings of `user_id` for
 /// `integration`, keyed by input id). True when something was sealed.
-pub fn seal(
-    state: &AppState,
-    user_id: &str,
-    integration: &Integration,
-    values: &mut Value,
-) -> bool {
+pub fn seal(state: &Connect, user_id: &str, integration: &Integration, values: &mut Value) -> bool {
     let Some(map) = values.as_object_mut() else { return false };
     let mut sealed = false;
     for id in password_ids(integration) {
@@ -60,7 +55,7 @@ pub fn seal(
 /// values sealed, and the stored passwords the new values leave out kept: clients never see
 /// them, so they cannot send them back (`null` or `""` clears one).
 pub async fn put_settings(
-    state: &AppState,
+    state: &Connect,
     scope: para_store::SettingsScope<'_>,
     enabled: Option<bool>,
     values: Option<&Value>,
@@ -100,7 +95,7 @@ pub async fn put_settings(
 /// `values` with sealed passwords opened (for a run or a poll of `user_id`), and the opened
 /// texts (which the run's journal must not hold). A value that does not open is left out.
 pub fn open(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     mut values: Map<String, Value>,
 ) -> (Map<String, Value>, Vec<String>) {
@@ -142,7 +137,7 @@ pub fn hidden(values: &Value) -> Value {
 
 /// Seals the password values stored before sealing existed, for every user of the project:
 /// run once when the server starts. Returns how many settings rows were rewritten.
-pub async fn seal_stored(state: &AppState) -> Result<usize, para_store::StoreError> {
+pub async fn seal_stored(state: &Connect) -> Result<usize, para_store::StoreError> {
     let build = state.build();
     let mut rewritten = 0;
     for user in state.store.users(&state.project_id).await? {

@@ -1,11 +1,15 @@
 //! Connecting accounts: the functions both the Connect API (`api.rs`, `oauth.rs`) and the
 //! Connect Portal (`portal.rs`) use to start an OAuth flow or store a non-OAuth credential.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
-use crate::connector::{Connector, Material, render};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::Connect;
+use crate::Error;
+use crate::connector::{Connector, Material, Template, render};
+use crate::send::{self, Destination, Outgoing, Prepared};
 use crate::{oauth, refresh};
 
 /// How a user connects an integration, and what to ask them first.
@@ -84,7 +88,7 @@ pub struct BeginOAuth {
     pub session_id: Option<String>,
 }
 
-pub fn connect_info(state: &AppState, integration_key: &str) -> Option<ConnectInfo> {
+pub fn connect_info(state: &Connect, integration_key: &str) -> Option<ConnectInfo> {
     let c = state.connector(integration_key)?;
     Some(ConnectInfo {
         kind: c.kind.clone(),
@@ -121,10 +125,10 @@ pub fn check_fields(
     name: &str,
     fields: &[ConnectField],
     values: &Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     for f in fields {
         if f.required && crate::settings::is_blank(values.get(&f.key)) {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::bad_request(format!(
                 "{name}: `{}` ({}) is required to connect",
                 f.key, f.label
             )));
@@ -135,7 +139,7 @@ pub fn check_fields(
     if !problems.is_empty() {
         let lines: Vec<String> =
             problems.iter().map(|p| format!("`{}`: {}", p.input_id, p.message)).collect();
-        return Err(ApiError::bad_request(format!("{name}: {}", lines.join(" "))));
+        return Err(Error::bad_request(format!("{name}: {}", lines.join(" "))));
     }
     Ok(())
 }
@@ -144,31 +148,31 @@ pub fn check_fields(
 /// user and returns the provider's authorize URL. The browser sent there must also get the
 /// cookie of [`crate::oauth::bind_browser`].
 pub async fn begin_oauth(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     integration_key: &str,
     options: BeginOAuth,
-) -> Result<String, ApiError> {
+) -> Result<String, Error> {
     let connector = state.connector(integration_key).ok_or_else(|| {
-        ApiError::not_found(format!("no integration `{integration_key}` in this project"))
+        Error::not_found(format!("no integration `{integration_key}` in this project"))
     })?;
     let oauth = match (&connector.kind, &connector.oauth) {
         (ConnectKind::OAuth, Some(oauth)) => oauth,
         _ => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::bad_request(format!(
                 "{} is not connected through an OAuth redirect; send its values to POST /sdk/credentials",
                 connector.name
             )));
         }
     };
     let Some(client_id) = connector.client_id.clone() else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        return Err(Error::new(
+            crate::Kind::Unavailable,
             "oauth_client_missing",
             format!(
                 "no OAuth client is configured for {}: set PARA_OAUTH_{}_CLIENT_ID and _CLIENT_SECRET or add it to .para/oauth-clients.json",
                 connector.name,
-                crate::state::env_key(integration_key)
+                crate::env_key(integration_key)
             ),
         ));
     };
@@ -181,12 +185,10 @@ pub async fn begin_oauth(
     let authorize = oauth
         .authorize_url
         .as_ref()
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("{} has no authorization URL", connector.name))
-        })
-        .and_then(|t| render(t, &material).map_err(|e| ApiError::bad_request(e.0)))?;
+        .ok_or_else(|| Error::bad_request(format!("{} has no authorization URL", connector.name)))
+        .and_then(|t| render(t, &material).map_err(|e| Error::bad_request(e.0)))?;
     let mut url = url::Url::parse(&authorize).map_err(|e| {
-        ApiError::bad_request(format!(
+        Error::bad_request(format!(
             "{}'s authorization URL `{authorize}` is not a URL: {e}",
             connector.name
         ))
@@ -230,20 +232,20 @@ pub async fn begin_oauth(
 /// Stores a credential that needs no redirect (API key, basic, client credentials, password):
 /// checks it against the test endpoint; an unusable credential is stored INVALID with the reason.
 pub async fn create_credential(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     integration_key: &str,
     values: Map<String, Value>,
-) -> Result<para_store::Credential, ApiError> {
+) -> Result<para_store::Credential, Error> {
     let connector = state.connector(integration_key).ok_or_else(|| {
-        ApiError::not_found(format!("no integration `{integration_key}` in this project"))
+        Error::not_found(format!("no integration `{integration_key}` in this project"))
     })?;
     let values = by_field_key(&connector.fields, values);
     check_fields(&connector.name, &connector.fields, &values)?;
     let material = Material { values, ..Material::default() };
     let token = match connector.kind {
         ConnectKind::OAuth => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::bad_request(format!(
                 "{} connects through OAuth: start it with installIntegration (build-oauth) or the portal",
                 connector.name
             )));
@@ -266,8 +268,8 @@ pub async fn create_credential(
                 form.push(("scope".to_string(), oauth.scopes.join(&oauth.scope_separator)));
             }
             oauth::token_request(state, &connector, &material, form).await.map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                Error::new(
+                    crate::Kind::Unprocessable,
                     "token_request",
                     format!("{}: getting a token failed: {e}", connector.name),
                 )
@@ -287,14 +289,14 @@ pub async fn create_credential(
 /// post-sign-in field is refused. With `skip` (the SDK's `skipPostOAuthInputs`) required
 /// values may be left out.
 pub async fn complete_setup(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     c: &para_store::Credential,
     values: Map<String, Value>,
     skip: bool,
-) -> Result<para_store::Credential, ApiError> {
+) -> Result<para_store::Credential, Error> {
     let connector = state.connector(&c.integration).ok_or_else(|| {
-        ApiError::not_found(format!("{} is no longer part of this project", c.integration))
+        Error::not_found(format!("{} is no longer part of this project", c.integration))
     })?;
     let fields = &connector.post_fields;
     let values = by_field_key(fields, values);
@@ -307,7 +309,7 @@ pub async fn complete_setup(
         }
     };
     if let Some(unknown) = values.keys().find(|k| fields.iter().all(|f| &f.key != *k)) {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::bad_request(format!(
             "`{unknown}` is not a value asked after connecting: {}",
             asked()
         )));
@@ -328,17 +330,17 @@ pub async fn complete_setup(
 
 /// [`complete_setup`]'s write, under the credential's refresh hold.
 async fn store_setup(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     connector: &Connector,
     id: &str,
     values: Map<String, Value>,
-) -> Result<para_store::Credential, ApiError> {
+) -> Result<para_store::Credential, Error> {
     let (p, store) = (&state.project_id, &state.store);
     let fresh = store
         .credential(p, user_id, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+        .ok_or_else(|| Error::not_found("no such credential for this user"))?;
     let mut material = refresh::open(state, &fresh)?;
     let mut provider_data = match &fresh.provider_data {
         Value::Object(map) => map.clone(),
@@ -362,9 +364,9 @@ async fn store_setup(
     let updated = store
         .credential(p, user_id, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
+        .ok_or_else(|| Error::not_found("no such credential for this user"))?;
     if updated.status == "VALID" && fresh.status != "VALID" {
-        crate::triggers::integration_enabled(state, user_id, &connector.key, id).await;
+        state.connected(user_id, &connector.key, id).await;
     }
     Ok(updated)
 }
@@ -380,7 +382,7 @@ pub struct Disconnected {
 /// forgets the credentials prepared for the proxy. `None` when `credential` is not one of the
 /// user's accounts of the integration (nothing is removed).
 pub async fn disconnect(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     integration_key: &str,
     credential: Option<&str>,
@@ -403,12 +405,12 @@ pub async fn disconnect(
 /// The last step of every connection: looks up account facts, calls the test endpoint, and
 /// stores the credential (VALID, or INVALID with the reason).
 pub async fn store_connection(
-    state: &AppState,
+    state: &Connect,
     user_id: &str,
     connector: &Connector,
     mut material: Material,
     token: Map<String, Value>,
-) -> Result<para_store::Credential, ApiError> {
+) -> Result<para_store::Credential, Error> {
     let expires_at = refresh::expiry(&token);
     material.token = token;
     oauth::save_credentials(connector, &mut material);
@@ -439,7 +441,7 @@ pub async fn store_connection(
         .await?;
     state.credential_cache.forget(user_id, &connector.key);
     if credential.status == "VALID" {
-        crate::triggers::integration_enabled(state, user_id, &connector.key, &credential.id).await;
+        state.connected(user_id, &connector.key, &credential.id).await;
     }
     Ok(credential)
 }
@@ -447,35 +449,39 @@ pub async fn store_connection(
 /// Looks up the account facts (into `material.account`) and calls the test endpoint; why the
 /// credential does not work, if it does not.
 pub async fn check_connection(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     material: &mut Material,
 ) -> Option<String> {
     let mut problem: Option<String> = None;
     if let Some(lookup) = connector.api.account.clone() {
-        match get_json(state, connector, material, &lookup.url).await {
-            Ok(answer) => {
-                for (name, path) in &lookup.fields {
-                    let mut value = &answer;
-                    for segment in path.split('.') {
-                        value = match value {
-                            Value::Array(items) => segment
-                                .parse::<usize>()
-                                .ok()
-                                .and_then(|i| items.get(i))
-                                .unwrap_or(&Value::Null),
-                            Value::Object(map) => map.get(segment).unwrap_or(&Value::Null),
-                            _ => &Value::Null,
-                        };
+        let url = render(&Template::Text(lookup.url.clone()), material);
+        match url.map_err(|e| e.0) {
+            Ok(url) => match get_json(state, connector, material, &url).await {
+                Ok(answer) => {
+                    for (name, path) in &lookup.fields {
+                        let mut value = &answer;
+                        for segment in path.split('.') {
+                            value = match value {
+                                Value::Array(items) => segment
+                                    .parse::<usize>()
+                                    .ok()
+                                    .and_then(|i| items.get(i))
+                                    .unwrap_or(&Value::Null),
+                                Value::Object(map) => map.get(segment).unwrap_or(&Value::Null),
+                                _ => &Value::Null,
+                            };
+                        }
+                        material.account.insert(name.clone(), value.clone());
                     }
-                    material.account.insert(name.clone(), value.clone());
                 }
-            }
+                Err(e) => problem = Some(e),
+            },
             Err(e) => problem = Some(e),
         }
     }
     if problem.is_none() {
-        match connector.test_url(material) {
+        match connector.test_endpoint(material) {
             Ok(Some(url)) => {
                 if let Err(e) = get_json(state, connector, material, &url).await {
                     problem = Some(e);
@@ -488,37 +494,56 @@ pub async fn check_connection(
     problem
 }
 
-/// `GET url` authorised with the material; the JSON answer or why it failed.
+/// How long a connection check waits for a provider that answers 429.
+const CHECK_WAIT_429: Duration = Duration::from_secs(5);
+/// The most of a connection check's answer read.
+const CHECK_MAX_READ: usize = 1024 * 1024;
+
+/// `GET` of `target` (a path below the API base, or a URL the integration's settings name)
+/// authorised with the material, through [`Connect::send`]; the JSON answer or why it failed.
 async fn get_json(
-    state: &AppState,
+    state: &Connect,
     connector: &Connector,
     m: &Material,
-    url: &str,
+    target: &str,
 ) -> Result<Value, String> {
-    let url = if url.starts_with("http://") || url.starts_with("https://") {
-        crate::connector::render(&crate::connector::Template::Text(url.to_string()), m)
-            .map_err(|e| e.0)?
+    let absolute = target.starts_with("http://") || target.starts_with("https://");
+    let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
+    let below = format!("/{}", path.trim_start_matches('/'));
+    let destination = if absolute {
+        let url = url::Url::parse(target).map_err(|e| format!("`{target}` is not a URL: {e}"))?;
+        Destination::configured(url)
+    } else {
+        Destination::below(&below).map_err(|e| e.message())?
+    };
+    let shown = if absolute {
+        target.to_string()
     } else {
         let base = connector.base_url(m).map_err(|e| e.0)?;
-        format!("{base}/{}", url.trim_start_matches('/'))
+        format!("{base}{target}", target = below)
     };
-    let auth = connector.authorize(m).map_err(|e| e.0)?;
-    let mut request = state.http.get(&url).header("accept", "application/json");
-    for (name, value) in &auth.headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    if !auth.query.is_empty() {
-        request = request.query(&auth.query);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("the test request GET {url} failed: {}", oauth::error_chain(&e)))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    let request = Outgoing {
+        method: http::Method::GET,
+        destination,
+        query: query.filter(|_| !absolute),
+        headers,
+        body: Default::default(),
+        keep: send::is_content_type,
+        wait_429: CHECK_WAIT_429,
+    };
+    // A connection being checked is not stored yet: prepared for this request only.
+    let connector = Arc::new(connector.clone());
+    let prepared = Arc::new(Prepared::new(state, &connector, None, m.clone()));
+    let failed = |why: String| format!("the test request GET {shown} failed: {why}");
+    let answer = state.send(prepared, request).await.map_err(|e| failed(e.message()))?;
+    let status = answer.status();
+    let body = send::read_body(answer.into_body(), CHECK_MAX_READ).await.map_err(failed)?;
+    let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         return Err(format!(
-            "the test request GET {url} answered {}: {}",
+            "the test request GET {shown} answered {}: {}",
             status.as_u16(),
             oauth::snippet(&text)
         ));
