@@ -7,16 +7,10 @@ use para_js::{Engine, JsError, JsErrorKind, Limits, Modules, Transpiled, Virtual
 use para_project::{Diagnostic, Location, Project, Span, offset_of};
 use serde_json::Value;
 
-use crate::modules::HOST_MODULE;
-
-/// What a session found, handed to the project-wide merge.
-pub struct Findings {
-    pub diagnostics: Vec<Diagnostic>,
-    pub declared: Vec<crate::workflows::Declared>,
-    pub foreign_order: Vec<crate::workflows::ForeignOrder>,
-    pub secrets: BTreeSet<String>,
-    pub recorded: crate::Recorded,
-}
+use crate::{
+    findings::{Declared, Findings, ForeignOrder, Recorded},
+    modules::HOST_MODULE,
+};
 
 /// Reference tokens a workflow's description introduces (see `describeWorkflow` in core.js).
 #[derive(serde::Deserialize)]
@@ -59,17 +53,17 @@ pub struct Session<'p> {
     /// `None` when every file goes to the engine.
     direct: Option<crate::direct::Direct<'p>>,
     /// How many descriptions were recorded directly and how many by the engine.
-    pub recorded: crate::Recorded,
+    pub recorded: Recorded,
     /// The transpiled files (shared with other workers), for locating findings.
     modules: Modules,
     pub diagnostics: Vec<Diagnostic>,
     /// Files that failed to transpile or have unresolvable imports: never evaluated.
     broken: &'p BTreeSet<String>,
     /// Every workflow id this session compiled, with its file: checked project-wide after merging.
-    pub declared: Vec<crate::workflows::Declared>,
+    pub declared: Vec<Declared>,
     /// `workflowDisplayOrder` entries naming workflows outside their integration, reported after
     /// merging (when every workflow's file is known).
-    pub foreign_order: Vec<crate::workflows::ForeignOrder>,
+    pub foreign_order: Vec<ForeignOrder>,
     /// Environment secrets the workflows read.
     pub secrets: BTreeSet<String>,
 }
@@ -88,7 +82,7 @@ impl<'p> Session<'p> {
             carry,
             limits,
             direct,
-            recorded: crate::Recorded::default(),
+            recorded: Recorded::default(),
             modules,
             diagnostics: Vec::new(),
             broken,

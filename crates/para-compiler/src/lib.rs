@@ -9,6 +9,7 @@
 mod config;
 mod direct;
 mod eval;
+mod findings;
 mod graph;
 mod inputs;
 mod layout;
@@ -26,8 +27,13 @@ use para_js::{Limits, Modules, Transpiled};
 use para_project::{Diagnostic, Project, naming};
 use serde_json::Value;
 
-use crate::{eval::Session, layout::Layout};
+use crate::{
+    eval::Session,
+    findings::{Declared, ForeignOrder},
+    layout::Layout,
+};
 
+pub use findings::Recorded;
 pub use para_js::Limits as EvaluationLimits;
 
 /// Namespace of the UUID v5 ids the compiler derives (events; step ids later), so ids are stable
@@ -50,21 +56,6 @@ pub struct Options {
     /// starting the JavaScript engine only for the rest. The result is the same either way.
     /// Defaults to on; `PARA_DIRECT=off` in the environment turns it off.
     pub direct: bool,
-}
-
-/// How many file descriptions were recorded directly from the syntax tree, and how many by the
-/// JavaScript engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Recorded {
-    pub directly: usize,
-    pub by_engine: usize,
-}
-
-impl std::ops::AddAssign for Recorded {
-    fn add_assign(&mut self, other: Recorded) {
-        self.directly += other.directly;
-        self.by_engine += other.by_engine;
-    }
 }
 
 impl Default for Options {
@@ -189,8 +180,8 @@ struct WorkerOutput {
     shared: Option<Shared>,
     integrations: Vec<Integration>,
     diagnostics: Vec<Diagnostic>,
-    declared: Vec<workflows::Declared>,
-    foreign_order: Vec<workflows::ForeignOrder>,
+    declared: Vec<Declared>,
+    foreign_order: Vec<ForeignOrder>,
     secrets: BTreeSet<String>,
     recorded: Recorded,
 }

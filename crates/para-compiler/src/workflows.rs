@@ -11,23 +11,11 @@ use para_js::Modules;
 
 use crate::{
     eval::{Session, locate},
+    findings::{Declared, ForeignOrder},
     graph, inputs,
     layout::IntegrationFolder,
     lower,
 };
-
-/// A workflow id and the file that declares it.
-pub struct Declared {
-    pub id: String,
-    pub file: String,
-}
-
-/// A `workflowDisplayOrder` entry that names a workflow outside its integration.
-pub struct ForeignOrder {
-    pub config_file: String,
-    pub index: usize,
-    pub id: String,
-}
 
 /// Reports every workflow id declared more than once in the project; the first declaration (by
 /// file path) is the one kept in the message.
