@@ -2,7 +2,8 @@
 //! as `para secrets set` stores them: `.para/secrets.json`, an object of name → value sealed
 //! with the project's secret key (see [`crate::secrets`]), each bound to its name, the file
 //! mode 0600 and git-ignored. The server reads the file when it changes; an environment
-//! variable `PARA_SECRET_<NAME>` (or `<NAME>`) wins over the file.
+//! variable `PARA_SECRET_<NAME>` wins over the file ([`from_environment`]). A bare `<NAME>`
+//! variable is never read: a secret named `PATH` must not be the server's `PATH`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,11 @@ pub enum EnvSecretError {
     Corrupt { path: PathBuf, reason: String },
     #[error("the secret `{name}` in {}: {source}", path.display())]
     Sealed { name: String, path: PathBuf, source: SecretError },
+}
+
+/// The value the environment gives secret `name`: `PARA_SECRET_<NAME>` only.
+pub fn from_environment(name: &str) -> Option<String> {
+    std::env::var(format!("PARA_SECRET_{name}")).ok()
 }
 
 /// Whether `name` can name a secret (and an environment variable).

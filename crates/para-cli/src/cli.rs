@@ -63,7 +63,7 @@ pub enum Command {
     Keys(KeysArgs),
     /// Environment secrets of workflows (`context.getEnvironmentSecret('NAME')`), stored sealed
     #[command(
-        after_help = "Examples:\n  para secrets set TASKFLOW_API_KEY          (reads the value from stdin: no shell history)\n  para secrets set TASKFLOW_API_KEY tf-123   \n  para secrets list\n  para secrets rm TASKFLOW_API_KEY\n\nValues are sealed with the project's secret key (PARA_SECRET_KEY or .para/secret.key) in\n.para/secrets.json (mode 0600, git-ignored). The server reads them when the file changes;\nan environment variable PARA_SECRET_<NAME> (or <NAME>) wins over the file."
+        after_help = "Examples:\n  para secrets set TASKFLOW_API_KEY          (reads the value from stdin: no shell history)\n  para secrets set TASKFLOW_API_KEY tf-123   \n  para secrets list\n  para secrets rm TASKFLOW_API_KEY\n\nValues are sealed with the project's secret key (PARA_SECRET_KEY or .para/secret.key) in\n.para/secrets.json (mode 0600, git-ignored). The server reads them when the file changes;\nan environment variable PARA_SECRET_<NAME> wins over the file (a bare <NAME> is never read)."
     )]
     Secrets(SecretsArgs),
     /// Print a user token (RS256 JWT) signed with the development private key

@@ -203,6 +203,21 @@ fn secrets_are_stored_sealed_listed_and_removed() {
     let list = para(tmp.path(), &["secrets", "list"]);
     let text = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(text.contains("TASKFLOW_API_KEY  MISSING: used by the build, not set"), "{text}");
+    // Only PARA_SECRET_<NAME> gives a secret from the environment, never a bare <NAME>.
+    let listed = |var: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_para"))
+            .args(["secrets", "list"])
+            .current_dir(tmp.path())
+            .env_remove("PARA_PROJECT")
+            .env(var, "from-env")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let bare = listed("TASKFLOW_API_KEY");
+    assert!(bare.contains("TASKFLOW_API_KEY  MISSING"), "{bare}");
+    let prefixed = listed("PARA_SECRET_TASKFLOW_API_KEY");
+    assert!(prefixed.contains("TASKFLOW_API_KEY  (from the environment)"), "{prefixed}");
 
     // From stdin, so the value stays out of the shell's history.
     let mut child = Command::new(env!("CARGO_BIN_EXE_para"))

@@ -669,8 +669,8 @@ pub fn settings_values(
         .unwrap_or_default()
 }
 
-/// The project's environment secrets the build uses: `PARA_SECRET_<NAME>`, else `<NAME>`, in
-/// the server's environment, else what `para secrets set` stored (`.para/secrets.json`, read
+/// The project's environment secrets the build uses: `PARA_SECRET_<NAME>` in the server's
+/// environment (never a bare `<NAME>`: a secret named `PATH` is not the server's), else what `para secrets set` stored (`.para/secrets.json`, read
 /// again when it changes).
 pub fn secrets(state: &AppState) -> Map<String, Value> {
     let build = state.build();
@@ -679,9 +679,7 @@ pub fn secrets(state: &AppState) -> Map<String, Value> {
         .secrets
         .iter()
         .filter_map(|name| {
-            let value = std::env::var(format!("PARA_SECRET_{name}"))
-                .or_else(|_| std::env::var(name))
-                .ok()
+            let value = para_auth::env_secrets::from_environment(name)
                 .or_else(|| stored.get(name).cloned())?;
             Some((name.clone(), Value::String(value)))
         })

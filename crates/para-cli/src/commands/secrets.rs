@@ -80,9 +80,7 @@ pub fn run(args: SecretsArgs) -> i32 {
             }
             let mut missing = 0;
             for name in used.iter().filter(|n| !stored.contains(n)) {
-                let env =
-                    std::env::var(format!("PARA_SECRET_{name}")).or_else(|_| std::env::var(name));
-                if env.is_ok() {
+                if para_auth::env_secrets::from_environment(name).is_some() {
                     println!("{name}  (from the environment)");
                 } else {
                     missing += 1;
