@@ -124,17 +124,17 @@ fn the_portal_works_in_chromium() {
         store.touch_user(&project_id, USER, None).await.unwrap();
         for integration in [CONNECTED, MAPPING] {
             store
-                .insert_credential(
-                    &project_id,
-                    USER,
-                    integration,
-                    "VALID",
-                    None,
-                    Some("pat@acme.example"),
-                    &serde_json::json!({ "email": "pat@acme.example" }),
-                    "not-a-real-secret",
-                    None,
-                )
+                .insert_credential(&para_store::NewCredential {
+                    provider_id: Some("pat@acme.example"),
+                    provider_data: serde_json::json!({ "email": "pat@acme.example" }),
+                    ..para_store::NewCredential::new(
+                        &project_id,
+                        USER,
+                        integration,
+                        "VALID",
+                        "not-a-real-secret",
+                    )
+                })
                 .await
                 .unwrap();
         }

@@ -427,17 +427,18 @@ pub async fn store_connection(
     let provider_data = serde_json::json!({ "account": material.account });
     let credential = state
         .store
-        .insert_credential(
-            &state.project_id,
-            user_id,
-            &connector.key,
-            status,
-            problem.as_deref(),
-            None,
-            &provider_data,
-            &sealed,
+        .insert_credential(&para_store::NewCredential {
+            status_reason: problem.as_deref(),
+            provider_data,
             expires_at,
-        )
+            ..para_store::NewCredential::new(
+                &state.project_id,
+                user_id,
+                &connector.key,
+                status,
+                &sealed,
+            )
+        })
         .await?;
     state.credential_cache.forget(user_id, &connector.key);
     if credential.status == "VALID" {

@@ -195,17 +195,10 @@ impl Server {
         let c = self
             .state
             .store
-            .insert_credential(
-                PROJECT,
-                user,
-                integration,
-                "VALID",
-                None,
-                Some("acct-42"),
-                &json!({}),
-                SECRET_MARKER,
-                None,
-            )
+            .insert_credential(&para_store::NewCredential {
+                provider_id: Some("acct-42"),
+                ..para_store::NewCredential::new(PROJECT, user, integration, "VALID", SECRET_MARKER)
+            })
             .await
             .unwrap();
         c.id

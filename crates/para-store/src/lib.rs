@@ -122,6 +122,45 @@ pub struct Credential {
     pub updated_at: i64,
 }
 
+/// A credential to store ([`Store::insert_credential`]).
+#[derive(Debug, Clone)]
+pub struct NewCredential<'a> {
+    pub project_id: &'a str,
+    pub user_id: &'a str,
+    pub integration: &'a str,
+    /// `VALID`, `INVALID` or `PENDING`.
+    pub status: &'a str,
+    pub status_reason: Option<&'a str>,
+    pub provider_id: Option<&'a str>,
+    pub provider_data: Value,
+    /// The caller's sealed text.
+    pub secret: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+impl<'a> NewCredential<'a> {
+    /// A credential with no reason, provider id, provider data (`{}`) or expiry.
+    pub fn new(
+        project_id: &'a str,
+        user_id: &'a str,
+        integration: &'a str,
+        status: &'a str,
+        secret: &'a str,
+    ) -> NewCredential<'a> {
+        NewCredential {
+            project_id,
+            user_id,
+            integration,
+            status,
+            status_reason: None,
+            provider_id: None,
+            provider_data: Value::Object(Default::default()),
+            secret,
+            expires_at: None,
+        }
+    }
+}
+
 /// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows, in
 /// one configuration (`configuration` empty: the integration-level settings, which every
 /// credential's default configuration shows).
@@ -431,21 +470,22 @@ impl Store {
     ) -> Result<ConnectedUser> {
         let now = now_ms();
         let meta_text = meta.map(Value::to_string);
-        sqlx::query(
+        let row = sqlx::query(
             "INSERT INTO connected_users (project_id, user_id, meta, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)
              ON CONFLICT (project_id, user_id) DO UPDATE
                SET meta = CASE WHEN $5 = 1 THEN excluded.meta ELSE connected_users.meta END,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at
+             RETURNING user_id, meta, created_at, signed_meta",
         )
         .bind(project_id)
         .bind(user_id)
         .bind(meta_text.clone().unwrap_or_else(|| "{}".into()))
         .bind(now)
         .bind(i64::from(meta.is_some()))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(self.user(project_id, user_id).await?.expect("the row was just written"))
+        user_row(&row)
     }
 
     pub async fn user(&self, project_id: &str, user_id: &str) -> Result<Option<ConnectedUser>> {
@@ -490,20 +530,8 @@ impl Store {
         })
     }
 
-    /// Stores a new credential and returns it (with a fresh id).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_credential(
-        &self,
-        project_id: &str,
-        user_id: &str,
-        integration: &str,
-        status: &str,
-        status_reason: Option<&str>,
-        provider_id: Option<&str>,
-        provider_data: &Value,
-        secret: &str,
-        expires_at: Option<i64>,
-    ) -> Result<Credential> {
+    /// Stores a new credential and returns it as written (with a fresh id).
+    pub async fn insert_credential(&self, new: &NewCredential<'_>) -> Result<Credential> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         sqlx::query(
@@ -511,19 +539,31 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
         )
         .bind(&id)
-        .bind(project_id)
-        .bind(user_id)
-        .bind(integration)
-        .bind(status)
-        .bind(status_reason)
-        .bind(provider_id)
-        .bind(provider_data.to_string())
-        .bind(secret)
-        .bind(expires_at)
+        .bind(new.project_id)
+        .bind(new.user_id)
+        .bind(new.integration)
+        .bind(new.status)
+        .bind(new.status_reason)
+        .bind(new.provider_id)
+        .bind(new.provider_data.to_string())
+        .bind(new.secret)
+        .bind(new.expires_at)
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(self.credential(project_id, user_id, &id).await?.expect("the row was just written"))
+        Ok(Credential {
+            id,
+            user_id: new.user_id.to_string(),
+            integration: new.integration.to_string(),
+            status: new.status.to_string(),
+            status_reason: new.status_reason.map(str::to_string),
+            provider_id: new.provider_id.map(str::to_string),
+            provider_data: new.provider_data.clone(),
+            secret: new.secret.to_string(),
+            expires_at: new.expires_at,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     /// The user's credentials, newest first, optionally of one integration.
@@ -1331,9 +1371,7 @@ mod tests {
     }
 
     async fn slack_credential(s: &Store, user: &str) -> Credential {
-        s.insert_credential("p", user, "slack", "VALID", None, None, &json!({}), "v1:x", None)
-            .await
-            .unwrap()
+        s.insert_credential(&NewCredential::new("p", user, "slack", "VALID", "v1:x")).await.unwrap()
     }
 
     #[tokio::test]
@@ -1445,19 +1483,20 @@ mod tests {
     async fn credentials_and_settings_belong_to_one_user() {
         let (_dir, s) = store().await;
         let c = s
-            .insert_credential(
-                "p",
-                "alice",
-                "slack",
-                "VALID",
-                None,
-                Some("U1"),
-                &json!({}),
-                "v1:sealed",
-                None,
-            )
+            .insert_credential(&NewCredential {
+                provider_id: Some("U1"),
+                status_reason: Some("why"),
+                provider_data: json!({"team": "T1"}),
+                expires_at: Some(7),
+                ..NewCredential::new("p", "alice", "slack", "VALID", "v1:sealed")
+            })
             .await
             .unwrap();
+        // What the insert returns is what was stored (it is not read back).
+        assert_eq!(s.credential("p", "alice", &c.id).await.unwrap().as_ref(), Some(&c));
+        let touched = s.touch_user("p", "alice", Some(&json!({"m": 1}))).await.unwrap();
+        assert_eq!(s.user("p", "alice").await.unwrap().as_ref(), Some(&touched));
+        assert_eq!(s.touch_user("p", "alice", None).await.unwrap().meta, json!({"m": 1}));
         assert_eq!(s.credentials("p", "alice", None).await.unwrap().len(), 1);
         assert_eq!(s.credentials("p", "alice", Some("slack")).await.unwrap().len(), 1);
         assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
@@ -1565,7 +1604,7 @@ mod tests {
         assert_eq!(s.oauth_nonce("n2").await.unwrap(), None);
 
         let c = s
-            .insert_credential("p", "alice", "x", "VALID", None, None, &json!({}), "v1:s", None)
+            .insert_credential(&NewCredential::new("p", "alice", "x", "VALID", "v1:s"))
             .await
             .unwrap();
         assert!(s.try_lease_refresh(&c.id, now_ms() + 30_000).await.unwrap());

@@ -266,7 +266,9 @@ async fn configurations_keep_their_own_settings_on_postgres() {
     with_fresh_db("configurations_keep_their_own_settings_on_postgres", |url| async move {
         let s = Store::open(&url).await.unwrap();
         let c = s
-            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:a", None)
+            .insert_credential(&para_store::NewCredential::new(
+                "p", "alice", "slack", "VALID", "v1:a",
+            ))
             .await
             .unwrap();
         let a = s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.unwrap();
@@ -306,17 +308,12 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         let s = Store::open(&url).await.unwrap();
         let expires = now_ms() + 3_600_000;
         let c = s
-            .insert_credential(
-                "p",
-                "alice",
-                "slack",
-                "VALID",
-                None,
-                Some("U1"),
-                &json!({"team": "T1"}),
-                "v1:sealed",
-                Some(expires),
-            )
+            .insert_credential(&para_store::NewCredential {
+                provider_id: Some("U1"),
+                provider_data: json!({"team": "T1"}),
+                expires_at: Some(expires),
+                ..para_store::NewCredential::new("p", "alice", "slack", "VALID", "v1:sealed")
+            })
             .await
             .unwrap();
         assert_eq!(c.expires_at, Some(expires));
@@ -324,13 +321,17 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         assert_eq!(c.provider_data, json!({"team": "T1"}));
         // Same integration, another user and another project: separate rows.
         let bobs = s
-            .insert_credential("p", "bob", "slack", "PENDING", None, None, &json!({}), "v1:b", None)
+            .insert_credential(&para_store::NewCredential::new(
+                "p", "bob", "slack", "PENDING", "v1:b",
+            ))
             .await
             .unwrap();
         assert_eq!(bobs.expires_at, None, "NULL BIGINT round-trips");
-        s.insert_credential("q", "alice", "slack", "VALID", None, None, &json!({}), "v1:q", None)
-            .await
-            .unwrap();
+        s.insert_credential(&para_store::NewCredential::new(
+            "q", "alice", "slack", "VALID", "v1:q",
+        ))
+        .await
+        .unwrap();
 
         assert_eq!(s.credentials("p", "alice", None).await.unwrap(), vec![c.clone()]);
         assert_eq!(s.credentials("p", "alice", Some("slack")).await.unwrap().len(), 1);
@@ -390,7 +391,9 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         // One account of several: the other account and the settings stay; nobody else (nor
         // another integration) can remove it; the last account takes the settings with it.
         let second = s
-            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:2", None)
+            .insert_credential(&para_store::NewCredential::new(
+                "p", "alice", "slack", "VALID", "v1:2",
+            ))
             .await
             .unwrap();
         assert_eq!(s.uninstall_credential("p", "bob", "slack", &second.id).await.unwrap(), None);
@@ -502,7 +505,9 @@ async fn one_refresh_lease_across_processes() {
         // Two stores: two server processes racing to refresh one expired credential.
         let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
         let c = stores[0]
-            .insert_credential("p", "alice", "slack", "VALID", None, None, &json!({}), "v1:s", None)
+            .insert_credential(&para_store::NewCredential::new(
+                "p", "alice", "slack", "VALID", "v1:s",
+            ))
             .await
             .unwrap();
         let race = |until: i64| {
