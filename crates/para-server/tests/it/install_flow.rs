@@ -4,14 +4,14 @@
 //! (`GET /sdk/credentials?integration=…&includeAccountAuth=…`), in the shapes the SDK 2.4.0
 //! reads, against a loopback provider.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 
+use crate::common::token;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 //! status, passed and filtered headers, large bodies), credential selection, and upstream
 //! connections that close or fail.
 
-mod common;
+use crate::common;
 
 use std::future::Future as _;
 use std::io::{Read, Write};
@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::common::{Server, client, token};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
-use common::{Server, client, token};
 use para_server::OAuthClient;
 use serde_json::{Value, json};
 
@@ -922,28 +922,6 @@ async fn raw_answers_cannot_act_on_paras_origin() {
     assert_eq!(r.header("strict-transport-security"), None);
 }
 
-/// Runs test `name` again in a child process of this test binary with `env` set, and tells
-/// whether this is that child. The proxy reads its limits from the environment when a server
-/// starts; setting variables in a process whose other tests run in parallel would race.
-fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("PARA_TEST_CHILD", name)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
 fn block_on<F: std::future::Future>(test: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -974,7 +952,8 @@ const IN_FLIGHT: usize = 2_500_000;
 fn large_wrapped_answers_stay_within_the_memory_bound() {
     let env =
         [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !in_child("large_wrapped_answers_stay_within_the_memory_bound", &env) {
+    if !common::in_child(module_path!(), "large_wrapped_answers_stay_within_the_memory_bound", &env)
+    {
         return;
     }
     block_on(async {
@@ -1079,7 +1058,11 @@ fn finish_upload(mut s: std::net::TcpStream, rest: usize) -> (u16, Option<String
 fn concurrent_uploads_past_the_in_flight_bound_are_refused() {
     let env =
         [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !in_child("concurrent_uploads_past_the_in_flight_bound_are_refused", &env) {
+    if !common::in_child(
+        module_path!(),
+        "concurrent_uploads_past_the_in_flight_bound_are_refused",
+        &env,
+    ) {
         return;
     }
     block_on(async {

@@ -4,17 +4,17 @@
 //! that try to leave the API base, and one token refresh for many concurrent requests — also
 //! across two servers sharing one database.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::{Server, client, keys_root, token};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use common::{Server, client, keys_root, token};
 use para_server::{AppState, OAuthClient};
 use serde_json::{Value, json};
 

@@ -2,9 +2,9 @@
 //! the origin mirrored (without credentials unless `PARA_CORS_ORIGINS` lists it), and nothing
 //! added to requests without an origin.
 
-mod common;
+use crate::common;
 
-use common::client;
+use crate::common::client;
 use serde_json::json;
 
 #[tokio::test]
@@ -77,27 +77,6 @@ async fn proxy_requests_get_the_same_cors_handling() {
     assert!(plain.headers().get("access-control-allow-origin").is_none());
 }
 
-/// Runs test `name` again in a child process of this test binary with `env` set, and tells
-/// whether this is that child (CORS reads `PARA_CORS_ORIGINS` once per process).
-fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("PARA_TEST_CHILD", name)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
 /// With `PARA_CORS_ORIGINS` set, the origins it lists get CORS with credentials, on the
 /// router's routes and on the proxy's alike; a page of any other origin gets no CORS header,
 /// so its browser keeps the answers from it.
@@ -105,7 +84,7 @@ fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
 fn configured_origins_alone_get_cors_with_credentials() {
     let name = "configured_origins_alone_get_cors_with_credentials";
     let env = [("PARA_CORS_ORIGINS", " https://app.example, https://Admin.example:8443/ ")];
-    if !in_child(name, &env) {
+    if !common::in_child(module_path!(), name, &env) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -161,7 +140,7 @@ fn configured_origins_alone_get_cors_with_credentials() {
 #[test]
 fn a_star_in_the_list_mirrors_other_origins_without_credentials() {
     let name = "a_star_in_the_list_mirrors_other_origins_without_credentials";
-    if !in_child(name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
+    if !common::in_child(module_path!(), name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

@@ -1,7 +1,7 @@
 //! Run history over real HTTP: the task-history API (admin key versus user tokens, filters,
 //! paging, one run with its steps, replay) and the dashboard's Runs pages.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

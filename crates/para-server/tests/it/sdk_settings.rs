@@ -4,15 +4,15 @@
 //! /sdk/actions` answers `getFieldOptions` with a data source's choices, by page and search,
 //! listed with the account `X-Paragon-Credential` names.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::token;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::any;
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
 

@@ -141,6 +141,35 @@ async fn start_configured(
     Server { base, port, project, state, _stop: stop, served }
 }
 
+/// Runs test `name` of `module` (its `module_path!()`) again in a child process of this test
+/// binary with `env` set, and tells whether this is that child. For what the server reads from
+/// the environment once per process (`PARA_CORS_ORIGINS`) or when a server starts (the proxy's
+/// limits): setting variables in a process whose other tests run in parallel would race. The
+/// child must run exactly that test and pass it.
+pub fn in_child(module: &str, name: &str, env: &[(&str, &str)]) -> bool {
+    // libtest names a test by its path in the binary, without the crate's name.
+    let test = match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    };
+    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == test.as_str()) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env("PARA_TEST_CHILD", &test)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the run of {test} with {env:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }

@@ -2,9 +2,9 @@
 //! script only from this server, and the script it names is served. The page's behaviour in a
 //! browser, driven by the real SDK, is tested in tests/e2e/connect.test.mjs.
 
-mod common;
+use crate::common;
 
-use common::client;
+use crate::common::client;
 use serde_json::json;
 
 #[tokio::test]
@@ -45,7 +45,7 @@ async fn action_kit_answers_with_what_to_do_instead() {
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("paragon.request"), "{body}");
 
-    // Configurations are offered (tests/engine.rs); an unknown credential is named.
+    // Configurations are offered (engine.rs); an unknown credential is named.
     let (status, body) = s.call("POST", "/sdk/credentials/c1/configurations", &token, None).await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("no credential `c1`"), "{body}");

@@ -4,17 +4,17 @@
 //! journal (history) checked step by step. Also: a run whose worker died (expired lease) is
 //! resumed by the poller without repeating recorded steps.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Server, client, token};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::any;
-use common::{Server, client, token};
 use para_server::OAuthClient;
 use para_server::connector::Material;
 use para_store::runs::{Lease, NewRun, StepRecord, Write};

@@ -2,12 +2,12 @@
 //! hand-over and cookies, refusals, settings saved and refused with inline errors, sanitised
 //! overviews, CSRF, and the dashboard's admin key.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::keys_root;
+use crate::common::keys_root;
 
 use para_server::{AppState, ServerConfig};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! timeout, while a client that keeps talking is served; a body sent too slowly is cut off; a
 //! client past the connection limits gets a 503.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

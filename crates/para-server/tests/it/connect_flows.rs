@@ -3,15 +3,15 @@
 //! with HTTP Basic client authentication, and a catalog API-key integration — each checked by
 //! its test endpoint and then used through the proxy.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 
+use crate::common::token;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
 

@@ -4,12 +4,12 @@
 //! `getCustomWebhookUserManualUrl` forms, and the JSON + CORS answers of paths, methods and
 //! bodies no handler takes (what a browser would otherwise report as "Failed to fetch").
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use crate::common::{client, token};
 use axum::http::{HeaderMap, StatusCode};
-use common::{client, token};
 use serde_json::{Value, json};
 
 const ORIGIN: &str = "https://app.example";
