@@ -1,12 +1,16 @@
-//! Shared by the server's integration tests: development keys, user tokens, and a server
-//! started in-process on a loopback port.
-#![allow(dead_code)]
+//! The harness of the server's integration tests: [`TestServer`], the server under test
+//! started in-process on a loopback port and configured through [`TestServer::builder`];
+//! upstreams for it ([`serve`]); development keys, user tokens, builds; [`in_child`] for a test
+//! that needs its own process.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use para_server::engine::EngineConfig;
+use para_server::limits::Limits;
 use para_server::{AppState, OAuthClient, ServerConfig};
 use serde_json::Value;
 
@@ -26,119 +30,208 @@ pub fn token(user: &str) -> String {
     para_auth::sign(&pem, &para_auth::Claims::new(user, Duration::from_secs(3600))).unwrap()
 }
 
-/// OAuth clients (and endpoint overrides) keyed by integration key.
-pub fn clients(entries: &[(&str, OAuthClient)]) -> BTreeMap<String, OAuthClient> {
-    entries.iter().map(|(k, c)| (para_server::env_key(k), c.clone())).collect()
+/// The secret key every test server seals with, unless [`Builder::secret_key`] says otherwise.
+pub fn secret_key() -> para_auth::SecretKey {
+    para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .unwrap()
 }
 
-pub struct Server {
+/// A server under test: `build` served by `para_server::serve_on` on a loopback port, in this
+/// process. Dropping it signals shutdown (as Ctrl-C does); [`TestServer::shut_down`] also waits
+/// for the server to stop.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`, also the server's public URL.
     pub base: String,
     pub port: u16,
+    /// The build's project id (the `/projects/{id}` of the Connect API).
     pub project: String,
     pub state: Arc<AppState>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The folder of [`Builder::sqlite_file`]'s database, removed with the server.
+    _dir: Option<tempfile::TempDir>,
 }
 
-/// What every test server is made of: a store on `database`, a verifier of the development
-/// keys' tokens and a fixed secret key.
-pub async fn essentials(
-    database: &str,
-) -> (para_store::Store, para_auth::Verifier, para_auth::SecretKey) {
-    let store = para_store::Store::open(database).await.unwrap();
-    let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
-    let secrets =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
-    (store, verifier, secrets)
-}
-
-/// Serves `build` on a loopback port with the given database and OAuth clients.
-pub async fn start(
+/// What a [`TestServer`] is made of, each setting optional: by default an in-memory SQLite
+/// database, no admin key (no dashboard), no OAuth clients, the engine's settings from the
+/// environment (as `para serve`), [`ServerConfig::HEADER_TIMEOUT`] and the default limits,
+/// the development keys of [`keys_root`] and the key of [`secret_key`].
+#[must_use]
+pub struct Builder {
     build: para_build::Build,
-    database: &str,
+    database: Database,
+    admin_key: Option<String>,
     oauth_clients: BTreeMap<String, OAuthClient>,
-) -> Server {
-    start_with(build, database, oauth_clients, para_server::engine::EngineConfig::from_env()).await
+    engine: Option<EngineConfig>,
+    header_timeout: Duration,
+    limits: Limits,
+    project_root: Option<PathBuf>,
+    secret_key: Option<para_auth::SecretKey>,
 }
 
-/// [`start`] on a fresh SQLite file and no OAuth clients; the folder lives as long as the guard.
-pub async fn start_fresh(build: para_build::Build) -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let server = start(build, &db, Default::default()).await;
-    (dir, server)
+enum Database {
+    Url(String),
+    FreshFile,
 }
 
-/// [`start`] with the engine's tunables given.
-pub async fn start_with(
-    build: para_build::Build,
-    database: &str,
-    oauth_clients: BTreeMap<String, OAuthClient>,
-    engine: para_server::engine::EngineConfig,
-) -> Server {
-    start_configured(
-        build,
-        database,
-        oauth_clients,
-        engine,
-        ServerConfig::HEADER_TIMEOUT,
-        Default::default(),
-    )
-    .await
+impl TestServer {
+    /// A server of `build`, to be configured and then [started](Builder::start).
+    pub fn builder(build: para_build::Build) -> Builder {
+        Builder {
+            build,
+            database: Database::Url("sqlite::memory:".into()),
+            admin_key: None,
+            oauth_clients: BTreeMap::new(),
+            engine: None,
+            header_timeout: ServerConfig::HEADER_TIMEOUT,
+            limits: Limits::default(),
+            project_root: None,
+            secret_key: None,
+        }
+    }
 }
 
-/// [`start`] with the server's limits given.
-pub async fn start_limited(
-    build: para_build::Build,
-    database: &str,
-    oauth_clients: BTreeMap<String, OAuthClient>,
-    limits: para_server::limits::Limits,
-) -> Server {
-    let engine = para_server::engine::EngineConfig::from_env();
-    start_configured(build, database, oauth_clients, engine, ServerConfig::HEADER_TIMEOUT, limits)
-        .await
+impl Builder {
+    /// The database URL (`sqlite::memory:`, `sqlite://…`, `postgres://…`); several servers
+    /// may share one.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Database::Url(url.to_string());
+        self
+    }
+
+    /// A fresh SQLite file in a temporary folder that lives as long as the server.
+    pub fn sqlite_file(mut self) -> Self {
+        self.database = Database::FreshFile;
+        self
+    }
+
+    /// The key that guards the dashboard and the admin API; none (the default): they are off.
+    pub fn admin_key(mut self, key: Option<&str>) -> Self {
+        self.admin_key = key.map(str::to_string);
+        self
+    }
+
+    /// The company's OAuth app (and endpoint overrides: a fake provider's URLs) for the
+    /// integration `key`.
+    pub fn oauth_client(mut self, key: &str, client: OAuthClient) -> Self {
+        self.oauth_clients.insert(para_server::env_key(key), client);
+        self
+    }
+
+    /// The engine's tunables (short polls and retry waits); else [`EngineConfig::from_env`].
+    pub fn engine(mut self, config: EngineConfig) -> Self {
+        self.engine = Some(config);
+        self
+    }
+
+    /// How long a connection may wait before sending a request's head.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Connections, body rate, token lifetime, permissions' metadata, configurations.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The project folder (environment secrets, keys) instead of [`keys_root`]; tokens are
+    /// still verified with the development keys of [`keys_root`].
+    pub fn project_root(mut self, root: &Path) -> Self {
+        self.project_root = Some(root.to_path_buf());
+        self
+    }
+
+    /// The key credential secrets and environment secrets are sealed with.
+    pub fn secret_key(mut self, key: para_auth::SecretKey) -> Self {
+        self.secret_key = Some(key);
+        self
+    }
+
+    /// The server's state as the server would have it, not served (and no engine started);
+    /// its public URL points at nothing.
+    pub async fn state(self) -> Arc<AppState> {
+        let (state, dir) = self.into_state("http://127.0.0.1:1").await;
+        assert!(dir.is_none(), "a fresh SQLite file needs a server to keep it");
+        state
+    }
+
+    /// Serves the build on a loopback port; answers once its engine runs.
+    pub async fn start(self) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let project = self.build.project.project_id.clone().unwrap_or_default();
+        let (state, dir) = self.into_state(&base).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        engine_running(&state).await;
+        TestServer { base, port, project, state, stop, served, _dir: dir }
+    }
+
+    async fn into_state(self, public_url: &str) -> (Arc<AppState>, Option<tempfile::TempDir>) {
+        let (database, dir) = match self.database {
+            Database::Url(url) => (url, None),
+            Database::FreshFile => {
+                let dir = tempfile::tempdir().unwrap();
+                (format!("sqlite://{}", dir.path().join("para.db").display()), Some(dir))
+            }
+        };
+        let store = para_store::Store::open(&database).await.unwrap();
+        let verifier = para_auth::Verifier::for_project(keys_root(), None).unwrap();
+        let config = ServerConfig {
+            project_root: self.project_root.unwrap_or_else(|| keys_root().clone()),
+            public_url: public_url.to_string(),
+            admin_key: self.admin_key,
+            oauth_clients: self.oauth_clients,
+            header_timeout: self.header_timeout,
+            limits: self.limits,
+        };
+        let secrets = self.secret_key.unwrap_or_else(secret_key);
+        let engine = self.engine.unwrap_or_else(EngineConfig::from_env);
+        (AppState::with_engine(config, self.build, store, verifier, secrets, engine), dir)
+    }
 }
 
-/// [`start`] with connections closed after `header_timeout` of waiting.
-pub async fn start_timed(
-    build: para_build::Build,
-    database: &str,
-    oauth_clients: BTreeMap<String, OAuthClient>,
-    header_timeout: std::time::Duration,
-) -> Server {
-    let engine = para_server::engine::EngineConfig::from_env();
-    start_configured(build, database, oauth_clients, engine, header_timeout, Default::default())
-        .await
+/// Waits until `serve_on` has started the engine (it serves from then on), so that runs can be
+/// started through the state at once. Asked of the engine, not over a connection, which would
+/// count against the connection limits a test sets: starting a run of a workflow the build
+/// does not have is refused with `engine_stopped` before, with `not_found` after.
+async fn engine_running(state: &AppState) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let nothing = para_server::engine::Start {
+            user_id: "test-harness".into(),
+            integration: String::new(),
+            workflow_id: "no-such-workflow".into(),
+            trigger_kind: "event".into(),
+            trigger_output: Value::Null,
+            user: None,
+            credential_id: None,
+            configuration_id: None,
+        };
+        match para_server::engine::start_run(state, nothing, false).await {
+            Err(e) if e.code == "not_found" => return,
+            Err(e) if e.code == "engine_stopped" => {
+                assert!(std::time::Instant::now() < deadline, "the engine did not start in 30 s");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(e) => panic!("the engine's readiness: {e:?}"),
+            Ok(started) => panic!("a run of no workflow started: {}", started.run_id),
+        }
+    }
 }
 
-async fn start_configured(
-    build: para_build::Build,
-    database: &str,
-    oauth_clients: BTreeMap<String, OAuthClient>,
-    engine: para_server::engine::EngineConfig,
-    header_timeout: std::time::Duration,
-    limits: para_server::limits::Limits,
-) -> Server {
-    let (store, verifier, secrets) = essentials(database).await;
+/// An upstream of the server under test (a fake provider, an API) served on a loopback port;
+/// its base URL, `http://127.0.0.1:<port>`.
+pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let config = ServerConfig {
-        project_root: keys_root().clone(),
-        public_url: base.clone(),
-        admin_key: None,
-        oauth_clients,
-        header_timeout,
-        limits,
-    };
-    let project = build.project.project_id.clone().unwrap_or_default();
-    let state = AppState::with_engine(config, build, store, verifier, secrets, engine);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
-    Server { base, port, project, state, _stop: stop, served }
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
 }
 
 /// Runs test `name` of `module` (its `module_path!()`) again in a child process of this test
@@ -174,10 +267,15 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-impl Server {
+/// A client that leaves redirects to the test (a browser's view of the portal's pages).
+pub fn client_without_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+impl TestServer {
     /// Signals shutdown (as Ctrl-C does) and waits until the server has stopped.
     pub async fn shut_down(self) -> std::io::Result<()> {
-        drop(self._stop);
+        drop(self.stop);
         self.served.await.expect("the server task")
     }
 
@@ -196,7 +294,7 @@ impl Server {
         self.call_with(method, path, bearer, &[], body).await
     }
 
-    /// [`Server::call`] with more headers (`X-Paragon-Credential`…).
+    /// [`TestServer::call`] with more headers (`X-Paragon-Credential`…).
     pub async fn call_with(
         &self,
         method: &str,

@@ -2,14 +2,13 @@
 //! the origin mirrored (without credentials unless `PARA_CORS_ORIGINS` lists it), and nothing
 //! added to requests without an origin.
 
-use crate::common;
-
-use crate::common::client;
 use serde_json::json;
+
+use crate::common::{self, TestServer, client};
 
 #[tokio::test]
 async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
-    let (_dir, s) = common::start_fresh(common::build("p-cors", json!({}))).await;
+    let s = TestServer::builder(common::build("p-cors", json!({}))).sqlite_file().start().await;
     let http = client();
 
     let pre = http
@@ -45,7 +44,8 @@ async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
 /// same there: preflights answered, errors readable by the page, no origin no headers.
 #[tokio::test]
 async fn proxy_requests_get_the_same_cors_handling() {
-    let (_dir, s) = common::start_fresh(common::build("p-cors-proxy", json!({}))).await;
+    let s =
+        TestServer::builder(common::build("p-cors-proxy", json!({}))).sqlite_file().start().await;
     let http = client();
     let path = s.url("/sdk/proxy/custom.nothing/items?x=1");
 
@@ -89,7 +89,10 @@ fn configured_origins_alone_get_cors_with_credentials() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (_dir, s) = common::start_fresh(common::build("p-cors-list", json!({}))).await;
+        let s = TestServer::builder(common::build("p-cors-list", json!({})))
+            .sqlite_file()
+            .start()
+            .await;
         let http = client();
         for path in [s.url("/sdk/me"), s.url("/sdk/proxy/custom.nothing/items")] {
             for origin in ["https://app.example", "https://admin.example:8443"] {
@@ -145,7 +148,10 @@ fn a_star_in_the_list_mirrors_other_origins_without_credentials() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (_dir, s) = common::start_fresh(common::build("p-cors-star", json!({}))).await;
+        let s = TestServer::builder(common::build("p-cors-star", json!({})))
+            .sqlite_file()
+            .start()
+            .await;
         let http = client();
         let path = s.url("/sdk/me");
         let r = http.get(&path).header("origin", "https://app.example").send().await.unwrap();
