@@ -4,16 +4,15 @@
 //! (`GET /sdk/credentials?integration=…&includeAccountAuth=…`), in the shapes the SDK 2.4.0
 //! reads, against a loopback provider.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, token};
 
 const PROJECT: &str = "p-install";
 /// Basic auth whose only value is an API key typed by the user (a config input).
@@ -76,10 +75,7 @@ async fn provider() -> (Arc<Seen>, String) {
         .route("/token", post(token_endpoint))
         .route("/api/{*rest}", any(api))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (seen, base)
+    (seen, common::serve(app).await)
 }
 
 fn input(id: &str, key: &str, title: &str, kind: &str, required: bool, options: Value) -> Value {
@@ -172,7 +168,7 @@ fn build() -> para_build::Build {
     )
 }
 
-async fn server(provider_base: &str) -> common::Server {
+async fn server(provider_base: &str) -> TestServer {
     let client = OAuthClient {
         client_id: "acme-app".into(),
         client_secret: "acme-secret".into(),
@@ -184,17 +180,13 @@ async fn server(provider_base: &str) -> common::Server {
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    common::start(
-        build(),
-        "sqlite::memory:",
-        common::clients(&[
-            (KEYS, api_only.clone()),
-            (LOGIN, api_only.clone()),
-            (ACME, client),
-            ("sendgrid", api_only),
-        ]),
-    )
-    .await
+    TestServer::builder(build())
+        .oauth_client(KEYS, api_only.clone())
+        .oauth_client(LOGIN, api_only.clone())
+        .oauth_client(ACME, client)
+        .oauth_client("sendgrid", api_only)
+        .start()
+        .await
 }
 
 fn entry<'a>(list: &'a Value, type_name: &str) -> &'a Value {
@@ -305,7 +297,7 @@ async fn pre_options_connect_basic_and_api_key_integrations() {
 }
 
 /// Creates ann's ACME credential as `completeInstall` does (a code the app obtained).
-async fn connect_acme(server: &common::Server, bearer: &str) -> Value {
+async fn connect_acme(server: &TestServer, bearer: &str) -> Value {
     let body = json!({ "integrationId": ACME, "code": "good-code",
                        "payload": { "region": "eu" } });
     let (status, c) = server.call("POST", "/sdk/credentials", bearer, Some(body)).await;
@@ -543,7 +535,7 @@ struct Popup {
 }
 
 impl Popup {
-    async fn open(server: &common::Server, bearer: &str) -> Popup {
+    async fn open(server: &TestServer, bearer: &str) -> Popup {
         let url = format!(
             "{}/projects/{}/sdk/actions/oauth-nonce?originForPostMessage=http://app.example&userToken={bearer}",
             server.base, server.project

@@ -4,8 +4,6 @@
 //! journal (history) checked step by step. Also: a run whose worker died (expired lease) is
 //! resumed by the poller without repeating recorded steps.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::any;
-use common::{Server, client, token};
 use para_server::OAuthClient;
 use para_server::connector::Material;
 use para_store::runs::{Lease, NewRun, StepRecord, Write};
 use serde_json::{Map, Value, json};
+
+use crate::common::{self, TestServer, client, token};
 
 const PROJECT: &str = "p-engine";
 const MIRROR: &str = "1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70";
@@ -96,15 +95,7 @@ async fn upstream(State(up): State<Arc<Upstream>>, request: Request) -> axum::re
 async fn start_upstream() -> (String, Arc<Upstream>) {
     let up = Arc::new(Upstream::default());
     let app = axum::Router::new().fallback(any(upstream)).with_state(up.clone());
-    (serve_loopback(app).await, up)
-}
-
-/// Serves `app` on a loopback port; its base URL.
-async fn serve_loopback(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    (common::serve(app).await, up)
 }
 
 /// An OAuth app whose API base is `base` (a loopback upstream).
@@ -124,21 +115,18 @@ async fn serve_build(
     dir: &Path,
     app: (&str, OAuthClient),
     trigger_poll_ms: Option<i64>,
-) -> Server {
+) -> TestServer {
     let mut engine = para_server::engine::EngineConfig::from_env();
     engine.poll_ms = 50;
     engine.trigger_poll_ms = trigger_poll_ms;
     let db = format!("sqlite://{}", dir.join("para.db").display());
-    common::start_with(build, &db, common::clients(&[app]), engine).await
+    TestServer::builder(build).database(&db).oauth_client(app.0, app.1).engine(engine).start().await
 }
 
 /// Stores environment secret `name` as `para secrets set` does, sealed with the test servers'
 /// key.
 fn set_secret(name: &str, value: &str) {
-    let key =
-        para_auth::SecretKey::from_base64("test", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-            .unwrap();
-    para_auth::env_secrets::set(common::keys_root(), &key, name, value).unwrap();
+    para_auth::env_secrets::set(common::keys_root(), &common::secret_key(), name, value).unwrap();
 }
 
 /// Points a workflow's request steps at `to` instead of `from` (a real API's origin).
@@ -153,26 +141,28 @@ fn redirect_requests(workflow: &mut para_build::Workflow, from: &str, to: &str) 
     }
 }
 
-async fn server(api: &str, dir: &Path) -> Server {
-    let clients = common::clients(&[
-        ("custom.acmecrm", oauth_app(format!("{api}/acme"))),
-        ("salesforce", oauth_app(format!("{api}/sf"))),
-    ]);
+async fn server(api: &str, dir: &Path) -> TestServer {
     let mut engine = para_server::engine::EngineConfig::from_env();
     engine.options.retry_delays_ms = vec![50, 50];
     engine.poll_ms = 50;
     engine.lease_ms = 2_000;
     let db = format!("sqlite://{}", dir.join("para.db").display());
-    common::start_with(taskflow(), &db, clients, engine).await
+    TestServer::builder(taskflow())
+        .database(&db)
+        .oauth_client("custom.acmecrm", oauth_app(format!("{api}/acme")))
+        .oauth_client("salesforce", oauth_app(format!("{api}/sf")))
+        .engine(engine)
+        .start()
+        .await
 }
 
 /// Connects `user` to `integration` as the OAuth callback does once it has a token.
-async fn connect(s: &Server, user: &str, integration: &str) {
+async fn connect(s: &TestServer, user: &str, integration: &str) {
     connect_account(s, user, integration, &format!("tok-{user}")).await;
 }
 
 /// Connects one more account of `user` with the access token `token`; its credential id.
-async fn connect_account(s: &Server, user: &str, integration: &str, token: &str) -> String {
+async fn connect_account(s: &TestServer, user: &str, integration: &str, token: &str) -> String {
     let connector = s.state.connector(integration).unwrap();
     s.state.store.touch_user(PROJECT, user, Some(&json!({ "teamId": "team-7" }))).await.unwrap();
     let material = Material::default();
@@ -186,7 +176,7 @@ async fn connect_account(s: &Server, user: &str, integration: &str, token: &str)
 }
 
 /// Ann's accounts: two ACME ones (the second is the newest) and a Salesforce one.
-async fn anns_accounts(s: &Server) -> (String, String, String) {
+async fn anns_accounts(s: &TestServer) -> (String, String, String) {
     let first = connect_account(s, "ann", "custom.acmecrm", "tok-ann-first").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = connect_account(s, "ann", "custom.acmecrm", "tok-ann-second").await;
@@ -195,13 +185,13 @@ async fn anns_accounts(s: &Server) -> (String, String, String) {
 }
 
 /// The input id of ACME's `pipeline` setting.
-fn acme_pipeline(s: &Server) -> String {
+fn acme_pipeline(s: &TestServer) -> String {
     let build = s.state.build();
     let inputs = &build.integrations["custom.acmecrm"].inputs;
     inputs.iter().find(|i| i.key == "pipeline").unwrap().id.clone()
 }
 
-async fn wait_for_run(s: &Server, workflow: &str, status: &str) -> para_store::runs::Run {
+async fn wait_for_run(s: &TestServer, workflow: &str, status: &str) -> para_store::runs::Run {
     for _ in 0..200 {
         let filter = para_store::history::RunFilter {
             workflow_id: Some(workflow.into()),
@@ -839,12 +829,16 @@ async fn runaway_functions_end_their_own_step_while_other_runs_go_on() {
         "function f(p) { function r(n) { return r(n + 1) + 1; } return r(0); }",
     );
     with_function(&mut build, "fine", "async function f(p) { return p.title.length; }");
-    let clients = common::clients(&[("custom.acmecrm", oauth_app(format!("{api}/acme")))]);
     let mut engine = para_server::engine::EngineConfig::from_env();
     engine.function_limits.time = Duration::from_millis(500);
     engine.function_limits.memory_bytes = 32 << 20;
     let db = format!("sqlite://{}", dir.path().join("para.db").display());
-    let s = common::start_with(build, &db, clients, engine).await;
+    let s = TestServer::builder(build)
+        .database(&db)
+        .oauth_client("custom.acmecrm", oauth_app(format!("{api}/acme")))
+        .engine(engine)
+        .start()
+        .await;
     connect(&s, "ann", "custom.acmecrm").await;
     let ann = token("ann");
     let fire = |id: &str| {
@@ -880,17 +874,12 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
     let root = tempfile::tempdir().unwrap();
     let key = para_auth::SecretKey::from_bytes(&[3; 32]);
     let db = format!("sqlite://{}", root.path().join("para.db").display());
-    let config = para_server::ServerConfig {
-        project_root: root.path().to_path_buf(),
-        public_url: "http://127.0.0.1:1".into(),
-        admin_key: None,
-        oauth_clients: Default::default(),
-        header_timeout: para_server::ServerConfig::HEADER_TIMEOUT,
-        limits: Default::default(),
-    };
-    let verifier = para_auth::Verifier::for_project(common::keys_root(), None).unwrap();
-    let store = para_store::Store::open(&db).await.unwrap();
-    let state = para_server::AppState::new(config, taskflow(), store, verifier, key.clone());
+    let state = TestServer::builder(taskflow())
+        .database(&db)
+        .project_root(root.path())
+        .secret_key(key.clone())
+        .state()
+        .await;
     assert_eq!(state.build().secrets, ["TASKFLOW_API_KEY"]);
     assert!(para_server::engine::secrets(&state).is_empty(), "none set");
     para_auth::env_secrets::set(root.path(), &key, "TASKFLOW_API_KEY", "tf-stored").unwrap();
@@ -955,7 +944,7 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
             axum::Json(json!({ "data": { "gid": "me" } })).into_response()
         }
     }));
-    let api = serve_loopback(app).await;
+    let api = common::serve(app).await;
     let dir = tempfile::tempdir().unwrap();
     let asana = ("asana", oauth_app(format!("{api}/asana")));
     let s = serve_build(build, dir.path(), asana, Some(200)).await;
@@ -1060,7 +1049,7 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
             axum::Json(json!({ "ok": true })).into_response()
         }
     }));
-    let api = serve_loopback(app).await;
+    let api = common::serve(app).await;
 
     let mut build = taskflow();
     let digest = build.integrations.get_mut("slack").unwrap().workflows.get_mut(DIGEST).unwrap();
@@ -1252,7 +1241,7 @@ async fn leadsync_maps_each_new_salesforce_record_with_the_users_field_mapping()
             axum::Json(json!({ "ok": true })).into_response()
         }
     }));
-    let api = serve_loopback(app).await;
+    let api = common::serve(app).await;
 
     let mut build = compile_example("leadsync");
     let salesforce = build.integrations.get_mut("salesforce").unwrap();

@@ -4,17 +4,16 @@
 //! /sdk/actions` answers `getFieldOptions` with a data source's choices, by page and search,
 //! listed with the account `X-Paragon-Credential` names.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::any;
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, token};
 
 const PROJECT: &str = "p-sdk-settings";
 const CUSTOM: &str = "custom.tracker";
@@ -104,7 +103,7 @@ fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
 
 #[tokio::test]
 async fn integrations_serve_user_settings_in_the_sdks_vocabulary() {
-    let (_dir, s) = common::start_fresh(build()).await;
+    let s = TestServer::builder(build()).sqlite_file().start().await;
     let (status, list) = s.call("GET", "/sdk/integrations", &token("ann"), None).await;
     assert_eq!(status, 200, "{list}");
 
@@ -264,24 +263,21 @@ async fn api(
 async fn provider() -> (String, Arc<Provider>) {
     let seen = Arc::new(Provider::default());
     let app = axum::Router::new().route("/api/{*rest}", any(api)).with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, seen)
+    (common::serve(app).await, seen)
 }
 
-async fn server(provider_base: &str) -> common::Server {
+async fn server(provider_base: &str) -> TestServer {
     let slack = OAuthClient {
         client_id: "slack-app".into(),
         client_secret: "slack-secret".into(),
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    common::start(build(), "sqlite::memory:", common::clients(&[("slack", slack)])).await
+    TestServer::builder(build()).oauth_client("slack", slack).start().await
 }
 
 /// A Slack account of `user` whose access token is `access`; its credential id.
-async fn connect(s: &common::Server, user: &str, access: &str) -> String {
+async fn connect(s: &TestServer, user: &str, access: &str) -> String {
     s.state.store.touch_user(PROJECT, user, None).await.unwrap();
     let connector = para_server::connector::Connector::of(&s.state, "slack").unwrap();
     let answer = json!({ "access_token": access, "token_type": "bot" });

@@ -2,14 +2,13 @@
 //! script only from this server, and the script it names is served. The page's behaviour in a
 //! browser, driven by the real SDK, is tested in tests/e2e/connect.test.mjs.
 
-mod common;
-
-use common::client;
 use serde_json::json;
+
+use crate::common::{self, TestServer, client};
 
 #[tokio::test]
 async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
-    let (_dir, s) = common::start_fresh(common::build("p-ui", json!({}))).await;
+    let s = TestServer::builder(common::build("p-ui", json!({}))).sqlite_file().start().await;
     let http = client();
 
     let page = http.get(format!("{}/ui?projectId=p-ui", s.base)).send().await.unwrap();
@@ -38,14 +37,14 @@ async fn the_sdk_iframe_page_is_embeddable_and_loads_only_its_own_script() {
 /// What the SDK may call that this server does not offer answers with a reason, not a bare 404.
 #[tokio::test]
 async fn action_kit_answers_with_what_to_do_instead() {
-    let (_dir, s) = common::start_fresh(common::build("p-ui2", json!({}))).await;
+    let s = TestServer::builder(common::build("p-ui2", json!({}))).sqlite_file().start().await;
     let token = common::token("ann");
 
     let (status, body) = s.call("POST", "/sdk/actions", &token, Some(json!({"action": "x"}))).await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("paragon.request"), "{body}");
 
-    // Configurations are offered (tests/engine.rs); an unknown credential is named.
+    // Configurations are offered (engine.rs); an unknown credential is named.
     let (status, body) = s.call("POST", "/sdk/credentials/c1/configurations", &token, None).await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("no credential `c1`"), "{body}");

@@ -4,8 +4,6 @@
 //! status, passed and filtered headers, large bodies), credential selection, and upstream
 //! connections that close or fail.
 
-mod common;
-
 use std::future::Future as _;
 use std::io::{Read, Write};
 use std::pin::Pin;
@@ -19,9 +17,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
-use common::{Server, client, token};
 use para_server::OAuthClient;
 use serde_json::{Value, json};
+
+use crate::common::{self, Builder, TestServer, client, token};
 
 const PROJECT: &str = "p-proxy";
 const BASIC: &str = "custom.echo";
@@ -246,28 +245,28 @@ async fn upstream() -> (Arc<Upstream>, String) {
         .route("/api", any(api))
         .route("/api/{*rest}", any(api))
         .with_state(u.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (u, base)
+    (u, common::serve(app).await)
 }
 
-async fn start(upstream_base: &str) -> Server {
-    start_timed(upstream_base, para_server::ServerConfig::HEADER_TIMEOUT).await
-}
-
-/// [`start`] with connections closed after `header_timeout` of waiting.
-async fn start_timed(upstream_base: &str, header_timeout: Duration) -> Server {
+/// The build, its three integrations' API at `upstream_base`.
+fn proxy_to(upstream_base: &str) -> Builder {
     let client = OAuthClient {
         api_base_url: Some(format!("{upstream_base}/api")),
         ..OAuthClient::default()
     };
-    let clients =
-        common::clients(&[(BASIC, client.clone()), (HEADERS, client.clone()), (QUERY, client)]);
-    common::start_timed(build(), "sqlite::memory:", clients, header_timeout).await
+    TestServer::builder(build())
+        .oauth_client(BASIC, client.clone())
+        .oauth_client(HEADERS, client.clone())
+        .oauth_client(QUERY, client)
 }
 
-async fn connect(server: &Server, bearer: &str, integration: &str, user: &str, pw: &str) -> String {
+async fn connect(
+    server: &TestServer,
+    bearer: &str,
+    integration: &str,
+    user: &str,
+    pw: &str,
+) -> String {
     let (status, c) = server
         .call(
             "POST",
@@ -297,7 +296,13 @@ impl Raw {
     }
 }
 
-fn raw(server: &Server, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Raw {
+fn raw(
+    server: &TestServer,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Raw {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     let mut request =
         format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -352,7 +357,7 @@ fn basic(user: &str, pw: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_paths_and_answers_pass_as_documented() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let bearer = format!("Bearer {ann}");
@@ -475,7 +480,7 @@ async fn headers_paths_and_answers_pass_as_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_statuses_and_content_type_auto() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let bearer = format!("Bearer {ann}");
@@ -584,7 +589,7 @@ async fn bodies_statuses_and_content_type_auto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_in_headers_or_query_and_credential_selection() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     let bearer = format!("Bearer {ann}");
     let auth = ("Authorization", bearer.as_str());
@@ -672,12 +677,12 @@ async fn an_unreachable_upstream_is_a_502() {
     let base = format!("http://{}", free.local_addr().unwrap());
     drop(free);
     let (_up, good) = upstream().await;
-    let server = start(&good).await;
+    let server = proxy_to(&good).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw").await;
     // Point the served integration at the dead port (a new server over the same database is
     // simpler than editing one: use a second server with the dead base).
-    let dead = start(&base).await;
+    let dead = proxy_to(&base).start().await;
     let bearer = format!("Bearer {ann}");
     connect_direct(&dead, &ann).await;
     let r = raw(
@@ -696,7 +701,7 @@ async fn an_unreachable_upstream_is_a_502() {
 }
 
 /// A credential stored without its test call (the upstream is down).
-async fn connect_direct(server: &Server, bearer: &str) {
+async fn connect_direct(server: &TestServer, bearer: &str) {
     let (status, c) = server
         .call(
             "POST",
@@ -723,7 +728,7 @@ async fn connect_direct(server: &Server, bearer: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_request_in_flight_finish() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let port = server.port;
@@ -758,7 +763,7 @@ async fn a_slowly_streamed_answer_outlives_the_header_timeout() {
     let (_up, base) = upstream().await;
     let timeout = Duration::from_millis(150);
     assert!(TRICKLE_PAUSE > 2 * timeout);
-    let server = start_timed(&base, timeout).await;
+    let server = proxy_to(&base).header_timeout(timeout).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let url = server.url(&format!("/sdk/proxy/{BASIC}/trickle"));
@@ -780,7 +785,7 @@ async fn a_slowly_streamed_answer_outlives_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_headers_outside_the_allow_list_stay_here() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let bearer = format!("Bearer {ann}");
@@ -830,7 +835,7 @@ async fn request_headers_outside_the_allow_list_stay_here() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_connect_and_tomcat_traversal_are_refused() {
     let (up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let bearer = format!("Bearer {ann}");
@@ -870,7 +875,7 @@ async fn trace_connect_and_tomcat_traversal_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_answers_cannot_act_on_paras_origin() {
     let (_up, base) = upstream().await;
-    let server = start(&base).await;
+    let server = proxy_to(&base).start().await;
     let ann = token("ann");
     connect(&server, &ann, BASIC, "ann", "pw-1").await;
     let bearer = format!("Bearer {ann}");
@@ -922,28 +927,6 @@ async fn raw_answers_cannot_act_on_paras_origin() {
     assert_eq!(r.header("strict-transport-security"), None);
 }
 
-/// Runs test `name` again in a child process of this test binary with `env` set, and tells
-/// whether this is that child. The proxy reads its limits from the environment when a server
-/// starts; setting variables in a process whose other tests run in parallel would race.
-fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("PARA_TEST_CHILD", name)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
 fn block_on<F: std::future::Future>(test: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -955,7 +938,7 @@ fn block_on<F: std::future::Future>(test: F) -> F::Output {
 
 /// Waits until the proxy holds no body any more (the last one is dropped just after it was
 /// written), and answers what it holds then.
-async fn settled(server: &Server) -> usize {
+async fn settled(server: &TestServer) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while server.state.proxy_budget.held() != 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -974,12 +957,13 @@ const IN_FLIGHT: usize = 2_500_000;
 fn large_wrapped_answers_stay_within_the_memory_bound() {
     let env =
         [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !in_child("large_wrapped_answers_stay_within_the_memory_bound", &env) {
+    if !common::in_child(module_path!(), "large_wrapped_answers_stay_within_the_memory_bound", &env)
+    {
         return;
     }
     block_on(async {
         let (_up, base) = upstream().await;
-        let server = start(&base).await;
+        let server = proxy_to(&base).start().await;
         let ann = token("ann");
         connect(&server, &ann, BASIC, "ann", "pw-1").await;
         let bearer = format!("Bearer {ann}");
@@ -1032,7 +1016,7 @@ fn large_wrapped_answers_stay_within_the_memory_bound() {
 /// Opens a proxy request and sends its head (with `Content-Length: length`) and the first
 /// `first` bytes of its body, leaving the rest to [`finish_upload`].
 fn start_upload(
-    server: &Server,
+    server: &TestServer,
     path: &str,
     bearer: &str,
     length: usize,
@@ -1079,12 +1063,16 @@ fn finish_upload(mut s: std::net::TcpStream, rest: usize) -> (u16, Option<String
 fn concurrent_uploads_past_the_in_flight_bound_are_refused() {
     let env =
         [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !in_child("concurrent_uploads_past_the_in_flight_bound_are_refused", &env) {
+    if !common::in_child(
+        module_path!(),
+        "concurrent_uploads_past_the_in_flight_bound_are_refused",
+        &env,
+    ) {
         return;
     }
     block_on(async {
         let (_up, base) = upstream().await;
-        let server = start(&base).await;
+        let server = proxy_to(&base).start().await;
         let ann = token("ann");
         connect(&server, &ann, BASIC, "ann", "pw-1").await;
         let bearer = format!("Bearer {ann}");

@@ -3,17 +3,16 @@
 //! with HTTP Basic client authentication, and a catalog API-key integration — each checked by
 //! its test endpoint and then used through the proxy.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use common::token;
 use para_server::OAuthClient;
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, token};
 
 const ROPC: &str = "custom.ledger";
 const CC: &str = "custom.machines";
@@ -112,10 +111,7 @@ async fn provider() -> (Arc<Seen>, String) {
         .route("/token", post(token_endpoint))
         .route("/api/{*rest}", any(api))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (seen, base)
+    (seen, common::serve(app).await)
 }
 
 fn build() -> para_build::Build {
@@ -177,22 +173,16 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    let server = common::start(
-        build(),
-        "sqlite::memory:",
-        common::clients(&[
-            (ROPC, overrides("ledger-app", "ledger-secret")),
-            (CC, overrides("machine-id", "machine-secret")),
-            (
-                "sendgrid",
-                OAuthClient {
-                    api_base_url: Some(format!("{provider_base}/api")),
-                    ..OAuthClient::default()
-                },
-            ),
-        ]),
-    )
-    .await;
+    let sendgrid = OAuthClient {
+        api_base_url: Some(format!("{provider_base}/api")),
+        ..OAuthClient::default()
+    };
+    let server = TestServer::builder(build())
+        .oauth_client(ROPC, overrides("ledger-app", "ledger-secret"))
+        .oauth_client(CC, overrides("machine-id", "machine-secret"))
+        .oauth_client("sendgrid", sendgrid)
+        .start()
+        .await;
     let ann = token("ann");
     let connect = |integration: &str, payload: Value| {
         let body = json!({ "integrationId": integration, "payload": payload });
@@ -314,8 +304,7 @@ async fn the_oauth_callback_needs_a_fresh_state_and_the_browser_that_started_it(
         token_url: Some(format!("{provider_base}/token")),
         api_base_url: Some(format!("{provider_base}/api")),
     };
-    let server =
-        common::start(build(), "sqlite::memory:", common::clients(&[(CODE, client)])).await;
+    let server = TestServer::builder(build()).oauth_client(CODE, client).start().await;
     let state = &server.state;
     for user in ["ann", "bob"] {
         state.store.touch_user(PROJECT, user, None).await.unwrap();
@@ -413,8 +402,7 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    let server =
-        common::start(build(), "sqlite::memory:", common::clients(&[("slack", slack)])).await;
+    let server = TestServer::builder(build()).oauth_client("slack", slack).start().await;
     let state = &server.state;
     state.store.touch_user(PROJECT, "ann", None).await.unwrap();
     let http =
@@ -490,13 +478,11 @@ async fn with_token_only_metadata_permissions_ignore_what_a_client_stored() {
             permissions_from_token_only: strict,
             ..Default::default()
         };
-        let server = common::start_limited(
-            serde_json::from_value(doc.clone()).unwrap(),
-            "sqlite::memory:",
-            common::clients(&[(ROPC, client.clone())]),
-            limits,
-        )
-        .await;
+        let server = TestServer::builder(serde_json::from_value(doc.clone()).unwrap())
+            .oauth_client(ROPC, client.clone())
+            .limits(limits)
+            .start()
+            .await;
         let fred = token("fred");
         let body = json!({ "integrationId": ROPC, "payload": { "username": "ann", "password": "s3cret" } });
         let (status, _) = server.call("POST", "/sdk/credentials", &fred, Some(body)).await;
@@ -530,13 +516,8 @@ async fn token_lifetime_and_configurations_per_credential_are_bounded() {
         max_configurations_per_credential: 2,
         ..Default::default()
     };
-    let server = common::start_limited(
-        build(),
-        "sqlite::memory:",
-        common::clients(&[(ROPC, client)]),
-        limits,
-    )
-    .await;
+    let server =
+        TestServer::builder(build()).oauth_client(ROPC, client).limits(limits).start().await;
     let pem = para_auth::keys::load_private_key(common::keys_root()).unwrap();
     let long = para_auth::Claims::new("lou", std::time::Duration::from_secs(7 * 86_400));
     let long = para_auth::sign(&pem, &long).unwrap();
@@ -585,12 +566,10 @@ async fn workflow_permissions_follow_the_users_metadata() {
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    let server = common::start(
-        serde_json::from_value(doc).unwrap(),
-        "sqlite::memory:",
-        common::clients(&[(ROPC, client)]),
-    )
-    .await;
+    let server = TestServer::builder(serde_json::from_value(doc).unwrap())
+        .oauth_client(ROPC, client)
+        .start()
+        .await;
     let pem = para_auth::keys::load_private_key(common::keys_root()).unwrap();
     let with_plan = |user: &str, plan: &str| {
         let mut claims = para_auth::Claims::new(user, std::time::Duration::from_secs(3600));

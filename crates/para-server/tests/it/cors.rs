@@ -2,14 +2,13 @@
 //! the origin mirrored (without credentials unless `PARA_CORS_ORIGINS` lists it), and nothing
 //! added to requests without an origin.
 
-mod common;
-
-use common::client;
 use serde_json::json;
+
+use crate::common::{self, TestServer, client};
 
 #[tokio::test]
 async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
-    let (_dir, s) = common::start_fresh(common::build("p-cors", json!({}))).await;
+    let s = TestServer::builder(common::build("p-cors", json!({}))).sqlite_file().start().await;
     let http = client();
 
     let pre = http
@@ -45,7 +44,8 @@ async fn preflights_mirror_the_origin_and_plain_requests_stay_untouched() {
 /// same there: preflights answered, errors readable by the page, no origin no headers.
 #[tokio::test]
 async fn proxy_requests_get_the_same_cors_handling() {
-    let (_dir, s) = common::start_fresh(common::build("p-cors-proxy", json!({}))).await;
+    let s =
+        TestServer::builder(common::build("p-cors-proxy", json!({}))).sqlite_file().start().await;
     let http = client();
     let path = s.url("/sdk/proxy/custom.nothing/items?x=1");
 
@@ -77,27 +77,6 @@ async fn proxy_requests_get_the_same_cors_handling() {
     assert!(plain.headers().get("access-control-allow-origin").is_none());
 }
 
-/// Runs test `name` again in a child process of this test binary with `env` set, and tells
-/// whether this is that child (CORS reads `PARA_CORS_ORIGINS` once per process).
-fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == name) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("PARA_TEST_CHILD", name)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {name} with {env:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
 /// With `PARA_CORS_ORIGINS` set, the origins it lists get CORS with credentials, on the
 /// router's routes and on the proxy's alike; a page of any other origin gets no CORS header,
 /// so its browser keeps the answers from it.
@@ -105,12 +84,15 @@ fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
 fn configured_origins_alone_get_cors_with_credentials() {
     let name = "configured_origins_alone_get_cors_with_credentials";
     let env = [("PARA_CORS_ORIGINS", " https://app.example, https://Admin.example:8443/ ")];
-    if !in_child(name, &env) {
+    if !common::in_child(module_path!(), name, &env) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (_dir, s) = common::start_fresh(common::build("p-cors-list", json!({}))).await;
+        let s = TestServer::builder(common::build("p-cors-list", json!({})))
+            .sqlite_file()
+            .start()
+            .await;
         let http = client();
         for path in [s.url("/sdk/me"), s.url("/sdk/proxy/custom.nothing/items")] {
             for origin in ["https://app.example", "https://admin.example:8443"] {
@@ -161,12 +143,15 @@ fn configured_origins_alone_get_cors_with_credentials() {
 #[test]
 fn a_star_in_the_list_mirrors_other_origins_without_credentials() {
     let name = "a_star_in_the_list_mirrors_other_origins_without_credentials";
-    if !in_child(name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
+    if !common::in_child(module_path!(), name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (_dir, s) = common::start_fresh(common::build("p-cors-star", json!({}))).await;
+        let s = TestServer::builder(common::build("p-cors-star", json!({})))
+            .sqlite_file()
+            .start()
+            .await;
         let http = client();
         let path = s.url("/sdk/me");
         let r = http.get(&path).header("origin", "https://app.example").send().await.unwrap();

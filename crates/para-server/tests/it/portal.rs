@@ -2,17 +2,13 @@
 //! hand-over and cookies, refusals, settings saved and refused with inline errors, sanitised
 //! overviews, CSRF, and the dashboard's admin key.
 
-mod common;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::keys_root;
-
-use para_server::{AppState, ServerConfig};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, keys_root};
 
 const PROJECT: &str = "p1";
 const ACME: &str = "custom.acmecrm";
@@ -102,40 +98,28 @@ fn build() -> para_build::Build {
     .unwrap()
 }
 
+/// The server under test with this file's helpers, and a client that leaves redirects to the
+/// test (a browser's view of the pages).
 struct Server {
-    base: String,
-    state: Arc<AppState>,
+    server: TestServer,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl From<TestServer> for Server {
+    fn from(server: TestServer) -> Server {
+        Server { server, http: common::client_without_redirects() }
+    }
 }
 
 async fn start(admin_key: Option<&str>) -> Server {
-    start_with(admin_key, Default::default()).await
-}
-
-async fn start_with(
-    admin_key: Option<&str>,
-    oauth_clients: std::collections::BTreeMap<String, para_server::OAuthClient>,
-) -> Server {
-    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = ServerConfig {
-        project_root: keys_root().clone(),
-        public_url: base.clone(),
-        admin_key: admin_key.map(str::to_string),
-        oauth_clients,
-        header_timeout: ServerConfig::HEADER_TIMEOUT,
-        limits: Default::default(),
-    };
-    let state = AppState::new(config, build(), store, verifier, secrets);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Server { base, state, http, _stop: stop }
+    TestServer::builder(build()).admin_key(admin_key).start().await.into()
 }
 
 struct Page {
@@ -617,10 +601,7 @@ async fn fake_provider() -> String {
         )
     }
     let app = axum::Router::new().route("/authorize", get(authorize)).route("/token", post(token));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    common::serve(app).await
 }
 
 #[tokio::test]
@@ -633,8 +614,8 @@ async fn connecting_with_oauth_comes_back_to_the_portal_page() {
         token_url: Some(format!("{provider}/token")),
         api_base_url: Some(format!("{provider}/api")),
     };
-    let server =
-        start_with(None, [(para_server::env_key(ACME), client)].into_iter().collect()).await;
+    let server: Server =
+        TestServer::builder(build()).oauth_client(ACME, client).start().await.into();
     let cookie = server.sign_in("gus").await;
     let url = format!("{}/{ACME}", server.portal());
     let token = csrf(&server.get(&url, Some(&cookie)).await.body);

@@ -1,14 +1,13 @@
 //! Run history over real HTTP: the task-history API (admin key versus user tokens, filters,
 //! paging, one run with its steps, replay) and the dashboard's Runs pages.
 
-mod common;
-
 use std::time::Duration;
 
-use para_server::{AppState, ServerConfig};
 use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer};
 
 const PROJECT: &str = "p1";
 const ADMIN_KEY: &str = "correct-horse-battery";
@@ -38,33 +37,23 @@ fn build() -> para_build::Build {
     common::build(PROJECT, json!({ "custom.acme": slack }))
 }
 
+/// The server under test with this file's helpers, and a client that leaves redirects to the
+/// test.
 struct Server {
-    base: String,
-    state: std::sync::Arc<AppState>,
+    server: TestServer,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 async fn start(admin_key: Option<&str>) -> Server {
-    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = ServerConfig {
-        project_root: common::keys_root().clone(),
-        public_url: base.clone(),
-        admin_key: admin_key.map(str::to_string),
-        oauth_clients: Default::default(),
-        header_timeout: ServerConfig::HEADER_TIMEOUT,
-        limits: Default::default(),
-    };
-    let state = AppState::new(config, build(), store, verifier, secrets);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(para_server::serve_on(state.clone(), listener, async move {
-        let _ = stopped.await;
-    }));
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Server { base, state, http, _stop: stop }
+    let server = TestServer::builder(build()).admin_key(admin_key).start().await;
+    Server { server, http: common::client_without_redirects() }
 }
 
 impl Server {

@@ -4,8 +4,6 @@
 //! that try to leave the API base, and one token refresh for many concurrent requests — also
 //! across two servers sharing one database.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,9 +12,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use common::{Server, client, keys_root, token};
 use para_server::{AppState, OAuthClient};
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, client, keys_root, token};
 
 const PROJECT: &str = "p-sec";
 const BASIC: &str = "custom.vault";
@@ -95,13 +94,11 @@ async fn provider() -> (Arc<Provider>, String) {
         .route("/token", post(token_endpoint))
         .route("/api/{*rest}", any(api))
         .with_state(p.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (p, base)
+    (p, common::serve(app).await)
 }
 
-async fn start(database: &str, provider_base: &str) -> Server {
+/// The build served on `database`, both integrations' provider at `provider_base`.
+async fn start(database: &str, provider_base: &str) -> TestServer {
     let client = OAuthClient {
         client_id: "client".into(),
         client_secret: "client-secret".into(),
@@ -109,7 +106,11 @@ async fn start(database: &str, provider_base: &str) -> Server {
         api_base_url: Some(format!("{provider_base}/api")),
         ..OAuthClient::default()
     };
-    common::start(build(), database, common::clients(&[(BASIC, client.clone()), (OAUTH, client)]))
+    TestServer::builder(build())
+        .database(database)
+        .oauth_client(BASIC, client.clone())
+        .oauth_client(OAUTH, client)
+        .start()
         .await
 }
 

@@ -4,13 +4,12 @@
 //! `getCustomWebhookUserManualUrl` forms, and the JSON + CORS answers of paths, methods and
 //! bodies no handler takes (what a browser would otherwise report as "Failed to fetch").
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use common::{client, token};
 use serde_json::{Value, json};
+
+use crate::common::{self, TestServer, client, token};
 
 const ORIGIN: &str = "https://app.example";
 
@@ -63,7 +62,7 @@ fn assert_api_error(status: u16, headers: &HeaderMap, body: &Value, want: u16) {
 /// claim, which then wins for that key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patched_metadata_survives_the_token_and_a_changed_claim_wins() {
-    let (_dir, s) = common::start_fresh(common::build("p-meta", json!({}))).await;
+    let s = TestServer::builder(common::build("p-meta", json!({}))).sqlite_file().start().await;
     let claims = json!({ "plan": "pro", "team": "a" });
     let first = token_with_meta("ann", claims.clone(), 3600);
     let (status, me) = s.call("GET", "/sdk/me", &first, None).await;
@@ -97,7 +96,7 @@ async fn patched_metadata_survives_the_token_and_a_changed_claim_wins() {
 /// Bad patches are refused with the API's error shape and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_metadata_patches_answer_json_errors() {
-    let (_dir, s) = common::start_fresh(common::build("p-meta-bad", json!({}))).await;
+    let s = TestServer::builder(common::build("p-meta-bad", json!({}))).sqlite_file().start().await;
     let ann = token_with_meta("ann", json!({ "plan": "pro" }), 3600);
     let url = s.url("/sdk/me");
     let (status, headers, body) = from_page("PATCH", &url, None, Some(r#"{"meta":{"a":1}}"#)).await;
@@ -139,7 +138,7 @@ async fn bad_metadata_patches_answer_json_errors() {
 /// with CORS and a JSON body; requests without an origin get the JSON without CORS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_and_methods_answer_json_with_cors() {
-    let (_dir, s) = common::start_fresh(common::build("p-404", json!({}))).await;
+    let s = TestServer::builder(common::build("p-404", json!({}))).sqlite_file().start().await;
     let ann = token("ann");
     for path in [s.url("/nothing/here"), format!("{}/nope", s.base), s.url("/sdk/me/extra")] {
         let (status, headers, body) = from_page("GET", &path, Some(&ann), None).await;
@@ -213,7 +212,7 @@ fn triggers_build() -> para_build::Build {
 /// `errors`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_types_are_served_in_the_sdks_shape() {
-    let (_dir, s) = common::start_fresh(triggers_build()).await;
+    let s = TestServer::builder(triggers_build()).sqlite_file().start().await;
     let ann = token("ann");
     let url = |q: &str| format!("{}/projects/{}/triggers?integrations={q}", s.base, s.project);
     let (status, headers, body) = from_page("GET", &url("gmail"), Some(&ann), None).await;
@@ -272,7 +271,7 @@ async fn trigger_types_are_served_in_the_sdks_shape() {
 /// The URL `getCustomWebhookUserManualUrl` forms answers why nothing is received there yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_custom_webhook_url_answers_a_clear_error() {
-    let (_dir, s) = common::start_fresh(triggers_build()).await;
+    let s = TestServer::builder(triggers_build()).sqlite_file().start().await;
     let url = format!(
         "{}/triggers/connect/{}/3f1e0c3b-0000-4000-8000-000000000000/custom-triggers/undefined?id=c1",
         s.base, s.project
@@ -302,10 +301,7 @@ async fn crm_api() -> String {
         }
     }
     let app = axum::Router::new().route("/api/me", axum::routing::get(me));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+    common::serve(app).await
 }
 
 fn resources_build(api_base: &str) -> para_build::Build {
@@ -338,7 +334,7 @@ fn resources_build(api_base: &str) -> para_build::Build {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_are_listed_and_connected_with_their_inputs() {
     let api = crm_api().await;
-    let (_dir, s) = common::start_fresh(resources_build(&api)).await;
+    let s = TestServer::builder(resources_build(&api)).sqlite_file().start().await;
     let ann = token("ann");
     let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
     let resources = me["resources"].as_array().unwrap();

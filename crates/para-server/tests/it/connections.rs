@@ -3,19 +3,20 @@
 //! timeout, while a client that keeps talking is served; a body sent too slowly is cut off; a
 //! client past the connection limits gets a 503.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use para_server::limits::Limits;
-use para_server::{AppState, ServerConfig};
 use serde_json::json;
+
+use crate::common::{self, TestServer};
 
 const TIMEOUT: Duration = Duration::from_millis(300);
 
-async fn start() -> (u16, tokio::sync::oneshot::Sender<()>) {
+/// The server under test: an empty build, the dashboard on, connections closed after
+/// [`TIMEOUT`].
+async fn start() -> TestServer {
     start_with(TIMEOUT, Some("admin-key"), Limits::default()).await
 }
 
@@ -23,24 +24,13 @@ async fn start_with(
     header_timeout: Duration,
     admin_key: Option<&str>,
     limits: Limits,
-) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let (store, verifier, secrets) = common::essentials("sqlite::memory:").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let config = ServerConfig {
-        project_root: common::keys_root().clone(),
-        public_url: format!("http://127.0.0.1:{port}"),
-        admin_key: admin_key.map(str::to_string),
-        oauth_clients: Default::default(),
-        header_timeout,
-        limits,
-    };
-    let state = AppState::new(config, common::build("p-conn", json!({})), store, verifier, secrets);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(para_server::serve_on(state, listener, async move {
-        let _ = stopped.await;
-    }));
-    (port, stop)
+) -> TestServer {
+    TestServer::builder(common::build("p-conn", json!({})))
+        .header_timeout(header_timeout)
+        .admin_key(admin_key)
+        .limits(limits)
+        .start()
+        .await
 }
 
 /// Reads until the server closes the connection; what it sent and how long that took. Fails
@@ -62,7 +52,8 @@ fn until_closed(mut s: TcpStream) -> (Vec<u8>, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_and_idle_connections_are_closed_after_the_header_timeout() {
-    let (port, _stop) = start().await;
+    let server = start().await;
+    let port = server.port;
     tokio::task::spawn_blocking(move || {
         // A head that never ends.
         let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -120,7 +111,8 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r
 async fn a_body_sent_too_slowly_is_cut_off_with_408() {
     let limits =
         Limits { body_grace: Duration::from_millis(400), body_min_rate: 1000, ..Limits::default() };
-    let (port, _stop) = start_with(TIMEOUT, Some("admin-key"), limits).await;
+    let server = start_with(TIMEOUT, Some("admin-key"), limits).await;
+    let port = server.port;
     tokio::task::spawn_blocking(move || {
         let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
         slow.write_all(LOGIN_HEAD).unwrap();
@@ -152,7 +144,8 @@ async fn a_body_sent_too_slowly_is_cut_off_with_408() {
 /// not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_off_route_answers_before_its_body_arrives() {
-    let (port, _stop) = start_with(Duration::from_secs(10), None, Limits::default()).await;
+    let server = start_with(Duration::from_secs(10), None, Limits::default()).await;
+    let port = server.port;
     tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(LOGIN_HEAD).unwrap();
@@ -168,7 +161,8 @@ async fn an_off_route_answers_before_its_body_arrives() {
 async fn connections_past_the_limits_get_503() {
     let per_peer =
         Limits { max_connections: 100, max_connections_per_peer: 3, ..Limits::default() };
-    let (port, _stop) = start_with(Duration::from_secs(10), None, per_peer).await;
+    let server = start_with(Duration::from_secs(10), None, per_peer).await;
+    let port = server.port;
     tokio::task::spawn_blocking(move || {
         let held: Vec<TcpStream> =
             (0..3).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
@@ -186,7 +180,8 @@ async fn connections_past_the_limits_get_503() {
     .unwrap();
 
     let total = Limits { max_connections: 2, max_connections_per_peer: 2, ..Limits::default() };
-    let (port, _stop) = start_with(Duration::from_secs(10), None, total).await;
+    let server = start_with(Duration::from_secs(10), None, total).await;
+    let port = server.port;
     tokio::task::spawn_blocking(move || {
         let _held: Vec<TcpStream> =
             (0..2).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();

@@ -1,0 +1,25 @@
+//! The server's integration tests, one test binary (one link instead of one per file, as in
+//! ripgrep and uv): each module below is one area, and `common` is the harness they share — a
+//! server started in-process on a loopback port, development keys and user tokens.
+//!
+//! All the tests share one process. What a test needs its own process for (an environment
+//! variable the server reads once per process or when it starts) it gets from
+//! [`common::in_child`], which runs that one test again in a child process of this binary.
+//! The rest is per server, not per process: each [`common::TestServer`] counts its own
+//! connections against its own limits (`connections.rs`), and installing rustls's provider
+//! again for the next server is a no-op (`security.rs`, `proxy.rs`).
+
+mod common;
+
+mod connect_flows;
+mod connections;
+mod cors;
+mod engine;
+mod history;
+mod install_flow;
+mod portal;
+mod portal_ui;
+mod proxy;
+mod sdk_settings;
+mod sdk_surface;
+mod security;
