@@ -514,20 +514,9 @@ impl Prepared {
     ) -> Result<Target, Error> {
         match &destination.0 {
             Dest::Below(tail) => self.target(state, tail, query),
-            Dest::Configured(url) => {
-                let unusable = || {
-                    Error::new(Kind::Upstream, "api_base", format!("`{url}` cannot be requested"))
-                };
-                let origin = state.upstream.origin(url).ok_or_else(unusable)?;
-                let host = host_header(url).ok_or_else(unusable)?;
-                let text = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
-                let query = match url.query() {
-                    None => QueryState::None,
-                    Some("") => QueryState::Empty,
-                    Some(_) => QueryState::Some,
-                };
-                Ok(Target { origin, host, path_len: url.path().len(), text, query })
-            }
+            Dest::Configured(url) => Target::of_url(state, url).ok_or_else(|| {
+                Error::new(Kind::Upstream, "api_base", format!("`{url}` cannot be requested"))
+            }),
         }
     }
 
@@ -550,22 +539,13 @@ impl Prepared {
             }
             _ => {
                 let url = join(&base.text, tail, query).map_err(path_refused)?;
-                let unusable = || {
+                Target::of_url(state, &url).ok_or_else(|| {
                     Error::new(
                         Kind::Upstream,
                         "api_base",
                         format!("the API base URL `{}` cannot be used", base.text),
                     )
-                };
-                let origin = state.upstream.origin(&url).ok_or_else(unusable)?;
-                let host = host_header(&url).ok_or_else(unusable)?;
-                let text = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
-                let query = match url.query() {
-                    None => QueryState::None,
-                    Some("") => QueryState::Empty,
-                    Some(_) => QueryState::Some,
-                };
-                Ok(Target { origin, host, path_len: url.path().len(), text, query })
+                })
             }
         }
     }
@@ -614,6 +594,19 @@ struct Target {
 }
 
 impl Target {
+    /// The target of a parsed `http(s)` URL (`None` for another scheme or no host).
+    fn of_url(state: &Connect, url: &url::Url) -> Option<Target> {
+        let origin = state.upstream.origin(url)?;
+        let host = host_header(url)?;
+        let text = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
+        let query = match url.query() {
+            None => QueryState::None,
+            Some("") => QueryState::Empty,
+            Some(_) => QueryState::Some,
+        };
+        Some(Target { origin, host, path_len: url.path().len(), text, query })
+    }
+
     fn path(&self) -> &str {
         &self.text[..self.path_len]
     }
