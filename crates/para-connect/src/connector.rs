@@ -12,7 +12,58 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Connect;
-use crate::connect::{ConnectField, ConnectKind};
+
+/// How a user connects an integration, and what to ask them first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectKind {
+    /// Authorization code: the user is sent to the provider.
+    OAuth,
+    /// Client credentials: the user (or the company) supplies a client id/secret.
+    ClientCredentials,
+    /// Resource-owner password (`ropc_app`).
+    Password,
+    /// Pasted key(s).
+    ApiKey,
+    /// HTTP Basic.
+    Basic,
+}
+
+/// A value asked of the user before connecting (a catalog auth field or a custom integration's
+/// config input), or after an OAuth sign-in (`ConnectInfo::post_fields` in `connect.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectField {
+    /// The key values are submitted and stored under.
+    pub key: String,
+    pub label: String,
+    pub secret: bool,
+    pub required: bool,
+    pub placeholder: Option<String>,
+    pub help: Option<String>,
+    /// The custom integration's config input as declared (its id is accepted in place of
+    /// `key`; its type and choices say what a value may be). `None`: a text field.
+    pub declared: Option<para_build::Input>,
+}
+
+impl ConnectField {
+    /// The field as a User Setting keyed by [`ConnectField::key`], for
+    /// [`crate::settings::validate`].
+    pub fn as_input(&self) -> para_build::Input {
+        let mut input = self.declared.clone().unwrap_or_else(|| para_build::Input {
+            id: String::new(),
+            key: self.key.clone(),
+            title: self.label.clone(),
+            input_type: if self.secret { "password" } else { "text" }.into(),
+            required: self.required,
+            tooltip: self.help.clone(),
+            placeholder: self.placeholder.clone(),
+            default_value: None,
+            options: Default::default(),
+        });
+        input.id = self.key.clone();
+        input.required = self.required;
+        input
+    }
+}
 
 /// A template: the catalog's `{placeholder}` strings or a compiled [`Source`].
 #[derive(Debug, Clone)]
@@ -60,9 +111,8 @@ pub struct Connector {
     pub kind: ConnectKind,
     /// Values asked of the user before connecting.
     pub fields: Vec<ConnectField>,
-    /// Values asked after the OAuth sign-in (OAuth only; see [`ConnectInfo::post_fields`]).
-    ///
-    /// [`ConnectInfo::post_fields`]: crate::connect::ConnectInfo::post_fields
+    /// Values asked after the OAuth sign-in (OAuth only; see `ConnectInfo::post_fields` in
+    /// `connect.rs`).
     pub post_fields: Vec<ConnectField>,
     pub oauth: Option<OAuthSpec>,
     pub api: ApiSpec,

@@ -93,7 +93,7 @@ pub struct Connect {
     /// other processes).
     pub refresh_locks: refresh::Locks,
     /// Recently used credentials, opened and prepared ([`Prepared`]).
-    pub credential_cache: refresh::Cache,
+    pub credential_cache: send::Cache,
     /// Connectors of the served build, made on first use. (foldhash: looked up on every proxy
     /// request, and only the build's integrations are ever inserted.)
     connectors: Mutex<foldhash::HashMap<String, Arc<connector::Connector>>>,
@@ -123,7 +123,7 @@ impl Connect {
             upstream: para_upstream::Client::new(Some(http.clone())),
             http,
             refresh_locks: refresh::Locks::default(),
-            credential_cache: refresh::Cache::default(),
+            credential_cache: send::Cache::default(),
             connectors: Mutex::default(),
             hooks: OnceLock::new(),
         }

@@ -3,7 +3,6 @@
 //! in-memory lock per credential) and one process per database (the store's refresh lease).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use crate::Connect;
 use crate::Error;
 use crate::connector::{Connector, Material};
 use crate::oauth;
-use crate::send::Prepared;
 
 /// Refresh this long before the access token expires.
 const EARLY_MS: i64 = 60_000;
@@ -32,75 +30,6 @@ impl Locks {
             map.retain(|_, lock| Arc::strong_count(lock) > 1);
         }
         map.entry(id.to_string()).or_default().clone()
-    }
-}
-
-/// Credentials recently opened for a user and integration (optionally one selected
-/// credential), so a burst of proxied requests reads and decrypts once, and renders the
-/// credential's API base and authorization once ([`Prepared`]). An entry lives
-/// [`Cache::TTL_MS`] and never past its token's refresh point; this process forgets entries
-/// whenever it changes the credential, other processes' changes are seen within the TTL.
-///
-/// Entries are keyed by a 64-bit hash of (user, integration, selected id) under a per-process
-/// random seed and hold the three, compared on every hit: a collision is a miss.
-#[derive(Default)]
-pub struct Cache {
-    map: Mutex<HashMap<u64, CacheEntry, foldhash::fast::FixedState>>,
-    hasher: foldhash::fast::RandomState,
-}
-
-struct CacheEntry {
-    user: Box<str>,
-    integration: Box<str>,
-    /// The selected credential id, or "".
-    selected: Box<str>,
-    until: i64,
-    prepared: Arc<Prepared>,
-}
-
-impl Cache {
-    const TTL_MS: i64 = 2_000;
-    const MAX: usize = 50_000;
-
-    fn key(&self, user: &str, integration: &str, selected: &str) -> u64 {
-        self.hasher.hash_one((user, integration, selected))
-    }
-
-    pub fn get(&self, user: &str, integration: &str, selected: &str) -> Option<Arc<Prepared>> {
-        let key = self.key(user, integration, selected);
-        let map = self.map.lock().expect("credential cache");
-        let e = map.get(&key)?;
-        let now = now_ms();
-        (*e.user == *user
-            && *e.integration == *integration
-            && *e.selected == *selected
-            && e.until > now
-            && !expiring_at(e.prepared.credential.as_ref().and_then(|c| c.expires_at), now))
-        .then(|| e.prepared.clone())
-    }
-
-    pub fn put(&self, user: &str, integration: &str, selected: &str, prepared: &Arc<Prepared>) {
-        let key = self.key(user, integration, selected);
-        let entry = CacheEntry {
-            user: user.into(),
-            integration: integration.into(),
-            selected: selected.into(),
-            until: now_ms() + Self::TTL_MS,
-            prepared: prepared.clone(),
-        };
-        let mut map = self.map.lock().expect("credential cache");
-        if map.len() >= Self::MAX {
-            map.clear();
-        }
-        map.insert(key, entry);
-    }
-
-    /// Forgets everything cached for the user's integration.
-    pub fn forget(&self, user: &str, integration: &str) {
-        self.map
-            .lock()
-            .expect("credential cache")
-            .retain(|_, e| &*e.user != user || &*e.integration != integration);
     }
 }
 
@@ -173,7 +102,7 @@ fn expiring(c: &Credential) -> bool {
     expiring_at(c.expires_at, now_ms())
 }
 
-fn expiring_at(expires_at: Option<i64>, now: i64) -> bool {
+pub(crate) fn expiring_at(expires_at: Option<i64>, now: i64) -> bool {
     expires_at.is_some_and(|at| at - EARLY_MS <= now)
 }
 

@@ -18,12 +18,14 @@
 //!   seconds) is waited for and the request sent once more; otherwise the 429 is the answer
 //!   (the engine then waits durably, the SDK's caller decides).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::BuildHasher as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
-use para_store::Credential;
+use para_store::{Credential, now_ms};
 use para_upstream as upstream;
 use para_upstream::Answer;
 
@@ -389,7 +391,79 @@ impl Refusal {
     }
 }
 
-/// A credential made ready for the proxy, once per cache entry ([`crate::refresh::Cache`]) or connection check:
+/// Credentials recently opened for a user and integration (optionally one selected
+/// credential), so a burst of proxied requests reads and decrypts once, and renders the
+/// credential's API base and authorization once ([`Prepared`]). An entry lives
+/// [`Cache::TTL_MS`] and never past its token's refresh point; this process forgets entries
+/// whenever it changes the credential, other processes' changes are seen within the TTL.
+///
+/// Entries are keyed by a 64-bit hash of (user, integration, selected id) under a per-process
+/// random seed and hold the three, compared on every hit: a collision is a miss.
+#[derive(Default)]
+pub struct Cache {
+    map: Mutex<HashMap<u64, CacheEntry, foldhash::fast::FixedState>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+struct CacheEntry {
+    user: Box<str>,
+    integration: Box<str>,
+    /// The selected credential id, or "".
+    selected: Box<str>,
+    until: i64,
+    prepared: Arc<Prepared>,
+}
+
+impl Cache {
+    const TTL_MS: i64 = 2_000;
+    const MAX: usize = 50_000;
+
+    fn key(&self, user: &str, integration: &str, selected: &str) -> u64 {
+        self.hasher.hash_one((user, integration, selected))
+    }
+
+    pub fn get(&self, user: &str, integration: &str, selected: &str) -> Option<Arc<Prepared>> {
+        let key = self.key(user, integration, selected);
+        let map = self.map.lock().expect("credential cache");
+        let e = map.get(&key)?;
+        let now = now_ms();
+        (*e.user == *user
+            && *e.integration == *integration
+            && *e.selected == *selected
+            && e.until > now
+            && !refresh::expiring_at(
+                e.prepared.credential.as_ref().and_then(|c| c.expires_at),
+                now,
+            ))
+        .then(|| e.prepared.clone())
+    }
+
+    pub fn put(&self, user: &str, integration: &str, selected: &str, prepared: &Arc<Prepared>) {
+        let key = self.key(user, integration, selected);
+        let entry = CacheEntry {
+            user: user.into(),
+            integration: integration.into(),
+            selected: selected.into(),
+            until: now_ms() + Self::TTL_MS,
+            prepared: prepared.clone(),
+        };
+        let mut map = self.map.lock().expect("credential cache");
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(key, entry);
+    }
+
+    /// Forgets everything cached for the user's integration.
+    pub fn forget(&self, user: &str, integration: &str) {
+        self.map
+            .lock()
+            .expect("credential cache")
+            .retain(|_, e| &*e.user != user || &*e.integration != integration);
+    }
+}
+
+/// A credential made ready for the proxy, once per cache entry ([`Cache`]) or connection check:
 /// opened, its API base URL rendered, parsed and checked, its origin's connection pool found,
 /// and its authorization rendered into header values and query text. A request then renders
 /// no template and parses no URL.
