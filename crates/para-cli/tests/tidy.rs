@@ -112,7 +112,8 @@ fn our_direct_dependencies() -> std::collections::BTreeMap<String, Vec<String>> 
     edges
 }
 
-/// The layers of the server, one way: `para-upstream ← para-connect ← para-server`, and no
+/// The layers of the server, one way: `para-upstream ← para-connect ← para-worker ←
+/// para-server`, and no
 /// other edge between our crates than these (a new one is a decision: change it here and in
 /// ARCHITECTURE.md).
 #[test]
@@ -129,10 +130,12 @@ fn our_crates_depend_on_each_other_one_way() {
                 "para-build",
                 "para-catalog",
                 "para-compiler",
+                "para-connect",
                 "para-project",
                 "para-server",
                 "para-store",
                 "para-types",
+                "para-worker",
             ],
         ),
         ("para-compiler", &["para-build", "para-catalog", "para-js", "para-project"]),
@@ -150,14 +153,25 @@ fn our_crates_depend_on_each_other_one_way() {
                 "para-build",
                 "para-catalog",
                 "para-connect",
-                "para-engine",
-                "para-js",
                 "para-store",
+                "para-worker",
             ],
         ),
         ("para-store", &[]),
         ("para-types", &["para-catalog"]),
         ("para-upstream", &[]),
+        (
+            "para-worker",
+            &[
+                "para-auth",
+                "para-build",
+                "para-catalog",
+                "para-connect",
+                "para-engine",
+                "para-js",
+                "para-store",
+            ],
+        ),
     ];
     let expected: std::collections::BTreeMap<String, Vec<String>> = expected
         .iter()
@@ -166,23 +180,38 @@ fn our_crates_depend_on_each_other_one_way() {
     assert_eq!(our_direct_dependencies(), expected);
 }
 
-/// `para-connect` (the credentials domain) answers no HTTP: no axum, no hyper server, no
-/// `para-server`; hyper comes in only as reqwest's client.
+/// `para-connect` (the credentials domain) and `para-worker` (the engine's host) answer no
+/// HTTP: no axum, no hyper server, no `para-server`; hyper comes in only as reqwest's client.
 #[test]
-fn para_connect_depends_on_no_server() {
-    let deps = dependencies_of("para-connect");
-    assert!(deps.contains("para-upstream"), "not the graph expected: {deps:?}");
-    let wrong: Vec<&String> = deps
-        .iter()
-        .filter(|d| d.starts_with("axum") || *d == "para-server" || *d == "para-cli")
-        .collect();
-    assert!(wrong.is_empty(), "para-connect depends on {wrong:?}");
-    let manifest = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../para-connect/Cargo.toml"),
-    )
-    .unwrap();
-    for server in ["hyper", "hyper-util", "tower", "axum"] {
-        let named = manifest.lines().any(|l| l.split([' ', '=', '.']).next() == Some(server));
-        assert!(!named, "para-connect names `{server}` as a dependency");
+fn para_connect_and_para_worker_depend_on_no_server() {
+    for (krate, expected) in [("para-connect", "para-upstream"), ("para-worker", "para-connect")] {
+        let deps = dependencies_of(krate);
+        assert!(deps.contains(expected), "{krate}: not the graph expected: {deps:?}");
+        let wrong: Vec<&String> = deps
+            .iter()
+            .filter(|d| d.starts_with("axum") || *d == "para-server" || *d == "para-cli")
+            .collect();
+        assert!(wrong.is_empty(), "{krate} depends on {wrong:?}");
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../{krate}/Cargo.toml")),
+        )
+        .unwrap();
+        for server in ["hyper", "hyper-util", "tower", "axum"] {
+            let named = manifest.lines().any(|l| l.split([' ', '=', '.']).next() == Some(server));
+            assert!(!named, "{krate} names `{server}` as a dependency");
+        }
+    }
+}
+
+/// `para run` needs no server: its command names nothing of `para-server` (it builds a
+/// `para_worker::Worker` over a `para_connect::Connect`).
+#[test]
+fn para_run_does_not_need_the_server() {
+    let run =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands/run.rs"))
+            .unwrap();
+    assert!(run.contains("para_worker"), "not the run command expected");
+    for server in ["para_server", "Setup", "ServeArgs", "AppState"] {
+        assert!(!run.contains(server), "src/commands/run.rs names `{server}`");
     }
 }

@@ -10,6 +10,7 @@
 //! Nothing here answers HTTP requests: no axum, no server types; errors are [`Error`], which the
 //! edge maps to statuses in one place.
 
+pub mod clients;
 pub mod configurations;
 pub mod connect;
 pub mod connector;

@@ -425,7 +425,11 @@ fn add_connect_fields(entry: &mut Value, info: &crate::connect::ConnectInfo) {
 /// tokens carried and what `PATCH /sdk/me` set, as Paragon's User Metadata), or with
 /// `PARA_PERMISSIONS_METADATA=token` only what their signed token carried.
 pub fn permission_meta<'a>(state: &AppState, stored: &'a Value, signed: &'a Value) -> &'a Value {
-    if state.config.limits.permissions_from_token_only { signed } else { stored }
+    para_worker::permissions::permission_meta(
+        state.config.limits.permissions_from_token_only,
+        stored,
+        signed,
+    )
 }
 
 /// Whether the workflow's `definePermissions()` condition holds for the user (no condition:
@@ -434,16 +438,7 @@ pub fn permitted(state: &AppState, workflow: &para_build::Workflow, user: &SdkUs
     permitted_for(workflow, &user.user_id, permission_meta(state, &user.meta, &user.signed_meta))
 }
 
-/// [`permitted`] for a user id and metadata.
-pub fn permitted_for(workflow: &para_build::Workflow, user_id: &str, meta: &Value) -> bool {
-    let Some(condition) = &workflow.permissions else { return true };
-    let scope = para_engine::Scope {
-        user_id: Some(user_id),
-        meta: Some(meta),
-        ..para_engine::Scope::default()
-    };
-    para_engine::holds(condition, &scope).unwrap_or(false)
-}
+pub use para_worker::permissions::permitted_for;
 
 /// An integration as `/sdk/integrations` lists it, its User Settings in the SDK's vocabulary
 /// ([`crate::sdk_inputs`]); workflows the user may not use are listed in

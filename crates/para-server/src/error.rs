@@ -69,6 +69,26 @@ impl From<para_connect::Error> for ApiError {
     }
 }
 
+/// The one place the engine's failures to start a run become answers.
+impl From<para_worker::Error> for ApiError {
+    fn from(e: para_worker::Error) -> Self {
+        match e {
+            para_worker::Error::EngineStopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_stopped",
+                "the workflow engine is not running in this process",
+            ),
+            para_worker::Error::NoWorkflow(id) => Self::not_found(format!("no workflow `{id}`")),
+            para_worker::Error::NotRecorded => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_recorded",
+                "the run could not be recorded; try again",
+            ),
+            para_worker::Error::Store(e) => e.into(),
+        }
+    }
+}
+
 /// The answer to a path no route serves: JSON, so the SDK shows the reason rather than "Failed
 /// to fetch" (CORS headers are added around it like on every Connect API answer).
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -5,10 +5,8 @@
 //! every user-data handler takes the user from a verified token (`auth.rs`), so a request can
 //! only reach its own user's rows.
 
-mod actions;
 mod api;
 mod auth;
-pub mod config;
 mod configurations;
 /// The credentials domain, its own crate.
 pub use para_connect::{connect, connector, settings};
@@ -16,7 +14,8 @@ mod connect_form;
 mod cors;
 mod dashboard;
 mod dashboard_runs;
-pub mod engine;
+/// The engine's host, its own crate.
+pub use para_worker::engine;
 mod error;
 mod history;
 mod idle;
@@ -93,9 +92,9 @@ pub async fn serve_on(
         ),
         Err(e) => eprintln!("para: sealing stored password settings failed: {e}"),
     }
-    engine::start(&state);
+    para_worker::start(&state.worker);
     let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;
-    engine::stop(&state).await;
+    engine::stop(&state.worker).await;
     served
 }
 

@@ -8,6 +8,7 @@ use para_auth::{SecretKey, Verifier};
 use para_build::Build;
 use para_connect::{Connect, ConnectConfig, OAuthClient};
 use para_store::Store;
+use para_worker::{EngineConfig, Worker, WorkerConfig};
 
 /// How the server was started.
 #[derive(Debug, Clone)]
@@ -45,8 +46,8 @@ pub struct AppState {
     pub proxy_budget: Arc<crate::proxy::Budget>,
     /// Recently verified user tokens.
     pub seen_users: crate::auth::SeenUsers,
-    /// The workflow engine of this process.
-    pub engine: crate::engine::Engine,
+    /// The workflow engine of this process (over the same [`Connect`]).
+    pub worker: Arc<Worker>,
     /// Wrong admin keys per peer (the dashboard's throttle).
     pub(crate) admin_throttle: crate::dashboard::Throttle,
 }
@@ -67,7 +68,7 @@ impl AppState {
         verifier: Verifier,
         secrets: SecretKey,
     ) -> Arc<AppState> {
-        let engine = crate::engine::EngineConfig::from_env();
+        let engine = EngineConfig::from_env();
         AppState::with_engine(config, build, store, verifier, secrets, engine)
     }
 
@@ -78,7 +79,7 @@ impl AppState {
         store: Store,
         verifier: Verifier,
         secrets: SecretKey,
-        engine: crate::engine::EngineConfig,
+        engine: EngineConfig,
     ) -> Arc<AppState> {
         let verifier = verifier.with_max_lifetime(config.limits.max_token_lifetime);
         let connect = Arc::new(Connect::new(
@@ -90,35 +91,22 @@ impl AppState {
             store,
             secrets,
         ));
-        let state = Arc::new(AppState {
+        let worker = Worker::new(
+            connect.clone(),
+            engine,
+            WorkerConfig {
+                project_root: config.project_root.clone(),
+                permissions_from_token_only: config.limits.permissions_from_token_only,
+            },
+        );
+        Arc::new(AppState {
             config,
             connect,
+            worker,
             verifier,
             proxy_budget: Arc::new(crate::proxy::Budget::from_env()),
             seen_users: crate::auth::SeenUsers::default(),
-            engine: crate::engine::Engine::new(engine),
             admin_throttle: Default::default(),
-        });
-        state.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&state))));
-        state
-    }
-}
-
-/// A new connection starts the user's integration-enabled workflows.
-struct Hooks(std::sync::Weak<AppState>);
-
-impl para_connect::Hooks for Hooks {
-    fn connected<'a>(
-        &'a self,
-        user_id: &'a str,
-        integration: &'a str,
-        credential_id: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            if let Some(state) = self.0.upgrade() {
-                crate::triggers::integration_enabled(&state, user_id, integration, credential_id)
-                    .await;
-            }
         })
     }
 }

@@ -1,9 +1,9 @@
-//! What starts workflow runs: App Events, request triggers, a user connecting an integration,
-//! cron schedules, and catalog polling triggers. Catalog webhook triggers have their slot in
-//! [`Trigger::Integration`] but no receiver yet.
+//! The routes that start workflow runs: App Events (`POST /sdk/events/trigger`) and request
+//! triggers (`POST /sdk/triggers/{workflow}`, with their endpoint validations). Which workflows
+//! are active, and the triggers without a request (a new connection, cron, polling), are
+//! `para_worker::triggers`'.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,15 +12,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::TimeZone;
 use para_build::{StepKind, Validation, Workflow};
-use para_store::{CredentialConfiguration, now_ms};
+use para_store::CredentialConfiguration;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::engine::{self, Start, UserData};
 use crate::error::ApiError;
+use para_worker::triggers::{Active, Trigger, active_workflows, trigger_of};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -29,126 +29,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/projects/{project}/sdk/triggers/{workflow}", post(request_trigger))
 }
 
-/// How a workflow starts, read from its trigger step.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Trigger {
-    Event {
-        id: String,
-        name: String,
-    },
-    Request,
-    Cron {
-        cron: String,
-        time_zone: String,
-    },
-    IntegrationEnabled,
-    /// A catalog trigger: polling ones are polled ([`polling_loop`]); webhook ones have no
-    /// receiver yet.
-    Integration {
-        trigger: String,
-        parameters: Vec<para_build::Entry>,
-    },
-    /// `CustomTriggerStep` or `UnselectedStep`: never started by the server.
-    Other,
-}
-
-pub fn trigger_of(workflow: &Workflow) -> Trigger {
-    let Some(step) = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref())
-    else {
-        return Trigger::Other;
-    };
-    match &step.kind {
-        StepKind::Event { event_id, event_name } => {
-            Trigger::Event { id: event_id.clone(), name: event_name.clone() }
-        }
-        StepKind::Endpoint { .. } => Trigger::Request,
-        StepKind::Cron { cron, time_zone } => {
-            Trigger::Cron { cron: cron.clone(), time_zone: time_zone.clone() }
-        }
-        StepKind::IntegrationEnabled {} => Trigger::IntegrationEnabled,
-        StepKind::IntegrationTrigger { trigger, parameters, .. } => {
-            Trigger::Integration { trigger: trigger.clone(), parameters: parameters.clone() }
-        }
-        _ => Trigger::Other,
-    }
-}
-
-/// A workflow that runs for a user, in one configuration.
-#[derive(Debug, Clone)]
-struct Active {
-    integration: String,
-    workflow: Workflow,
-    /// `None`: the integration-level settings (every account's default configuration), acting
-    /// with the newest valid account unless the trigger names one. `Some`: a configuration made
-    /// with `createConfiguration`, acting with its credential.
-    configuration: Option<Made>,
-}
-
-#[derive(Debug, Clone)]
-struct Made {
-    id: String,
-    credential_id: String,
-}
-
 /// What starts: the account a run acts with and the configuration it reads.
 struct Chosen {
     integration: String,
     workflow: Workflow,
     credential_id: Option<String>,
     configuration_id: Option<String>,
-}
-
-/// The user's workflows that run for them, once per configuration they are on in: the
-/// integration connected (a valid credential; for a made configuration, its own), the workflow
-/// enabled there (or on by default and never turned off), and permitted. Integration-level
-/// entries come first. Also returns the user's data and configurations.
-async fn active_workflows(
-    state: &AppState,
-    user_id: &str,
-    meta: &Value,
-    pick: impl Fn(&Workflow) -> bool,
-) -> Result<(Vec<Active>, Arc<UserData>, Vec<CredentialConfiguration>), ApiError> {
-    let build = state.build();
-    let (data, rows) = tokio::join!(
-        UserData::load(state, user_id),
-        state.store.configurations(&state.project_id, user_id),
-    );
-    let (data, rows) = (Arc::new(data?), rows?);
-    let (credentials, settings) = (&data.credentials, &data.settings);
-    let meta = crate::api::permission_meta(state, meta, &data.signed_meta);
-    let valid = |integration: &str, id: Option<&str>| {
-        credentials.iter().any(|c| {
-            c.integration == integration && c.status == "VALID" && id.is_none_or(|id| c.id == id)
-        })
-    };
-    let mut out = Vec::new();
-    for integration in build.integrations.values() {
-        if !valid(&integration.key, None) {
-            continue;
-        }
-        let made = rows
-            .iter()
-            .filter(|r| !r.is_default && valid(&integration.key, Some(&r.credential_id)));
-        let scopes = std::iter::once(None).chain(
-            made.map(|r| Some(Made { id: r.id.clone(), credential_id: r.credential_id.clone() })),
-        );
-        for configuration in scopes {
-            let key = configuration.as_ref().map_or("", |m| m.id.as_str());
-            for workflow in integration.workflows.values().filter(|w| pick(w)) {
-                let stored =
-                    para_store::Settings::find(settings, &integration.key, key, &workflow.id);
-                let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
-                if enabled && crate::api::permitted_for(workflow, user_id, meta) {
-                    out.push(Active {
-                        integration: integration.key.clone(),
-                        workflow: workflow.clone(),
-                        configuration: configuration.clone(),
-                    });
-                }
-            }
-        }
-    }
-    Ok((out, data, rows))
 }
 
 /// The runs a trigger starts among the active workflows, by the account and configuration
@@ -249,7 +135,7 @@ async fn event(
     })?;
     let name = body.name.trim();
     let (active, data, rows) = active_workflows(
-        &state,
+        &state.worker,
         &user.user_id,
         &user.meta,
         |w| matches!(trigger_of(w), Trigger::Event { id, name: n } if n == name || id == name),
@@ -267,7 +153,7 @@ async fn event(
             credential_id: chosen.credential_id,
             configuration_id: chosen.configuration_id,
         };
-        executions.push(engine::start_run(&state, start, false).await?.run_id);
+        executions.push(engine::start_run(&state.worker, start, false).await?.run_id);
     }
     Ok(Json(json!({ "event": name, "executions": executions })).into_response())
 }
@@ -380,9 +266,10 @@ async fn request_trigger(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let (integration, workflow) = engine::find_workflow(&state, &workflow_id).ok_or_else(|| {
-        ApiError::not_found(format!("no workflow `{workflow_id}` in this project"))
-    })?;
+    let (integration, workflow) =
+        engine::find_workflow(&state.worker, &workflow_id).ok_or_else(|| {
+            ApiError::not_found(format!("no workflow `{workflow_id}` in this project"))
+        })?;
     let Some(StepKind::Endpoint {
         allow_arbitrary_payload,
         param_validations,
@@ -396,7 +283,7 @@ async fn request_trigger(
         )));
     };
     let (active, data, rows) =
-        active_workflows(&state, &user.user_id, &user.meta, |w| w.id == workflow.id).await?;
+        active_workflows(&state.worker, &user.user_id, &user.meta, |w| w.id == workflow.id).await?;
     if let Some(c) = selected_account(&headers, &data)?
         && c.integration != integration
     {
@@ -466,14 +353,14 @@ async fn request_trigger(
         configuration_id: chosen.configuration_id,
     };
     let responds = engine::responds(&workflow);
-    let started = engine::start_run(&state, start, responds).await?;
+    let started = engine::start_run(&state.worker, start, responds).await?;
     let Some(answer) = started.response else {
         return Ok(Json(json!({ "executionId": started.run_id })).into_response());
     };
     let answer = match tokio::time::timeout(Duration::from_secs(60), answer).await {
         Ok(Ok(answer)) => answer,
         // The run stopped without answering: it could not be recorded.
-        Ok(Err(_)) => return Err(engine::not_recorded()),
+        Ok(Err(_)) => return Err(para_worker::Error::NotRecorded.into()),
         Err(_) => {
             return Ok((
                 StatusCode::ACCEPTED,
@@ -495,413 +382,9 @@ async fn request_trigger(
     Ok(response)
 }
 
-/// A user connected an account (`credential`) of an integration: runs its active
-/// integration-enabled workflows, acting with that account.
-pub async fn integration_enabled(
-    state: &AppState,
-    user_id: &str,
-    integration: &str,
-    credential: &str,
-) {
-    let meta = match state.store.user(&state.project_id, user_id).await {
-        Ok(Some(u)) => u.meta,
-        _ => Value::Object(Map::new()),
-    };
-    let workflows = active_workflows(state, user_id, &meta, |w| {
-        matches!(trigger_of(w), Trigger::IntegrationEnabled)
-    })
-    .await;
-    let Ok((workflows, data, _)) = workflows else { return };
-    // A new account has only its default configuration.
-    let fresh =
-        workflows.into_iter().filter(|a| a.integration == integration && a.configuration.is_none());
-    for Active { integration: key, workflow, .. } in fresh {
-        let start = Start {
-            user_id: user_id.to_string(),
-            integration: key,
-            workflow_id: workflow.id.clone(),
-            trigger_kind: "integration_enabled".into(),
-            trigger_output: json!({ "integration": integration }),
-            user: Some(data.clone()),
-            credential_id: Some(credential.to_string()),
-            configuration_id: None,
-        };
-        if let Err(e) = engine::start_run(state, start, false).await {
-            eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e.message);
-        }
-    }
-}
-
-/// A six-field cron expression (seconds first) in a time zone. Numeric days of the week
-/// count from Sunday = 0 (or 7) as in cron; the `cron` crate counts from Sunday = 1, so
-/// numbers are turned into names first.
-pub struct CronSchedule {
-    schedule: cron::Schedule,
-    zone: chrono_tz::Tz,
-}
-
-impl CronSchedule {
-    pub fn parse(expression: &str, time_zone: &str) -> Result<CronSchedule, String> {
-        let fields: Vec<&str> = expression.split_whitespace().collect();
-        if fields.len() != 6 {
-            return Err(format!("`{expression}` is not a six-field cron expression"));
-        }
-        let days = day_names(fields[5]);
-        let text = format!(
-            "{} {} {} {} {} {}",
-            fields[0], fields[1], fields[2], fields[3], fields[4], days
-        );
-        let schedule =
-            cron::Schedule::from_str(&text).map_err(|e| format!("`{expression}`: {e}"))?;
-        let zone = chrono_tz::Tz::from_str(time_zone)
-            .map_err(|_| format!("`{time_zone}` is not an IANA time zone"))?;
-        Ok(CronSchedule { schedule, zone })
-    }
-
-    /// The ticks (Unix ms) after `after` up to and including `until`.
-    pub fn ticks(&self, after: i64, until: i64) -> Vec<i64> {
-        let Some(start) = self.zone.timestamp_millis_opt(after).single() else { return Vec::new() };
-        self.schedule
-            .after(&start)
-            .map(|t| t.timestamp_millis())
-            .take_while(|t| *t <= until)
-            .take(1_000)
-            .collect()
-    }
-}
-
-fn day_names(field: &str) -> String {
-    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let mut out = String::new();
-    let mut number = String::new();
-    let flush = |number: &mut String, out: &mut String| {
-        if !number.is_empty() {
-            match number.parse::<usize>().ok().and_then(|n| NAMES.get(n)) {
-                Some(name) => out.push_str(name),
-                None => out.push_str(number),
-            }
-            number.clear();
-        }
-    };
-    // A step (`*/2`) stays a number.
-    let mut after_slash = false;
-    for c in field.chars() {
-        if c.is_ascii_digit() && !after_slash {
-            number.push(c);
-        } else {
-            flush(&mut number, &mut out);
-            after_slash = c == '/' || (after_slash && c.is_ascii_digit());
-            out.push(c);
-        }
-    }
-    flush(&mut number, &mut out);
-    out
-}
-
-/// Fires cron workflows: for each tick exactly one process (the store's tick claim) queues a
-/// run for every user who has the workflow active. After a restart the ticks missed while no
-/// process ran (up to an hour back) fire once.
-pub async fn cron_loop(state: Arc<AppState>) {
-    let mut last: HashMap<String, i64> = HashMap::new();
-    loop {
-        let now = now_ms();
-        let build = state.build();
-        for integration in build.integrations.values() {
-            for workflow in integration.workflows.values() {
-                let Trigger::Cron { cron, time_zone } = trigger_of(workflow) else { continue };
-                let Ok(schedule) = CronSchedule::parse(&cron, &time_zone) else { continue };
-                let since = match last.get(&workflow.id) {
-                    Some(t) => *t,
-                    None => {
-                        let latest = state
-                            .store
-                            .latest_cron_tick(&state.project_id, &workflow.id)
-                            .await
-                            .ok()
-                            .flatten();
-                        latest.unwrap_or(now).max(now - 3_600_000)
-                    }
-                };
-                for tick in schedule.ticks(since, now) {
-                    fire(&state, &integration.key, workflow, tick).await;
-                }
-                last.insert(workflow.id.clone(), now);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn fire(state: &Arc<AppState>, integration: &str, workflow: &Workflow, tick: i64) {
-    match state
-        .store
-        .claim_cron_tick(&state.project_id, &workflow.id, tick, &state.engine.worker)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            eprintln!("para: claiming a cron tick failed: {e}");
-            return;
-        }
-    }
-    let users =
-        state.store.connected_users(&state.project_id, integration).await.unwrap_or_default();
-    for user_id in users {
-        let meta = match state.store.user(&state.project_id, &user_id).await {
-            Ok(Some(u)) => u.meta,
-            _ => Value::Object(Map::new()),
-        };
-        let Ok((active, _, _)) =
-            active_workflows(state, &user_id, &meta, |w| w.id == workflow.id).await
-        else {
-            continue;
-        };
-        // One run per configuration the workflow is on in.
-        let fired_at = chrono::DateTime::from_timestamp_millis(tick).map(|t| t.to_rfc3339());
-        for a in active {
-            let made = a.configuration;
-            let start = Start {
-                user_id: user_id.clone(),
-                integration: integration.to_string(),
-                workflow_id: workflow.id.clone(),
-                trigger_kind: "cron".into(),
-                trigger_output: json!({ "firedAt": fired_at, "tick": tick }),
-                user: None,
-                credential_id: made.as_ref().map(|m| m.credential_id.clone()),
-                configuration_id: made.map(|m| m.id),
-            };
-            if let Err(e) = engine::enqueue(state, start).await {
-                eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e.message);
-            }
-        }
-    }
-}
-
-/// Polls catalog polling triggers: for every connected user with the workflow active, once per
-/// interval (claimed in the database, so one process polls), `GET` the trigger's path with the
-/// user's credential and start a run for each item not seen by the previous poll (the first
-/// poll only records what is there). The runs and what was seen are written in one
-/// transaction. [`crate::engine::EngineConfig::trigger_poll_ms`] overrides the catalog's
-/// interval.
-pub async fn polling_loop(state: Arc<AppState>) {
-    let interval_override = state.engine.config.trigger_poll_ms;
-    loop {
-        let build = state.build();
-        for integration in build.integrations.values() {
-            let Some(catalog) = para_catalog::lookup(&integration.key) else { continue };
-            for workflow in integration.workflows.values() {
-                let Trigger::Integration { trigger, parameters } = trigger_of(workflow) else {
-                    continue;
-                };
-                let Some(polling) = catalog.trigger(&trigger).and_then(|t| t.polling.as_ref())
-                else {
-                    continue;
-                };
-                let interval = interval_override
-                    .unwrap_or(i64::from(polling.interval_seconds) * 1000)
-                    .max(100);
-                let users = state
-                    .store
-                    .connected_users(&state.project_id, &integration.key)
-                    .await
-                    .unwrap_or_default();
-                let poll = Poll {
-                    integration: &integration.key,
-                    workflow,
-                    polling,
-                    parameters: &parameters,
-                };
-                for user_id in users {
-                    if let Err(e) = poll.run(&state, &user_id, interval).await {
-                        eprintln!("para: polling `{}` for {user_id}: {e}", workflow.name);
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-struct Poll<'a> {
-    integration: &'a str,
-    workflow: &'a Workflow,
-    polling: &'a para_catalog::Polling,
-    parameters: &'a [para_build::Entry],
-}
-
-impl Poll<'_> {
-    async fn run(&self, state: &AppState, user_id: &str, interval: i64) -> Result<(), String> {
-        let meta = match state.store.user(&state.project_id, user_id).await {
-            Ok(Some(u)) => u.meta,
-            _ => Value::Object(Map::new()),
-        };
-        let (active, data, _) =
-            active_workflows(state, user_id, &meta, |w| w.id == self.workflow.id)
-                .await
-                .map_err(|e| e.message)?;
-        // Once per configuration the workflow is on in, each with its own trigger state.
-        let mut problems = Vec::new();
-        for entry in &active {
-            if let Err(e) =
-                self.poll(state, user_id, &data, entry.configuration.as_ref(), interval).await
-            {
-                problems.push(e);
-            }
-        }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
-    }
-
-    /// One poll in one configuration (`None`: the integration-level settings, acting with
-    /// the newest valid account).
-    async fn poll(
-        &self,
-        state: &AppState,
-        user_id: &str,
-        data: &UserData,
-        made: Option<&Made>,
-        interval: i64,
-    ) -> Result<(), String> {
-        let configuration = made.map_or("", |m| m.id.as_str());
-        let claimed = state
-            .store
-            .claim_poll(&state.project_id, &self.workflow.id, user_id, configuration, interval)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(previous) = claimed else { return Ok(()) };
-        let path = self.path(state, data, user_id, configuration);
-        let request = para_engine::run::HttpRequest {
-            method: "GET".into(),
-            url: path.clone(),
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: None,
-            body_type: None,
-            authorization: None,
-        };
-        let credential_id = made.map(|m| m.credential_id.as_str());
-        let account = engine::Account {
-            user_id,
-            integration: self.integration,
-            credential_id,
-            require_valid: true,
-        };
-        let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
-        if answer.status >= 400 {
-            return Err(format!("GET {path} answered HTTP {}", answer.status));
-        }
-        let items = match self.polling.items.as_str() {
-            "" => answer.body.clone(),
-            dotted => {
-                let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
-                para_engine::values::walk(&answer.body, &path).unwrap_or(Value::Null)
-            }
-        };
-        let items = items.as_array().cloned().unwrap_or_default();
-        let id_of = |item: &Value| {
-            item.get(&self.polling.id).map(|v| para_engine::values::text_of(Some(v)))
-        };
-        let seen: std::collections::HashSet<String> = previous
-            .as_ref()
-            .and_then(|p| p.get("seen"))
-            .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let mut writes = Vec::new();
-        if previous.is_some() {
-            for item in items.iter().filter(|i| id_of(i).is_some_and(|id| !seen.contains(&id))) {
-                let start = Start {
-                    user_id: user_id.to_string(),
-                    integration: self.integration.to_string(),
-                    workflow_id: self.workflow.id.clone(),
-                    trigger_kind: "polling".into(),
-                    // Read as `trigger.output.result`, as Paragon's generated workflows do.
-                    trigger_output: json!({ "result": item }),
-                    user: None,
-                    credential_id: made.map(|m| m.credential_id.clone()),
-                    configuration_id: made.map(|m| m.id.clone()),
-                };
-                writes.push(engine::queued(state, self.workflow, &start));
-            }
-        }
-        let now_seen: Vec<Value> =
-            items.iter().filter_map(id_of).take(10_000).map(Value::String).collect();
-        writes.push(para_store::runs::Write::TriggerState {
-            project_id: state.project_id.clone(),
-            workflow_id: self.workflow.id.clone(),
-            user_id: user_id.to_string(),
-            configuration_id: configuration.to_string(),
-            state: json!({ "seen": now_seen }),
-        });
-        let started = writes.len() > 1;
-        state.store.apply(&writes).await.map_err(|e| e.to_string())?;
-        if started {
-            engine::wake(state);
-        }
-        Ok(())
-    }
-
-    /// The trigger's path with its parameters (the configuration's settings, literals)
-    /// filled in.
-    fn path(
-        &self,
-        state: &AppState,
-        data: &UserData,
-        user_id: &str,
-        configuration: &str,
-    ) -> String {
-        let values = |workflow_id: &str| {
-            let stored = engine::settings_values(
-                &data.settings,
-                self.integration,
-                configuration,
-                workflow_id,
-            );
-            crate::passwords::open(state, user_id, stored).0
-        };
-        let (shared, own) = (values(""), values(&self.workflow.id));
-        let scope = para_engine::Scope {
-            shared_settings: Some(&shared),
-            workflow_settings: Some(&own),
-            user_id: Some(user_id),
-            meta: Some(&data.meta),
-            ..para_engine::Scope::default()
-        };
-        let mut path = self.polling.path.clone();
-        for entry in self.parameters {
-            let text = para_engine::resolve_text(&entry.source, &scope);
-            let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-            path = path.replace(&format!("{{{}}}", entry.key), &encoded.replace('+', "%20"));
-        }
-        path
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_days_count_from_sunday_zero_and_zones_apply() {
-        assert_eq!(day_names("1-5"), "MON-FRI");
-        assert_eq!(day_names("0,6"), "SUN,SAT");
-        assert_eq!(day_names("*/2"), "*/2");
-        assert_eq!(day_names("MON"), "MON");
-        // Weekdays at 08:00 in Berlin: Tuesday 2026-12-01 and Wednesday 2026-12-02, 07:00 UTC.
-        let s = CronSchedule::parse("0 0 8 * * 1-5", "Europe/Berlin").unwrap();
-        let tuesday_noon = 1_796_126_400_000; // 2026-12-01T12:00:00Z
-        let ticks = s.ticks(tuesday_noon - 86_400_000, tuesday_noon + 86_400_000);
-        let shown: Vec<String> = ticks
-            .iter()
-            .map(|t| chrono::DateTime::from_timestamp_millis(*t).unwrap().to_rfc3339())
-            .collect();
-        assert_eq!(shown, ["2026-12-01T07:00:00+00:00", "2026-12-02T07:00:00+00:00"]);
-        // Saturday and Sunday have none.
-        let saturday = 1_796_428_800_000; // 2026-12-05T00:00:00Z
-        assert!(s.ticks(saturday, saturday + 2 * 86_400_000).is_empty());
-        assert!(CronSchedule::parse("0 8 * * *", "UTC").is_err());
-        assert!(CronSchedule::parse("0 0 8 * * *", "Mars/Olympus").is_err());
-    }
 
     #[test]
     fn request_validations_name_each_failed_rule() {

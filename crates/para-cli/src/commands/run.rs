@@ -6,11 +6,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use para_server::engine::{self, Start};
+use std::sync::Arc;
+
+use para_auth::SecretKey;
+use para_connect::{Connect, ConnectConfig};
+use para_worker::engine::{self, Start};
+use para_worker::{EngineConfig, Worker, WorkerConfig};
 use serde_json::{Value, json};
 
-use crate::cli::{ProjectArg, RunArgs, ServeArgs};
-use crate::commands::serve::{Setup, build_now, runtime};
+use crate::cli::RunArgs;
+use crate::commands::serve::{build_now, runtime};
 use crate::{commands, output};
 
 pub fn run(args: RunArgs) -> i32 {
@@ -52,26 +57,52 @@ pub fn run(args: RunArgs) -> i32 {
         );
         return commands::USAGE;
     };
-    let serve = ServeArgs {
-        port: 0,
-        host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        database: args.database.clone(),
-        public_url: None,
-        project: ProjectArg { project: Some(root.clone()) },
+    // The same secret key and OAuth clients `para serve` would use (credentials were sealed
+    // with the key; a refresh needs the client).
+    let secrets = match SecretKey::from_env_or_dev(&root) {
+        Ok(key) => key,
+        Err(e) => {
+            output::error(e.to_string(), e.hint().as_deref());
+            return commands::USAGE;
+        }
     };
-    let setup = match Setup::new(root, &serve) {
-        Ok(setup) => setup,
-        Err(code) => return code,
+    let oauth_clients = match para_connect::clients::load_oauth_clients(&root) {
+        Ok(clients) => clients,
+        Err(message) => {
+            output::error(
+                message,
+                Some(
+                    "fix .para/oauth-clients.json: docs/server.md § OAuth clients and endpoint overrides",
+                ),
+            );
+            return commands::USAGE;
+        }
     };
+    let database = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let (state, _listener) = match setup.start(build).await {
-            Ok(started) => started,
-            Err(code) => return code,
+        let store = match para_store::Store::open(&database).await {
+            Ok(store) => store,
+            Err(e) => {
+                output::error(
+                    format!("cannot open the database: {e}"),
+                    Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
+                );
+                return commands::USAGE;
+            }
         };
+        // No server: nothing is served, so there is no public URL (a run starts no OAuth flow).
+        let config = ConnectConfig { public_url: String::new(), oauth_clients };
+        let connect = Arc::new(Connect::new(config, build, store, secrets));
+        // A run started by hand is not subject to workflows' permissions.
+        let worker_config = WorkerConfig { project_root: root, permissions_from_token_only: false };
+        let state = Worker::new(connect, EngineConfig::from_env(), worker_config);
         engine::start_workers(&state);
         if let Err(e) = state.store.touch_user(&state.project_id, &args.user, None).await {
             output::error(format!("cannot record the user: {e}"), None);
@@ -91,7 +122,7 @@ pub fn run(args: RunArgs) -> i32 {
         let started = match engine::start_run(&state, start, false).await {
             Ok(s) => s,
             Err(e) => {
-                output::error(e.message, None);
+                output::error(e.to_string(), None);
                 return commands::FINDINGS;
             }
         };

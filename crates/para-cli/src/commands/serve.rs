@@ -124,7 +124,7 @@ impl Setup {
             output::error(e.to_string(), e.hint().as_deref());
             commands::USAGE
         })?;
-        let oauth_clients = para_server::config::load_oauth_clients(&root).map_err(|message| {
+        let oauth_clients = para_connect::clients::load_oauth_clients(&root).map_err(|message| {
             output::error(
                 message,
                 Some(

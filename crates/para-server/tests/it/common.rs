@@ -213,9 +213,9 @@ async fn engine_running(state: &AppState) {
             credential_id: None,
             configuration_id: None,
         };
-        match para_server::engine::start_run(state, nothing, false).await {
-            Err(e) if e.code == "not_found" => return,
-            Err(e) if e.code == "engine_stopped" => {
+        match para_server::engine::start_run(&state.worker, nothing, false).await {
+            Err(para_worker::Error::NoWorkflow(_)) => return,
+            Err(para_worker::Error::EngineStopped) => {
                 assert!(std::time::Instant::now() < deadline, "the engine did not start in 30 s");
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

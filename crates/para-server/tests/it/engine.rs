@@ -881,9 +881,9 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
         .state()
         .await;
     assert_eq!(state.build().secrets, ["TASKFLOW_API_KEY"]);
-    assert!(para_server::engine::secrets(&state).is_empty(), "none set");
+    assert!(para_server::engine::secrets(&state.worker).is_empty(), "none set");
     para_auth::env_secrets::set(root.path(), &key, "TASKFLOW_API_KEY", "tf-stored").unwrap();
-    assert_eq!(para_server::engine::secrets(&state)["TASKFLOW_API_KEY"], "tf-stored");
+    assert_eq!(para_server::engine::secrets(&state.worker)["TASKFLOW_API_KEY"], "tf-stored");
     // Read again when the file changes (its modification time moved on explicitly: two
     // writes within one clock tick could share one).
     para_auth::env_secrets::set(root.path(), &key, "TASKFLOW_API_KEY", "tf-stored-2").unwrap();
@@ -892,7 +892,7 @@ async fn environment_secrets_come_from_the_environment_else_from_para_secrets_se
         .open(root.path().join(para_auth::env_secrets::ENV_SECRETS_FILE))
         .unwrap();
     file.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
-    assert_eq!(para_server::engine::secrets(&state)["TASKFLOW_API_KEY"], "tf-stored-2");
+    assert_eq!(para_server::engine::secrets(&state.worker)["TASKFLOW_API_KEY"], "tf-stored-2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

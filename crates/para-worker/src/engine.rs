@@ -25,8 +25,7 @@ use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, Write};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::{Error, Worker};
 
 /// Tunables, from the environment (`PARA_ENGINE_*`).
 #[derive(Debug, Clone)]
@@ -94,7 +93,7 @@ struct Commit {
     done: oneshot::Sender<bool>,
 }
 
-/// The engine's state in [`AppState`].
+/// The engine's state in [`Worker`].
 pub struct Engine {
     /// This process's name in leases.
     pub worker: String,
@@ -112,7 +111,7 @@ pub struct Engine {
     active: Mutex<std::collections::HashSet<String>>,
     started: AtomicBool,
     /// The state the engine runs in, set by [`start`].
-    state: std::sync::OnceLock<std::sync::Weak<AppState>>,
+    state: std::sync::OnceLock<std::sync::Weak<Worker>>,
 }
 
 /// What starts a run.
@@ -191,18 +190,9 @@ impl Engine {
     }
 }
 
-/// Starts the engine's background tasks (once per state): the committer, the poller, the
-/// lease renewer and the cron scheduler.
-pub fn start(state: &Arc<AppState>) {
-    if start_workers(state) {
-        tokio::spawn(crate::triggers::cron_loop(state.clone()));
-        tokio::spawn(crate::triggers::polling_loop(state.clone()));
-    }
-}
-
 /// Starts the committer, the poller and the lease renewer, not the cron scheduler (`para
 /// run`). False when already started.
-pub fn start_workers(state: &Arc<AppState>) -> bool {
+pub fn start_workers(state: &Arc<Worker>) -> bool {
     let engine = &state.engine;
     if engine.started.swap(true, Ordering::SeqCst) {
         return false;
@@ -218,7 +208,7 @@ pub fn start_workers(state: &Arc<AppState>) -> bool {
 
 /// Gives back this process's leases (graceful shutdown) so another process resumes its runs
 /// at once.
-pub async fn stop(state: &AppState) {
+pub async fn stop(state: &Worker) {
     if let Err(e) = state.store.release_leases(&state.engine.worker).await {
         eprintln!("para: could not release run leases: {e}");
     }
@@ -227,7 +217,7 @@ pub async fn stop(state: &AppState) {
 /// Commits the queued writes in batches, and renews the leases of the runs executing here.
 /// Both on this one task, so this process's transactions on its runs never wait for each
 /// other (PostgreSQL could otherwise find a renewal and a batch deadlocked).
-async fn committer(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<Commit>) {
+async fn committer(state: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<Commit>) {
     let engine = &state.engine;
     let period = Duration::from_millis((engine.config.lease_ms / 3).max(50) as u64);
     let mut renew = tokio::time::interval(period);
@@ -279,7 +269,7 @@ async fn committer(state: Arc<AppState>, mut rx: mpsc::UnboundedReceiver<Commit>
 /// at most 5 s: how late another process's parked or orphaned run may be picked up). Whether
 /// anything is due is asked on a read connection first, so an idle server does not take the
 /// writer.
-async fn poller(state: Arc<AppState>) {
+async fn poller(state: Arc<Worker>) {
     let engine = &state.engine;
     let busy = Duration::from_millis(engine.config.poll_ms.max(1));
     let idle_max =
@@ -322,7 +312,7 @@ async fn poller(state: Arc<AppState>) {
 }
 
 /// The workflow and its integration key in the served build.
-pub fn find_workflow(state: &AppState, workflow_id: &str) -> Option<(String, Workflow)> {
+pub fn find_workflow(state: &Worker, workflow_id: &str) -> Option<(String, Workflow)> {
     let build = state.build();
     build.integrations.values().find_map(|i| {
         let w = i.workflows.get(workflow_id)?;
@@ -347,7 +337,7 @@ fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRec
     })
 }
 
-fn new_run(state: &AppState, start: &Start) -> NewRun {
+fn new_run(state: &Worker, start: &Start) -> NewRun {
     NewRun {
         id: uuid::Uuid::new_v4().to_string(),
         project_id: state.project_id.clone(),
@@ -364,19 +354,15 @@ fn new_run(state: &AppState, start: &Start) -> NewRun {
 
 /// Writes a run leased to this process and executes it here. Returns once the run is durable.
 pub async fn start_run(
-    state: &AppState,
+    state: &Worker,
     start: Start,
     want_response: bool,
-) -> Result<Started, ApiError> {
+) -> Result<Started, Error> {
     let Some(owner) = state.engine.state.get().and_then(std::sync::Weak::upgrade) else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "engine_stopped",
-            "the workflow engine is not running in this process",
-        ));
+        return Err(Error::EngineStopped);
     };
     let (_, workflow) = find_workflow(state, &start.workflow_id)
-        .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", start.workflow_id)))?;
+        .ok_or_else(|| Error::NoWorkflow(start.workflow_id.clone()))?;
     let run = new_run(state, &start);
     let now = now_ms();
     let steps: Vec<StepRecord> =
@@ -397,7 +383,7 @@ pub async fn start_run(
         Some(created)
     } else {
         if !created.await.unwrap_or(false) {
-            return Err(not_recorded());
+            return Err(Error::NotRecorded);
         }
         None
     };
@@ -426,14 +412,6 @@ pub async fn start_run(
     Ok(Started { run_id, response })
 }
 
-pub fn not_recorded() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "not_recorded",
-        "the run could not be recorded; try again",
-    )
-}
-
 /// What a run started in this process brings along.
 struct Fresh {
     workflow: Workflow,
@@ -443,9 +421,9 @@ struct Fresh {
 }
 
 /// Writes a queued run for whichever process claims it first (cron ticks, replays).
-pub async fn enqueue(state: &AppState, start: Start) -> Result<String, ApiError> {
+pub async fn enqueue(state: &Worker, start: Start) -> Result<String, Error> {
     let (_, workflow) = find_workflow(state, &start.workflow_id)
-        .ok_or_else(|| ApiError::not_found(format!("no workflow `{}`", start.workflow_id)))?;
+        .ok_or_else(|| Error::NoWorkflow(start.workflow_id.clone()))?;
     let write = queued(state, &workflow, &start);
     let Write::Create { run, .. } = &write else { unreachable!("queued makes a Create") };
     let id = run.id.clone();
@@ -455,14 +433,14 @@ pub async fn enqueue(state: &AppState, start: Start) -> Result<String, ApiError>
 }
 
 /// The write of a queued run (not leased: any process may claim it).
-pub fn queued(state: &AppState, workflow: &Workflow, start: &Start) -> Write {
+pub fn queued(state: &Worker, workflow: &Workflow, start: &Start) -> Write {
     let run = new_run(state, start);
     let steps = trigger_entry(workflow, &start.trigger_output, now_ms()).into_iter().collect();
     Write::Create { run, lease: None, steps }
 }
 
 /// Tells the poller queued runs are waiting.
-pub fn wake(state: &AppState) {
+pub fn wake(state: &Worker) {
     state.engine.wake.notify_one();
 }
 
@@ -499,7 +477,7 @@ fn to_record(e: JournalEntry) -> StepRecord {
 }
 
 /// Executes (or resumes) a run this process holds the lease of.
-async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
+async fn execute(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) {
     let engine = &state.engine;
     let id = run.id.clone();
     engine.active.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
@@ -513,7 +491,7 @@ async fn execute(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) {
 }
 
 /// Executes a run this process holds; true when its outcome was recorded.
-async fn execute_held(state: Arc<AppState>, run: Run, fresh: Option<Fresh>) -> bool {
+async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> bool {
     let (workflow, user, created) = match fresh {
         Some(f) => (Some(f.workflow), f.user, f.created),
         None => (None, None, None),
@@ -586,7 +564,7 @@ pub struct UserData {
 }
 
 impl UserData {
-    pub async fn load(state: &AppState, user_id: &str) -> Result<UserData, para_store::StoreError> {
+    pub async fn load(state: &Worker, user_id: &str) -> Result<UserData, para_store::StoreError> {
         let p = &state.project_id;
         let (user, settings, credentials) = tokio::join!(
             state.store.user(p, user_id),
@@ -604,7 +582,7 @@ impl UserData {
 /// Everything the run reads besides step outputs: the user, their credential and settings,
 /// the project's secrets.
 async fn run_context(
-    state: &AppState,
+    state: &Worker,
     run: &Run,
     workflow: &Workflow,
     known: Option<Arc<UserData>>,
@@ -622,9 +600,10 @@ async fn run_context(
         settings_values(&data.settings, &run.integration, configuration, workflow_id)
     };
     // Password settings are stored sealed: opened for the run, and kept out of its journal.
-    let (shared_settings, mut sensitive) = crate::passwords::open(state, &run.user_id, values(""));
+    let (shared_settings, mut sensitive) =
+        para_connect::passwords::open(state, &run.user_id, values(""));
     let (workflow_settings, more) =
-        crate::passwords::open(state, &run.user_id, values(&workflow.id));
+        para_connect::passwords::open(state, &run.user_id, values(&workflow.id));
     sensitive.extend(more);
     let mut context = RunContext {
         user_id: run.user_id.clone(),
@@ -644,7 +623,7 @@ async fn run_context(
     if let Some(c) = credential {
         context.provider_id = c.provider_id.clone();
         context.provider_data = Some(c.provider_data.clone());
-        if let Ok(m) = crate::refresh::open(state, c) {
+        if let Ok(m) = para_connect::refresh::open(state, c) {
             let mut fields = m.values.clone();
             if let Some(token) = m.access_token() {
                 fields.insert("oauthAccessToken".into(), Value::String(token.to_string()));
@@ -672,7 +651,7 @@ pub fn settings_values(
 /// The project's environment secrets the build uses: `PARA_SECRET_<NAME>` in the server's
 /// environment (never a bare `<NAME>`: a secret named `PATH` is not the server's), else what `para secrets set` stored (`.para/secrets.json`, read
 /// again when it changes).
-pub fn secrets(state: &AppState) -> Map<String, Value> {
+pub fn secrets(state: &Worker) -> Map<String, Value> {
     let build = state.build();
     let stored = stored_secrets(state);
     build
@@ -689,7 +668,7 @@ pub fn secrets(state: &AppState) -> Map<String, Value> {
 type StoredSecrets = std::collections::BTreeMap<String, String>;
 
 /// `.para/secrets.json`, opened, cached until the file changes.
-fn stored_secrets(state: &AppState) -> Arc<StoredSecrets> {
+fn stored_secrets(state: &Worker) -> Arc<StoredSecrets> {
     let root = &state.config.project_root;
     let path = root.join(para_auth::env_secrets::ENV_SECRETS_FILE);
     let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
@@ -712,7 +691,7 @@ fn stored_secrets(state: &AppState) -> Arc<StoredSecrets> {
 }
 
 struct ServerHost {
-    state: Arc<AppState>,
+    state: Arc<Worker>,
     run_id: String,
     user_id: String,
     integration: String,
@@ -857,7 +836,7 @@ pub use para_connect::send::Account;
 /// Without: to the URL as written. Within [`EngineConfig::request_timeout`]. An HTTP error
 /// status is a response; `Err` is a request that got none.
 pub async fn send(
-    state: &AppState,
+    state: &Worker,
     account: Option<Account<'_>>,
     request: HttpRequest,
 ) -> Result<HttpResponse, StepError> {
@@ -870,7 +849,7 @@ pub async fn send(
 }
 
 async fn send_now(
-    state: &AppState,
+    state: &Worker,
     account: Option<Account<'_>>,
     request: HttpRequest,
 ) -> Result<HttpResponse, StepError> {
@@ -900,9 +879,9 @@ async fn send_now(
             .await
             .map_err(|e| {
                 let what = if e.is_timeout() { "timed out" } else { "failed" };
-                StepError::new(format!("{shown} {what}: {}", crate::oauth::error_chain(&e)))
+                StepError::new(format!("{shown} {what}: {}", para_connect::oauth::error_chain(&e)))
             })?;
-        let response: axum::http::Response<reqwest::Body> = response.into();
+        let response: http::Response<reqwest::Body> = response.into();
         let (parts, body) = response.into_parts();
         let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
             body,
@@ -954,13 +933,13 @@ async fn send_now(
 /// unless the step says otherwise, its `authorization` option as a header, and the body in its
 /// `bodyType` (form, raw text, else JSON).
 struct Encoded {
-    method: axum::http::Method,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    method: http::Method,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
 }
 
 fn encode(request: &HttpRequest) -> Result<Encoded, StepError> {
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+    use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
     let method = Method::from_bytes(request.method.as_bytes())
         .map_err(|_| StepError::permanent(format!("`{}` is not an HTTP method", request.method)))?;
     let mut headers = HeaderMap::new();
@@ -982,7 +961,7 @@ fn encode(request: &HttpRequest) -> Result<Encoded, StepError> {
     {
         put("authorization", &value)?;
     }
-    let mut body = axum::body::Bytes::new();
+    let mut body = bytes::Bytes::new();
     if let Some(value) = &request.body {
         let (content_type, bytes) =
             match request.body_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -1012,11 +991,7 @@ fn encode(request: &HttpRequest) -> Result<Encoded, StepError> {
 }
 
 /// An answer as a step sees it: status, headers (last of each name), body as JSON or text.
-fn response_of(
-    status: axum::http::StatusCode,
-    headers: &axum::http::HeaderMap,
-    bytes: &[u8],
-) -> HttpResponse {
+fn response_of(status: http::StatusCode, headers: &http::HeaderMap, bytes: &[u8]) -> HttpResponse {
     let headers: Map<String, Value> = headers
         .iter()
         .filter_map(|(k, v)| {

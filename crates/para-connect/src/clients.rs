@@ -1,4 +1,6 @@
-//! Per-integration server configuration: the company's OAuth apps and endpoint overrides.
+//! The company's OAuth apps and endpoint overrides, per integration ([`ConnectConfig::oauth_clients`]).
+//!
+//! [`ConnectConfig::oauth_clients`]: crate::ConnectConfig::oauth_clients
 //!
 //! From `.para/oauth-clients.json` (keys are integration keys):
 //!
@@ -17,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use para_connect::{OAuthClient, env_key};
+use crate::{OAuthClient, env_key};
 
 pub const OAUTH_CLIENTS_FILE: &str = ".para/oauth-clients.json";
 

@@ -1,0 +1,97 @@
+//! The engine's host in a `para` process: it starts runs, leases due runs from the database,
+//! executes them with `para_engine::run::execute` (the `Host` here sends requests through
+//! `para_connect::Connect::send`) and commits their journals; the poller, cron and polling
+//! triggers; a project's environment secrets.
+//!
+//! [`Worker`] holds the credentials domain and the engine. `para serve` builds one inside its
+//! `AppState`; `para run` builds one alone. Nothing here answers HTTP: no axum, no
+//! `para-server`; errors are [`Error`], which the edge maps to statuses.
+
+pub mod actions;
+pub mod engine;
+pub mod permissions;
+pub mod triggers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use para_connect::Connect;
+
+pub use engine::{Engine, EngineConfig};
+
+/// What the worker is configured with besides the engine's tunables.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerConfig {
+    /// Where the project's `.para/secrets.json` (`para secrets set`) is read.
+    pub project_root: PathBuf,
+    /// Workflows' permissions read only the metadata a user's token signed (`PARA_PERMISSIONS_FROM_TOKEN_ONLY`).
+    pub permissions_from_token_only: bool,
+}
+
+/// The engine of one process over the credentials domain of its project.
+pub struct Worker {
+    pub connect: Arc<Connect>,
+    pub engine: Engine,
+    pub config: WorkerConfig,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Connect;
+
+    fn deref(&self) -> &Connect {
+        &self.connect
+    }
+}
+
+impl Worker {
+    /// A worker over `connect`; a new connection starts the user's integration-enabled
+    /// workflows from now on ([`para_connect::Hooks`]).
+    pub fn new(connect: Arc<Connect>, engine: EngineConfig, config: WorkerConfig) -> Arc<Worker> {
+        let worker = Arc::new(Worker { connect, engine: Engine::new(engine), config });
+        worker.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&worker))));
+        worker
+    }
+}
+
+/// Starts the worker's background tasks (once per worker): the engine's committer, poller and
+/// lease renewer ([`engine::start_workers`]), the cron scheduler and the polling triggers.
+pub fn start(worker: &Arc<Worker>) {
+    if engine::start_workers(worker) {
+        tokio::spawn(triggers::cron_loop(worker.clone()));
+        tokio::spawn(triggers::polling_loop(worker.clone()));
+    }
+}
+
+struct Hooks(std::sync::Weak<Worker>);
+
+impl para_connect::Hooks for Hooks {
+    fn connected<'a>(
+        &'a self,
+        user_id: &'a str,
+        integration: &'a str,
+        credential_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(worker) = self.0.upgrade() {
+                triggers::integration_enabled(&worker, user_id, integration, credential_id).await;
+            }
+        })
+    }
+}
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine's tasks are not running in this process.
+    #[error("the workflow engine is not running in this process")]
+    EngineStopped,
+    #[error("no workflow `{0}`")]
+    NoWorkflow(String),
+    /// The run could not be written: nothing was started.
+    #[error("the run could not be recorded; try again")]
+    NotRecorded,
+    #[error("storage error: {0}")]
+    Store(#[from] para_store::StoreError),
+}
