@@ -53,7 +53,7 @@ pub struct Destination<'a>(Dest<'a>);
 #[derive(Debug, Clone)]
 enum Dest<'a> {
     Below(&'a str),
-    Configured(url::Url),
+    Configured(Box<url::Url>),
 }
 
 impl<'a> Destination<'a> {
@@ -64,7 +64,7 @@ impl<'a> Destination<'a> {
 
     /// A URL the integration's settings name (test endpoint, account lookup).
     pub(crate) fn configured(url: url::Url) -> Destination<'static> {
-        Destination(Dest::Configured(url))
+        Destination(Dest::Configured(Box::new(url)))
     }
 }
 
@@ -194,80 +194,107 @@ impl Connect {
 
     /// Sends `request` with the prepared credential (see the module's guarantees). An HTTP
     /// error status is an answer; `Err` is a request refused here or that got no answer.
+    ///
+    /// The request's fields are used in place (not moved into locals) and the rare paths are
+    /// boxed: this future is part of every proxied request's, which is moved into a box per
+    /// request, so its size is paid on each one.
     pub async fn send(
         &self,
         mut prepared: Arc<Prepared>,
-        request: Outgoing<'_>,
+        mut request: Outgoing<'_>,
     ) -> Result<Response<Answer>, Error> {
-        let Outgoing { method, destination, query, headers: mut forwarded, body, keep, wait_429 } =
-            request;
-        if !forwarded.contains_key(header::USER_AGENT) {
-            forwarded.insert(header::USER_AGENT, user_agent());
+        if !request.headers.contains_key(header::USER_AGENT) {
+            request.headers.insert(header::USER_AGENT, user_agent());
         }
-        // A second attempt (after a refresh or a wait) needs them again.
+        // One second attempt (after a refresh or a wait) needs the headers again.
         let refreshable =
             prepared.credential.is_some() && refresh::can_refresh(&prepared.connector);
-        let again = (refreshable || !wait_429.is_zero()).then(|| forwarded.clone());
-        let mut refreshed = false;
-        let mut waited = false;
+        let mut again =
+            (refreshable || !request.wait_429.is_zero()).then(|| request.headers.clone());
         loop {
-            let mut target = prepared.target_of(self, &destination, query)?;
+            let mut target = prepared.target_of(self, &request.destination, request.query)?;
             let authorization = prepared.authorization()?;
             target.append_query(&authorization.query);
-            let mut headers = std::mem::take(&mut forwarded);
+            let mut headers = std::mem::take(&mut request.headers);
             for (name, value) in &authorization.headers {
                 headers.insert(name.clone(), value.clone());
             }
             headers.entry(header::HOST).or_insert_with(|| target.host.clone());
             let origin = target.origin.clone();
             let outgoing = upstream::Outgoing {
-                method: method.clone(),
+                method: request.method.clone(),
                 target: target.text,
                 headers,
-                body: body.clone(),
+                body: request.body.clone(),
             };
-            let answer = match self.upstream.send(&origin, outgoing, keep).await {
+            let answer = match self.upstream.send(&origin, outgoing, request.keep).await {
                 Ok(answer) => answer,
-                Err(e) => {
-                    let what = if e.is_timeout() { "timed out" } else { "failed" };
-                    let target = prepared.target_of(self, &destination, query)?;
-                    return Err(Error::new(
-                        Kind::Upstream,
-                        "upstream",
-                        format!(
-                            "{} {}://{}{} {what}: {e}",
-                            prepared.connector.name,
-                            origin.scheme(),
-                            origin.host(),
-                            target.path(),
-                        ),
-                    ));
-                }
+                Err(e) => return Err(self.no_answer(&prepared, &request, &origin, &e)),
             };
-            if answer.status() == StatusCode::UNAUTHORIZED && refreshable && !refreshed {
-                refreshed = true;
-                if let (Some(headers), Some(c)) = (again.clone(), prepared.credential.clone())
-                    && let Some((fresh, m)) =
-                        Box::pin(refresh::after_unauthorized(self, &prepared.connector, c)).await?
-                {
-                    forwarded = headers;
-                    prepared = Arc::new(Prepared::new(self, &prepared.connector, Some(fresh), m));
-                    continue;
+            let retry = match answer.status() {
+                StatusCode::UNAUTHORIZED if refreshable => Some(None),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    retry_after(answer.headers()).filter(|wait| *wait <= request.wait_429).map(Some)
                 }
-            }
-            if answer.status() == StatusCode::TOO_MANY_REQUESTS
-                && !waited
-                && let Some(wait) = retry_after(answer.headers()).filter(|w| *w <= wait_429)
-                && let Some(headers) = again.clone()
+                _ => None,
+            };
+            if let Some(wait) = retry
+                && let Some(headers) = again.take()
             {
-                waited = true;
-                forwarded = headers;
                 drop(answer);
-                tokio::time::sleep(wait).await;
+                prepared = Box::pin(self.before_again(prepared, wait)).await?;
+                request.headers = headers;
                 continue;
             }
             return Ok(answer);
         }
+    }
+
+    /// What a request is sent again with: after a 401 (`wait` none) the credential refreshed
+    /// once (or as another request just refreshed it); after a 429, the same, once `wait` is
+    /// over.
+    async fn before_again(
+        &self,
+        prepared: Arc<Prepared>,
+        wait: Option<Duration>,
+    ) -> Result<Arc<Prepared>, Error> {
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+            return Ok(prepared);
+        }
+        let Some(c) = prepared.credential.clone() else { return Ok(prepared) };
+        match refresh::after_unauthorized(self, &prepared.connector, c).await? {
+            Some((fresh, m)) => {
+                Ok(Arc::new(Prepared::new(self, &prepared.connector, Some(fresh), m)))
+            }
+            None => Ok(prepared),
+        }
+    }
+
+    /// The error of a request that got no answer.
+    #[cold]
+    fn no_answer(
+        &self,
+        prepared: &Prepared,
+        request: &Outgoing<'_>,
+        origin: &upstream::Origin,
+        e: &upstream::Failure,
+    ) -> Error {
+        let what = if e.is_timeout() { "timed out" } else { "failed" };
+        let path = match prepared.target_of(self, &request.destination, request.query) {
+            Ok(target) => target.path().to_string(),
+            Err(e) => return e,
+        };
+        Error::new(
+            Kind::Upstream,
+            "upstream",
+            format!(
+                "{} {}://{}{path} {what}: {e}",
+                prepared.connector.name,
+                origin.scheme(),
+                origin.host(),
+            ),
+        )
     }
 }
 
