@@ -71,11 +71,7 @@ pub async fn hold(state: &Connect, id: &str) -> Result<tokio::sync::OwnedMutexGu
     let deadline = now_ms() + LEASE_MS + 5_000;
     while !state.store.try_lease_refresh(id, now_ms() + LEASE_MS).await? {
         if now_ms() > deadline {
-            return Err(Error::new(
-                crate::Kind::Unavailable,
-                "refresh_timeout",
-                "another server is refreshing this credential and has not finished; retry",
-            ));
+            return Err(refresh_timeout());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -86,6 +82,15 @@ pub async fn hold(state: &Connect, id: &str) -> Result<tokio::sync::OwnedMutexGu
 pub async fn release(state: &Connect, id: &str) -> Result<(), Error> {
     state.store.release_refresh(id).await?;
     Ok(())
+}
+
+/// Another process held the refresh lease past its end.
+fn refresh_timeout() -> Error {
+    Error::new(
+        crate::Kind::Unavailable,
+        "refresh_timeout",
+        "another server is refreshing this credential and has not finished; retry",
+    )
 }
 
 /// When an access token obtained now expires (`expires_in`), in Unix ms.
@@ -170,11 +175,7 @@ async fn renew(
         }
         // Another process is refreshing: wait for its result.
         if now_ms() > deadline {
-            return Err(Error::new(
-                crate::Kind::Unavailable,
-                "refresh_timeout",
-                "another server is refreshing this credential and has not finished; retry",
-            ));
+            return Err(refresh_timeout());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -20,6 +20,24 @@ pub const USAGE: i32 = 2;
 
 /// The project root: `--project DIR` as given, else found from the current folder upwards.
 /// Prints the error (with its hint) and gives the exit code when there is none.
+/// `--database`, else the project's SQLite file (`.para/para.db`).
+pub fn database_or_default(root: &std::path::Path, given: Option<&str>) -> String {
+    given
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()))
+}
+
+/// Opens (and migrates) the database; an error is printed with what to pass instead.
+pub async fn open_store(url: &str) -> Result<para_store::Store, i32> {
+    para_store::Store::open(url).await.map_err(|e| {
+        crate::output::error(
+            format!("cannot open the database: {e}"),
+            Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
+        );
+        USAGE
+    })
+}
+
 pub fn project_root(project: Option<&std::path::Path>) -> Result<std::path::PathBuf, i32> {
     let found = match project {
         Some(dir) => para_project::root_at(dir),

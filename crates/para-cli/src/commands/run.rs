@@ -78,24 +78,15 @@ pub fn run(args: RunArgs) -> i32 {
             return commands::USAGE;
         }
     };
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
+    let database = commands::database_or_default(&root, args.database.as_deref());
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let store = match para_store::Store::open(&database).await {
+        let store = match commands::open_store(&database).await {
             Ok(store) => store,
-            Err(e) => {
-                output::error(
-                    format!("cannot open the database: {e}"),
-                    Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
-                );
-                return commands::USAGE;
-            }
+            Err(code) => return code,
         };
         // No server: nothing is served, so there is no public URL (a run starts no OAuth flow).
         let config = ConnectConfig { public_url: String::new(), oauth_clients };

@@ -57,15 +57,9 @@ pub fn run(args: RunsArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let store = match runtime.block_on(Store::open(&url)) {
+    let store = match runtime.block_on(commands::open_store(&url)) {
         Ok(store) => store,
-        Err(e) => {
-            output::error(
-                format!("cannot open the database: {e}"),
-                Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
-            );
-            return commands::USAGE;
-        }
+        Err(code) => return code,
     };
     let names = Names::of(build.as_ref());
     let shown = match &args.run {
@@ -95,9 +89,7 @@ fn project_id(root: &Path, build: Option<&Build>) -> String {
 /// `--database`, or the project's SQLite file; a SQLite file must exist (opening would
 /// create an empty one).
 fn database_url(root: &Path, given: Option<&str>) -> Result<String, i32> {
-    let url = given
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
+    let url = commands::database_or_default(root, given);
     if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         let path = PathBuf::from(rest.split('?').next().unwrap_or(rest));
         if !rest.starts_with(":memory:") && !path.exists() {

@@ -133,10 +133,7 @@ impl Setup {
             );
             commands::USAGE
         })?;
-        let database = args
-            .database
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", root.join(".para/para.db").display()));
+        let database = commands::database_or_default(&root, args.database.as_deref());
         let addr = SocketAddr::new(args.host, args.port);
         let listener = std::net::TcpListener::bind(addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -171,13 +168,7 @@ impl Setup {
         self,
         build: Build,
     ) -> Result<(Arc<AppState>, tokio::net::TcpListener), i32> {
-        let store = para_store::Store::open(&self.database).await.map_err(|e| {
-            output::error(
-                format!("cannot open the database: {e}"),
-                Some("pass --database sqlite://path/para.db or postgres://user:pass@host/db"),
-            );
-            commands::USAGE
-        })?;
+        let store = commands::open_store(&self.database).await?;
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(|e| {
             output::error(format!("cannot listen: {e}"), None);
             commands::FINDINGS
