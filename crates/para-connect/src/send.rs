@@ -124,32 +124,32 @@ impl Connect {
     /// The user's credential for `account`, opened (refreshed first when about to expire) and
     /// prepared; from the cache when it was prepared moments ago.
     pub async fn prepare(&self, account: Account<'_>) -> Result<Arc<Prepared>, Error> {
-        let Account { user_id, integration, credential_id, require_valid } = account;
-        let connector = self.connector(integration).ok_or_else(|| {
-            Error::not_found(format!("no integration `{integration}` in this project"))
-        })?;
-        let selected = credential_id.unwrap_or("");
-        let prepared = match self.credential_cache.get(user_id, integration, selected) {
-            // Prepared with this connector (a rebuilt project has new ones).
-            Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => hit,
-            // Boxed, as every rare path here: their futures (database, token refresh) would
-            // otherwise make every request's future, moved into a box per request, larger.
-            _ => Box::pin(self.prepare_fresh(&connector, account)).await?,
-        };
-        if require_valid
-            && let Some(c) = &prepared.credential
-            && c.status != "VALID"
-        {
-            return Err(Error::new(
-                Kind::BadRequest,
-                "credential_unusable",
-                format!(
-                    "the {integration} account (credential `{}`) is {}: the user must connect it again",
-                    c.id, c.status
-                ),
-            ));
+        if let Some(hit) = self.prepared_now(account)? {
+            return Ok(hit);
         }
-        Ok(prepared)
+        let connector = self.connector_of(account.integration)?;
+        let fresh = Box::pin(self.prepare_fresh(&connector, account)).await?;
+        usable_for(account, fresh)
+    }
+
+    /// [`Connect::prepare`] when the cache has the credential, without waiting (the proxy's
+    /// hot path: no future of its own); `Ok(None)`: call [`Connect::prepare`].
+    pub fn prepared_now(&self, account: Account<'_>) -> Result<Option<Arc<Prepared>>, Error> {
+        let connector = self.connector_of(account.integration)?;
+        let selected = account.credential_id.unwrap_or("");
+        match self.credential_cache.get(account.user_id, account.integration, selected) {
+            // Prepared with this connector (a rebuilt project has new ones).
+            Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => {
+                usable_for(account, hit).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn connector_of(&self, integration: &str) -> Result<Arc<Connector>, Error> {
+        self.connector(integration).ok_or_else(|| {
+            Error::not_found(format!("no integration `{integration}` in this project"))
+        })
     }
 
     async fn prepare_fresh(
@@ -198,6 +198,7 @@ impl Connect {
     /// The request's fields are used in place (not moved into locals) and the rare paths are
     /// boxed: this future is part of every proxied request's, which is moved into a box per
     /// request, so its size is paid on each one.
+    #[inline]
     pub async fn send(
         &self,
         mut prepared: Arc<Prepared>,
@@ -296,6 +297,25 @@ impl Connect {
             ),
         )
     }
+}
+
+/// `prepared`, unless the account must be usable as it is (a run's) and its credential needs
+/// reconnecting.
+fn usable_for(account: Account<'_>, prepared: Arc<Prepared>) -> Result<Arc<Prepared>, Error> {
+    if account.require_valid
+        && let Some(c) = &prepared.credential
+        && c.status != "VALID"
+    {
+        return Err(Error::new(
+            Kind::BadRequest,
+            "credential_unusable",
+            format!(
+                "the {} account (credential `{}`) is {}: the user must connect it again",
+                account.integration, c.id, c.status
+            ),
+        ));
+    }
+    Ok(prepared)
 }
 
 /// A 429's `Retry-After` in seconds (the HTTP-date form is not waited for).

@@ -633,7 +633,11 @@ async fn proxy(
         credential_id: crate::auth::selected_credential(&parts.headers),
         require_valid: false,
     };
-    let prepared = state.prepare(account).await?;
+    let prepared = match state.prepared_now(account)? {
+        Some(hit) => hit,
+        // Boxed, as every rare path here: its future would make every request's larger.
+        None => Box::pin(state.prepare(account)).await?,
+    };
     let budget = &state.proxy_budget;
     // Held until the exchange is over (a raw answer then streams without it).
     let (body, _held) = if body.is_end_stream() {
