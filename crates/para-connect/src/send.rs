@@ -680,7 +680,7 @@ fn below(base_path: &str, tail: &str, query: Option<&str>) -> (String, usize, Qu
     let mut text =
         String::with_capacity(base_path.len() + tail.len() + query.map_or(0, str::len) + 64);
     text.push_str(base_path);
-    encode_into(&mut text, tail, in_path_set);
+    encode_into(&mut text, tail, &PATH_SET);
     if text.is_empty() {
         text.push('/');
     }
@@ -688,7 +688,7 @@ fn below(base_path: &str, tail: &str, query: Option<&str>) -> (String, usize, Qu
     let state = match query.filter(|q| !q.is_empty()) {
         Some(q) => {
             text.push('?');
-            encode_into(&mut text, q, in_query_set);
+            encode_into(&mut text, q, &QUERY_SET);
             QueryState::Some
         }
         None => QueryState::None,
@@ -749,22 +749,36 @@ impl Target {
 
 /// Bytes a URL parser percent-encodes in a path (special schemes): controls, space,
 /// `" # < > ? ` { }`, and everything beyond ASCII.
-fn in_path_set(b: u8) -> bool {
-    b <= 0x20 || b >= 0x7f || matches!(b, b'"' | b'#' | b'<' | b'>' | b'?' | b'`' | b'{' | b'}')
-}
+const PATH_SET: [bool; 256] = byte_set(b"\"#<>?`{}");
 
 /// Bytes a URL parser percent-encodes in a query (special schemes): controls, space,
 /// `" # < > '`, and everything beyond ASCII.
-fn in_query_set(b: u8) -> bool {
-    b <= 0x20 || b >= 0x7f || matches!(b, b'"' | b'#' | b'<' | b'>' | b'\'')
+const QUERY_SET: [bool; 256] = byte_set(b"\"#<>'");
+
+/// A table of the bytes to encode: controls, space, everything beyond ASCII, and `extra`.
+const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        set[b] = b <= 0x20 || b >= 0x7f;
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
 }
 
-fn encode_into(out: &mut String, text: &str, encode: fn(u8) -> bool) {
+/// `text` appended to `out` with the bytes of `set` percent-encoded (a table lookup per byte:
+/// this runs on every proxied request's path and query).
+fn encode_into(out: &mut String, text: &str, set: &[bool; 256]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = text.as_bytes();
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if encode(b) {
+        if set[usize::from(b)] {
             // Runs left as they are hold ASCII only (every byte beyond is encoded), so they
             // start and end on character boundaries.
             if plain < i {
