@@ -235,6 +235,12 @@ pub struct Resource {
 }
 
 impl Build {
+    /// The workflow of id `workflow_id` and the integration it belongs to (ids are unique across
+    /// the build). The one lookup of a workflow by id.
+    pub fn workflow(&self, workflow_id: &str) -> Option<(&Integration, &Workflow)> {
+        self.integrations.values().find_map(|i| Some((i, i.workflows.get(workflow_id)?)))
+    }
+
     /// Stamps `build_hash`. Call after every other field is final.
     pub fn seal(&mut self) {
         self.build_hash = String::new();

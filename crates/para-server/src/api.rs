@@ -933,10 +933,8 @@ async fn delete_credential(
 /// The workflow and its integration's key, or 404.
 fn find_workflow(build: &para_build::Build, workflow_id: &str) -> Result<String, ApiError> {
     build
-        .integrations
-        .values()
-        .find(|i| i.workflows.contains_key(workflow_id))
-        .map(|i| i.key.clone())
+        .workflow(workflow_id)
+        .map(|(i, _)| i.key.clone())
         .ok_or_else(|| ApiError::not_found(format!("no workflow `{workflow_id}` in this project")))
 }
 

@@ -182,8 +182,7 @@ impl Admin {
     /// not send on its own).
     pub(crate) fn csrf(&self) -> String {
         match &self.session {
-            Some(session) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(csrf_mac(session).finalize().into_bytes()),
+            Some(session) => crate::web::csrf_token(session, CSRF_PURPOSE),
             None => String::new(),
         }
     }
@@ -191,19 +190,12 @@ impl Admin {
     /// Whether a submitted form carries this session's CSRF token (always, for a bearer key).
     pub(crate) fn check_csrf(&self, form: &Form) -> bool {
         let Some(session) = &self.session else { return true };
-        form.get(CSRF_FIELD)
-            .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
-            .is_some_and(|sent| csrf_mac(session).verify_slice(&sent).is_ok())
+        crate::web::csrf_valid(session, CSRF_PURPOSE, form.get(CSRF_FIELD))
     }
 }
 
-fn csrf_mac(session: &str) -> hmac::Hmac<Sha256> {
-    let key = Sha256::digest(session.as_bytes());
-    let mut mac =
-        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(b"para-dashboard-csrf:v2");
-    mac
-}
+/// What the dashboard's CSRF tokens are for (a portal token does not pass here).
+const CSRF_PURPOSE: &str = "para-dashboard-csrf:v2";
 
 /// Checks who is asking before a handler reads anything else (a body included): off (404), a
 /// throttled peer (429), a wrong bearer key (401), no or stale session (the sign-in page, 401).
@@ -234,7 +226,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             ));
         }
         let Some(session) =
-            portal::cookie(&parts.headers, SESSION_COOKIE).filter(|s| !s.is_empty())
+            crate::web::cookie(&parts.headers, SESSION_COOKIE).filter(|s| !s.is_empty())
         else {
             return Err(login_page(StatusCode::UNAUTHORIZED, None));
         };

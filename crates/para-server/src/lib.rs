@@ -33,6 +33,7 @@ mod server;
 mod state;
 mod trigger_types;
 mod triggers;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -257,18 +257,9 @@ struct CallbackQuery {
 
 /// The user this browser was bound to by the popup's nonce page (its cookie), in this project.
 pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let nonce = cookie(headers, NONCE_COOKIE)?;
+    let nonce = crate::web::cookie(headers, NONCE_COOKIE)?;
     let (project, user) = state.store.oauth_nonce(&nonce).await.ok().flatten()?;
     (project == state.project_id).then_some(user)
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-        line.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
-    })
 }
 
 async fn callback(
@@ -313,7 +304,7 @@ async fn callback(
         }
     };
     // The browser must be the one the flow was started in, for the same user.
-    let bound = match cookie(&headers, NONCE_COOKIE) {
+    let bound = match crate::web::cookie(&headers, NONCE_COOKIE) {
         Some(nonce) => state.store.oauth_nonce(&nonce).await.ok().flatten(),
         None => None,
     };

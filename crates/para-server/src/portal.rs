@@ -29,15 +29,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use hmac::{KeyInit, Mac};
 use para_build::{Input, Integration, IntegrationKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::connect::{self, BeginOAuth, ConnectField, ConnectKind};
 use crate::settings::{self, FieldError};
@@ -241,18 +239,7 @@ fn storage_error(e: para_store::StoreError) -> Response {
 
 // ---------------------------------------------------------------- small helpers
 
-/// The value of a cookie in the request's `Cookie` headers.
-pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim().to_string())
-        })
-}
+pub(crate) use crate::web::cookie;
 
 /// Whether cookies must be `Secure` (the server is reached over HTTPS).
 pub(crate) fn secure_cookies(state: &AppState) -> bool {
@@ -410,32 +397,19 @@ pub(crate) struct PortalUser {
 }
 
 impl PortalUser {
-    /// The CSRF token of this user's session: HMAC-SHA256 keyed with the hash of the user
-    /// token. Only someone holding the token can compute it, and it changes with the token.
+    /// The CSRF token of this user's session (keyed with their token, see [`crate::web`]).
     fn csrf(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(csrf_mac(&self.token).finalize().into_bytes())
+        crate::web::csrf_token(&self.token, CSRF_PURPOSE)
     }
 
     /// Checks a submitted form's CSRF field (in constant time).
     fn check_csrf(&self, form: &Form) -> bool {
-        let Some(sent) = form
-            .get(CSRF_FIELD)
-            .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
-        else {
-            return false;
-        };
-        csrf_mac(&self.token).verify_slice(&sent).is_ok()
+        crate::web::csrf_valid(&self.token, CSRF_PURPOSE, form.get(CSRF_FIELD))
     }
 }
 
-fn csrf_mac(token: &str) -> hmac::Hmac<Sha256> {
-    let key = Sha256::digest(token.as_bytes());
-    let mut mac =
-        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(b"para-portal-csrf:v1");
-    mac
-}
+/// What the portal's CSRF tokens are for (a dashboard token does not pass here).
+const CSRF_PURPOSE: &str = "para-portal-csrf:v1";
 
 /// The portal's base path for the project: `/projects/{project}/portal`.
 fn portal_path(project: &str) -> String {
@@ -445,28 +419,7 @@ fn portal_path(project: &str) -> String {
 /// The `{project}` of `/projects/{project}/portal…`, decoded.
 fn project_of(path: &str) -> String {
     let raw = path.split('/').nth(2).unwrap_or_default();
-    percent_decode(raw)
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    para_connect::send::percent_decode(raw).unwrap_or_else(|| raw.to_string())
 }
 
 /// The 401 page: what is missing and how to get a token.
@@ -1782,16 +1735,12 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_cookies_are_read() {
+    fn paths_are_read() {
         assert_eq!(segment("custom.acmecrm"), "custom.acmecrm");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
         assert_eq!(project_of("/projects/p%201/portal/x"), "p 1");
         assert_eq!(project_of("/projects/%é1/portal"), "%é1", "no panic on odd escapes");
         assert_eq!(project_of("/projects/ab%2"), "ab%2");
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; para_token=abc.def; b=2"));
-        assert_eq!(cookie(&headers, "para_token").as_deref(), Some("abc.def"));
-        assert_eq!(cookie(&headers, "c"), None);
     }
 
     #[test]

@@ -314,10 +314,7 @@ async fn poller(state: Arc<Worker>) {
 /// The workflow and its integration key in the served build.
 pub fn find_workflow(state: &Worker, workflow_id: &str) -> Option<(String, Workflow)> {
     let build = state.build();
-    build.integrations.values().find_map(|i| {
-        let w = i.workflows.get(workflow_id)?;
-        Some((i.key.clone(), w.clone()))
-    })
+    build.workflow(workflow_id).map(|(i, w)| (i.key.clone(), w.clone()))
 }
 
 fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRecord> {

@@ -41,10 +41,8 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(id) => id,
         Err(code) => return code,
     };
-    let Some((integration, workflow)) = build
-        .integrations
-        .values()
-        .find_map(|i| i.workflows.get(&workflow_id).map(|w| (i.key.clone(), w.clone())))
+    let Some((integration, workflow)) =
+        build.workflow(&workflow_id).map(|(i, w)| (i.key.clone(), w.clone()))
     else {
         let names: Vec<String> = build
             .integrations

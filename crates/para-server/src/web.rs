@@ -1,0 +1,68 @@
+//! Small pieces of HTTP both the routes and the pages read the same way: a request's cookie,
+//! and the CSRF token of a session's forms.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// The value of a cookie in the request's `Cookie` headers (the first of that name).
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim().to_string())
+        })
+}
+
+/// A form's CSRF token for a session: HMAC-SHA256 over `purpose`, keyed with the hash of the
+/// session's secret (a user token, a dashboard session). Only its holder can compute it, and
+/// it changes with the secret; `purpose` keeps one page's tokens from passing on another.
+pub(crate) fn csrf_token(secret: &str, purpose: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(csrf_mac(secret, purpose).finalize().into_bytes())
+}
+
+/// Whether `sent` is the session's CSRF token for `purpose` (compared in constant time).
+pub(crate) fn csrf_valid(secret: &str, purpose: &str, sent: Option<&str>) -> bool {
+    sent.and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
+        .is_some_and(|sent| csrf_mac(secret, purpose).verify_slice(&sent).is_ok())
+}
+
+fn csrf_mac(secret: &str, purpose: &str) -> hmac::Hmac<Sha256> {
+    let key = Sha256::digest(secret.as_bytes());
+    let mut mac =
+        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; para_token=abc.def; b=2"));
+        headers.append(header::COOKIE, HeaderValue::from_static("para_oauth=n1"));
+        assert_eq!(cookie(&headers, "para_token").as_deref(), Some("abc.def"));
+        assert_eq!(cookie(&headers, "para_oauth").as_deref(), Some("n1"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn csrf_tokens_hold_for_one_secret_and_one_purpose() {
+        let token = csrf_token("session-a", "p1");
+        assert!(csrf_valid("session-a", "p1", Some(&token)));
+        assert!(!csrf_valid("session-b", "p1", Some(&token)));
+        assert!(!csrf_valid("session-a", "p2", Some(&token)));
+        assert!(!csrf_valid("session-a", "p1", None));
+        assert!(!csrf_valid("session-a", "p1", Some("not base64!")));
+    }
+}
