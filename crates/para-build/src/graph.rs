@@ -108,6 +108,30 @@ pub enum StepKind {
     FanOut { iterator: Source, branch: Option<String> },
 }
 
+impl StepKind {
+    /// The step's type as the build writes it (`ACTION/REQUEST`, `TRIGGER/EVENT`…): the same
+    /// text as its serialised `type` (a test compares them for every kind).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StepKind::Endpoint { .. } => "TRIGGER/ENDPOINT",
+            StepKind::Event { .. } => "TRIGGER/EVENT",
+            StepKind::Cron { .. } => "TRIGGER/CRON",
+            StepKind::IntegrationEnabled {} => "TRIGGER/INTEGRATION_ENABLED",
+            StepKind::IntegrationTrigger { .. } => "TRIGGER/ACTION",
+            StepKind::CustomTrigger { .. } => "TRIGGER/CUSTOM",
+            StepKind::Unselected {} => "TRIGGER/UNSELECTED",
+            StepKind::Request(_) => "ACTION/REQUEST",
+            StepKind::IntegrationRequest(_) => "ACTION/INTEGRATION_REQUEST",
+            StepKind::Function { .. } => "ACTION/FUNCTION",
+            StepKind::IntegrationAction { .. } => "ACTION/INTEGRATION_ACTION",
+            StepKind::Delay { .. } => "ACTION/DELAY",
+            StepKind::Response { .. } => "ACTION/RESPONSE",
+            StepKind::Conditional { .. } => "TRANSITION/IFELSE",
+            StepKind::FanOut { .. } => "TRANSITION/MAP",
+        }
+    }
+}
+
 /// Parameters shared by both request steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,4 +188,64 @@ pub struct Condition {
 pub struct Operation {
     pub operator: String,
     pub operands: Vec<Source>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `type_name` is the serialised `type` of every kind (a new kind fails to compile in
+    /// `type_name` and must be added here).
+    #[test]
+    fn type_names_are_the_serialised_types() {
+        let text = || Source::text("x");
+        let request = || Request {
+            http_method: "GET".into(),
+            url: text(),
+            params: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            body_type: None,
+            authorization: None,
+            pagination: None,
+        };
+        let kinds = [
+            StepKind::Endpoint {
+                allow_arbitrary_payload: true,
+                param_validations: Vec::new(),
+                header_validations: Vec::new(),
+                body_validations: Vec::new(),
+            },
+            StepKind::Event { event_id: "e".into(), event_name: "E".into() },
+            StepKind::Cron { cron: "* * * * * *".into(), time_zone: "UTC".into() },
+            StepKind::IntegrationEnabled {},
+            StepKind::IntegrationTrigger {
+                trigger: "t".into(),
+                intent: None,
+                parameters: Vec::new(),
+            },
+            StepKind::CustomTrigger { trigger: text() },
+            StepKind::Unselected {},
+            StepKind::Request(request()),
+            StepKind::IntegrationRequest(request()),
+            StepKind::Function { code: String::new(), parameters: Vec::new() },
+            StepKind::IntegrationAction {
+                action: "a".into(),
+                intent: None,
+                parameters: Vec::new(),
+            },
+            StepKind::Delay { value: text(), unit: DelayUnit::Seconds },
+            StepKind::Response { status_code: text(), response_type: "JSON".into(), body: text() },
+            StepKind::Conditional {
+                condition: Condition { or: Vec::new() },
+                when_true: None,
+                when_false: None,
+            },
+            StepKind::FanOut { iterator: text(), branch: None },
+        ];
+        for kind in kinds {
+            let written = serde_json::to_value(&kind).unwrap();
+            assert_eq!(written["type"], kind.type_name(), "{kind:?}");
+        }
+    }
 }

@@ -298,7 +298,7 @@ async fn run_page(
             let step = history::step_of(workflow, entry);
             StepView {
                 key: entry.key.clone(),
-                step_type: step.and_then(history::step_type).unwrap_or_else(|| "—".into()),
+                step_type: step.map_or("—", history::step_type).to_string(),
                 description: step.and_then(|s| s.description.clone()),
                 status: entry.status.clone(),
                 attempts: entry.attempts,

@@ -119,8 +119,8 @@ pub(crate) fn step_of<'w>(workflow: Option<&'w Workflow>, entry: &StepRecord) ->
 }
 
 /// A step's type as the build writes it (`ACTION/REQUEST`, `TRIGGER/EVENT`…).
-pub(crate) fn step_type(step: &Step) -> Option<String> {
-    serde_json::to_value(&step.kind).ok()?.get("type")?.as_str().map(str::to_string)
+pub(crate) fn step_type(step: &Step) -> &'static str {
+    step.kind.type_name()
 }
 
 /// Milliseconds from `start` to `end`, when both are known.
@@ -153,7 +153,7 @@ pub(crate) fn step_json(workflow: Option<&Workflow>, entry: &StepRecord) -> Valu
     json!({
         "key": entry.key,
         "stepId": entry.step_id,
-        "type": step.and_then(step_type),
+        "type": step.map(step_type),
         "description": step.and_then(|s| s.description.clone()),
         "status": entry.status,
         "attempts": entry.attempts,
