@@ -128,7 +128,7 @@ async fn create(
         ));
     }
     state.store.insert_configuration(&state.project_id, &user.user_id, &id, external_id).await?;
-    Ok(Json(crate::api::credential_view(&state, &user, &credential).await?))
+    Ok(Json(crate::views::credential_view(&state, &user, &credential).await?))
 }
 
 #[derive(Deserialize)]
@@ -161,7 +161,7 @@ async fn update(
     if !state.store.put_configuration_meta(&state.project_id, &user.user_id, &updated).await? {
         return Err(ApiError::not_found(format!("you have no configuration `{wanted}`")));
     }
-    Ok(Json(crate::api::credential_view(&state, &user, &credential).await?))
+    Ok(Json(crate::views::credential_view(&state, &user, &credential).await?))
 }
 
 /// `DELETE /sdk/credentials/{id}/configurations` with `X-Paragon-Configuration-Id`: deletes

@@ -5,7 +5,7 @@
 //! session done, so the SDK's polling picks the credential up as after an OAuth sign-in.
 //!
 //! The form lives under the OAuth callback's path so the browser sends the nonce cookie the
-//! popup's first page set (`oauth::bind_browser`): a form is shown to, and accepted from, only
+//! popup's first page set (`web::bind_browser`): a form is shown to, and accepted from, only
 //! the browser bound to the user that started it. Each form carries a single-use state (the
 //! same table and sealing as OAuth states); every answer that shows the form again issues a
 //! new one. The cookie is `SameSite=Lax`, so another site cannot post the form.
@@ -22,8 +22,9 @@ use serde_json::{Map, Value};
 
 use crate::connect::{ConnectField, ConnectKind};
 use crate::error::ApiError;
-use crate::oauth::{self, Pending, html_escape};
 use crate::state::AppState;
+use crate::web::html_escape;
+use para_connect::oauth::{self, Pending};
 
 /// The form's path (below the callback's, where the nonce cookie is sent).
 pub const FORM_PATH: &str = "/oauth/callback/values";
@@ -81,7 +82,7 @@ async fn take(
     let Some(pending) = pending.filter(|p| p.values_form) else {
         return Err(message_page(StatusCode::BAD_REQUEST, "Connection failed", again));
     };
-    if oauth::bound_user(state, headers).await.as_deref() != Some(row.user_id.as_str()) {
+    if crate::web::bound_user(state, headers).await.as_deref() != Some(row.user_id.as_str()) {
         return Err(message_page(
             StatusCode::FORBIDDEN,
             "Connection failed",
@@ -296,7 +297,7 @@ fn html(status: StatusCode, title: &str, body: &str, script: Option<&str>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::CALLBACK_PATH;
+    use para_connect::oauth::CALLBACK_PATH;
 
     #[test]
     fn the_form_is_below_the_callback_so_the_nonce_cookie_is_sent() {

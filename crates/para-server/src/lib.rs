@@ -33,6 +33,7 @@ mod server;
 mod state;
 mod trigger_types;
 mod triggers;
+mod views;
 mod web;
 
 use std::net::SocketAddr;

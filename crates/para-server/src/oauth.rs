@@ -16,16 +16,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::find_integration;
 use crate::auth::SdkUser;
 use crate::connect::{self, BeginOAuth};
 use crate::connector::Material;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::find_integration;
+/// Binds the browser that opens the popup to its user (the callback requires it).
+pub use crate::web::bind_browser;
+use crate::web::html_escape;
 pub use para_connect::oauth::*;
-
-const NONCE_COOKIE: &str = "para_oauth";
-const NONCE_TTL_MS: i64 = 15 * 60_000;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -81,10 +81,6 @@ fn page(title: &str, body: &str, script: Option<String>) -> Response {
     res
 }
 
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn post_to_opener(origin: Option<&str>, message: &Value, close: bool) -> Option<String> {
     let origin = origin?;
     Some(format!(
@@ -130,22 +126,6 @@ async fn nonce_page(
         res.headers_mut().insert(header::SET_COOKIE, value);
     }
     res
-}
-
-/// A `Set-Cookie` value binding the browser that receives it to `user_id` for the OAuth
-/// callback. Every flow that sends a browser to a provider must set it (the SDK's nonce page
-/// and the portal's Connect button).
-pub async fn bind_browser(state: &AppState, user_id: &str) -> Result<String, ApiError> {
-    let nonce = para_auth::random_token(24);
-    state
-        .store
-        .put_oauth_nonce(&nonce, &state.project_id, user_id, para_store::now_ms() + NONCE_TTL_MS)
-        .await?;
-    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
-    Ok(format!(
-        "{NONCE_COOKIE}={nonce}; Path={CALLBACK_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        NONCE_TTL_MS / 1000
-    ))
 }
 
 // ------------------------------------------------------------------ build-oauth
@@ -255,13 +235,6 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// The user this browser was bound to by the popup's nonce page (its cookie), in this project.
-pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let nonce = crate::web::cookie(headers, NONCE_COOKIE)?;
-    let (project, user) = state.store.oauth_nonce(&nonce).await.ok().flatten()?;
-    (project == state.project_id).then_some(user)
-}
-
 async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -304,11 +277,8 @@ async fn callback(
         }
     };
     // The browser must be the one the flow was started in, for the same user.
-    let bound = match crate::web::cookie(&headers, NONCE_COOKIE) {
-        Some(nonce) => state.store.oauth_nonce(&nonce).await.ok().flatten(),
-        None => None,
-    };
-    if bound != Some((state.project_id.clone(), row.user_id.clone())) {
+    let bound = crate::web::bound_user(&state, &headers).await;
+    if bound.as_deref() != Some(row.user_id.as_str()) {
         return finish_error(
             "this browser did not start the connection (its sign-in cookie is missing or belongs to another user); start connecting again from the app".into(),
         )

@@ -188,7 +188,7 @@ pub async fn field_options(
     let search = search.trim().to_lowercase();
 
     let build = state.build();
-    let integration = crate::api::find_integration(&build, &request.action)
+    let integration = crate::views::find_integration(&build, &request.action)
         .filter(|i| i.config.active)
         .ok_or_else(|| {
             ApiError::not_found(format!(

@@ -1603,7 +1603,7 @@ async fn connect_account(
             ..BeginOAuth::default()
         };
         // The callback accepts only the browser that started the flow: bind this one.
-        match crate::oauth::bind_browser(&state, &user.user_id).await {
+        match crate::web::bind_browser(&state, &user.user_id).await {
             Ok(binding) => connect::begin_oauth(&state, &user.user_id, &integration.key, options)
                 .await
                 .map(|url| see_other(&url, &[binding]))

@@ -10,8 +10,8 @@
 //! host, port and path prefix.
 //!
 //! What a request needs of its credential (the API base parsed, the authorization rendered)
-//! is worked out once per cache entry ([`Prepared`]); requests go out through the proxy's own
-//! HTTP/1.1 client ([`crate::upstream`]).
+//! is worked out once per cache entry ([`para_connect::Prepared`]); requests go out through the proxy's own
+//! HTTP/1.1 client (`para_upstream`).
 //!
 //! What passes: the methods an API is called with (TRACE, CONNECT and extension methods are
 //! refused), the request headers an API reads ([`forwardable`]: an allow-list of the headers

@@ -67,7 +67,7 @@ pub fn user_resources(build: &para_build::Build, credentials: &[para_store::Cred
                 "id": r.id,
                 "slug": slug(r),
                 "name": r.name,
-                "integrationId": crate::api::integration_id(&key),
+                "integrationId": crate::views::integration_id(&key),
             });
             if let Some(c) = active {
                 entry["credentialId"] = json!(c.id);
@@ -122,7 +122,7 @@ async fn connect(
             state.store.delete_credential(p, u, &old.id).await?;
         }
     }
-    Ok(Json(crate::api::credential_json(&credential, None, &[], &[])))
+    Ok(Json(crate::views::credential_json(&credential, None, &[], &[])))
 }
 
 /// Every declared input given as non-empty text of bounded length, nothing else.

@@ -6,7 +6,7 @@
 //! types name a *data source* in `sourceType`; the integration's data sources are served in
 //! `sdkIntegrationConfig.dataSources` (the SDK's `getSourcesForInput`, `getDataSourceOptions`)
 //! and their choices are listed by `POST /sdk/actions` (`getFieldOptions`,
-//! [`crate::options::field_options`]).
+//! `options.rs`'s `field_options`).
 //!
 //! | build type | SDK type | per-type fields |
 //! |---|---|---|

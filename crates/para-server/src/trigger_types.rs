@@ -13,10 +13,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::find_integration;
 use crate::auth::SdkUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::find_integration;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/projects/{project}/triggers", get(trigger_types)).route(

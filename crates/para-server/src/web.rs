@@ -1,7 +1,15 @@
 //! Small pieces of HTTP both the routes and the pages read the same way: a request's cookie,
-//! and the CSRF token of a session's forms.
+//! the CSRF token of a session's forms, the OAuth flow's binding of a browser to its user (the
+//! nonce cookie the callback and the values form require), HTML escaping.
 
 use axum::http::{HeaderMap, header};
+use para_connect::oauth::CALLBACK_PATH;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const NONCE_COOKIE: &str = "para_oauth";
+const NONCE_TTL_MS: i64 = 15 * 60_000;
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -39,6 +47,33 @@ fn csrf_mac(secret: &str, purpose: &str) -> hmac::Hmac<Sha256> {
         <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     mac
+}
+
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A `Set-Cookie` value binding the browser that receives it to `user_id` for the OAuth
+/// callback. Every flow that sends a browser to a provider must set it (the SDK's nonce page
+/// and the portal's Connect button).
+pub async fn bind_browser(state: &AppState, user_id: &str) -> Result<String, ApiError> {
+    let nonce = para_auth::random_token(24);
+    state
+        .store
+        .put_oauth_nonce(&nonce, &state.project_id, user_id, para_store::now_ms() + NONCE_TTL_MS)
+        .await?;
+    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
+    Ok(format!(
+        "{NONCE_COOKIE}={nonce}; Path={CALLBACK_PATH}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        NONCE_TTL_MS / 1000
+    ))
+}
+
+/// The user this browser was bound to by the popup's nonce page (its cookie), in this project.
+pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let nonce = crate::web::cookie(headers, NONCE_COOKIE)?;
+    let (project, user) = state.store.oauth_nonce(&nonce).await.ok().flatten()?;
+    (project == state.project_id).then_some(user)
 }
 
 #[cfg(test)]
