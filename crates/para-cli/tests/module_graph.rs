@@ -12,6 +12,7 @@ const CHECKED: &[(&str, (&str, &str))] = &[
     ("para-compiler", ("workflows", "eval")),
     ("para-connect", ("connect", "connector")),
     ("para-worker", ("engine", "actions")),
+    ("para-server", ("api", "views")),
 ];
 
 /// Module name → source, for every `src/*.rs` of `krate` but `lib.rs`.

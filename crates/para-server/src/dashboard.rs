@@ -9,13 +9,12 @@
 //! (hashed) in the database with the admin key's fingerprint, for 12 hours; signing out (a form
 //! carrying the session's CSRF token) deletes it, and another admin key ends every session.
 //! Keys are compared in constant time, and a peer that sends wrong keys is throttled
-//! ([`Throttle`]): past [`Throttle::MAX_FAILURES`] in a minute it gets 429 until the minute is
+//! (`throttle.rs`): past `Throttle::MAX_FAILURES` in a minute it gets 429 until the minute is
 //! over, without its guesses being checked.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,6 +33,7 @@ use subtle::ConstantTimeEq;
 use crate::portal::{self, Form, Framing, STYLESHEET};
 use crate::server::Peer;
 use crate::state::AppState;
+use crate::throttle::Throttle;
 
 const SESSION_COOKIE: &str = "para_admin";
 /// How long a dashboard sign-in lasts.
@@ -65,60 +65,6 @@ fn key_fingerprint(admin_key: &str) -> String {
         .expect("HMAC takes any key length");
     mac.update(b"para-dashboard-key:v2");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
-/// Failed admin-key attempts per peer (IPv4 address, or IPv6 /64), in one-minute windows.
-#[derive(Default)]
-pub struct Throttle {
-    peers: Mutex<HashMap<Bucket, (u32, Instant)>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Bucket {
-    V4(u32),
-    V6(u64),
-    Unknown,
-}
-
-impl Bucket {
-    fn of(peer: Option<IpAddr>) -> Bucket {
-        match peer.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V4(v4)) => Bucket::V4(u32::from(v4)),
-            Some(IpAddr::V6(v6)) => Bucket::V6((u128::from(v6) >> 64) as u64),
-            None => Bucket::Unknown,
-        }
-    }
-}
-
-impl Throttle {
-    /// Wrong keys a peer may send in one window.
-    pub const MAX_FAILURES: u32 = 10;
-    const WINDOW: Duration = Duration::from_secs(60);
-
-    /// `Err(seconds to wait)` while the peer has used up its attempts.
-    fn check(&self, peer: Option<IpAddr>) -> Result<(), u64> {
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        match peers.get(&Bucket::of(peer)) {
-            Some((failures, since))
-                if *failures >= Self::MAX_FAILURES && since.elapsed() < Self::WINDOW =>
-            {
-                Err((Self::WINDOW - since.elapsed()).as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn failed(&self, peer: Option<IpAddr>) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if peers.len() > 10_000 {
-            peers.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
-        }
-        let entry = peers.entry(Bucket::of(peer)).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= Self::WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
 }
 
 /// The 429 a throttled peer gets.

@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod budget;
 mod configurations;
 /// The credentials domain, its own crate.
 pub use para_connect::{connect, connector, settings};
@@ -31,8 +32,10 @@ mod resources;
 mod sdk_inputs;
 mod server;
 mod state;
+mod throttle;
 mod trigger_types;
 mod triggers;
+mod users;
 mod views;
 mod web;
 

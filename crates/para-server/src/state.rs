@@ -43,13 +43,13 @@ pub struct AppState {
     pub verifier: Verifier,
     /// The memory the proxy's request bodies and wrapped answers may hold (limits from the
     /// environment).
-    pub proxy_budget: Arc<crate::proxy::Budget>,
+    pub proxy_budget: Arc<crate::budget::Budget>,
     /// Recently verified user tokens.
-    pub seen_users: crate::auth::SeenUsers,
+    pub seen_users: crate::users::SeenUsers,
     /// The workflow engine of this process (over the same [`Connect`]).
     pub worker: Arc<Worker>,
     /// Wrong admin keys per peer (the dashboard's throttle).
-    pub(crate) admin_throttle: crate::dashboard::Throttle,
+    pub(crate) admin_throttle: crate::throttle::Throttle,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,8 +104,8 @@ impl AppState {
             connect,
             worker,
             verifier,
-            proxy_budget: Arc::new(crate::proxy::Budget::from_env()),
-            seen_users: crate::auth::SeenUsers::default(),
+            proxy_budget: Arc::new(crate::budget::Budget::from_env()),
+            seen_users: crate::users::SeenUsers::default(),
             admin_throttle: Default::default(),
         })
     }
