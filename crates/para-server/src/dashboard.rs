@@ -28,12 +28,12 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::portal::{self, Form, Framing, STYLESHEET};
 use crate::server::Peer;
 use crate::state::AppState;
 use crate::throttle::Throttle;
+use crate::web::same_secret;
 
 const SESSION_COOKIE: &str = "para_admin";
 /// How long a dashboard sign-in lasts.
@@ -47,11 +47,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/user", get(user))
         .route("/dashboard/login", post(login))
         .route("/dashboard/logout", post(logout))
-}
-
-/// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
-pub(crate) fn same_secret(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
 }
 
 fn sha256_hex(text: &str) -> String {

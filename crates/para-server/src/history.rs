@@ -89,7 +89,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             .map(str::trim);
         if let (Some(sent), Some(admin_key)) =
             (sent, state.config.admin_key.as_deref().filter(|k| !k.is_empty()))
-            && crate::dashboard::same_secret(sent, admin_key)
+            && crate::web::same_secret(sent, admin_key)
         {
             return Ok(Viewer::Admin);
         }
@@ -337,7 +337,7 @@ async fn list(
         format!(
             "{}/projects/{}/task-history/workflow-executions?{}",
             state.config.public_url,
-            crate::portal::segment(&state.project_id),
+            crate::web::segment(&state.project_id),
             query.with_cursor(next)
         )
     });
@@ -396,8 +396,8 @@ async fn replay(
     body["replayOf"] = json!(run.id);
     let location = format!(
         "/projects/{}/task-history/workflow-executions/{}",
-        crate::portal::segment(&state.project_id),
-        crate::portal::segment(&new.id)
+        crate::web::segment(&state.project_id),
+        crate::web::segment(&new.id)
     );
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {

@@ -246,18 +246,7 @@ pub(crate) fn secure_cookies(state: &AppState) -> bool {
     state.config.public_url.starts_with("https://")
 }
 
-/// Percent-encodes one path segment.
-pub(crate) fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use crate::web::segment;
 
 /// A form body: the fields in the order the browser sent them.
 pub(crate) struct Form(Vec<(String, String)>);

@@ -1,6 +1,7 @@
 //! Small pieces of HTTP both the routes and the pages read the same way: a request's cookie,
 //! the CSRF token of a session's forms, the OAuth flow's binding of a browser to its user (the
-//! nonce cookie the callback and the values form require), HTML escaping.
+//! nonce cookie the callback and the values form require), HTML escaping, secrets compared in
+//! constant time, path segments encoded.
 
 use axum::http::{HeaderMap, header};
 use para_connect::oauth::CALLBACK_PATH;
@@ -74,6 +75,25 @@ pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String>
     let nonce = crate::web::cookie(headers, NONCE_COOKIE)?;
     let (project, user) = state.store.oauth_nonce(&nonce).await.ok().flatten()?;
     (project == state.project_id).then_some(user)
+}
+
+/// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()
+}
+
+/// Percent-encodes one path segment.
+pub(crate) fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
