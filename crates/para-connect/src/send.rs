@@ -99,8 +99,13 @@ pub fn is_content_type(name: &HeaderName) -> bool {
 /// engine: 16 MiB.
 pub const MAX_READ: usize = 16 * 1024 * 1024;
 
-/// An answer's body read whole, at most `limit` bytes (else why not).
-pub async fn read_body(body: Answer, limit: usize) -> Result<Bytes, String> {
+/// An answer's body read whole, at most `limit` bytes (else why not): an [`Answer`] of
+/// [`Connect::send`], or another client's.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, String>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     use http_body_util::BodyExt as _;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
@@ -124,10 +129,10 @@ impl Connect {
     /// The user's credential for `account`, opened (refreshed first when about to expire) and
     /// prepared; from the cache when it was prepared moments ago.
     pub async fn prepare(&self, account: Account<'_>) -> Result<Arc<Prepared>, Error> {
-        if let Some(hit) = self.prepared_now(account)? {
+        let connector = self.connector_of(account.integration)?;
+        if let Some(hit) = self.cached(&connector, account)? {
             return Ok(hit);
         }
-        let connector = self.connector_of(account.integration)?;
         let fresh = Box::pin(self.prepare_fresh(&connector, account)).await?;
         usable_for(account, fresh)
     }
@@ -135,11 +140,19 @@ impl Connect {
     /// [`Connect::prepare`] when the cache has the credential, without waiting (the proxy's
     /// hot path: no future of its own); `Ok(None)`: call [`Connect::prepare`].
     pub fn prepared_now(&self, account: Account<'_>) -> Result<Option<Arc<Prepared>>, Error> {
-        let connector = self.connector_of(account.integration)?;
+        self.cached(&self.connector_of(account.integration)?, account)
+    }
+
+    /// The cached credential of `account`, prepared with `connector`.
+    fn cached(
+        &self,
+        connector: &Arc<Connector>,
+        account: Account<'_>,
+    ) -> Result<Option<Arc<Prepared>>, Error> {
         let selected = account.credential_id.unwrap_or("");
         match self.credential_cache.get(account.user_id, account.integration, selected) {
             // Prepared with this connector (a rebuilt project has new ones).
-            Some(hit) if Arc::ptr_eq(&hit.connector, &connector) => {
+            Some(hit) if Arc::ptr_eq(&hit.connector, connector) => {
                 usable_for(account, hit).map(Some)
             }
             _ => Ok(None),

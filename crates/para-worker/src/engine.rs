@@ -880,13 +880,9 @@ async fn send_now(
             })?;
         let response: http::Response<reqwest::Body> = response.into();
         let (parts, body) = response.into_parts();
-        let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-            body,
-            para_connect::send::MAX_READ,
-        ))
-        .await
-        .map_err(|e| StepError::new(format!("reading the answer of {shown} failed: {e}")))?
-        .to_bytes();
+        let bytes = para_connect::send::read_body(body, para_connect::send::MAX_READ)
+            .await
+            .map_err(|e| StepError::new(format!("{shown}: {e}")))?;
         return Ok(response_of(parts.status, &parts.headers, &bytes));
     };
     let (path, query) = match request.url.split_once('?') {
