@@ -500,3 +500,9 @@ async fn get_json(
     }
     Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
+
+/// Whether a `build-oauth` for an integration connected this way is answered with the values
+/// form (typed values: API key, basic, client credentials, password) rather than a redirect.
+pub fn values_form_wanted(kind: &ConnectKind) -> bool {
+    *kind != ConnectKind::OAuth
+}

@@ -9,6 +9,8 @@ use crate::connector::{Connector, Material, render, render_value};
 use crate::{Connect, Error};
 
 pub const CALLBACK_PATH: &str = "/oauth/callback";
+/// The values form's path (below the callback's, where the browser's nonce cookie is sent).
+pub const VALUES_FORM_PATH: &str = "/oauth/callback/values";
 pub const STATE_TTL_MS: i64 = 10 * 60_000;
 
 /// The payload sealed into an OAuth state row.
@@ -54,6 +56,30 @@ pub async fn put_pending(
         })
         .await?;
     Ok(())
+}
+
+/// Stores a new single-use state of the values form for the user and answers its token.
+pub async fn issue_values_form(
+    state: &Connect,
+    user_id: &str,
+    integration_key: &str,
+    pending: &Pending,
+) -> Result<String, Error> {
+    let token = para_auth::random_token(32);
+    put_pending(state, user_id, integration_key, token.clone(), pending).await?;
+    Ok(token)
+}
+
+/// Starts the values form for a `build-oauth` of an integration that is not connected through
+/// a redirect (see `connect::values_form_wanted`): answers the form's URL, with a fresh state.
+pub async fn begin_values_form(
+    state: &Connect,
+    user_id: &str,
+    integration_key: &str,
+    pending: Pending,
+) -> Result<String, Error> {
+    let token = issue_values_form(state, user_id, integration_key, &pending).await?;
+    Ok(format!("{}{VALUES_FORM_PATH}?state={token}", state.config.public_url))
 }
 
 /// Tells the session the SDK polls (if the flow has one) which credential was connected.

@@ -5,36 +5,23 @@
 //! every user-data handler takes the user from a verified token (`auth.rs`), so a request can
 //! only reach its own user's rows.
 
-mod api;
 mod auth;
 mod budget;
-mod configurations;
 /// The credentials domain, its own crate.
 pub use para_connect::{connect, connector, settings};
-mod connect_form;
 mod cors;
-mod dashboard;
-mod dashboard_runs;
 /// The engine's host, its own crate.
 pub use para_worker::engine;
 mod error;
-mod history;
 mod idle;
 pub mod limits;
-pub mod oauth;
-mod options;
+mod pages;
+mod routes;
 use para_connect::passwords;
-mod portal;
-mod portal_ui;
-mod proxy;
 use para_connect::refresh;
-mod resources;
-mod sdk_inputs;
 mod server;
 mod state;
 mod throttle;
-mod trigger_types;
-mod triggers;
 mod users;
 mod views;
 mod web;
@@ -46,6 +33,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use para_connect::{OAuthClient, env_key};
+pub use routes::oauth;
 pub use state::{AppState, ServerConfig};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
@@ -56,20 +44,10 @@ pub use state::{AppState, ServerConfig};
 /// SDK in a browser reads the reason instead of "Failed to fetch". The pages (portal,
 /// dashboard) get no CORS; a wrong method there answers in JSON too.
 pub fn router(state: Arc<AppState>) -> Router {
-    let pages = portal::routes()
-        .merge(portal_ui::routes())
-        .merge(connect_form::routes())
-        .merge(dashboard::routes())
-        .merge(dashboard_runs::routes())
+    let pages = pages::routes()
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());
-    api::routes()
-        .merge(configurations::routes())
-        .merge(oauth::routes())
-        .merge(history::routes())
-        .merge(triggers::routes())
-        .merge(trigger_types::routes())
-        .merge(resources::routes())
+    routes::routes()
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_rejections))

@@ -32,8 +32,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
 
+use crate::routes::proxy;
 use crate::state::AppState;
-use crate::{cors, idle, limits, proxy};
+use crate::{cors, idle, limits};
 
 /// The address a request came from (a request extension on the router's requests).
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,7 @@ use axum::{
     routing::get,
 };
 
-use crate::portal::asset;
+use crate::pages::portal::asset;
 
 pub(crate) const SCRIPT: &str = "/_para/portal-ui.js";
 
@@ -22,8 +22,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 /// The page: static, embeddable anywhere (the company's app frames it), script only from here.
 async fn page() -> Response {
-    let mut response =
-        asset(include_str!("../templates/portal_ui.html"), "text/html; charset=utf-8", "no-cache");
+    let mut response = asset(
+        include_str!("../../templates/portal_ui.html"),
+        "text/html; charset=utf-8",
+        "no-cache",
+    );
     let headers = response.headers_mut();
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(
@@ -38,5 +41,9 @@ async fn page() -> Response {
 }
 
 async fn script() -> Response {
-    asset(include_str!("../templates/portal-ui.js"), "text/javascript; charset=utf-8", "no-cache")
+    asset(
+        include_str!("../../templates/portal-ui.js"),
+        "text/javascript; charset=utf-8",
+        "no-cache",
+    )
 }

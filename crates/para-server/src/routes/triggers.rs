@@ -50,7 +50,7 @@ fn choose(
     data: &UserData,
     rows: &[CredentialConfiguration],
 ) -> Result<Vec<Chosen>, ApiError> {
-    let configuration = crate::configurations::selected(headers);
+    let configuration = crate::routes::configurations::selected(headers);
     let credential = selected_account(headers, data)?;
     let wanted = match (credential, configuration) {
         (None, Some(c)) => {
@@ -60,7 +60,7 @@ fn choose(
         }
         (None, None) => None,
         (Some(credential), configuration) => {
-            let found = crate::configurations::resolve(configuration, credential, rows)?;
+            let found = crate::routes::configurations::resolve(configuration, credential, rows)?;
             Some((credential, (!found.is_default).then_some(found.id)))
         }
     };
@@ -301,7 +301,7 @@ async fn request_trigger(
                 "workflow `{}` does not run for user `{}`{}: connect {integration} and enable it first",
                 workflow.name,
                 user.user_id,
-                match crate::configurations::selected(&headers) {
+                match crate::routes::configurations::selected(&headers) {
                     Some(c) => format!(" in configuration `{c}`"),
                     None => String::new(),
                 }

@@ -153,7 +153,7 @@ async fn choosing_credential(
 
 /// `POST /projects/{id}/sdk/actions` with `{action, sourceKey, parameters,
 /// paginationParameters: {pageCursor, search}}`, what the SDK's `getFieldOptions` sends: the
-/// choices of one of the integration's data sources ([`crate::sdk_inputs::data_sources`]),
+/// choices of one of the integration's data sources ([`crate::routes::sdk_inputs::data_sources`]),
 /// listed with the user's account (`X-Paragon-Credential`, else their valid one), filtered by
 /// `search` (label or value, any case), [`PAGE_SIZE`] at a time. Answers
 /// `{"output": {"records": [{label, value}], "nextPageCursor": "100" | null}}`, which the SDK
@@ -198,10 +198,10 @@ pub async fn field_options(
         })?;
     let catalog = para_catalog::lookup(&integration.key);
     let key = request.source_key.as_str();
-    let Some(source) = crate::sdk_inputs::source(catalog, key) else {
+    let Some(source) = crate::routes::sdk_inputs::source(catalog, key) else {
         let mut known: Vec<String> =
-            crate::sdk_inputs::data_sources(&integration.key).keys().cloned().collect();
-        known.retain(|k| k != crate::sdk_inputs::FIELD_MAPPING);
+            crate::routes::sdk_inputs::data_sources(&integration.key).keys().cloned().collect();
+        known.retain(|k| k != crate::routes::sdk_inputs::FIELD_MAPPING);
         let known = if known.is_empty() {
             "it has none".to_string()
         } else {
@@ -216,7 +216,7 @@ pub async fn field_options(
         choosing_credential(state, user, integration, crate::auth::selected_credential(headers))
             .await?;
     let listed: Arc<Vec<(String, String)>> = match source {
-        crate::sdk_inputs::Source::MappedFields => {
+        crate::routes::sdk_inputs::Source::MappedFields => {
             return Err(unprocessable(
                 "fields_not_listed",
                 format!(
@@ -225,10 +225,10 @@ pub async fn field_options(
                 ),
             ));
         }
-        crate::sdk_inputs::Source::RecordTypes(types) => {
+        crate::routes::sdk_inputs::Source::RecordTypes(types) => {
             Arc::new(types.iter().map(|t| (t.clone(), t.clone())).collect())
         }
-        crate::sdk_inputs::Source::Listed(input_type) => {
+        crate::routes::sdk_inputs::Source::Listed(input_type) => {
             let credential = credential.ok_or_else(|| {
                 unprocessable(
                     "not_connected",

@@ -42,7 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `POST /sdk/actions`: the SDK's `getFieldOptions` (a body naming a `sourceKey`:
-/// [`crate::options::field_options`]); anything else is ActionKit, which is not offered: say
+/// [`crate::routes::options::field_options`]); anything else is ActionKit, which is not offered: say
 /// so, and what to use instead.
 async fn action_kit(
     State(state): State<Arc<AppState>>,
@@ -50,10 +50,10 @@ async fn action_kit(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Api {
-    if body.len() > crate::options::MAX_FIELD_OPTIONS_BODY
-        || crate::options::is_field_options_request(&body)
+    if body.len() > crate::routes::options::MAX_FIELD_OPTIONS_BODY
+        || crate::routes::options::is_field_options_request(&body)
     {
-        return crate::options::field_options(&state, &user, &headers, &body).await;
+        return crate::routes::options::field_options(&state, &user, &headers, &body).await;
     }
     Err(ApiError::not_found(
         "ActionKit (POST /sdk/actions) is not available on this Paragraph server: call the \
@@ -102,7 +102,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         if let Some(c) = active {
             entry["credentialId"] = json!(c.id);
             entry["credentialStatus"] = json!(c.status);
-            entry["credentialConfigId"] = json!(crate::configurations::default_id(&c.id));
+            entry["credentialConfigId"] = json!(crate::routes::configurations::default_id(&c.id));
             entry["providerId"] = json!(c.provider_id);
             entry["providerData"] = c.provider_data.clone();
             if let Some(reason) = &c.status_reason {
@@ -120,7 +120,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         "userId": user.user_id,
         "meta": user.meta,
         "integrations": integrations,
-        "resources": crate::resources::user_resources(&build, &credentials),
+        "resources": crate::routes::resources::user_resources(&build, &credentials),
     }))
 }
 
@@ -295,7 +295,7 @@ pub fn permitted(state: &AppState, workflow: &para_build::Workflow, user: &SdkUs
 pub use para_worker::permissions::permitted_for;
 
 /// An integration as `/sdk/integrations` lists it, its User Settings in the SDK's vocabulary
-/// ([`crate::sdk_inputs`]); workflows the user may not use are listed in
+/// ([`crate::routes::sdk_inputs`]); workflows the user may not use are listed in
 /// `noPermissionWorkflows` instead of `workflows`.
 pub fn integration_json(
     i: &para_build::Integration,
@@ -309,7 +309,7 @@ pub fn integration_json(
     for w in &workflows {
         let mut meta = json!({
             "id": w.id,
-            "inputs": crate::sdk_inputs::sdk_inputs(&w.inputs, &i.key),
+            "inputs": crate::routes::sdk_inputs::sdk_inputs(&w.inputs, &i.key),
             "hidden": w.hidden,
             "defaultEnabled": w.default_enabled,
             "order": w.order,
@@ -354,7 +354,7 @@ pub fn integration_json(
                 "overview": i.config.overview,
                 "accentColor": accent,
                 "showWatermark": i.config.show_watermark,
-                "sharedMeta": { "inputs": crate::sdk_inputs::sdk_inputs(&i.inputs, &i.key) },
+                "sharedMeta": { "inputs": crate::routes::sdk_inputs::sdk_inputs(&i.inputs, &i.key) },
                 "workflowMeta": workflow_meta,
             }
         }],
@@ -370,7 +370,7 @@ pub fn integration_json(
             .filter(|w| !allowed(w))
             .map(|w| w.id.clone())
             .collect::<Vec<_>>(),
-        "sdkIntegrationConfig": crate::sdk_inputs::integration_config(&i.key),
+        "sdkIntegrationConfig": crate::routes::sdk_inputs::integration_config(&i.key),
         "needPreOauthInputs": false,
     });
     // `inputFields` and `needPreOauthInputs` are the connector's (`add_install_inputs`).
@@ -594,13 +594,14 @@ async fn create_credential(
                 .connector(&key)
                 .ok_or_else(|| ApiError::not_found(format!("no integration `{key}`")))?;
             let material = crate::connector::Material { values, ..Default::default() };
-            let redirect = body.redirect_url.unwrap_or_else(|| crate::oauth::redirect_uri(&state));
+            let redirect =
+                body.redirect_url.unwrap_or_else(|| crate::routes::oauth::redirect_uri(&state));
             let form = vec![
                 ("grant_type".to_string(), "authorization_code".to_string()),
                 ("code".to_string(), code),
                 ("redirect_uri".to_string(), redirect),
             ];
-            let token = crate::oauth::token_request(&state, &connector, &material, form)
+            let token = crate::routes::oauth::token_request(&state, &connector, &material, form)
                 .await
                 .map_err(|e| {
                     ApiError::new(
@@ -702,15 +703,18 @@ async fn patch_credential(
     Json(body): Json<PatchCredential>,
 ) -> Api {
     let (found, rows) =
-        crate::configurations::credential_and_configurations(&state, &user, &id).await?;
+        crate::routes::configurations::credential_and_configurations(&state, &user, &id).await?;
     let found = found.ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
-    let selected =
-        crate::configurations::resolve(crate::configurations::selected(&headers), &found, &rows)?;
+    let selected = crate::routes::configurations::resolve(
+        crate::routes::configurations::selected(&headers),
+        &found,
+        &rows,
+    )?;
     let scope = para_store::SettingsScope {
         project_id: &state.project_id,
         user_id: &user.user_id,
         integration: &found.integration,
-        configuration: crate::configurations::settings_key(&selected),
+        configuration: crate::routes::configurations::settings_key(&selected),
         workflow_id: "",
     };
     let mut errors: Vec<String> = Vec::new();
@@ -879,7 +883,7 @@ async fn workflow_configuration(
     integration: &str,
     headers: &axum::http::HeaderMap,
 ) -> Result<String, ApiError> {
-    let configuration = crate::configurations::selected(headers);
+    let configuration = crate::routes::configurations::selected(headers);
     let Some(credential) = crate::auth::selected_credential(headers) else {
         if let Some(c) = configuration {
             return Err(ApiError::bad_request(format!(
@@ -889,12 +893,13 @@ async fn workflow_configuration(
         return Ok(String::new());
     };
     let (found, rows) =
-        crate::configurations::credential_and_configurations(state, user, credential).await?;
+        crate::routes::configurations::credential_and_configurations(state, user, credential)
+            .await?;
     let found = found.filter(|c| c.integration == integration).ok_or_else(|| {
         ApiError::not_found(format!(
             "you have no {integration} credential `{credential}` (X-Paragon-Credential)"
         ))
     })?;
-    let selected = crate::configurations::resolve(configuration, &found, &rows)?;
-    Ok(crate::configurations::settings_key(&selected).to_string())
+    let selected = crate::routes::configurations::resolve(configuration, &found, &rows)?;
+    Ok(crate::routes::configurations::settings_key(&selected).to_string())
 }

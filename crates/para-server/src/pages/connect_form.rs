@@ -20,40 +20,16 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::connect::{ConnectField, ConnectKind};
+use crate::connect::ConnectField;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::web::html_escape;
 use para_connect::oauth::{self, Pending};
 
-/// The form's path (below the callback's, where the nonce cookie is sent).
-pub const FORM_PATH: &str = "/oauth/callback/values";
+use para_connect::oauth::VALUES_FORM_PATH as FORM_PATH;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(FORM_PATH, get(show).post(submit))
-}
-
-/// Starts the values form for a `build-oauth` of an integration that is not connected through
-/// a redirect: stores a single-use state for the user and answers the form's URL.
-pub async fn begin(
-    state: &AppState,
-    user_id: &str,
-    integration_key: &str,
-    pending: Pending,
-) -> Result<String, ApiError> {
-    let token = issue(state, user_id, integration_key, &pending).await?;
-    Ok(format!("{}{FORM_PATH}?state={token}", state.config.public_url))
-}
-
-async fn issue(
-    state: &AppState,
-    user_id: &str,
-    integration_key: &str,
-    pending: &Pending,
-) -> Result<String, ApiError> {
-    let token = para_auth::random_token(32);
-    oauth::put_pending(state, user_id, integration_key, token.clone(), pending).await?;
-    Ok(token)
 }
 
 /// The form state behind `token`, used up, for the bound browser only.
@@ -121,9 +97,13 @@ async fn form(
         let text = format!("{} is no longer part of this project", row.integration);
         return message_page(StatusCode::NOT_FOUND, "Connection failed", &text);
     };
-    let token = match issue(state, &row.user_id, &row.integration, pending).await {
+    let token = match oauth::issue_values_form(state, &row.user_id, &row.integration, pending).await
+    {
         Ok(token) => token,
-        Err(e) => return message_page(e.status, "Connection failed", &e.message),
+        Err(e) => {
+            let e = ApiError::from(e);
+            return message_page(e.status, "Connection failed", &e.message);
+        }
     };
     let mut body = format!("<h1>Connect {name}</h1>", name = html_escape(&connector.name));
     if let Some(error) = error {
@@ -257,12 +237,6 @@ async fn submit(
     let script = "setTimeout(function(){window.close()},50);";
     let text = format!("Your {} account is connected. You can close this window.", connector.name);
     html(StatusCode::OK, "Connected", &format!("<p>{}</p>", html_escape(&text)), Some(script))
-}
-
-/// Whether `build-oauth` should answer the values form: the integration is connected with
-/// typed values, not through a redirect.
-pub fn wanted(kind: &ConnectKind) -> bool {
-    *kind != ConnectKind::OAuth
 }
 
 fn message_page(status: StatusCode, title: &str, text: &str) -> Response {

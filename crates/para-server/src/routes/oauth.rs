@@ -173,7 +173,7 @@ async fn build_oauth(
     // Integrations connected with typed values: the popup asks them (installIntegration in
     // headless mode opens it for every integration).
     if let Some(connector) = state.connector(&key)
-        && crate::connect_form::wanted(&connector.kind)
+        && connect::values_form_wanted(&connector.kind)
     {
         if let Some(session) = &session_id {
             state.store.start_oauth_session(&state.project_id, &user.user_id, session).await?;
@@ -186,7 +186,7 @@ async fn build_oauth(
             values: crate::connect::by_field_key(&connector.fields, values),
             values_form: true,
         };
-        let url = crate::connect_form::begin(&state, &user.user_id, &key, pending).await?;
+        let url = begin_values_form(&state, &user.user_id, &key, pending).await?;
         return Ok(Json(json!({ "redirectUrl": url })));
     }
     let url = connect::begin_oauth(

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::portal::{self, Form, Framing, STYLESHEET};
+use crate::pages::portal::{self, Form, Framing, STYLESHEET};
 use crate::server::Peer;
 use crate::state::AppState;
 use crate::throttle::Throttle;

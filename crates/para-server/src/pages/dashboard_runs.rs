@@ -1,6 +1,6 @@
 //! The dashboard's run history: `/dashboard/runs` (recent runs, filtered by workflow, user and
 //! status, paged) and `/dashboard/runs/{id}` (a run and each of its steps, with a Replay
-//! button). Behind the dashboard's admin key ([`crate::dashboard::Admin`]).
+//! button). Behind the dashboard's admin key ([`crate::pages::dashboard::Admin`]).
 //!
 //! The Replay form is a POST carrying the CSRF token of the admin's session (the session
 //! cookie is `SameSite=Strict` besides); a request authorised with `Authorization: Bearer`
@@ -19,9 +19,9 @@ use para_store::runs::Run;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dashboard::{self, Admin};
-use crate::history::{self, ListQuery};
-use crate::portal::{self, Form, Framing, STYLESHEET};
+use crate::pages::dashboard::{self, Admin};
+use crate::pages::portal::{self, Form, Framing, STYLESHEET};
+use crate::routes::history::{self, ListQuery};
 use crate::state::AppState;
 
 /// Runs per page.

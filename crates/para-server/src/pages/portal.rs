@@ -38,9 +38,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::connect::{self, BeginOAuth, ConnectField, ConnectKind};
+use crate::routes::{api, options};
 use crate::settings::{self, FieldError};
 use crate::state::AppState;
-use crate::{api, options};
 
 /// Where the stylesheet shared by the portal and the dashboard is served.
 pub(crate) const STYLESHEET: &str = "/_para/style.css";
@@ -66,17 +66,17 @@ pub fn routes() -> Router<Arc<AppState>> {
 // ---------------------------------------------------------------- templates and responses
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("layout.html", include_str!("../templates/layout.html")),
-    ("message.html", include_str!("../templates/message.html")),
-    ("fields.html", include_str!("../templates/fields.html")),
-    ("portal_list.html", include_str!("../templates/portal_list.html")),
-    ("portal_integration.html", include_str!("../templates/portal_integration.html")),
-    ("dashboard_login.html", include_str!("../templates/dashboard_login.html")),
-    ("dashboard_users.html", include_str!("../templates/dashboard_users.html")),
-    ("dashboard_user.html", include_str!("../templates/dashboard_user.html")),
-    ("dashboard_runs.html", include_str!("../templates/dashboard_runs.html")),
-    ("dashboard_run.html", include_str!("../templates/dashboard_run.html")),
-    ("portal_switch.html", include_str!("../templates/portal_switch.html")),
+    ("layout.html", include_str!("../../templates/layout.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+    ("fields.html", include_str!("../../templates/fields.html")),
+    ("portal_list.html", include_str!("../../templates/portal_list.html")),
+    ("portal_integration.html", include_str!("../../templates/portal_integration.html")),
+    ("dashboard_login.html", include_str!("../../templates/dashboard_login.html")),
+    ("dashboard_users.html", include_str!("../../templates/dashboard_users.html")),
+    ("dashboard_user.html", include_str!("../../templates/dashboard_user.html")),
+    ("dashboard_runs.html", include_str!("../../templates/dashboard_runs.html")),
+    ("dashboard_run.html", include_str!("../../templates/dashboard_run.html")),
+    ("portal_switch.html", include_str!("../../templates/portal_switch.html")),
 ];
 
 /// The template environment: every page template, HTML-escaped by default (`.html` names).
@@ -208,7 +208,11 @@ pub(crate) fn message_page(
 }
 
 async fn stylesheet() -> Response {
-    asset(include_str!("../templates/style.css"), "text/css; charset=utf-8", "public, max-age=300")
+    asset(
+        include_str!("../../templates/style.css"),
+        "text/css; charset=utf-8",
+        "public, max-age=300",
+    )
 }
 
 /// A file compiled into the binary, served with its type, a cache policy and `nosniff`.

@@ -1,0 +1,33 @@
+//! The JSON APIs `para serve` answers: the Connect API the SDK calls (`api`), configurations,
+//! OAuth, event and request triggers, trigger types, history, resources, and the proxy.
+//!
+//! No module here imports `crate::pages`: a page may call a route's helpers, never the other
+//! way round (`crates/para-cli/tests/module_graph.rs` checks it).
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub(crate) mod api;
+pub(crate) mod configurations;
+pub(crate) mod history;
+pub mod oauth;
+pub(crate) mod options;
+pub(crate) mod proxy;
+pub(crate) mod resources;
+pub(crate) mod sdk_inputs;
+pub(crate) mod trigger_types;
+pub(crate) mod triggers;
+
+/// Every JSON route but the proxy's (the proxy is served before routing, `server.rs`).
+pub fn routes() -> Router<Arc<AppState>> {
+    api::routes()
+        .merge(configurations::routes())
+        .merge(oauth::routes())
+        .merge(history::routes())
+        .merge(triggers::routes())
+        .merge(trigger_types::routes())
+        .merge(resources::routes())
+}
