@@ -215,3 +215,40 @@ fn para_run_does_not_need_the_server() {
         assert!(!run.contains(server), "src/commands/run.rs names `{server}`");
     }
 }
+
+/// A user's credential is applied to a request only in `para-connect/src/send.rs`
+/// (`Connect::send`, with its path guard and refresh rule): outside `connector.rs`, which
+/// defines it, `.authorize(` is called there alone, but for checking that a credential can
+/// be applied (`.authorize(…).is_err()`), which sends nothing.
+#[test]
+fn a_credential_is_applied_only_by_connect_send() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    rust_files(&crates, &mut files);
+    let mut applied_in = Vec::new();
+    for file in &files {
+        let name = file.strip_prefix(&crates).unwrap().display().to_string();
+        if !name.contains("/src/") || name.ends_with("para-connect/src/connector.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for (at, _) in text.match_indices(".authorize(") {
+            let call_end = text[at..].find(')').map_or(text.len(), |end| at + end + 1);
+            if !text[call_end..].starts_with(".is_err()") {
+                applied_in.push(name.clone());
+            }
+        }
+    }
+    assert_eq!(applied_in, ["para-connect/src/send.rs"], "where credentials are applied");
+}
+
+/// `para-engine` decides, its host does: nothing in its dependency graph does I/O (no async
+/// runtime, HTTP, database or JavaScript engine), so every effect goes through its `Host` trait.
+#[test]
+fn para_engine_depends_on_nothing_that_does_io() {
+    let deps = dependencies_of("para-engine");
+    assert!(deps.contains("para-build"), "not the graph expected: {deps:?}");
+    for io in ["tokio", "reqwest", "hyper", "sqlx", "rquickjs", "para-js", "para-store"] {
+        assert!(!deps.contains(io), "para-engine depends on `{io}`: {deps:?}");
+    }
+}
