@@ -70,9 +70,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A loopback port nothing listens on right now (for a server that must know its port before
-/// it starts; another process could take it in between, which on loopback in a test run does
-/// not happen in practice).
+/// A loopback port nothing listens on right now, for a server that must know its port before
+/// it starts. Another process could take it before the server binds it: a small race the
+/// tests accept (the server then fails to start, saying so, and the test fails with that).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
