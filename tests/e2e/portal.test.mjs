@@ -7,7 +7,7 @@
 // What it expects of the server: the taskflow example (examples/taskflow), the
 // token's user already holding a credential for PARA_PORTAL_INTEGRATION (default
 // custom.acmecrm: settings can only be saved once connected) and none for
-// PARA_PORTAL_CONNECT_INTEGRATION (default slack). crates/para-cli/tests/portal_browser.rs
+// PARA_PORTAL_CONNECT_INTEGRATION (default slack). crates/para-cli/tests/it/portal_browser.rs
 // sets that up and runs this file.
 //
 // It opens the list (the token must leave the address), the page of an integration not yet

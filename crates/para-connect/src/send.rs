@@ -331,10 +331,11 @@ fn usable_for(account: Account<'_>, prepared: Arc<Prepared>) -> Result<Arc<Prepa
     Ok(prepared)
 }
 
-/// A 429's `Retry-After` in seconds (the HTTP-date form is not waited for).
+/// A 429's `Retry-After` (seconds or an HTTP-date, [`para_engine::retry_after::parse`]); none
+/// when absent or unreadable, and then the 429 is the answer.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+    para_engine::retry_after::parse(value, std::time::SystemTime::now())
 }
 
 /// The credential a request of `integration` acts with among the user's: the one named

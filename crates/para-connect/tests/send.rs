@@ -246,6 +246,19 @@ async fn a_429_is_waited_for_only_as_long_as_the_caller_allows() {
     let answer = c.send_as(who, get("/limited", Duration::from_secs(2))).await.unwrap();
     assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(started.elapsed() < Duration::from_secs(2));
+
+    // The HTTP-date form: a date already past is no wait; one far ahead is too long a wait;
+    // an unreadable value is no permission to retry.
+    *provider.limited.lock().unwrap() = (1, "Sun, 06 Nov 1994 08:49:37 GMT".into());
+    let seen = provider.seen("/api/limited").len();
+    let answer = c.send_as(who, get("/limited", Duration::from_secs(2))).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(provider.seen("/api/limited").len(), seen + 2, "sent again at once");
+    for value in ["Fri, 31 Dec 9999 23:59:59 GMT", "-1", "soon"] {
+        *provider.limited.lock().unwrap() = (1, value.into());
+        let answer = c.send_as(who, get("/limited", Duration::from_secs(2))).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS, "{value}");
+    }
 }
 
 #[tokio::test]

@@ -574,7 +574,7 @@ impl<'a, H: Host> Exec<'a, H> {
         let now = self.host.now_ms();
         // A rate-limit wait leaves the retry budget alone; an auto-retry uses one.
         let retry = match error.retry_after_ms {
-            Some(wait) => Some((now + wait.max(0), attempts - 1)),
+            Some(wait) => Some((now.saturating_add(wait.max(0)), attempts - 1)),
             None if step.auto_retry && !error.permanent => self
                 .options
                 .retry_delays_ms
@@ -794,7 +794,7 @@ impl<'a, H: Host> Exec<'a, H> {
             };
             pages += 1;
             if response.status >= 400 {
-                return (Done::Error(http_error(&response)), first_input);
+                return (Done::Error(http_error(&response, self.host.now_ms())), first_input);
             }
             let output = json!({ "response": {
                 "statusCode": response.status,
@@ -947,8 +947,9 @@ fn request_input(http: &HttpRequest) -> Value {
 }
 
 /// A response with an error status as a step's error: the status and a body excerpt, the
-/// body in its details, and for a 429 the wait its `Retry-After` asks for (10 s without one).
-pub fn http_error(response: &HttpResponse) -> StepError {
+/// body in its details, and for a 429 the wait its `Retry-After` asks for (10 s without a
+/// readable one), an HTTP-date counted from `now_ms`.
+pub fn http_error(response: &HttpResponse, now_ms: i64) -> StepError {
     let excerpt = match &response.body {
         Value::String(s) => s.chars().take(300).collect::<String>(),
         other => other.to_string().chars().take(300).collect(),
@@ -957,16 +958,19 @@ pub fn http_error(response: &HttpResponse) -> StepError {
     error.details.insert("statusCode".into(), Value::from(response.status));
     error.details.insert("body".into(), response.body.clone());
     if response.status == 429 {
-        let after =
-            response.headers.get("retry-after").and_then(Value::as_str).and_then(retry_after_ms);
-        error.retry_after_ms = Some(after.unwrap_or(10_000));
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64);
+        let after = response
+            .headers
+            .get("retry-after")
+            .and_then(Value::as_str)
+            .and_then(|v| crate::retry_after::parse(v, now));
+        // Whole milliseconds, rounded up so a wait is never cut short; a wait longer than the
+        // journal's clock can hold saturates.
+        let ms =
+            after.map(|wait| i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX));
+        error.retry_after_ms = Some(ms.unwrap_or(10_000));
     }
     error
-}
-
-/// `Retry-After` in seconds (the HTTP-date form counts as 10 s).
-fn retry_after_ms(v: &str) -> Option<i64> {
-    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(|s| (s * 1000.0) as i64)
 }
 
 /// The path inside the step's own output a pagination `outputPath` names.

@@ -362,6 +362,28 @@ async fn conditions_branch_and_fan_outs_gather_their_instances_in_order() {
     assert_eq!(message, "step `fan` failed: the fan-out's iterator is not a list but a number");
 }
 
+/// A 429's wait from either form of `Retry-After` (counted from the host's clock for a date),
+/// 10 s when it is missing or unreadable, and saturating instead of overflowing the clock.
+#[test]
+fn a_429_waits_as_long_as_its_retry_after_says_in_either_form() {
+    let limited = |value: Option<&str>| HttpResponse {
+        status: 429,
+        headers: value.map(|v| ("retry-after".to_string(), json!(v))).into_iter().collect(),
+        body: json!({}),
+    };
+    // 90 s before Sun, 06 Nov 1994 08:49:37 GMT.
+    let now = 784_111_777_000 - 90_000;
+    let wait = |value| para_engine::run::http_error(&limited(value), now).retry_after_ms;
+    assert_eq!(wait(Some("2")), Some(2_000));
+    assert_eq!(wait(Some("0.0001")), Some(1), "rounded up to a whole millisecond");
+    assert_eq!(wait(Some("Sun, 06 Nov 1994 08:49:37 GMT")), Some(90_000));
+    assert_eq!(wait(Some("Sat, 05 Nov 1994 08:49:37 GMT")), Some(0), "a date past: at once");
+    assert_eq!(wait(Some("99999999999999999999999")), Some(i64::MAX));
+    for unreadable in [None, Some(""), Some("-5"), Some("soon")] {
+        assert_eq!(wait(unreadable), Some(10_000), "{unreadable:?}");
+    }
+}
+
 #[tokio::test]
 async fn auto_retry_waits_on_its_schedule_then_fails_and_429_waits_without_a_retry() {
     let mut wf = workflow(vec![request("call", json!({ "type": "VALUE", "value": "/x" }), None)]);

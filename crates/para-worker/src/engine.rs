@@ -1042,7 +1042,7 @@ impl Host for ServerHost {
         let request = crate::actions::request(&self.integration, action, &parameters)?;
         let response = self.send(true, request).await?;
         if response.status >= 400 {
-            return Err(run::http_error(&response));
+            return Err(run::http_error(&response, now_ms()));
         }
         Ok(response.body)
     }

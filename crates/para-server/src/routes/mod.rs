@@ -2,7 +2,7 @@
 //! OAuth, event and request triggers, trigger types, history, resources, and the proxy.
 //!
 //! No module here imports `crate::pages`: a page may call a route's helpers, never the other
-//! way round (`crates/para-cli/tests/module_graph.rs` checks it).
+//! way round (`crates/para-cli/tests/it/module_graph.rs` checks it).
 
 use std::sync::Arc;
 

@@ -2,30 +2,26 @@
 //! `tsc` and builds; taskflow type-checks after `para install`. tsc comes from `$PARA_TSC` or
 //! `<repo>/tools/node_modules/.bin/tsc` (`npm ci --prefix tools`, which `scripts/test` runs).
 
-mod common;
-use common::copy_dir;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const PARA: &str = env!("CARGO_BIN_EXE_para");
+use crate::common::{copy_dir, para_command, repo};
 
 fn tsc() -> PathBuf {
     if let Some(path) = std::env::var_os("PARA_TSC") {
         return PathBuf::from(path);
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = repo.join("tools/node_modules/.bin/tsc");
+    let path = repo().join("tools/node_modules/.bin/tsc");
     assert!(
         path.is_file(),
         "TypeScript is not installed: run `npm ci --prefix tools` in {} (or set PARA_TSC)",
-        repo.display()
+        repo().display()
     );
     path
 }
 
 fn para(dir: &Path, args: &[&str]) -> Output {
-    Command::new(PARA).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap()
+    para_command().args(args).current_dir(dir).output().unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -105,7 +101,7 @@ fn a_scaffolded_project_type_checks_and_builds() {
     // engine records it.
     let timed = ok(&dir, &["build", "--timings", "--out", "out/direct.json"]);
     assert!(timed.contains(" 0 by the JavaScript engine"), "{timed}");
-    let engine = Command::new(PARA)
+    let engine = para_command()
         .args(["build", "--out", "out/engine.json"])
         .current_dir(&dir)
         .env("PARA_DIRECT", "off")
@@ -124,7 +120,7 @@ fn a_scaffolded_project_type_checks_and_builds() {
     );
     assert_ne!(text, broken);
     std::fs::write(&file, broken).unwrap();
-    let out = Command::new(PARA)
+    let out = para_command()
         .args(["build", "--typecheck"])
         .current_dir(&dir)
         .env("PARA_TSC", tsc())
@@ -141,9 +137,8 @@ fn a_scaffolded_project_type_checks_and_builds() {
 #[test]
 fn taskflow_type_checks_after_para_install() {
     let tmp = tempfile::tempdir().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/taskflow");
     let dir = tmp.path().join("taskflow");
-    copy_dir(&example, &dir);
+    copy_dir(&repo().join("examples/taskflow"), &dir);
     ok(&dir, &["install"]);
     let checked = typecheck(&dir);
     assert!(
@@ -184,7 +179,7 @@ fn refusals_say_what_to_do() {
 #[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = Command::new(PARA).args(["completions", shell]).output().unwrap();
+        let out = para_command().args(["completions", shell]).output().unwrap();
         assert!(out.status.success());
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(script.contains("install") && script.contains("workflow"), "{shell}");

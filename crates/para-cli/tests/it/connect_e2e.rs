@@ -6,15 +6,11 @@
 //! Needs Node.js, `npm ci --prefix tests/e2e` and Debian chromium (`scripts/e2e-deps`). Without
 //! them the test says so and passes, unless `PARA_E2E_REQUIRE=1` (CI sets it).
 
-mod common;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PARA: &str = env!("CARGO_BIN_EXE_para");
+use crate::common::{self, Killed, Server, para_stdout as para, repo};
+
 /// The id of the setting of the "Sync notes" workflow added to the project copy.
 const NOTES_INPUT: &str = "5e1f0c2a-7b3d-4c8e-9a61-2f4d8b0c6e13";
 const NOTES_MAPPING: &str = "8a2c4e6f-1b3d-4f5a-9c7e-0d2f4a6b8c1e";
@@ -23,81 +19,9 @@ const ACME_WORKSPACE_INPUT: &str = "6d8f0a2c-4e6b-4a8d-9f1b-3c5e7a9b1d4f";
 /// The ActiveCampaign list setting added to the project copy.
 const AC_LIST_INPUT: &str = "3b7d9f1e-2c4a-4e6b-8d0f-1a3c5e7b9d2f";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the browser test can run here; `Err` says what is missing.
-fn prerequisites() -> Result<(), String> {
-    let e2e = repo().join("tests/e2e");
-    if Command::new("node").arg("--version").output().is_err() {
-        return Err("node is not installed".into());
-    }
-    if !e2e.join("node_modules/@useparagon/connect").is_dir() {
-        return Err("tests/e2e/node_modules is missing: run scripts/e2e-deps".into());
-    }
-    let chromium =
-        std::env::var("PARA_E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} is missing: run scripts/e2e-deps"));
-    }
-    Ok(())
-}
-
-fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("PARA_E2E_REQUIRE").is_ok_and(|v| v == "1") {
-        panic!("the browser end-to-end test cannot run: {why}");
-    }
-    eprintln!("skipped: the browser end-to-end test cannot run: {why}");
-    true
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A plain HTTP/1.1 GET; the status code, or `None` if nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut head = [0u8; 16];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn para(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(PARA).args(args).current_dir(dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "para {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve() {
-    if let Err(why) = prerequisites()
-        && skip_or_fail(&why)
-    {
+    if common::skip_browser_test("browser end-to-end test", "@useparagon/connect") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -184,7 +108,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
 
     // 1. The harness starts the OAuth server and the upstream API and says where they are.
     let info_path = tmp.path().join("info.json");
@@ -208,9 +132,11 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         .expect("node runs");
     let mut harness = Killed(harness);
     let harness_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_for("the harness's info.json", Duration::from_secs(60), || {
-        info_path.exists() || harness.0.try_wait().unwrap().is_some()
-    });
+    let started = Instant::now();
+    while !info_path.exists() && harness.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for info.json");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(info_path.exists(), "the harness stopped early:\n{}", harness_log());
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
@@ -258,19 +184,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     .unwrap();
 
     // 3. para serve, then the address and a user token for the harness.
-    let serve_log_path = tmp.path().join("serve.log");
-    let serve_log = std::fs::File::create(&serve_log_path).unwrap();
-    let server = Command::new(PARA)
-        .args(["serve", "--port", &port.to_string()])
-        .current_dir(&project)
-        .env_remove("PARA_SECRET_KEY")
-        .stdout(Stdio::from(serve_log.try_clone().unwrap()))
-        .stderr(Stdio::from(serve_log))
-        .spawn()
-        .unwrap();
-    let _server = Killed(server);
-    let serve_output = || std::fs::read_to_string(&serve_log_path).unwrap_or_default();
-    wait_for("para serve", Duration::from_secs(120), || http_status(port, "/healthz") == Some(200));
+    let server = Server::serve(&project).port(port).start();
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.join(".para/project.json")).unwrap())
             .unwrap();
@@ -293,7 +207,7 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
     let without_meta =
         para(&project, &["token", "--user", &format!("{user}-plain"), "--ttl", "1h"]);
     let server_json = serde_json::json!({
-        "baseUrl": format!("http://127.0.0.1:{port}"),
+        "baseUrl": server.base,
         "projectId": meta["projectId"],
         "userToken": token.trim(),
         "everyMethod": {
@@ -320,18 +234,14 @@ fn the_connect_sdk_installs_configures_proxies_and_uninstalls_against_para_serve
         }
         assert!(
             start.elapsed() < Duration::from_secs(900),
-            "the harness did not finish in 15 minutes:\n{}\n--- para serve ---\n{}",
+            "the harness did not finish in 15 minutes:\n{}\n{}",
             harness_log(),
-            serve_output()
+            server.output()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
     let output = harness_log();
-    assert!(
-        status.success(),
-        "the SDK flow failed:\n{output}\n--- para serve ---\n{}",
-        serve_output()
-    );
+    assert!(status.success(), "the SDK flow failed:\n{output}\n{}", server.output());
     assert!(
         output.contains("skipped 0") && output.contains("fail 0"),
         "a part of the flow was skipped or failed:\n{output}"

@@ -140,8 +140,16 @@ fn our_crates_depend_on_each_other_one_way() {
         ),
         ("para-compiler", &["para-build", "para-catalog", "para-js", "para-project"]),
         (
+            // para-engine (pure, no I/O) for the one `Retry-After` reading both wait on.
             "para-connect",
-            &["para-auth", "para-build", "para-catalog", "para-store", "para-upstream"],
+            &[
+                "para-auth",
+                "para-build",
+                "para-catalog",
+                "para-engine",
+                "para-store",
+                "para-upstream",
+            ],
         ),
         ("para-engine", &["para-build"]),
         ("para-js", &["para-project"]),

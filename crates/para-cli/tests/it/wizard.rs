@@ -2,24 +2,23 @@
 //! and types, keys included.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use expectrl::session::OsSession as Session;
 use expectrl::{Eof, Expect as _};
 
-const PARA: &str = env!("CARGO_BIN_EXE_para");
+use crate::common::para_command;
 
 fn project() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let status = Command::new(PARA).args(["init", "p"]).current_dir(tmp.path()).output().unwrap();
+    let status = para_command().args(["init", "p"]).current_dir(tmp.path()).output().unwrap();
     assert!(status.status.success());
     tmp
 }
 
 fn session(dir: &Path, args: &[&str]) -> Session {
-    let mut command = Command::new(PARA);
-    command.args(args).current_dir(dir).env("NO_COLOR", "1").env("TERM", "xterm");
+    let mut command = para_command();
+    command.args(args).current_dir(dir).env("TERM", "xterm");
     let mut session = Session::spawn(command).expect("spawn para in a pty");
     session.get_process_mut().set_window_size(100, 30).unwrap();
     session.set_expect_timeout(Some(Duration::from_secs(30)));
@@ -69,11 +68,8 @@ fn custom_integration_asks_for_its_name_and_auth() {
 fn workflow_wizard_asks_for_name_and_trigger() {
     let tmp = project();
     let dir = tmp.path().join("p");
-    let out = Command::new(PARA)
-        .args(["new", "integration", "slack"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let out =
+        para_command().args(["new", "integration", "slack"]).current_dir(&dir).output().unwrap();
     assert!(out.status.success());
     let mut s = session(&dir, &["new", "workflow"]);
     s.expect("Workflow name").unwrap();

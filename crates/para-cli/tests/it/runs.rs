@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -11,17 +11,12 @@ use para_store::Store;
 use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
 use serde_json::{Value, json};
 
+use crate::common::para_command;
+
 const WORKFLOW: &str = "0a6b2c3d-0000-4000-8000-000000000001";
 
 fn para(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_para"))
-        .args(args)
-        .arg("--project")
-        .arg(root)
-        .env("NO_COLOR", "1")
-        .env_remove("PARA_DATABASE_URL")
-        .output()
-        .unwrap()
+    para_command().args(args).arg("--project").arg(root).output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -232,11 +227,9 @@ async fn one_run_shows_its_steps_outputs_and_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_prints_new_runs_and_status_changes() {
     let (dir, store) = seeded().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_para"))
+    let mut child = para_command()
         .args(["runs", "--follow", "--user", "ann", "--project"])
         .arg(dir.path())
-        .env("NO_COLOR", "1")
-        .env_remove("PARA_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -1,19 +1,9 @@
 //! The `para` binary, run as a user would: exit codes, files written, messages on stderr.
 
-mod common;
-use common::copy_dir;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn para(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_para"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("PARA_PROJECT")
-        .output()
-        .expect("para runs")
-}
+use crate::common::{copy_dir, para, para_command};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -205,10 +195,9 @@ fn secrets_are_stored_sealed_listed_and_removed() {
     assert!(text.contains("TASKFLOW_API_KEY  MISSING: used by the build, not set"), "{text}");
     // Only PARA_SECRET_<NAME> gives a secret from the environment, never a bare <NAME>.
     let listed = |var: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_para"))
+        let out = para_command()
             .args(["secrets", "list"])
             .current_dir(tmp.path())
-            .env_remove("PARA_PROJECT")
             .env(var, "from-env")
             .output()
             .unwrap();
@@ -220,11 +209,9 @@ fn secrets_are_stored_sealed_listed_and_removed() {
     assert!(prefixed.contains("TASKFLOW_API_KEY  (from the environment)"), "{prefixed}");
 
     // From stdin, so the value stays out of the shell's history.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_para"))
+    let mut child = para_command()
         .args(["secrets", "set", "TASKFLOW_API_KEY"])
         .current_dir(tmp.path())
-        .env("NO_COLOR", "1")
-        .env_remove("PARA_SECRET_KEY")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

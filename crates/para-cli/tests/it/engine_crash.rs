@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,19 +18,11 @@ use axum::routing::post;
 use para_store::Store;
 use serde_json::{Value, json};
 
+use crate::common::{Server, para_stdout as run_para};
+
 const INTEGRATION: &str = "custom.counter";
 const EVENT_WORKFLOW: &str = "3d9f2a51-7b6c-4e08-9a1d-5c2e8f7b6a90";
 const CRON_WORKFLOW: &str = "4e0a3b62-8c7d-4f19-8b2e-6d3f9a8c7b01";
-
-fn para() -> &'static str {
-    env!("CARGO_BIN_EXE_para")
-}
-
-fn run_para(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(para()).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "para {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 const EVENT_TS: &str = r#"import { IEventInit } from '@useparagon/core/event';
 
@@ -127,56 +118,26 @@ async fn upstream() -> (String, Arc<Counter>) {
     (base, counter)
 }
 
-/// A `para serve` child, killed (SIGKILL) when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The HTTP client (reqwest is built without a default TLS provider here).
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn serve(root: &Path, database: &str, api: &str, log: &Path) -> Serve {
-    let port = free_port();
-    let child = Command::new(para())
-        .args(["serve", "--port", &port.to_string(), "--database", database])
-        .current_dir(root)
+/// `para serve` of the project on `database`, the counter integration's API at `api`, with
+/// short engine leases and polls; killed (SIGKILL) when dropped.
+async fn serve(root: &Path, database: &str, api: &str) -> Server {
+    Server::serve(root)
+        .database(database)
         .env("PARA_OAUTH_CUSTOM_COUNTER_API_BASE_URL", api)
         .env("PARA_ENGINE_LEASE_MS", "2000")
         .env("PARA_ENGINE_POLL_MS", "100")
-        .env_remove("PARA_TOKEN_AUDIENCE")
-        .env_remove("PARA_PUBLIC_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    // Killed on drop from here on, also when the wait below fails.
-    let serve = Serve { child, base: format!("http://127.0.0.1:{port}") };
-    let started = Instant::now();
-    while http().get(format!("{}/healthz", serve.base)).send().await.is_err() {
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        assert!(started.elapsed() < Duration::from_secs(60), "para serve did not start: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    serve
+        .start_async()
+        .await
 }
 
 /// Connects `user` to the counter integration through the Connect API; their token.
-async fn connect(root: &Path, s: &Serve, project: &str, user: &str) -> String {
+async fn connect(root: &Path, s: &Server, project: &str, user: &str) -> String {
     let token = run_para(root, &["token", "--user", user]).trim().to_string();
     let http = http();
     let list: Value = http
@@ -204,7 +165,7 @@ async fn connect(root: &Path, s: &Serve, project: &str, user: &str) -> String {
 }
 
 /// Posts `ids` as Tick events, 32 at a time; every one must be acknowledged.
-async fn post_events(s: &Serve, project: &str, token: &str, ids: std::ops::Range<u64>) {
+async fn post_events(s: &Server, project: &str, token: &str, ids: std::ops::Range<u64>) {
     use futures_util::StreamExt;
     let http = http();
     let url = format!("{}/projects/{project}/sdk/events/trigger", s.base);
@@ -295,8 +256,7 @@ async fn a_killed_server_loses_no_run_and_repeats_no_recorded_step() {
     let (root, project) = project(dir.path(), false);
     let (api, counter) = upstream().await;
     let database = format!("sqlite://{}", dir.path().join("para.db").display());
-    let log = dir.path().join("serve.log");
-    let first = serve(&root, &database, &api, &log).await;
+    let first = serve(&root, &database, &api).await;
     let token = connect(&root, &first, &project, "ann").await;
     post_events(&first, &project, &token, 0..N).await;
     // Kill it mid-way: some runs past their first request, most not done.
@@ -314,7 +274,7 @@ async fn a_killed_server_loses_no_run_and_repeats_no_recorded_step() {
     assert!(unfinished > 0, "the kill came too late to test anything");
     *counter.after_restart.lock().unwrap() = Some(Vec::new());
 
-    let _second = serve(&root, &database, &api, &dir.path().join("serve2.log")).await;
+    let _second = serve(&root, &database, &api).await;
     wait_all_succeeded(&store, &project, N as usize, Duration::from_secs(120)).await;
     check_counts(&counter, N, &done_at_kill);
 }
@@ -337,8 +297,8 @@ async fn two_servers_on_postgres_share_runs_survive_a_kill_and_fire_each_cron_ti
     // A fresh project id: the two servers share the database with other tests' projects.
     let (root, project) = project(dir, true);
     let (api, counter) = upstream().await;
-    let a = serve(&root, &database, &api, &dir.join("a.log")).await;
-    let b = serve(&root, &database, &api, &dir.join("b.log")).await;
+    let a = serve(&root, &database, &api).await;
+    let b = serve(&root, &database, &api).await;
     let token = connect(&root, &a, &project, "ann").await;
     // Half the events to each server.
     tokio::join!(
@@ -359,7 +319,7 @@ async fn two_servers_on_postgres_share_runs_survive_a_kill_and_fire_each_cron_ti
     check_counts(&counter, N, &done_at_kill);
 
     // Cron: with a second server again, each tick fires once.
-    let _a2 = serve(&root, &database, &api, &dir.join("a2.log")).await;
+    let _a2 = serve(&root, &database, &api).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(b);
     let ticks: Vec<i64> = runs(&store, &project, CRON_WORKFLOW)

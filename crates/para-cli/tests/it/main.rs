@@ -1,0 +1,18 @@
+//! The CLI's integration tests, one binary: linked once instead of once per file (the slow
+//! part of building tests on a small CI machine), sharing one harness (`common`) for running
+//! `para` and starting `para serve`/`para dev`. Run one part with
+//! `cargo test -p para-cli --test it <module>::` (e.g. `portal_browser::`).
+
+mod common;
+
+mod cli;
+mod connect_e2e;
+mod dev;
+mod doc_links;
+mod engine_crash;
+mod module_graph;
+mod portal_browser;
+mod runs;
+mod scaffold;
+mod tidy;
+mod wizard;
