@@ -75,7 +75,7 @@ mod tests {
             id: id.into(),
             user_id: "u".into(),
             integration: "slack".into(),
-            status: "VALID".into(),
+            status: para_store::CredentialStatus::Valid,
             status_reason: None,
             provider_id: None,
             provider_data: json!({}),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use para_store::{Credential, now_ms};
+use para_store::{Credential, CredentialStatus, now_ms};
 use serde_json::Value;
 
 use crate::Connect;
@@ -211,7 +211,7 @@ async fn refresh_now(
                     &state.project_id,
                     &c.user_id,
                     &c.id,
-                    "VALID",
+                    CredentialStatus::Valid,
                     None,
                     &sealed,
                     expires_at,
@@ -248,7 +248,7 @@ async fn mark_invalid(
             &state.project_id,
             &c.user_id,
             &c.id,
-            "INVALID",
+            CredentialStatus::Invalid,
             Some(reason),
             &c.secret,
             c.expires_at,

@@ -82,7 +82,7 @@ pub fn credential_json(
     settings: &[para_store::Settings],
     rows: &[para_store::CredentialConfiguration],
 ) -> Value {
-    let valid = c.status == "VALID";
+    let valid = c.status == para_store::CredentialStatus::Valid;
     let configurations: Vec<Value> = para_connect::configurations::of_credential(c, rows)
         .iter()
         .map(|k| {

@@ -7,6 +7,9 @@
 
 pub mod history;
 pub mod runs;
+mod status;
+
+pub use status::{CredentialStatus, RunStatus, StepStatus, UnknownStatus};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +41,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("stored JSON is corrupt: {0}")]
     Json(#[from] serde_json::Error),
+    /// A status column holds a text this version does not know (written by a newer para, or
+    /// edited by hand).
+    #[error("the database holds {0}; was it written by a newer version of para?")]
+    Status(#[from] UnknownStatus),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -111,8 +118,7 @@ pub struct Credential {
     /// The connected user it belongs to.
     pub user_id: String,
     pub integration: String,
-    /// `VALID`, `INVALID` or `PENDING`.
-    pub status: String,
+    pub status: CredentialStatus,
     pub status_reason: Option<String>,
     pub provider_id: Option<String>,
     pub provider_data: Value,
@@ -128,8 +134,7 @@ pub struct NewCredential<'a> {
     pub project_id: &'a str,
     pub user_id: &'a str,
     pub integration: &'a str,
-    /// `VALID`, `INVALID` or `PENDING`.
-    pub status: &'a str,
+    pub status: CredentialStatus,
     pub status_reason: Option<&'a str>,
     pub provider_id: Option<&'a str>,
     pub provider_data: Value,
@@ -144,7 +149,7 @@ impl<'a> NewCredential<'a> {
         project_id: &'a str,
         user_id: &'a str,
         integration: &'a str,
-        status: &'a str,
+        status: CredentialStatus,
         secret: &'a str,
     ) -> NewCredential<'a> {
         NewCredential {
@@ -518,7 +523,7 @@ impl Store {
         Ok(Credential {
             id: r.get(0),
             integration: r.get(1),
-            status: r.get(2),
+            status: status::read(r, 2)?,
             status_reason: r.get(3),
             provider_id: r.get(4),
             provider_data: json(&r.get::<String, _>(5))?,
@@ -542,7 +547,7 @@ impl Store {
         .bind(new.project_id)
         .bind(new.user_id)
         .bind(new.integration)
-        .bind(new.status)
+        .bind(new.status.as_str())
         .bind(new.status_reason)
         .bind(new.provider_id)
         .bind(new.provider_data.to_string())
@@ -555,7 +560,7 @@ impl Store {
             id,
             user_id: new.user_id.to_string(),
             integration: new.integration.to_string(),
-            status: new.status.to_string(),
+            status: new.status,
             status_reason: new.status_reason.map(str::to_string),
             provider_id: new.provider_id.map(str::to_string),
             provider_data: new.provider_data.clone(),
@@ -615,7 +620,7 @@ impl Store {
         project_id: &str,
         user_id: &str,
         id: &str,
-        status: &str,
+        status: CredentialStatus,
         status_reason: Option<&str>,
         secret: &str,
         expires_at: Option<i64>,
@@ -627,7 +632,7 @@ impl Store {
         .bind(project_id)
         .bind(user_id)
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(status_reason)
         .bind(secret)
         .bind(expires_at)
@@ -1371,7 +1376,15 @@ mod tests {
     }
 
     async fn slack_credential(s: &Store, user: &str) -> Credential {
-        s.insert_credential(&NewCredential::new("p", user, "slack", "VALID", "v1:x")).await.unwrap()
+        s.insert_credential(&NewCredential::new(
+            "p",
+            user,
+            "slack",
+            CredentialStatus::Valid,
+            "v1:x",
+        ))
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -1488,7 +1501,7 @@ mod tests {
                 status_reason: Some("why"),
                 provider_data: json!({"team": "T1"}),
                 expires_at: Some(7),
-                ..NewCredential::new("p", "alice", "slack", "VALID", "v1:sealed")
+                ..NewCredential::new("p", "alice", "slack", CredentialStatus::Valid, "v1:sealed")
             })
             .await
             .unwrap();
@@ -1502,7 +1515,11 @@ mod tests {
         assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
-        assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
+        assert!(
+            !s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
+                .await
+                .unwrap()
+        );
         assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
@@ -1604,7 +1621,13 @@ mod tests {
         assert_eq!(s.oauth_nonce("n2").await.unwrap(), None);
 
         let c = s
-            .insert_credential(&NewCredential::new("p", "alice", "x", "VALID", "v1:s"))
+            .insert_credential(&NewCredential::new(
+                "p",
+                "alice",
+                "x",
+                CredentialStatus::Valid,
+                "v1:s",
+            ))
             .await
             .unwrap();
         assert!(s.try_lease_refresh(&c.id, now_ms() + 30_000).await.unwrap());

@@ -100,7 +100,9 @@ pub async fn active_workflows(
     );
     let valid = |integration: &str, id: Option<&str>| {
         credentials.iter().any(|c| {
-            c.integration == integration && c.status == "VALID" && id.is_none_or(|id| c.id == id)
+            c.integration == integration
+                && c.status == para_store::CredentialStatus::Valid
+                && id.is_none_or(|id| c.id == id)
         })
     };
     let mut out = Vec::new();

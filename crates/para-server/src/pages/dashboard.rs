@@ -312,7 +312,7 @@ struct UserRow {
 struct CredentialView {
     id: String,
     integration: String,
-    status: String,
+    status: para_store::CredentialStatus,
     status_label: &'static str,
     status_reason: Option<String>,
     account: String,
@@ -326,8 +326,8 @@ fn credential_view(c: &para_store::Credential) -> CredentialView {
     CredentialView {
         id: c.id.clone(),
         integration: c.integration.clone(),
-        status: c.status.clone(),
-        status_label: portal::status_label(&c.status),
+        status: c.status,
+        status_label: portal::status_label(c.status),
         status_reason: c.status_reason.clone(),
         account: c.provider_id.clone().unwrap_or_default(),
         created: portal::date(c.created_at),
@@ -604,8 +604,11 @@ async fn user(
                     let c = credentials
                         .iter()
                         .find(|c| c.id == m.credential_id && &c.integration == key)?;
-                    let (settings, workflows) =
-                        scope_rows(integration, &of(&m.id), c.status == "VALID");
+                    let (settings, workflows) = scope_rows(
+                        integration,
+                        &of(&m.id),
+                        c.status == para_store::CredentialStatus::Valid,
+                    );
                     Some(ConfigurationSection {
                         id: m.id.clone(),
                         external_id: m.external_id.clone(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use para_store::CredentialStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -87,17 +88,18 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         // The integration's own entry shows the default configuration's settings.
         let config = Configuration::of(integration, &settings, "");
         // The credential the SDK shows: the newest valid one, else the newest.
-        let active = mine.iter().find(|c| c.status == "VALID").or(mine.first()).copied();
+        let active =
+            mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first()).copied();
         let all: Vec<Value> =
             mine.iter().map(|c| credential_json(c, Some(integration), &settings, &rows)).collect();
         let all_configurations: Vec<Value> =
             all.iter().filter_map(|c| c["configurations"].as_array().cloned()).flatten().collect();
         let mut entry = json!({
-            "enabled": active.is_some_and(|c| c.status == "VALID"),
+            "enabled": active.is_some_and(|c| c.status == CredentialStatus::Valid),
             "allCredentials": all,
             "allConfigurations": all_configurations,
             "sharedSettings": config.shared,
-            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == "VALID")),
+            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == CredentialStatus::Valid)),
         });
         if let Some(c) = active {
             entry["credentialId"] = json!(c.id);
@@ -505,7 +507,7 @@ async fn integration_account(
             ))
         })?,
         None => {
-            let valid = mine.iter().position(|c| c.status == "VALID");
+            let valid = mine.iter().position(|c| c.status == CredentialStatus::Valid);
             match valid {
                 Some(i) => mine.into_iter().nth(i),
                 None => mine.into_iter().next(),

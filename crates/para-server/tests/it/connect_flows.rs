@@ -431,7 +431,7 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
     )
     .await
     .unwrap();
-    assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+    assert_eq!(c.status, para_store::CredentialStatus::Valid, "{:?}", c.status_reason);
     let after = page().await;
     assert!(after.contains(r#"<option value="C01">general</option>"#), "{after}");
     assert!(
