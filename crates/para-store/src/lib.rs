@@ -166,13 +166,55 @@ impl<'a> NewCredential<'a> {
     }
 }
 
+/// Whose settings a row holds: the integration-level ones, which every credential's default
+/// configuration shows (so the user's accounts of the integration share them), or those of one
+/// configuration made with `createConfiguration`.
+///
+/// Stored in `configuration_id` as `''` for the integration level and as the configuration's id
+/// otherwise, as before this type existed, so the settings users saved then keep their meaning.
+/// (A configuration's id is a UUID, never empty.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SettingsKey {
+    Integration,
+    /// The id of a configuration made with `createConfiguration`.
+    Configuration(String),
+}
+
+impl SettingsKey {
+    /// The configuration's settings for `Some(id)`, the integration-level ones for `None` (as
+    /// a run's `configuration_id` says).
+    pub fn of(configuration_id: Option<&str>) -> SettingsKey {
+        match configuration_id {
+            Some(id) => SettingsKey::Configuration(id.to_string()),
+            None => SettingsKey::Integration,
+        }
+    }
+
+    /// The configuration's id; `None` for the integration level.
+    pub fn configuration_id(&self) -> Option<&str> {
+        match self {
+            SettingsKey::Integration => None,
+            SettingsKey::Configuration(id) => Some(id),
+        }
+    }
+
+    /// The `configuration_id` column's text.
+    fn stored(&self) -> &str {
+        self.configuration_id().unwrap_or("")
+    }
+
+    /// Reads [`SettingsKey::stored`]'s text.
+    fn from_stored(text: String) -> SettingsKey {
+        if text.is_empty() { SettingsKey::Integration } else { SettingsKey::Configuration(text) }
+    }
+}
+
 /// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows, in
-/// one configuration (`configuration` empty: the integration-level settings, which every
-/// credential's default configuration shows).
+/// the integration-level settings or one configuration's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub integration: String,
-    pub configuration: String,
+    pub configuration: SettingsKey,
     pub workflow_id: String,
     /// `None`: never toggled (the workflow's `defaultEnabled` applies).
     pub enabled: Option<bool>,
@@ -180,30 +222,30 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The row of one scope among a user's settings ([`Store::settings`]): `configuration` and
-    /// `workflow_id` empty for the integration-level shared settings.
+    /// The row of one scope among a user's settings ([`Store::settings`]): `workflow_id`
+    /// empty for the shared settings (not a workflow's).
     pub fn find<'s>(
         all: &'s [Settings],
         integration: &str,
-        configuration: &str,
+        configuration: &SettingsKey,
         workflow_id: &str,
     ) -> Option<&'s Settings> {
         all.iter().find(|s| {
             s.integration == integration
-                && s.configuration == configuration
+                && s.configuration == *configuration
                 && s.workflow_id == workflow_id
         })
     }
 }
 
-/// Where [`Store::put_settings`] writes: one user's integration, configuration (empty: the
-/// integration-level settings) and workflow (empty: the shared settings).
+/// Where [`Store::put_settings`] writes: one user's integration, its integration-level settings
+/// or a configuration's, and a workflow (empty: the shared settings).
 #[derive(Debug, Clone, Copy)]
 pub struct SettingsScope<'a> {
     pub project_id: &'a str,
     pub user_id: &'a str,
     pub integration: &'a str,
-    pub configuration: &'a str,
+    pub configuration: &'a SettingsKey,
     pub workflow_id: &'a str,
 }
 
@@ -778,7 +820,7 @@ impl Store {
             .map(|r| {
                 Ok(Settings {
                     integration: r.get(0),
-                    configuration: r.get(1),
+                    configuration: SettingsKey::from_stored(r.get(1)),
                     workflow_id: r.get(2),
                     enabled: r.get::<Option<i64>, _>(3).map(|e| e != 0),
                     values: json(&r.get::<String, _>(4))?,
@@ -806,7 +848,7 @@ impl Store {
         .bind(scope.project_id)
         .bind(scope.user_id)
         .bind(scope.integration)
-        .bind(scope.configuration)
+        .bind(scope.configuration.stored())
         .bind(scope.workflow_id)
         .bind(enabled.map(i64::from))
         .bind(values.map_or_else(|| "{}".to_string(), Value::to_string))
@@ -1365,7 +1407,19 @@ mod tests {
         assert_eq!(s.user("p", "ann").await.unwrap().unwrap().signed_meta, json!({}));
     }
 
-    fn scope<'a>(user: &'a str, configuration: &'a str, workflow: &'a str) -> SettingsScope<'a> {
+    /// The integration-level settings.
+    const SHARED: &SettingsKey = &SettingsKey::Integration;
+
+    /// A made configuration's settings.
+    fn key(id: &str) -> SettingsKey {
+        SettingsKey::Configuration(id.into())
+    }
+
+    fn scope<'a>(
+        user: &'a str,
+        configuration: &'a SettingsKey,
+        workflow: &'a str,
+    ) -> SettingsScope<'a> {
         SettingsScope {
             project_id: "p",
             user_id: user,
@@ -1399,25 +1453,22 @@ mod tests {
             "an external id is unique per credential"
         );
         s.insert_configuration("p", "alice", &second.id, Some("team-a")).await.unwrap();
-        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "shared"})))
+        s.put_settings(scope("alice", SHARED, ""), None, Some(&json!({"channel": "shared"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", &a.id, ""), None, Some(&json!({"channel": "A"})))
+        s.put_settings(scope("alice", &key(&a.id), ""), None, Some(&json!({"channel": "A"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", &a.id, "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("alice", &key(&a.id), "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", &key(&b.id), "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
-        let of = |configuration: &str, workflow: &str| {
-            settings
-                .iter()
-                .find(|x| x.configuration == configuration && x.workflow_id == workflow)
-                .cloned()
+        let of = |configuration: &SettingsKey, workflow: &str| {
+            Settings::find(&settings, "slack", configuration, workflow).cloned()
         };
-        assert_eq!(of("", "").unwrap().values, json!({"channel": "shared"}));
-        assert_eq!(of(&a.id, "").unwrap().values, json!({"channel": "A"}));
-        assert_eq!(of(&a.id, "wf1").unwrap().enabled, Some(true));
-        assert_eq!(of(&b.id, "wf1").unwrap().enabled, Some(false));
+        assert_eq!(of(SHARED, "").unwrap().values, json!({"channel": "shared"}));
+        assert_eq!(of(&key(&a.id), "").unwrap().values, json!({"channel": "A"}));
+        assert_eq!(of(&key(&a.id), "wf1").unwrap().enabled, Some(true));
+        assert_eq!(of(&key(&b.id), "wf1").unwrap().enabled, Some(false));
 
         // Metadata: Bob cannot overwrite Alice's row, even knowing its id.
         let with_meta = CredentialConfiguration { meta: json!({"x": 1}), ..a.clone() };
@@ -1444,7 +1495,9 @@ mod tests {
         // Deleting a configuration takes its settings; Bob cannot delete Alice's.
         assert!(!s.delete_configuration("p", "bob", &b.id).await.unwrap());
         assert!(s.delete_configuration("p", "alice", &b.id).await.unwrap());
-        assert!(s.settings("p", "alice").await.unwrap().iter().all(|x| x.configuration != b.id));
+        assert!(
+            s.settings("p", "alice").await.unwrap().iter().all(|x| x.configuration != key(&b.id))
+        );
         // Uninstalling one account takes its configurations and their settings, not the
         // integration-level settings while another account remains.
         assert_eq!(
@@ -1453,7 +1506,7 @@ mod tests {
         );
         let left = s.settings("p", "alice").await.unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
-        assert_eq!(left[0].configuration, "");
+        assert_eq!(left[0].configuration, SettingsKey::Integration);
         let rows = s.configurations("p", "alice").await.unwrap();
         assert!(rows.iter().all(|r| r.credential_id == second.id), "{rows:?}");
         // Deleting the last credential takes its configurations too.
@@ -1482,13 +1535,13 @@ mod tests {
             settings,
             [Settings {
                 integration: "slack".into(),
-                configuration: String::new(),
+                configuration: SettingsKey::Integration,
                 workflow_id: "wf1".into(),
                 enabled: Some(true),
                 values: json!({"n": 2}),
             }]
         );
-        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 3}))).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), None, Some(&json!({"n": 3}))).await.unwrap();
         assert_eq!(s.settings("p", "alice").await.unwrap()[0].values, json!({"n": 3}));
     }
 
@@ -1530,11 +1583,11 @@ mod tests {
             (json!({"site": "eng"}), "v1:sealed")
         );
 
-        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("alice", SHARED, ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", "", "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 2);
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");

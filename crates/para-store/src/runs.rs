@@ -15,7 +15,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::{Backend, Result, Store, json, now_ms, status};
+use crate::{Backend, Result, SettingsKey, Store, json, now_ms, status};
 
 pub use crate::status::{RunStatus, StepStatus};
 
@@ -118,8 +118,7 @@ pub enum Write {
         project_id: String,
         workflow_id: String,
         user_id: String,
-        /// `''`: the integration-level settings; else a configuration's id.
-        configuration_id: String,
+        configuration: SettingsKey,
         state: Value,
     },
 }
@@ -248,13 +247,7 @@ impl Store {
                     }
                     done.push(held);
                 }
-                Write::TriggerState {
-                    project_id,
-                    workflow_id,
-                    user_id,
-                    configuration_id,
-                    state,
-                } => {
+                Write::TriggerState { project_id, workflow_id, user_id, configuration, state } => {
                     let updated = sqlx::query(
                         "UPDATE trigger_state SET state = $5, updated_at = $6
                          WHERE project_id = $1 AND workflow_id = $2 AND user_id = $3 AND configuration_id = $4",
@@ -262,7 +255,7 @@ impl Store {
                     .bind(project_id)
                     .bind(workflow_id)
                     .bind(user_id)
-                    .bind(configuration_id)
+                    .bind(configuration.stored())
                     .bind(state.to_string())
                     .bind(now)
                     .execute(&mut *tx)
@@ -426,8 +419,8 @@ impl Store {
             .collect()
     }
 
-    /// Claims the next poll of a polling trigger for one user and configuration (`''`: the
-    /// integration-level settings): `None` when it is not due (or another process claimed it);
+    /// Claims the next poll of a polling trigger for one user in the integration-level
+    /// settings or a configuration's: `None` when it is not due (or another process claimed it);
     /// otherwise what the last poll saw (`Some(None)`: this is the first poll). The next poll
     /// becomes due `interval_ms` from now.
     pub async fn claim_poll(
@@ -435,7 +428,7 @@ impl Store {
         project_id: &str,
         workflow_id: &str,
         user_id: &str,
-        configuration_id: &str,
+        configuration: &SettingsKey,
         interval_ms: i64,
     ) -> Result<Option<Option<Value>>> {
         let now = now_ms();
@@ -449,7 +442,7 @@ impl Store {
         .bind(project_id)
         .bind(workflow_id)
         .bind(user_id)
-        .bind(configuration_id)
+        .bind(configuration.stored())
         .bind(now + interval_ms)
         .bind(now)
         .fetch_optional(&self.pool)
@@ -777,28 +770,44 @@ mod tests {
 
         // Polls: the first claim has no state; a second one within the interval gets nothing;
         // the state is written with the runs; once due again, it comes back.
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), Some(None));
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), None, "not due");
+        assert_eq!(
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, 60_000).await.unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, 60_000).await.unwrap(),
+            None,
+            "not due"
+        );
         let seen = Write::TriggerState {
             project_id: "p".into(),
             workflow_id: "wf".into(),
             user_id: "ann".into(),
-            configuration_id: String::new(),
+            configuration: SettingsKey::Integration,
             state: json!({ "seen": ["1"] }),
         };
         assert_eq!(s.apply(&[seen]).await.unwrap(), [true]);
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", -1).await.unwrap(), None, "still not due");
-        assert_eq!(s.claim_poll("p", "wf", "bob", "", -1).await.unwrap(), Some(None), "per user");
         assert_eq!(
-            s.claim_poll("p", "wf", "bob", "", 60_000).await.unwrap(),
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, -1).await.unwrap(),
+            None,
+            "still not due"
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "bob", &SettingsKey::Integration, -1).await.unwrap(),
+            Some(None),
+            "per user"
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "bob", &SettingsKey::Integration, 60_000).await.unwrap(),
             Some(None),
             "due at once after a negative interval"
         );
+        let k1 = SettingsKey::Configuration("k1".into());
         assert_eq!(
-            s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(),
+            s.claim_poll("p", "wf", "ann", &k1, 60_000).await.unwrap(),
             Some(None),
             "per configuration"
         );
-        assert_eq!(s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(), None);
+        assert_eq!(s.claim_poll("p", "wf", "ann", &k1, 60_000).await.unwrap(), None);
     }
 }

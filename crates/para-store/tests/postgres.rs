@@ -11,7 +11,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use para_store::{
-    Backend, CredentialConfiguration, CredentialStatus, OAuthState, SettingsScope, Store, now_ms,
+    Backend, CredentialConfiguration, CredentialStatus, OAuthState, SettingsKey, SettingsScope,
+    Store, now_ms,
 };
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
@@ -149,14 +150,14 @@ async fn the_configuration_migrations_keep_stored_settings_and_poll_state_on_pos
         let versions = migration_versions(&url).await;
         assert!(versions.starts_with(&[1, 2, 3, 4, 5, 6, 7, 8]), "{versions:?}");
         // Migration 8: the poll state is kept, as the integration-level one.
-        let previous = s.claim_poll("p", "wf", "alice", "", 60_000).await.unwrap();
+        let previous = s.claim_poll("p", "wf", "alice", SHARED, 60_000).await.unwrap();
         assert_eq!(previous, Some(Some(json!({"seen": ["1"]}))));
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 1);
         let row = &settings[0];
         assert_eq!(
-            (row.configuration.as_str(), row.workflow_id.as_str(), row.enabled, &row.values),
-            ("", "wf1", Some(true), &json!({"n": 2}))
+            (&row.configuration, row.workflow_id.as_str(), row.enabled, &row.values),
+            (SHARED, "wf1", Some(true), &json!({"n": 2}))
         );
     })
     .await;
@@ -248,10 +249,18 @@ async fn token_claims_and_patches_merge_on_postgres() {
     .await;
 }
 
+/// The integration-level settings.
+const SHARED: &SettingsKey = &SettingsKey::Integration;
+
+/// A made configuration's settings.
+fn key(id: &str) -> SettingsKey {
+    SettingsKey::Configuration(id.into())
+}
+
 fn scope<'a>(
     project: &'a str,
     user: &'a str,
-    configuration: &'a str,
+    configuration: &'a SettingsKey,
     workflow: &'a str,
 ) -> SettingsScope<'a> {
     SettingsScope {
@@ -280,15 +289,21 @@ async fn configurations_keep_their_own_settings_on_postgres() {
         let a = s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.unwrap();
         assert!(s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.is_err());
         let b = s.insert_configuration("p", "alice", &c.id, None).await.unwrap();
-        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"n": 0}))).await.unwrap();
-        s.put_settings(scope("p", "alice", &a.id, ""), None, Some(&json!({"n": 1}))).await.unwrap();
-        s.put_settings(scope("p", "alice", &a.id, "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("p", "alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, ""), None, Some(&json!({"n": 0})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", &key(&a.id), ""), None, Some(&json!({"n": 1})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", &key(&a.id), "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", &key(&b.id), "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
-        let keys: Vec<(&str, &str)> =
-            settings.iter().map(|x| (x.configuration.as_str(), x.workflow_id.as_str())).collect();
-        let mut expected =
-            vec![("", ""), (a.id.as_str(), ""), (a.id.as_str(), "wf1"), (b.id.as_str(), "wf1")];
+        let keys: Vec<(Option<&str>, &str)> = settings
+            .iter()
+            .map(|x| (x.configuration.configuration_id(), x.workflow_id.as_str()))
+            .collect();
+        let (a_id, b_id) = (Some(a.id.as_str()), Some(b.id.as_str()));
+        let mut expected = vec![(None, ""), (a_id, ""), (a_id, "wf1"), (b_id, "wf1")];
         expected.sort();
         assert_eq!(keys, expected);
         let meta = CredentialConfiguration { meta: json!({"k": true}), ..a.clone() };
@@ -394,21 +409,23 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
             (json!({"site": "eng"}), "v1:new")
         );
 
-        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("p", "alice", SHARED, ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings(scope("p", "alice", "", "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("p", "alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
-        s.put_settings(scope("p", "alice", "", "wf2"), Some(false), None).await.unwrap();
-        s.put_settings(scope("p", "bob", "", "wf1"), Some(false), None).await.unwrap();
-        s.put_settings(scope("q", "alice", "", "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), None, Some(&json!({"n": 2})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf2"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "bob", SHARED, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("q", "alice", SHARED, "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 3);
         assert_eq!((settings[0].enabled, &settings[0].values), (None, &json!({"channel": "C1"})));
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
         assert_eq!(settings[1].values, json!({"n": 2}));
         assert_eq!(settings[2].enabled, Some(false));
-        s.put_settings(scope("p", "alice", "", "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(false), None).await.unwrap();
         assert_eq!(s.settings("p", "alice").await.unwrap()[1].values, json!({"n": 2}));
         assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
 
@@ -512,7 +529,7 @@ async fn concurrent_upserts_of_one_row_do_not_fail() {
                 let s = s.clone();
                 tokio::spawn(async move {
                     s.touch_user("p", "alice", Some(&json!({"n": i}))).await.unwrap();
-                    s.put_settings(scope("p", "alice", "", "wf1"), Some(i % 2 == 0), None)
+                    s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(i % 2 == 0), None)
                         .await
                         .unwrap();
                 })

@@ -21,7 +21,7 @@ use para_engine::run::{
     RunContext, StepError,
 };
 use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, StepStatus, Write};
-use para_store::{CredentialStatus, now_ms};
+use para_store::{CredentialStatus, SettingsKey, now_ms};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
@@ -610,9 +610,9 @@ async fn run_context(
                 .map_err(|e| format!("reading the user's data failed: {e}"))?,
         ),
     };
-    let configuration = run.configuration_id.as_deref().unwrap_or_default();
+    let configuration = SettingsKey::of(run.configuration_id.as_deref());
     let values = |workflow_id: &str| {
-        settings_values(&data.settings, &run.integration, configuration, workflow_id)
+        settings_values(&data.settings, &run.integration, &configuration, workflow_id)
     };
     // Password settings are stored sealed: opened for the run, and kept out of its journal.
     let (shared_settings, mut sensitive) =
@@ -655,7 +655,7 @@ async fn run_context(
 pub fn settings_values(
     settings: &[para_store::Settings],
     integration: &str,
-    configuration: &str,
+    configuration: &SettingsKey,
     workflow_id: &str,
 ) -> Map<String, Value> {
     para_store::Settings::find(settings, integration, configuration, workflow_id)

@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
+use para_store::SettingsKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -593,10 +594,11 @@ async fn user(
             if mine.is_empty() && rows.is_empty() {
                 return None;
             }
-            let of = |configuration: &str| -> Vec<&para_store::Settings> {
-                rows.iter().copied().filter(|s| s.configuration == configuration).collect()
+            let of = |configuration: &SettingsKey| -> Vec<&para_store::Settings> {
+                rows.iter().copied().filter(|s| s.configuration == *configuration).collect()
             };
-            let (shared, workflows) = scope_rows(integration, &of(""), !mine.is_empty());
+            let (shared, workflows) =
+                scope_rows(integration, &of(&SettingsKey::Integration), !mine.is_empty());
             let configurations = made
                 .iter()
                 .filter(|m| !m.is_default)
@@ -606,7 +608,7 @@ async fn user(
                         .find(|c| c.id == m.credential_id && &c.integration == key)?;
                     let (settings, workflows) = scope_rows(
                         integration,
-                        &of(&m.id),
+                        &of(&SettingsKey::Configuration(m.id.clone())),
                         c.status == para_store::CredentialStatus::Valid,
                     );
                     Some(ConfigurationSection {

@@ -34,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use para_build::{Input, Integration, IntegrationKind};
-use para_store::CredentialStatus;
+use para_store::{CredentialStatus, SettingsKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -950,7 +950,12 @@ async fn page_view(
         state.store.credentials(&state.project_id, &user.user_id, Some(&integration.key)).await?;
     let stored = state.store.settings(&state.project_id, &user.user_id).await?;
     let stored_values = |workflow_id: &str| -> Option<&para_store::Settings> {
-        para_store::Settings::find(&stored, &integration.key, "", workflow_id)
+        para_store::Settings::find(
+            &stored,
+            &integration.key,
+            &SettingsKey::Integration,
+            workflow_id,
+        )
     };
     let accent = accent_of(integration);
     let base = page_path(state, &integration.key);
@@ -1413,9 +1418,10 @@ async fn save_settings(
         Err(e) => return storage_error(e),
     }
     let stored = match state.store.settings(&state.project_id, &user.user_id).await {
-        Ok(rows) => {
-            object(para_store::Settings::find(&rows, &integration.key, "", "").map(|s| &s.values))
-        }
+        Ok(rows) => object(
+            para_store::Settings::find(&rows, &integration.key, &SettingsKey::Integration, "")
+                .map(|s| &s.values),
+        ),
         Err(e) => return storage_error(e),
     };
     let values = read_inputs(&integration.inputs, &form, &stored);
@@ -1501,8 +1507,13 @@ async fn save_workflow(
     let values = if enabled {
         let stored = match state.store.settings(&state.project_id, &user.user_id).await {
             Ok(rows) => object(
-                para_store::Settings::find(&rows, &integration.key, "", &workflow.id)
-                    .map(|s| &s.values),
+                para_store::Settings::find(
+                    &rows,
+                    &integration.key,
+                    &SettingsKey::Integration,
+                    &workflow.id,
+                )
+                .map(|s| &s.values),
             ),
             Err(e) => return storage_error(e),
         };
@@ -1678,7 +1689,7 @@ fn integration_level<'a>(
         project_id: &state.project_id,
         user_id,
         integration,
-        configuration: "",
+        configuration: &SettingsKey::Integration,
         workflow_id,
     }
 }

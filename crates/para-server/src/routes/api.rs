@@ -86,7 +86,8 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         let mine: Vec<&para_store::Credential> =
             credentials.iter().filter(|c| &c.integration == key).collect();
         // The integration's own entry shows the default configuration's settings.
-        let config = Configuration::of(integration, &settings, "");
+        let config =
+            Configuration::of(integration, &settings, &para_store::SettingsKey::Integration);
         // The credential the SDK shows: the newest valid one, else the newest.
         let active =
             mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first()).copied();
@@ -712,11 +713,12 @@ async fn patch_credential(
         &found,
         &rows,
     )?;
+    let key = crate::routes::configurations::settings_key(&selected);
     let scope = para_store::SettingsScope {
         project_id: &state.project_id,
         user_id: &user.user_id,
         integration: &found.integration,
-        configuration: crate::routes::configurations::settings_key(&selected),
+        configuration: &key,
         workflow_id: "",
     };
     let mut errors: Vec<String> = Vec::new();
@@ -877,14 +879,15 @@ async fn set_workflow(
     Ok(Json(json!({ "success": true, "workflowId": workflow, "enabled": enabled })))
 }
 
-/// The settings key of the configuration a workflow toggle names: the headers' credential
-/// must be the user's, of the workflow's integration.
+/// Whose settings a workflow toggle changes: the configuration the headers name (their
+/// credential must be the user's, of the workflow's integration), else the integration-level
+/// ones.
 async fn workflow_configuration(
     state: &AppState,
     user: &SdkUser,
     integration: &str,
     headers: &axum::http::HeaderMap,
-) -> Result<String, ApiError> {
+) -> Result<para_store::SettingsKey, ApiError> {
     let configuration = crate::routes::configurations::selected(headers);
     let Some(credential) = crate::auth::selected_credential(headers) else {
         if let Some(c) = configuration {
@@ -892,7 +895,7 @@ async fn workflow_configuration(
                 "X-Paragon-Configuration-Id `{c}` needs the X-Paragon-Credential header naming its credential"
             )));
         }
-        return Ok(String::new());
+        return Ok(para_store::SettingsKey::Integration);
     };
     let (found, rows) =
         crate::routes::configurations::credential_and_configurations(state, user, credential)
@@ -903,5 +906,5 @@ async fn workflow_configuration(
         ))
     })?;
     let selected = crate::routes::configurations::resolve(configuration, &found, &rows)?;
-    Ok(crate::routes::configurations::settings_key(&selected).to_string())
+    Ok(crate::routes::configurations::settings_key(&selected))
 }

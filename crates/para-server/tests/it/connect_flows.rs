@@ -246,7 +246,7 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
                 project_id: &project,
                 user_id: "ann",
                 integration: "sendgrid",
-                configuration: "",
+                configuration: &para_store::SettingsKey::Integration,
                 workflow_id: "",
             },
             None,

@@ -220,7 +220,7 @@ fn shared_scope(integration: &str) -> para_store::SettingsScope<'_> {
         project_id: PROJECT,
         user_id: "ann",
         integration,
-        configuration: "",
+        configuration: &para_store::SettingsKey::Integration,
         workflow_id: "",
     }
 }
@@ -725,7 +725,10 @@ async fn configurations_keep_their_own_settings_and_runs_read_them() {
     let (status, _) = s.call_with("DELETE", &configurations, &ann, &in_team_a, None).await;
     assert_eq!(status, 200);
     let settings = s.state.store.settings(PROJECT, "ann").await.unwrap();
-    assert!(settings.iter().all(|x| x.configuration != team_a), "{settings:?}");
+    assert!(
+        settings.iter().all(|x| x.configuration.configuration_id() != Some(team_a.as_str())),
+        "{settings:?}"
+    );
     let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
     assert_eq!(
         me["integrations"]["custom.acmecrm"]["allConfigurations"].as_array().unwrap().len(),
@@ -960,12 +963,19 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let dir = tempfile::tempdir().unwrap();
     let asana = ("asana", oauth_app(format!("{api}/asana")));
     let s = serve_build(build, dir.path(), asana, Some(200)).await;
-    fn project(configuration: &str) -> para_store::SettingsScope<'_> {
+    fn project(configuration: &para_store::SettingsKey) -> para_store::SettingsScope<'_> {
         para_store::SettingsScope { configuration, ..shared_scope("asana") }
     }
     let store = &s.state.store;
     // The setting first: the poller may poll as soon as the account is connected.
-    store.put_settings(project(""), None, Some(&json!({ "asana-project": "p 1" }))).await.unwrap();
+    store
+        .put_settings(
+            project(&para_store::SettingsKey::Integration),
+            None,
+            Some(&json!({ "asana-project": "p 1" })),
+        )
+        .await
+        .unwrap();
     connect(&s, "ann", "asana").await;
 
     // The first poll only records what is there.
@@ -1004,7 +1014,11 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let made = store.insert_configuration(PROJECT, "ann", &account, None).await.unwrap();
     let made_id = made.id.as_str();
     store
-        .put_settings(project(made_id), None, Some(&json!({ "asana-project": "p 2" })))
+        .put_settings(
+            project(&para_store::SettingsKey::Configuration(made.id.clone())),
+            None,
+            Some(&json!({ "asana-project": "p 2" })),
+        )
         .await
         .unwrap();
     let polled_p2 = || polls.lock().unwrap().iter().any(|p| p.contains("project=p%202"));

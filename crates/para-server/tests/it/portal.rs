@@ -719,11 +719,12 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
     // A configuration made with createConfiguration shows with its own settings.
     let store = &server.state.store;
     let made = store.insert_configuration(PROJECT, "ann", &id, Some("team-b")).await.unwrap();
+    let key = para_store::SettingsKey::Configuration(made.id.clone());
     let scope = para_store::SettingsScope {
         project_id: PROJECT,
         user_id: "ann",
         integration: ACME,
-        configuration: &made.id,
+        configuration: &key,
         workflow_id: "",
     };
     let values = json!({ PIPELINE: "support", API_SECRET: "team-b-secret" });
