@@ -1008,27 +1008,18 @@ impl Store {
     }
 
     /// Consumes a state: returns it once, if it exists, is unused and unexpired; a second call
-    /// (a replayed callback) gets `None`.
+    /// (a replayed callback) gets `None`. One statement marks it used and returns it, so no
+    /// other write can come between.
     pub async fn take_oauth_state(&self, state: &str) -> Result<Option<OAuthState>> {
-        let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE oauth_states SET used_at = $2 WHERE state = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(state)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if claimed != 1 {
-            return Ok(None);
-        }
         let row = sqlx::query(
-            "SELECT state, project_id, user_id, integration, sealed, expires_at FROM oauth_states WHERE state = $1",
+            "UPDATE oauth_states SET used_at = $2 WHERE state = $1 AND used_at IS NULL AND expires_at > $2
+             RETURNING state, project_id, user_id, integration, sealed, expires_at",
         )
         .bind(state)
-        .fetch_one(&self.pool)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(Some(OAuthState {
+        Ok(row.map(|row| OAuthState {
             state: row.get(0),
             project_id: row.get(1),
             user_id: row.get(2),
@@ -1610,9 +1601,10 @@ mod tests {
             sealed: "v1:x".into(),
             expires_at,
         };
-        s.put_oauth_state(&state("fresh", now_ms() + 60_000)).await.unwrap();
+        let fresh = state("fresh", now_ms() + 60_000);
+        s.put_oauth_state(&fresh).await.unwrap();
         s.put_oauth_state(&state("stale", now_ms() - 1)).await.unwrap();
-        assert_eq!(s.take_oauth_state("fresh").await.unwrap().unwrap().user_id, "alice");
+        assert_eq!(s.take_oauth_state("fresh").await.unwrap(), Some(fresh), "as it was written");
         assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
         assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
         assert!(s.take_oauth_state("never").await.unwrap().is_none());
