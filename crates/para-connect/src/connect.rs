@@ -308,14 +308,15 @@ async fn store_setup(
     let status =
         if problem.is_some() { CredentialStatus::Invalid } else { CredentialStatus::Valid };
     provider_data.insert("account".into(), Value::Object(material.account.clone()));
+    let gone = || Error::not_found("no such credential for this user");
     store
         .update_credential(p, user_id, id, status, problem.as_deref(), &sealed, fresh.expires_at)
-        .await?;
-    store.set_provider_data(p, user_id, id, &Value::Object(provider_data)).await?;
-    let updated = store
-        .credential(p, user_id, id)
         .await?
-        .ok_or_else(|| Error::not_found("no such credential for this user"))?;
+        .ok_or_else(gone)?;
+    let updated = store
+        .set_provider_data(p, user_id, id, &Value::Object(provider_data))
+        .await?
+        .ok_or_else(gone)?;
     if updated.status == CredentialStatus::Valid && fresh.status != CredentialStatus::Valid {
         state.connected(user_id, &connector.key, id).await;
     }

@@ -205,7 +205,7 @@ async fn refresh_now(
             m.token = token;
             oauth::save_credentials(connector, &mut m);
             let sealed = seal(state, &c.user_id, &c.integration, &m);
-            state
+            let fresh = state
                 .store
                 .update_credential(
                     &state.project_id,
@@ -216,10 +216,6 @@ async fn refresh_now(
                     &sealed,
                     expires_at,
                 )
-                .await?;
-            let fresh = state
-                .store
-                .credential(&state.project_id, &c.user_id, &c.id)
                 .await?
                 .ok_or_else(|| Error::not_found("the credential was deleted"))?;
             Ok((fresh, m))

@@ -655,7 +655,9 @@ impl Store {
         row.as_ref().map(Self::credential_row).transpose()
     }
 
-    /// Replaces a credential's secret, expiry and status (after a refresh or a check).
+    /// Replaces a credential's secret, expiry and status (after a refresh or a check). Returns
+    /// the credential as the update left it (`RETURNING`: no second read), or `None` when the
+    /// user has no such credential.
     #[allow(clippy::too_many_arguments)]
     pub async fn update_credential(
         &self,
@@ -666,44 +668,51 @@ impl Store {
         status_reason: Option<&str>,
         secret: &str,
         expires_at: Option<i64>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
+    ) -> Result<Option<Credential>> {
+        let sql = format!(
             "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
-             WHERE project_id = $1 AND user_id = $2 AND id = $3",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(id)
-        .bind(status.as_str())
-        .bind(status_reason)
-        .bind(secret)
-        .bind(expires_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(status_reason)
+            .bind(secret)
+            .bind(expires_at)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::credential_row).transpose()
     }
 
-    /// Replaces a credential's `provider_data` (the account facts shown to the app).
+    /// Replaces a credential's `provider_data` (the account facts shown to the app). Returns
+    /// the credential as the update left it, or `None` when the user has no such credential.
     pub async fn set_provider_data(
         &self,
         project_id: &str,
         user_id: &str,
         id: &str,
         provider_data: &Value,
-    ) -> Result<bool> {
-        let done = sqlx::query(
+    ) -> Result<Option<Credential>> {
+        let sql = format!(
             "UPDATE credentials SET provider_data = $4, updated_at = $5
-             WHERE project_id = $1 AND user_id = $2 AND id = $3",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(id)
-        .bind(provider_data.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .bind(provider_data.to_string())
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::credential_row).transpose()
     }
 
     /// Deletes one credential of the user; false if there was none.
@@ -1560,15 +1569,17 @@ mod tests {
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
         assert!(
-            !s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
+            s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
                 .await
                 .unwrap()
+                .is_none()
         );
-        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
+        assert!(s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap().is_none());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
-        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let set = s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap();
         let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(set.as_ref(), Some(&shown), "what the update returns is what is stored");
         assert_eq!(
             (shown.provider_data, shown.secret.as_str()),
             (json!({"site": "eng"}), "v1:sealed")

@@ -374,36 +374,38 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
         assert!(
-            !s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
+            s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
                 .await
                 .unwrap()
+                .is_none()
         );
-        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
+        assert!(s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap().is_none());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("q", "alice", &c.id).await.unwrap().is_none());
         assert_eq!(s.credential("p", "alice", &c.id).await.unwrap().unwrap().secret, "v1:sealed");
 
-        assert!(
-            s.update_credential(
+        let returned = s
+            .update_credential(
                 "p",
                 "alice",
                 &c.id,
                 CredentialStatus::Invalid,
                 Some("401 from test"),
                 "v1:new",
-                None
+                None,
             )
             .await
-            .unwrap()
-        );
+            .unwrap();
         let updated = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(returned.as_ref(), Some(&updated), "the update returns what it stored");
         assert_eq!(
             (updated.status, updated.status_reason.as_deref(), updated.secret.as_str()),
             (CredentialStatus::Invalid, Some("401 from test"), "v1:new")
         );
         assert_eq!(updated.expires_at, None);
-        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let set = s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap();
         let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(set.as_ref(), Some(&shown));
         assert_eq!(
             (shown.provider_data, shown.secret.as_str()),
             (json!({"site": "eng"}), "v1:new")
@@ -791,9 +793,8 @@ async fn statuses_round_trip(url: &str) {
         assert_eq!(c.status, status);
         assert_eq!(s.credential("p", "ann", &c.id).await.unwrap().unwrap().status, status);
         for &next in CredentialStatus::ALL {
-            assert!(
-                s.update_credential("p", "ann", &c.id, next, None, "v1:s", None).await.unwrap()
-            );
+            let updated = s.update_credential("p", "ann", &c.id, next, None, "v1:s", None).await;
+            assert_eq!(updated.unwrap().map(|c| c.status), Some(next));
             assert_eq!(s.credential("p", "ann", &c.id).await.unwrap().unwrap().status, next);
         }
     }
