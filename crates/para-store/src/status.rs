@@ -116,13 +116,6 @@ status_enum! {
     }
 }
 
-impl RunStatus {
-    /// Whether the run may still be claimed and executed (not finished).
-    pub const fn is_unfinished(self) -> bool {
-        matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Waiting)
-    }
-}
-
 /// A status read from column `index` of a row.
 pub(crate) fn read<T: FromStr<Err = UnknownStatus>>(
     r: &sqlx::any::AnyRow,
