@@ -815,7 +815,7 @@ impl ServerHost {
             (None, Outcome::Waiting(_)) => return true,
             (None, _) => json!({
                 "statusCode": 200,
-                "body": { "executionId": self.run_id, "status": "SUCCEEDED" },
+                "body": { "executionId": self.run_id, "status": para_store::RunStatus::Succeeded },
             }),
         };
         self.deliver(answer);
