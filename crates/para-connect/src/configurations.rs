@@ -2,12 +2,13 @@
 //! request names, and each one's settings key.
 //!
 //! Every credential has a default configuration, which needs no stored row: its id is derived
-//! from the credential's, and its settings are the integration-level ones (settings key `""`),
-//! which the user's accounts of the integration share. A configuration created with
-//! `createConfiguration` has its own row, id and settings (settings key: its id), and belongs to
-//! one credential: deleting the credential deletes it.
+//! from the credential's, and its settings are the integration-level ones
+//! ([`SettingsKey::Integration`]), which the user's accounts of the integration share. A
+//! configuration created with `createConfiguration` has its own row, id and settings
+//! ([`SettingsKey::Configuration`] with its id), and belongs to one credential: deleting the
+//! credential deletes it.
 
-use para_store::{Credential, CredentialConfiguration};
+use para_store::{Credential, CredentialConfiguration, SettingsKey};
 use serde_json::json;
 
 use crate::Error;
@@ -21,10 +22,14 @@ pub fn default_id(credential_id: &str) -> String {
     .to_string()
 }
 
-/// The settings key of a configuration: `""` for a default one (the integration-level
-/// settings), else its id.
-pub fn settings_key(configuration: &CredentialConfiguration) -> &str {
-    if configuration.is_default { "" } else { &configuration.id }
+/// Whose settings a configuration shows: the integration-level ones for a default
+/// configuration, else its own.
+pub fn settings_key(configuration: &CredentialConfiguration) -> SettingsKey {
+    if configuration.is_default {
+        SettingsKey::Integration
+    } else {
+        SettingsKey::Configuration(configuration.id.clone())
+    }
 }
 
 /// A credential's configurations, default first, then the created ones oldest first.
@@ -75,7 +80,7 @@ mod tests {
             id: id.into(),
             user_id: "u".into(),
             integration: "slack".into(),
-            status: "VALID".into(),
+            status: para_store::CredentialStatus::Valid,
             status_reason: None,
             provider_id: None,
             provider_data: json!({}),
@@ -109,8 +114,8 @@ mod tests {
         let all = of_credential(&c, &rows);
         assert_eq!(all.len(), 2);
         assert!(all[0].is_default && all[0].id == default_id("c1"));
-        assert_eq!(settings_key(&all[0]), "");
-        assert_eq!(settings_key(&all[1]), "k1");
+        assert_eq!(settings_key(&all[0]), SettingsKey::Integration);
+        assert_eq!(settings_key(&all[1]), SettingsKey::Configuration("k1".into()));
         assert_eq!(resolve(None, &c, &rows).unwrap().id, default_id("c1"));
         assert_eq!(resolve(Some(&default_id("c1")), &c, &rows).unwrap().id, default_id("c1"));
         assert_eq!(resolve(Some("k1"), &c, &rows).unwrap().id, "k1");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use para_store::CredentialStatus;
 use serde_json::{Map, Value};
 
 use crate::Connect;
@@ -304,17 +305,19 @@ async fn store_setup(
     }
     let problem = check_connection(state, connector, &mut material).await;
     let sealed = refresh::seal(state, user_id, &connector.key, &material);
-    let status = if problem.is_some() { "INVALID" } else { "VALID" };
+    let status =
+        if problem.is_some() { CredentialStatus::Invalid } else { CredentialStatus::Valid };
     provider_data.insert("account".into(), Value::Object(material.account.clone()));
+    let gone = || Error::not_found("no such credential for this user");
     store
         .update_credential(p, user_id, id, status, problem.as_deref(), &sealed, fresh.expires_at)
-        .await?;
-    store.set_provider_data(p, user_id, id, &Value::Object(provider_data)).await?;
-    let updated = store
-        .credential(p, user_id, id)
         .await?
-        .ok_or_else(|| Error::not_found("no such credential for this user"))?;
-    if updated.status == "VALID" && fresh.status != "VALID" {
+        .ok_or_else(gone)?;
+    let updated = store
+        .set_provider_data(p, user_id, id, &Value::Object(provider_data))
+        .await?
+        .ok_or_else(gone)?;
+    if updated.status == CredentialStatus::Valid && fresh.status != CredentialStatus::Valid {
         state.connected(user_id, &connector.key, id).await;
     }
     Ok(updated)
@@ -372,7 +375,8 @@ pub async fn store_connection(
     let problem =
         if waiting { None } else { check_connection(state, connector, &mut material).await };
     let sealed = refresh::seal(state, user_id, &connector.key, &material);
-    let status = if problem.is_some() { "INVALID" } else { "VALID" };
+    let status =
+        if problem.is_some() { CredentialStatus::Invalid } else { CredentialStatus::Valid };
     let provider_data = serde_json::json!({ "account": material.account });
     let credential = state
         .store
@@ -390,7 +394,7 @@ pub async fn store_connection(
         })
         .await?;
     state.credential_cache.forget(user_id, &connector.key);
-    if credential.status == "VALID" {
+    if credential.status == CredentialStatus::Valid {
         state.connected(user_id, &connector.key, &credential.id).await;
     }
     Ok(credential)

@@ -36,7 +36,7 @@ pub async fn choices_of(
         .map_err(|e| crate::Error::from(e).message())?;
     let credential = credentials
         .into_iter()
-        .find(|c| c.status == "VALID")
+        .find(|c| c.status == para_store::CredentialStatus::Valid)
         .ok_or_else(|| "connect the account to choose from its list".to_string())?;
     fetch_listing(state, user_id, integration_key, spec, &credential.id).await.map(Some)
 }

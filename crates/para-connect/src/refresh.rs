@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use para_store::{Credential, now_ms};
+use para_store::{Credential, CredentialStatus, now_ms};
 use serde_json::Value;
 
 use crate::Connect;
@@ -205,21 +205,17 @@ async fn refresh_now(
             m.token = token;
             oauth::save_credentials(connector, &mut m);
             let sealed = seal(state, &c.user_id, &c.integration, &m);
-            state
+            let fresh = state
                 .store
                 .update_credential(
                     &state.project_id,
                     &c.user_id,
                     &c.id,
-                    "VALID",
+                    CredentialStatus::Valid,
                     None,
                     &sealed,
                     expires_at,
                 )
-                .await?;
-            let fresh = state
-                .store
-                .credential(&state.project_id, &c.user_id, &c.id)
                 .await?
                 .ok_or_else(|| Error::not_found("the credential was deleted"))?;
             Ok((fresh, m))
@@ -248,7 +244,7 @@ async fn mark_invalid(
             &state.project_id,
             &c.user_id,
             &c.id,
-            "INVALID",
+            CredentialStatus::Invalid,
             Some(reason),
             &c.secret,
             c.expires_at,

@@ -317,7 +317,7 @@ impl Connect {
 fn usable_for(account: Account<'_>, prepared: Arc<Prepared>) -> Result<Arc<Prepared>, Error> {
     if account.require_valid
         && let Some(c) = &prepared.credential
-        && c.status != "VALID"
+        && c.status != para_store::CredentialStatus::Valid
     {
         return Err(Error::new(
             Kind::BadRequest,
@@ -349,7 +349,7 @@ pub fn acting_credential<'c>(
     let mut mine = credentials.iter().filter(|c| c.integration == integration);
     match credential_id {
         Some(id) => mine.find(|c| c.id == id),
-        None => mine.find(|c| c.status == "VALID"),
+        None => mine.find(|c| c.status == para_store::CredentialStatus::Valid),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, Method, StatusCode};
 use para_connect::send::{Account, Destination, Outgoing, every_header, read_body};
 use para_connect::{Connect, ConnectConfig, Error, Kind};
+use para_store::CredentialStatus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -194,7 +195,7 @@ fn account(integration: &str, credential_id: Option<&'static str>) -> Account<'s
 async fn basic_credential(c: &Connect) -> String {
     let values = json!({"username": "ada", "password": "pw"}).as_object().unwrap().clone();
     let stored = para_connect::connect::create_credential(c, USER, BASIC, values).await.unwrap();
-    assert_eq!(stored.status, "VALID", "{:?}", stored.status_reason);
+    assert_eq!(stored.status, CredentialStatus::Valid, "{:?}", stored.status_reason);
     stored.id
 }
 
@@ -276,7 +277,7 @@ async fn a_401_refreshes_the_token_once_and_the_request_goes_again() {
     )
     .await
     .unwrap();
-    assert_eq!(stored.status, "VALID", "{:?}", stored.status_reason);
+    assert_eq!(stored.status, CredentialStatus::Valid, "{:?}", stored.status_reason);
 
     let answer = c.send_as(account(OAUTH, None), get("/v1/items", Duration::ZERO)).await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
@@ -297,7 +298,15 @@ async fn an_account_that_needs_reconnecting_is_refused_for_runs_only() {
     let id: &'static str = Box::leak(id.into_boxed_str());
     let row = c.store.credential(PROJECT, USER, id).await.unwrap().unwrap();
     c.store
-        .update_credential(PROJECT, USER, id, "INVALID", Some("revoked"), &row.secret, None)
+        .update_credential(
+            PROJECT,
+            USER,
+            id,
+            CredentialStatus::Invalid,
+            Some("revoked"),
+            &row.secret,
+            None,
+        )
         .await
         .unwrap();
     c.credential_cache.forget(USER, BASIC);

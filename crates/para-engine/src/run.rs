@@ -25,7 +25,8 @@ use serde_json::{Map, Value, json};
 use crate::conditions::holds;
 use crate::values::{Outputs, Scope, resolve, resolve_text};
 
-/// A journal entry's status.
+/// A journal entry's status. How it is stored is the host's business (para-worker maps it to
+/// para-store's `StepStatus`, whose texts clients read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryStatus {
     /// Ran; the output is recorded.
@@ -34,25 +35,6 @@ pub enum EntryStatus {
     Failed,
     /// To run (again) at `not_before`: a delay, a retry, a rate-limit wait.
     Waiting,
-}
-
-impl EntryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryStatus::Done => "DONE",
-            EntryStatus::Failed => "FAILED",
-            EntryStatus::Waiting => "WAITING",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EntryStatus> {
-        Some(match s {
-            "DONE" => EntryStatus::Done,
-            "FAILED" => EntryStatus::Failed,
-            "WAITING" => EntryStatus::Waiting,
-            _ => return None,
-        })
-    }
 }
 
 /// One step of one run (of one fan-out instance) as recorded.

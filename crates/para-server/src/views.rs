@@ -35,12 +35,12 @@ pub struct Configuration {
 }
 
 impl Configuration {
-    /// The settings stored under `configuration` (a settings key:
-    /// [`para_connect::configurations::settings_key`]).
+    /// The settings stored under `configuration` (the integration-level ones, or a made
+    /// configuration's: [`para_connect::configurations::settings_key`]).
     pub fn of(
         integration: &para_build::Integration,
         settings: &[para_store::Settings],
-        configuration: &str,
+        configuration: &para_store::SettingsKey,
     ) -> Self {
         let key = &integration.key;
         let stored = |workflow_id: &str| {
@@ -82,13 +82,14 @@ pub fn credential_json(
     settings: &[para_store::Settings],
     rows: &[para_store::CredentialConfiguration],
 ) -> Value {
-    let valid = c.status == "VALID";
+    let valid = c.status == para_store::CredentialStatus::Valid;
     let configurations: Vec<Value> = para_connect::configurations::of_credential(c, rows)
         .iter()
         .map(|k| {
             let config = match integration {
                 Some(i) => {
-                    Configuration::of(i, settings, para_connect::configurations::settings_key(k))
+                    let key = para_connect::configurations::settings_key(k);
+                    Configuration::of(i, settings, &key)
                 }
                 None => Configuration { shared: json!({}), workflows: Vec::new() },
             };

@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use crate::runs::{RUN_COLUMN_COUNT, RUN_COLUMNS, Run, run_row};
+use crate::runs::{RUN_COLUMN_COUNT, RUN_COLUMNS, Run, RunStatus, run_row};
 use crate::{Result, Store};
 
 /// Which runs to list. Every field narrows; `None` does not filter.
@@ -19,8 +19,7 @@ pub struct RunFilter {
     pub integration: Option<String>,
     pub workflow_id: Option<String>,
     pub user_id: Option<String>,
-    /// A run status (`QUEUED`, `RUNNING`, `WAITING`, `SUCCEEDED`, `FAILED`).
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Created at or after (Unix ms, inclusive).
     pub created_after: Option<i64>,
     /// Created before (Unix ms, exclusive).
@@ -84,11 +83,12 @@ fn conditions(project_id: &str, filter: &RunFilter, after: Option<&Cursor>) -> (
     }
     let mut sql = String::from(" WHERE project_id = $1");
     let mut args = vec![Arg::Text(project_id.to_string())];
+    let status = filter.status.map(|s| s.as_str().to_string());
     let text = [
         (" AND integration = ?", &filter.integration),
         (" AND workflow_id = ?", &filter.workflow_id),
         (" AND user_id = ?", &filter.user_id),
-        (" AND status = ?", &filter.status),
+        (" AND status = ?", &status),
     ];
     for (fragment, value) in text {
         if let Some(value) = value {
@@ -286,7 +286,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::{Lease, NewRun, RunState, StepRecord, Write, status};
+    use crate::runs::{Lease, NewRun, RunState, StepRecord, StepStatus, Write};
     use serde_json::json;
 
     async fn store() -> (tempfile::TempDir, Store) {
@@ -314,7 +314,7 @@ mod tests {
                 key: "trigger".into(),
                 step_id: "t".into(),
                 seq: 0,
-                status: "DONE".into(),
+                status: StepStatus::Done,
                 attempts: 1,
                 input: None,
                 output: Some(json!({ "id": id })),
@@ -431,7 +431,7 @@ mod tests {
             response: None,
         };
         s.apply(&[failed]).await.unwrap();
-        let status = RunFilter { status: Some(status::FAILED.into()), ..Default::default() };
+        let status = RunFilter { status: Some(RunStatus::Failed), ..Default::default() };
         assert_eq!(list(status).await, ["r3"]);
         let changed =
             RunFilter { updated_after: Some(crate::now_ms() - 60_000), ..Default::default() };

@@ -7,6 +7,9 @@
 
 pub mod history;
 pub mod runs;
+mod status;
+
+pub use status::{CredentialStatus, RunStatus, StepStatus, UnknownStatus};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +41,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("stored JSON is corrupt: {0}")]
     Json(#[from] serde_json::Error),
+    /// A status column holds a text this version does not know (written by a newer para, or
+    /// edited by hand).
+    #[error("the database holds {0}; was it written by a newer version of para?")]
+    Status(#[from] UnknownStatus),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -111,8 +118,7 @@ pub struct Credential {
     /// The connected user it belongs to.
     pub user_id: String,
     pub integration: String,
-    /// `VALID`, `INVALID` or `PENDING`.
-    pub status: String,
+    pub status: CredentialStatus,
     pub status_reason: Option<String>,
     pub provider_id: Option<String>,
     pub provider_data: Value,
@@ -128,8 +134,7 @@ pub struct NewCredential<'a> {
     pub project_id: &'a str,
     pub user_id: &'a str,
     pub integration: &'a str,
-    /// `VALID`, `INVALID` or `PENDING`.
-    pub status: &'a str,
+    pub status: CredentialStatus,
     pub status_reason: Option<&'a str>,
     pub provider_id: Option<&'a str>,
     pub provider_data: Value,
@@ -144,7 +149,7 @@ impl<'a> NewCredential<'a> {
         project_id: &'a str,
         user_id: &'a str,
         integration: &'a str,
-        status: &'a str,
+        status: CredentialStatus,
         secret: &'a str,
     ) -> NewCredential<'a> {
         NewCredential {
@@ -161,13 +166,55 @@ impl<'a> NewCredential<'a> {
     }
 }
 
+/// Whose settings a row holds: the integration-level ones, which every credential's default
+/// configuration shows (so the user's accounts of the integration share them), or those of one
+/// configuration made with `createConfiguration`.
+///
+/// Stored in `configuration_id` as `''` for the integration level and as the configuration's id
+/// otherwise, as before this type existed, so the settings users saved then keep their meaning.
+/// (A configuration's id is a UUID, never empty.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SettingsKey {
+    Integration,
+    /// The id of a configuration made with `createConfiguration`.
+    Configuration(String),
+}
+
+impl SettingsKey {
+    /// The configuration's settings for `Some(id)`, the integration-level ones for `None` (as
+    /// a run's `configuration_id` says).
+    pub fn of(configuration_id: Option<&str>) -> SettingsKey {
+        match configuration_id {
+            Some(id) => SettingsKey::Configuration(id.to_string()),
+            None => SettingsKey::Integration,
+        }
+    }
+
+    /// The configuration's id; `None` for the integration level.
+    pub fn configuration_id(&self) -> Option<&str> {
+        match self {
+            SettingsKey::Integration => None,
+            SettingsKey::Configuration(id) => Some(id),
+        }
+    }
+
+    /// The `configuration_id` column's text.
+    fn stored(&self) -> &str {
+        self.configuration_id().unwrap_or("")
+    }
+
+    /// Reads [`SettingsKey::stored`]'s text.
+    fn from_stored(text: String) -> SettingsKey {
+        if text.is_empty() { SettingsKey::Integration } else { SettingsKey::Configuration(text) }
+    }
+}
+
 /// Settings of one scope: the integration (`workflow_id` empty) or one of its workflows, in
-/// one configuration (`configuration` empty: the integration-level settings, which every
-/// credential's default configuration shows).
+/// the integration-level settings or one configuration's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub integration: String,
-    pub configuration: String,
+    pub configuration: SettingsKey,
     pub workflow_id: String,
     /// `None`: never toggled (the workflow's `defaultEnabled` applies).
     pub enabled: Option<bool>,
@@ -175,30 +222,30 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The row of one scope among a user's settings ([`Store::settings`]): `configuration` and
-    /// `workflow_id` empty for the integration-level shared settings.
+    /// The row of one scope among a user's settings ([`Store::settings`]): `workflow_id`
+    /// empty for the shared settings (not a workflow's).
     pub fn find<'s>(
         all: &'s [Settings],
         integration: &str,
-        configuration: &str,
+        configuration: &SettingsKey,
         workflow_id: &str,
     ) -> Option<&'s Settings> {
         all.iter().find(|s| {
             s.integration == integration
-                && s.configuration == configuration
+                && s.configuration == *configuration
                 && s.workflow_id == workflow_id
         })
     }
 }
 
-/// Where [`Store::put_settings`] writes: one user's integration, configuration (empty: the
-/// integration-level settings) and workflow (empty: the shared settings).
+/// Where [`Store::put_settings`] writes: one user's integration, its integration-level settings
+/// or a configuration's, and a workflow (empty: the shared settings).
 #[derive(Debug, Clone, Copy)]
 pub struct SettingsScope<'a> {
     pub project_id: &'a str,
     pub user_id: &'a str,
     pub integration: &'a str,
-    pub configuration: &'a str,
+    pub configuration: &'a SettingsKey,
     pub workflow_id: &'a str,
 }
 
@@ -518,7 +565,7 @@ impl Store {
         Ok(Credential {
             id: r.get(0),
             integration: r.get(1),
-            status: r.get(2),
+            status: status::read(r, 2)?,
             status_reason: r.get(3),
             provider_id: r.get(4),
             provider_data: json(&r.get::<String, _>(5))?,
@@ -542,7 +589,7 @@ impl Store {
         .bind(new.project_id)
         .bind(new.user_id)
         .bind(new.integration)
-        .bind(new.status)
+        .bind(new.status.as_str())
         .bind(new.status_reason)
         .bind(new.provider_id)
         .bind(new.provider_data.to_string())
@@ -555,7 +602,7 @@ impl Store {
             id,
             user_id: new.user_id.to_string(),
             integration: new.integration.to_string(),
-            status: new.status.to_string(),
+            status: new.status,
             status_reason: new.status_reason.map(str::to_string),
             provider_id: new.provider_id.map(str::to_string),
             provider_data: new.provider_data.clone(),
@@ -608,55 +655,64 @@ impl Store {
         row.as_ref().map(Self::credential_row).transpose()
     }
 
-    /// Replaces a credential's secret, expiry and status (after a refresh or a check).
+    /// Replaces a credential's secret, expiry and status (after a refresh or a check). Returns
+    /// the credential as the update left it (`RETURNING`: no second read), or `None` when the
+    /// user has no such credential.
     #[allow(clippy::too_many_arguments)]
     pub async fn update_credential(
         &self,
         project_id: &str,
         user_id: &str,
         id: &str,
-        status: &str,
+        status: CredentialStatus,
         status_reason: Option<&str>,
         secret: &str,
         expires_at: Option<i64>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
+    ) -> Result<Option<Credential>> {
+        let sql = format!(
             "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
-             WHERE project_id = $1 AND user_id = $2 AND id = $3",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(id)
-        .bind(status)
-        .bind(status_reason)
-        .bind(secret)
-        .bind(expires_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(status_reason)
+            .bind(secret)
+            .bind(expires_at)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::credential_row).transpose()
     }
 
-    /// Replaces a credential's `provider_data` (the account facts shown to the app).
+    /// Replaces a credential's `provider_data` (the account facts shown to the app). Returns
+    /// the credential as the update left it, or `None` when the user has no such credential.
     pub async fn set_provider_data(
         &self,
         project_id: &str,
         user_id: &str,
         id: &str,
         provider_data: &Value,
-    ) -> Result<bool> {
-        let done = sqlx::query(
+    ) -> Result<Option<Credential>> {
+        let sql = format!(
             "UPDATE credentials SET provider_data = $4, updated_at = $5
-             WHERE project_id = $1 AND user_id = $2 AND id = $3",
-        )
-        .bind(project_id)
-        .bind(user_id)
-        .bind(id)
-        .bind(provider_data.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
+            Self::CREDENTIAL_COLUMNS
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(id)
+            .bind(provider_data.to_string())
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::credential_row).transpose()
     }
 
     /// Deletes one credential of the user; false if there was none.
@@ -773,7 +829,7 @@ impl Store {
             .map(|r| {
                 Ok(Settings {
                     integration: r.get(0),
-                    configuration: r.get(1),
+                    configuration: SettingsKey::from_stored(r.get(1)),
                     workflow_id: r.get(2),
                     enabled: r.get::<Option<i64>, _>(3).map(|e| e != 0),
                     values: json(&r.get::<String, _>(4))?,
@@ -801,7 +857,7 @@ impl Store {
         .bind(scope.project_id)
         .bind(scope.user_id)
         .bind(scope.integration)
-        .bind(scope.configuration)
+        .bind(scope.configuration.stored())
         .bind(scope.workflow_id)
         .bind(enabled.map(i64::from))
         .bind(values.map_or_else(|| "{}".to_string(), Value::to_string))
@@ -961,27 +1017,18 @@ impl Store {
     }
 
     /// Consumes a state: returns it once, if it exists, is unused and unexpired; a second call
-    /// (a replayed callback) gets `None`.
+    /// (a replayed callback) gets `None`. One statement marks it used and returns it, so no
+    /// other write can come between.
     pub async fn take_oauth_state(&self, state: &str) -> Result<Option<OAuthState>> {
-        let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE oauth_states SET used_at = $2 WHERE state = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(state)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if claimed != 1 {
-            return Ok(None);
-        }
         let row = sqlx::query(
-            "SELECT state, project_id, user_id, integration, sealed, expires_at FROM oauth_states WHERE state = $1",
+            "UPDATE oauth_states SET used_at = $2 WHERE state = $1 AND used_at IS NULL AND expires_at > $2
+             RETURNING state, project_id, user_id, integration, sealed, expires_at",
         )
         .bind(state)
-        .fetch_one(&self.pool)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(Some(OAuthState {
+        Ok(row.map(|row| OAuthState {
             state: row.get(0),
             project_id: row.get(1),
             user_id: row.get(2),
@@ -1360,7 +1407,19 @@ mod tests {
         assert_eq!(s.user("p", "ann").await.unwrap().unwrap().signed_meta, json!({}));
     }
 
-    fn scope<'a>(user: &'a str, configuration: &'a str, workflow: &'a str) -> SettingsScope<'a> {
+    /// The integration-level settings.
+    const SHARED: &SettingsKey = &SettingsKey::Integration;
+
+    /// A made configuration's settings.
+    fn key(id: &str) -> SettingsKey {
+        SettingsKey::Configuration(id.into())
+    }
+
+    fn scope<'a>(
+        user: &'a str,
+        configuration: &'a SettingsKey,
+        workflow: &'a str,
+    ) -> SettingsScope<'a> {
         SettingsScope {
             project_id: "p",
             user_id: user,
@@ -1371,7 +1430,15 @@ mod tests {
     }
 
     async fn slack_credential(s: &Store, user: &str) -> Credential {
-        s.insert_credential(&NewCredential::new("p", user, "slack", "VALID", "v1:x")).await.unwrap()
+        s.insert_credential(&NewCredential::new(
+            "p",
+            user,
+            "slack",
+            CredentialStatus::Valid,
+            "v1:x",
+        ))
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -1386,25 +1453,22 @@ mod tests {
             "an external id is unique per credential"
         );
         s.insert_configuration("p", "alice", &second.id, Some("team-a")).await.unwrap();
-        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "shared"})))
+        s.put_settings(scope("alice", SHARED, ""), None, Some(&json!({"channel": "shared"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", &a.id, ""), None, Some(&json!({"channel": "A"})))
+        s.put_settings(scope("alice", &key(&a.id), ""), None, Some(&json!({"channel": "A"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", &a.id, "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("alice", &key(&a.id), "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", &key(&b.id), "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
-        let of = |configuration: &str, workflow: &str| {
-            settings
-                .iter()
-                .find(|x| x.configuration == configuration && x.workflow_id == workflow)
-                .cloned()
+        let of = |configuration: &SettingsKey, workflow: &str| {
+            Settings::find(&settings, "slack", configuration, workflow).cloned()
         };
-        assert_eq!(of("", "").unwrap().values, json!({"channel": "shared"}));
-        assert_eq!(of(&a.id, "").unwrap().values, json!({"channel": "A"}));
-        assert_eq!(of(&a.id, "wf1").unwrap().enabled, Some(true));
-        assert_eq!(of(&b.id, "wf1").unwrap().enabled, Some(false));
+        assert_eq!(of(SHARED, "").unwrap().values, json!({"channel": "shared"}));
+        assert_eq!(of(&key(&a.id), "").unwrap().values, json!({"channel": "A"}));
+        assert_eq!(of(&key(&a.id), "wf1").unwrap().enabled, Some(true));
+        assert_eq!(of(&key(&b.id), "wf1").unwrap().enabled, Some(false));
 
         // Metadata: Bob cannot overwrite Alice's row, even knowing its id.
         let with_meta = CredentialConfiguration { meta: json!({"x": 1}), ..a.clone() };
@@ -1431,7 +1495,9 @@ mod tests {
         // Deleting a configuration takes its settings; Bob cannot delete Alice's.
         assert!(!s.delete_configuration("p", "bob", &b.id).await.unwrap());
         assert!(s.delete_configuration("p", "alice", &b.id).await.unwrap());
-        assert!(s.settings("p", "alice").await.unwrap().iter().all(|x| x.configuration != b.id));
+        assert!(
+            s.settings("p", "alice").await.unwrap().iter().all(|x| x.configuration != key(&b.id))
+        );
         // Uninstalling one account takes its configurations and their settings, not the
         // integration-level settings while another account remains.
         assert_eq!(
@@ -1440,7 +1506,7 @@ mod tests {
         );
         let left = s.settings("p", "alice").await.unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
-        assert_eq!(left[0].configuration, "");
+        assert_eq!(left[0].configuration, SettingsKey::Integration);
         let rows = s.configurations("p", "alice").await.unwrap();
         assert!(rows.iter().all(|r| r.credential_id == second.id), "{rows:?}");
         // Deleting the last credential takes its configurations too.
@@ -1469,13 +1535,13 @@ mod tests {
             settings,
             [Settings {
                 integration: "slack".into(),
-                configuration: String::new(),
+                configuration: SettingsKey::Integration,
                 workflow_id: "wf1".into(),
                 enabled: Some(true),
                 values: json!({"n": 2}),
             }]
         );
-        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 3}))).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), None, Some(&json!({"n": 3}))).await.unwrap();
         assert_eq!(s.settings("p", "alice").await.unwrap()[0].values, json!({"n": 3}));
     }
 
@@ -1488,7 +1554,7 @@ mod tests {
                 status_reason: Some("why"),
                 provider_data: json!({"team": "T1"}),
                 expires_at: Some(7),
-                ..NewCredential::new("p", "alice", "slack", "VALID", "v1:sealed")
+                ..NewCredential::new("p", "alice", "slack", CredentialStatus::Valid, "v1:sealed")
             })
             .await
             .unwrap();
@@ -1502,22 +1568,28 @@ mod tests {
         assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
-        assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
-        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
+        assert!(
+            s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap().is_none());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("other-project", "alice", &c.id).await.unwrap().is_none());
-        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let set = s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap();
         let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(set.as_ref(), Some(&shown), "what the update returns is what is stored");
         assert_eq!(
             (shown.provider_data, shown.secret.as_str()),
             (json!({"site": "eng"}), "v1:sealed")
         );
 
-        s.put_settings(scope("alice", "", ""), None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("alice", SHARED, ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings(scope("alice", "", "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("alice", SHARED, "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 2);
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
@@ -1540,9 +1612,10 @@ mod tests {
             sealed: "v1:x".into(),
             expires_at,
         };
-        s.put_oauth_state(&state("fresh", now_ms() + 60_000)).await.unwrap();
+        let fresh = state("fresh", now_ms() + 60_000);
+        s.put_oauth_state(&fresh).await.unwrap();
         s.put_oauth_state(&state("stale", now_ms() - 1)).await.unwrap();
-        assert_eq!(s.take_oauth_state("fresh").await.unwrap().unwrap().user_id, "alice");
+        assert_eq!(s.take_oauth_state("fresh").await.unwrap(), Some(fresh), "as it was written");
         assert!(s.take_oauth_state("fresh").await.unwrap().is_none(), "replay refused");
         assert!(s.take_oauth_state("stale").await.unwrap().is_none(), "expired refused");
         assert!(s.take_oauth_state("never").await.unwrap().is_none());
@@ -1604,7 +1677,13 @@ mod tests {
         assert_eq!(s.oauth_nonce("n2").await.unwrap(), None);
 
         let c = s
-            .insert_credential(&NewCredential::new("p", "alice", "x", "VALID", "v1:s"))
+            .insert_credential(&NewCredential::new(
+                "p",
+                "alice",
+                "x",
+                CredentialStatus::Valid,
+                "v1:s",
+            ))
             .await
             .unwrap();
         assert!(s.try_lease_refresh(&c.id, now_ms() + 30_000).await.unwrap());

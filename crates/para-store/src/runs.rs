@@ -15,29 +15,9 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::{Backend, Result, Store, json, now_ms};
+use crate::{Backend, Result, SettingsKey, Store, json, now_ms, status};
 
-/// A run's status.
-pub mod status {
-    /// Written, not started.
-    pub const QUEUED: &str = "QUEUED";
-    /// Leased to a worker (or was, when its lease expired).
-    pub const RUNNING: &str = "RUNNING";
-    /// Waiting for `not_before`: a delay, a retry, a `Retry-After`.
-    pub const WAITING: &str = "WAITING";
-    pub const SUCCEEDED: &str = "SUCCEEDED";
-    pub const FAILED: &str = "FAILED";
-}
-
-/// A journal entry's status.
-pub mod step_status {
-    /// Ran; `output` holds the result (also when a failure was handed on to the next step).
-    pub const DONE: &str = "DONE";
-    /// Failed for good; `error` says why.
-    pub const FAILED: &str = "FAILED";
-    /// Runs (again) at `not_before`: a delay, or a retry after `error`.
-    pub const WAITING: &str = "WAITING";
-}
+pub use crate::status::{RunStatus, StepStatus};
 
 /// A run to create. An empty `id` lets the store pick a UUID.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +46,7 @@ pub struct Run {
     pub trigger_kind: String,
     pub trigger_input: Value,
     pub build_hash: String,
-    pub status: String,
+    pub status: RunStatus,
     pub error: Option<String>,
     pub response: Option<Value>,
     pub created_at: i64,
@@ -89,7 +69,7 @@ pub struct StepRecord {
     pub step_id: String,
     /// Order of first recording within the run.
     pub seq: i64,
-    pub status: String,
+    pub status: StepStatus,
     /// Executions so far (retries included).
     pub attempts: i64,
     /// What the step was given (resolved parameters).
@@ -138,8 +118,7 @@ pub enum Write {
         project_id: String,
         workflow_id: String,
         user_id: String,
-        /// `''`: the integration-level settings; else a configuration's id.
-        configuration_id: String,
+        configuration: SettingsKey,
         state: Value,
     },
 }
@@ -171,7 +150,7 @@ pub(crate) fn run_row(r: &sqlx::any::AnyRow) -> Result<Run> {
         trigger_kind: r.get(5),
         trigger_input: json(&r.get::<String, _>(6))?,
         build_hash: r.get(7),
-        status: r.get(8),
+        status: status::read(r, 8)?,
         error: r.get(9),
         response: r.get::<Option<String>, _>(10).map(|t| json(&t)).transpose()?,
         created_at: r.get(11),
@@ -205,7 +184,8 @@ impl Store {
                     } else {
                         run.id.clone()
                     };
-                    let status = if lease.is_some() { status::RUNNING } else { status::QUEUED };
+                    let status =
+                        if lease.is_some() { RunStatus::Running } else { RunStatus::Queued };
                     sqlx::query(
                         "INSERT INTO runs (id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, created_at, updated_at, not_before, lease_owner, lease_until, claims, credential_id, configuration_id)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, $11, $12, $13, $14, $15)",
@@ -218,7 +198,7 @@ impl Store {
                     .bind(&run.trigger_kind)
                     .bind(run.trigger_input.to_string())
                     .bind(&run.build_hash)
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(now)
                     .bind(lease.as_ref().map(|l| l.owner.as_str()))
                     .bind(lease.as_ref().map(|l| l.until))
@@ -232,11 +212,13 @@ impl Store {
                 }
                 Write::Progress { run_id, lease, steps, state, response } => {
                     let (status, error, not_before, lease_until, finished) = match state {
-                        RunState::Running => (status::RUNNING, None, None, Some(lease.until), None),
-                        RunState::Waiting(at) => (status::WAITING, None, Some(*at), None, None),
-                        RunState::Succeeded => (status::SUCCEEDED, None, None, None, Some(now)),
+                        RunState::Running => {
+                            (RunStatus::Running, None, None, Some(lease.until), None)
+                        }
+                        RunState::Waiting(at) => (RunStatus::Waiting, None, Some(*at), None, None),
+                        RunState::Succeeded => (RunStatus::Succeeded, None, None, None, Some(now)),
                         RunState::Failed(e) => {
-                            (status::FAILED, Some(e.as_str()), None, None, Some(now))
+                            (RunStatus::Failed, Some(e.as_str()), None, None, Some(now))
                         }
                     };
                     let owner = lease_until.map(|_| lease.owner.as_str());
@@ -248,7 +230,7 @@ impl Store {
                     )
                     .bind(run_id)
                     .bind(&lease.owner)
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(error)
                     .bind(opt_json(response))
                     .bind(not_before)
@@ -265,13 +247,7 @@ impl Store {
                     }
                     done.push(held);
                 }
-                Write::TriggerState {
-                    project_id,
-                    workflow_id,
-                    user_id,
-                    configuration_id,
-                    state,
-                } => {
+                Write::TriggerState { project_id, workflow_id, user_id, configuration, state } => {
                     let updated = sqlx::query(
                         "UPDATE trigger_state SET state = $5, updated_at = $6
                          WHERE project_id = $1 AND workflow_id = $2 AND user_id = $3 AND configuration_id = $4",
@@ -279,7 +255,7 @@ impl Store {
                     .bind(project_id)
                     .bind(workflow_id)
                     .bind(user_id)
-                    .bind(configuration_id)
+                    .bind(configuration.stored())
                     .bind(state.to_string())
                     .bind(now)
                     .execute(&mut *tx)
@@ -316,9 +292,9 @@ impl Store {
                  AND (lease_until IS NULL OR lease_until < $3)
                ORDER BY not_before LIMIT $4{lock})
              RETURNING {RUN_COLUMNS}",
-            running = status::RUNNING,
-            queued = status::QUEUED,
-            waiting = status::WAITING,
+            running = RunStatus::Running,
+            queued = RunStatus::Queued,
+            waiting = RunStatus::Waiting,
         );
         // Built from constants only; every value is bound.
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -335,14 +311,19 @@ impl Store {
     /// Whether a run of the project is due for a claim ([`Store::claim_runs`] would lease
     /// one), asked on a read connection.
     pub async fn runs_due(&self, project_id: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM runs WHERE project_id = $1 AND status IN ('QUEUED', 'RUNNING', 'WAITING')
+        let sql = format!(
+            "SELECT 1 FROM runs WHERE project_id = $1 AND status IN ('{queued}', '{running}', '{waiting}')
                AND not_before <= $2 AND (lease_until IS NULL OR lease_until < $2) LIMIT 1",
-        )
-        .bind(project_id)
-        .bind(now_ms())
-        .fetch_optional(&self.reader)
-        .await?;
+            running = RunStatus::Running,
+            queued = RunStatus::Queued,
+            waiting = RunStatus::Waiting,
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(now_ms())
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -425,7 +406,7 @@ impl Store {
                     key: r.get(0),
                     step_id: r.get(1),
                     seq: r.get(2),
-                    status: r.get(3),
+                    status: status::read(r, 3)?,
                     attempts: r.get(4),
                     input: r.get::<Option<String>, _>(5).map(|t| json(&t)).transpose()?,
                     output: r.get::<Option<String>, _>(6).map(|t| json(&t)).transpose()?,
@@ -438,8 +419,8 @@ impl Store {
             .collect()
     }
 
-    /// Claims the next poll of a polling trigger for one user and configuration (`''`: the
-    /// integration-level settings): `None` when it is not due (or another process claimed it);
+    /// Claims the next poll of a polling trigger for one user in the integration-level
+    /// settings or a configuration's: `None` when it is not due (or another process claimed it);
     /// otherwise what the last poll saw (`Some(None)`: this is the first poll). The next poll
     /// becomes due `interval_ms` from now.
     pub async fn claim_poll(
@@ -447,7 +428,7 @@ impl Store {
         project_id: &str,
         workflow_id: &str,
         user_id: &str,
-        configuration_id: &str,
+        configuration: &SettingsKey,
         interval_ms: i64,
     ) -> Result<Option<Option<Value>>> {
         let now = now_ms();
@@ -461,7 +442,7 @@ impl Store {
         .bind(project_id)
         .bind(workflow_id)
         .bind(user_id)
-        .bind(configuration_id)
+        .bind(configuration.stored())
         .bind(now + interval_ms)
         .bind(now)
         .fetch_optional(&self.pool)
@@ -493,10 +474,11 @@ impl Store {
     ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT DISTINCT user_id FROM credentials
-             WHERE project_id = $1 AND integration = $2 AND status = 'VALID' ORDER BY user_id",
+             WHERE project_id = $1 AND integration = $2 AND status = $3 ORDER BY user_id",
         )
         .bind(project_id)
         .bind(integration)
+        .bind(crate::CredentialStatus::Valid.as_str())
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -620,12 +602,12 @@ mod tests {
         }
     }
 
-    fn step(key: &str, seq: i64, status: &str, output: Value) -> StepRecord {
+    fn step(key: &str, seq: i64, status: StepStatus, output: Value) -> StepRecord {
         StepRecord {
             key: key.into(),
             step_id: format!("id-{key}"),
             seq,
-            status: status.into(),
+            status,
             attempts: 1,
             input: Some(json!({"k": key})),
             output: Some(output),
@@ -656,7 +638,7 @@ mod tests {
         let create = Write::Create {
             run: NewRun { credential_id: Some("cred-1".into()), ..new_run("r1") },
             lease: None,
-            steps: vec![step("trigger", 0, step_status::DONE, json!({"t": 1}))],
+            steps: vec![step("trigger", 0, StepStatus::Done, json!({"t": 1}))],
         };
         assert_eq!(s.apply(&[create]).await.unwrap(), [true]);
         assert!(s.claim_runs("other", "w0", 10, 30_000).await.unwrap().is_empty(), "per project");
@@ -664,27 +646,19 @@ mod tests {
         assert_eq!(claimed.len(), 1);
         assert_eq!((claimed[0].id.as_str(), claimed[0].claims), ("r1", 1));
         assert_eq!(claimed[0].credential_id.as_deref(), Some("cred-1"), "the account is kept");
-        assert_eq!(claimed[0].status, status::RUNNING);
+        assert_eq!(claimed[0].status, RunStatus::Running);
         assert!(s.claim_runs("p", "w2", 10, 30_000).await.unwrap().is_empty(), "leased");
 
         // Only the owner writes; both writes share one transaction.
-        let a = progress(
-            "r1",
-            "w2",
-            vec![step("a", 1, step_status::DONE, json!(1))],
-            RunState::Running,
-        );
-        let b = progress(
-            "r1",
-            "w1",
-            vec![step("a", 1, step_status::DONE, json!(2))],
-            RunState::Running,
-        );
+        let a =
+            progress("r1", "w2", vec![step("a", 1, StepStatus::Done, json!(1))], RunState::Running);
+        let b =
+            progress("r1", "w1", vec![step("a", 1, StepStatus::Done, json!(2))], RunState::Running);
         assert_eq!(s.apply(&[a, b]).await.unwrap(), [false, true]);
         let end = Write::Progress {
             run_id: "r1".into(),
             lease: lease("w1", 0),
-            steps: vec![step("respond", 2, step_status::DONE, json!({"status": 200}))],
+            steps: vec![step("respond", 2, StepStatus::Done, json!({"status": 200}))],
             state: RunState::Succeeded,
             response: Some(json!({"status": 200})),
         };
@@ -692,7 +666,7 @@ mod tests {
         assert_eq!(s.apply(&[end]).await.unwrap(), [false], "the lease ends with the run");
 
         let run = s.run("p", "r1").await.unwrap().unwrap();
-        assert_eq!(run.status, status::SUCCEEDED);
+        assert_eq!(run.status, RunStatus::Succeeded);
         assert_eq!(run.response, Some(json!({"status": 200})));
         assert!(run.finished_at.is_some());
         assert!(s.run("other", "r1").await.unwrap().is_none(), "per project");
@@ -758,13 +732,13 @@ mod tests {
         }])
         .await
         .unwrap();
-        let mut retry = step("call", 0, step_status::WAITING, Value::Null);
+        let mut retry = step("call", 0, StepStatus::Waiting, Value::Null);
         retry.output = None;
         retry.error = Some("HTTP 503".into());
         retry.not_before = Some(now_ms() + 10_000);
         s.apply(&[progress("r", "w", vec![retry.clone()], RunState::Running)]).await.unwrap();
         let mut ok = retry.clone();
-        ok.status = step_status::DONE.into();
+        ok.status = StepStatus::Done;
         ok.attempts = 2;
         ok.input = None;
         ok.error = None;
@@ -777,9 +751,9 @@ mod tests {
         assert_eq!(steps[0].error, None);
 
         // Two writes of one key in one transaction (a flush and the finish batched together).
-        let mut first = step("twice", 1, step_status::WAITING, Value::Null);
+        let mut first = step("twice", 1, StepStatus::Waiting, Value::Null);
         first.output = None;
-        let mut last = step("twice", 1, step_status::DONE, json!("final"));
+        let mut last = step("twice", 1, StepStatus::Done, json!("final"));
         last.input = None;
         let writes = [
             progress("r", "w", vec![first], RunState::Running),
@@ -787,7 +761,7 @@ mod tests {
         ];
         assert_eq!(s.apply(&writes).await.unwrap(), [true, true]);
         let twice = s.run_steps("r").await.unwrap().into_iter().find(|e| e.key == "twice").unwrap();
-        assert_eq!((twice.status.as_str(), twice.output), ("DONE", Some(json!("final"))));
+        assert_eq!((twice.status, twice.output), (StepStatus::Done, Some(json!("final"))));
         assert_eq!(twice.input, Some(json!({"k": "twice"})));
 
         assert!(s.claim_cron_tick("p", "wf", 1_000, "a").await.unwrap());
@@ -796,28 +770,44 @@ mod tests {
 
         // Polls: the first claim has no state; a second one within the interval gets nothing;
         // the state is written with the runs; once due again, it comes back.
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), Some(None));
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", 60_000).await.unwrap(), None, "not due");
+        assert_eq!(
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, 60_000).await.unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, 60_000).await.unwrap(),
+            None,
+            "not due"
+        );
         let seen = Write::TriggerState {
             project_id: "p".into(),
             workflow_id: "wf".into(),
             user_id: "ann".into(),
-            configuration_id: String::new(),
+            configuration: SettingsKey::Integration,
             state: json!({ "seen": ["1"] }),
         };
         assert_eq!(s.apply(&[seen]).await.unwrap(), [true]);
-        assert_eq!(s.claim_poll("p", "wf", "ann", "", -1).await.unwrap(), None, "still not due");
-        assert_eq!(s.claim_poll("p", "wf", "bob", "", -1).await.unwrap(), Some(None), "per user");
         assert_eq!(
-            s.claim_poll("p", "wf", "bob", "", 60_000).await.unwrap(),
+            s.claim_poll("p", "wf", "ann", &SettingsKey::Integration, -1).await.unwrap(),
+            None,
+            "still not due"
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "bob", &SettingsKey::Integration, -1).await.unwrap(),
+            Some(None),
+            "per user"
+        );
+        assert_eq!(
+            s.claim_poll("p", "wf", "bob", &SettingsKey::Integration, 60_000).await.unwrap(),
             Some(None),
             "due at once after a negative interval"
         );
+        let k1 = SettingsKey::Configuration("k1".into());
         assert_eq!(
-            s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(),
+            s.claim_poll("p", "wf", "ann", &k1, 60_000).await.unwrap(),
             Some(None),
             "per configuration"
         );
-        assert_eq!(s.claim_poll("p", "wf", "ann", "k1", 60_000).await.unwrap(), None);
+        assert_eq!(s.claim_poll("p", "wf", "ann", &k1, 60_000).await.unwrap(), None);
     }
 }

@@ -10,7 +10,10 @@ use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use para_store::{Backend, CredentialConfiguration, OAuthState, SettingsScope, Store, now_ms};
+use para_store::{
+    Backend, CredentialConfiguration, CredentialStatus, OAuthState, SettingsKey, SettingsScope,
+    Store, now_ms,
+};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -147,14 +150,14 @@ async fn the_configuration_migrations_keep_stored_settings_and_poll_state_on_pos
         let versions = migration_versions(&url).await;
         assert!(versions.starts_with(&[1, 2, 3, 4, 5, 6, 7, 8]), "{versions:?}");
         // Migration 8: the poll state is kept, as the integration-level one.
-        let previous = s.claim_poll("p", "wf", "alice", "", 60_000).await.unwrap();
+        let previous = s.claim_poll("p", "wf", "alice", SHARED, 60_000).await.unwrap();
         assert_eq!(previous, Some(Some(json!({"seen": ["1"]}))));
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 1);
         let row = &settings[0];
         assert_eq!(
-            (row.configuration.as_str(), row.workflow_id.as_str(), row.enabled, &row.values),
-            ("", "wf1", Some(true), &json!({"n": 2}))
+            (&row.configuration, row.workflow_id.as_str(), row.enabled, &row.values),
+            (SHARED, "wf1", Some(true), &json!({"n": 2}))
         );
     })
     .await;
@@ -246,10 +249,18 @@ async fn token_claims_and_patches_merge_on_postgres() {
     .await;
 }
 
+/// The integration-level settings.
+const SHARED: &SettingsKey = &SettingsKey::Integration;
+
+/// A made configuration's settings.
+fn key(id: &str) -> SettingsKey {
+    SettingsKey::Configuration(id.into())
+}
+
 fn scope<'a>(
     project: &'a str,
     user: &'a str,
-    configuration: &'a str,
+    configuration: &'a SettingsKey,
     workflow: &'a str,
 ) -> SettingsScope<'a> {
     SettingsScope {
@@ -267,22 +278,32 @@ async fn configurations_keep_their_own_settings_on_postgres() {
         let s = Store::open(&url).await.unwrap();
         let c = s
             .insert_credential(&para_store::NewCredential::new(
-                "p", "alice", "slack", "VALID", "v1:a",
+                "p",
+                "alice",
+                "slack",
+                CredentialStatus::Valid,
+                "v1:a",
             ))
             .await
             .unwrap();
         let a = s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.unwrap();
         assert!(s.insert_configuration("p", "alice", &c.id, Some("team-a")).await.is_err());
         let b = s.insert_configuration("p", "alice", &c.id, None).await.unwrap();
-        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"n": 0}))).await.unwrap();
-        s.put_settings(scope("p", "alice", &a.id, ""), None, Some(&json!({"n": 1}))).await.unwrap();
-        s.put_settings(scope("p", "alice", &a.id, "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("p", "alice", &b.id, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, ""), None, Some(&json!({"n": 0})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", &key(&a.id), ""), None, Some(&json!({"n": 1})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", &key(&a.id), "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", &key(&b.id), "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
-        let keys: Vec<(&str, &str)> =
-            settings.iter().map(|x| (x.configuration.as_str(), x.workflow_id.as_str())).collect();
-        let mut expected =
-            vec![("", ""), (a.id.as_str(), ""), (a.id.as_str(), "wf1"), (b.id.as_str(), "wf1")];
+        let keys: Vec<(Option<&str>, &str)> = settings
+            .iter()
+            .map(|x| (x.configuration.configuration_id(), x.workflow_id.as_str()))
+            .collect();
+        let (a_id, b_id) = (Some(a.id.as_str()), Some(b.id.as_str()));
+        let mut expected = vec![(None, ""), (a_id, ""), (a_id, "wf1"), (b_id, "wf1")];
         expected.sort();
         assert_eq!(keys, expected);
         let meta = CredentialConfiguration { meta: json!({"k": true}), ..a.clone() };
@@ -312,7 +333,13 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
                 provider_id: Some("U1"),
                 provider_data: json!({"team": "T1"}),
                 expires_at: Some(expires),
-                ..para_store::NewCredential::new("p", "alice", "slack", "VALID", "v1:sealed")
+                ..para_store::NewCredential::new(
+                    "p",
+                    "alice",
+                    "slack",
+                    CredentialStatus::Valid,
+                    "v1:sealed",
+                )
             })
             .await
             .unwrap();
@@ -322,13 +349,21 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         // Same integration, another user and another project: separate rows.
         let bobs = s
             .insert_credential(&para_store::NewCredential::new(
-                "p", "bob", "slack", "PENDING", "v1:b",
+                "p",
+                "bob",
+                "slack",
+                CredentialStatus::Pending,
+                "v1:b",
             ))
             .await
             .unwrap();
         assert_eq!(bobs.expires_at, None, "NULL BIGINT round-trips");
         s.insert_credential(&para_store::NewCredential::new(
-            "q", "alice", "slack", "VALID", "v1:q",
+            "q",
+            "alice",
+            "slack",
+            CredentialStatus::Valid,
+            "v1:q",
         ))
         .await
         .unwrap();
@@ -338,53 +373,61 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         assert!(s.credentials("p", "alice", Some("jira")).await.unwrap().is_empty());
         // Bob cannot see, change or delete Alice's credential, even knowing its id.
         assert!(s.credential("p", "bob", &c.id).await.unwrap().is_none());
-        assert!(!s.update_credential("p", "bob", &c.id, "INVALID", None, "x", None).await.unwrap());
-        assert!(!s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap());
+        assert!(
+            s.update_credential("p", "bob", &c.id, CredentialStatus::Invalid, None, "x", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.set_provider_data("p", "bob", &c.id, &json!({"x": 1})).await.unwrap().is_none());
         assert!(!s.delete_credential("p", "bob", &c.id).await.unwrap());
         assert!(s.credential("q", "alice", &c.id).await.unwrap().is_none());
         assert_eq!(s.credential("p", "alice", &c.id).await.unwrap().unwrap().secret, "v1:sealed");
 
-        assert!(
-            s.update_credential(
+        let returned = s
+            .update_credential(
                 "p",
                 "alice",
                 &c.id,
-                "INVALID",
+                CredentialStatus::Invalid,
                 Some("401 from test"),
                 "v1:new",
-                None
+                None,
             )
             .await
-            .unwrap()
-        );
+            .unwrap();
         let updated = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(returned.as_ref(), Some(&updated), "the update returns what it stored");
         assert_eq!(
-            (updated.status.as_str(), updated.status_reason.as_deref(), updated.secret.as_str()),
-            ("INVALID", Some("401 from test"), "v1:new")
+            (updated.status, updated.status_reason.as_deref(), updated.secret.as_str()),
+            (CredentialStatus::Invalid, Some("401 from test"), "v1:new")
         );
         assert_eq!(updated.expires_at, None);
-        assert!(s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap());
+        let set = s.set_provider_data("p", "alice", &c.id, &json!({"site": "eng"})).await.unwrap();
         let shown = s.credential("p", "alice", &c.id).await.unwrap().unwrap();
+        assert_eq!(set.as_ref(), Some(&shown));
         assert_eq!(
             (shown.provider_data, shown.secret.as_str()),
             (json!({"site": "eng"}), "v1:new")
         );
 
-        s.put_settings(scope("p", "alice", "", ""), None, Some(&json!({"channel": "C1"})))
+        s.put_settings(scope("p", "alice", SHARED, ""), None, Some(&json!({"channel": "C1"})))
             .await
             .unwrap();
-        s.put_settings(scope("p", "alice", "", "wf1"), Some(true), None).await.unwrap();
-        s.put_settings(scope("p", "alice", "", "wf1"), None, Some(&json!({"n": 2}))).await.unwrap();
-        s.put_settings(scope("p", "alice", "", "wf2"), Some(false), None).await.unwrap();
-        s.put_settings(scope("p", "bob", "", "wf1"), Some(false), None).await.unwrap();
-        s.put_settings(scope("q", "alice", "", "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(true), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), None, Some(&json!({"n": 2})))
+            .await
+            .unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf2"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "bob", SHARED, "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("q", "alice", SHARED, "wf1"), Some(false), None).await.unwrap();
         let settings = s.settings("p", "alice").await.unwrap();
         assert_eq!(settings.len(), 3);
         assert_eq!((settings[0].enabled, &settings[0].values), (None, &json!({"channel": "C1"})));
         assert_eq!(settings[1].enabled, Some(true), "the toggle survives a values update");
         assert_eq!(settings[1].values, json!({"n": 2}));
         assert_eq!(settings[2].enabled, Some(false));
-        s.put_settings(scope("p", "alice", "", "wf1"), Some(false), None).await.unwrap();
+        s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(false), None).await.unwrap();
         assert_eq!(s.settings("p", "alice").await.unwrap()[1].values, json!({"n": 2}));
         assert_eq!(s.settings("p", "bob").await.unwrap().len(), 1);
 
@@ -392,7 +435,11 @@ async fn credentials_and_settings_belong_to_one_user_and_project() {
         // another integration) can remove it; the last account takes the settings with it.
         let second = s
             .insert_credential(&para_store::NewCredential::new(
-                "p", "alice", "slack", "VALID", "v1:2",
+                "p",
+                "alice",
+                "slack",
+                CredentialStatus::Valid,
+                "v1:2",
             ))
             .await
             .unwrap();
@@ -484,7 +531,7 @@ async fn concurrent_upserts_of_one_row_do_not_fail() {
                 let s = s.clone();
                 tokio::spawn(async move {
                     s.touch_user("p", "alice", Some(&json!({"n": i}))).await.unwrap();
-                    s.put_settings(scope("p", "alice", "", "wf1"), Some(i % 2 == 0), None)
+                    s.put_settings(scope("p", "alice", SHARED, "wf1"), Some(i % 2 == 0), None)
                         .await
                         .unwrap();
                 })
@@ -506,7 +553,11 @@ async fn one_refresh_lease_across_processes() {
         let stores = Arc::new([Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap()]);
         let c = stores[0]
             .insert_credential(&para_store::NewCredential::new(
-                "p", "alice", "slack", "VALID", "v1:s",
+                "p",
+                "alice",
+                "slack",
+                CredentialStatus::Valid,
+                "v1:s",
             ))
             .await
             .unwrap();
@@ -610,7 +661,7 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
                                     key: "only".into(),
                                     step_id: "s".into(),
                                     seq: 1,
-                                    status: "DONE".into(),
+                                    status: para_store::StepStatus::Done,
                                     attempts: 1,
                                     input: None,
                                     output: Some(r.trigger_input.clone()),
@@ -644,7 +695,7 @@ async fn workers_on_two_stores_claim_every_run_exactly_once() {
         assert_eq!((total, all.len()), (200, 200), "every run once, none twice");
         for run in &runs {
             let stored = stores[0].run("p", run).await.unwrap().unwrap();
-            assert_eq!((stored.status.as_str(), stored.claims), ("SUCCEEDED", 1));
+            assert_eq!((stored.status, stored.claims), (para_store::RunStatus::Succeeded, 1));
             assert_eq!(stores[1].run_steps(run).await.unwrap().len(), 1);
         }
         assert!(stores[1].claim_cron_tick("p", "wf", 60_000, "a").await.unwrap());
@@ -712,7 +763,8 @@ async fn run_history_is_filtered_paged_and_per_project() {
         let ids: Vec<&str> = page.runs.iter().map(|l| l.run.id.as_str()).collect();
         assert_eq!(ids, ["b1-r4", "b0-r4"]);
         assert_eq!(s.count_runs("p", &ann_b).await.unwrap(), 2);
-        let queued = RunFilter { status: Some("QUEUED".into()), ..Default::default() };
+        let queued =
+            RunFilter { status: Some(para_store::RunStatus::Queued), ..Default::default() };
         assert_eq!(s.count_runs("p", &queued).await.unwrap(), 10);
         let first = page.runs[1].run.created_at;
         let window = RunFilter { created_after: Some(first + 1), ..Default::default() };
@@ -723,4 +775,153 @@ async fn run_history_is_filtered_paged_and_per_project() {
         assert_eq!(other.runs[0].steps, 0);
     })
     .await;
+}
+
+/// Writes every credential, run and step status through the store's API and reads each back,
+/// then stores texts no status names (as a newer para might) and expects a clear error. Run on
+/// PostgreSQL and, for comparison, on SQLite: the texts are the same on both.
+async fn statuses_round_trip(url: &str) {
+    use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
+    use para_store::{NewCredential, RunStatus, StepStatus, StoreError};
+    let s = Store::open(url).await.unwrap();
+
+    for &status in CredentialStatus::ALL {
+        let c = s
+            .insert_credential(&NewCredential::new("p", "ann", "slack", status, "v1:s"))
+            .await
+            .unwrap();
+        assert_eq!(c.status, status);
+        assert_eq!(s.credential("p", "ann", &c.id).await.unwrap().unwrap().status, status);
+        for &next in CredentialStatus::ALL {
+            let updated = s.update_credential("p", "ann", &c.id, next, None, "v1:s", None).await;
+            assert_eq!(updated.unwrap().map(|c| c.status), Some(next));
+            assert_eq!(s.credential("p", "ann", &c.id).await.unwrap().unwrap().status, next);
+        }
+    }
+    // Only valid credentials make a user connected (a bound status, not a literal).
+    let listed = s.credentials("p", "ann", None).await.unwrap();
+    assert!(listed.iter().all(|c| c.status == CredentialStatus::Pending), "{listed:?}");
+    assert!(s.connected_users("p", "slack").await.unwrap().is_empty());
+    s.update_credential("p", "ann", &listed[0].id, CredentialStatus::Valid, None, "v1:s", None)
+        .await
+        .unwrap();
+    assert_eq!(s.connected_users("p", "slack").await.unwrap(), ["ann"]);
+
+    let step = |key: &str, status: StepStatus| StepRecord {
+        key: key.into(),
+        step_id: key.into(),
+        seq: 1,
+        status,
+        attempts: 1,
+        input: None,
+        output: None,
+        error: None,
+        not_before: None,
+        started_at: 0,
+        finished_at: None,
+    };
+    let new_run = |id: &str| NewRun {
+        id: id.into(),
+        project_id: "p".into(),
+        user_id: "ann".into(),
+        integration: "slack".into(),
+        workflow_id: "wf".into(),
+        trigger_kind: "event".into(),
+        trigger_input: json!({}),
+        build_hash: "h".into(),
+        credential_id: None,
+        configuration_id: None,
+    };
+    let steps: Vec<StepRecord> =
+        StepStatus::ALL.iter().map(|&status| step(status.as_str(), status)).collect();
+    let created = [
+        Write::Create { run: new_run("queued"), lease: None, steps: steps.clone() },
+        Write::Create {
+            run: new_run("leased"),
+            lease: Some(Lease { owner: "w".into(), until: now_ms() + 60_000 }),
+            steps: vec![],
+        },
+    ];
+    assert_eq!(s.apply(&created).await.unwrap(), [true, true]);
+    let read: Vec<(String, StepStatus)> =
+        s.run_steps("queued").await.unwrap().into_iter().map(|e| (e.key, e.status)).collect();
+    let written: Vec<(String, StepStatus)> =
+        steps.iter().map(|e| (e.key.clone(), e.status)).collect();
+    assert_eq!(read, written);
+    let status_of = |id: &'static str| {
+        let s = s.clone();
+        async move { s.run("p", id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status_of("queued").await, RunStatus::Queued);
+    assert_eq!(status_of("leased").await, RunStatus::Running);
+    let write = |id: &str, state| Write::Progress {
+        run_id: id.into(),
+        lease: Lease { owner: "w".into(), until: now_ms() + 60_000 },
+        steps: vec![],
+        state,
+        response: None,
+    };
+    assert_eq!(s.apply(&[write("leased", RunState::Running)]).await.unwrap(), [true]);
+    assert_eq!(status_of("leased").await, RunStatus::Running);
+    // Waiting gives the lease back; due at once, a claim takes it (and the queued run) again.
+    assert_eq!(s.apply(&[write("leased", RunState::Waiting(now_ms() - 1))]).await.unwrap(), [true]);
+    assert_eq!(status_of("leased").await, RunStatus::Waiting);
+    let claimed = s.claim_runs("p", "w", 10, 60_000).await.unwrap();
+    assert!(claimed.iter().all(|r| r.status == RunStatus::Running), "{claimed:?}");
+    assert_eq!(claimed.len(), 2);
+    let end =
+        [write("leased", RunState::Failed("no".into())), write("queued", RunState::Succeeded)];
+    assert_eq!(s.apply(&end).await.unwrap(), [true, true]);
+    assert_eq!(status_of("leased").await, RunStatus::Failed);
+    assert_eq!(status_of("queued").await, RunStatus::Succeeded);
+    for &status in RunStatus::ALL {
+        let filter = para_store::history::RunFilter { status: Some(status), ..Default::default() };
+        let expected = match status {
+            RunStatus::Succeeded | RunStatus::Failed => 1,
+            _ => 0,
+        };
+        assert_eq!(s.count_runs("p", &filter).await.unwrap(), expected, "{status}");
+    }
+
+    // Texts no status names, written by hand: each read says which text of what.
+    let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
+    for sql in [
+        "UPDATE credentials SET status = 'REVOKED'",
+        "UPDATE runs SET status = 'PAUSED' WHERE id = 'queued'",
+        "UPDATE run_steps SET status = 'SKIPPED' WHERE step_key = 'DONE'",
+    ] {
+        sqlx::query(sql).execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
+    let unknown = |e: StoreError| match e {
+        StoreError::Status(unknown) => (unknown.kind, unknown.value),
+        other => panic!("expected an unknown status, got {other:?}"),
+    };
+    let e = s.credentials("p", "ann", None).await.unwrap_err();
+    assert!(e.to_string().contains("`REVOKED` is not a credential status"), "{e}");
+    assert_eq!(unknown(e), ("credential status", "REVOKED".into()));
+    let e = s.run("p", "queued").await.unwrap_err();
+    assert_eq!(unknown(e), ("run status", "PAUSED".into()));
+    let e = s.list_runs("p", &Default::default(), 10, None).await.unwrap_err();
+    assert_eq!(unknown(e), ("run status", "PAUSED".into()));
+    let e = s.run_steps("queued").await.unwrap_err();
+    assert_eq!(unknown(e), ("step status", "SKIPPED".into()));
+    assert_eq!(status_of("leased").await, RunStatus::Failed, "other rows still read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_round_trip_and_unknown_ones_are_errors_on_postgres() {
+    with_fresh_db(
+        "statuses_round_trip_and_unknown_ones_are_errors_on_postgres",
+        |url| async move {
+            statuses_round_trip(&url).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn statuses_round_trip_and_unknown_ones_are_errors_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    statuses_round_trip(&format!("sqlite://{}", dir.path().join("para.db").display())).await;
 }

@@ -20,8 +20,8 @@ use para_engine::run::{
     self, EntryStatus, Host, HttpRequest, HttpResponse, JournalEntry, LeaseLost, Outcome,
     RunContext, StepError,
 };
-use para_store::now_ms;
-use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, Write};
+use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, StepStatus, Write};
+use para_store::{CredentialStatus, SettingsKey, now_ms};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
@@ -323,7 +323,7 @@ fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRec
         key: trigger.key.clone(),
         step_id: trigger.id.clone(),
         seq: 0,
-        status: EntryStatus::Done.as_str().into(),
+        status: StepStatus::Done,
         attempts: 1,
         input: None,
         output: Some(output.clone()),
@@ -393,7 +393,7 @@ pub async fn start_run(
         trigger_kind: run.trigger_kind,
         trigger_input: run.trigger_input,
         build_hash: run.build_hash,
-        status: para_store::runs::status::RUNNING.into(),
+        status: para_store::RunStatus::Running,
         error: None,
         response: None,
         created_at: now,
@@ -441,9 +441,27 @@ pub fn wake(state: &Worker) {
     state.engine.wake.notify_one();
 }
 
-fn to_entry(r: StepRecord) -> Option<JournalEntry> {
-    Some(JournalEntry {
-        status: EntryStatus::parse(&r.status)?,
+/// A journal entry's status as the store keeps it (the engine knows nothing of the store).
+fn to_store(status: EntryStatus) -> StepStatus {
+    match status {
+        EntryStatus::Done => StepStatus::Done,
+        EntryStatus::Failed => StepStatus::Failed,
+        EntryStatus::Waiting => StepStatus::Waiting,
+    }
+}
+
+/// A stored journal entry's status as the engine reads it.
+fn to_engine(status: StepStatus) -> EntryStatus {
+    match status {
+        StepStatus::Done => EntryStatus::Done,
+        StepStatus::Failed => EntryStatus::Failed,
+        StepStatus::Waiting => EntryStatus::Waiting,
+    }
+}
+
+fn to_entry(r: StepRecord) -> JournalEntry {
+    JournalEntry {
+        status: to_engine(r.status),
         key: r.key,
         step_id: r.step_id,
         seq: r.seq,
@@ -454,7 +472,7 @@ fn to_entry(r: StepRecord) -> Option<JournalEntry> {
         not_before: r.not_before,
         started_at: r.started_at,
         finished_at: r.finished_at,
-    })
+    }
 }
 
 fn to_record(e: JournalEntry) -> StepRecord {
@@ -462,7 +480,7 @@ fn to_record(e: JournalEntry) -> StepRecord {
         key: e.key,
         step_id: e.step_id,
         seq: e.seq,
-        status: e.status.as_str().into(),
+        status: to_store(e.status),
         attempts: e.attempts,
         input: e.input,
         output: e.output,
@@ -524,7 +542,7 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
     // A run started here has only its trigger; a claimed one reads its journal.
     let journal = if !fresh {
         match state.store.run_steps(&run.id).await {
-            Ok(steps) => steps.into_iter().filter_map(to_entry).collect(),
+            Ok(steps) => steps.into_iter().map(to_entry).collect(),
             Err(e) => {
                 eprintln!("para: reading the journal of run {} failed: {e}", run.id);
                 return false;
@@ -592,9 +610,9 @@ async fn run_context(
                 .map_err(|e| format!("reading the user's data failed: {e}"))?,
         ),
     };
-    let configuration = run.configuration_id.as_deref().unwrap_or_default();
+    let configuration = SettingsKey::of(run.configuration_id.as_deref());
     let values = |workflow_id: &str| {
-        settings_values(&data.settings, &run.integration, configuration, workflow_id)
+        settings_values(&data.settings, &run.integration, &configuration, workflow_id)
     };
     // Password settings are stored sealed: opened for the run, and kept out of its journal.
     let (shared_settings, mut sensitive) =
@@ -616,7 +634,7 @@ async fn run_context(
         &run.integration,
         run.credential_id.as_deref(),
     )
-    .filter(|c| c.status == "VALID");
+    .filter(|c| c.status == CredentialStatus::Valid);
     if let Some(c) = credential {
         context.provider_id = c.provider_id.clone();
         context.provider_data = Some(c.provider_data.clone());
@@ -637,7 +655,7 @@ async fn run_context(
 pub fn settings_values(
     settings: &[para_store::Settings],
     integration: &str,
-    configuration: &str,
+    configuration: &SettingsKey,
     workflow_id: &str,
 ) -> Map<String, Value> {
     para_store::Settings::find(settings, integration, configuration, workflow_id)
@@ -797,7 +815,7 @@ impl ServerHost {
             (None, Outcome::Waiting(_)) => return true,
             (None, _) => json!({
                 "statusCode": 200,
-                "body": { "executionId": self.run_id, "status": "SUCCEEDED" },
+                "body": { "executionId": self.run_id, "status": para_store::RunStatus::Succeeded },
             }),
         };
         self.deliver(answer);

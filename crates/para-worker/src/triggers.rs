@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 use para_build::{StepKind, Workflow};
-use para_store::{CredentialConfiguration, now_ms};
+use para_store::{CredentialConfiguration, SettingsKey, now_ms};
 use serde_json::{Map, Value, json};
 
 use crate::Worker;
@@ -100,7 +100,9 @@ pub async fn active_workflows(
     );
     let valid = |integration: &str, id: Option<&str>| {
         credentials.iter().any(|c| {
-            c.integration == integration && c.status == "VALID" && id.is_none_or(|id| c.id == id)
+            c.integration == integration
+                && c.status == para_store::CredentialStatus::Valid
+                && id.is_none_or(|id| c.id == id)
         })
     };
     let mut out = Vec::new();
@@ -115,10 +117,10 @@ pub async fn active_workflows(
             made.map(|r| Some(Made { id: r.id.clone(), credential_id: r.credential_id.clone() })),
         );
         for configuration in scopes {
-            let key = configuration.as_ref().map_or("", |m| m.id.as_str());
+            let key = SettingsKey::of(configuration.as_ref().map(|m| m.id.as_str()));
             for workflow in integration.workflows.values().filter(|w| pick(w)) {
                 let stored =
-                    para_store::Settings::find(settings, &integration.key, key, &workflow.id);
+                    para_store::Settings::find(settings, &integration.key, &key, &workflow.id);
                 let enabled = stored.and_then(|s| s.enabled).unwrap_or(workflow.default_enabled);
                 if enabled && crate::permissions::permitted_for(workflow, user_id, meta) {
                     out.push(Active {
@@ -400,14 +402,14 @@ impl Poll<'_> {
         made: Option<&Made>,
         interval: i64,
     ) -> Result<(), String> {
-        let configuration = made.map_or("", |m| m.id.as_str());
+        let configuration = SettingsKey::of(made.map(|m| m.id.as_str()));
         let claimed = state
             .store
-            .claim_poll(&state.project_id, &self.workflow.id, user_id, configuration, interval)
+            .claim_poll(&state.project_id, &self.workflow.id, user_id, &configuration, interval)
             .await
             .map_err(|e| e.to_string())?;
         let Some(previous) = claimed else { return Ok(()) };
-        let path = self.path(state, data, user_id, configuration);
+        let path = self.path(state, data, user_id, &configuration);
         let request = para_engine::run::HttpRequest {
             method: "GET".into(),
             url: path.clone(),
@@ -468,7 +470,7 @@ impl Poll<'_> {
             project_id: state.project_id.clone(),
             workflow_id: self.workflow.id.clone(),
             user_id: user_id.to_string(),
-            configuration_id: configuration.to_string(),
+            configuration,
             state: json!({ "seen": now_seen }),
         });
         let started = writes.len() > 1;
@@ -481,7 +483,13 @@ impl Poll<'_> {
 
     /// The trigger's path with its parameters (the configuration's settings, literals)
     /// filled in.
-    fn path(&self, state: &Worker, data: &UserData, user_id: &str, configuration: &str) -> String {
+    fn path(
+        &self,
+        state: &Worker,
+        data: &UserData,
+        user_id: &str,
+        configuration: &SettingsKey,
+    ) -> String {
         let values = |workflow_id: &str| {
             let stored = engine::settings_values(
                 &data.settings,

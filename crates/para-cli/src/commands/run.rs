@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use para_auth::SecretKey;
 use para_connect::{Connect, ConnectConfig};
+use para_store::runs::{RunStatus, StepStatus};
 use para_worker::engine::{self, Start};
 use para_worker::{EngineConfig, Worker, WorkerConfig};
 use serde_json::{Value, json};
@@ -118,11 +119,11 @@ pub fn run(args: RunArgs) -> i32 {
         output::say(format!("run {} of “{}” for {}", started.run_id, workflow.name, args.user));
         let types: HashMap<&str, &str> =
             workflow.steps.iter().map(|s| (s.id.as_str(), step_type(&s.kind))).collect();
-        let mut shown: HashMap<String, (String, i64)> = HashMap::new();
+        let mut shown: HashMap<String, (StepStatus, i64)> = HashMap::new();
         loop {
             let steps = state.store.run_steps(&started.run_id).await.unwrap_or_default();
             for step in &steps {
-                let seen = (step.status.clone(), step.attempts);
+                let seen = (step.status, step.attempts);
                 if shown.get(&step.key) == Some(&seen) {
                     continue;
                 }
@@ -132,8 +133,8 @@ pub fn run(args: RunArgs) -> i32 {
                     .finished_at
                     .map(|f| format!(" {} ms", (f - step.started_at).max(0)))
                     .unwrap_or_default();
-                let line = match step.status.as_str() {
-                    "DONE" => format!(
+                let line = match step.status {
+                    StepStatus::Done => format!(
                         "  ✓ {} ({kind}{took}) → {}",
                         step.key,
                         step.output
@@ -141,12 +142,12 @@ pub fn run(args: RunArgs) -> i32 {
                             .map(|o| commands::runs::value(o, args.full))
                             .unwrap_or_default()
                     ),
-                    "FAILED" => format!(
+                    StepStatus::Failed => format!(
                         "  ✗ {} ({kind}{took}): {}",
                         step.key,
                         step.error.as_deref().unwrap_or("failed")
                     ),
-                    _ => {
+                    StepStatus::Waiting => {
                         let until = step.not_before.map(|t| (t - para_store::now_ms()).max(0));
                         let why = step
                             .error
@@ -159,8 +160,8 @@ pub fn run(args: RunArgs) -> i32 {
                 println!("{line}");
             }
             let run = state.store.run(&state.project_id, &started.run_id).await.ok().flatten();
-            match run.as_ref().map(|r| r.status.as_str()) {
-                Some("SUCCEEDED") => {
+            match run.as_ref().map(|r| r.status) {
+                Some(RunStatus::Succeeded) => {
                     if let Some(response) = run.as_ref().and_then(|r| r.response.as_ref()) {
                         println!("response: {}", commands::runs::value(response, args.full));
                     }
@@ -168,7 +169,7 @@ pub fn run(args: RunArgs) -> i32 {
                     engine::stop(&state).await;
                     return commands::SUCCESS;
                 }
-                Some("FAILED") => {
+                Some(RunStatus::Failed) => {
                     let error = run.and_then(|r| r.error).unwrap_or_default();
                     output::error(
                         format!("the run failed: {error}"),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use para_build::Build;
 use para_store::Store;
 use para_store::history::{Cursor, MAX_PAGE, RunFilter, format_duration, format_time};
-use para_store::runs::{Run, StepRecord, status};
+use para_store::runs::{Run, RunStatus, StepRecord};
 use serde_json::Value;
 
 use crate::cli::RunsArgs;
@@ -30,9 +30,6 @@ const POLL: Duration = Duration::from_millis(700);
 const LOOKBACK_MS: i64 = 10_000;
 /// The most of one value a step line shows without `--full`.
 const SHOWN: usize = 200;
-
-const STATUSES: [&str; 5] =
-    [status::QUEUED, status::RUNNING, status::WAITING, status::SUCCEEDED, status::FAILED];
 
 pub fn run(args: RunsArgs) -> i32 {
     let root = match commands::project_root(args.project.project.as_deref()) {
@@ -106,15 +103,16 @@ fn database_url(root: &Path, given: Option<&str>) -> Result<String, i32> {
 }
 
 fn filter(args: &RunsArgs, build: Option<&Build>) -> Result<RunFilter, i32> {
-    let status = match args.status.as_deref().map(str::to_ascii_uppercase) {
-        Some(s) if !STATUSES.contains(&s.as_str()) => {
+    let status = match args.status.as_deref().map(|s| s.to_ascii_uppercase().parse::<RunStatus>()) {
+        Some(Err(e)) => {
             output::error(
-                format!("--status {s} is not a run status"),
+                format!("--status {} is not a run status", e.value),
                 Some("use queued, running, waiting, succeeded or failed"),
             );
             return Err(commands::USAGE);
         }
-        other => other,
+        Some(Ok(s)) => Some(s),
+        None => None,
     };
     let workflow_id = match args.workflow.as_deref() {
         None => None,
@@ -275,8 +273,8 @@ fn list(
     }
     // What is known now, printed or not: only later changes are printed.
     let mut newest = runs.iter().map(|r| r.updated_at).max().unwrap_or(0);
-    let mut known: HashMap<String, String> =
-        runs.iter().map(|r| (r.id.clone(), r.status.clone())).collect();
+    let mut known: HashMap<String, RunStatus> =
+        runs.iter().map(|r| (r.id.clone(), r.status)).collect();
     for run in runtime.block_on(changed_since(store, project_id, filter, newest - LOOKBACK_MS))? {
         newest = newest.max(run.updated_at);
         known.entry(run.id.clone()).or_insert(run.status);
@@ -290,7 +288,7 @@ fn list(
             newest = newest.max(run.updated_at);
             if known.get(&run.id) != Some(&run.status) {
                 println!("{}", line(&run, names, &widths));
-                known.insert(run.id.clone(), run.status.clone());
+                known.insert(run.id.clone(), run.status);
             }
         }
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
 use para_store::Store;
+use para_store::runs::{RunStatus, StepStatus};
 use serde_json::{Value, json};
 
 use crate::common::{Server, para_stdout as run_para};
@@ -185,7 +186,11 @@ async fn post_events(s: &Server, project: &str, token: &str, ids: std::ops::Rang
 }
 
 /// Runs of a workflow of the project: id → (status, trigger input).
-async fn runs(store: &Store, project: &str, workflow: &str) -> BTreeMap<String, (String, Value)> {
+async fn runs(
+    store: &Store,
+    project: &str,
+    workflow: &str,
+) -> BTreeMap<String, (RunStatus, Value)> {
     let filter =
         para_store::history::RunFilter { workflow_id: Some(workflow.into()), ..Default::default() };
     let mut out = BTreeMap::new();
@@ -193,7 +198,7 @@ async fn runs(store: &Store, project: &str, workflow: &str) -> BTreeMap<String, 
     loop {
         let page = store.list_runs(project, &filter, 1000, after.as_ref()).await.unwrap();
         for l in page.runs {
-            out.insert(l.run.id.clone(), (l.run.status.clone(), l.run.trigger_input.clone()));
+            out.insert(l.run.id.clone(), (l.run.status, l.run.trigger_input.clone()));
         }
         match page.next {
             Some(next) => after = Some(next),
@@ -208,7 +213,7 @@ async fn recorded_done(store: &Store, project: &str) -> BTreeSet<(String, u64)> 
     for (run_id, (_, input)) in runs(store, project, EVENT_WORKFLOW).await {
         let id = input["id"].as_u64().unwrap();
         for step in store.run_steps(&run_id).await.unwrap() {
-            if step.status == "DONE" && (step.key == "first" || step.key == "second") {
+            if step.status == StepStatus::Done && (step.key == "first" || step.key == "second") {
                 done.insert((step.key.clone(), id));
             }
         }
@@ -220,7 +225,7 @@ async fn wait_all_succeeded(store: &Store, project: &str, n: usize, within: Dura
     let started = Instant::now();
     loop {
         let all = runs(store, project, EVENT_WORKFLOW).await;
-        let ok = all.values().filter(|(s, _)| s == "SUCCEEDED").count();
+        let ok = all.values().filter(|(s, _)| *s == RunStatus::Succeeded).count();
         if all.len() == n && ok == n {
             return;
         }
@@ -270,7 +275,7 @@ async fn a_killed_server_loses_no_run_and_repeats_no_recorded_step() {
     let done_at_kill = recorded_done(&store, &project).await;
     let all = runs(&store, &project, EVENT_WORKFLOW).await;
     assert_eq!(all.len(), N as usize, "every acknowledged run was recorded");
-    let unfinished = all.values().filter(|(s, _)| s != "SUCCEEDED").count();
+    let unfinished = all.values().filter(|(s, _)| *s != RunStatus::Succeeded).count();
     assert!(unfinished > 0, "the kill came too late to test anything");
     *counter.after_restart.lock().unwrap() = Some(Vec::new());
 

@@ -67,7 +67,7 @@ fn the_portal_works_in_chromium() {
                         &project_id,
                         USER,
                         integration,
-                        "VALID",
+                        para_store::CredentialStatus::Valid,
                         "not-a-real-secret",
                     )
                 })

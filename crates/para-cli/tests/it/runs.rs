@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use para_store::Store;
-use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
+use para_store::runs::{Lease, NewRun, RunState, StepRecord, StepStatus, Write};
 use serde_json::{Value, json};
 
 use crate::common::para_command;
@@ -71,7 +71,7 @@ async fn open(root: &Path) -> Store {
 fn entry(
     key: &str,
     seq: i64,
-    status: &str,
+    status: StepStatus,
     output: Option<Value>,
     error: Option<&str>,
 ) -> StepRecord {
@@ -79,7 +79,7 @@ fn entry(
         key: key.into(),
         step_id: if key == "trigger" { "s-trigger".into() } else { "s-post".into() },
         seq,
-        status: status.into(),
+        status,
         attempts: if error.is_some() { 2 } else { 1 },
         input: Some(json!({ "channel": "#tasks" })),
         output,
@@ -130,11 +130,12 @@ async fn seeded() -> (tempfile::TempDir, Store) {
     let store = open(dir.path()).await;
     let long = "z".repeat(500);
     let ok = vec![
-        entry("trigger", 0, "DONE", Some(json!({ "task": "first" })), None),
-        entry("postMessage", 1, "DONE", Some(json!({ "ts": "1.2", "text": long })), None),
+        entry("trigger", 0, StepStatus::Done, Some(json!({ "task": "first" })), None),
+        entry("postMessage", 1, StepStatus::Done, Some(json!({ "ts": "1.2", "text": long })), None),
     ];
     add_run(&store, "p1", "run-first", "ann", ok, Some(RunState::Succeeded)).await;
-    let failed = vec![entry("postMessage", 1, "FAILED", None, Some("HTTP 404 channel_not_found"))];
+    let failed =
+        vec![entry("postMessage", 1, StepStatus::Failed, None, Some("HTTP 404 channel_not_found"))];
     add_run(
         &store,
         "p1",

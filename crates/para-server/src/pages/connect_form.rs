@@ -221,7 +221,7 @@ async fn submit(
     let created =
         crate::connect::create_credential(&state, &row.user_id, &row.integration, values).await;
     let credential = match created {
-        Ok(c) if c.status == "VALID" => c,
+        Ok(c) if c.status == para_store::CredentialStatus::Valid => c,
         Ok(c) => {
             // Not kept: the user corrects the values here and tries again.
             let _ = state.store.delete_credential(&state.project_id, &row.user_id, &c.id).await;

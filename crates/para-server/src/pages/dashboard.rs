@@ -25,6 +25,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
+use para_store::SettingsKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -312,7 +313,7 @@ struct UserRow {
 struct CredentialView {
     id: String,
     integration: String,
-    status: String,
+    status: para_store::CredentialStatus,
     status_label: &'static str,
     status_reason: Option<String>,
     account: String,
@@ -326,8 +327,8 @@ fn credential_view(c: &para_store::Credential) -> CredentialView {
     CredentialView {
         id: c.id.clone(),
         integration: c.integration.clone(),
-        status: c.status.clone(),
-        status_label: portal::status_label(&c.status),
+        status: c.status,
+        status_label: portal::status_label(c.status),
         status_reason: c.status_reason.clone(),
         account: c.provider_id.clone().unwrap_or_default(),
         created: portal::date(c.created_at),
@@ -593,10 +594,11 @@ async fn user(
             if mine.is_empty() && rows.is_empty() {
                 return None;
             }
-            let of = |configuration: &str| -> Vec<&para_store::Settings> {
-                rows.iter().copied().filter(|s| s.configuration == configuration).collect()
+            let of = |configuration: &SettingsKey| -> Vec<&para_store::Settings> {
+                rows.iter().copied().filter(|s| s.configuration == *configuration).collect()
             };
-            let (shared, workflows) = scope_rows(integration, &of(""), !mine.is_empty());
+            let (shared, workflows) =
+                scope_rows(integration, &of(&SettingsKey::Integration), !mine.is_empty());
             let configurations = made
                 .iter()
                 .filter(|m| !m.is_default)
@@ -604,8 +606,11 @@ async fn user(
                     let c = credentials
                         .iter()
                         .find(|c| c.id == m.credential_id && &c.integration == key)?;
-                    let (settings, workflows) =
-                        scope_rows(integration, &of(&m.id), c.status == "VALID");
+                    let (settings, workflows) = scope_rows(
+                        integration,
+                        &of(&SettingsKey::Configuration(m.id.clone())),
+                        c.status == para_store::CredentialStatus::Valid,
+                    );
                     Some(ConfigurationSection {
                         id: m.id.clone(),
                         external_id: m.external_id.clone(),

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use para_store::history::{Cursor, format_duration, format_time};
-use para_store::runs::Run;
+use para_store::runs::{Run, RunStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ fn run_row(build: &para_build::Build, run: &Run, steps: i64) -> RunRow {
         id_short: short(&run.id, 13),
         href: run_href(&run.id),
         when: when(run.created_at),
-        status: run.status.clone(),
+        status: run.status.to_string(),
         workflow: history::workflow_name(build, run).unwrap_or_else(|| run.workflow_id.clone()),
         integration: run.integration.clone(),
         user_id: run.user_id.clone(),
@@ -191,13 +191,12 @@ async fn runs(
             });
         }
     }
-    let selected_status = query.filter.status.clone().unwrap_or_default();
-    let statuses = history::STATUSES
+    let statuses = RunStatus::ALL
         .iter()
-        .map(|s| Choice {
+        .map(|&s| Choice {
             value: s.to_string(),
             label: s.to_string(),
-            selected: *s == selected_status,
+            selected: query.filter.status == Some(s),
         })
         .collect();
     let older = page.next.as_ref().map(|next: &Cursor| {
@@ -300,7 +299,7 @@ async fn run_page(
                 key: entry.key.clone(),
                 step_type: step.map_or("—", history::step_type).to_string(),
                 description: step.and_then(|s| s.description.clone()),
-                status: entry.status.clone(),
+                status: entry.status.to_string(),
                 attempts: entry.attempts,
                 started: when(entry.started_at),
                 duration: history::duration(entry.started_at, entry.finished_at)

@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use para_build::{Input, Integration, IntegrationKind};
+use para_store::{CredentialStatus, SettingsKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -641,17 +642,16 @@ struct ListItem {
     icon: String,
     accent: String,
     href: String,
-    status: Option<String>,
+    status: Option<CredentialStatus>,
     status_label: Option<String>,
 }
 
 /// A person's word for a credential status.
-pub(crate) fn status_label(status: &str) -> &'static str {
+pub(crate) fn status_label(status: CredentialStatus) -> &'static str {
     match status {
-        "VALID" => "Connected",
-        "INVALID" => "Needs attention",
-        "PENDING" => "Pending",
-        _ => "Unknown",
+        CredentialStatus::Valid => "Connected",
+        CredentialStatus::Invalid => "Needs attention",
+        CredentialStatus::Pending => "Pending",
     }
 }
 
@@ -686,8 +686,8 @@ async fn list(
                 icon: icon_of(i, &accent),
                 accent,
                 href: format!("{base}/{}", segment(&i.key)),
-                status: credential.map(|c| c.status.clone()),
-                status_label: credential.map(|c| status_label(&c.status).to_string()),
+                status: credential.map(|c| c.status),
+                status_label: credential.map(|c| status_label(c.status).to_string()),
             }
         })
         .collect();
@@ -768,7 +768,7 @@ struct IntegrationView {
 struct ConnectionView {
     /// The credential's id, which the account's Disconnect form sends.
     id: String,
-    status: String,
+    status: CredentialStatus,
     status_label: &'static str,
     status_reason: Option<String>,
     account: Option<String>,
@@ -950,7 +950,12 @@ async fn page_view(
         state.store.credentials(&state.project_id, &user.user_id, Some(&integration.key)).await?;
     let stored = state.store.settings(&state.project_id, &user.user_id).await?;
     let stored_values = |workflow_id: &str| -> Option<&para_store::Settings> {
-        para_store::Settings::find(&stored, &integration.key, "", workflow_id)
+        para_store::Settings::find(
+            &stored,
+            &integration.key,
+            &SettingsKey::Integration,
+            workflow_id,
+        )
     };
     let accent = accent_of(integration);
     let base = page_path(state, &integration.key);
@@ -960,8 +965,8 @@ async fn page_view(
         .iter()
         .map(|c| ConnectionView {
             id: c.id.clone(),
-            status: c.status.clone(),
-            status_label: status_label(&c.status),
+            status: c.status,
+            status_label: status_label(c.status),
             status_reason: c.status_reason.clone(),
             account: c.provider_id.clone().or_else(|| {
                 ["email", "name", "login"].iter().find_map(|k| {
@@ -973,7 +978,7 @@ async fn page_view(
         .collect();
 
     // Choices of integration-specific setting types, listed with the user's credential.
-    let connected = credentials.iter().any(|c| c.status == "VALID");
+    let connected = credentials.iter().any(|c| c.status == CredentialStatus::Valid);
     let choices = options::all_choices(state, &user.user_id, integration, connected).await;
 
     // Integration-level settings.
@@ -1413,9 +1418,10 @@ async fn save_settings(
         Err(e) => return storage_error(e),
     }
     let stored = match state.store.settings(&state.project_id, &user.user_id).await {
-        Ok(rows) => {
-            object(para_store::Settings::find(&rows, &integration.key, "", "").map(|s| &s.values))
-        }
+        Ok(rows) => object(
+            para_store::Settings::find(&rows, &integration.key, &SettingsKey::Integration, "")
+                .map(|s| &s.values),
+        ),
         Err(e) => return storage_error(e),
     };
     let values = read_inputs(&integration.inputs, &form, &stored);
@@ -1501,8 +1507,13 @@ async fn save_workflow(
     let values = if enabled {
         let stored = match state.store.settings(&state.project_id, &user.user_id).await {
             Ok(rows) => object(
-                para_store::Settings::find(&rows, &integration.key, "", &workflow.id)
-                    .map(|s| &s.values),
+                para_store::Settings::find(
+                    &rows,
+                    &integration.key,
+                    &SettingsKey::Integration,
+                    &workflow.id,
+                )
+                .map(|s| &s.values),
             ),
             Err(e) => return storage_error(e),
         };
@@ -1678,7 +1689,7 @@ fn integration_level<'a>(
         project_id: &state.project_id,
         user_id,
         integration,
-        configuration: "",
+        configuration: &SettingsKey::Integration,
         workflow_id,
     }
 }

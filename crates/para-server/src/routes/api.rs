@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use para_store::CredentialStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -85,19 +86,21 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         let mine: Vec<&para_store::Credential> =
             credentials.iter().filter(|c| &c.integration == key).collect();
         // The integration's own entry shows the default configuration's settings.
-        let config = Configuration::of(integration, &settings, "");
+        let config =
+            Configuration::of(integration, &settings, &para_store::SettingsKey::Integration);
         // The credential the SDK shows: the newest valid one, else the newest.
-        let active = mine.iter().find(|c| c.status == "VALID").or(mine.first()).copied();
+        let active =
+            mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first()).copied();
         let all: Vec<Value> =
             mine.iter().map(|c| credential_json(c, Some(integration), &settings, &rows)).collect();
         let all_configurations: Vec<Value> =
             all.iter().filter_map(|c| c["configurations"].as_array().cloned()).flatten().collect();
         let mut entry = json!({
-            "enabled": active.is_some_and(|c| c.status == "VALID"),
+            "enabled": active.is_some_and(|c| c.status == CredentialStatus::Valid),
             "allCredentials": all,
             "allConfigurations": all_configurations,
             "sharedSettings": config.shared,
-            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == "VALID")),
+            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == CredentialStatus::Valid)),
         });
         if let Some(c) = active {
             entry["credentialId"] = json!(c.id);
@@ -505,7 +508,7 @@ async fn integration_account(
             ))
         })?,
         None => {
-            let valid = mine.iter().position(|c| c.status == "VALID");
+            let valid = mine.iter().position(|c| c.status == CredentialStatus::Valid);
             match valid {
                 Some(i) => mine.into_iter().nth(i),
                 None => mine.into_iter().next(),
@@ -710,11 +713,12 @@ async fn patch_credential(
         &found,
         &rows,
     )?;
+    let key = crate::routes::configurations::settings_key(&selected);
     let scope = para_store::SettingsScope {
         project_id: &state.project_id,
         user_id: &user.user_id,
         integration: &found.integration,
-        configuration: crate::routes::configurations::settings_key(&selected),
+        configuration: &key,
         workflow_id: "",
     };
     let mut errors: Vec<String> = Vec::new();
@@ -875,14 +879,15 @@ async fn set_workflow(
     Ok(Json(json!({ "success": true, "workflowId": workflow, "enabled": enabled })))
 }
 
-/// The settings key of the configuration a workflow toggle names: the headers' credential
-/// must be the user's, of the workflow's integration.
+/// Whose settings a workflow toggle changes: the configuration the headers name (their
+/// credential must be the user's, of the workflow's integration), else the integration-level
+/// ones.
 async fn workflow_configuration(
     state: &AppState,
     user: &SdkUser,
     integration: &str,
     headers: &axum::http::HeaderMap,
-) -> Result<String, ApiError> {
+) -> Result<para_store::SettingsKey, ApiError> {
     let configuration = crate::routes::configurations::selected(headers);
     let Some(credential) = crate::auth::selected_credential(headers) else {
         if let Some(c) = configuration {
@@ -890,7 +895,7 @@ async fn workflow_configuration(
                 "X-Paragon-Configuration-Id `{c}` needs the X-Paragon-Credential header naming its credential"
             )));
         }
-        return Ok(String::new());
+        return Ok(para_store::SettingsKey::Integration);
     };
     let (found, rows) =
         crate::routes::configurations::credential_and_configurations(state, user, credential)
@@ -901,5 +906,5 @@ async fn workflow_configuration(
         ))
     })?;
     let selected = crate::routes::configurations::resolve(configuration, &found, &rows)?;
-    Ok(crate::routes::configurations::settings_key(&selected).to_string())
+    Ok(crate::routes::configurations::settings_key(&selected))
 }

@@ -87,7 +87,7 @@ async fn create(
         })?
     };
     let (credential, rows) = load(&state, &user, &id).await?;
-    if credential.status != "VALID" {
+    if credential.status != para_store::CredentialStatus::Valid {
         return Err(ApiError::bad_request(format!(
             "credential `{id}` is {}: connect it again before adding configurations",
             credential.status

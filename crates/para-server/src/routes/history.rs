@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use para_build::{Build, Step, Workflow};
 use para_store::history::{Cursor, RunFilter, format_time, parse_time};
-use para_store::runs::{NewRun, Run, StepRecord, Write, status, step_status};
+use para_store::runs::{NewRun, Run, RunStatus, StepRecord, StepStatus, Write};
 use serde_json::{Value, json};
 
 use crate::auth::SdkUser;
@@ -41,10 +41,6 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// Page size when the request names none, and the most one page holds.
 pub(crate) const DEFAULT_LIMIT: i64 = 100;
 pub(crate) const MAX_LIMIT: i64 = 1000;
-
-/// Every run status, for filters.
-pub(crate) const STATUSES: [&str; 5] =
-    [status::QUEUED, status::RUNNING, status::WAITING, status::SUCCEEDED, status::FAILED];
 
 /// Who is asking for history.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +187,7 @@ pub(crate) async fn replay_run(state: &AppState, run: &Run) -> Result<Run, ApiEr
             key: t.key.clone(),
             step_id: t.id.clone(),
             seq: 0,
-            status: step_status::DONE.into(),
+            status: StepStatus::Done,
             attempts: 1,
             input: None,
             output: Some(run.trigger_input.clone()),
@@ -264,11 +260,10 @@ impl ListQuery {
         };
         let status = get(&["status"])
             .map(|s| {
-                let upper = s.to_ascii_uppercase();
-                STATUSES.contains(&upper.as_str()).then_some(upper).ok_or_else(|| {
+                s.to_ascii_uppercase().parse::<RunStatus>().map_err(|e| {
                     ApiError::bad_request(format!(
                         "status: `{s}` is not one of {}",
-                        STATUSES.join(", ")
+                        e.known.join(", ")
                     ))
                 })
             })
@@ -419,7 +414,7 @@ mod tests {
         assert_eq!(q.filter.integration.as_deref(), Some("slack"));
         assert_eq!(q.filter.workflow_id.as_deref(), Some("w"));
         assert_eq!(q.filter.user_id.as_deref(), Some("ann"));
-        assert_eq!(q.filter.status.as_deref(), Some("FAILED"));
+        assert_eq!(q.filter.status, Some(RunStatus::Failed));
         assert_eq!(q.filter.created_after, Some(1_777_593_600_000));
         assert_eq!(q.filter.created_before, Some(1_777_680_000_000));
         assert_eq!((q.limit, q.include_total), (5, true));

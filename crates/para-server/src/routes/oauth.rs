@@ -315,7 +315,7 @@ async fn callback(
             Err(e) => return finish_error(e.message()).await,
         };
     session_connected(&state, &row.user_id, &pending, &credential.id).await;
-    if credential.status != "VALID" {
+    if credential.status != para_store::CredentialStatus::Valid {
         let reason = credential.status_reason.clone().unwrap_or_default();
         return failure_page(
             Some(&pending),

@@ -136,7 +136,7 @@ async fn choosing_credential(
                 integration.name
             ))
         })?;
-        if found.status != "VALID" {
+        if found.status != para_store::CredentialStatus::Valid {
             return Err(unprocessable(
                 "credential_invalid",
                 format!(
@@ -148,7 +148,7 @@ async fn choosing_credential(
         return Ok(Some(found));
     }
     let all = state.store.credentials(p, u, Some(&integration.key)).await?;
-    Ok(all.into_iter().find(|c| c.status == "VALID"))
+    Ok(all.into_iter().find(|c| c.status == para_store::CredentialStatus::Valid))
 }
 
 /// `POST /projects/{id}/sdk/actions` with `{action, sourceKey, parameters,

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use para_build::{Entry, Resource, Source};
+use para_store::CredentialStatus;
 use serde_json::{Map, Value, json};
 
 use crate::auth::SdkUser;
@@ -62,7 +63,7 @@ pub fn user_resources(build: &para_build::Build, credentials: &[para_store::Cred
             let key = credential_key(&r.id);
             let mine: Vec<&para_store::Credential> =
                 credentials.iter().filter(|c| c.integration == key).collect();
-            let active = mine.iter().find(|c| c.status == "VALID").or(mine.first());
+            let active = mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first());
             let mut entry = json!({
                 "id": r.id,
                 "slug": slug(r),

@@ -99,7 +99,7 @@ fn selected_account<'d>(
     let credential = data.credentials.iter().find(|c| c.id == id).ok_or_else(|| {
         ApiError::not_found(format!("you have no credential `{id}` (X-Paragon-Credential)"))
     })?;
-    if credential.status != "VALID" {
+    if credential.status != para_store::CredentialStatus::Valid {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "credential_not_valid",

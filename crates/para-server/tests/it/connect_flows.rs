@@ -246,7 +246,7 @@ async fn password_client_credentials_and_api_key_connections_work_end_to_end() {
                 project_id: &project,
                 user_id: "ann",
                 integration: "sendgrid",
-                configuration: "",
+                configuration: &para_store::SettingsKey::Integration,
                 workflow_id: "",
             },
             None,
@@ -431,7 +431,7 @@ async fn the_portal_offers_the_providers_choices_for_integration_specific_settin
     )
     .await
     .unwrap();
-    assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+    assert_eq!(c.status, para_store::CredentialStatus::Valid, "{:?}", c.status_reason);
     let after = page().await;
     assert!(after.contains(r#"<option value="C01">general</option>"#), "{after}");
     assert!(

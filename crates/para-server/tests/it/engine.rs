@@ -14,7 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::any;
 use para_server::OAuthClient;
 use para_server::connector::Material;
-use para_store::runs::{Lease, NewRun, StepRecord, Write};
+use para_store::CredentialStatus;
+use para_store::runs::{Lease, NewRun, RunStatus, StepRecord, StepStatus, Write};
 use serde_json::{Map, Value, json};
 
 use crate::common::{self, TestServer, client, token};
@@ -171,7 +172,7 @@ async fn connect_account(s: &TestServer, user: &str, integration: &str, token: &
     let c = para_server::connect::store_connection(&s.state, user, &connector, material, token)
         .await
         .unwrap();
-    assert_eq!(c.status, "VALID", "{:?}", c.status_reason);
+    assert_eq!(c.status, CredentialStatus::Valid, "{:?}", c.status_reason);
     c.id
 }
 
@@ -191,7 +192,7 @@ fn acme_pipeline(s: &TestServer) -> String {
     inputs.iter().find(|i| i.key == "pipeline").unwrap().id.clone()
 }
 
-async fn wait_for_run(s: &TestServer, workflow: &str, status: &str) -> para_store::runs::Run {
+async fn wait_for_run(s: &TestServer, workflow: &str, status: RunStatus) -> para_store::runs::Run {
     for _ in 0..200 {
         let filter = para_store::history::RunFilter {
             workflow_id: Some(workflow.into()),
@@ -206,8 +207,11 @@ async fn wait_for_run(s: &TestServer, workflow: &str, status: &str) -> para_stor
     panic!("no {status} run of {workflow}");
 }
 
-fn steps_of(records: &[StepRecord]) -> Vec<(&str, &str)> {
-    records.iter().map(|r| (r.key.as_str(), r.status.as_str())).collect()
+/// A finished journal entry, in the tables of [`steps_of`].
+const DONE: StepStatus = StepStatus::Done;
+
+fn steps_of(records: &[StepRecord]) -> Vec<(&str, StepStatus)> {
+    records.iter().map(|r| (r.key.as_str(), r.status)).collect()
 }
 
 /// Where a test writes Ann's integration-level shared settings.
@@ -216,7 +220,7 @@ fn shared_scope(integration: &str) -> para_store::SettingsScope<'_> {
         project_id: PROJECT,
         user_id: "ann",
         integration,
-        configuration: "",
+        configuration: &para_store::SettingsKey::Integration,
         workflow_id: "",
     }
 }
@@ -286,7 +290,7 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
     let journal = s.state.store.run_steps(&execution).await.unwrap();
     assert_eq!(
         steps_of(&journal),
-        [("request", "DONE"), ("normalize", "DONE"), ("create", "DONE"), ("respond", "DONE")]
+        [("request", DONE), ("normalize", DONE), ("create", DONE), ("respond", DONE)]
     );
     assert_eq!(journal[2].attempts, 2);
     assert_eq!(
@@ -295,12 +299,12 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
     );
 
     // The welcome workflow finished after its delay.
-    let welcome = wait_for_run(&s, WELCOME, "SUCCEEDED").await;
+    let welcome = wait_for_run(&s, WELCOME, RunStatus::Succeeded).await;
     assert!(welcome.finished_at.unwrap() - welcome.created_at >= 2_000, "the delay held");
     let journal = s.state.store.run_steps(&welcome.id).await.unwrap();
     assert_eq!(
         steps_of(&journal),
-        [("enabled", "DONE"), ("wait", "DONE"), ("hello", "DONE"), ("done", "DONE")]
+        [("enabled", DONE), ("wait", DONE), ("hello", DONE), ("done", DONE)]
     );
     assert_eq!(journal[3].output, Some(json!({ "result": "ok" })));
     let notes: Vec<_> =
@@ -333,19 +337,19 @@ async fn taskflow_workflows_run_through_their_real_triggers() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["executions"].as_array().unwrap().len(), 1);
-    let push = wait_for_run(&s, PUSH, "SUCCEEDED").await;
+    let push = wait_for_run(&s, PUSH, RunStatus::Succeeded).await;
     let mut journal = s.state.store.run_steps(&push.id).await.unwrap();
     // Instances run in parallel and are recorded as they finish.
     journal[3..5].sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(
         steps_of(&journal),
         [
-            ("trigger", "DONE"),
-            ("isUrgent", "DONE"),
-            ("eachAssignee", "DONE"),
-            ("createTask[0]", "DONE"),
-            ("createTask[1]", "DONE"),
-            ("summarize", "DONE"),
+            ("trigger", DONE),
+            ("isUrgent", DONE),
+            ("eachAssignee", DONE),
+            ("createTask[0]", DONE),
+            ("createTask[1]", DONE),
+            ("summarize", DONE),
         ]
     );
     assert_eq!(
@@ -463,7 +467,15 @@ async fn a_run_acts_with_the_account_its_trigger_selects() {
     assert_eq!(trigger(Some("no-such-credential")).await.unwrap().status(), 404);
     s.state
         .store
-        .update_credential(PROJECT, "ann", &first, "INVALID", Some("revoked"), "v1:x", None)
+        .update_credential(
+            PROJECT,
+            "ann",
+            &first,
+            CredentialStatus::Invalid,
+            Some("revoked"),
+            "v1:x",
+            None,
+        )
         .await
         .unwrap();
     s.state.credential_cache.forget("ann", "custom.acmecrm");
@@ -713,7 +725,10 @@ async fn configurations_keep_their_own_settings_and_runs_read_them() {
     let (status, _) = s.call_with("DELETE", &configurations, &ann, &in_team_a, None).await;
     assert_eq!(status, 200);
     let settings = s.state.store.settings(PROJECT, "ann").await.unwrap();
-    assert!(settings.iter().all(|x| x.configuration != team_a), "{settings:?}");
+    assert!(
+        settings.iter().all(|x| x.configuration.configuration_id() != Some(team_a.as_str())),
+        "{settings:?}"
+    );
     let (_, me) = s.call("GET", "/sdk/me", &ann, None).await;
     assert_eq!(
         me["integrations"]["custom.acmecrm"]["allConfigurations"].as_array().unwrap().len(),
@@ -728,7 +743,7 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
     let (api, up) = start_upstream().await;
     let s = server(&api, dir.path()).await;
     connect(&s, "ann", "custom.acmecrm").await;
-    let welcome = wait_for_run(&s, WELCOME, "SUCCEEDED").await;
+    let welcome = wait_for_run(&s, WELCOME, RunStatus::Succeeded).await;
     let notes_before = up.calls.lock().unwrap().iter().filter(|c| c.1 == "/acme/notes").count();
 
     // A dead worker recorded the trigger, the delay and the note, then vanished.
@@ -736,7 +751,7 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
         key: key.into(),
         step_id: id.into(),
         seq,
-        status: "DONE".into(),
+        status: StepStatus::Done,
         attempts: 1,
         input: None,
         output: Some(output),
@@ -773,7 +788,7 @@ async fn a_run_whose_worker_died_is_resumed_without_repeating_recorded_steps() {
 
     for _ in 0..100 {
         let run = s.state.store.run(PROJECT, "orphan").await.unwrap().unwrap();
-        if run.status == "SUCCEEDED" {
+        if run.status == RunStatus::Succeeded {
             assert_eq!(run.claims, 2, "taken over once");
             let journal = s.state.store.run_steps("orphan").await.unwrap();
             assert_eq!(journal.last().unwrap().output, Some(json!({ "result": "ok" })));
@@ -948,12 +963,19 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let dir = tempfile::tempdir().unwrap();
     let asana = ("asana", oauth_app(format!("{api}/asana")));
     let s = serve_build(build, dir.path(), asana, Some(200)).await;
-    fn project(configuration: &str) -> para_store::SettingsScope<'_> {
+    fn project(configuration: &para_store::SettingsKey) -> para_store::SettingsScope<'_> {
         para_store::SettingsScope { configuration, ..shared_scope("asana") }
     }
     let store = &s.state.store;
     // The setting first: the poller may poll as soon as the account is connected.
-    store.put_settings(project(""), None, Some(&json!({ "asana-project": "p 1" }))).await.unwrap();
+    store
+        .put_settings(
+            project(&para_store::SettingsKey::Integration),
+            None,
+            Some(&json!({ "asana-project": "p 1" })),
+        )
+        .await
+        .unwrap();
     connect(&s, "ann", "asana").await;
 
     // The first poll only records what is there.
@@ -972,7 +994,7 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     wait_polls(1).await;
     assert_eq!(polls.lock().unwrap()[0], "/asana/tasks?project=p%201&opt_fields=name,created_at");
     tasks.lock().unwrap().push(json!({ "gid": "2", "name": "fresh" }));
-    let run = wait_for_run(&s, "asana-poll", "SUCCEEDED").await;
+    let run = wait_for_run(&s, "asana-poll", RunStatus::Succeeded).await;
     assert_eq!(run.trigger_kind, "polling");
     let journal = s.state.store.run_steps(&run.id).await.unwrap();
     assert_eq!(journal.last().unwrap().output, Some(json!({ "result": "new: fresh" })));
@@ -992,7 +1014,11 @@ async fn a_catalog_polling_trigger_starts_a_run_per_new_item() {
     let made = store.insert_configuration(PROJECT, "ann", &account, None).await.unwrap();
     let made_id = made.id.as_str();
     store
-        .put_settings(project(made_id), None, Some(&json!({ "asana-project": "p 2" })))
+        .put_settings(
+            project(&para_store::SettingsKey::Configuration(made.id.clone())),
+            None,
+            Some(&json!({ "asana-project": "p 2" })),
+        )
         .await
         .unwrap();
     let polled_p2 = || polls.lock().unwrap().iter().any(|p| p.contains("project=p%202"));
@@ -1075,13 +1101,13 @@ async fn the_daily_digest_runs_on_its_cron_with_the_secret_and_posts_to_slack() 
         s.call("POST", &format!("/sdk/workflows/{DIGEST}"), &token("ann"), Some(json!({}))).await;
     assert_eq!(status, 200);
 
-    let run = wait_for_run(&s, DIGEST, "SUCCEEDED").await;
+    let run = wait_for_run(&s, DIGEST, RunStatus::Succeeded).await;
     assert_eq!(run.trigger_kind, "cron");
     assert!(run.trigger_input["firedAt"].is_string());
     let journal = store.run_steps(&run.id).await.unwrap();
     assert_eq!(
         steps_of(&journal),
-        [("everyMorning", "DONE"), ("dueToday", "DONE"), ("format", "DONE"), ("post", "DONE")]
+        [("everyMorning", DONE), ("dueToday", DONE), ("format", DONE), ("post", DONE)]
     );
     let seen = keys.lock().unwrap()[0].clone();
     assert_eq!(seen, "/taskflow/v1/users/ann/tasks?due=today&limit=50 tf-key-42");
@@ -1288,13 +1314,13 @@ async fn leadsync_maps_each_new_salesforce_record_with_the_users_field_mapping()
             ..Default::default()
         };
         runs = s.state.store.list_runs(PROJECT, &filter, 10, None).await.unwrap().runs;
-        if runs.len() == 2 && runs.iter().all(|l| l.run.status == "SUCCEEDED") {
+        if runs.len() == 2 && runs.iter().all(|l| l.run.status == RunStatus::Succeeded) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(runs.len(), 2, "one run per new record");
-    assert!(runs.iter().all(|l| l.run.status == "SUCCEEDED"), "{runs:?}");
+    assert!(runs.iter().all(|l| l.run.status == RunStatus::Succeeded), "{runs:?}");
     let leads = leads.lock().unwrap().clone();
     assert_eq!(leads.len(), 1, "only the record with an email is posted: {leads:?}");
     let (target, auth, body) = &leads[0];

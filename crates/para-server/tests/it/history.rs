@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use para_store::runs::{Lease, NewRun, RunState, StepRecord, Write};
+use para_store::runs::{Lease, NewRun, RunState, RunStatus, StepRecord, StepStatus, Write};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -102,7 +102,7 @@ impl Server {
             key: "trigger".into(),
             step_id: "s-trigger".into(),
             seq: 0,
-            status: "DONE".into(),
+            status: StepStatus::Done,
             attempts: 1,
             input: None,
             output: Some(json!({ "task": id })),
@@ -144,7 +144,7 @@ impl Server {
 fn entry(
     key: &str,
     seq: i64,
-    status: &str,
+    status: StepStatus,
     output: Option<Value>,
     error: Option<&str>,
 ) -> StepRecord {
@@ -152,7 +152,7 @@ fn entry(
         key: key.into(),
         step_id: "s-create".into(),
         seq,
-        status: status.into(),
+        status,
         attempts: if error.is_some() { 3 } else { 1 },
         input: Some(json!({ "title": key })),
         output,
@@ -170,14 +170,14 @@ async fn seeded(admin_key: Option<&str>) -> Server {
     let ok = vec![entry(
         "createTask[0]",
         1,
-        "DONE",
+        StepStatus::Done,
         Some(json!({ "note": "<script>alert(1)</script>" })),
         None,
     )];
     server.run(PROJECT, "ann-ok", "ann", TASKS, ok, RunState::Succeeded).await;
     let failed = vec![
-        entry("createTask[0]", 1, "DONE", Some(json!({ "id": 1 })), None),
-        entry("createTask[1]", 2, "FAILED", None, Some("HTTP 500 from ACME")),
+        entry("createTask[0]", 1, StepStatus::Done, Some(json!({ "id": 1 })), None),
+        entry("createTask[1]", 2, StepStatus::Failed, None, Some("HTTP 500 from ACME")),
     ];
     server
         .run(
@@ -363,7 +363,7 @@ async fn replay_queues_a_new_run_for_the_same_user_and_input() {
     // The server's own engine may claim the new run at any moment; until then it is QUEUED,
     // with nothing in its journal.
     if run.claims == 0 {
-        assert_eq!(run.status, "QUEUED");
+        assert_eq!(run.status, RunStatus::Queued);
         assert!(body["status"] == "QUEUED" || body["status"] == "RUNNING", "{body}");
         // Journaled as a triggered run is: the trigger done, its output the trigger input.
         let steps = store.run_steps(&new_id).await.unwrap();

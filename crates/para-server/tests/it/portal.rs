@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use para_store::CredentialStatus;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
@@ -181,7 +182,13 @@ impl Server {
             .store
             .insert_credential(&para_store::NewCredential {
                 provider_id: Some("acct-42"),
-                ..para_store::NewCredential::new(PROJECT, user, integration, "VALID", SECRET_MARKER)
+                ..para_store::NewCredential::new(
+                    PROJECT,
+                    user,
+                    integration,
+                    CredentialStatus::Valid,
+                    SECRET_MARKER,
+                )
             })
             .await
             .unwrap();
@@ -643,7 +650,7 @@ async fn connecting_with_oauth_comes_back_to_the_portal_page() {
     assert!(page.body.contains("Disconnect"));
     let credentials = server.state.store.credentials(PROJECT, "gus", Some(ACME)).await.unwrap();
     assert_eq!(credentials.len(), 1);
-    assert_eq!(credentials[0].status, "VALID");
+    assert_eq!(credentials[0].status, CredentialStatus::Valid);
     assert!(!page.body.contains("at-1") && !page.body.contains("rt-1"), "no token on the page");
 }
 
@@ -672,7 +679,7 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
             PROJECT,
             "ann",
             &id,
-            "INVALID",
+            CredentialStatus::Invalid,
             Some("the test endpoint answered 401"),
             SECRET_MARKER,
             None,
@@ -712,11 +719,12 @@ async fn the_dashboard_wants_the_admin_key_and_shows_no_secrets() {
     // A configuration made with createConfiguration shows with its own settings.
     let store = &server.state.store;
     let made = store.insert_configuration(PROJECT, "ann", &id, Some("team-b")).await.unwrap();
+    let key = para_store::SettingsKey::Configuration(made.id.clone());
     let scope = para_store::SettingsScope {
         project_id: PROJECT,
         user_id: "ann",
         integration: ACME,
-        configuration: &made.id,
+        configuration: &key,
         workflow_id: "",
     };
     let values = json!({ PIPELINE: "support", API_SECRET: "team-b-secret" });

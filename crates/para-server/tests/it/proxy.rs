@@ -717,7 +717,15 @@ async fn connect_direct(server: &TestServer, bearer: &str) {
         server
             .state
             .store
-            .update_credential(PROJECT, "ann", id, "VALID", None, &row.secret, row.expires_at)
+            .update_credential(
+                PROJECT,
+                "ann",
+                id,
+                para_store::CredentialStatus::Valid,
+                None,
+                &row.secret,
+                row.expires_at,
+            )
             .await
             .unwrap();
     }

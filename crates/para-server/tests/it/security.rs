@@ -309,7 +309,15 @@ async fn expired_oauth_credential(state: &AppState, user: &str) -> String {
     // The test endpoint refused AT-0 (the provider never issued it): mark it usable.
     state
         .store
-        .update_credential(PROJECT, user, &c.id, "VALID", None, &c.secret, c.expires_at)
+        .update_credential(
+            PROJECT,
+            user,
+            &c.id,
+            para_store::CredentialStatus::Valid,
+            None,
+            &c.secret,
+            c.expires_at,
+        )
         .await
         .unwrap();
     c.id
