@@ -128,14 +128,32 @@ pub fn data_sources(integration_key: &str) -> Map<String, Value> {
 }
 
 /// `sdkIntegrationConfig` of an integration, as the SDK reads it.
-pub fn integration_config(integration_key: &str) -> Value {
-    json!({
-        "oauthInputs": [],
-        "accountTypes": [],
-        "authConfigInputs": [],
-        "postOauthInputs": [],
-        "dataSources": data_sources(integration_key),
-    })
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SdkIntegrationConfig {
+    /// Always empty: para asks no values inside the OAuth flow itself.
+    pub oauth_inputs: Vec<Value>,
+    /// Always empty: one kind of account per integration.
+    pub account_types: Vec<Value>,
+    /// The values asked before connecting (`installFlow`'s `getPreOptions`).
+    pub auth_config_inputs: Vec<crate::routes::api::InstallInput>,
+    /// The values asked after an OAuth sign-in (`getPostOptions`).
+    pub post_oauth_inputs: Vec<crate::routes::api::InstallInput>,
+    /// The integration's data sources, by name (the SDK's `DataSource` objects).
+    #[schema(value_type = Object)]
+    pub data_sources: Map<String, Value>,
+}
+
+/// `sdkIntegrationConfig` of an integration, as the SDK reads it (no install inputs yet:
+/// `api.rs` adds the connector's).
+pub fn integration_config(integration_key: &str) -> SdkIntegrationConfig {
+    SdkIntegrationConfig {
+        oauth_inputs: Vec::new(),
+        account_types: Vec::new(),
+        auth_config_inputs: Vec::new(),
+        post_oauth_inputs: Vec::new(),
+        data_sources: data_sources(integration_key),
+    }
 }
 
 /// One input as the SDK types it (`SerializedConnectInput`).
