@@ -182,7 +182,20 @@ pub struct WorkflowMeta {
     pub info_text: Option<String>,
     /// Present (an OR of nothing) when the user may not use the workflow.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<Value>,
+    pub permissions: Option<NoPermission>,
+}
+
+/// The permissions of a workflow the user may not use: an OR of no conditions, which holds
+/// for no one (the condition itself is not sent: it can name other users).
+#[derive(Serialize, ToSchema)]
+pub struct NoPermission {
+    /// `JOIN`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `OR`.
+    pub join: &'static str,
+    /// Always empty.
+    pub conditions: Vec<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -630,8 +643,11 @@ pub fn integration_json(
                 // The SDK lists a workflow of `noPermissionWorkflows` under `hiddenWorkflows`
                 // when it has `permissions`. The condition itself is not sent (it can name
                 // other users): an OR of nothing, which does not hold for this user.
-                permissions: (!allowed(w))
-                    .then(|| json!({ "type": "JOIN", "join": "OR", "conditions": [] })),
+                permissions: (!allowed(w)).then_some(NoPermission {
+                    kind: "JOIN",
+                    join: "OR",
+                    conditions: Vec::new(),
+                }),
             };
             (w.id.clone(), meta)
         })

@@ -83,15 +83,18 @@ fn build(api: &str) -> para_build::Build {
             "bodyValidations": [{ "key": "title", "required": true, "dataType": "STRING" }]
         }))),
     });
-    let gmail = json!({
-        "key": "gmail", "kind": "catalog", "name": "Gmail", "source": "src/integrations/gmail",
-        "config": { "description": null, "overview": null, "showWatermark": true, "active": true,
-                    "workflowDisplayOrder": [] },
-        "inputs": [], "workflows": {}, "customTriggers": {}
-    });
-    let mut doc =
-        serde_json::to_value(common::build(PROJECT, json!({ KEYS: keys, "gmail": gmail })))
-            .unwrap();
+    let catalog = |key: &str, name: &str| {
+        json!({
+            "key": key, "kind": "catalog", "name": name, "source": format!("src/integrations/{key}"),
+            "config": { "description": null, "overview": null, "showWatermark": true,
+                        "active": true, "workflowDisplayOrder": [] },
+            "inputs": [], "workflows": {}, "customTriggers": {}
+        })
+    };
+    // Gmail has catalog triggers; HubSpot has data sources (record types, a field mapper).
+    let integrations = json!({ KEYS: keys, "gmail": catalog("gmail", "Gmail"),
+                               "hubspot": catalog("hubspot", "HubSpot") });
+    let mut doc = serde_json::to_value(common::build(PROJECT, integrations)).unwrap();
     doc["resources"] = json!({
         CRM: {
             "id": CRM, "name": "Internal CRM", "level": "user", "source": "src/resources/crm/config.ts",
@@ -369,6 +372,9 @@ async fn every_json_route_is_documented_and_answers_as_documented() {
         200
     );
     assert!(listed.as_array().unwrap().iter().any(|i| i["connectKind"] == "basic"), "{listed}");
+    let hubspot = listed.as_array().unwrap().iter().find(|i| i["type"] == "hubspot").unwrap();
+    let sources = &hubspot["sdkIntegrationConfig"]["dataSources"];
+    assert!(sources["field_mapping"]["recordSource"].is_object(), "{sources}");
 
     // Credentials.
     let connect = json!({ "integrationId": KEYS,
