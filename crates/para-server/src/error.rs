@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+/// A failed request's answer: its status, a stable `code` to branch on and a `message` to show.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -29,9 +30,22 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer of the JSON APIs (the document's `ApiError` schema).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub struct ErrorBody<'a> {
+    /// What went wrong and what to do about it, for a person.
+    pub message: &'a str,
+    /// A stable, machine-readable reason (`unauthorized`, `not_found`, `bad_request`, …).
+    pub code: &'a str,
+    /// The answer's HTTP status, repeated.
+    pub status: u16,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "message": self.message, "code": self.code, "status": self.status.as_u16() });
+        let body =
+            ErrorBody { message: &self.message, code: self.code, status: self.status.as_u16() };
         (self.status, Json(body)).into_response()
     }
 }

@@ -15,6 +15,7 @@ pub use para_worker::engine;
 mod error;
 mod idle;
 pub mod limits;
+mod openapi;
 mod pages;
 mod routes;
 use para_connect::passwords;
@@ -47,8 +48,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let pages = pages::routes()
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());
-    routes::routes()
-        .fallback(error::no_route)
+    let (api, _) = routes::routes().split_for_parts();
+    api.fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_rejections))
         .with_state(state)

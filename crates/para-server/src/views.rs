@@ -3,7 +3,11 @@
 //! credential as the SDK reads it with its configurations and their settings, timestamps. It
 //! imports no route, so the routes depend on it one way.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
@@ -65,13 +69,71 @@ impl Configuration {
     }
 
     /// `workflowSettings` as the SDK reads it; nothing runs while not connected.
-    pub fn workflows_json(&self, connected: bool) -> Value {
-        let mut map = serde_json::Map::new();
-        for (id, enabled, values) in &self.workflows {
-            map.insert(id.clone(), json!({ "enabled": *enabled && connected, "settings": values }));
-        }
-        Value::Object(map)
+    pub fn workflows_view(&self, connected: bool) -> BTreeMap<String, WorkflowSettingView> {
+        self.workflows
+            .iter()
+            .map(|(id, enabled, values)| {
+                let view = WorkflowSettingView {
+                    enabled: *enabled && connected,
+                    settings: values.clone(),
+                };
+                (id.clone(), view)
+            })
+            .collect()
     }
+}
+
+/// A workflow's toggle and values in one configuration.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct WorkflowSettingView {
+    /// On for this user (always off while the account is not connected).
+    pub enabled: bool,
+    /// The workflow's User Settings, as the user saved them (password values hidden).
+    pub settings: Value,
+}
+
+/// A configuration of a credential: its own settings (`sharedSettings`, `workflowSettings`)
+/// and the app's metadata about it (`configMeta`).
+#[derive(Serialize, ToSchema, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationView {
+    pub id: String,
+    pub connect_credential_id: String,
+    /// Every credential has one default configuration, which uses the integration-level
+    /// settings.
+    pub is_default: bool,
+    pub shared_settings: Value,
+    pub workflow_settings: BTreeMap<String, WorkflowSettingView>,
+    pub config_meta: Value,
+    pub date_created: String,
+    /// The app's own id for it (`createConfiguration({externalId})`), when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+/// A credential as the SDK reads it (never its secret): a user's account of an integration.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialView {
+    pub id: String,
+    /// The integration's id ([`integration_id`]).
+    pub integration_id: String,
+    /// The integration's key (`hubspot`, or a custom integration's slug).
+    pub integration: String,
+    /// `VALID`, `INVALID`, `PENDING` (a setup not finished) …
+    #[schema(schema_with = crate::openapi::credential_status)]
+    pub status: para_store::CredentialStatus,
+    pub status_reason: Option<String>,
+    /// The account's id at the provider, when known.
+    pub provider_id: Option<String>,
+    /// What the provider said about the account (free-form).
+    pub provider_data: Value,
+    pub date_created: String,
+    pub date_updated: String,
+    /// When the access token expires, for credentials that expire.
+    pub date_valid_until: Option<String>,
+    /// The default configuration first.
+    pub configurations: Vec<ConfigurationView>,
 }
 
 /// A credential as the SDK reads it (never its secret), with its configurations (default
@@ -81,9 +143,9 @@ pub fn credential_json(
     integration: Option<&para_build::Integration>,
     settings: &[para_store::Settings],
     rows: &[para_store::CredentialConfiguration],
-) -> Value {
+) -> CredentialView {
     let valid = c.status == para_store::CredentialStatus::Valid;
-    let configurations: Vec<Value> = para_connect::configurations::of_credential(c, rows)
+    let configurations = para_connect::configurations::of_credential(c, rows)
         .iter()
         .map(|k| {
             let config = match integration {
@@ -93,34 +155,31 @@ pub fn credential_json(
                 }
                 None => Configuration { shared: json!({}), workflows: Vec::new() },
             };
-            let mut entry = json!({
-                "id": k.id,
-                "connectCredentialId": c.id,
-                "isDefault": k.is_default,
-                "sharedSettings": config.shared,
-                "workflowSettings": config.workflows_json(valid),
-                "configMeta": k.meta,
-                "dateCreated": millis_iso(k.created_at),
-            });
-            if let Some(external) = &k.external_id {
-                entry["externalId"] = json!(external);
+            ConfigurationView {
+                id: k.id.clone(),
+                connect_credential_id: c.id.clone(),
+                is_default: k.is_default,
+                workflow_settings: config.workflows_view(valid),
+                shared_settings: config.shared,
+                config_meta: k.meta.clone(),
+                date_created: millis_iso(k.created_at),
+                external_id: k.external_id.clone(),
             }
-            entry
         })
         .collect();
-    json!({
-        "id": c.id,
-        "integrationId": integration_id(&c.integration),
-        "integration": c.integration,
-        "status": c.status,
-        "statusReason": c.status_reason,
-        "providerId": c.provider_id,
-        "providerData": c.provider_data,
-        "dateCreated": millis_iso(c.created_at),
-        "dateUpdated": millis_iso(c.updated_at),
-        "dateValidUntil": c.expires_at.map(millis_iso),
-        "configurations": configurations,
-    })
+    CredentialView {
+        id: c.id.clone(),
+        integration_id: integration_id(&c.integration),
+        integration: c.integration.clone(),
+        status: c.status,
+        status_reason: c.status_reason.clone(),
+        provider_id: c.provider_id.clone(),
+        provider_data: c.provider_data.clone(),
+        date_created: millis_iso(c.created_at),
+        date_updated: millis_iso(c.updated_at),
+        date_valid_until: c.expires_at.map(millis_iso),
+        configurations,
+    }
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp.
@@ -152,7 +211,7 @@ pub async fn credential_view(
     state: &AppState,
     user: &SdkUser,
     c: &para_store::Credential,
-) -> Result<Value, ApiError> {
+) -> Result<CredentialView, ApiError> {
     let build = state.build();
     let (settings, rows) = tokio::join!(
         state.store.settings(&state.project_id, &user.user_id),

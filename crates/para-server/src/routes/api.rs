@@ -4,53 +4,338 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use indexmap::IndexMap;
 use para_store::CredentialStatus;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
+use crate::routes::resources::ResourceState;
+use crate::routes::sdk_inputs::SdkIntegrationConfig;
 use crate::state::AppState;
 use crate::views::{
-    Configuration, credential_json, credential_view, find_integration, integration_id,
+    Configuration, ConfigurationView, CredentialView, WorkflowSettingView, credential_json,
+    credential_view, find_integration, integration_id,
 };
 
-type Api = Result<Json<Value>, ApiError>;
+type Api<T> = Result<Json<T>, ApiError>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/projects/{project}/sdk/me", get(me).patch(patch_me))
-        .route("/projects/{project}/sdk/integrations", get(integrations))
-        .route("/projects/{project}/sdk/integrations/{integration}", delete(uninstall))
-        .route("/projects/{project}/sdk/credentials", get(credentials).post(create_credential))
-        .route(
-            "/projects/{project}/sdk/credentials/{credential}",
-            get(credential).patch(patch_credential).delete(delete_credential),
-        )
-        .route(
-            "/projects/{project}/sdk/credentials/{credential}/complete-setup",
-            axum::routing::post(complete_setup),
-        )
-        .route(
-            "/projects/{project}/sdk/workflows/{workflow}",
-            axum::routing::post(enable_workflow).delete(disable_workflow),
-        )
-        .route("/projects/{project}/sdk/actions", axum::routing::post(action_kit))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(me, patch_me))
+        .routes(routes!(integrations))
+        .routes(routes!(uninstall))
+        .routes(routes!(credentials, create_credential))
+        .routes(routes!(credential, patch_credential, delete_credential))
+        .routes(routes!(complete_setup))
+        .routes(routes!(enable_workflow, disable_workflow))
+        .routes(routes!(action_kit))
+}
+
+// ---------------------------------------------------------------- wire shapes
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub ok: bool,
+    pub project_id: String,
+    /// The hash of the served build (`out/build.json`).
+    pub build_hash: String,
+}
+
+/// `{success: true}`.
+#[derive(Serialize, ToSchema)]
+pub struct Success {
+    pub success: bool,
+}
+
+/// The user's whole state, as `getUser()` returns it (`SDKUser` of the SDK).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserState {
+    pub project: ProjectInfo,
+    pub authenticated: bool,
+    pub user_id: String,
+    /// The user's metadata (what their tokens carried and `PATCH /sdk/me` set).
+    pub meta: Value,
+    /// Every integration of the project, by key.
+    pub integrations: BTreeMap<String, IntegrationState>,
+    pub resources: Vec<ResourceState>,
+}
+
+/// The project as `/sdk/me` names it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectInfo {
+    pub id: String,
+    /// The SDK features this server offers (headless mode, dynamic field mapping).
+    pub accessible_features: Vec<String>,
+}
+
+/// One integration in the user's state: their accounts of it and its settings.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationState {
+    /// Whether the active account is VALID.
+    pub enabled: bool,
+    pub all_credentials: Vec<CredentialView>,
+    /// The configurations of every account, in the order of `allCredentials`.
+    pub all_configurations: Vec<ConfigurationView>,
+    /// The integration-level settings (the default configurations').
+    pub shared_settings: Value,
+    pub workflow_settings: BTreeMap<String, WorkflowSettingView>,
+    /// The active account (the newest valid one, else the newest); absent when not connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::credential_status, nullable = false)]
+    pub credential_status: Option<CredentialStatus>,
+    /// The active account's default configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_config_id: Option<String>,
+    /// Absent when not connected; `null` when the provider gave no id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub provider_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_status_reason: Option<String>,
+}
+
+/// An integration as `/sdk/integrations` lists it (the SDK's `IntegrationMetadata` and
+/// `IntegrationConfig` in one).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationView {
+    pub id: String,
+    /// The integration's key, or `custom` for a custom integration.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub is_active: bool,
+    pub brand_color: String,
+    pub category: Option<String>,
+    /// The SDK's `AuthenticationScheme` (`oauth`, `basic`, …).
+    pub authentication_type: Option<String>,
+    pub configs: Vec<IntegrationConfigs>,
+    /// The workflows the user may use (hidden ones too).
+    pub workflows: Vec<WorkflowEntry>,
+    /// The ids of workflows the user's metadata does not permit.
+    pub no_permission_workflows: Vec<String>,
+    pub sdk_integration_config: SdkIntegrationConfig,
+    /// Whether values are asked before connecting (the SDK then leaves asking to the portal
+    /// outside headless mode).
+    pub need_pre_oauth_inputs: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_integration: Option<CustomIntegration>,
+    /// How the user connects it (para's own portal reads it; the SDK ignores it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_kind: Option<String>,
+    /// The values asked before connecting, under the keys `POST /sdk/credentials` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_fields: Option<Vec<ConnectFieldView>>,
+}
+
+/// `configs[0]`: the integration's Connect Portal texts and its inputs.
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationConfigs {
+    pub values: IntegrationConfigValues,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationConfigValues {
+    pub description: Option<String>,
+    pub overview: Option<String>,
+    pub accent_color: String,
+    pub show_watermark: bool,
+    pub shared_meta: SharedMeta,
+    /// By workflow id, in the workflows' order.
+    pub workflow_meta: IndexMap<String, WorkflowMeta>,
+}
+
+/// The integration-level User Settings.
+#[derive(Serialize, ToSchema)]
+pub struct SharedMeta {
+    /// Inputs in the SDK's `SerializedConnectInput` vocabulary (`sdk_inputs.rs`).
+    pub inputs: Vec<Value>,
+}
+
+/// A workflow as the Connect Portal shows it, with its User Settings.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowMeta {
+    pub id: String,
+    pub inputs: Vec<Value>,
+    pub hidden: bool,
+    pub default_enabled: bool,
+    pub order: u32,
+    /// The workflow's name (the SDK calls it `description`).
+    pub description: String,
+    pub info_text: Option<String>,
+    /// Present (an OR of nothing) when the user may not use the workflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<NoPermission>,
+}
+
+/// The permissions of a workflow the user may not use: an OR of no conditions, which holds
+/// for no one (the condition itself is not sent: it can name other users).
+#[derive(Serialize, ToSchema)]
+pub struct NoPermission {
+    /// `JOIN`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `OR`.
+    pub join: &'static str,
+    /// Always empty.
+    pub conditions: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowEntry {
+    pub id: String,
+    pub description: String,
+    pub integration_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomIntegration {
+    pub slug: String,
+    pub name: String,
+    pub input_fields: Vec<InstallInput>,
+}
+
+/// A value asked when connecting, as the SDK's `IntegrationConnectInput`.
+#[derive(Serialize, ToSchema, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallInput {
+    /// The key the value is sent under (`setPreOptions({[id]: value})`).
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    /// `PASSWORD`, `SWITCH`, `ENUM` or `TEXT_NO_VARS`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `number` for a number typed as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<&'static str>,
+    /// An `ENUM`'s choices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Choice>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+}
+
+/// A choice of a dropdown: what is shown and what is stored.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct Choice {
+    pub label: String,
+    pub value: Value,
+}
+
+/// A value asked before connecting, for para's portal.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectFieldView {
+    pub key: String,
+    pub label: String,
+    pub secret: bool,
+    pub required: bool,
+    pub placeholder: Option<String>,
+    pub help: Option<String>,
+}
+
+/// `GET /sdk/credentials`' answer: a list, or with `includeAccountAuth` one account.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum CredentialsAnswer {
+    List(Vec<CredentialView>),
+    Account(Box<IntegrationAccount>),
+}
+
+/// `getIntegrationAccount`: the integration with one of the user's accounts.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationAccount {
+    #[serde(flatten)]
+    pub integration: IntegrationView,
+    pub project_id: String,
+    pub has_credential: bool,
+    pub connected_user_limit_on_dev_cred: u32,
+    pub connected_user_limit_reached: bool,
+    /// With `includeAccountAuth=true`: `{OAUTH_ACCESS_TOKEN}` for an OAuth account, else `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub account_auth: Option<Map<String, Value>>,
+    pub credential_id: String,
+    #[schema(schema_with = crate::openapi::credential_status)]
+    pub credential_status: CredentialStatus,
+    pub provider_id: Option<String>,
+    pub provider_data: Value,
+}
+
+/// `DELETE /sdk/integrations/{integration}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Uninstalled {
+    pub success: bool,
+    /// How many credentials were removed.
+    pub removed_credentials: u64,
+    /// How many of the user's accounts of the integration are left.
+    pub remaining_credentials: i64,
+}
+
+/// A credential after `PATCH`: with the values refused.
+#[derive(Serialize, ToSchema)]
+pub struct PatchedCredential {
+    #[serde(flatten)]
+    pub credential: CredentialView,
+    /// Why values were refused (nothing of a refused key was saved).
+    pub errors: Vec<String>,
+}
+
+/// A workflow turned on or off.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowToggled {
+    pub success: bool,
+    pub workflow_id: String,
+    pub enabled: bool,
 }
 
 /// `POST /sdk/actions`: the SDK's `getFieldOptions` (a body naming a `sourceKey`:
 /// [`crate::routes::options::field_options`]); anything else is ActionKit, which is not offered: say
 /// so, and what to use instead.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/actions",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    request_body(content = crate::routes::options::FieldOptionsRequest, description = "getFieldOptions: the data source and the values it depends on"),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The data source's choices", body = crate::routes::options::FieldOptions))
+)]
 async fn action_kit(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Api {
+) -> Api<crate::routes::options::FieldOptions> {
     if body.len() > crate::routes::options::MAX_FIELD_OPTIONS_BODY
         || crate::routes::options::is_field_options_request(&body)
     {
@@ -62,17 +347,36 @@ async fn action_kit(
     ))
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// Whether the server is up, and what it serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "The server is up", body = Health))
+)]
+async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let build = state.build();
-    Json(json!({ "ok": true, "projectId": state.project_id, "buildHash": build.build_hash }))
+    Json(Health {
+        ok: true,
+        project_id: state.project_id.clone(),
+        build_hash: build.build_hash.clone(),
+    })
 }
 
 /// The user's whole state, as `getUser()` returns it.
-async fn me(State(state): State<Arc<AppState>>, user: SdkUser) -> Api {
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/me",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user's state", body = UserState))
+)]
+async fn me(State(state): State<Arc<AppState>>, user: SdkUser) -> Api<UserState> {
     Ok(Json(user_state(&state, &user).await?))
 }
 
-pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiError> {
+pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<UserState, ApiError> {
     let build = state.build();
     let (p, u) = (&state.project_id, &user.user_id);
     let (credentials, settings, rows) = tokio::join!(
@@ -81,7 +385,7 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         state.store.configurations(p, u),
     );
     let (credentials, settings, rows) = (credentials?, settings?, rows?);
-    let mut integrations = serde_json::Map::new();
+    let mut integrations = BTreeMap::new();
     for (key, integration) in &build.integrations {
         let mine: Vec<&para_store::Credential> =
             credentials.iter().filter(|c| &c.integration == key).collect();
@@ -89,60 +393,73 @@ pub async fn user_state(state: &AppState, user: &SdkUser) -> Result<Value, ApiEr
         let config =
             Configuration::of(integration, &settings, &para_store::SettingsKey::Integration);
         // The credential the SDK shows: the newest valid one, else the newest.
-        let active =
-            mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first()).copied();
-        let all: Vec<Value> =
+        let active = mine
+            .iter()
+            .find(|c| c.status == para_store::CredentialStatus::Valid)
+            .or(mine.first())
+            .copied();
+        let all: Vec<CredentialView> =
             mine.iter().map(|c| credential_json(c, Some(integration), &settings, &rows)).collect();
-        let all_configurations: Vec<Value> =
-            all.iter().filter_map(|c| c["configurations"].as_array().cloned()).flatten().collect();
-        let mut entry = json!({
-            "enabled": active.is_some_and(|c| c.status == CredentialStatus::Valid),
-            "allCredentials": all,
-            "allConfigurations": all_configurations,
-            "sharedSettings": config.shared,
-            "workflowSettings": config.workflows_json(active.is_some_and(|c| c.status == CredentialStatus::Valid)),
-        });
-        if let Some(c) = active {
-            entry["credentialId"] = json!(c.id);
-            entry["credentialStatus"] = json!(c.status);
-            entry["credentialConfigId"] = json!(crate::routes::configurations::default_id(&c.id));
-            entry["providerId"] = json!(c.provider_id);
-            entry["providerData"] = c.provider_data.clone();
-            if let Some(reason) = &c.status_reason {
-                entry["credentialStatusReason"] = json!(reason);
-            }
-        }
+        let all_configurations =
+            all.iter().flat_map(|c| c.configurations.iter().cloned()).collect();
+        let valid = active.is_some_and(|c| c.status == para_store::CredentialStatus::Valid);
+        let entry = IntegrationState {
+            enabled: valid,
+            all_credentials: all,
+            all_configurations,
+            workflow_settings: config.workflows_view(valid),
+            shared_settings: config.shared,
+            credential_id: active.map(|c| c.id.clone()),
+            credential_status: active.map(|c| c.status),
+            credential_config_id: active
+                .map(|c| crate::routes::configurations::default_id(&c.id).to_string()),
+            provider_id: active.map(|c| c.provider_id.clone()),
+            provider_data: active.map(|c| c.provider_data.clone()),
+            credential_status_reason: active.and_then(|c| c.status_reason.clone()),
+        };
         integrations.insert(key.clone(), entry);
     }
-    Ok(json!({
-        "project": {
-            "id": state.project_id,
-            "accessibleFeatures": ["headless-cp", "dfm"],
+    Ok(UserState {
+        project: ProjectInfo {
+            id: state.project_id.clone(),
+            accessible_features: vec!["headless-cp".into(), "dfm".into()],
         },
-        "authenticated": true,
-        "userId": user.user_id,
-        "meta": user.meta,
-        "integrations": integrations,
-        "resources": crate::routes::resources::user_resources(&build, &credentials),
-    }))
+        authenticated: true,
+        user_id: user.user_id.clone(),
+        meta: user.meta.clone(),
+        integrations,
+        resources: crate::routes::resources::user_resources(&build, &credentials),
+    })
 }
 
 /// The longest metadata `PATCH /sdk/me` leaves stored, in bytes of JSON.
 const MAX_META_LEN: usize = 64 * 1024;
 
-#[derive(Deserialize)]
+/// `PATCH /sdk/me`'s body.
+#[derive(Deserialize, ToSchema)]
 struct PatchMe {
+    /// The keys to set (each replaces that key of the stored metadata).
+    #[schema(value_type = Object)]
     meta: Value,
 }
 
 /// `PATCH /sdk/me {meta}` (`setUserMetadata`, `authenticate(…, {metadata})`): each key given
 /// replaces that key of the stored metadata, the others stay (the SDK keeps
 /// `{...stored, ...patched}` itself); a token seen again does not undo it (`touch_signed_user`).
+#[utoipa::path(
+    patch,
+    path = "/projects/{project}/sdk/me",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    request_body = PatchMe,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user's state after the patch", body = UserState))
+)]
 async fn patch_me(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Json(body): Json<PatchMe>,
-) -> Api {
+) -> Api<UserState> {
     let Value::Object(patch) = &body.meta else {
         return Err(ApiError::bad_request("`meta` must be a JSON object"));
     };
@@ -169,19 +486,34 @@ async fn patch_me(
 
 /// The project's integrations, with their config, inputs and workflows (the build's facts
 /// plus the catalog's display facts), as the SDK reads them.
-async fn integrations(State(state): State<Arc<AppState>>, user: SdkUser) -> Api {
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/integrations",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The active integrations", body = Vec<IntegrationView>))
+)]
+async fn integrations(
+    State(state): State<Arc<AppState>>,
+    user: SdkUser,
+) -> Api<Vec<IntegrationView>> {
     let build = state.build();
-    let list: Vec<Value> = build
+    let list = build
         .integrations
         .values()
         .filter(|i| i.config.active)
         .map(|i| integration_entry(&state, &user, i))
         .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(list))
 }
 
 /// One entry of `/sdk/integrations`: [`integration_json`] with how the user connects it.
-fn integration_entry(state: &AppState, user: &SdkUser, i: &para_build::Integration) -> Value {
+fn integration_entry(
+    state: &AppState,
+    user: &SdkUser,
+    i: &para_build::Integration,
+) -> IntegrationView {
     let mut entry = integration_json(i, &|w| permitted(state, w, user));
     if let Some(info) = crate::connect::connect_info(state, &i.key) {
         add_connect_fields(&mut entry, &info);
@@ -195,57 +527,54 @@ fn integration_entry(state: &AppState, user: &SdkUser, i: &para_build::Integrati
 /// catalog one's `sdkIntegrationConfig.authConfigInputs`, and for both
 /// `sdkIntegrationConfig.postOauthInputs` (asked after an OAuth sign-in). `needPreOauthInputs`
 /// tells the SDK outside headless mode to leave the asking to the portal (`/ui`).
-fn add_install_inputs(entry: &mut Value, info: &crate::connect::ConnectInfo) {
-    let before: Vec<Value> = info.fields.iter().map(install_input).collect();
-    let after: Vec<Value> = info.post_fields.iter().map(install_input).collect();
-    entry["needPreOauthInputs"] = json!(!before.is_empty());
-    if let Some(custom) = entry.get_mut("customIntegration").and_then(Value::as_object_mut) {
-        custom.insert("inputFields".into(), json!(before));
+fn add_install_inputs(entry: &mut IntegrationView, info: &crate::connect::ConnectInfo) {
+    let before: Vec<InstallInput> = info.fields.iter().map(install_input).collect();
+    let after: Vec<InstallInput> = info.post_fields.iter().map(install_input).collect();
+    entry.need_pre_oauth_inputs = !before.is_empty();
+    if let Some(custom) = &mut entry.custom_integration {
+        custom.input_fields = before.clone();
     }
-    if !entry.get("sdkIntegrationConfig").is_some_and(Value::is_object) {
-        entry["sdkIntegrationConfig"] = json!({
-            "accountTypes": [], "authConfigInputs": [], "postOauthInputs": [],
-            "dataSources": {}, "oauthInputs": [],
-        });
-    }
-    let config = &mut entry["sdkIntegrationConfig"];
-    config["authConfigInputs"] = json!(before);
-    config["postOauthInputs"] = json!(after);
+    entry.sdk_integration_config.auth_config_inputs = before;
+    entry.sdk_integration_config.post_oauth_inputs = after;
 }
 
 /// A value asked when connecting, as the SDK's `IntegrationConnectInput`: `id` is the key the
 /// value is sent under (`setPreOptions({[id]: value})`), `type` one of the SDK's install
 /// input types: `PASSWORD` (secret), `SWITCH` (boolean), `ENUM` with `values: [{label,
 /// value}]` (dropdown), `TEXT_NO_VARS` (text; numbers with `inputType: "number"`).
-fn install_input(f: &crate::connect::ConnectField) -> Value {
+fn install_input(f: &crate::connect::ConnectField) -> InstallInput {
     let declared = f.declared.as_ref();
-    let mut input = json!({ "id": f.key, "title": f.label, "required": f.required });
-    input["type"] = json!(match declared.map(|d| d.input_type.as_str()) {
+    let kind = match declared.map(|d| d.input_type.as_str()) {
         _ if f.secret => "PASSWORD",
         Some("boolean") => "SWITCH",
         Some("custom_dropdown") => "ENUM",
         _ => "TEXT_NO_VARS",
-    });
+    };
+    let mut input = InstallInput {
+        id: f.key.clone(),
+        title: f.label.clone(),
+        required: f.required,
+        kind,
+        input_type: None,
+        values: None,
+        default_value: None,
+        placeholder: f.placeholder.clone(),
+        subtitle: f.help.clone(),
+    };
     if let Some(d) = declared {
         match d.input_type.as_str() {
-            "number" => input["inputType"] = json!("number"),
+            "number" => input.input_type = Some("number"),
             "custom_dropdown" => {
-                input["values"] = crate::settings::dropdown_options(d)
-                    .into_iter()
-                    .map(|(label, value)| json!({ "label": label, "value": value }))
-                    .collect();
+                input.values = Some(
+                    crate::settings::dropdown_options(d)
+                        .into_iter()
+                        .map(|(label, value)| Choice { label, value })
+                        .collect(),
+                );
             }
             _ => {}
         }
-        if let Some(default) = &d.default_value {
-            input["defaultValue"] = default.clone();
-        }
-    }
-    if let Some(placeholder) = &f.placeholder {
-        input["placeholder"] = json!(placeholder);
-    }
-    if let Some(help) = &f.help {
-        input["subtitle"] = json!(help);
+        input.default_value = d.default_value.clone();
     }
     input
 }
@@ -253,29 +582,29 @@ fn install_input(f: &crate::connect::ConnectField) -> Value {
 /// How the user connects the integration, for para's own portal in the SDK's iframe (the SDK
 /// ignores these fields): `connectKind` and the values asked before connecting, under the keys
 /// `POST /sdk/credentials` (OAuth: build-oauth's `endUserSuppliedValues`) reads them.
-fn add_connect_fields(entry: &mut Value, info: &crate::connect::ConnectInfo) {
+fn add_connect_fields(entry: &mut IntegrationView, info: &crate::connect::ConnectInfo) {
     use crate::connect::ConnectKind;
-    entry["connectKind"] = json!(match info.kind {
+    let kind = match info.kind {
         ConnectKind::OAuth => "oauth",
         ConnectKind::ClientCredentials => "client_credentials",
         ConnectKind::Password => "password",
         ConnectKind::ApiKey => "api_key",
         ConnectKind::Basic => "basic",
-    });
-    entry["connectFields"] = info
-        .fields
-        .iter()
-        .map(|f| {
-            json!({
-                "key": f.key,
-                "label": f.label,
-                "secret": f.secret,
-                "required": f.required,
-                "placeholder": f.placeholder,
-                "help": f.help,
+    };
+    entry.connect_kind = Some(kind.to_string());
+    entry.connect_fields = Some(
+        info.fields
+            .iter()
+            .map(|f| ConnectFieldView {
+                key: f.key.clone(),
+                label: f.label.clone(),
+                secret: f.secret,
+                required: f.required,
+                placeholder: f.placeholder.clone(),
+                help: f.help.clone(),
             })
-        })
-        .collect();
+            .collect(),
+    );
 }
 
 /// The metadata `definePermissions()` conditions read: the user's stored metadata (what their
@@ -303,96 +632,120 @@ pub use para_worker::permissions::permitted_for;
 pub fn integration_json(
     i: &para_build::Integration,
     allowed: &dyn Fn(&para_build::Workflow) -> bool,
-) -> Value {
+) -> IntegrationView {
     let catalog = para_catalog::lookup(&i.key);
     let custom = i.config.custom.as_ref();
     let mut workflows: Vec<&para_build::Workflow> = i.workflows.values().collect();
     workflows.sort_by_key(|w| w.order);
-    let mut workflow_meta = serde_json::Map::new();
-    for w in &workflows {
-        let mut meta = json!({
-            "id": w.id,
-            "inputs": crate::routes::sdk_inputs::sdk_inputs(&w.inputs, &i.key),
-            "hidden": w.hidden,
-            "defaultEnabled": w.default_enabled,
-            "order": w.order,
-            "description": w.name,
-            "infoText": w.description,
-        });
-        if !allowed(w) {
-            // The SDK lists a workflow of `noPermissionWorkflows` under `hiddenWorkflows` when
-            // it has `permissions`. The condition itself is not sent (it can name other
-            // users): an OR of nothing, which does not hold for this user.
-            meta["permissions"] = json!({ "type": "JOIN", "join": "OR", "conditions": [] });
-        }
-        workflow_meta.insert(w.id.clone(), meta);
-    }
+    let workflow_meta = workflows
+        .iter()
+        .map(|w| {
+            let meta = WorkflowMeta {
+                id: w.id.clone(),
+                inputs: crate::routes::sdk_inputs::sdk_inputs(&w.inputs, &i.key),
+                hidden: w.hidden,
+                default_enabled: w.default_enabled,
+                order: w.order,
+                description: w.name.clone(),
+                info_text: w.description.clone(),
+                // The SDK lists a workflow of `noPermissionWorkflows` under `hiddenWorkflows`
+                // when it has `permissions`. The condition itself is not sent (it can name
+                // other users): an OR of nothing, which does not hold for this user.
+                permissions: (!allowed(w)).then_some(NoPermission {
+                    kind: "JOIN",
+                    join: "OR",
+                    conditions: Vec::new(),
+                }),
+            };
+            (w.id.clone(), meta)
+        })
+        .collect();
     let accent = custom
         .and_then(|c| c.accent_color.clone())
         .or_else(|| catalog.map(|c| c.accent_color.clone()))
         .unwrap_or_else(|| "#4B5563".into());
     let auth_type = match (custom, catalog) {
-        (Some(c), _) => serde_json::to_value(c.authentication_type).unwrap_or(Value::Null),
-        (None, Some(c)) => json!(match c.auth.kind() {
-            "oauth2" => "oauth",
-            "oauth2_client_credentials" => "oauth_client_credential",
-            // Typed credentials are the SDK's `basic` scheme (AuthenticationScheme has no
-            // API-key value); `connectKind` says which.
-            "api_key" => "basic",
-            other => other,
-        }),
-        _ => Value::Null,
-    };
-    let mut entry = json!({
-        "id": integration_id(&i.key),
-        "type": if custom.is_some() { "custom" } else { i.key.as_str() },
-        "name": i.name,
-        "isActive": i.config.active,
-        "brandColor": accent,
-        "category": catalog.map(|c| c.category.clone()),
-        "authenticationType": auth_type,
-        "configs": [{
-            "values": {
-                "description": i.config.description,
-                "overview": i.config.overview,
-                "accentColor": accent,
-                "showWatermark": i.config.show_watermark,
-                "sharedMeta": { "inputs": crate::routes::sdk_inputs::sdk_inputs(&i.inputs, &i.key) },
-                "workflowMeta": workflow_meta,
+        (Some(c), _) => serde_json::to_value(c.authentication_type)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from)),
+        (None, Some(c)) => Some(
+            match c.auth.kind() {
+                "oauth2" => "oauth",
+                "oauth2_client_credentials" => "oauth_client_credential",
+                // Typed credentials are the SDK's `basic` scheme (AuthenticationScheme has no
+                // API-key value); `connectKind` says which.
+                "api_key" => "basic",
+                other => other,
             }
+            .to_string(),
+        ),
+        _ => None,
+    };
+    IntegrationView {
+        id: integration_id(&i.key),
+        kind: if custom.is_some() { "custom".into() } else { i.key.clone() },
+        name: i.name.clone(),
+        is_active: i.config.active,
+        category: catalog.map(|c| c.category.clone()),
+        authentication_type: auth_type,
+        configs: vec![IntegrationConfigs {
+            values: IntegrationConfigValues {
+                description: i.config.description.clone(),
+                overview: i.config.overview.clone(),
+                accent_color: accent.clone(),
+                show_watermark: i.config.show_watermark,
+                shared_meta: SharedMeta {
+                    inputs: crate::routes::sdk_inputs::sdk_inputs(&i.inputs, &i.key),
+                },
+                workflow_meta,
+            },
         }],
+        brand_color: accent,
         // Hidden workflows are listed too: the SDK's getIntegrationConfig puts them (and the
         // ones the user may not use) under `hiddenWorkflows`.
-        "workflows": workflows.iter().filter(|w| allowed(w)).map(|w| json!({
-            "id": w.id,
-            "description": w.name,
-            "integrationId": integration_id(&i.key),
-        })).collect::<Vec<_>>(),
-        "noPermissionWorkflows": workflows
+        workflows: workflows
+            .iter()
+            .filter(|w| allowed(w))
+            .map(|w| WorkflowEntry {
+                id: w.id.clone(),
+                description: w.name.clone(),
+                integration_id: integration_id(&i.key),
+            })
+            .collect(),
+        no_permission_workflows: workflows
             .iter()
             .filter(|w| !allowed(w))
             .map(|w| w.id.clone())
-            .collect::<Vec<_>>(),
-        "sdkIntegrationConfig": crate::routes::sdk_inputs::integration_config(&i.key),
-        "needPreOauthInputs": false,
-    });
-    // `inputFields` and `needPreOauthInputs` are the connector's (`add_install_inputs`).
-    if let Some(c) = custom {
-        entry["customIntegration"] = json!({
-            "slug": i.key,
-            "name": c.name,
-            "inputFields": [],
-        });
+            .collect(),
+        sdk_integration_config: crate::routes::sdk_inputs::integration_config(&i.key),
+        // `inputFields` and `needPreOauthInputs` are the connector's (`add_install_inputs`).
+        need_pre_oauth_inputs: false,
+        custom_integration: custom.map(|c| CustomIntegration {
+            slug: i.key.clone(),
+            name: c.name.clone(),
+            input_fields: Vec::new(),
+        }),
+        connect_kind: None,
+        connect_fields: None,
     }
-    entry
 }
 
+/// `uninstallIntegration`: removes the account `X-Paragon-Credential` names (else every
+/// account) of the integration, and the settings with the last one.
+#[utoipa::path(
+    delete,
+    path = "/projects/{project}/sdk/integrations/{integration}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("integration" = String, Path, description = "The integration's key or id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "What was removed", body = Uninstalled))
+)]
 async fn uninstall(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, integration)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
-) -> Api {
+) -> Api<Uninstalled> {
     let build = state.build();
     let found = find_integration(&build, &integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
@@ -410,16 +763,18 @@ async fn uninstall(
                 found.name
             ))
         })?;
-    Ok(Json(json!({
-        "success": true,
-        "removedCredentials": done.removed,
-        "remainingCredentials": done.remaining
-    })))
+    Ok(Json(Uninstalled {
+        success: true,
+        removed_credentials: done.removed,
+        remaining_credentials: done.remaining,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct CredentialQuery {
+    /// Only the credentials of this integration (its key or id).
     integration: Option<String>,
     /// Sent (`true`, `false` or `undefined`) only by `getIntegrationAccount`.
     include_account_auth: Option<String>,
@@ -428,6 +783,14 @@ struct CredentialQuery {
 /// `GET /sdk/credentials`: the user's credentials (of one integration with `?integration=`);
 /// with `includeAccountAuth` (`getIntegrationAccount`), one integration with its account
 /// instead ([`integration_account`]).
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/credentials",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), CredentialQuery, ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user's credentials, or with `includeAccountAuth` one integration with its account", body = CredentialsAnswer))
+)]
 async fn credentials(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
@@ -451,7 +814,11 @@ async fn credentials(
     Ok(credential_list(&state, &user, query.integration.as_deref()).await?.into_response())
 }
 
-async fn credential_list(state: &AppState, user: &SdkUser, integration: Option<&str>) -> Api {
+async fn credential_list(
+    state: &AppState,
+    user: &SdkUser,
+    integration: Option<&str>,
+) -> Api<Vec<CredentialView>> {
     let build = state.build();
     let key = match integration {
         Some(i) => Some(
@@ -475,7 +842,7 @@ async fn credential_list(state: &AppState, user: &SdkUser, integration: Option<&
         .iter()
         .map(|c| credential_json(c, build.integrations.get(&c.integration), &settings, &rows))
         .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 /// `getIntegrationAccount(type, {includeAccountAuth, selectedCredentialId})`: the integration
@@ -494,7 +861,7 @@ async fn integration_account(
     integration: &str,
     selected: Option<&str>,
     include_auth: bool,
-) -> Result<Value, ApiError> {
+) -> Result<IntegrationAccount, ApiError> {
     let build = state.build();
     let found = find_integration(&build, integration).ok_or_else(|| {
         ApiError::not_found(format!("no integration `{integration}` in this project"))
@@ -518,11 +885,8 @@ async fn integration_account(
             })?
         }
     };
-    let mut entry = integration_entry(state, user, found);
-    entry["projectId"] = json!(state.project_id);
-    entry["hasCredential"] = json!(true);
-    entry["connectedUserLimitOnDevCred"] = json!(0);
-    entry["connectedUserLimitReached"] = json!(false);
+    let integration = integration_entry(state, user, found);
+    let mut account_auth = None;
     if include_auth {
         let mut auth = serde_json::Map::new();
         let connector = state.connector(&found.key);
@@ -534,7 +898,7 @@ async fn integration_account(
                 auth.insert("OAUTH_ACCESS_TOKEN".into(), json!(token));
             }
         }
-        entry["accountAuth"] = Value::Object(auth);
+        account_auth = Some(auth);
     }
     // The refresh may have changed the row: read it again for what is shown.
     let credential = state
@@ -542,18 +906,34 @@ async fn integration_account(
         .credential(&state.project_id, &user.user_id, &credential.id)
         .await?
         .ok_or_else(|| ApiError::not_found("the credential was deleted"))?;
-    entry["credentialId"] = json!(credential.id);
-    entry["credentialStatus"] = json!(credential.status);
-    entry["providerId"] = json!(credential.provider_id);
-    entry["providerData"] = credential.provider_data;
-    Ok(entry)
+    Ok(IntegrationAccount {
+        integration,
+        project_id: state.project_id.clone(),
+        has_credential: true,
+        connected_user_limit_on_dev_cred: 0,
+        connected_user_limit_reached: false,
+        account_auth,
+        credential_id: credential.id,
+        credential_status: credential.status,
+        provider_id: credential.provider_id,
+        provider_data: credential.provider_data,
+    })
 }
 
+/// One of the user's credentials.
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/credentials/{credential}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential", body = CredentialView))
+)]
 async fn credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
-) -> Api {
+) -> Api<CredentialView> {
     let found = state
         .store
         .credential(&state.project_id, &user.user_id, &id)
@@ -562,11 +942,14 @@ async fn credential(
     Ok(Json(credential_view(&state, &user, &found).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateCredential {
+    /// The integration's key or id.
     integration_id: Option<String>,
+    /// The values the integration asks (API key, user name and password, …).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     payload: Option<serde_json::Map<String, Value>>,
     /// `completeInstall`: a code the company's app obtained itself.
     code: Option<String>,
@@ -575,11 +958,20 @@ struct CreateCredential {
 
 /// `POST /sdk/credentials`: a credential from typed values (API key, basic, client
 /// credentials, password) or from an authorization code obtained by the app.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/credentials",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    request_body = CreateCredential,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The new credential", body = CredentialView))
+)]
 async fn create_credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Json(body): Json<CreateCredential>,
-) -> Api {
+) -> Api<CredentialView> {
     let build = state.build();
     let wanted = body
         .integration_id
@@ -627,12 +1019,21 @@ async fn create_credential(
 /// ([`crate::connect::complete_setup`]) and answers the credential. The path names the
 /// credential; it is looked up among the token's user's credentials only (a header such as
 /// `X-Paragon-Credential` selects nothing here).
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/credentials/{credential}/complete-setup",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    request_body = CompleteSetup,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential", body = CredentialView))
+)]
 async fn complete_setup(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Api {
+) -> Api<CredentialView> {
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "complete-setup takes a JSON body `{{\"payload\": {{<key>: <value>}}}}`: {e}"
@@ -676,35 +1077,60 @@ async fn complete_setup(
     Ok(Json(credential_view(&state, &user, &updated).await?))
 }
 
-#[derive(Deserialize)]
+/// `complete-setup`'s body (read by hand, for its errors: this type only describes it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = CompleteSetup)]
+struct CompleteSetup {
+    /// The credential's integration (key or id); refused when it is another one.
+    #[schema(rename = "integrationId")]
+    integration_id: Option<String>,
+    /// The values asked after connecting, and `skipPostOAuthInputs`.
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
 struct PatchCredential {
     config: Option<CredentialConfig>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CredentialConfig {
+    /// The integration-level values, replaced wholesale.
     #[serde(default, rename = "sharedSettings")]
+    #[schema(value_type = Option<Object>)]
     shared_settings: Option<Value>,
     #[serde(default, rename = "workflowSettings")]
     workflow_settings: Option<BTreeMap<String, WorkflowSetting>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct WorkflowSetting {
     enabled: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     settings: Option<Value>,
 }
 
 /// Replaces the settings (shared and per workflow) of the credential's configuration named by
 /// `X-Paragon-Configuration-Id` (default: its default one) wholesale. Values that do not fit
 /// their inputs are refused (nothing of that key is saved) and listed in `errors`.
+#[utoipa::path(
+    patch,
+    path = "/projects/{project}/sdk/credentials/{credential}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    request_body = PatchCredential,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential, with the values refused", body = PatchedCredential))
+)]
 async fn patch_credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
     Json(body): Json<PatchCredential>,
-) -> Api {
+) -> Api<PatchedCredential> {
     let (found, rows) =
         crate::routes::configurations::credential_and_configurations(&state, &user, &id).await?;
     let found = found.ok_or_else(|| ApiError::not_found("no such credential for this user"))?;
@@ -772,16 +1198,24 @@ async fn patch_credential(
             .await?;
         }
     }
-    let mut view = credential_view(&state, &user, &found).await?;
-    view["errors"] = json!(errors);
-    Ok(Json(view))
+    let credential = credential_view(&state, &user, &found).await?;
+    Ok(Json(PatchedCredential { credential, errors }))
 }
 
+/// Deletes one of the user's credentials, with its configurations.
+#[utoipa::path(
+    delete,
+    path = "/projects/{project}/sdk/credentials/{credential}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Deleted", body = Success))
+)]
 async fn delete_credential(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
-) -> Api {
+) -> Api<Success> {
     let found = state.store.credential(&state.project_id, &user.user_id, &id).await?;
     if !state.store.delete_credential(&state.project_id, &user.user_id, &id).await? {
         return Err(ApiError::not_found("no such credential for this user"));
@@ -789,7 +1223,7 @@ async fn delete_credential(
     if let Some(c) = found {
         state.credential_cache.forget(&user.user_id, &c.integration);
     }
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(Success { success: true }))
 }
 
 /// The workflow and its integration's key, or 404.
@@ -800,19 +1234,32 @@ fn find_workflow(build: &para_build::Build, workflow_id: &str) -> Result<String,
         .ok_or_else(|| ApiError::not_found(format!("no workflow `{workflow_id}` in this project")))
 }
 
-#[derive(Deserialize, Default)]
+/// `POST /sdk/workflows/{id}`'s body, optional (the SDK sends none).
+#[derive(Deserialize, Default, ToSchema)]
 struct EnableBody {
+    /// The workflow's values, saved with the toggle (older clients).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     settings: Option<Value>,
 }
 
+/// `enableWorkflow`: turns the workflow on for the user, in the configuration the headers name.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/workflows/{workflow}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    request_body(content = Option<EnableBody>, description = "Optional: the workflow's values"),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The workflow is on", body = WorkflowToggled))
+)]
 async fn enable_workflow(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, workflow)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Api {
+) -> Api<WorkflowToggled> {
     // The SDK sends no body (with a JSON content type); older clients may send settings.
     let settings = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -824,12 +1271,21 @@ async fn enable_workflow(
     set_workflow(&state, &user, &workflow, &headers, true, settings).await
 }
 
+/// `disableWorkflow`: turns the workflow off for the user.
+#[utoipa::path(
+    delete,
+    path = "/projects/{project}/sdk/workflows/{workflow}",
+    tag = "connect",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The workflow is off", body = WorkflowToggled))
+)]
 async fn disable_workflow(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, workflow)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
-) -> Api {
+) -> Api<WorkflowToggled> {
     set_workflow(&state, &user, &workflow, &headers, false, None).await
 }
 
@@ -843,7 +1299,7 @@ async fn set_workflow(
     headers: &axum::http::HeaderMap,
     enabled: bool,
     settings: Option<Value>,
-) -> Api {
+) -> Api<WorkflowToggled> {
     let build = state.build();
     let key = find_workflow(&build, workflow)?;
     let configuration = workflow_configuration(state, user, &key, headers).await?;
@@ -876,7 +1332,7 @@ async fn set_workflow(
         workflow_id: workflow,
     };
     crate::passwords::put_settings(state, scope, Some(enabled), settings.as_ref()).await?;
-    Ok(Json(json!({ "success": true, "workflowId": workflow, "enabled": enabled })))
+    Ok(Json(WorkflowToggled { success: true, workflow_id: workflow.to_string(), enabled }))
 }
 
 /// Whose settings a workflow toggle changes: the configuration the headers name (their

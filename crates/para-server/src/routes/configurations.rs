@@ -10,23 +10,32 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::{Json, Router};
 use para_store::{Credential, CredentialConfiguration};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::views::CredentialView;
 pub use para_connect::configurations::{default_id, of_credential, resolve, settings_key};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/projects/{project}/sdk/credentials/{credential}/configurations",
-        axum::routing::post(create).patch(update).delete(destroy),
-    )
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(create, update, destroy))
+}
+
+/// A configuration deleted.
+#[derive(Serialize, ToSchema)]
+pub struct Destroyed {
+    pub success: bool,
+    /// The configuration's id.
+    pub id: String,
 }
 
 /// The `X-Paragon-Configuration-Id` header, trimmed; `None` when absent or empty.
@@ -65,20 +74,34 @@ async fn load(
     Ok((credential, rows))
 }
 
-#[derive(Deserialize, Default)]
+/// `createConfiguration`'s body (optional).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
+    /// The app's own id for the configuration, unique per credential.
     external_id: Option<String>,
 }
 
 /// `POST /sdk/credentials/{id}/configurations {externalId?}`: a new configuration of the
 /// credential, with its own (empty) settings. Answers the credential.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/credentials/{credential}/configurations",
+    tag = "configurations",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("credential" = String, Path, description = "The id of one of the user's credentials"),
+    ),
+    request_body(content = Option<CreateBody>, description = "Optional: the configuration's externalId"),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential, with the new configuration", body = CredentialView))
+)]
 async fn create(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialView>, ApiError> {
     let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
     } else {
@@ -131,20 +154,35 @@ async fn create(
     Ok(Json(crate::views::credential_view(&state, &user, &credential).await?))
 }
 
-#[derive(Deserialize)]
+/// `updateConfiguration`'s body.
+#[derive(Deserialize, ToSchema)]
 struct UpdateBody {
+    /// The configuration's new `configMeta`, replacing the old.
+    #[schema(value_type = Object)]
     meta: Value,
 }
 
 /// `PATCH /sdk/credentials/{id}/configurations {meta}` with `X-Paragon-Configuration-Id`:
 /// replaces the configuration's `configMeta`. Answers the credential.
+#[utoipa::path(
+    patch,
+    path = "/projects/{project}/sdk/credentials/{credential}/configurations",
+    tag = "configurations",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("credential" = String, Path, description = "The id of one of the user's credentials"),
+        ("X-Paragon-Configuration-Id" = String, Header, description = "The configuration: its id, or `ext:` and its externalId"),    ),
+    request_body = UpdateBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential", body = CredentialView))
+)]
 async fn update(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialView>, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON {{\"meta\": {{…}}}}: {}",
@@ -166,12 +204,23 @@ async fn update(
 
 /// `DELETE /sdk/credentials/{id}/configurations` with `X-Paragon-Configuration-Id`: deletes
 /// the configuration and its settings. A default configuration goes only with its credential.
+#[utoipa::path(
+    delete,
+    path = "/projects/{project}/sdk/credentials/{credential}/configurations",
+    tag = "configurations",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("credential" = String, Path, description = "The id of one of the user's credentials"),
+        ("X-Paragon-Configuration-Id" = String, Header, description = "The configuration: its id, or `ext:` and its externalId"),    ),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Deleted", body = Destroyed))
+)]
 async fn destroy(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Destroyed>, ApiError> {
     let wanted = required(&headers)?;
     let (credential, rows) = load(&state, &user, &id).await?;
     let configuration = resolve(Some(wanted), &credential, &rows)?;
@@ -188,7 +237,7 @@ async fn destroy(
     {
         return Err(ApiError::not_found(format!("you have no configuration `{wanted}`")));
     }
-    Ok(Json(json!({ "success": true, "id": configuration.id })))
+    Ok(Json(Destroyed { success: true, id: configuration.id }))
 }
 
 fn required(headers: &HeaderMap) -> Result<&str, ApiError> {

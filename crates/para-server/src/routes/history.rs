@@ -15,27 +15,114 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use para_build::{Build, Step, Workflow};
 use para_store::history::{Cursor, RunFilter, format_time, parse_time};
 use para_store::runs::{NewRun, Run, RunStatus, StepRecord, StepStatus, Write};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    const BASE: &str = "/projects/{project}/task-history/workflow-executions";
-    Router::new()
-        .route(BASE, get(list))
-        .route(&format!("{BASE}/{{execution}}"), get(detail))
-        .route(&format!("{BASE}/{{execution}}/replay"), post(replay))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(detail)).routes(routes!(replay))
+}
+
+/// A run as the list answers it (Paragon's `WorkflowExecution`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub user_id: String,
+    pub integration: String,
+    pub workflow_id: String,
+    /// The workflow's name; `null` once the served build no longer has it.
+    pub workflow_name: Option<String>,
+    #[schema(schema_with = crate::openapi::run_status)]
+    pub status: RunStatus,
+    /// What started it: `event`, `request`, `cron`, `polling`, `connection`…
+    pub trigger_kind: String,
+    /// How many steps it recorded.
+    pub task_count: i64,
+    /// Milliseconds from start to end; `null` while it runs.
+    pub run_duration: Option<i64>,
+    pub date_started: String,
+    pub date_ended: Option<String>,
+    pub date_updated: String,
+    pub error: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionPage {
+    pub workflow_executions: Vec<Execution>,
+    /// Pass back as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+    /// The next page's URL; `null` on the last.
+    pub next_link: Option<String>,
+    /// How many runs match, with `includeTotal=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+/// One run with every journal entry.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDetail {
+    #[serde(flatten)]
+    pub execution: Execution,
+    /// The build it ran with.
+    pub build_hash: String,
+    /// What its trigger gave (redacted as stored).
+    pub trigger_input: Value,
+    /// What its ResponseStep answered, if it has one.
+    pub response: Option<Value>,
+    /// Whether a worker took it up again after another stopped.
+    pub resumed: bool,
+    pub steps: Vec<StepView>,
+}
+
+/// A run started again (201).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replayed {
+    #[serde(flatten)]
+    pub execution: Execution,
+    /// The run replayed.
+    pub replay_of: String,
+}
+
+/// A journal entry: one step's execution.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepView {
+    /// Its register key (`createTask`, `createTask[2]` in a fan-out).
+    pub key: String,
+    pub step_id: String,
+    /// The step's type (`ACTION/REQUEST`…), when the served build has it.
+    #[serde(rename = "type")]
+    pub kind: Option<&'static str>,
+    pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::step_status)]
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    /// When it is tried again, while it waits.
+    pub retry_at: Option<String>,
 }
 
 /// Page size when the request names none, and the most one page holds.
@@ -125,42 +212,42 @@ pub(crate) fn duration(start: i64, end: Option<i64>) -> Option<i64> {
 }
 
 /// A run as the list answers it.
-pub(crate) fn execution_json(build: &Build, run: &Run, steps: i64) -> Value {
-    json!({
-        "id": run.id,
-        "userId": run.user_id,
-        "integration": run.integration,
-        "workflowId": run.workflow_id,
-        "workflowName": workflow_name(build, run),
-        "status": run.status,
-        "triggerKind": run.trigger_kind,
-        "taskCount": steps,
-        "runDuration": duration(run.created_at, run.finished_at),
-        "dateStarted": format_time(run.created_at),
-        "dateEnded": run.finished_at.map(format_time),
-        "dateUpdated": format_time(run.updated_at),
-        "error": run.error,
-    })
+pub(crate) fn execution_json(build: &Build, run: &Run, steps: i64) -> Execution {
+    Execution {
+        id: run.id.clone(),
+        user_id: run.user_id.clone(),
+        integration: run.integration.clone(),
+        workflow_id: run.workflow_id.clone(),
+        workflow_name: workflow_name(build, run),
+        status: run.status,
+        trigger_kind: run.trigger_kind.clone(),
+        task_count: steps,
+        run_duration: duration(run.created_at, run.finished_at),
+        date_started: format_time(run.created_at),
+        date_ended: run.finished_at.map(format_time),
+        date_updated: format_time(run.updated_at),
+        error: run.error.clone(),
+    }
 }
 
 /// A journal entry as the detail answers it.
-pub(crate) fn step_json(workflow: Option<&Workflow>, entry: &StepRecord) -> Value {
+pub(crate) fn step_json(workflow: Option<&Workflow>, entry: &StepRecord) -> StepView {
     let step = step_of(workflow, entry);
-    json!({
-        "key": entry.key,
-        "stepId": entry.step_id,
-        "type": step.map(step_type),
-        "description": step.and_then(|s| s.description.clone()),
-        "status": entry.status,
-        "attempts": entry.attempts,
-        "input": entry.input,
-        "output": entry.output,
-        "error": entry.error,
-        "startedAt": format_time(entry.started_at),
-        "finishedAt": entry.finished_at.map(format_time),
-        "durationMs": duration(entry.started_at, entry.finished_at),
-        "retryAt": entry.not_before.map(format_time),
-    })
+    StepView {
+        key: entry.key.clone(),
+        step_id: entry.step_id.clone(),
+        kind: step.map(step_type),
+        description: step.and_then(|s| s.description.clone()),
+        status: entry.status,
+        attempts: entry.attempts,
+        input: entry.input.clone(),
+        output: entry.output.clone(),
+        error: entry.error.clone(),
+        started_at: format_time(entry.started_at),
+        finished_at: entry.finished_at.map(format_time),
+        duration_ms: duration(entry.started_at, entry.finished_at),
+        retry_at: entry.not_before.map(format_time),
+    }
 }
 
 /// Writes a new QUEUED run with `run`'s user, integration, workflow and trigger input, for
@@ -307,6 +394,15 @@ impl ListQuery {
     }
 }
 
+/// Runs, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/task-history/workflow-executions",
+    tag = "history",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("integration" = Option<String>, Query, description = "Only this integration's runs"), ("workflowId" = Option<String>, Query, description = "Only this workflow's runs"), ("userId" = Option<String>, Query, description = "Only this user's runs (a user token sees only its own)"), ("status" = Option<String>, Query, description = "QUEUED, RUNNING, WAITING, SUCCEEDED or FAILED"), ("startDate" = Option<String>, Query, description = "Runs started at or after (ISO-8601 or Unix milliseconds; also `afterDate`)"), ("endDate" = Option<String>, Query, description = "Runs started before (also `beforeDate`)"), ("limit" = Option<i64>, Query, description = "Runs per page, 1 to 1000 (100)"), ("cursor" = Option<String>, Query, description = "A `nextCursor` this API answered"), ("includeTotal" = Option<bool>, Query, description = "Also count the matching runs")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "A page of runs", body = ExecutionPage))
+)]
 async fn list(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
@@ -316,7 +412,12 @@ async fn list(
     if let Viewer::User(user) = &viewer {
         // A user's view is their own runs; asking for another user's finds nothing.
         if query.filter.user_id.as_ref().is_some_and(|asked| asked != user) {
-            let body = json!({ "workflowExecutions": [], "nextCursor": null, "nextLink": null });
+            let body = ExecutionPage {
+                workflow_executions: Vec::new(),
+                next_cursor: None,
+                next_link: None,
+                total: None,
+            };
             return Ok(no_store(Json(body).into_response()));
         }
         query.filter.user_id = Some(user.clone());
@@ -326,8 +427,7 @@ async fn list(
         .list_runs(&state.project_id, &query.filter, query.limit, query.cursor.as_ref())
         .await?;
     let build = state.build();
-    let executions: Vec<Value> =
-        page.runs.iter().map(|l| execution_json(&build, &l.run, l.steps)).collect();
+    let executions = page.runs.iter().map(|l| execution_json(&build, &l.run, l.steps)).collect();
     let next_link = page.next.as_ref().map(|next| {
         format!(
             "{}/projects/{}/task-history/workflow-executions?{}",
@@ -336,14 +436,16 @@ async fn list(
             query.with_cursor(next)
         )
     });
-    let mut body = json!({
-        "workflowExecutions": executions,
-        "nextCursor": page.next.as_ref().map(Cursor::encode),
-        "nextLink": next_link,
-    });
-    if query.include_total {
-        body["total"] = json!(state.store.count_runs(&state.project_id, &query.filter).await?);
-    }
+    let total = match query.include_total {
+        true => Some(state.store.count_runs(&state.project_id, &query.filter).await?),
+        false => None,
+    };
+    let body = ExecutionPage {
+        workflow_executions: executions,
+        next_cursor: page.next.as_ref().map(Cursor::encode),
+        next_link,
+        total,
+    };
     Ok(no_store(Json(body).into_response()))
 }
 
@@ -361,6 +463,15 @@ async fn visible_run(state: &AppState, viewer: &Viewer, id: &str) -> Result<Run,
     }
 }
 
+/// One run with every journal entry (step).
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/task-history/workflow-executions/{execution}",
+    tag = "history",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("execution" = String, Path, description = "The run's id")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The run", body = ExecutionDetail))
+)]
 async fn detail(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
@@ -370,15 +481,26 @@ async fn detail(
     let steps = state.store.run_steps(&run.id).await?;
     let build = state.build();
     let workflow = workflow_of(&build, &run);
-    let mut body = execution_json(&build, &run, steps.len() as i64);
-    body["buildHash"] = json!(run.build_hash);
-    body["triggerInput"] = run.trigger_input.clone();
-    body["response"] = json!(run.response);
-    body["resumed"] = json!(run.claims > 1);
-    body["steps"] = steps.iter().map(|s| step_json(workflow, s)).collect();
+    let body = ExecutionDetail {
+        execution: execution_json(&build, &run, steps.len() as i64),
+        build_hash: run.build_hash.clone(),
+        trigger_input: run.trigger_input.clone(),
+        response: run.response.clone(),
+        resumed: run.claims > 1,
+        steps: steps.iter().map(|s| step_json(workflow, s)).collect(),
+    };
     Ok(no_store(Json(body).into_response()))
 }
 
+/// A new QUEUED run with the same trigger input, for the served build.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/task-history/workflow-executions/{execution}/replay",
+    tag = "history",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("execution" = String, Path, description = "The run's id")),
+    security(("user_token" = [])),
+    responses((status = 201, description = "The new run (its URL in `Location`)", body = Replayed))
+)]
 async fn replay(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
@@ -387,8 +509,8 @@ async fn replay(
     let run = visible_run(&state, &viewer, &id).await?;
     let new = replay_run(&state, &run).await?;
     let steps = state.store.run_steps(&new.id).await?.len() as i64;
-    let mut body = execution_json(&state.build(), &new, steps);
-    body["replayOf"] = json!(run.id);
+    let body =
+        Replayed { execution: execution_json(&state.build(), &new, steps), replay_of: run.id };
     let location = format!(
         "/projects/{}/task-history/workflow-executions/{}",
         crate::web::segment(&state.project_id),

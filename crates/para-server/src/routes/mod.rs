@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
@@ -21,9 +23,14 @@ pub(crate) mod sdk_inputs;
 pub(crate) mod trigger_types;
 pub(crate) mod triggers;
 
-/// Every JSON route but the proxy's (the proxy is served before routing, `server.rs`).
-pub fn routes() -> Router<Arc<AppState>> {
-    api::routes()
+/// Every JSON route but the proxy's (the proxy is served before routing, `server.rs`), with
+/// the OpenAPI document that describes them ([`crate::openapi`]): each module registers its
+/// handlers with `utoipa_axum::routes!`, which reads the path and method from the handler's
+/// `#[utoipa::path]`, so the router and the document cannot disagree.
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(crate::openapi::serve))
+        .merge(api::routes())
         .merge(configurations::routes())
         .merge(oauth::routes())
         .merge(history::routes())

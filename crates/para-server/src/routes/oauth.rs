@@ -13,8 +13,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::connect::{self, BeginOAuth};
@@ -27,16 +30,39 @@ pub use crate::web::bind_browser;
 use crate::web::html_escape;
 pub use para_connect::oauth::*;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+/// The JSON routes (documented) and the popup's pages (HTML: the nonce page and the
+/// provider's callback, which the OpenAPI document does not describe).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    let pages = Router::new()
         .route("/projects/{project}/sdk/actions/oauth-nonce", get(nonce_page))
-        .route("/v2/projects/{project}/sdk/actions/build-oauth", get(build_oauth))
-        .route("/projects/{project}/sdk/actions/build-oauth", get(build_oauth))
-        .route(
-            "/projects/{project}/sdk/actions/session-id/{session}",
-            get(session).delete(delete_session),
-        )
-        .route(CALLBACK_PATH, get(callback))
+        .route(CALLBACK_PATH, get(callback));
+    OpenApiRouter::new()
+        .routes(routes!(build_oauth))
+        .routes(routes!(build_oauth_v2))
+        .routes(routes!(session, delete_session))
+        .merge(pages.into())
+}
+
+/// Where the SDK sends the popup.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectUrl {
+    /// The provider's consent page, or para's form asking the values typed to connect.
+    pub redirect_url: String,
+}
+
+/// An OAuth session the SDK polls (`oauthMetaKeyId`): empty while the sign-in is under way.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthSessionView {
+    /// The credential made; `null` when the sign-in failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub connect_credential_id: Option<Option<String>>,
+    /// Why the sign-in failed; `null` when it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub error: Option<Option<String>>,
 }
 
 // ------------------------------------------------------------------ nonce page
@@ -130,21 +156,36 @@ async fn nonce_page(
 
 // ------------------------------------------------------------------ build-oauth
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct BuildQuery {
+    /// The integration's type (when `integrationId` is not given).
     action: Option<String>,
+    /// The integration's id or key.
     integration_id: Option<String>,
+    /// The page the popup posts its result to.
     origin_for_post_message: Option<String>,
+    /// A JSON object of the values asked before connecting.
     end_user_supplied_values: Option<String>,
+    /// A session id the SDK polls (`GET …/session-id/{id}`).
     oauth_meta_key_id: Option<String>,
 }
 
+/// `installIntegration`'s popup: where to send it to connect the integration.
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/actions/build-oauth",
+    tag = "oauth",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), BuildQuery),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Where to send the popup", body = RedirectUrl))
+)]
 async fn build_oauth(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Query(q): Query<BuildQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RedirectUrl>, ApiError> {
     let build = state.build();
     let wanted = match (q.integration_id.as_deref(), q.action.as_deref()) {
         (Some(id), _) if find_integration(&build, id).is_some() => id,
@@ -187,7 +228,7 @@ async fn build_oauth(
             values_form: true,
         };
         let url = begin_values_form(&state, &user.user_id, &key, pending).await?;
-        return Ok(Json(json!({ "redirectUrl": url })));
+        return Ok(Json(RedirectUrl { redirect_url: url }));
     }
     let url = connect::begin_oauth(
         &state,
@@ -196,33 +237,73 @@ async fn build_oauth(
         BeginOAuth { values, origin_for_post_message: origin, return_to: None, session_id },
     )
     .await?;
-    Ok(Json(json!({ "redirectUrl": url })))
+    Ok(Json(RedirectUrl { redirect_url: url }))
+}
+
+/// The same as [`build_oauth`], at the path the SDK's v2 calls.
+#[utoipa::path(
+    get,
+    path = "/v2/projects/{project}/sdk/actions/build-oauth",
+    tag = "oauth",
+    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), BuildQuery),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Where to send the popup", body = RedirectUrl))
+)]
+async fn build_oauth_v2(
+    state: State<Arc<AppState>>,
+    user: SdkUser,
+    query: Query<BuildQuery>,
+) -> Result<Json<RedirectUrl>, ApiError> {
+    build_oauth(state, user, query).await
 }
 
 // ------------------------------------------------------------------ sessions
 
+/// How the sign-in of a session went: `{}` while it is under way (or unknown).
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/sdk/actions/session-id/{session}",
+    tag = "oauth",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("session" = String, Path, description = "The session id the SDK gave (`oauthMetaKeyId`)"),
+    ),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The session", body = OAuthSessionView))
+)]
 async fn session(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, session)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OAuthSessionView>, ApiError> {
     let found = state.store.oauth_session(&state.project_id, &user.user_id, &session).await?;
     Ok(Json(match found {
-        Some(s) => json!({
-            "connectCredentialId": s.credential_id,
-            "error": s.error,
-        }),
-        None => json!({}),
+        Some(s) => {
+            OAuthSessionView { connect_credential_id: Some(s.credential_id), error: Some(s.error) }
+        }
+        None => OAuthSessionView { connect_credential_id: None, error: None },
     }))
 }
 
+/// Forgets a session.
+#[utoipa::path(
+    delete,
+    path = "/projects/{project}/sdk/actions/session-id/{session}",
+    tag = "oauth",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("session" = String, Path, description = "The session id the SDK gave (`oauthMetaKeyId`)"),
+    ),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Forgotten", body = crate::routes::api::Success))
+)]
 async fn delete_session(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, session)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::routes::api::Success>, ApiError> {
     state.store.delete_oauth_session(&state.project_id, &user.user_id, &session).await?;
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(crate::routes::api::Success { success: true }))
 }
 
 // ------------------------------------------------------------------ callback

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
@@ -56,9 +56,10 @@ fn keep_listing(key: ListingKey, list: Arc<Vec<(String, String)>>) {
     kept.insert(key, (Instant::now(), list));
 }
 
-#[derive(Deserialize)]
+/// `getFieldOptions`' body.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct FieldOptionsRequest {
+pub(crate) struct FieldOptionsRequest {
     /// The integration's type name (`slack`, `custom.acmecrm`) or id.
     action: String,
     /// The data source: a `sourceType` of an input, or a source's `cacheKey`.
@@ -66,12 +67,13 @@ struct FieldOptionsRequest {
     /// `KeyedSource[]` (`[{key, source: {type: 'VALUE', value}}]`): para's sources depend on
     /// nothing but the account, so they are checked and not used.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     parameters: Option<Value>,
     #[serde(default)]
     pagination_parameters: Option<Pagination>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Pagination {
     /// What the previous page's `nextPageCursor` was; `0` (the SDK's default), `null`,
@@ -163,7 +165,7 @@ pub async fn field_options(
     user: &SdkUser,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FieldOptions>, ApiError> {
     if body.len() > MAX_FIELD_OPTIONS_BODY {
         return Err(too_large());
     }
@@ -270,13 +272,34 @@ pub async fn field_options(
                 || value.to_lowercase().contains(&search)
         })
         .collect();
-    let records: Vec<Value> = matching
+    let records = matching
         .iter()
         .skip(offset)
         .take(PAGE_SIZE)
-        .map(|(label, value)| json!({ "label": label, "value": value }))
+        .map(|(label, value)| Record { label: label.clone(), value: value.clone() })
         .collect();
     let next = offset.saturating_add(PAGE_SIZE);
-    let next = (next < matching.len()).then(|| next.to_string());
-    Ok(Json(json!({ "output": { "records": records, "nextPageCursor": next } })))
+    let next_page_cursor = (next < matching.len()).then(|| next.to_string());
+    Ok(Json(FieldOptions { output: Page { records, next_page_cursor } }))
+}
+
+/// `getFieldOptions`' answer: one page of a data source's choices.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FieldOptions {
+    pub output: Page,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// The cursor of the next page; `null` on the last.
+    pub next_page_cursor: Option<String>,
+}
+
+/// A choice: what is shown, and what is stored.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Record {
+    pub label: String,
+    pub value: String,
 }

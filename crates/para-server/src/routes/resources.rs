@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use para_build::{Entry, Resource, Source};
-use para_store::CredentialStatus;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::connect::{ConnectField, ConnectKind};
@@ -21,8 +21,8 @@ use crate::connector::{ApiSpec, Connector, Template};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/projects/{project}/sdk/resources/{resource}/connect", post(connect))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(connect))
 }
 
 /// The key a resource's credentials are stored under (never an integration's: integration
@@ -55,29 +55,48 @@ pub fn slug(resource: &Resource) -> String {
 
 /// `/sdk/me`'s `resources`: every resource of the build, with the user's credential of it
 /// (the newest valid one, else the newest) when they connected it.
-pub fn user_resources(build: &para_build::Build, credentials: &[para_store::Credential]) -> Value {
-    let list = build
+pub fn user_resources(
+    build: &para_build::Build,
+    credentials: &[para_store::Credential],
+) -> Vec<ResourceState> {
+    build
         .resources
         .values()
         .map(|r| {
             let key = credential_key(&r.id);
             let mine: Vec<&para_store::Credential> =
                 credentials.iter().filter(|c| c.integration == key).collect();
-            let active = mine.iter().find(|c| c.status == CredentialStatus::Valid).or(mine.first());
-            let mut entry = json!({
-                "id": r.id,
-                "slug": slug(r),
-                "name": r.name,
-                "integrationId": crate::views::integration_id(&key),
-            });
-            if let Some(c) = active {
-                entry["credentialId"] = json!(c.id);
-                entry["credentialStatus"] = json!(c.status);
+            let active = mine
+                .iter()
+                .find(|c| c.status == para_store::CredentialStatus::Valid)
+                .or(mine.first());
+            ResourceState {
+                id: r.id.clone(),
+                slug: slug(r),
+                name: r.name.clone(),
+                integration_id: crate::views::integration_id(&key),
+                credential_id: active.map(|c| c.id.clone()),
+                credential_status: active.map(|c| c.status),
             }
-            entry
         })
-        .collect();
-    Value::Array(list)
+        .collect()
+}
+
+/// A resource in `/sdk/me` (`SDKResourceState`), with the user's credential of it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceState {
+    pub id: String,
+    /// What `connectAction` takes.
+    pub slug: String,
+    pub name: String,
+    pub integration_id: String,
+    /// Absent until the user connects it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::credential_status, nullable = false)]
+    pub credential_status: Option<para_store::CredentialStatus>,
 }
 
 /// The longest value one input may have, in bytes.
@@ -86,12 +105,24 @@ const MAX_INPUT_LEN: usize = 4096;
 /// `POST /sdk/resources/{id}/connect` with the resource's user inputs (`{apiKey: "…"}`): a
 /// `Credential`, VALID or (its test request refused) INVALID with the reason. Connecting again
 /// replaces the user's earlier credential of the resource.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/resources/{resource}/connect",
+    tag = "resources",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("resource" = String, Path, description = "The resource's id (/sdk/me lists them)"),
+    ),
+    request_body(content = Object, description = "The resource's inputs, as text (`{apiKey: \"…\"}`)"),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The credential, VALID or INVALID with the reason", body = crate::views::CredentialView))
+)]
 async fn connect(
     State(state): State<Arc<AppState>>,
     user: SdkUser,
     Path((_project, id)): Path<(String, String)>,
     Json(payload): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::views::CredentialView>, ApiError> {
     let build = state.build();
     let resource = build.resources.get(&id).ok_or_else(|| {
         ApiError::not_found(format!("no resource `{id}` in this project (/sdk/me lists them)"))

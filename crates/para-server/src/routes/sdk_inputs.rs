@@ -22,6 +22,7 @@
 //! Stored values keep their shapes (docs/server.md): only the description of the inputs
 //! changes.
 
+use indexmap::IndexMap;
 use para_build::Input;
 use serde_json::{Map, Value, json};
 
@@ -78,64 +79,115 @@ fn record_source(catalog: &'static para_catalog::Integration) -> Option<Source> 
     }
 }
 
-/// A dynamic data source as JSON (the SDK's functions `mapRefreshToValues` and
-/// `getRefreshActionParameters` cannot travel: its `getFieldOptions` sends `cacheKey`).
-fn dynamic(key: &str, title: &str, subtitle: Option<&str>) -> Value {
-    let mut source = json!({
-        "type": DYNAMIC_SOURCE,
-        "title": title,
-        "cacheKey": key,
-        "refreshDependencies": [],
-        "supportPagination": true,
-    });
-    if let Some(s) = subtitle {
-        source["subtitle"] = json!(s);
+/// A data source of `sdkIntegrationConfig.dataSources`, as the SDK's `DataSource`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DataSource {
+    Dynamic(DynamicSource),
+    FieldMapper(FieldMapperSource),
+}
+
+/// A list of choices `getFieldOptions` fetches by `cacheKey` (the SDK's functions
+/// `mapRefreshToValues` and `getRefreshActionParameters` cannot travel).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicSource {
+    /// `DYNAMIC_DATA_SOURCE`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    /// The `sourceKey` `getFieldOptions` sends.
+    pub cache_key: String,
+    /// Always empty: para's sources depend on nothing but the account.
+    pub refresh_dependencies: Vec<Value>,
+    pub support_pagination: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+}
+
+/// A field mapper: the record types, and the fields of one.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldMapperSource {
+    /// `FIELD_MAPPER_DATA_SOURCE`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'static str,
+    pub title: &'static str,
+    pub subtitle: String,
+    pub record_source: DynamicSource,
+    pub field_source: DynamicSource,
+}
+
+/// A dynamic data source (the SDK's `getFieldOptions` sends its `cacheKey`).
+fn dynamic(key: &str, title: &str, subtitle: Option<&str>) -> DynamicSource {
+    DynamicSource {
+        kind: DYNAMIC_SOURCE,
+        title: title.to_string(),
+        cache_key: key.to_string(),
+        refresh_dependencies: Vec::new(),
+        support_pagination: true,
+        subtitle: subtitle.map(str::to_string),
     }
-    source
 }
 
 /// `sdkIntegrationConfig.dataSources` of an integration: one dynamic source per catalog type
 /// whose choices para lists, the record types, and the field mapper built on them.
-pub fn data_sources(integration_key: &str) -> Map<String, Value> {
-    let mut sources = Map::new();
+pub fn data_sources(integration_key: &str) -> IndexMap<String, DataSource> {
+    let mut sources = IndexMap::new();
     let Some(catalog) = para_catalog::lookup(integration_key) else { return sources };
     for t in catalog.input_types.iter().filter(|t| t.options.is_some()) {
-        sources.insert(t.name.clone(), dynamic(&t.name, &t.label, Some(&t.description)));
+        let source = dynamic(&t.name, &t.label, Some(&t.description));
+        sources.insert(t.name.clone(), DataSource::Dynamic(source));
     }
     let Some(records) = record_source(catalog) else { return sources };
     if let Source::RecordTypes(_) = records {
-        sources.insert(
-            RECORD_TYPE.into(),
-            dynamic(RECORD_TYPE, "Record type", Some(&format!("An object of {}", catalog.name))),
-        );
+        let subtitle = format!("An object of {}", catalog.name);
+        let source = dynamic(RECORD_TYPE, "Record type", Some(&subtitle));
+        sources.insert(RECORD_TYPE.into(), DataSource::Dynamic(source));
     }
     let record_title = match records {
         Source::Listed(t) => t.label.as_str(),
         _ => "Record type",
     };
-    sources.insert(
-        FIELD_MAPPING.into(),
-        json!({
-            "type": FIELD_MAPPER_SOURCE,
-            "id": FIELD_MAPPING,
-            "title": "Field mapping",
-            "subtitle": format!("Fields of your app mapped to fields of a {} object", catalog.name),
-            "recordSource": dynamic(RECORD_TYPE, record_title, None),
-            "fieldSource": dynamic(MAPPED_FIELDS, "Field", None),
-        }),
-    );
+    let mapper = FieldMapperSource {
+        kind: FIELD_MAPPER_SOURCE,
+        id: FIELD_MAPPING,
+        title: "Field mapping",
+        subtitle: format!("Fields of your app mapped to fields of a {} object", catalog.name),
+        record_source: dynamic(RECORD_TYPE, record_title, None),
+        field_source: dynamic(MAPPED_FIELDS, "Field", None),
+    };
+    sources.insert(FIELD_MAPPING.into(), DataSource::FieldMapper(mapper));
     sources
 }
 
 /// `sdkIntegrationConfig` of an integration, as the SDK reads it.
-pub fn integration_config(integration_key: &str) -> Value {
-    json!({
-        "oauthInputs": [],
-        "accountTypes": [],
-        "authConfigInputs": [],
-        "postOauthInputs": [],
-        "dataSources": data_sources(integration_key),
-    })
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SdkIntegrationConfig {
+    /// Always empty: para asks no values inside the OAuth flow itself.
+    pub oauth_inputs: Vec<Value>,
+    /// Always empty: one kind of account per integration.
+    pub account_types: Vec<Value>,
+    /// The values asked before connecting (`installFlow`'s `getPreOptions`).
+    pub auth_config_inputs: Vec<crate::routes::api::InstallInput>,
+    /// The values asked after an OAuth sign-in (`getPostOptions`).
+    pub post_oauth_inputs: Vec<crate::routes::api::InstallInput>,
+    /// The integration's data sources, by name.
+    pub data_sources: IndexMap<String, DataSource>,
+}
+
+/// `sdkIntegrationConfig` of an integration, as the SDK reads it (no install inputs yet:
+/// `api.rs` adds the connector's).
+pub fn integration_config(integration_key: &str) -> SdkIntegrationConfig {
+    SdkIntegrationConfig {
+        oauth_inputs: Vec::new(),
+        account_types: Vec::new(),
+        auth_config_inputs: Vec::new(),
+        post_oauth_inputs: Vec::new(),
+        data_sources: data_sources(integration_key),
+    }
 }
 
 /// One input as the SDK types it (`SerializedConnectInput`).
@@ -263,7 +315,8 @@ mod tests {
             (&channel["type"], &channel["sourceType"]),
             (&json!("DYNAMIC_ENUM"), &json!("channel"))
         );
-        assert!(data_sources("slack")["channel"]["cacheKey"] == "channel");
+        let sources = |key: &str| serde_json::to_value(data_sources(key)).unwrap();
+        assert!(sources("slack")["channel"]["cacheKey"] == "channel");
         // A type typed by hand (no listing) is text.
         let table = sdk_input(&input("table", &[]), "airtable");
         assert_eq!(table["type"], "TEXT_NO_VARS");
@@ -271,7 +324,7 @@ mod tests {
         // HubSpot's record types are a catalog list: a dynamic source and a field mapper.
         let record = sdk_input(&input("record_type", &[]), "hubspot");
         assert_eq!(record["sourceType"], "record_type");
-        let sources = data_sources("hubspot");
+        let sources = sources("hubspot");
         assert_eq!(sources[FIELD_MAPPING]["recordSource"]["cacheKey"], RECORD_TYPE);
         assert_eq!(sources[FIELD_MAPPING]["fieldSource"]["cacheKey"], MAPPED_FIELDS);
         let mapping = sdk_input(

@@ -6,26 +6,76 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{any, get};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SdkUser;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::find_integration;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/projects/{project}/triggers", get(trigger_types)).route(
-        "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}",
-        any(custom_webhook),
-    )
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(trigger_types)).routes(routes!(custom_webhook))
 }
 
-#[derive(Deserialize)]
+/// The SDK's `GetTriggerTypesResponse`.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerTypes {
+    /// By the integration name asked (or every active integration's key).
+    pub triggers: IndexMap<String, Vec<TriggerDefinition>>,
+    /// The names the project does not serve; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<TriggerTypeError>>,
+}
+
+/// A name `getTriggers` asked for that the project does not serve.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerTypeError {
+    /// The name as asked.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// A trigger type, as the SDK's `TriggerDefinition`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerDefinition {
+    /// The trigger's intent (a catalog trigger) or id (a custom webhook trigger).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The code handle `integration.triggers.<name>` takes (catalog triggers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `POLLING` or `WEBHOOK`.
+    pub trigger_model: &'static str,
+    pub title: String,
+    pub description: String,
+    pub parameters: Vec<TriggerParameter>,
+}
+
+/// A trigger parameter, as the SDK's `IntentInputKeyConfig`.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerParameter {
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    /// `TEXT`, `NUMBER`, `BOOLEAN_INPUT` or `CODE`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TriggerQuery {
     /// Integration names (or ids), comma-separated; absent or empty: every integration.
     integrations: Option<String>,
@@ -38,11 +88,22 @@ const MAX_NAMED: usize = 100;
 /// TriggerDefinition[]}, errors?: [{type, message}]}`. A name the project does not serve is
 /// reported in `errors`, the others are still listed. `X-Paragon-Credential`, which the SDK
 /// sends, is not read: the types do not depend on the account.
+#[utoipa::path(
+    get,
+    path = "/projects/{project}/triggers",
+    tag = "trigger-types",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        TriggerQuery,
+    ),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The trigger types, by integration", body = TriggerTypes))
+)]
 async fn trigger_types(
     State(state): State<Arc<AppState>>,
     _user: SdkUser,
     Query(query): Query<TriggerQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TriggerTypes>, ApiError> {
     let build = state.build();
     let named: Vec<&str> = query
         .integrations
@@ -58,39 +119,34 @@ async fn trigger_types(
             named.len()
         )));
     }
-    let mut triggers = Map::new();
+    let mut triggers = IndexMap::new();
     let mut errors = Vec::new();
     if named.is_empty() {
         for integration in build.integrations.values().filter(|i| i.config.active) {
-            triggers.insert(integration.key.clone(), Value::Array(definitions(integration)));
+            triggers.insert(integration.key.clone(), definitions(integration));
         }
     }
     for name in named {
+        let refused = |message| TriggerTypeError { kind: name.to_string(), message };
         match find_integration(&build, name) {
             Some(i) if i.config.active => {
-                triggers.insert(name.to_string(), Value::Array(definitions(i)));
+                triggers.insert(name.to_string(), definitions(i));
             }
-            Some(i) => errors.push(json!({
-                "type": name,
-                "message": format!("{} is not active in this project (config.ts `active: false`)", i.name),
-            })),
-            None => errors.push(json!({
-                "type": name,
-                "message": format!("no integration `{name}` in this project"),
-            })),
+            Some(i) => errors.push(refused(format!(
+                "{} is not active in this project (config.ts `active: false`)",
+                i.name
+            ))),
+            None => errors.push(refused(format!("no integration `{name}` in this project"))),
         }
     }
-    let mut answer = json!({ "triggers": triggers });
-    if !errors.is_empty() {
-        answer["errors"] = Value::Array(errors);
-    }
-    Ok(Json(answer))
+    let errors = (!errors.is_empty()).then_some(errors);
+    Ok(Json(TriggerTypes { triggers, errors }))
 }
 
 /// An integration's trigger types: the catalog's (polling and webhook), then the project's
 /// custom webhook triggers.
-fn definitions(integration: &para_build::Integration) -> Vec<Value> {
-    let mut out: Vec<Value> = para_catalog::lookup(&integration.key)
+fn definitions(integration: &para_build::Integration) -> Vec<TriggerDefinition> {
+    let mut out: Vec<TriggerDefinition> = para_catalog::lookup(&integration.key)
         .map(|c| c.triggers.iter().map(catalog_definition).collect())
         .unwrap_or_default();
     out.extend(integration.custom_triggers.iter().map(|(id, t)| custom_definition(id, t)));
@@ -99,39 +155,36 @@ fn definitions(integration: &para_build::Integration) -> Vec<Value> {
 
 /// A catalog trigger as a `TriggerDefinition`: `type` is its intent (Paragon's trigger type),
 /// `name` the code handle `integration.triggers.<name>` takes.
-fn catalog_definition(t: &para_catalog::Trigger) -> Value {
-    json!({
-        "type": t.intent,
-        "name": t.name,
-        "triggerModel": match t.kind {
+fn catalog_definition(t: &para_catalog::Trigger) -> TriggerDefinition {
+    TriggerDefinition {
+        kind: t.intent.clone(),
+        name: Some(t.name.clone()),
+        trigger_model: match t.kind {
             para_catalog::TriggerKind::Polling => "POLLING",
             para_catalog::TriggerKind::Webhook => "WEBHOOK",
         },
-        "title": t.title,
-        "description": t.description,
+        title: t.title.clone(),
+        description: t.description.clone(),
         // A prefix parameter (`field-*`) stands for many keys, not one input.
-        "parameters": t.parameters.iter().filter(|p| !p.name.ends_with('*')).map(parameter).collect::<Vec<_>>(),
-    })
+        parameters: t.parameters.iter().filter(|p| !p.name.ends_with('*')).map(parameter).collect(),
+    }
 }
 
 /// A trigger parameter as the SDK's `IntentInputKeyConfig`.
-fn parameter(p: &para_catalog::Parameter) -> Value {
+fn parameter(p: &para_catalog::Parameter) -> TriggerParameter {
     use para_catalog::ParamType;
-    let mut input = json!({
-        "id": p.name,
-        "title": title_of(&p.name),
-        "required": p.required,
-        "type": match p.ty {
+    TriggerParameter {
+        id: p.name.clone(),
+        title: title_of(&p.name),
+        required: p.required,
+        kind: match p.ty {
             ParamType::String => "TEXT",
             ParamType::Number => "NUMBER",
             ParamType::Boolean => "BOOLEAN_INPUT",
             ParamType::Object | ParamType::Array | ParamType::Any => "CODE",
         },
-    });
-    if !p.description.is_empty() {
-        input["subtitle"] = json!(p.description);
+        subtitle: (!p.description.is_empty()).then(|| p.description.clone()),
     }
-    input
 }
 
 /// `objectType` → "Object type", `query` → "Query".
@@ -154,20 +207,32 @@ fn title_of(name: &str) -> String {
 
 /// A custom webhook trigger of the build (`customTriggers`, compiled by a later version: its
 /// recorded value is read for a name and description where it has them).
-fn custom_definition(id: &str, t: &Value) -> Value {
+fn custom_definition(id: &str, t: &Value) -> TriggerDefinition {
     let text = |key: &str| t.get(key).and_then(Value::as_str);
-    json!({
-        "type": id,
-        "triggerModel": "WEBHOOK",
-        "title": text("name").or(text("title")).unwrap_or(id),
-        "description": text("description").unwrap_or(""),
-        "parameters": [],
-    })
+    TriggerDefinition {
+        kind: id.to_string(),
+        name: None,
+        trigger_model: "WEBHOOK",
+        title: text("name").or(text("title")).unwrap_or(id).to_string(),
+        description: text("description").unwrap_or("").to_string(),
+        parameters: Vec::new(),
+    }
 }
 
 /// `HERMES/triggers/connect/{project}/{integrationId}/custom-triggers/{triggerId}?id=<credential>`,
 /// the URL `getCustomWebhookUserManualUrl` gives: custom webhook triggers are not received by
 /// this version, so every method answers why, in JSON.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}",
+    tag = "trigger-types",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("integration" = String, Path, description = "The integration's id"),
+        ("trigger" = String, Path, description = "The custom webhook trigger's id"),
+    ),
+    responses((status = 501, description = "Custom webhook triggers are not received by this version", body = crate::error::ErrorBody))
+)]
 async fn custom_webhook(
     Path((project, _integration, trigger)): Path<(String, String, String)>,
     State(state): State<Arc<AppState>>,

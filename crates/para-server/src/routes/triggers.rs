@@ -7,14 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use para_build::{StepKind, Validation, Workflow};
 use para_store::CredentialConfiguration;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::AuthUser;
@@ -22,11 +25,55 @@ use crate::engine::{self, Start, UserData};
 use crate::error::ApiError;
 use para_worker::triggers::{Active, Trigger, active_workflows, trigger_of};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/projects/{project}/sdk/events/trigger", post(event))
-        .route("/v2/projects/{project}/sdk/events/trigger", post(event))
-        .route("/projects/{project}/sdk/triggers/{workflow}", post(request_trigger))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(event))
+        .routes(routes!(event_v2))
+        .routes(routes!(request_trigger))
+}
+
+/// An App Event's answer: the runs it started.
+#[derive(Serialize, ToSchema)]
+pub struct EventStarted {
+    /// The event's name, as sent.
+    pub event: String,
+    /// The ids of the runs started (one per active workflow the event triggers).
+    pub executions: Vec<String>,
+}
+
+/// A request trigger's run, when the workflow has no ResponseStep.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStarted {
+    pub execution_id: String,
+}
+
+/// A request trigger's run that did not answer within 60 seconds (202).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStillRunning {
+    pub execution_id: String,
+    /// `RUNNING`.
+    pub status: &'static str,
+}
+
+/// A request refused by the endpoint's validations (400).
+#[derive(Serialize, ToSchema)]
+pub struct ValidationFailed {
+    /// `validation`.
+    pub code: &'static str,
+    pub message: String,
+    /// One line per rule the request broke.
+    pub errors: Vec<String>,
+}
+
+/// A request trigger's 400: refused by its validations, or another refusal.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum TriggerRefused {
+    Validation(ValidationFailed),
+    Refused(crate::error::ErrorBody<'static>),
 }
 
 /// What starts: the account a run acts with and the configuration it reads.
@@ -112,15 +159,31 @@ fn selected_account<'d>(
     Ok(Some(credential))
 }
 
-#[derive(serde::Deserialize)]
+/// An App Event's body (`paragon.event(name, payload)`).
+#[derive(serde::Deserialize, ToSchema)]
 struct EventBody {
+    /// The event's name (or id).
     name: String,
+    /// The event's data, the trigger's output (any JSON).
     #[serde(default)]
     payload: Value,
 }
 
 /// `POST /v2/projects/{id}/sdk/events/trigger {name, payload}`: a run of every active workflow
 /// of the user whose trigger is that event. Answers once the runs are recorded.
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/events/trigger",
+    tag = "triggers",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("X-Paragon-Credential" = Option<String>, Header, description = "Only the workflows of this account"),
+        ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "Only the workflows of this configuration of the account"),
+    ),
+    request_body = EventBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The runs started", body = EventStarted))
+)]
 async fn event(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -155,7 +218,30 @@ async fn event(
         };
         executions.push(engine::start_run(&state.worker, start, false).await?.run_id);
     }
-    Ok(Json(json!({ "event": name, "executions": executions })).into_response())
+    Ok(Json(EventStarted { event: name.to_string(), executions }).into_response())
+}
+
+/// The same as [`event`], at the path the SDK's v2 calls.
+#[utoipa::path(
+    post,
+    path = "/v2/projects/{project}/sdk/events/trigger",
+    tag = "triggers",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("X-Paragon-Credential" = Option<String>, Header, description = "Only the workflows of this account"),
+        ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "Only the workflows of this configuration of the account"),
+    ),
+    request_body = EventBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The runs started", body = EventStarted))
+)]
+async fn event_v2(
+    state: State<Arc<AppState>>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: Result<Json<EventBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    event(state, user, headers, body).await
 }
 
 /// Whether a request header goes into the run's trigger output (stored with the run, shown in
@@ -258,6 +344,24 @@ pub fn validate_request(
 /// `POST /projects/{id}/sdk/triggers/{workflowId}`: validates the request against the
 /// endpoint's rules, runs the workflow, and answers with its ResponseStep (or, without one,
 /// once the run is recorded).
+#[utoipa::path(
+    post,
+    path = "/projects/{project}/sdk/triggers/{workflow}",
+    tag = "triggers",
+    params(
+        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("workflow" = String, Path, description = "The workflow's id"),
+        ("X-Paragon-Credential" = Option<String>, Header, description = "The account the run acts with"),
+        ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration the run reads"),
+    ),
+    request_body(content = Option<Object>, description = "The request the workflow's endpoint receives (any JSON; its query and headers too)"),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The workflow's ResponseStep body (any JSON, with the step's status, and `X-Para-Execution-Id`), or `{executionId}` for a workflow without one", body = Value),
+        (status = 202, description = "The workflow did not answer within 60 seconds", body = RunStillRunning),
+        (status = 400, description = "The request broke the endpoint's validations, or the workflow does not run for the user", body = TriggerRefused),
+    )
+)]
 async fn request_trigger(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -325,15 +429,10 @@ async fn request_trigger(
         &body,
     );
     if !problems.is_empty() {
-        return Ok((
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "code": "validation",
-                "message": format!("the request does not match the workflow's endpoint: {}", problems.join("; ")),
-                "errors": problems,
-            })),
-        )
-            .into_response());
+        let message =
+            format!("the request does not match the workflow's endpoint: {}", problems.join("; "));
+        let refused = ValidationFailed { code: "validation", message, errors: problems };
+        return Ok((StatusCode::BAD_REQUEST, Json(refused)).into_response());
     }
     let header_json: Map<String, Value> = headers
         .iter()
@@ -355,18 +454,15 @@ async fn request_trigger(
     let responds = engine::responds(&workflow);
     let started = engine::start_run(&state.worker, start, responds).await?;
     let Some(answer) = started.response else {
-        return Ok(Json(json!({ "executionId": started.run_id })).into_response());
+        return Ok(Json(RunStarted { execution_id: started.run_id }).into_response());
     };
     let answer = match tokio::time::timeout(Duration::from_secs(60), answer).await {
         Ok(Ok(answer)) => answer,
         // The run stopped without answering: it could not be recorded.
         Ok(Err(_)) => return Err(para_worker::Error::NotRecorded.into()),
         Err(_) => {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({ "executionId": started.run_id, "status": "RUNNING" })),
-            )
-                .into_response());
+            let running = RunStillRunning { execution_id: started.run_id, status: "RUNNING" };
+            return Ok((StatusCode::ACCEPTED, Json(running)).into_response());
         }
     };
     let status = answer

@@ -17,6 +17,7 @@ mod cors;
 mod engine;
 mod history;
 mod install_flow;
+mod openapi;
 mod portal;
 mod portal_ui;
 mod proxy;
