@@ -2,8 +2,9 @@
 //! as `para secrets set` stores them: `.para/secrets.json`, an object of name → value sealed
 //! with the project's secret key (see [`crate::secrets`]), each bound to its name, the file
 //! mode 0600 and git-ignored. The server reads the file when it changes; an environment
-//! variable `PARA_SECRET_<NAME>` wins over the file ([`from_environment`]). A bare `<NAME>`
-//! variable is never read: a secret named `PATH` must not be the server's `PATH`.
+//! variable `PARA_SECRET_<NAME>` wins over the file ([`EnvSecrets`], taken from the
+//! environment once, by the binary). A bare `<NAME>` variable is never read: a secret named
+//! `PATH` must not be the server's `PATH`; nor is `PARA_SECRET_KEY`, the project's secret key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,9 +29,40 @@ pub enum EnvSecretError {
     Sealed { name: String, path: PathBuf, source: SecretError },
 }
 
-/// The value the environment gives secret `name`: `PARA_SECRET_<NAME>` only.
-pub fn from_environment(name: &str) -> Option<String> {
-    std::env::var(format!("PARA_SECRET_{name}")).ok()
+/// The secrets the environment gives, by name: each `PARA_SECRET_<NAME>` variable but
+/// `PARA_SECRET_KEY` (the key secrets are sealed with, never a workflow's secret). Values are
+/// kept out of `Debug`.
+#[derive(Clone, Default)]
+pub struct EnvSecrets(BTreeMap<String, String>);
+
+impl EnvSecrets {
+    /// The prefix of the variables read.
+    pub const PREFIX: &str = "PARA_SECRET_";
+
+    /// The secrets among `vars` (the whole environment may be passed: other variables are
+    /// ignored).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> EnvSecrets {
+        EnvSecrets(
+            vars.into_iter()
+                .filter_map(|(var, value)| {
+                    let name = var.strip_prefix(Self::PREFIX)?;
+                    (var != crate::secrets::SECRET_KEY_ENV && valid_name(name))
+                        .then(|| (name.to_string(), value))
+                })
+                .collect(),
+        )
+    }
+
+    /// The value of secret `name` (`PARA_SECRET_<NAME>`), if the environment gives one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for EnvSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// Whether `name` can name a secret (and an environment variable).
@@ -116,6 +148,21 @@ pub fn remove(root: &Path, name: &str) -> Result<bool, EnvSecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_gives_prefixed_secrets_only() {
+        let vars = [
+            ("PARA_SECRET_TASKFLOW", "tf-1"),
+            ("PARA_SECRET_KEY", "the sealing key"),
+            ("PATH", "/bin"),
+            ("PARA_SECRET_BAD-NAME", "x"),
+        ];
+        let env = EnvSecrets::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(env.get("TASKFLOW"), Some("tf-1"));
+        assert_eq!(env.get("KEY"), None, "the secret key is no workflow secret");
+        assert_eq!(env.get("PATH"), None);
+        assert_eq!(format!("{env:?}"), r#"{"TASKFLOW"}"#, "values stay out of Debug");
+    }
 
     #[test]
     fn secrets_are_sealed_per_name_and_round_trip() {

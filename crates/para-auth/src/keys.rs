@@ -186,15 +186,16 @@ pub fn load_private_key(project_root: &Path) -> Result<String, KeyError> {
     }
 }
 
-/// Every public key user tokens are accepted from: each `.pem` file in `.para/keys/` that is
-/// not a private key (sorted by name), then `PARA_USER_TOKEN_PUBLIC_KEY` when set. A file
-/// that is not an RSA public key of at least 2048 bits is an error, not skipped. May be empty.
+/// The public keys of the project's `.para/keys/` ([`load_public_keys_with`] without a key
+/// from the environment).
 pub fn load_public_keys(project_root: &Path) -> Result<Vec<PublicKey>, KeyError> {
-    let env = std::env::var(PUBLIC_KEY_ENV).ok();
-    load_public_keys_with(project_root, env.as_deref())
+    load_public_keys_with(project_root, None)
 }
 
-/// [`load_public_keys`] with the environment variable's value passed in.
+/// Every public key user tokens are accepted from: each `.pem` file in `.para/keys/` that is
+/// not a private key (sorted by name), then `env_pem` (`PARA_USER_TOKEN_PUBLIC_KEY`) when
+/// given. A file that is not an RSA public key of at least 2048 bits is an error, not skipped.
+/// May be empty.
 pub fn load_public_keys_with(
     project_root: &Path,
     env_pem: Option<&str>,

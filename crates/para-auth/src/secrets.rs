@@ -94,14 +94,8 @@ impl SecretKey {
         Ok(SecretKey::from_bytes(&bytes))
     }
 
-    /// The key from `PARA_SECRET_KEY` when set (and not empty), else the project's
-    /// `.para/secret.key`, generated on first use.
-    pub fn from_env_or_dev(project_root: &Path) -> Result<Self, SecretError> {
-        let env = std::env::var(SECRET_KEY_ENV).ok();
-        SecretKey::from_value_or_dev(env.as_deref(), project_root)
-    }
-
-    /// [`SecretKey::from_env_or_dev`] with the environment variable's value passed in.
+    /// The key from `env_value` (`PARA_SECRET_KEY`, base64 of 32 bytes) when set and not empty,
+    /// else the project's `.para/secret.key`, generated on first use.
     pub fn from_value_or_dev(
         env_value: Option<&str>,
         project_root: &Path,

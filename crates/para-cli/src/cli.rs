@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::EnvVars;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,7 +131,7 @@ pub enum NewCommand {
 #[derive(Debug, Args)]
 pub struct ProjectArg {
     /// Project root (default: found from the current folder upwards)
-    #[arg(long, value_name = "DIR", env = "PARA_PROJECT", global = true)]
+    #[arg(long, value_name = "DIR", env = EnvVars::PARA_PROJECT, global = true)]
     pub project: Option<PathBuf>,
 }
 
@@ -183,19 +185,37 @@ pub struct InstallArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Port to listen on (0: any free port)
-    #[arg(long, default_value_t = 7433, env = "PARA_PORT")]
+    #[arg(long, default_value_t = 7433, env = EnvVars::PARA_PORT)]
     pub port: u16,
     /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1", env = "PARA_HOST")]
+    #[arg(long, default_value = "127.0.0.1", env = EnvVars::PARA_HOST)]
     pub host: std::net::IpAddr,
     /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
-    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    #[arg(long, value_name = "URL", env = EnvVars::PARA_DATABASE_URL)]
     pub database: Option<String>,
     /// The URL users reach this server at (OAuth redirects are built from it)
-    #[arg(long, value_name = "URL", env = "PARA_PUBLIC_URL")]
+    #[arg(long, value_name = "URL", env = EnvVars::PARA_PUBLIC_URL)]
     pub public_url: Option<String>,
     #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
     pub project: ProjectArg,
+}
+
+/// How the server and the engine log (docs/configuration.md § Logging).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log lines as text for people, or as JSON objects one per line (which PARA_LOG filters)
+    #[arg(long, value_name = "FORMAT", default_value = "text", env = EnvVars::PARA_LOG_FORMAT)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event
+    Text,
+    /// One JSON object per line, with the request id or run id of its span
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -242,11 +262,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "JSON", default_value = "{}")]
     pub payload: String,
     /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
-    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    #[arg(long, value_name = "URL", env = EnvVars::PARA_DATABASE_URL)]
     pub database: Option<String>,
     /// Print every output whole, as indented JSON
     #[arg(long)]
     pub full: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(flatten)]
     pub project: ProjectArg,
 }
@@ -257,7 +279,7 @@ pub struct RunsArgs {
     #[arg(value_name = "RUN_ID")]
     pub run: Option<String>,
     /// Database URL: sqlite://FILE (default .para/para.db) or postgres://…
-    #[arg(long, value_name = "URL", env = "PARA_DATABASE_URL")]
+    #[arg(long, value_name = "URL", env = EnvVars::PARA_DATABASE_URL)]
     pub database: Option<String>,
     /// Only runs of this workflow (its id, or its name in out/build.json)
     #[arg(long, value_name = "ID|NAME")]
@@ -303,7 +325,7 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Project root (default: found from the current folder upwards)
-    #[arg(long, value_name = "DIR", env = "PARA_PROJECT")]
+    #[arg(long, value_name = "DIR", env = EnvVars::PARA_PROJECT)]
     pub project: Option<PathBuf>,
     /// Where to write the build, relative to the project root; `-` for stdout
     #[arg(long, value_name = "FILE", default_value = "out/build.json")]

@@ -4,6 +4,8 @@
 
 mod cli;
 mod commands;
+mod config;
+mod logging;
 mod output;
 mod scaffold;
 
@@ -16,6 +18,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = cli::Cli::parse();
+    // The commands that serve or run workflows log through `tracing`; the others print.
+    let log = match &cli.command {
+        cli::Command::Serve(args) => Some(&args.log),
+        cli::Command::Dev(args) => Some(&args.serve.log),
+        cli::Command::Run(args) => Some(&args.log),
+        _ => None,
+    };
+    if let Some(log) = log
+        && let Err(e) = logging::init(log.log_format)
+    {
+        output::error(e.to_string(), Some(config::DOCS));
+        std::process::exit(commands::USAGE);
+    }
     let code = match cli.command {
         cli::Command::Init(args) => commands::init::run(args),
         cli::Command::Build(args) => commands::build::run(args),

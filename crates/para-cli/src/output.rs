@@ -8,7 +8,7 @@ use para_project::{Diagnostic, SourceLookup, render};
 
 /// Whether to colour stderr: a terminal, and `NO_COLOR` unset or empty.
 pub fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    !crate::config::env().no_color() && std::io::stderr().is_terminal()
 }
 
 fn label(text: &str, ansi: &str) -> String {

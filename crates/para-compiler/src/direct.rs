@@ -12,7 +12,7 @@
 //! file is recorded directly only when every construct it runs has the engine's exact meaning.
 //!
 //! The differential test in `tests/direct.rs` builds every fixture and example both ways and
-//! compares the whole output. `PARA_TRACE_DIRECT=1` prints why a file went to the engine.
+//! compares the whole output. `PARA_TRACE_DIRECT=1` (`Options::trace_direct`) prints why a file went to the engine.
 
 use std::{
     cell::RefCell,
@@ -411,7 +411,7 @@ pub struct Direct<'a> {
 }
 
 impl<'a> Direct<'a> {
-    pub fn new(alloc: &'a Allocator, modules: &'a Modules) -> Self {
+    pub fn new(alloc: &'a Allocator, modules: &'a Modules, trace: bool) -> Self {
         Direct {
             alloc,
             modules,
@@ -421,7 +421,7 @@ impl<'a> Direct<'a> {
             recording: None,
             depth: 0,
             work: 0,
-            trace: std::env::var_os("PARA_TRACE_DIRECT").is_some(),
+            trace,
         }
     }
 

@@ -54,8 +54,11 @@ pub struct Options {
     pub teardown: bool,
     /// Record declarations from the syntax tree where the code allows it (see `direct.rs`),
     /// starting the JavaScript engine only for the rest. The result is the same either way.
-    /// Defaults to on; `PARA_DIRECT=off` in the environment turns it off.
+    /// Defaults to on; `para build` turns it off with `PARA_DIRECT=off`.
     pub direct: bool,
+    /// Print (on stderr) why each file the direct path gives up on goes to the engine
+    /// (`PARA_TRACE_DIRECT`): for working on `direct.rs`.
+    pub trace_direct: bool,
 }
 
 impl Default for Options {
@@ -65,7 +68,8 @@ impl Default for Options {
             generator: format!("para {}", env!("CARGO_PKG_VERSION")),
             threads: 0,
             teardown: true,
-            direct: std::env::var("PARA_DIRECT").map_or(true, |v| v != "off"),
+            direct: true,
+            trace_direct: false,
         }
     }
 }
@@ -254,7 +258,8 @@ fn evaluate_part(
     // several parts (events, helpers) are parsed again for each; they are small.
     let mut part = |carry: eval::Carry, run: &mut dyn FnMut(&mut Session<'_>)| {
         let arena = oxc::allocator::Allocator::default();
-        let direct = options.direct.then(|| direct::Direct::new(&arena, modules));
+        let direct =
+            options.direct.then(|| direct::Direct::new(&arena, modules, options.trace_direct));
         let mut session =
             Session::new(project, options.limits, direct, modules.clone(), broken, carry);
         run(&mut session);

@@ -36,6 +36,7 @@ fn codes(dir: &Path) -> Vec<&'static str> {
         threads: 0,
         teardown: true,
         direct: true,
+        trace_direct: false,
     };
     compile(&project, &options).diagnostics.iter().map(|d| d.code).collect()
 }

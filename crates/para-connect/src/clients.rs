@@ -23,12 +23,8 @@ use crate::{OAuthClient, env_key};
 
 pub const OAUTH_CLIENTS_FILE: &str = ".para/oauth-clients.json";
 
-/// Reads the file (if present) and the environment.
-pub fn load_oauth_clients(root: &Path) -> Result<BTreeMap<String, OAuthClient>, String> {
-    load_oauth_clients_with(root, std::env::vars())
-}
-
-/// [`load_oauth_clients`] with the environment given (tests).
+/// Reads the file (if present) and `vars`, the environment's variables (the binary passes
+/// them; others than `PARA_OAUTH_*` are ignored).
 pub fn load_oauth_clients_with(
     root: &Path,
     vars: impl IntoIterator<Item = (String, String)>,

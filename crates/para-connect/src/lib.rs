@@ -65,6 +65,10 @@ pub struct ConnectConfig {
     pub public_url: String,
     /// Per integration, keyed by [`env_key`] of its key.
     pub oauth_clients: BTreeMap<String, OAuthClient>,
+    /// Whether the environment names an outgoing HTTP proxy (`HTTPS_PROXY` and the like, which
+    /// reqwest honours): then authorised requests go through reqwest instead of the
+    /// keep-alive client, which does not speak to proxies.
+    pub outgoing_proxy: bool,
 }
 
 /// What the domain tells the layers above it about (the worker starts the workflows a new
@@ -115,13 +119,14 @@ impl Connect {
             .pool_max_idle_per_host(256)
             .build()
             .expect("the HTTP client builds");
+        let via_proxy = config.outgoing_proxy.then(|| http.clone());
         Connect {
             config,
             project_id,
             build: RwLock::new(Arc::new(build)),
             store,
             secrets,
-            upstream: para_upstream::Client::new(Some(http.clone())),
+            upstream: para_upstream::Client::new(via_proxy),
             http,
             refresh_locks: refresh::Locks::default(),
             credential_cache: send::Cache::default(),

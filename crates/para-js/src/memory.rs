@@ -8,8 +8,8 @@
 //! hang), and is otherwise refused: QuickJS then throws its out-of-memory error, and the call
 //! fails with a message naming the setting that raises the budget.
 //!
-//! Settings ([`SandboxMemoryConfig`]), read from the environment on first use unless set with
-//! [`set_sandbox_memory_config`]:
+//! Settings ([`SandboxMemoryConfig`]): the defaults unless set with
+//! [`set_sandbox_memory_config`], which `para` does at start from
 //! `PARA_FUNCTION_MEMORY_BUDGET_MB` (512), `PARA_FUNCTION_MEMORY_WAIT_MS` (1000) and
 //! `PARA_FUNCTION_MEMORY_RETAIN_MB` (8).
 
@@ -53,32 +53,7 @@ impl Default for SandboxMemoryConfig {
     }
 }
 
-impl SandboxMemoryConfig {
-    /// The defaults, overridden by `PARA_FUNCTION_MEMORY_BUDGET_MB`,
-    /// `PARA_FUNCTION_MEMORY_WAIT_MS` and `PARA_FUNCTION_MEMORY_RETAIN_MB` (whole numbers; a
-    /// value that is not one, or a budget of 0, leaves the default).
-    pub fn from_env() -> SandboxMemoryConfig {
-        fn number(name: &str) -> Option<u64> {
-            std::env::var(name).ok()?.trim().parse().ok()
-        }
-        fn mib(mb: u64) -> usize {
-            usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
-        }
-        let mut config = SandboxMemoryConfig::default();
-        if let Some(mb) = number("PARA_FUNCTION_MEMORY_BUDGET_MB").filter(|&mb| mb > 0) {
-            config.budget_bytes = mib(mb);
-        }
-        if let Some(ms) = number("PARA_FUNCTION_MEMORY_WAIT_MS") {
-            config.wait = Duration::from_millis(ms);
-        }
-        if let Some(mb) = number("PARA_FUNCTION_MEMORY_RETAIN_MB") {
-            config.retain_bytes = mib(mb);
-        }
-        config
-    }
-}
-
-/// Sets the process-wide settings (instead of the environment's). Takes effect for allocations
+/// Sets the process-wide settings (instead of the defaults). Takes effect for allocations
 /// from then on; memory already held stays held.
 pub fn set_sandbox_memory_config(config: SandboxMemoryConfig) {
     BUDGET.configure(config);
@@ -173,7 +148,7 @@ impl Budget {
     }
 
     fn ensure_configured(&self) {
-        self.configured.call_once(|| self.store(SandboxMemoryConfig::from_env()));
+        self.configured.call_once(|| self.store(SandboxMemoryConfig::default()));
     }
 
     pub(crate) fn config(&self) -> SandboxMemoryConfig {

@@ -13,10 +13,10 @@ pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// `PARA_PROXY_MAX_INFLIGHT_BYTES`'s default: what all request bodies and wrapped answers
 /// held at once may take.
-const DEFAULT_MAX_INFLIGHT: usize = 128 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_INFLIGHT: usize = 128 * 1024 * 1024;
 /// `PARA_PROXY_MAX_WRAPPED_BYTES`'s default: the largest answer wrapped as `{"output": …}`
 /// (the cap of a request body).
-const DEFAULT_MAX_WRAPPED: usize = MAX_BODY;
+pub(crate) const DEFAULT_MAX_WRAPPED: usize = MAX_BODY;
 
 /// The memory proxy bodies may hold, one per server (`AppState::proxy_budget`): request bodies
 /// (read whole: a request is sent again after a refresh) and wrapped answers (read whole to be
@@ -34,15 +34,8 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The limits from `PARA_PROXY_MAX_INFLIGHT_BYTES` and `PARA_PROXY_MAX_WRAPPED_BYTES`
-    /// (whole numbers of bytes), else the defaults.
-    pub fn from_env() -> Budget {
-        Budget::new(
-            byte_setting("PARA_PROXY_MAX_INFLIGHT_BYTES", DEFAULT_MAX_INFLIGHT),
-            byte_setting("PARA_PROXY_MAX_WRAPPED_BYTES", DEFAULT_MAX_WRAPPED),
-        )
-    }
-
+    /// `limit` and `wrapped`: [`crate::limits::Limits::proxy_max_inflight_bytes`] and
+    /// [`crate::limits::Limits::proxy_max_wrapped_bytes`].
     pub fn new(limit: usize, wrapped: usize) -> Budget {
         Budget { limit, wrapped, held: AtomicUsize::new(0), peak: AtomicUsize::new(0) }
     }
@@ -91,20 +84,6 @@ impl Budget {
 
 /// The code of a 503 past the [`Budget`] (answered with `Retry-After`).
 pub(crate) const BUSY: &str = "proxy_busy";
-
-/// A setting in bytes from the environment; an unreadable value is reported and the default
-/// used.
-fn byte_setting(name: &str, default: usize) -> usize {
-    let Ok(text) = std::env::var(name) else { return default };
-    let text = text.trim();
-    if text.is_empty() {
-        return default;
-    }
-    text.parse().unwrap_or_else(|_| {
-        eprintln!("para: {name} must be a whole number of bytes, not `{text}`; using {default}");
-        default
-    })
-}
 
 /// Bytes held against a [`Budget`], given back when dropped.
 pub(crate) struct Held {

@@ -3,11 +3,12 @@
 //! with an origin gets it mirrored, without credentials (the SDK sends its user token in
 //! `Authorization`, never cookies), or with credentials when `PARA_CORS_ORIGINS` lists it; a
 //! preflight is answered here. With a list, other origins get no CORS headers unless it holds
-//! `*` (then they get the default). The header values and the list are made once.
+//! `*` (then they get the default). The header values and the list ([`CorsPolicy`], in
+//! [`crate::ServerConfig::cors`]) are made once, when the server starts.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -20,29 +21,33 @@ use tower::{Layer, Service};
 const ALLOWED_HEADERS: &str = "authorization, content-type, accept, x-paragon-credential, x-paragon-configuration-id, x-paragon-sdk-version, x-paragon-user-metadata, x-paragon-proxy-url, x-paragon-use-raw-response";
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/// Which origins get CORS: `PARA_CORS_ORIGINS`, read once.
-struct Policy {
+/// Which origins get CORS (`PARA_CORS_ORIGINS`). The default: every origin, without
+/// credentials.
+#[derive(Debug, Clone)]
+pub struct CorsPolicy {
     /// Origins allowed with credentials (`scheme://host[:port]`, lower case).
     listed: Vec<String>,
     /// Whether other origins are mirrored (without credentials): no list, or `*` in it.
     others: bool,
 }
 
-static POLICY: LazyLock<Policy> =
-    LazyLock::new(|| Policy::parse(std::env::var("PARA_CORS_ORIGINS").ok().as_deref()));
+impl Default for CorsPolicy {
+    fn default() -> Self {
+        CorsPolicy { listed: Vec::new(), others: true }
+    }
+}
 
-impl Policy {
+impl CorsPolicy {
     /// A comma-separated list of origins and `*`; unset or empty: every origin, without
-    /// credentials. An entry that is no origin is reported and left out (`null` too: it is
-    /// what sandboxed frames and local files send).
-    fn parse(list: Option<&str>) -> Policy {
-        let everyone = Policy { listed: Vec::new(), others: true };
+    /// credentials. An entry that is no origin (`null` too: it is what sandboxed frames and
+    /// local files send) is an error that names it.
+    pub fn parse(list: Option<&str>) -> Result<CorsPolicy, String> {
         let entries: Vec<&str> =
             list.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
         if entries.is_empty() {
-            return everyone;
+            return Ok(CorsPolicy::default());
         }
-        let mut policy = Policy { listed: Vec::new(), others: false };
+        let mut policy = CorsPolicy { listed: Vec::new(), others: false };
         for entry in entries {
             if entry == "*" {
                 policy.others = true;
@@ -53,15 +58,14 @@ impl Policy {
                 matches!(url.scheme(), "http" | "https")
                     && url.origin().ascii_serialization() == origin
             });
-            if valid {
-                policy.listed.push(origin);
-            } else {
-                eprintln!(
-                    "para: PARA_CORS_ORIGINS: `{entry}` is not an origin (scheme://host[:port]); left out"
-                );
+            if !valid {
+                return Err(format!(
+                    "`{entry}` is not an origin: list origins as scheme://host[:port] (like https://app.example), or `*`"
+                ));
             }
+            policy.listed.push(origin);
         }
-        policy
+        Ok(policy)
     }
 
     fn grant(&self, origin: HeaderValue) -> Grant {
@@ -86,20 +90,22 @@ enum Grant {
     Refused,
 }
 
-#[derive(Clone, Copy, Default)]
-pub struct CorsLayer;
+/// CORS around the router's API routes, with the server's policy.
+#[derive(Clone)]
+pub struct CorsLayer(pub Arc<CorsPolicy>);
 
 impl<S> Layer<S> for CorsLayer {
     type Service = Cors<S>;
 
     fn layer(&self, inner: S) -> Cors<S> {
-        Cors { inner }
+        Cors { inner, policy: self.0.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Cors<S> {
     inner: S,
+    policy: Arc<CorsPolicy>,
 }
 
 fn preflight(grant: Grant) -> Response<Body> {
@@ -152,7 +158,7 @@ where
         let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
             return CorsFuture::Plain { inner: self.inner.call(request) };
         };
-        let grant = POLICY.grant(origin);
+        let grant = self.policy.grant(origin);
         if is_preflight(&request) {
             return CorsFuture::Preflight { response: Some(preflight(grant)) };
         }
@@ -166,22 +172,25 @@ fn is_preflight(request: &Request<Body>) -> bool {
 }
 
 /// The same CORS handling as [`CorsLayer`] around a request served outside the router (the
-/// server's direct route to the proxy, `server.rs`).
-pub async fn around<F>(
+/// server's direct route to the proxy, `server.rs`). `owner` holds the policy and is handed to
+/// `handle` afterwards, so the hot path clones nothing.
+pub async fn around<T, F>(
+    owner: T,
+    policy: impl FnOnce(&T) -> &CorsPolicy,
     request: Request<Body>,
-    handle: impl FnOnce(Request<Body>) -> F,
+    handle: impl FnOnce(T, Request<Body>) -> F,
 ) -> Response<Body>
 where
     F: Future<Output = Response<Body>>,
 {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-        return handle(request).await;
+        return handle(owner, request).await;
     };
-    let grant = POLICY.grant(origin);
+    let grant = policy(&owner).grant(origin);
     if is_preflight(&request) {
         return preflight(grant);
     }
-    let mut response = handle(request).await;
+    let mut response = handle(owner, request).await;
     allow(response.headers_mut(), grant);
     response
 }
@@ -222,7 +231,7 @@ where
 mod tests {
     use super::*;
 
-    fn grant(policy: &Policy, origin: &'static str) -> &'static str {
+    fn grant(policy: &CorsPolicy, origin: &'static str) -> &'static str {
         match policy.grant(HeaderValue::from_static(origin)) {
             Grant::Credentials(_) => "credentials",
             Grant::Plain(_) => "plain",
@@ -233,13 +242,11 @@ mod tests {
     #[test]
     fn the_list_names_the_origins_with_credentials() {
         for unset in [None, Some(""), Some(" , ")] {
-            let p = Policy::parse(unset);
+            let p = CorsPolicy::parse(unset).unwrap();
             assert_eq!(grant(&p, "https://any.example"), "plain", "{unset:?}");
             assert_eq!(grant(&p, "null"), "plain");
         }
-        let p = Policy::parse(Some(
-            "https://App.example/, http://localhost:3000 ,app.example, null, https://x.example/path, ftp://f.example",
-        ));
+        let p = CorsPolicy::parse(Some("https://App.example/, http://localhost:3000 ")).unwrap();
         assert_eq!(p.listed, ["https://app.example", "http://localhost:3000"]);
         assert_eq!(grant(&p, "https://app.example"), "credentials");
         assert_eq!(grant(&p, "https://APP.example"), "credentials");
@@ -249,10 +256,13 @@ mod tests {
         {
             assert_eq!(grant(&p, other), "refused", "{other}");
         }
-        let p = Policy::parse(Some("https://app.example,*"));
+        let p = CorsPolicy::parse(Some("https://app.example,*")).unwrap();
         assert_eq!(grant(&p, "https://app.example"), "credentials");
         assert_eq!(grant(&p, "https://other.example"), "plain");
-        // Only invalid entries: nothing is allowed (never everything).
-        assert_eq!(grant(&Policy::parse(Some("app.example")), "https://app.example"), "refused");
+        // An entry that is no origin is an error naming it (never silently left out).
+        for bad in ["app.example", "null", "https://x.example/path", "ftp://f.example"] {
+            let err = CorsPolicy::parse(Some(&format!("https://app.example, {bad}"))).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
     }
 }

@@ -53,7 +53,7 @@ impl IntoResponse for ApiError {
 impl From<para_store::StoreError> for ApiError {
     fn from(e: para_store::StoreError) -> Self {
         // The detail goes to the server log, not to the client.
-        eprintln!("para serve: storage error: {e}");
+        tracing::error!(error = %e, "storage error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage",

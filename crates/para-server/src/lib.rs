@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+pub use cors::CorsPolicy;
 pub use error::ApiError;
 pub use para_connect::{OAuthClient, env_key};
 pub use routes::oauth;
@@ -52,8 +53,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     api.fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_rejections))
+        .layer(cors::CorsLayer(state.config.cors.clone()))
         .with_state(state)
-        .layer(cors::CorsLayer)
         .merge(pages)
 }
 
@@ -71,10 +72,11 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     match passwords::seal_stored(&state).await {
         Ok(0) => {}
-        Ok(n) => eprintln!(
-            "para: sealed the password settings of {n} settings rows saved before sealing"
+        Ok(n) => tracing::info!(
+            rows = n,
+            "sealed the password settings of settings rows saved before sealing"
         ),
-        Err(e) => eprintln!("para: sealing stored password settings failed: {e}"),
+        Err(e) => tracing::error!(error = %e, "sealing stored password settings failed"),
     }
     para_worker::start(&state.worker);
     let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;

@@ -4,8 +4,8 @@
 //! every few seconds) holds a connection, and a file descriptor, forever: a request counts as
 //! being served from its head on, so the idle sweeper ([`crate::idle`]) never closes it.
 //!
-//! Every limit has a default and an environment variable (`docs/security.md` lists them);
-//! [`Limits::from_env`] reads them for `para serve`, tests build their own.
+//! Every limit has a default and an environment variable (`docs/configuration.md` lists them);
+//! `para serve` reads them (`para-cli`'s `config.rs`), tests build their own.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +41,12 @@ pub struct Limits {
     pub max_token_lifetime: Option<Duration>,
     /// Configurations (`createConfiguration`) one credential may have.
     pub max_configurations_per_credential: usize,
+    /// What all the proxy's request bodies and wrapped answers held at once may take
+    /// ([`crate::budget::Budget`]); past it a request gets a 503.
+    pub proxy_max_inflight_bytes: usize,
+    /// The largest answer the proxy wraps as `{"output": …}`; a larger one is refused (502)
+    /// unless asked for raw.
+    pub proxy_max_wrapped_bytes: usize,
 }
 
 impl Default for Limits {
@@ -54,62 +60,9 @@ impl Default for Limits {
             permissions_from_token_only: false,
             max_token_lifetime: Some(Duration::from_secs(30 * 24 * 3600)),
             max_configurations_per_credential: 50,
+            proxy_max_inflight_bytes: crate::budget::DEFAULT_MAX_INFLIGHT,
+            proxy_max_wrapped_bytes: crate::budget::DEFAULT_MAX_WRAPPED,
         }
-    }
-}
-
-impl Limits {
-    /// The defaults, each overridden by its environment variable when set; an unreadable value
-    /// is an error naming the variable.
-    pub fn from_env() -> Result<Limits, String> {
-        let mut limits = Limits::default();
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let number = |name: &str| -> Result<Option<u64>, String> {
-            var(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .map_err(|_| format!("{name} must be a whole number, not `{v}`"))
-                })
-                .transpose()
-        };
-        if let Some(n) = number("PARA_MAX_CONNECTIONS")? {
-            limits.max_connections = (n as usize).max(1);
-            limits.max_connections_per_peer =
-                limits.max_connections_per_peer.min(limits.max_connections);
-        }
-        if let Some(n) = number("PARA_MAX_CONNECTIONS_PER_PEER")? {
-            limits.max_connections_per_peer = (n as usize).max(1);
-        }
-        if let Some(n) = number("PARA_BODY_MIN_RATE")? {
-            limits.body_min_rate = n;
-        }
-        if let Some(n) = number("PARA_BODY_GRACE_SECONDS")? {
-            limits.body_grace = Duration::from_secs(n);
-        }
-        if let Some(v) = var("PARA_PERMISSIONS_METADATA") {
-            limits.permissions_from_token_only = match v.trim() {
-                "token" => true,
-                "stored" => false,
-                other => {
-                    return Err(format!(
-                        "PARA_PERMISSIONS_METADATA must be `token` (only the signed token's metadata) or `stored` (also what PATCH /sdk/me stored), not `{other}`"
-                    ));
-                }
-            };
-        }
-        if let Some(v) = var("PARA_MAX_TOKEN_LIFETIME") {
-            limits.max_token_lifetime = match v.trim() {
-                "none" | "0" => None,
-                text => Some(parse_duration(text).ok_or_else(|| {
-                    format!("PARA_MAX_TOKEN_LIFETIME must be a duration like 30d, 12h or 900s (or `none`), not `{text}`")
-                })?),
-            };
-        }
-        if let Some(n) = number("PARA_MAX_CONFIGURATIONS_PER_CREDENTIAL")? {
-            limits.max_configurations_per_credential = n as usize;
-        }
-        Ok(limits)
     }
 }
 

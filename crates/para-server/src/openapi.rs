@@ -3,16 +3,12 @@
 //!
 //! Nothing in it is written by hand: each route's handler carries a `#[utoipa::path]`
 //! attribute (method, path, parameters, answers) and its answers are `ToSchema` types, and
-//! [`crate::routes::routes`] registers every handler on the router and in the document in the
+//! `crate::routes::routes` registers every handler on the router and in the document in the
 //! same call (`utoipa_axum::routes!`), so a route cannot be served without being documented at
 //! the path and method it is served on. What is added here is what every route shares: the
 //! user-token security scheme and the error answers, which all have the `ApiError` shape
 //! ([`crate::error`]).
 
-use std::sync::LazyLock;
-
-use axum::http::header;
-use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -71,7 +67,7 @@ impl Modify for Security {
 
 /// Adds to every operation the error answers every route can give (a bad request, a missing
 /// token, a route's own refusals, a storage failure): `4XX` and `5XX`, each an `ApiError`.
-fn add_errors(doc: &mut Document) {
+pub(crate) fn add_errors(doc: &mut Document) {
     let error = |what: &str| {
         ResponseBuilder::new()
             .description(what)
@@ -101,29 +97,6 @@ fn add_errors(doc: &mut Document) {
                 .or_insert_with(|| error("The server or an integration failed").into());
         }
     }
-}
-
-/// The whole document: the fixed parts, every route of [`crate::routes::routes`], the shared
-/// error answers.
-pub fn document() -> Document {
-    let (_, mut doc) = crate::routes::routes().split_for_parts();
-    add_errors(&mut doc);
-    doc
-}
-
-/// The document as JSON, built once.
-static JSON: LazyLock<String> =
-    LazyLock::new(|| document().to_pretty_json().expect("an OpenAPI document always serialises"));
-
-/// `GET /openapi.json`: this document. Needs no token (it describes no user's data).
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "meta",
-    responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
-)]
-pub async fn serve() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], JSON.as_str())
 }
 
 /// The schema of a status the store keeps as an enum (`para_store::CredentialStatus`,

@@ -26,15 +26,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
+use tracing::Instrument as _;
 
 use crate::routes::proxy;
 use crate::state::AppState;
 use crate::{cors, idle, limits};
+
+/// The response header that names a request's id (the `request_id` of its log lines).
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The address a request came from (a request extension on the router's requests).
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +128,7 @@ async fn accept_failed(e: io::Error) {
     ) {
         return;
     }
-    eprintln!("para: accepting a connection failed: {e}");
+    tracing::error!(error = %e, "accepting a connection failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
@@ -152,14 +157,32 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
         if proxy::is_proxy_path(request.uri().path()) {
             let state = self.state.clone();
             Box::pin(async move {
-                let answer = cors::around(request, |request| proxy::serve(state, request)).await;
+                let answer = cors::around(state, |s| &s.config.cors, request, proxy::serve).await;
                 Ok(idle::held(slow_body_answered(answer, tripped), serving))
             })
         } else {
             request.extensions_mut().insert(Peer(self.peer));
+            // Every line logged while the router serves this request carries its id, and the
+            // answer echoes it. (Not on the proxy's path above: its success path stays free
+            // of per-request allocations; the proxy logs only errors, without an id.)
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let span = tracing::info_span!(
+                "request",
+                request_id = %id,
+                method = %request.method(),
+                path = request.uri().path(),
+            );
             let answer = self.router.clone().oneshot(request);
             Box::pin(
-                async move { Ok(idle::held(slow_body_answered(answer.await?, tripped), serving)) },
+                async move {
+                    let mut answer = answer.await?;
+                    tracing::debug!(status = answer.status().as_u16(), "answered");
+                    if let Ok(value) = HeaderValue::from_str(&id) {
+                        answer.headers_mut().insert(REQUEST_ID, value);
+                    }
+                    Ok(idle::held(slow_body_answered(answer, tripped), serving))
+                }
+                .instrument(span),
             )
         }
     }

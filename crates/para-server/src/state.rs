@@ -25,8 +25,16 @@ pub struct ServerConfig {
     /// keep-alive connection is kept: then it is closed (slow or stalled clients cannot hold
     /// connections forever). [`ServerConfig::HEADER_TIMEOUT`] unless a test needs less.
     pub header_timeout: std::time::Duration,
-    /// Connections, body rate, token lifetime, permissions' metadata, configurations.
+    /// Connections, body rate, token lifetime, permissions' metadata, configurations, the
+    /// proxy's memory.
     pub limits: crate::limits::Limits,
+    /// Which origins get CORS, and which with credentials (`PARA_CORS_ORIGINS`).
+    pub cors: Arc<crate::cors::CorsPolicy>,
+    /// Whether the environment names an outgoing HTTP proxy (`HTTPS_PROXY` and the like):
+    /// then authorised requests go through reqwest, which honours it.
+    pub outgoing_proxy: bool,
+    /// `PARA_SECRET_<NAME>` variables: they win over `.para/secrets.json`.
+    pub env_secrets: para_auth::env_secrets::EnvSecrets,
 }
 
 impl ServerConfig {
@@ -68,7 +76,7 @@ impl AppState {
         verifier: Verifier,
         secrets: SecretKey,
     ) -> Arc<AppState> {
-        let engine = EngineConfig::from_env();
+        let engine = EngineConfig::default();
         AppState::with_engine(config, build, store, verifier, secrets, engine)
     }
 
@@ -86,6 +94,7 @@ impl AppState {
             ConnectConfig {
                 public_url: config.public_url.clone(),
                 oauth_clients: config.oauth_clients.clone(),
+                outgoing_proxy: config.outgoing_proxy,
             },
             build,
             store,
@@ -97,14 +106,19 @@ impl AppState {
             WorkerConfig {
                 project_root: config.project_root.clone(),
                 permissions_from_token_only: config.limits.permissions_from_token_only,
+                env_secrets: config.env_secrets.clone(),
             },
         );
+        let proxy_budget = Arc::new(crate::budget::Budget::new(
+            config.limits.proxy_max_inflight_bytes,
+            config.limits.proxy_max_wrapped_bytes,
+        ));
         Arc::new(AppState {
             config,
             connect,
             worker,
             verifier,
-            proxy_budget: Arc::new(crate::budget::Budget::from_env()),
+            proxy_budget,
             seen_users: crate::users::SeenUsers::default(),
             admin_throttle: Default::default(),
         })

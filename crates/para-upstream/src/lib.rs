@@ -143,21 +143,12 @@ pub struct Client {
     via_proxy: Option<reqwest::Client>,
 }
 
-/// Whether reqwest would send requests through a proxy named in the environment.
-fn proxy_in_env() -> bool {
-    ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
-}
-
 impl Client {
-    /// `fallback` carries requests when the environment configures an outgoing proxy.
-    pub fn new(fallback: Option<reqwest::Client>) -> Client {
-        Client {
-            origins: Mutex::default(),
-            tls: OnceLock::new(),
-            via_proxy: fallback.filter(|_| proxy_in_env()),
-        }
+    /// `via_proxy` (given when the environment names an outgoing proxy, `HTTPS_PROXY` and the
+    /// like, which reqwest honours) carries every request instead of the keep-alive
+    /// connections, which do not speak to proxies.
+    pub fn new(via_proxy: Option<reqwest::Client>) -> Client {
+        Client { origins: Mutex::default(), tls: OnceLock::new(), via_proxy }
     }
 
     /// The origin of an `http(s)` URL (its idle connections are shared by all its users).

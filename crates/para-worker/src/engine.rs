@@ -24,10 +24,11 @@ use para_store::runs::{Lease, NewRun, Run, RunState, StepRecord, StepStatus, Wri
 use para_store::{CredentialStatus, SettingsKey, now_ms};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::{Error, Worker};
 
-/// Tunables, from the environment (`PARA_ENGINE_*`).
+/// Tunables (`PARA_ENGINE_*` for `para serve`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// How long a lease lasts without renewal: how soon another process resumes the runs of
@@ -47,43 +48,19 @@ pub struct EngineConfig {
     pub trigger_poll_ms: Option<i64>,
 }
 
-fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
-impl EngineConfig {
-    /// Defaults, overridden by `PARA_ENGINE_LEASE_MS`, `PARA_ENGINE_POLL_MS`,
-    /// `PARA_ENGINE_CONCURRENCY`, `PARA_ENGINE_USER_CONCURRENCY`, `PARA_ENGINE_RETRY_DELAYS_MS`
-    /// (comma-separated), `PARA_ENGINE_FAN_OUT`, `PARA_ENGINE_FUNCTION_TIMEOUT_MS`,
-    /// `PARA_ENGINE_FUNCTION_MEMORY_MB`, `PARA_ENGINE_REQUEST_TIMEOUT_MS` and
-    /// `PARA_ENGINE_TRIGGER_POLL_MS`.
-    pub fn from_env() -> EngineConfig {
-        let mut options = run::Options::default();
-        if let Ok(list) = std::env::var("PARA_ENGINE_RETRY_DELAYS_MS") {
-            options.retry_delays_ms =
-                list.split(',').filter_map(|v| v.trim().parse().ok()).collect();
-        }
-        if let Some(n) = env_num("PARA_ENGINE_FAN_OUT") {
-            options.fan_out_parallelism = n;
-        }
-        let mut function_limits = para_js::FunctionLimits::default();
-        if let Some(ms) = env_num::<u64>("PARA_ENGINE_FUNCTION_TIMEOUT_MS") {
-            function_limits.time = Duration::from_millis(ms);
-        }
-        if let Some(mb) = env_num::<usize>("PARA_ENGINE_FUNCTION_MEMORY_MB") {
-            function_limits.memory_bytes = mb << 20;
-        }
+impl Default for EngineConfig {
+    /// The defaults; `para-cli`'s `config.rs` overrides them from `PARA_ENGINE_*`
+    /// (docs/configuration.md).
+    fn default() -> Self {
         EngineConfig {
-            lease_ms: env_num("PARA_ENGINE_LEASE_MS").unwrap_or(30_000),
-            poll_ms: env_num("PARA_ENGINE_POLL_MS").unwrap_or(500),
-            concurrency: env_num("PARA_ENGINE_CONCURRENCY").unwrap_or(256),
-            per_user: env_num("PARA_ENGINE_USER_CONCURRENCY").unwrap_or(32),
-            options,
-            function_limits,
-            request_timeout: Duration::from_millis(
-                env_num("PARA_ENGINE_REQUEST_TIMEOUT_MS").unwrap_or(30_000),
-            ),
-            trigger_poll_ms: env_num("PARA_ENGINE_TRIGGER_POLL_MS"),
+            lease_ms: 30_000,
+            poll_ms: 500,
+            concurrency: 256,
+            per_user: 32,
+            options: run::Options::default(),
+            function_limits: para_js::FunctionLimits::default(),
+            request_timeout: Duration::from_secs(30),
+            trigger_poll_ms: None,
         }
     }
 }
@@ -210,7 +187,7 @@ pub fn start_workers(state: &Arc<Worker>) -> bool {
 /// at once.
 pub async fn stop(state: &Worker) {
     if let Err(e) = state.store.release_leases(&state.engine.worker).await {
-        eprintln!("para: could not release run leases: {e}");
+        tracing::error!(error = %e, "could not release run leases");
     }
 }
 
@@ -235,7 +212,7 @@ async fn committer(state: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<Commit>) 
                     && let Err(e) =
                         state.store.renew_leases(&engine.worker, &ids, engine.config.lease_ms).await
                 {
-                    eprintln!("para: renewing run leases failed: {e}");
+                    tracing::error!(error = %e, "renewing run leases failed");
                 }
                 continue;
             }
@@ -255,7 +232,7 @@ async fn committer(state: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<Commit>) 
                 }
             }
             Err(e) => {
-                eprintln!("para: recording runs failed: {e}");
+                tracing::error!(error = %e, "recording runs failed");
                 for commit in batch.drain(..) {
                     let _ = commit.done.send(false);
                 }
@@ -288,7 +265,7 @@ async fn poller(state: Arc<Worker>) {
                     continue;
                 }
                 Ok(true) => {}
-                Err(e) => eprintln!("para: looking for due runs failed: {e}"),
+                Err(e) => tracing::error!(error = %e, "looking for due runs failed"),
             }
         }
         wait = busy;
@@ -306,7 +283,7 @@ async fn poller(state: Arc<Worker>) {
                     engine.wake.notify_one();
                 }
             }
-            Err(e) => eprintln!("para: claiming runs failed: {e}"),
+            Err(e) => tracing::error!(error = %e, "claiming runs failed"),
         }
     }
 }
@@ -491,17 +468,24 @@ fn to_record(e: JournalEntry) -> StepRecord {
     }
 }
 
-/// Executes (or resumes) a run this process holds the lease of.
+/// Executes (or resumes) a run this process holds the lease of, in a `run` span carrying the
+/// run id: every line logged while it executes names the run.
 async fn execute(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) {
+    let span = tracing::info_span!("run", run_id = %run.id, workflow_id = %run.workflow_id);
+    execute_in_span(state, run, fresh).instrument(span).await;
+}
+
+async fn execute_in_span(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) {
     let engine = &state.engine;
     let id = run.id.clone();
     engine.active.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+    tracing::debug!(resumed = fresh.is_none(), "executing the run");
     let written = execute_held(state.clone(), run, fresh).await;
     engine.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     // Stopped without recording how the run stands (a database error, a lost lease): give the
     // lease back (a no-op if another process holds it now) so the run resumes at once.
     if !written && let Err(e) = state.store.release_lease(&engine.worker, &id).await {
-        eprintln!("para: releasing run {id} failed: {e}");
+        tracing::error!(run_id = %id, error = %e, "releasing a run failed");
     }
 }
 
@@ -544,7 +528,7 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
         match state.store.run_steps(&run.id).await {
             Ok(steps) => steps.into_iter().map(to_entry).collect(),
             Err(e) => {
-                eprintln!("para: reading the journal of run {} failed: {e}", run.id);
+                tracing::error!(error = %e, "reading the run's journal failed");
                 return false;
             }
         }
@@ -673,7 +657,11 @@ pub fn secrets(state: &Worker) -> Map<String, Value> {
         .secrets
         .iter()
         .filter_map(|name| {
-            let value = para_auth::env_secrets::from_environment(name)
+            let value = state
+                .config
+                .env_secrets
+                .get(name)
+                .map(str::to_string)
                 .or_else(|| stored.get(name).cloned())?;
             Some((name.clone(), Value::String(value)))
         })
@@ -696,7 +684,7 @@ fn stored_secrets(state: &Worker) -> Arc<StoredSecrets> {
     let values = match modified {
         None => Default::default(),
         Some(_) => para_auth::env_secrets::load(root, &state.secrets).unwrap_or_else(|e| {
-            eprintln!("para: the project's secrets cannot be read: {e}");
+            tracing::error!(error = %e, "the project's secrets cannot be read");
             Default::default()
         }),
     };
@@ -774,6 +762,14 @@ impl ServerHost {
 
     /// Records how the run ended (or where it waits); true when that was committed.
     async fn finish(&self, outcome: Outcome) -> bool {
+        // The outcome's kind only: a failure's message may quote what a step saw.
+        let kind = match &outcome {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed(_) => "failed",
+            Outcome::Waiting(_) => "waiting",
+            Outcome::LeaseLost => "lease lost",
+        };
+        tracing::info!(outcome = kind, "run stopped");
         let state = match &outcome {
             Outcome::LeaseLost => {
                 self.forget_waiter();
@@ -1044,10 +1040,12 @@ impl Host for ServerHost {
 
     async fn request(
         &self,
-        _step: &Step,
+        step: &Step,
         integration: bool,
         request: HttpRequest,
     ) -> Result<HttpResponse, StepError> {
+        // The method only: a URL's path or query may hold a secret.
+        tracing::debug!(step = %step.id, method = %request.method, integration, "sending a request");
         self.send(integration, request).await
     }
 
@@ -1097,6 +1095,8 @@ impl Host for ServerHost {
     }
 
     fn record(&self, entry: JournalEntry) {
+        // Never the step's input, output or error: they may hold secrets.
+        tracing::debug!(step = %entry.key, status = ?entry.status, attempts = entry.attempts, "step recorded");
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 

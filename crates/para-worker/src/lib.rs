@@ -20,14 +20,19 @@ use std::sync::Arc;
 use para_connect::Connect;
 
 pub use engine::{Engine, EngineConfig};
+/// Function steps' process-wide memory settings (set once by the binary at start).
+pub use para_js::{SandboxMemoryConfig, set_sandbox_memory_config};
 
 /// What the worker is configured with besides the engine's tunables.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerConfig {
     /// Where the project's `.para/secrets.json` (`para secrets set`) is read.
     pub project_root: PathBuf,
-    /// Workflows' permissions read only the metadata a user's token signed (`PARA_PERMISSIONS_FROM_TOKEN_ONLY`).
+    /// Workflows' permissions read only the metadata a user's token signed
+    /// (`PARA_PERMISSIONS_METADATA=token`).
     pub permissions_from_token_only: bool,
+    /// `PARA_SECRET_<NAME>` variables: they win over `.para/secrets.json`.
+    pub env_secrets: para_auth::env_secrets::EnvSecrets,
 }
 
 /// The engine of one process over the credentials domain of its project.

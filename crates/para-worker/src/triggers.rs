@@ -167,7 +167,7 @@ pub async fn integration_enabled(
             configuration_id: None,
         };
         if let Err(e) = engine::start_run(state, start, false).await {
-            eprintln!("para: starting `{}` for {user_id} failed: {}", workflow.name, e);
+            tracing::error!(workflow = %workflow.name, user_id = %user_id, error = %e, "starting a workflow failed");
         }
     }
 }
@@ -281,7 +281,7 @@ async fn fire(state: &Arc<Worker>, integration: &str, workflow: &Workflow, tick:
         Ok(true) => {}
         Ok(false) => return,
         Err(e) => {
-            eprintln!("para: claiming a cron tick failed: {e}");
+            tracing::error!(error = %e, "claiming a cron tick failed");
             return;
         }
     }
@@ -312,7 +312,7 @@ async fn fire(state: &Arc<Worker>, integration: &str, workflow: &Workflow, tick:
                 configuration_id: made.map(|m| m.id),
             };
             if let Err(e) = engine::enqueue(state, start).await {
-                eprintln!("para: queueing `{}` for {user_id} failed: {}", workflow.name, e);
+                tracing::error!(workflow = %workflow.name, user_id = %user_id, error = %e, "queueing a workflow failed");
             }
         }
     }
@@ -354,7 +354,7 @@ pub async fn polling_loop(state: Arc<Worker>) {
                 };
                 for user_id in users {
                     if let Err(e) = poll.run(&state, &user_id, interval).await {
-                        eprintln!("para: polling `{}` for {user_id}: {e}", workflow.name);
+                        tracing::warn!(workflow = %workflow.name, user_id = %user_id, error = %e, "polling a trigger failed");
                     }
                 }
             }

@@ -69,7 +69,15 @@ pub fn build(args: BuildArgs, teardown: bool) -> (i32, Option<para_build::Build>
         }
     };
     let loaded = started.elapsed();
-    let result = compile(&project, &Options { teardown, ..Options::default() });
+    let (direct, trace_direct) = match crate::config::env().compiler() {
+        Ok(settings) => settings,
+        Err(e) => {
+            output::error(e.to_string(), Some(crate::config::DOCS));
+            return (commands::USAGE, None);
+        }
+    };
+    let result =
+        compile(&project, &Options { teardown, direct, trace_direct, ..Options::default() });
     // Without teardown the process ends after this build: the OS reclaims the sources and the
     // document (see `Release`).
     let project = Release::new(project, teardown);

@@ -135,11 +135,12 @@ fn find_tsc(root: &Path) -> Option<PathBuf> {
     if local.is_file() {
         return Some(local);
     }
-    if let Some(path) = std::env::var_os("PARA_TSC").map(PathBuf::from).filter(|p| p.is_file()) {
+    let env = crate::config::env();
+    if let Some(path) = env.tsc() {
         return Some(path);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join("tsc")).find(|p| p.is_file())
+    env.path().and_then(|paths| {
+        std::env::split_paths(paths).map(|dir| dir.join("tsc")).find(|p| p.is_file())
     })
 }
 

@@ -12,12 +12,12 @@ use para_auth::SecretKey;
 use para_connect::{Connect, ConnectConfig};
 use para_store::runs::{RunStatus, StepStatus};
 use para_worker::engine::{self, Start};
-use para_worker::{EngineConfig, Worker, WorkerConfig};
+use para_worker::{Worker, WorkerConfig};
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
 use crate::commands::serve::{build_now, runtime};
-use crate::{commands, output};
+use crate::{commands, config, output};
 
 pub fn run(args: RunArgs) -> i32 {
     let root = match commands::project_root(args.project.project.as_deref()) {
@@ -58,14 +58,27 @@ pub fn run(args: RunArgs) -> i32 {
     };
     // The same secret key and OAuth clients `para serve` would use (credentials were sealed
     // with the key; a refresh needs the client).
-    let secrets = match SecretKey::from_env_or_dev(&root) {
+    let env = config::env();
+    let settings = env.engine().and_then(|engine| Ok((engine, env.function_memory()?)));
+    let (engine_config, function_memory) = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            output::error(e.to_string(), Some(config::DOCS));
+            return commands::USAGE;
+        }
+    };
+    para_worker::set_sandbox_memory_config(function_memory);
+    let secrets = match SecretKey::from_value_or_dev(env.secret_key(), &root) {
         Ok(key) => key,
         Err(e) => {
             output::error(e.to_string(), e.hint().as_deref());
             return commands::USAGE;
         }
     };
-    let oauth_clients = match para_connect::clients::load_oauth_clients(&root) {
+    let oauth_clients = match para_connect::clients::load_oauth_clients_with(
+        &root,
+        env.oauth_vars(),
+    ) {
         Ok(clients) => clients,
         Err(message) => {
             output::error(
@@ -88,11 +101,19 @@ pub fn run(args: RunArgs) -> i32 {
             Err(code) => return code,
         };
         // No server: nothing is served, so there is no public URL (a run starts no OAuth flow).
-        let config = ConnectConfig { public_url: String::new(), oauth_clients };
+        let config = ConnectConfig {
+            public_url: String::new(),
+            oauth_clients,
+            outgoing_proxy: env.outgoing_proxy(),
+        };
         let connect = Arc::new(Connect::new(config, build, store, secrets));
         // A run started by hand is not subject to workflows' permissions.
-        let worker_config = WorkerConfig { project_root: root, permissions_from_token_only: false };
-        let state = Worker::new(connect, EngineConfig::from_env(), worker_config);
+        let worker_config = WorkerConfig {
+            project_root: root,
+            permissions_from_token_only: false,
+            env_secrets: env.env_secrets(),
+        };
+        let state = Worker::new(connect, engine_config, worker_config);
         engine::start_workers(&state);
         if let Err(e) = state.store.touch_user(&state.project_id, &args.user, None).await {
             output::error(format!("cannot record the user: {e}"), None);

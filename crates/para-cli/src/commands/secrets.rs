@@ -16,7 +16,7 @@ pub fn run(args: SecretsArgs) -> i32 {
         Err(code) => return code,
     };
     let key = || {
-        SecretKey::from_env_or_dev(&root).map_err(|e| {
+        SecretKey::from_value_or_dev(crate::config::env().secret_key(), &root).map_err(|e| {
             output::error(e.to_string(), e.hint().as_deref());
             commands::USAGE
         })
@@ -80,7 +80,7 @@ pub fn run(args: SecretsArgs) -> i32 {
             }
             let mut missing = 0;
             for name in used.iter().filter(|n| !stored.contains(n)) {
-                if para_auth::env_secrets::from_environment(name).is_some() {
+                if crate::config::env().env_secrets().get(name).is_some() {
                     println!("{name}  (from the environment)");
                 } else {
                     missing += 1;

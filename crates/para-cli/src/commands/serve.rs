@@ -11,7 +11,7 @@ use para_build::Build;
 use para_server::{AppState, ServerConfig};
 
 use crate::cli::{BuildArgs, ServeArgs};
-use crate::{commands, output};
+use crate::{commands, config, output};
 
 /// Where the served build lives, relative to the project root.
 pub const BUILD_FILE: &str = "out/build.json";
@@ -49,9 +49,12 @@ pub fn run(args: ServeArgs) -> i32 {
             Err(code) => return code,
         };
         let (project_id, public_url) = (&state.project_id, &state.config.public_url);
-        output::say(format!(
-            "serving project {project_id} on {public_url}\n  Connect API: {public_url}/projects/{project_id}/sdk/…\n  a user token for testing: para token --user <id>\n  stop with Ctrl-C"
-        ));
+        tracing::info!(
+            project_id = %project_id,
+            url = %public_url,
+            connect_api = %format!("{public_url}/projects/{project_id}/sdk/"),
+            "serving (a user token for testing: para token --user <id>; stop with Ctrl-C)"
+        );
         serve(state, listener).await
     })
 }
@@ -108,23 +111,32 @@ pub struct Setup {
     config: ServerConfig,
     verifier: Verifier,
     secrets: SecretKey,
+    engine: para_worker::EngineConfig,
 }
 
 impl Setup {
     pub fn new(root: PathBuf, args: &ServeArgs) -> Result<Setup, i32> {
-        let audience = std::env::var("PARA_TOKEN_AUDIENCE").ok().filter(|a| !a.is_empty());
-        let verifier = Verifier::for_project(&root, audience.as_deref()).map_err(|e| {
-            output::error(
-                e.to_string(),
-                e.hint().as_deref().or(Some("create the development keys with `para keys`")),
-            );
+        let env = config::env();
+        let bad_setting = |e: config::ConfigError| {
+            output::error(e.to_string(), Some(config::DOCS));
             commands::USAGE
-        })?;
-        let secrets = SecretKey::from_env_or_dev(&root).map_err(|e| {
+        };
+        let audience = env.token_audience();
+        let verifier = para_auth::keys::load_public_keys_with(&root, env.user_token_public_key())
+            .and_then(|keys| Verifier::new(keys, audience.as_deref()))
+            .map_err(|e| {
+                output::error(
+                    e.to_string(),
+                    e.hint().as_deref().or(Some("create the development keys with `para keys`")),
+                );
+                commands::USAGE
+            })?;
+        let secrets = SecretKey::from_value_or_dev(env.secret_key(), &root).map_err(|e| {
             output::error(e.to_string(), e.hint().as_deref());
             commands::USAGE
         })?;
-        let oauth_clients = para_connect::clients::load_oauth_clients(&root).map_err(|message| {
+        let oauth_clients =
+            para_connect::clients::load_oauth_clients_with(&root, env.oauth_vars()).map_err(|message| {
             output::error(
                 message,
                 Some(
@@ -149,18 +161,17 @@ impl Setup {
         let config = ServerConfig {
             project_root: root,
             public_url: public_url.trim_end_matches('/').to_string(),
-            admin_key: std::env::var("PARA_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
+            admin_key: env.admin_key(),
             oauth_clients,
             header_timeout: ServerConfig::HEADER_TIMEOUT,
-            limits: para_server::limits::Limits::from_env().map_err(|message| {
-                output::error(
-                    message,
-                    Some("every setting is listed in docs/security.md § Limits"),
-                );
-                commands::USAGE
-            })?,
+            limits: env.limits().map_err(bad_setting)?,
+            cors: Arc::new(env.cors().map_err(bad_setting)?),
+            outgoing_proxy: env.outgoing_proxy(),
+            env_secrets: env.env_secrets(),
         };
-        Ok(Setup { listener, database, config, verifier, secrets })
+        let engine = env.engine().map_err(bad_setting)?;
+        para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);
+        Ok(Setup { listener, database, config, verifier, secrets, engine })
     }
 
     /// Opens (and migrates) the database and makes the served state. Inside the runtime.
@@ -173,7 +184,15 @@ impl Setup {
             output::error(format!("cannot listen: {e}"), None);
             commands::FINDINGS
         })?;
-        Ok((AppState::new(self.config, build, store, self.verifier, self.secrets), listener))
+        let state = AppState::with_engine(
+            self.config,
+            build,
+            store,
+            self.verifier,
+            self.secrets,
+            self.engine,
+        );
+        Ok((state, listener))
     }
 }
 
@@ -192,11 +211,11 @@ fn default_public_url(bound: SocketAddr) -> String {
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> i32 {
     match para_server::serve_on(state, listener, para_server::shutdown_signal()).await {
         Ok(()) => {
-            output::say("stopped");
+            tracing::info!("stopped");
             commands::SUCCESS
         }
         Err(e) => {
-            output::error(format!("server error: {e}"), None);
+            tracing::error!(error = %e, "the server stopped");
             commands::FINDINGS
         }
     }

@@ -6,10 +6,12 @@
 mod common;
 
 mod cli;
+mod configuration;
 mod connect_e2e;
 mod dev;
 mod doc_links;
 mod engine_crash;
+mod logging;
 mod module_graph;
 mod portal_browser;
 mod runs;

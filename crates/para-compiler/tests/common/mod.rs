@@ -18,6 +18,7 @@ pub fn options(direct: bool) -> Options {
         threads: 0,
         teardown: true,
         direct,
+        trace_direct: false,
     }
 }
 

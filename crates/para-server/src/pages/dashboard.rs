@@ -356,7 +356,7 @@ pub(crate) fn user_href(user_id: &str) -> String {
 }
 
 pub(crate) fn storage_error(e: para_store::StoreError) -> Response {
-    eprintln!("para serve: storage error: {e}");
+    tracing::error!(error = %e, "storage error");
     portal::message_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         Framing::Never,

@@ -109,7 +109,7 @@ pub(crate) fn render(name: &str, context: &impl Serialize) -> String {
     match rendered {
         Ok(html) => html,
         Err(e) => {
-            eprintln!("para serve: template {name} failed: {e:#}");
+            tracing::error!(template = name, error = format!("{e:#}"), "a page template failed");
             "<!doctype html><meta charset=utf-8><title>Error</title><p>This page could not be shown."
                 .to_string()
         }
@@ -232,7 +232,7 @@ pub(crate) fn asset(
 
 /// The page for a store failure (the detail goes to the log).
 fn storage_error(e: para_store::StoreError) -> Response {
-    eprintln!("para serve: storage error: {e}");
+    tracing::error!(error = %e, "storage error");
     message_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         Framing::Anywhere,

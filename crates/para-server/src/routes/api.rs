@@ -18,6 +18,7 @@ use crate::auth::SdkUser;
 use crate::error::ApiError;
 use crate::routes::resources::ResourceState;
 use crate::routes::sdk_inputs::SdkIntegrationConfig;
+use crate::routes::sdk_inputs::{Choice, InstallInput};
 use crate::state::AppState;
 use crate::views::{
     Configuration, ConfigurationView, CredentialView, WorkflowSettingView, credential_json,
@@ -216,38 +217,6 @@ pub struct CustomIntegration {
     pub input_fields: Vec<InstallInput>,
 }
 
-/// A value asked when connecting, as the SDK's `IntegrationConnectInput`.
-#[derive(Serialize, ToSchema, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct InstallInput {
-    /// The key the value is sent under (`setPreOptions({[id]: value})`).
-    pub id: String,
-    pub title: String,
-    pub required: bool,
-    /// `PASSWORD`, `SWITCH`, `ENUM` or `TEXT_NO_VARS`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// `number` for a number typed as text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_type: Option<&'static str>,
-    /// An `ENUM`'s choices.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<Choice>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub default_value: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub placeholder: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subtitle: Option<String>,
-}
-
-/// A choice of a dropdown: what is shown and what is stored.
-#[derive(Serialize, ToSchema, Clone)]
-pub struct Choice {
-    pub label: String,
-    pub value: Value,
-}
-
 /// A value asked before connecting, for para's portal.
 #[derive(Serialize, ToSchema)]
 pub struct ConnectFieldView {
@@ -325,7 +294,7 @@ pub struct WorkflowToggled {
     post,
     path = "/projects/{project}/sdk/actions",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)")),
     request_body(content = crate::routes::options::FieldOptionsRequest, description = "getFieldOptions: the data source and the values it depends on"),
     security(("user_token" = [])),
     responses((status = 200, description = "The data source's choices", body = crate::routes::options::FieldOptions))
@@ -368,7 +337,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     get,
     path = "/projects/{project}/sdk/me",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)")),
     security(("user_token" = [])),
     responses((status = 200, description = "The user's state", body = UserState))
 )]
@@ -450,7 +419,7 @@ struct PatchMe {
     patch,
     path = "/projects/{project}/sdk/me",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)")),
     request_body = PatchMe,
     security(("user_token" = [])),
     responses((status = 200, description = "The user's state after the patch", body = UserState))
@@ -490,7 +459,7 @@ async fn patch_me(
     get,
     path = "/projects/{project}/sdk/integrations",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)")),
     security(("user_token" = [])),
     responses((status = 200, description = "The active integrations", body = Vec<IntegrationView>))
 )]
@@ -736,7 +705,7 @@ pub fn integration_json(
     delete,
     path = "/projects/{project}/sdk/integrations/{integration}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("integration" = String, Path, description = "The integration's key or id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("integration" = String, Path, description = "The integration's key or id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
     security(("user_token" = [])),
     responses((status = 200, description = "What was removed", body = Uninstalled))
 )]
@@ -787,7 +756,7 @@ struct CredentialQuery {
     get,
     path = "/projects/{project}/sdk/credentials",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), CredentialQuery, ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), CredentialQuery, ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it")),
     security(("user_token" = [])),
     responses((status = 200, description = "The user's credentials, or with `includeAccountAuth` one integration with its account", body = CredentialsAnswer))
 )]
@@ -925,7 +894,7 @@ async fn integration_account(
     get,
     path = "/projects/{project}/sdk/credentials/{credential}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
     security(("user_token" = [])),
     responses((status = 200, description = "The credential", body = CredentialView))
 )]
@@ -962,7 +931,7 @@ struct CreateCredential {
     post,
     path = "/projects/{project}/sdk/credentials",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)")),
     request_body = CreateCredential,
     security(("user_token" = [])),
     responses((status = 200, description = "The new credential", body = CredentialView))
@@ -990,13 +959,13 @@ async fn create_credential(
                 .ok_or_else(|| ApiError::not_found(format!("no integration `{key}`")))?;
             let material = crate::connector::Material { values, ..Default::default() };
             let redirect =
-                body.redirect_url.unwrap_or_else(|| crate::routes::oauth::redirect_uri(&state));
+                body.redirect_url.unwrap_or_else(|| para_connect::oauth::redirect_uri(&state));
             let form = vec![
                 ("grant_type".to_string(), "authorization_code".to_string()),
                 ("code".to_string(), code),
                 ("redirect_uri".to_string(), redirect),
             ];
-            let token = crate::routes::oauth::token_request(&state, &connector, &material, form)
+            let token = para_connect::oauth::token_request(&state, &connector, &material, form)
                 .await
                 .map_err(|e| {
                     ApiError::new(
@@ -1023,7 +992,7 @@ async fn create_credential(
     post,
     path = "/projects/{project}/sdk/credentials/{credential}/complete-setup",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
     request_body = CompleteSetup,
     security(("user_token" = [])),
     responses((status = 200, description = "The credential", body = CredentialView))
@@ -1119,7 +1088,7 @@ struct WorkflowSetting {
     patch,
     path = "/projects/{project}/sdk/credentials/{credential}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("credential" = String, Path, description = "The id of one of the user's credentials"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
     request_body = PatchCredential,
     security(("user_token" = [])),
     responses((status = 200, description = "The credential, with the values refused", body = PatchedCredential))
@@ -1207,7 +1176,7 @@ async fn patch_credential(
     delete,
     path = "/projects/{project}/sdk/credentials/{credential}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("credential" = String, Path, description = "The id of one of the user's credentials")),
     security(("user_token" = [])),
     responses((status = 200, description = "Deleted", body = Success))
 )]
@@ -1248,7 +1217,7 @@ struct EnableBody {
     post,
     path = "/projects/{project}/sdk/workflows/{workflow}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
     request_body(content = Option<EnableBody>, description = "Optional: the workflow's values"),
     security(("user_token" = [])),
     responses((status = 200, description = "The workflow is on", body = WorkflowToggled))
@@ -1276,7 +1245,7 @@ async fn enable_workflow(
     delete,
     path = "/projects/{project}/sdk/workflows/{workflow}",
     tag = "connect",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("workflow" = String, Path, description = "The workflow's id"), ("X-Paragon-Credential" = Option<String>, Header, description = "The account (credential id) meant, as the SDK sends it"), ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration meant: its id, or `ext:` and its externalId")),
     security(("user_token" = [])),
     responses((status = 200, description = "The workflow is off", body = WorkflowToggled))
 )]

@@ -89,7 +89,7 @@ struct CreateBody {
     path = "/projects/{project}/sdk/credentials/{credential}/configurations",
     tag = "configurations",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("credential" = String, Path, description = "The id of one of the user's credentials"),
     ),
     request_body(content = Option<CreateBody>, description = "Optional: the configuration's externalId"),
@@ -169,7 +169,7 @@ struct UpdateBody {
     path = "/projects/{project}/sdk/credentials/{credential}/configurations",
     tag = "configurations",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("credential" = String, Path, description = "The id of one of the user's credentials"),
         ("X-Paragon-Configuration-Id" = String, Header, description = "The configuration: its id, or `ext:` and its externalId"),    ),
     request_body = UpdateBody,
@@ -209,7 +209,7 @@ async fn update(
     path = "/projects/{project}/sdk/credentials/{credential}/configurations",
     tag = "configurations",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("credential" = String, Path, description = "The id of one of the user's credentials"),
         ("X-Paragon-Configuration-Id" = String, Header, description = "The configuration: its id, or `ext:` and its externalId"),    ),
     security(("user_token" = [])),

@@ -399,7 +399,7 @@ impl ListQuery {
     get,
     path = "/projects/{project}/task-history/workflow-executions",
     tag = "history",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("integration" = Option<String>, Query, description = "Only this integration's runs"), ("workflowId" = Option<String>, Query, description = "Only this workflow's runs"), ("userId" = Option<String>, Query, description = "Only this user's runs (a user token sees only its own)"), ("status" = Option<String>, Query, description = "QUEUED, RUNNING, WAITING, SUCCEEDED or FAILED"), ("startDate" = Option<String>, Query, description = "Runs started at or after (ISO-8601 or Unix milliseconds; also `afterDate`)"), ("endDate" = Option<String>, Query, description = "Runs started before (also `beforeDate`)"), ("limit" = Option<i64>, Query, description = "Runs per page, 1 to 1000 (100)"), ("cursor" = Option<String>, Query, description = "A `nextCursor` this API answered"), ("includeTotal" = Option<bool>, Query, description = "Also count the matching runs")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("integration" = Option<String>, Query, description = "Only this integration's runs"), ("workflowId" = Option<String>, Query, description = "Only this workflow's runs"), ("userId" = Option<String>, Query, description = "Only this user's runs (a user token sees only its own)"), ("status" = Option<String>, Query, description = "QUEUED, RUNNING, WAITING, SUCCEEDED or FAILED"), ("startDate" = Option<String>, Query, description = "Runs started at or after (ISO-8601 or Unix milliseconds; also `afterDate`)"), ("endDate" = Option<String>, Query, description = "Runs started before (also `beforeDate`)"), ("limit" = Option<i64>, Query, description = "Runs per page, 1 to 1000 (100)"), ("cursor" = Option<String>, Query, description = "A `nextCursor` this API answered"), ("includeTotal" = Option<bool>, Query, description = "Also count the matching runs")),
     security(("user_token" = [])),
     responses((status = 200, description = "A page of runs", body = ExecutionPage))
 )]
@@ -468,7 +468,7 @@ async fn visible_run(state: &AppState, viewer: &Viewer, id: &str) -> Result<Run,
     get,
     path = "/projects/{project}/task-history/workflow-executions/{execution}",
     tag = "history",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("execution" = String, Path, description = "The run's id")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("execution" = String, Path, description = "The run's id")),
     security(("user_token" = [])),
     responses((status = 200, description = "The run", body = ExecutionDetail))
 )]
@@ -497,7 +497,7 @@ async fn detail(
     post,
     path = "/projects/{project}/task-history/workflow-executions/{execution}/replay",
     tag = "history",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), ("execution" = String, Path, description = "The run's id")),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), ("execution" = String, Path, description = "The run's id")),
     security(("user_token" = [])),
     responses((status = 201, description = "The new run (its URL in `Location`)", body = Replayed))
 )]

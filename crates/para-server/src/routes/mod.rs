@@ -29,7 +29,7 @@ pub(crate) mod triggers;
 /// `#[utoipa::path]`, so the router and the document cannot disagree.
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
-        .routes(routes!(crate::openapi::serve))
+        .routes(routes!(openapi_json))
         .merge(api::routes())
         .merge(configurations::routes())
         .merge(oauth::routes())
@@ -37,4 +37,28 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(triggers::routes())
         .merge(trigger_types::routes())
         .merge(resources::routes())
+}
+
+/// The whole document: the fixed parts, every route of [`routes`], the shared
+/// error answers.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    crate::openapi::add_errors(&mut doc);
+    doc
+}
+
+/// The document as JSON, built once.
+static JSON: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    document().to_pretty_json().expect("an OpenAPI document always serialises")
+});
+
+/// `GET /openapi.json`: this document. Needs no token (it describes no user's data).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This OpenAPI 3.1 document", body = Object))
+)]
+pub async fn openapi_json() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], JSON.as_str())
 }

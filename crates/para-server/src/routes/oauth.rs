@@ -177,7 +177,7 @@ struct BuildQuery {
     get,
     path = "/projects/{project}/sdk/actions/build-oauth",
     tag = "oauth",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), BuildQuery),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), BuildQuery),
     security(("user_token" = [])),
     responses((status = 200, description = "Where to send the popup", body = RedirectUrl))
 )]
@@ -245,7 +245,7 @@ async fn build_oauth(
     get,
     path = "/v2/projects/{project}/sdk/actions/build-oauth",
     tag = "oauth",
-    params(("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"), BuildQuery),
+    params(("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"), BuildQuery),
     security(("user_token" = [])),
     responses((status = 200, description = "Where to send the popup", body = RedirectUrl))
 )]
@@ -265,7 +265,7 @@ async fn build_oauth_v2(
     path = "/projects/{project}/sdk/actions/session-id/{session}",
     tag = "oauth",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("session" = String, Path, description = "The session id the SDK gave (`oauthMetaKeyId`)"),
     ),
     security(("user_token" = [])),
@@ -291,7 +291,7 @@ async fn session(
     path = "/projects/{project}/sdk/actions/session-id/{session}",
     tag = "oauth",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("session" = String, Path, description = "The session id the SDK gave (`oauthMetaKeyId`)"),
     ),
     security(("user_token" = [])),

@@ -110,7 +110,7 @@ const MAX_INPUT_LEN: usize = 4096;
     path = "/projects/{project}/sdk/resources/{resource}/connect",
     tag = "resources",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("resource" = String, Path, description = "The resource's id (/sdk/me lists them)"),
     ),
     request_body(content = Object, description = "The resource's inputs, as text (`{apiKey: \"…\"}`)"),

@@ -171,9 +171,9 @@ pub struct SdkIntegrationConfig {
     /// Always empty: one kind of account per integration.
     pub account_types: Vec<Value>,
     /// The values asked before connecting (`installFlow`'s `getPreOptions`).
-    pub auth_config_inputs: Vec<crate::routes::api::InstallInput>,
+    pub auth_config_inputs: Vec<InstallInput>,
     /// The values asked after an OAuth sign-in (`getPostOptions`).
-    pub post_oauth_inputs: Vec<crate::routes::api::InstallInput>,
+    pub post_oauth_inputs: Vec<InstallInput>,
     /// The integration's data sources, by name.
     pub data_sources: IndexMap<String, DataSource>,
 }
@@ -251,6 +251,38 @@ pub fn sdk_input(input: &Input, integration_key: &str) -> Value {
 /// A list of inputs as the SDK types them.
 pub fn sdk_inputs(inputs: &[Input], integration_key: &str) -> Vec<Value> {
     inputs.iter().map(|i| sdk_input(i, integration_key)).collect()
+}
+
+/// A value asked when connecting, as the SDK's `IntegrationConnectInput`.
+#[derive(serde::Serialize, utoipa::ToSchema, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallInput {
+    /// The key the value is sent under (`setPreOptions({[id]: value})`).
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    /// `PASSWORD`, `SWITCH`, `ENUM` or `TEXT_NO_VARS`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `number` for a number typed as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<&'static str>,
+    /// An `ENUM`'s choices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Choice>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+}
+
+/// A choice of a dropdown: what is shown and what is stored.
+#[derive(serde::Serialize, utoipa::ToSchema, Clone)]
+pub struct Choice {
+    pub label: String,
+    pub value: Value,
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ const MAX_NAMED: usize = 100;
     path = "/projects/{project}/triggers",
     tag = "trigger-types",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         TriggerQuery,
     ),
     security(("user_token" = [])),
@@ -227,7 +227,7 @@ fn custom_definition(id: &str, t: &Value) -> TriggerDefinition {
     path = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}",
     tag = "trigger-types",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("integration" = String, Path, description = "The integration's id"),
         ("trigger" = String, Path, description = "The custom webhook trigger's id"),
     ),

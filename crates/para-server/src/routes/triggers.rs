@@ -176,7 +176,7 @@ struct EventBody {
     path = "/projects/{project}/sdk/events/trigger",
     tag = "triggers",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("X-Paragon-Credential" = Option<String>, Header, description = "Only the workflows of this account"),
         ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "Only the workflows of this configuration of the account"),
     ),
@@ -227,7 +227,7 @@ async fn event(
     path = "/v2/projects/{project}/sdk/events/trigger",
     tag = "triggers",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("X-Paragon-Credential" = Option<String>, Header, description = "Only the workflows of this account"),
         ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "Only the workflows of this configuration of the account"),
     ),
@@ -349,7 +349,7 @@ pub fn validate_request(
     path = "/projects/{project}/sdk/triggers/{workflow}",
     tag = "triggers",
     params(
-        ("project" = String, Path, description = "The project's id (PARA_PROJECT_ID)"),
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
         ("workflow" = String, Path, description = "The workflow's id"),
         ("X-Paragon-Credential" = Option<String>, Header, description = "The account the run acts with"),
         ("X-Paragon-Configuration-Id" = Option<String>, Header, description = "The configuration the run reads"),

@@ -1,7 +1,6 @@
 //! The harness of the server's integration tests: [`TestServer`], the server under test
 //! started in-process on a loopback port and configured through [`TestServer::builder`];
-//! upstreams for it ([`serve`]); development keys, user tokens, builds; [`in_child`] for a test
-//! that needs its own process.
+//! upstreams for it ([`serve`]); development keys, user tokens, builds.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -65,6 +64,7 @@ pub struct Builder {
     engine: Option<EngineConfig>,
     header_timeout: Duration,
     limits: Limits,
+    cors: para_server::CorsPolicy,
     project_root: Option<PathBuf>,
     secret_key: Option<para_auth::SecretKey>,
 }
@@ -85,6 +85,7 @@ impl TestServer {
             engine: None,
             header_timeout: ServerConfig::HEADER_TIMEOUT,
             limits: Limits::default(),
+            cors: Default::default(),
             project_root: None,
             secret_key: None,
         }
@@ -118,7 +119,7 @@ impl Builder {
         self
     }
 
-    /// The engine's tunables (short polls and retry waits); else [`EngineConfig::from_env`].
+    /// The engine's tunables (short polls and retry waits); else [`EngineConfig::default`].
     pub fn engine(mut self, config: EngineConfig) -> Self {
         self.engine = Some(config);
         self
@@ -130,9 +131,16 @@ impl Builder {
         self
     }
 
-    /// Connections, body rate, token lifetime, permissions' metadata, configurations.
+    /// Connections, body rate, token lifetime, permissions' metadata, configurations, the
+    /// proxy's memory.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Which origins get CORS (`PARA_CORS_ORIGINS`); else every origin, without credentials.
+    pub fn cors(mut self, policy: para_server::CorsPolicy) -> Self {
+        self.cors = policy;
         self
     }
 
@@ -189,9 +197,12 @@ impl Builder {
             oauth_clients: self.oauth_clients,
             header_timeout: self.header_timeout,
             limits: self.limits,
+            cors: std::sync::Arc::new(self.cors),
+            outgoing_proxy: false,
+            env_secrets: Default::default(),
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
-        let engine = self.engine.unwrap_or_else(EngineConfig::from_env);
+        let engine = self.engine.unwrap_or_default();
         (AppState::with_engine(config, self.build, store, verifier, secrets, engine), dir)
     }
 }
@@ -232,35 +243,6 @@ pub async fn serve(app: axum::Router) -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
-}
-
-/// Runs test `name` of `module` (its `module_path!()`) again in a child process of this test
-/// binary with `env` set, and tells whether this is that child. For what the server reads from
-/// the environment once per process (`PARA_CORS_ORIGINS`) or when a server starts (the proxy's
-/// limits): setting variables in a process whose other tests run in parallel would race. The
-/// child must run exactly that test and pass it.
-pub fn in_child(module: &str, name: &str, env: &[(&str, &str)]) -> bool {
-    // libtest names a test by its path in the binary, without the crate's name.
-    let test = match module.split_once("::") {
-        Some((_crate, path)) => format!("{path}::{name}"),
-        None => name.to_string(),
-    };
-    if std::env::var_os("PARA_TEST_CHILD").is_some_and(|v| v == test.as_str()) {
-        return true;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env("PARA_TEST_CHILD", &test)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the run of {test} with {env:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
 }
 
 pub fn client() -> reqwest::Client {

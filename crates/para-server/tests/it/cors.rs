@@ -2,6 +2,7 @@
 //! the origin mirrored (without credentials unless `PARA_CORS_ORIGINS` lists it), and nothing
 //! added to requests without an origin.
 
+use para_server::CorsPolicy;
 use serde_json::json;
 
 use crate::common::{self, TestServer, client};
@@ -82,14 +83,12 @@ async fn proxy_requests_get_the_same_cors_handling() {
 /// so its browser keeps the answers from it.
 #[test]
 fn configured_origins_alone_get_cors_with_credentials() {
-    let name = "configured_origins_alone_get_cors_with_credentials";
-    let env = [("PARA_CORS_ORIGINS", " https://app.example, https://Admin.example:8443/ ")];
-    if !common::in_child(module_path!(), name, &env) {
-        return;
-    }
+    let policy =
+        CorsPolicy::parse(Some(" https://app.example, https://Admin.example:8443/ ")).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let s = TestServer::builder(common::build("p-cors-list", json!({})))
+            .cors(policy)
             .sqlite_file()
             .start()
             .await;
@@ -142,13 +141,11 @@ fn configured_origins_alone_get_cors_with_credentials() {
 /// `*` in the list keeps the default for the origins not listed: mirrored, without credentials.
 #[test]
 fn a_star_in_the_list_mirrors_other_origins_without_credentials() {
-    let name = "a_star_in_the_list_mirrors_other_origins_without_credentials";
-    if !common::in_child(module_path!(), name, &[("PARA_CORS_ORIGINS", "https://app.example,*")]) {
-        return;
-    }
+    let policy = CorsPolicy::parse(Some("https://app.example,*")).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let s = TestServer::builder(common::build("p-cors-star", json!({})))
+            .cors(policy)
             .sqlite_file()
             .start()
             .await;

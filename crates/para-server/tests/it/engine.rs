@@ -117,9 +117,8 @@ async fn serve_build(
     app: (&str, OAuthClient),
     trigger_poll_ms: Option<i64>,
 ) -> TestServer {
-    let mut engine = para_server::engine::EngineConfig::from_env();
-    engine.poll_ms = 50;
-    engine.trigger_poll_ms = trigger_poll_ms;
+    let engine =
+        para_server::engine::EngineConfig { poll_ms: 50, trigger_poll_ms, ..Default::default() };
     let db = format!("sqlite://{}", dir.join("para.db").display());
     TestServer::builder(build).database(&db).oauth_client(app.0, app.1).engine(engine).start().await
 }
@@ -143,10 +142,9 @@ fn redirect_requests(workflow: &mut para_build::Workflow, from: &str, to: &str) 
 }
 
 async fn server(api: &str, dir: &Path) -> TestServer {
-    let mut engine = para_server::engine::EngineConfig::from_env();
+    let mut engine =
+        para_server::engine::EngineConfig { poll_ms: 50, lease_ms: 2_000, ..Default::default() };
     engine.options.retry_delays_ms = vec![50, 50];
-    engine.poll_ms = 50;
-    engine.lease_ms = 2_000;
     let db = format!("sqlite://{}", dir.join("para.db").display());
     TestServer::builder(taskflow())
         .database(&db)
@@ -844,7 +842,7 @@ async fn runaway_functions_end_their_own_step_while_other_runs_go_on() {
         "function f(p) { function r(n) { return r(n + 1) + 1; } return r(0); }",
     );
     with_function(&mut build, "fine", "async function f(p) { return p.title.length; }");
-    let mut engine = para_server::engine::EngineConfig::from_env();
+    let mut engine = para_server::engine::EngineConfig::default();
     engine.function_limits.time = Duration::from_millis(500);
     engine.function_limits.memory_bytes = 32 << 20;
     let db = format!("sqlite://{}", dir.path().join("para.db").display());

@@ -2,10 +2,8 @@
 //! ripgrep and uv): each module below is one area, and `common` is the harness they share — a
 //! server started in-process on a loopback port, development keys and user tokens.
 //!
-//! All the tests share one process. What a test needs its own process for (an environment
-//! variable the server reads once per process or when it starts) it gets from
-//! [`common::in_child`], which runs that one test again in a child process of this binary.
-//! The rest is per server, not per process: each [`common::TestServer`] counts its own
+//! All the tests share one process: the server reads no environment variable (`para` reads
+//! them and passes the settings in), so every setting is per server: each [`common::TestServer`] counts its own
 //! connections against its own limits (`connections.rs`), and installing rustls's provider
 //! again for the next server is a no-op (`security.rs`, `proxy.rs`).
 

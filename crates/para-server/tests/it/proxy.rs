@@ -957,21 +957,24 @@ async fn settled(server: &TestServer) -> usize {
 const WRAPPED_CAP: usize = 1_000_000;
 const IN_FLIGHT: usize = 2_500_000;
 
+/// The proxy's memory limits of the two tests below: small, to be reached quickly.
+fn small_budget() -> para_server::limits::Limits {
+    para_server::limits::Limits {
+        proxy_max_wrapped_bytes: 1_000_000,
+        proxy_max_inflight_bytes: IN_FLIGHT,
+        ..Default::default()
+    }
+}
+
 /// A wrapped answer is held whole to be wrapped: past `PARA_PROXY_MAX_WRAPPED_BYTES` it is
 /// refused with a clear 502 (read no further than the cap, or not at all when its length says
 /// so), and everything held counts against `PARA_PROXY_MAX_INFLIGHT_BYTES`. A raw answer
 /// streams, whatever its size, holding nothing.
 #[test]
 fn large_wrapped_answers_stay_within_the_memory_bound() {
-    let env =
-        [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !common::in_child(module_path!(), "large_wrapped_answers_stay_within_the_memory_bound", &env)
-    {
-        return;
-    }
     block_on(async {
         let (_up, base) = upstream().await;
-        let server = proxy_to(&base).start().await;
+        let server = proxy_to(&base).limits(small_budget()).start().await;
         let ann = token("ann");
         connect(&server, &ann, BASIC, "ann", "pw-1").await;
         let bearer = format!("Bearer {ann}");
@@ -1069,18 +1072,9 @@ fn finish_upload(mut s: std::net::TcpStream, rest: usize) -> (u16, Option<String
 /// the 16 MB cap a 413 on its `Content-Length`.
 #[test]
 fn concurrent_uploads_past_the_in_flight_bound_are_refused() {
-    let env =
-        [("PARA_PROXY_MAX_WRAPPED_BYTES", "1000000"), ("PARA_PROXY_MAX_INFLIGHT_BYTES", "2500000")];
-    if !common::in_child(
-        module_path!(),
-        "concurrent_uploads_past_the_in_flight_bound_are_refused",
-        &env,
-    ) {
-        return;
-    }
     block_on(async {
         let (_up, base) = upstream().await;
-        let server = proxy_to(&base).start().await;
+        let server = proxy_to(&base).limits(small_budget()).start().await;
         let ann = token("ann");
         connect(&server, &ann, BASIC, "ann", "pw-1").await;
         let bearer = format!("Bearer {ann}");
