@@ -769,7 +769,16 @@ impl ServerHost {
             Outcome::Waiting(_) => "waiting",
             Outcome::LeaseLost => "lease lost",
         };
-        tracing::info!(outcome = kind, "run stopped");
+        // A line per run at info would cost every run a formatted write to stderr (a quarter of
+        // the request-trigger throughput in `bench/engine`): only what needs attention is info.
+        match &outcome {
+            Outcome::Failed(_) | Outcome::LeaseLost => {
+                tracing::info!(outcome = kind, "run stopped")
+            }
+            Outcome::Succeeded | Outcome::Waiting(_) => {
+                tracing::debug!(outcome = kind, "run stopped")
+            }
+        }
         let state = match &outcome {
             Outcome::LeaseLost => {
                 self.forget_waiter();
