@@ -376,3 +376,46 @@ pub fn skip_browser_test(name: &str, package: &str) -> bool {
     eprintln!("skipped: the {name} cannot run: {why}");
     true
 }
+
+/// An HTTP client for async tests (rustls with ring, as `para` itself).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Connects `user` of the project in `root` to the integration named `name` (basic auth,
+/// `username` and `password`) through the Connect API of `server`; the user's token.
+pub async fn connect_basic(
+    root: &Path,
+    server: &Server,
+    project: &str,
+    user: &str,
+    name: &str,
+    (username, password): (&str, &str),
+) -> String {
+    let token = para_stdout(root, &["token", "--user", user]).trim().to_string();
+    let http = http_client();
+    let sdk = server.url(&format!("/projects/{project}/sdk"));
+    let list: serde_json::Value = http
+        .get(format!("{sdk}/integrations"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list.as_array().unwrap().iter().find(|i| i["name"] == name).unwrap()["id"].clone();
+    let r = http
+        .post(format!("{sdk}/credentials"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "integrationId": id,
+            "payload": { "username": username, "password": password },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "connecting: {}", r.text().await.unwrap());
+    token
+}

@@ -19,7 +19,7 @@ use para_store::Store;
 use para_store::runs::{RunStatus, StepStatus};
 use serde_json::{Value, json};
 
-use crate::common::{Server, para_stdout as run_para};
+use crate::common::{Server, connect_basic, http_client as http, para_stdout as run_para};
 
 const INTEGRATION: &str = "custom.counter";
 const EVENT_WORKFLOW: &str = "3d9f2a51-7b6c-4e08-9a1d-5c2e8f7b6a90";
@@ -119,12 +119,6 @@ async fn upstream() -> (String, Arc<Counter>) {
     (base, counter)
 }
 
-/// The HTTP client (reqwest is built without a default TLS provider here).
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 /// `para serve` of the project on `database`, the counter integration's API at `api`, with
 /// short engine leases and polls; killed (SIGKILL) when dropped.
 async fn serve(root: &Path, database: &str, api: &str) -> Server {
@@ -139,30 +133,7 @@ async fn serve(root: &Path, database: &str, api: &str) -> Server {
 
 /// Connects `user` to the counter integration through the Connect API; their token.
 async fn connect(root: &Path, s: &Server, project: &str, user: &str) -> String {
-    let token = run_para(root, &["token", "--user", user]).trim().to_string();
-    let http = http();
-    let list: Value = http
-        .get(format!("{}/projects/{project}/sdk/integrations", s.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = list.as_array().unwrap().iter().find(|i| i["name"] == "Counter").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = http
-        .post(format!("{}/projects/{project}/sdk/credentials", s.base))
-        .bearer_auth(&token)
-        .json(&json!({ "integrationId": id, "payload": { "username": "u", "password": "p" } }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "connecting: {}", r.text().await.unwrap());
-    token
+    connect_basic(root, s, project, user, "Counter", ("u", "p")).await
 }
 
 /// Posts `ids` as Tick events, 32 at a time; every one must be acknowledged.

@@ -16,7 +16,7 @@ const WORKFLOW: &str = "5f1b4c73-9d8e-4a2a-8c3f-7e4a0b9d8c12";
 const SECRET: &str = "env-secret-9f3b7c1d5e";
 const PASSWORD: &str = "pw-credential-4a8e2b6f";
 
-use crate::common::{Server, para_stdout as run_para};
+use crate::common::{Server, connect_basic, http_client as http, para_stdout as run_para};
 
 const EVENT_TS: &str = r#"import { IEventInit } from '@useparagon/core/event';
 
@@ -94,11 +94,6 @@ async fn upstream() -> (String, Seen) {
     (base, seen)
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
-
 /// The values of `key` in a JSON log line's spans.
 fn span_values<'a>(line: &'a Value, key: &str) -> Vec<&'a str> {
     line["spans"].as_array().into_iter().flatten().filter_map(|span| span[key].as_str()).collect()
@@ -121,29 +116,8 @@ async fn a_run_with_secrets_logs_json_with_ids_and_no_secret() {
     let http = http();
 
     // Connect the user with a password, then send the event that starts the run.
-    let token = run_para(&root, &["token", "--user", "ann"]).trim().to_string();
+    let token = connect_basic(&root, &serve, &project_id, "ann", "Notes", ("ann", PASSWORD)).await;
     let sdk = format!("{base}/projects/{project_id}/sdk");
-    let list: Value = http
-        .get(format!("{sdk}/integrations"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let integration = list.as_array().unwrap().iter().find(|i| i["name"] == "Notes").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let connected = http
-        .post(format!("{sdk}/credentials"))
-        .bearer_auth(&token)
-        .json(&json!({ "integrationId": integration, "payload": { "username": "ann", "password": PASSWORD } }))
-        .send()
-        .await
-        .unwrap();
-    assert!(connected.status().is_success(), "connecting: {}", connected.text().await.unwrap());
     let event = http
         .post(format!("{sdk}/events/trigger"))
         .bearer_auth(&token)
