@@ -47,6 +47,9 @@ pub struct Integration {
     pub actions: Vec<Action>,
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// How the provider delivers webhooks (`[webhooks]`): set when the integration has webhook
+    /// triggers.
+    pub webhooks: Option<Webhooks>,
 }
 
 /// The integration's icon: an SVG of ours, or a monogram drawn in the accent colour.
@@ -304,8 +307,177 @@ pub enum TriggerKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
+    /// The provider's event type (what `[webhooks] event_type` reads). Several are separated by
+    /// `|`; `*` is any.
     pub event: String,
     pub subscribe: Option<String>,
+    /// Trigger parameters an event must match, each with where the event holds its value
+    /// (a [locator](Webhooks)): `{ repo = "body:repository.full_name" }`. An event reaches a
+    /// workflow only when every listed parameter the workflow set equals the event's value.
+    #[serde(default)]
+    pub filter: BTreeMap<String, String>,
+    /// Fixed conditions, locator → value, an event must meet besides its type:
+    /// `{ "body:event.channel_type" = "im" }`.
+    #[serde(default)]
+    pub when: BTreeMap<String, String>,
+}
+
+impl Webhook {
+    /// Whether `event_type` (from the request) is one this trigger listens to.
+    pub fn listens_to(&self, event_type: &str) -> bool {
+        self.event.split('|').map(str::trim).any(|e| e == "*" || e == event_type)
+    }
+}
+
+/// How a provider delivers webhooks to `POST /webhooks/{project}/{integration}` (`[webhooks]`).
+///
+/// Values that say where something is in a request are *locators*: `header:<Name>`,
+/// `query:<name>` or `body:<dotted.path>` (`body:` alone is the whole body); several separated
+/// by `|` are tried in order. Inside a batch (several events in one request), `body:` paths are
+/// read from each event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhooks {
+    /// Where the webhook is configured: once for the company's app in the provider's console
+    /// (`app`: one URL per integration, events routed by `account`), or per connected account
+    /// (`user`: a URL per account with its own secret, registered through `webhook.subscribe`).
+    pub level: WebhookLevel,
+    /// How a request proves it comes from the provider.
+    pub signature: Signature,
+    /// Where each event's id is: a second delivery of the same id starts nothing.
+    pub event_id: Option<String>,
+    /// Where the event's type is, matched against each trigger's `webhook.event`.
+    pub event_type: Option<String>,
+    /// Where the account the event belongs to is, and the credential field it must equal.
+    pub account: Option<AccountMatch>,
+    /// One request carries several events: the locator of the array (`body:` for a body that
+    /// is an array).
+    pub batch: Option<String>,
+    /// The handshake the provider sends to check the URL.
+    pub challenge: Option<Challenge>,
+    /// What the company configures in the provider's console (for `app`), shown in the docs.
+    #[serde(default)]
+    pub setup: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookLevel {
+    App,
+    User,
+}
+
+/// A webhook signature scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    pub scheme: SignatureScheme,
+    /// Where the signature (or token) is: a locator, usually `header:<Name>`.
+    #[serde(default)]
+    pub from: String,
+    /// Text before the signature in its header (`sha256=`, `v0=`), removed before comparing.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// What is signed: a template over `{body}` (the raw bytes), `{timestamp}`, `{method}`,
+    /// `{url}` (the URL the provider called, as configured) and `{form}` (the form fields sorted
+    /// by name, each name then value). Default `{body}`.
+    #[serde(default = "body_template")]
+    pub signed: String,
+    /// The signature header is a list of `key=value` pairs (`t=…,v1=…`): the signature is the
+    /// value of this key (any of several), the timestamp of `timestamp_key`.
+    pub signature_key: Option<String>,
+    pub timestamp_key: Option<String>,
+    /// Where the timestamp is, when not in the signature header (a locator).
+    pub timestamp: Option<String>,
+    #[serde(default)]
+    pub timestamp_unit: TimestampUnit,
+    /// How old (or how far ahead) a timestamp may be, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_seconds: u32,
+    /// Which secret signs: the company's webhook secret for the app (`app`), the OAuth app's
+    /// client secret (`client_secret`), or the secret made for each registered URL (`hook`).
+    #[serde(default)]
+    pub secret: SecretSource,
+}
+
+fn body_template() -> String {
+    "{body}".into()
+}
+
+fn default_tolerance() -> u32 {
+    300
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    HmacSha256,
+    HmacSha1,
+    /// The request carries the secret itself (`X-Gitlab-Token`), compared in constant time.
+    Token,
+    /// No signature: only a per-account URL, whose path holds a random secret, is accepted.
+    UrlSecret,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    #[default]
+    App,
+    ClientSecret,
+    Hook,
+}
+
+/// `account = { from = "body:team_id", credential = "account.teamId" }`: the event's account id
+/// and the dotted path in a credential's provider data (its `account` lookup and non-secret
+/// connect fields) that must equal it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountMatch {
+    pub from: String,
+    pub credential: String,
+}
+
+/// A provider's URL check, answered without starting anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Challenge {
+    /// Slack: a signed `{"type":"url_verification","challenge":…}`, answered with the challenge.
+    Slack,
+    /// Zoom: a signed `endpoint.url_validation` with `payload.plainToken`, answered with it and
+    /// its HMAC-SHA256 under the secret (`encryptedToken`, hex).
+    Zoom,
+    /// Microsoft Graph: `?validationToken=…`, echoed as text.
+    Graph,
+    /// Dropbox: `GET ?challenge=…`, echoed as text.
+    Dropbox,
+    /// monday.com: `{"challenge":…}`, echoed as JSON.
+    Monday,
+    /// Smartsheet: the `Smartsheet-Hook-Challenge` header, echoed in `Smartsheet-Hook-Response`
+    /// and as `{"smartsheetHookResponse":…}`.
+    Smartsheet,
+    /// Trello: a `HEAD` when the webhook is made, answered 200.
+    Trello,
+    /// Google push channels: `X-Goog-Resource-State: sync` when the channel opens, answered 200.
+    Google,
 }
 
 /// A polling trigger: `GET path` every `interval_seconds`; `items` is the dotted path to the

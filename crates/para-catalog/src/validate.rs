@@ -234,6 +234,7 @@ impl Check<'_> {
         self.api(&i.api, &i.auth, &known);
         self.inputs(i);
         self.operations(i);
+        self.webhooks(i);
     }
 
     /// Checks `auth` and returns the placeholders API templates may use.
@@ -336,7 +337,12 @@ impl Check<'_> {
         if let Some(account) = &api.account {
             let mut before = known.clone();
             before.names.retain(|k| !k.starts_with("account."));
-            self.url("api.account.url", &account.url, &before);
+            // A path is below `base_url` (the lookup goes where the API's requests go).
+            if account.url.starts_with('/') {
+                self.path("api.account.url", &account.url);
+            } else {
+                self.url("api.account.url", &account.url, &before);
+            }
             if account.fields.is_empty() {
                 self.problem("`api.account.fields` is empty");
             }
@@ -423,6 +429,17 @@ impl Check<'_> {
             match (trigger.kind, &trigger.webhook, &trigger.polling) {
                 (TriggerKind::Webhook, Some(webhook), None) => {
                     self.nonempty(&format!("{what} webhook.event"), &webhook.event);
+                    for (name, locator) in &webhook.filter {
+                        if !trigger.parameters.iter().any(|p| &p.name == name) {
+                            self.problem(format_args!(
+                                "{what}: `webhook.filter` names `{name}`, which is not a parameter"
+                            ));
+                        }
+                        self.locator(&format!("{what} webhook.filter.{name}"), locator);
+                    }
+                    for locator in webhook.when.keys() {
+                        self.locator(&format!("{what} webhook.when"), locator);
+                    }
                     if let Some(path) = &webhook.subscribe {
                         self.path(&format!("{what} webhook.subscribe"), path);
                     }
@@ -443,6 +460,87 @@ impl Check<'_> {
             }
             let path = trigger.polling.as_ref().map(|p| p.path.as_str());
             self.parameters(&what, &trigger.parameters, path);
+        }
+    }
+
+    /// `[webhooks]`: required by webhook triggers, and consistent in itself.
+    fn webhooks(&mut self, i: &Integration) {
+        use crate::{SecretSource, SignatureScheme, WebhookLevel};
+        let has_webhook_triggers = i.triggers.iter().any(|t| t.kind == TriggerKind::Webhook);
+        let Some(w) = &i.webhooks else { return };
+        let s = &w.signature;
+        match s.scheme {
+            SignatureScheme::HmacSha256 | SignatureScheme::HmacSha1 | SignatureScheme::Token => {
+                self.locator("webhooks.signature.from", &s.from)
+            }
+            SignatureScheme::UrlSecret => {
+                if w.level == WebhookLevel::App {
+                    self.problem("webhooks: `scheme = \"url_secret\"` needs `level = \"user\"` (an app-level URL has no secret)");
+                }
+            }
+        }
+        if s.secret == SecretSource::Hook && w.level == WebhookLevel::App {
+            self.problem("webhooks: `secret = \"hook\"` needs `level = \"user\"`");
+        }
+        if s.timestamp_key.is_some() && s.signature_key.is_none() {
+            self.problem("webhooks: `timestamp_key` needs `signature_key`");
+        }
+        let mut rest = s.signed.clone();
+        for part in ["{body}", "{timestamp}", "{method}", "{url}", "{form}"] {
+            rest = rest.replace(part, "");
+        }
+        if rest.contains('{') || rest.contains('}') {
+            self.problem(format_args!(
+                "webhooks.signature.signed `{}`: only {{body}}, {{timestamp}}, {{method}}, {{url}} and {{form}} can be used",
+                s.signed
+            ));
+        }
+        let timed = s.signed.contains("{timestamp}");
+        if timed && s.timestamp.is_none() && s.timestamp_key.is_none() {
+            self.problem(
+                "webhooks.signature.signed uses {timestamp}: set `timestamp` or `timestamp_key`",
+            );
+        }
+        if let Some(t) = &s.timestamp {
+            self.locator("webhooks.signature.timestamp", t);
+        }
+        for (field, value) in [
+            ("webhooks.event_id", &w.event_id),
+            ("webhooks.event_type", &w.event_type),
+            ("webhooks.batch", &w.batch),
+        ] {
+            if let Some(v) = value {
+                self.locator(field, v);
+            }
+        }
+        if let Some(a) = &w.account {
+            self.locator("webhooks.account.from", &a.from);
+            self.nonempty("webhooks.account.credential", &a.credential);
+        }
+        if w.level == WebhookLevel::App && w.account.is_none() {
+            self.problem(
+                "webhooks: `level = \"app\"` needs `account` (which user an event belongs to)",
+            );
+        }
+        if w.level == WebhookLevel::App && w.setup.trim().is_empty() {
+            self.problem("webhooks: `level = \"app\"` needs `setup` (what to configure in the provider's console)");
+        }
+        if has_webhook_triggers && w.event_type.is_none() {
+            self.problem("webhooks: `event_type` is needed to tell triggers apart");
+        }
+    }
+
+    /// `header:<Name>`, `query:<name>` or `body:<dotted.path>`, or several separated by `|`.
+    fn locator(&mut self, field: &str, value: &str) {
+        let ok = value.split('|').all(|one| match one.split_once(':') {
+            Some(("header" | "query", name)) => !name.is_empty(),
+            Some(("body", _)) => true,
+            _ => false,
+        });
+        if !ok {
+            self.problem(format_args!(
+                "{field}: `{value}` is not a locator (`header:<Name>`, `query:<name>` or `body:<dotted.path>`)"
+            ));
         }
     }
 
