@@ -13,7 +13,7 @@
 //! ```
 //!
 //! and from the environment, which wins: `PARA_OAUTH_<KEY>_CLIENT_ID`, `_CLIENT_SECRET`,
-//! `_AUTHORIZE_URL`, `_TOKEN_URL`, `_API_BASE_URL`, where `<KEY>` is the integration key
+//! `_AUTHORIZE_URL`, `_TOKEN_URL`, `_API_BASE_URL`, `_WEBHOOK_SECRET`, where `<KEY>` is the integration key
 //! upper-cased with other characters as `_` (`custom.acmecrm` → `CUSTOM_ACMECRM`).
 
 use std::collections::BTreeMap;
@@ -45,7 +45,14 @@ pub fn load_oauth_clients_with(
                     Some(_) => Err(format!("{}: `{key}.{name}` must be a string", file.display())),
                 }
             };
-            let known = ["clientId", "clientSecret", "authorizeUrl", "tokenUrl", "apiBaseUrl"];
+            let known = [
+                "clientId",
+                "clientSecret",
+                "authorizeUrl",
+                "tokenUrl",
+                "apiBaseUrl",
+                "webhookSecret",
+            ];
             if let Some(unknown) = entry
                 .as_object()
                 .into_iter()
@@ -67,12 +74,19 @@ pub fn load_oauth_clients_with(
                     authorize_url: text("authorizeUrl")?,
                     token_url: text("tokenUrl")?,
                     api_base_url: text("apiBaseUrl")?,
+                    webhook_secret: text("webhookSecret")?,
                 },
             );
         }
     }
-    const SUFFIXES: [&str; 5] =
-        ["_CLIENT_ID", "_CLIENT_SECRET", "_AUTHORIZE_URL", "_TOKEN_URL", "_API_BASE_URL"];
+    const SUFFIXES: [&str; 6] = [
+        "_CLIENT_ID",
+        "_CLIENT_SECRET",
+        "_AUTHORIZE_URL",
+        "_TOKEN_URL",
+        "_API_BASE_URL",
+        "_WEBHOOK_SECRET",
+    ];
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("PARA_OAUTH_") else { continue };
         let Some((key, suffix)) =
@@ -86,6 +100,7 @@ pub fn load_oauth_clients_with(
             "_CLIENT_SECRET" => client.client_secret = value,
             "_AUTHORIZE_URL" => client.authorize_url = Some(value),
             "_TOKEN_URL" => client.token_url = Some(value),
+            "_WEBHOOK_SECRET" => client.webhook_secret = Some(value),
             _ => client.api_base_url = Some(value),
         }
     }

@@ -20,6 +20,7 @@ pub mod passwords;
 pub mod refresh;
 pub mod send;
 pub mod settings;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,6 +42,9 @@ pub struct OAuthClient {
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
     pub api_base_url: Option<String>,
+    /// The secret the provider signs the app's webhooks with (Slack's signing secret, Zoom's
+    /// secret token), for integrations whose `[webhooks]` use `secret = "app"`.
+    pub webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for OAuthClient {

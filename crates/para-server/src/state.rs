@@ -58,6 +58,21 @@ pub struct AppState {
     pub worker: Arc<Worker>,
     /// Wrong admin keys per peer (the dashboard's throttle).
     pub(crate) admin_throttle: crate::throttle::Throttle,
+    /// Webhook requests refused, per (integration, reason), since the process started.
+    pub(crate) webhook_refusals: std::sync::Mutex<BTreeMap<(String, &'static str), u64>>,
+}
+
+impl AppState {
+    /// Counts a refused webhook request.
+    pub(crate) fn count_refusal(&self, integration: &str, reason: &'static str) {
+        let mut counts = self.webhook_refusals.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((integration.to_string(), reason)).or_default() += 1;
+    }
+
+    /// Refused webhook requests per (integration, reason), since the process started.
+    pub fn webhook_refusals(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.webhook_refusals.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -121,6 +136,7 @@ impl AppState {
             proxy_budget,
             seen_users: crate::users::SeenUsers::default(),
             admin_throttle: Default::default(),
+            webhook_refusals: Default::default(),
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod history;
 pub mod runs;
 mod status;
+pub mod webhooks;
 
 pub use status::{CredentialStatus, RunStatus, StepStatus, UnknownStatus};
 
@@ -29,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_trigger_state_configuration.sql")),
     (9, include_str!("../migrations/0009_admin_sessions.sql")),
     (10, include_str!("../migrations/0010_signed_meta.sql")),
+    (11, include_str!("../migrations/0011_webhooks.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -121,6 +121,16 @@ pub enum Write {
         configuration: SettingsKey,
         state: Value,
     },
+    /// A webhook event routed: written with the runs it starts, under the event's lease. When
+    /// the lease is no longer held (another dispatcher took the event over), nothing of the
+    /// whole [`Store::apply`] is written.
+    EventRouted {
+        event_id: String,
+        owner: String,
+        runs: i64,
+        /// Why it started nothing, when it did not.
+        note: Option<String>,
+    },
 }
 
 /// The columns [`run_row`] reads, in order.
@@ -169,7 +179,8 @@ fn opt_json(v: &Option<Value>) -> Option<String> {
 
 impl Store {
     /// Commits `writes` in one transaction. For each write: true if it was recorded, false if
-    /// a `Progress` write's lease was no longer held (nothing of it was written).
+    /// a `Progress` write's lease was no longer held (nothing of it was written). An
+    /// `EventRouted` write whose lease is lost writes nothing at all: every answer is false.
     pub async fn apply(&self, writes: &[Write]) -> Result<Vec<bool>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -262,6 +273,27 @@ impl Store {
                     .await?
                     .rows_affected();
                     done.push(updated == 1);
+                }
+                Write::EventRouted { event_id, owner, runs, note } => {
+                    let held = sqlx::query(
+                        "UPDATE webhook_events SET status = 'routed', runs = $3, note = $4, routed_at = $5,
+                                lease_owner = NULL, lease_until = NULL
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+                    )
+                    .bind(event_id)
+                    .bind(owner)
+                    .bind(runs)
+                    .bind(note.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !held {
+                        tx.rollback().await?;
+                        return Ok(vec![false; writes.len()]);
+                    }
+                    done.push(true);
                 }
             }
         }

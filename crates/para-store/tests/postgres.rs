@@ -925,3 +925,90 @@ async fn statuses_round_trip_and_unknown_ones_are_errors_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     statuses_round_trip(&format!("sqlite://{}", dir.path().join("para.db").display())).await;
 }
+
+/// Webhook events: a redelivery records nothing; a claim leases an event to one dispatcher;
+/// routing it commits with its runs under the lease, and a dispatcher that lost the lease writes
+/// nothing at all (no run, no mark).
+async fn webhook_events_are_recorded_once_and_routed_once(url: &str) {
+    use para_store::runs::{NewRun, Write};
+    use para_store::webhooks::NewWebhookEvent;
+    let a = para_store::Store::open(url).await.unwrap();
+    let b = para_store::Store::open(url).await.unwrap();
+    let event = |key: &str| NewWebhookEvent {
+        project_id: "p".into(),
+        integration: "github".into(),
+        hook: "h1".into(),
+        dedupe_key: key.into(),
+        event_type: "push".into(),
+        account: None,
+        body: serde_json::json!({"n": key}),
+        headers: serde_json::json!({}),
+    };
+    assert_eq!(
+        a.insert_webhook_events(&[event("id:1"), event("id:2")]).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(b.insert_webhook_events(&[event("id:1")]).await.unwrap(), [false], "a redelivery");
+    let mut other = event("id:1");
+    other.hook = "h2".into();
+    assert_eq!(a.insert_webhook_events(&[other]).await.unwrap(), [true], "another URL's event");
+
+    let claimed = a.claim_webhook_events("p", "A", 10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(b.claim_webhook_events("p", "B", 10, 60_000).await.unwrap().is_empty(), "leased");
+    assert!(a.claim_webhook_events("q", "A", 10, 60_000).await.unwrap().is_empty(), "per project");
+
+    let run = |id: &str| Write::Create {
+        run: NewRun {
+            id: id.into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            integration: "github".into(),
+            workflow_id: "w".into(),
+            trigger_kind: "webhook".into(),
+            trigger_input: serde_json::json!({}),
+            build_hash: "b".into(),
+            credential_id: None,
+            configuration_id: None,
+        },
+        lease: None,
+        steps: Vec::new(),
+    };
+    let routed = |event: &str, owner: &str| Write::EventRouted {
+        event_id: event.into(),
+        owner: owner.into(),
+        runs: 1,
+        note: None,
+    };
+    // B does not hold the lease: neither its run nor its mark is written.
+    let lost = b.apply(&[routed(&claimed[0].id, "B"), run("r-b")]).await.unwrap();
+    assert_eq!(lost, [false, false]);
+    assert!(a.run("p", "r-b").await.unwrap().is_none());
+    let won = a.apply(&[routed(&claimed[0].id, "A"), run("r-a")]).await.unwrap();
+    assert_eq!(won, [true, true]);
+    assert!(a.run("p", "r-a").await.unwrap().is_some());
+    // Routed once: a second routing of the same event writes nothing.
+    assert_eq!(a.apply(&[routed(&claimed[0].id, "A"), run("r-a2")]).await.unwrap(), [false, false]);
+    let listed = a.webhook_events("p", 10).await.unwrap();
+    let first = listed.iter().find(|e| e.id == claimed[0].id).unwrap();
+    assert_eq!((first.status.as_str(), first.runs), ("routed", 1));
+    assert_eq!(listed.iter().filter(|e| e.status == "pending").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_are_recorded_once_and_routed_once_on_postgres() {
+    with_fresh_db(
+        "webhook_events_are_recorded_once_and_routed_once_on_postgres",
+        |url| async move {
+            webhook_events_are_recorded_once_and_routed_once(&url).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn webhook_events_are_recorded_once_and_routed_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("para.db").display());
+    webhook_events_are_recorded_once_and_routed_once(&url).await;
+}

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod engine;
 pub mod permissions;
 pub mod triggers;
+pub mod webhooks;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub struct Worker {
     pub connect: Arc<Connect>,
     pub engine: Engine,
     pub config: WorkerConfig,
+    /// Wakes the webhook dispatcher ([`webhooks::dispatch_loop`]) when events were recorded.
+    pub webhooks_wake: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for Worker {
@@ -54,18 +57,25 @@ impl Worker {
     /// A worker over `connect`; a new connection starts the user's integration-enabled
     /// workflows from now on ([`para_connect::Hooks`]).
     pub fn new(connect: Arc<Connect>, engine: EngineConfig, config: WorkerConfig) -> Arc<Worker> {
-        let worker = Arc::new(Worker { connect, engine: Engine::new(engine), config });
+        let worker = Arc::new(Worker {
+            connect,
+            engine: Engine::new(engine),
+            config,
+            webhooks_wake: tokio::sync::Notify::new(),
+        });
         worker.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&worker))));
         worker
     }
 }
 
 /// Starts the worker's background tasks (once per worker): the engine's committer, poller and
-/// lease renewer ([`engine::start_workers`]), the cron scheduler and the polling triggers.
+/// lease renewer ([`engine::start_workers`]), the cron scheduler, the polling triggers and the
+/// webhook dispatcher.
 pub fn start(worker: &Arc<Worker>) {
     if engine::start_workers(worker) {
         tokio::spawn(triggers::cron_loop(worker.clone()));
         tokio::spawn(triggers::polling_loop(worker.clone()));
+        tokio::spawn(webhooks::dispatch_loop(worker.clone()));
     }
 }
 

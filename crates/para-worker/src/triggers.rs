@@ -28,8 +28,8 @@ pub enum Trigger {
         time_zone: String,
     },
     IntegrationEnabled,
-    /// A catalog trigger: polling ones are polled ([`polling_loop`]); webhook ones have no
-    /// receiver yet.
+    /// A catalog trigger: polling ones are polled ([`polling_loop`]); webhook ones are started
+    /// by the events the server receives ([`crate::webhooks`]).
     Integration {
         trigger: String,
         parameters: Vec<para_build::Entry>,
@@ -449,19 +449,15 @@ impl Poll<'_> {
             .unwrap_or_default();
         let mut writes = Vec::new();
         if previous.is_some() {
+            let active = Active {
+                integration: self.integration.to_string(),
+                workflow: self.workflow.clone(),
+                configuration: made.cloned(),
+            };
             for item in items.iter().filter(|i| id_of(i).is_some_and(|id| !seen.contains(&id))) {
-                let start = Start {
-                    user_id: user_id.to_string(),
-                    integration: self.integration.to_string(),
-                    workflow_id: self.workflow.id.clone(),
-                    trigger_kind: "polling".into(),
-                    // Read as `trigger.output.result`, as Paragon's generated workflows do.
-                    trigger_output: json!({ "result": item }),
-                    user: None,
-                    credential_id: made.map(|m| m.credential_id.clone()),
-                    configuration_id: made.map(|m| m.id.clone()),
-                };
-                writes.push(engine::queued(state, self.workflow, &start));
+                // Read as `trigger.output.result`, as Paragon's generated workflows do.
+                let output = json!({ "result": item });
+                writes.push(fired(state, user_id, &active, None, "polling", output));
             }
         }
         let now_seen: Vec<Value> =
@@ -490,31 +486,78 @@ impl Poll<'_> {
         user_id: &str,
         configuration: &SettingsKey,
     ) -> String {
-        let values = |workflow_id: &str| {
-            let stored = engine::settings_values(
-                &data.settings,
-                self.integration,
-                configuration,
-                workflow_id,
-            );
-            para_connect::passwords::open(state, user_id, stored).0
-        };
-        let (shared, own) = (values(""), values(&self.workflow.id));
-        let scope = para_engine::Scope {
-            shared_settings: Some(&shared),
-            workflow_settings: Some(&own),
-            user_id: Some(user_id),
-            meta: Some(&data.meta),
-            ..para_engine::Scope::default()
-        };
+        let values = parameter_values(
+            state,
+            data,
+            user_id,
+            self.integration,
+            configuration,
+            self.workflow,
+            self.parameters,
+        );
         let mut path = self.polling.path.clone();
-        for entry in self.parameters {
-            let text = para_engine::resolve_text(&entry.source, &scope);
+        for (key, text) in values {
             let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-            path = path.replace(&format!("{{{}}}", entry.key), &encoded.replace('+', "%20"));
+            path = path.replace(&format!("{{{key}}}"), &encoded.replace('+', "%20"));
         }
         path
     }
+}
+
+/// A catalog trigger's parameters as the user's workflow set them: each entry resolved in the
+/// configuration's settings (literals as they are), in order.
+pub(crate) fn parameter_values(
+    state: &Worker,
+    data: &UserData,
+    user_id: &str,
+    integration: &str,
+    configuration: &SettingsKey,
+    workflow: &Workflow,
+    parameters: &[para_build::Entry],
+) -> Vec<(String, String)> {
+    let values = |workflow_id: &str| {
+        let stored =
+            engine::settings_values(&data.settings, integration, configuration, workflow_id);
+        para_connect::passwords::open(state, user_id, stored).0
+    };
+    let (shared, own) = (values(""), values(&workflow.id));
+    let scope = para_engine::Scope {
+        shared_settings: Some(&shared),
+        workflow_settings: Some(&own),
+        user_id: Some(user_id),
+        meta: Some(&data.meta),
+        ..para_engine::Scope::default()
+    };
+    parameters
+        .iter()
+        .map(|entry| (entry.key.clone(), para_engine::resolve_text(&entry.source, &scope)))
+        .collect()
+}
+
+/// Something happened for a user that starts a workflow (a polled item, a webhook event): the
+/// run to queue, in the configuration the workflow is on in, acting with `credential` (the
+/// account the event belongs to) or the configuration's own. Polling and webhook triggers both
+/// start runs through here.
+pub(crate) fn fired(
+    state: &Worker,
+    user_id: &str,
+    active: &Active,
+    credential: Option<&str>,
+    trigger_kind: &str,
+    output: Value,
+) -> para_store::runs::Write {
+    let made = active.configuration.as_ref();
+    let start = Start {
+        user_id: user_id.to_string(),
+        integration: active.integration.clone(),
+        workflow_id: active.workflow.id.clone(),
+        trigger_kind: trigger_kind.into(),
+        trigger_output: output,
+        user: None,
+        credential_id: made.map(|m| m.credential_id.clone()).or(credential.map(str::to_string)),
+        configuration_id: made.map(|m| m.id.clone()),
+    };
+    engine::queued(state, &active.workflow, &start)
 }
 
 #[cfg(test)]

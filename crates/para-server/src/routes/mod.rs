@@ -1,5 +1,6 @@
 //! The JSON APIs `para serve` answers: the Connect API the SDK calls (`api`), configurations,
-//! OAuth, event and request triggers, trigger types, history, resources, and the proxy.
+//! OAuth, event and request triggers, trigger types, history, resources, providers' webhooks,
+//! and the proxy.
 //!
 //! No module here imports `crate::pages`: a page may call a route's helpers, never the other
 //! way round (`crates/para-cli/tests/it/module_graph.rs` checks it).
@@ -22,6 +23,7 @@ pub(crate) mod resources;
 pub(crate) mod sdk_inputs;
 pub(crate) mod trigger_types;
 pub(crate) mod triggers;
+pub(crate) mod webhooks;
 
 /// Every JSON route but the proxy's (the proxy is served before routing, `server.rs`), with
 /// the OpenAPI document that describes them ([`crate::openapi`]): each module registers its
@@ -37,6 +39,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(triggers::routes())
         .merge(trigger_types::routes())
         .merge(resources::routes())
+        .merge(webhooks::routes())
 }
 
 /// The whole document: the fixed parts, every route of [`routes`], the shared

@@ -303,6 +303,7 @@ async fn the_oauth_callback_needs_a_fresh_state_and_the_browser_that_started_it(
         authorize_url: Some(format!("{provider_base}/authorize")),
         token_url: Some(format!("{provider_base}/token")),
         api_base_url: Some(format!("{provider_base}/api")),
+        webhook_secret: None,
     };
     let server = TestServer::builder(build()).oauth_client(CODE, client).start().await;
     let state = &server.state;

@@ -582,6 +582,23 @@ async fn every_json_route_is_documented_and_answers_as_documented() {
         let template = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}";
         c.check(method, template, 501, &body);
     }
+    // Providers' webhooks (the build has no integration that receives them: 404; their
+    // successes are checked in webhooks.rs).
+    for method in ["GET", "POST", "PUT"] {
+        for (template, path) in [
+            ("/webhooks/{project}/{integration}", format!("/webhooks/{PROJECT}/slack")),
+            ("/webhooks/{project}/{integration}/{hook}", format!("/webhooks/{PROJECT}/slack/h-1")),
+        ] {
+            let response = http
+                .request(method.parse().unwrap(), format!("{}{path}", s.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 404, "{method} {path}");
+            let body: Value = response.json().await.unwrap();
+            c.check(method, template, 404, &body);
+        }
+    }
 
     // Task history.
     let history = p("/task-history/workflow-executions");

@@ -620,6 +620,7 @@ async fn connecting_with_oauth_comes_back_to_the_portal_page() {
         authorize_url: Some(format!("{provider}/authorize")),
         token_url: Some(format!("{provider}/token")),
         api_base_url: Some(format!("{provider}/api")),
+        webhook_secret: None,
     };
     let server: Server =
         TestServer::builder(build()).oauth_client(ACME, client).start().await.into();

@@ -1,0 +1,307 @@
+//! Webhook events and per-account webhook URLs (issue 21).
+//!
+//! - [`Store::insert_webhook_events`] records a delivery's events before the provider is
+//!   answered; a second delivery of an event (same integration, URL and key) records nothing.
+//! - [`Store::claim_webhook_events`] leases pending events to a dispatcher (PostgreSQL: `FOR
+//!   UPDATE SKIP LOCKED`); an expired lease (a crashed process) makes them claimable again.
+//! - [`crate::runs::Write::EventRouted`], applied with the runs the event starts, marks it
+//!   routed under its lease: the runs and the mark commit together or not at all.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::{Backend, Result, Store, json, now_ms};
+
+/// An event to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWebhookEvent {
+    pub project_id: String,
+    pub integration: String,
+    /// `""`: the integration's app-level URL; otherwise the hook's id.
+    pub hook: String,
+    /// `id:<provider id>` or `sha256:<hex>`.
+    pub dedupe_key: String,
+    pub event_type: String,
+    pub account: Option<String>,
+    pub body: Value,
+    /// The request's headers (those that carry credentials left out).
+    pub headers: Value,
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    pub id: String,
+    pub project_id: String,
+    pub integration: String,
+    pub hook: String,
+    pub dedupe_key: String,
+    pub event_type: String,
+    pub account: Option<String>,
+    pub body: Value,
+    pub headers: Value,
+    pub received_at: i64,
+    /// `pending` or `routed`.
+    pub status: String,
+    pub runs: i64,
+    pub note: Option<String>,
+}
+
+const EVENT_COLUMNS: &str = "id, project_id, integration, hook, dedupe_key, event_type, account, body, headers, received_at, status, runs, note";
+
+fn event_row(r: &sqlx::any::AnyRow) -> Result<WebhookEvent> {
+    Ok(WebhookEvent {
+        id: r.get(0),
+        project_id: r.get(1),
+        integration: r.get(2),
+        hook: r.get(3),
+        dedupe_key: r.get(4),
+        event_type: r.get(5),
+        account: r.get(6),
+        body: json(&r.get::<String, _>(7))?,
+        headers: json(&r.get::<String, _>(8))?,
+        received_at: r.get(9),
+        status: r.get(10),
+        runs: r.get(11),
+        note: r.get(12),
+    })
+}
+
+/// A per-account webhook URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    /// The URL's secret part: `/webhooks/{project}/{integration}/{id}`.
+    pub id: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub integration: String,
+    pub credential_id: String,
+    /// `""`: every workflow of the account.
+    pub workflow_id: String,
+    /// `""`: the integration-level settings.
+    pub configuration_id: String,
+    /// The URL's signing secret, sealed.
+    pub secret: Option<String>,
+    pub remote_id: Option<String>,
+    /// `pending`, `active`, `failed` or `removed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const HOOK_COLUMNS: &str = "id, project_id, user_id, integration, credential_id, workflow_id, configuration_id, secret, remote_id, status, error, expires_at, created_at, updated_at";
+
+fn hook_row(r: &sqlx::any::AnyRow) -> Hook {
+    Hook {
+        id: r.get(0),
+        project_id: r.get(1),
+        user_id: r.get(2),
+        integration: r.get(3),
+        credential_id: r.get(4),
+        workflow_id: r.get(5),
+        configuration_id: r.get(6),
+        secret: r.get(7),
+        remote_id: r.get(8),
+        status: r.get(9),
+        error: r.get(10),
+        expires_at: r.get(11),
+        created_at: r.get(12),
+        updated_at: r.get(13),
+    }
+}
+
+impl Store {
+    /// Records events in one transaction; for each, true if it is new, false if that event was
+    /// recorded before (a redelivery).
+    pub async fn insert_webhook_events(&self, events: &[NewWebhookEvent]) -> Result<Vec<bool>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let added = sqlx::query(
+                "INSERT INTO webhook_events (id, project_id, integration, hook, dedupe_key, event_type, account, body, headers, received_at, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending')
+                 ON CONFLICT (project_id, integration, hook, dedupe_key) DO NOTHING",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&e.project_id)
+            .bind(&e.integration)
+            .bind(&e.hook)
+            .bind(&e.dedupe_key)
+            .bind(&e.event_type)
+            .bind(e.account.as_deref())
+            .bind(e.body.to_string())
+            .bind(e.headers.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            out.push(added == 1);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Leases up to `limit` pending events of the project to `owner` for `lease_ms`, oldest
+    /// first.
+    pub async fn claim_webhook_events(
+        &self,
+        project_id: &str,
+        owner: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<WebhookEvent>> {
+        let now = now_ms();
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE webhook_events SET lease_owner = $1, lease_until = $2
+             WHERE id IN (
+               SELECT id FROM webhook_events
+               WHERE project_id = $3 AND status = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+               ORDER BY received_at LIMIT $5{lock})
+             RETURNING {EVENT_COLUMNS}"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(project_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events: Vec<WebhookEvent> = rows.iter().map(event_row).collect::<Result<_>>()?;
+        events.sort_by_key(|e| e.received_at);
+        Ok(events)
+    }
+
+    /// The project's events, newest first (at most `limit`).
+    pub async fn webhook_events(&self, project_id: &str, limit: i64) -> Result<Vec<WebhookEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE project_id = $1 ORDER BY received_at DESC LIMIT $2"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// Records a per-account webhook URL.
+    pub async fn insert_hook(&self, hook: &Hook) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_hooks (id, project_id, user_id, integration, credential_id, workflow_id, configuration_id, secret, remote_id, status, error, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&hook.id)
+        .bind(&hook.project_id)
+        .bind(&hook.user_id)
+        .bind(&hook.integration)
+        .bind(&hook.credential_id)
+        .bind(&hook.workflow_id)
+        .bind(&hook.configuration_id)
+        .bind(hook.secret.as_deref())
+        .bind(hook.remote_id.as_deref())
+        .bind(&hook.status)
+        .bind(hook.error.as_deref())
+        .bind(hook.expires_at)
+        .bind(hook.created_at)
+        .bind(hook.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A hook of the project by its id (the URL's secret part).
+    pub async fn hook(&self, project_id: &str, id: &str) -> Result<Option<Hook>> {
+        let sql =
+            format!("SELECT {HOOK_COLUMNS} FROM webhook_hooks WHERE project_id = $1 AND id = $2");
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.as_ref().map(hook_row))
+    }
+
+    /// A user's hooks of an integration.
+    pub async fn hooks_of_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+    ) -> Result<Vec<Hook>> {
+        let sql = format!(
+            "SELECT {HOOK_COLUMNS} FROM webhook_hooks WHERE project_id = $1 AND user_id = $2 AND integration = $3 ORDER BY created_at"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(integration)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(hook_row).collect())
+    }
+
+    /// The user a credential of the project belongs to.
+    pub async fn credential_owner(&self, project_id: &str, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT user_id FROM credentials WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The credentials of the integration (any user of the project) whose provider data holds
+    /// `value` at the dotted `path`: the accounts an app-level event belongs to. Returns
+    /// `(user_id, credential_id)` of valid credentials.
+    pub async fn credentials_with_account(
+        &self,
+        project_id: &str,
+        integration: &str,
+        path: &str,
+        value: &str,
+    ) -> Result<Vec<(String, String)>> {
+        // Provider data is JSON text in both backends; the match is made here, not in SQL,
+        // so the two stay alike. A cheap text filter first keeps the rows read few.
+        let rows = sqlx::query(
+            "SELECT user_id, id, provider_data FROM credentials
+             WHERE project_id = $1 AND integration = $2 AND status = $3 AND provider_data LIKE $4",
+        )
+        .bind(project_id)
+        .bind(integration)
+        .bind(crate::CredentialStatus::Valid.as_str())
+        .bind(format!("%{}%", like_escape(value)))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let data = json(&r.get::<String, _>(2))?;
+            let found =
+                path.split('.').try_fold(&data, |v, segment| v.get(segment)).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+            if found.as_deref() == Some(value) {
+                out.push((r.get(0), r.get(1)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `value` for a `LIKE` pattern where `%` and `_` match themselves: they are replaced by `_`
+/// (any one character), which only widens the pre-filter; the exact match follows.
+fn like_escape(value: &str) -> String {
+    value.replace(['%', '_', '\\'], "_")
+}
