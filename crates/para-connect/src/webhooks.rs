@@ -359,7 +359,18 @@ pub fn secret(
 
 /// A hook's signing secret sealed for the store (bound to the project and the hook).
 pub fn seal_hook_secret(connect: &crate::Connect, hook_id: &str, secret: &[u8]) -> String {
-    connect.secrets.seal(secret, hook_aad(&connect.project_id, hook_id).as_bytes())
+    seal_hook_secret_with(&connect.secrets, &connect.project_id, hook_id, secret)
+}
+
+/// [`seal_hook_secret`] with the server's key and project id given (for tools and tests that
+/// write a hook without a running server).
+pub fn seal_hook_secret_with(
+    secrets: &para_auth::SecretKey,
+    project_id: &str,
+    hook_id: &str,
+    secret: &[u8],
+) -> String {
+    secrets.seal(secret, hook_aad(project_id, hook_id).as_bytes())
 }
 
 fn open_hook_secret(

@@ -17,4 +17,5 @@ mod portal_browser;
 mod runs;
 mod scaffold;
 mod tidy;
+mod webhook_crash;
 mod wizard;
