@@ -437,8 +437,22 @@ impl Check<'_> {
                         }
                         self.locator(&format!("{what} webhook.filter.{name}"), locator);
                     }
-                    for locator in webhook.when.keys() {
+                    for (locator, value) in &webhook.when {
                         self.locator(&format!("{what} webhook.when"), locator);
+                        match placeholders(value) {
+                            Ok(names) => {
+                                for name in names {
+                                    if !trigger.parameters.iter().any(|p| p.name == name) {
+                                        self.problem(format_args!(
+                                            "{what}: `webhook.when` value `{value}` names `{{{name}}}`, which is not a parameter"
+                                        ));
+                                    }
+                                }
+                            }
+                            Err(e) => self.problem(format_args!(
+                                "{what}: `webhook.when` value `{value}`: {e}"
+                            )),
+                        }
                     }
                     if let Some(path) = &webhook.subscribe {
                         self.path(&format!("{what} webhook.subscribe"), path);
@@ -515,7 +529,17 @@ impl Check<'_> {
         }
         if let Some(a) = &w.account {
             self.locator("webhooks.account.from", &a.from);
-            self.nonempty("webhooks.account.credential", &a.credential);
+            let field = a.credential.split('.').next().unwrap_or_default();
+            let connect_field = i.auth.fields().iter().any(|f| f.key == field && !f.secret);
+            if !(a.credential.starts_with("account.")
+                || a.credential.starts_with("token.")
+                || connect_field)
+            {
+                self.problem(format_args!(
+                    "webhooks.account.credential `{}`: name `account.<field>` (the account lookup), `token.<field>` (the OAuth token response) or a non-secret connect field",
+                    a.credential
+                ));
+            }
         }
         if w.level == WebhookLevel::App && w.account.is_none() {
             self.problem(
@@ -525,7 +549,8 @@ impl Check<'_> {
         if w.level == WebhookLevel::App && w.setup.trim().is_empty() {
             self.problem("webhooks: `level = \"app\"` needs `setup` (what to configure in the provider's console)");
         }
-        if has_webhook_triggers && w.event_type.is_none() {
+        let typed = i.triggers.iter().filter_map(|t| t.webhook.as_ref()).any(|h| h.event != "*");
+        if has_webhook_triggers && typed && w.event_type.is_none() {
             self.problem("webhooks: `event_type` is needed to tell triggers apart");
         }
     }
