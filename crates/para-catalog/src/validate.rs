@@ -481,7 +481,14 @@ impl Check<'_> {
     fn webhooks(&mut self, i: &Integration) {
         use crate::{SecretSource, SignatureScheme, WebhookLevel};
         let has_webhook_triggers = i.triggers.iter().any(|t| t.kind == TriggerKind::Webhook);
-        let Some(w) = &i.webhooks else { return };
+        let Some(w) = &i.webhooks else {
+            if has_webhook_triggers {
+                self.problem(
+                    "webhook triggers need a `[webhooks]` table (how the provider delivers them)",
+                );
+            }
+            return;
+        };
         let s = &w.signature;
         match s.scheme {
             SignatureScheme::HmacSha256 | SignatureScheme::HmacSha1 | SignatureScheme::Token => {
@@ -550,7 +557,7 @@ impl Check<'_> {
             self.problem("webhooks: `level = \"app\"` needs `setup` (what to configure in the provider's console)");
         }
         let typed = i.triggers.iter().filter_map(|t| t.webhook.as_ref()).any(|h| h.event != "*");
-        if has_webhook_triggers && typed && w.event_type.is_none() {
+        if typed && w.event_type.is_none() {
             self.problem("webhooks: `event_type` is needed to tell triggers apart");
         }
     }
@@ -754,5 +761,66 @@ parameters = [
         }
         let unknown = validate_file("acme", "key = \"acme\"\nnmae = \"x\"\n").join("\n");
         assert!(unknown.contains("unknown field `nmae`"), "{unknown}");
+    }
+    /// A webhook integration as the tests below vary it: one trigger with a `repo` parameter.
+    fn hooked(trigger: &str, webhooks: &str) -> String {
+        format!(
+            r##"
+key = "acme"
+name = "Acme"
+category = "CRM"
+accent_color = "#112233"
+description = "x"
+docs_url = "https://acme.example.com"
+[auth]
+type = "api_key"
+fields = [{{ key = "apiKey", label = "Key", secret = true }}, {{ key = "region", label = "Region" }}]
+[api]
+base_url = "https://api.acme.example.com"
+headers = {{ "X-Key" = "{{apiKey}}", "X-Region" = "{{region}}" }}
+[[triggers]]
+name = "pushed"
+intent = "PUSHED"
+title = "Pushed"
+kind = "webhook"
+webhook = {trigger}
+parameters = [{{ name = "repo", type = "string" }}]
+{webhooks}
+"##
+        )
+    }
+
+    #[test]
+    fn webhook_triggers_need_a_consistent_webhooks_table() {
+        let ok = "[webhooks]\nlevel = \"user\"\nsignature = { scheme = \"url_secret\" }\nevent_type = \"body:type\"";
+        let good = hooked(r#"{ event = "push", when = { "body:full_name" = "acme/{repo}" } }"#, ok);
+        assert_eq!(validate_file("acme", &good), Vec::<String>::new());
+
+        let missing = validate_file("acme", &hooked(r#"{ event = "push" }"#, "")).join("\n");
+        assert!(missing.contains("webhook triggers need a `[webhooks]` table"), "{missing}");
+
+        let bad_when =
+            hooked(r#"{ event = "push", when = { "body:full_name" = "{owner}/{repo}" } }"#, ok);
+        let problems = validate_file("acme", &bad_when).join("\n");
+        assert!(problems.contains("names `{owner}`, which is not a parameter"), "{problems}");
+
+        // Dropbox-like: no event type, every trigger listens to `*`; accounts from the token.
+        let untyped = "[webhooks]\nlevel = \"app\"\nsignature = { scheme = \"hmac_sha256\", from = \"header:X-Sig\", secret = \"client_secret\", secret_encoding = \"hex\" }\naccount = { from = \"body:\", credential = \"token.account_id\" }\nsetup = \"Set the URL.\"";
+        let any = validate_file("acme", &hooked(r#"{ event = "*" }"#, untyped));
+        assert_eq!(any, Vec::<String>::new());
+        let typed = validate_file("acme", &hooked(r#"{ event = "push" }"#, untyped)).join("\n");
+        assert!(typed.contains("`event_type` is needed"), "{typed}");
+
+        for (credential, fine) in [
+            ("account.id", true),
+            ("token.account_id", true),
+            ("region", true),
+            ("apiKey", false),
+            ("teamId", false),
+        ] {
+            let table = untyped.replace("token.account_id", credential);
+            let problems = validate_file("acme", &hooked(r#"{ event = "*" }"#, &table)).join("\n");
+            assert_eq!(problems.is_empty(), fine, "{credential}: {problems}");
+        }
     }
 }
