@@ -317,7 +317,10 @@ pub struct Webhook {
     #[serde(default)]
     pub filter: BTreeMap<String, String>,
     /// Fixed conditions, locator → value, an event must meet besides its type:
-    /// `{ "body:event.channel_type" = "im" }`.
+    /// `{ "body:event.channel_type" = "im" }`. A value may name trigger parameters as `{name}`,
+    /// filled from the workflow's parameters before comparing, where the event holds them
+    /// combined: `{ "body:repository.full_name" = "{workspace}/{repoSlug}" }`; a condition whose
+    /// parameter the workflow left unset is skipped.
     #[serde(default)]
     pub when: BTreeMap<String, String>,
 }
@@ -334,7 +337,11 @@ impl Webhook {
 /// Values that say where something is in a request are *locators*: `header:<Name>`,
 /// `query:<name>` or `body:<dotted.path>` (`body:` alone is the whole body); several separated
 /// by `|` are tried in order. Inside a batch (several events in one request), `body:` paths are
-/// read from each event.
+/// read from each event. A path segment that is a number indexes an array
+/// (`body:history_items.0.id`). A form body (`application/x-www-form-urlencoded`, as Mailchimp
+/// and ActiveCampaign send) is read as an object of its fields, a bracketed name being a path:
+/// `data[list_id]=…` is `body:data.list_id`. Values are compared as text (a JSON number `42`
+/// equals the parameter `"42"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhooks {
@@ -346,7 +353,8 @@ pub struct Webhooks {
     pub signature: Signature,
     /// Where each event's id is: a second delivery of the same id starts nothing.
     pub event_id: Option<String>,
-    /// Where the event's type is, matched against each trigger's `webhook.event`.
+    /// Where the event's type is, matched against each trigger's `webhook.event`. Needed unless
+    /// every trigger listens to `*` (Dropbox's notifications carry no type).
     pub event_type: Option<String>,
     /// Where the account the event belongs to is, and the credential field it must equal.
     pub account: Option<AccountMatch>,
@@ -400,6 +408,11 @@ pub struct Signature {
     /// client secret (`client_secret`), or the secret made for each registered URL (`hook`).
     #[serde(default)]
     pub secret: SecretSource,
+    /// How the secret's text becomes the HMAC key: as its bytes (`text`, the default), or
+    /// decoded from hex (`hex`: Close hands out its signature keys hex-encoded and signs with the
+    /// decoded bytes) or base64 (`base64`).
+    #[serde(default)]
+    pub secret_encoding: SecretEncoding,
 }
 
 fn body_template() -> String {
@@ -435,6 +448,22 @@ pub enum TimestampUnit {
     #[default]
     Seconds,
     Milliseconds,
+    /// An RFC 3339 date and time (`2026-01-01T00:00:00-08:00`): Box's `BOX-DELIVERY-TIMESTAMP`.
+    /// Signed as the text received.
+    Rfc3339,
+}
+
+/// How a webhook secret's text is turned into the HMAC key ([`Signature::secret_encoding`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretEncoding {
+    /// The secret's UTF-8 bytes.
+    #[default]
+    Text,
+    /// The bytes the secret spells in hex.
+    Hex,
+    /// The bytes the secret spells in standard base64.
+    Base64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -448,7 +477,10 @@ pub enum SecretSource {
 
 /// `account = { from = "body:team_id", credential = "account.teamId" }`: the event's account id
 /// and the dotted path in a credential's provider data (its `account` lookup and non-secret
-/// connect fields) that must equal it.
+/// connect fields) that must equal it. `token.<field>` names a field of the OAuth token
+/// response (`token.account_id` for Dropbox, `token.workspace_id` for Notion, whose accounts
+/// cannot be looked up with a `GET`): para keeps that one non-secret field in the credential's
+/// provider data when connecting, so events can be routed without opening the secret.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountMatch {
@@ -478,6 +510,15 @@ pub enum Challenge {
     Trello,
     /// Google push channels: `X-Goog-Resource-State: sync` when the channel opens, answered 200.
     Google,
+    /// Mailchimp: a `GET` to the URL when the webhook is made, answered 200 (a webhook whose
+    /// URL does not answer it is not created).
+    Mailchimp,
+    /// Notion: an unsigned `{"verification_token":…}` POSTed once when the subscription is made,
+    /// answered 200 without starting anything. The token is the secret later events are signed
+    /// with: the company copies it into the integration's settings (to verify the subscription)
+    /// and into para as the webhook secret. para shows it to the company's admins (never logs
+    /// it), and only while no webhook secret is set.
+    Notion,
 }
 
 /// A polling trigger: `GET path` every `interval_seconds`; `items` is the dotted path to the

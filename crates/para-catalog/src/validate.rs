@@ -437,8 +437,22 @@ impl Check<'_> {
                         }
                         self.locator(&format!("{what} webhook.filter.{name}"), locator);
                     }
-                    for locator in webhook.when.keys() {
+                    for (locator, value) in &webhook.when {
                         self.locator(&format!("{what} webhook.when"), locator);
+                        match placeholders(value) {
+                            Ok(names) => {
+                                for name in names {
+                                    if !trigger.parameters.iter().any(|p| p.name == name) {
+                                        self.problem(format_args!(
+                                            "{what}: `webhook.when` value `{value}` names `{{{name}}}`, which is not a parameter"
+                                        ));
+                                    }
+                                }
+                            }
+                            Err(e) => self.problem(format_args!(
+                                "{what}: `webhook.when` value `{value}`: {e}"
+                            )),
+                        }
                     }
                     if let Some(path) = &webhook.subscribe {
                         self.path(&format!("{what} webhook.subscribe"), path);
@@ -467,7 +481,14 @@ impl Check<'_> {
     fn webhooks(&mut self, i: &Integration) {
         use crate::{SecretSource, SignatureScheme, WebhookLevel};
         let has_webhook_triggers = i.triggers.iter().any(|t| t.kind == TriggerKind::Webhook);
-        let Some(w) = &i.webhooks else { return };
+        let Some(w) = &i.webhooks else {
+            if has_webhook_triggers {
+                self.problem(
+                    "webhook triggers need a `[webhooks]` table (how the provider delivers them)",
+                );
+            }
+            return;
+        };
         let s = &w.signature;
         match s.scheme {
             SignatureScheme::HmacSha256 | SignatureScheme::HmacSha1 | SignatureScheme::Token => {
@@ -515,7 +536,17 @@ impl Check<'_> {
         }
         if let Some(a) = &w.account {
             self.locator("webhooks.account.from", &a.from);
-            self.nonempty("webhooks.account.credential", &a.credential);
+            let field = a.credential.split('.').next().unwrap_or_default();
+            let connect_field = i.auth.fields().iter().any(|f| f.key == field && !f.secret);
+            if !(a.credential.starts_with("account.")
+                || a.credential.starts_with("token.")
+                || connect_field)
+            {
+                self.problem(format_args!(
+                    "webhooks.account.credential `{}`: name `account.<field>` (the account lookup), `token.<field>` (the OAuth token response) or a non-secret connect field",
+                    a.credential
+                ));
+            }
         }
         if w.level == WebhookLevel::App && w.account.is_none() {
             self.problem(
@@ -525,7 +556,8 @@ impl Check<'_> {
         if w.level == WebhookLevel::App && w.setup.trim().is_empty() {
             self.problem("webhooks: `level = \"app\"` needs `setup` (what to configure in the provider's console)");
         }
-        if has_webhook_triggers && w.event_type.is_none() {
+        let typed = i.triggers.iter().filter_map(|t| t.webhook.as_ref()).any(|h| h.event != "*");
+        if typed && w.event_type.is_none() {
             self.problem("webhooks: `event_type` is needed to tell triggers apart");
         }
     }
@@ -729,5 +761,66 @@ parameters = [
         }
         let unknown = validate_file("acme", "key = \"acme\"\nnmae = \"x\"\n").join("\n");
         assert!(unknown.contains("unknown field `nmae`"), "{unknown}");
+    }
+    /// A webhook integration as the tests below vary it: one trigger with a `repo` parameter.
+    fn hooked(trigger: &str, webhooks: &str) -> String {
+        format!(
+            r##"
+key = "acme"
+name = "Acme"
+category = "CRM"
+accent_color = "#112233"
+description = "x"
+docs_url = "https://acme.example.com"
+[auth]
+type = "api_key"
+fields = [{{ key = "apiKey", label = "Key", secret = true }}, {{ key = "region", label = "Region" }}]
+[api]
+base_url = "https://api.acme.example.com"
+headers = {{ "X-Key" = "{{apiKey}}", "X-Region" = "{{region}}" }}
+[[triggers]]
+name = "pushed"
+intent = "PUSHED"
+title = "Pushed"
+kind = "webhook"
+webhook = {trigger}
+parameters = [{{ name = "repo", type = "string" }}]
+{webhooks}
+"##
+        )
+    }
+
+    #[test]
+    fn webhook_triggers_need_a_consistent_webhooks_table() {
+        let ok = "[webhooks]\nlevel = \"user\"\nsignature = { scheme = \"url_secret\" }\nevent_type = \"body:type\"";
+        let good = hooked(r#"{ event = "push", when = { "body:full_name" = "acme/{repo}" } }"#, ok);
+        assert_eq!(validate_file("acme", &good), Vec::<String>::new());
+
+        let missing = validate_file("acme", &hooked(r#"{ event = "push" }"#, "")).join("\n");
+        assert!(missing.contains("webhook triggers need a `[webhooks]` table"), "{missing}");
+
+        let bad_when =
+            hooked(r#"{ event = "push", when = { "body:full_name" = "{owner}/{repo}" } }"#, ok);
+        let problems = validate_file("acme", &bad_when).join("\n");
+        assert!(problems.contains("names `{owner}`, which is not a parameter"), "{problems}");
+
+        // Dropbox-like: no event type, every trigger listens to `*`; accounts from the token.
+        let untyped = "[webhooks]\nlevel = \"app\"\nsignature = { scheme = \"hmac_sha256\", from = \"header:X-Sig\", secret = \"client_secret\", secret_encoding = \"hex\" }\naccount = { from = \"body:\", credential = \"token.account_id\" }\nsetup = \"Set the URL.\"";
+        let any = validate_file("acme", &hooked(r#"{ event = "*" }"#, untyped));
+        assert_eq!(any, Vec::<String>::new());
+        let typed = validate_file("acme", &hooked(r#"{ event = "push" }"#, untyped)).join("\n");
+        assert!(typed.contains("`event_type` is needed"), "{typed}");
+
+        for (credential, fine) in [
+            ("account.id", true),
+            ("token.account_id", true),
+            ("region", true),
+            ("apiKey", false),
+            ("teamId", false),
+        ] {
+            let table = untyped.replace("token.account_id", credential);
+            let problems = validate_file("acme", &hooked(r#"{ event = "*" }"#, &table)).join("\n");
+            assert_eq!(problems.is_empty(), fine, "{credential}: {problems}");
+        }
     }
 }
