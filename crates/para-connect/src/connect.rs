@@ -377,7 +377,18 @@ pub async fn store_connection(
     let sealed = refresh::seal(state, user_id, &connector.key, &material);
     let status =
         if problem.is_some() { CredentialStatus::Invalid } else { CredentialStatus::Valid };
-    let provider_data = serde_json::json!({ "account": material.account });
+    let mut provider_data = serde_json::json!({ "account": material.account });
+    // The token response's field that names the account webhooks are routed by
+    // (`[webhooks] account.credential = "token.<field>"`): not a secret, kept in the clear.
+    let routed_by = para_catalog::lookup(&connector.key)
+        .and_then(|c| c.webhooks.as_ref())
+        .and_then(|w| w.account.as_ref())
+        .and_then(|a| a.credential.strip_prefix("token."));
+    if let Some(field) = routed_by
+        && let Some(value) = material.token.get(field)
+    {
+        provider_data["token"] = serde_json::json!({ field: value });
+    }
     let credential = state
         .store
         .insert_credential(&para_store::NewCredential {

@@ -58,8 +58,36 @@ impl Incoming<'_> {
         {
             return value;
         }
-        Value::Object(fields.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        let mut object = Map::new();
+        for (name, value) in fields {
+            insert_form_field(&mut object, &name, value);
+        }
+        Value::Object(object)
     }
+}
+
+/// A form field into `object`, a bracketed name as a path: `data[merges][EMAIL]=…` is
+/// `{"data": {"merges": {"EMAIL": …}}}` (how Mailchimp and ActiveCampaign post).
+fn insert_form_field(object: &mut Map<String, Value>, name: &str, value: String) {
+    let mut parts = Vec::new();
+    match name.split_once('[') {
+        Some((head, rest)) if rest.ends_with(']') => {
+            parts.push(head.to_string());
+            parts.extend(rest[..rest.len() - 1].split("][").map(str::to_string));
+        }
+        _ => parts.push(name.to_string()),
+    }
+    let mut at = object;
+    let last = parts.pop().unwrap_or_default();
+    for part in parts {
+        let slot = at.entry(part).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(next) = slot else { return };
+        at = next;
+    }
+    at.insert(last, Value::String(value));
 }
 
 /// Why a request was refused (answered 401 and counted, never stored).
@@ -119,6 +147,9 @@ pub enum Handshake {
     JsonWithHeader(Value, &'static str, String),
     /// 200, empty.
     Empty,
+    /// 200, empty, and the request is kept as an event of type `verification` (Notion's
+    /// verification token, which the company's admin needs to read once).
+    Keep,
 }
 
 /// A handshake that carries no signature (it is answered before the signature is checked):
@@ -132,6 +163,12 @@ pub fn unsigned_handshake(spec: &Spec, request: &Incoming) -> Option<Handshake> 
             request.query("challenge").and_then(echo).map(Handshake::Text)
         }
         Challenge::Trello if request.method == "HEAD" => Some(Handshake::Empty),
+        Challenge::Mailchimp if request.method == "GET" => Some(Handshake::Empty),
+        Challenge::Notion => {
+            let body = request.json();
+            body.get("verification_token")?.as_str()?;
+            (body.as_object()?.len() == 1).then_some(Handshake::Keep)
+        }
         Challenge::Google => {
             (request.header("x-goog-resource-state") == Some("sync")).then_some(Handshake::Empty)
         }
@@ -242,14 +279,14 @@ pub fn verify(
         || signature.timestamp_key.is_some();
     if timed {
         let stamp = timestamp.as_deref().ok_or_else(|| Refused::Unsigned("no timestamp".into()))?;
-        let seconds = stamp
-            .trim()
-            .parse::<i64>()
-            .map(|t| match signature.timestamp_unit {
-                TimestampUnit::Seconds => t,
-                TimestampUnit::Milliseconds => t / 1000,
-            })
-            .map_err(|_| Refused::Unsigned(format!("the timestamp `{stamp}` is not a number")))?;
+        let seconds = match signature.timestamp_unit {
+            TimestampUnit::Seconds => stamp.trim().parse::<i64>().ok(),
+            TimestampUnit::Milliseconds => stamp.trim().parse::<i64>().ok().map(|t| t / 1000),
+            TimestampUnit::Rfc3339 => {
+                chrono::DateTime::parse_from_rfc3339(stamp.trim()).ok().map(|t| t.timestamp())
+            }
+        }
+        .ok_or_else(|| Refused::Unsigned(format!("the timestamp `{stamp}` cannot be read")))?;
         let age = now.saturating_sub(seconds);
         if age.unsigned_abs() > u64::from(signature.tolerance_seconds) {
             return Err(Refused::Stale {
@@ -336,7 +373,7 @@ pub fn secret(
             "no {what} is configured for {integration}: set PARA_OAUTH_{key}_{var} (or `{field}` in .para/oauth-clients.json)"
         ))
     };
-    match signature.secret {
+    let text = match signature.secret {
         SecretSource::App => client
             .and_then(|c| c.webhook_secret.clone())
             .filter(|s| !s.is_empty())
@@ -354,7 +391,21 @@ pub fn secret(
             })?;
             open_hook_secret(connect, &hook.id, sealed).map(Some)
         }
-    }
+    }?;
+    let Some(text) = text else { return Ok(None) };
+    let key = match signature.secret_encoding {
+        para_catalog::SecretEncoding::Text => Some(text),
+        para_catalog::SecretEncoding::Hex => std::str::from_utf8(&text).ok().and_then(unhex),
+        para_catalog::SecretEncoding::Base64 => {
+            base64::engine::general_purpose::STANDARD.decode(&text).ok()
+        }
+    };
+    key.map(Some).ok_or_else(|| {
+        Refused::NoSecret(format!(
+            "the webhook secret of {integration} is not valid {:?}",
+            signature.secret_encoding
+        ))
+    })
 }
 
 /// A hook's signing secret sealed for the store (bound to the project and the hook).
@@ -607,5 +658,50 @@ mod tests {
         assert!(a[0].key.starts_with("sha256:"));
         assert_ne!(a[0].key, b[0].key);
         assert_eq!(a[0].account.as_deref(), Some("A"));
+    }
+
+    #[test]
+    fn box_signs_body_then_an_rfc3339_timestamp() {
+        let s = spec("box");
+        let body = br#"{"id":"e1","trigger":"FILE.UPLOADED"}"#;
+        let now = 1_800_000_000;
+        let stamp = chrono::DateTime::from_timestamp(now - 60, 0).unwrap().to_rfc3339();
+        let mut m = body.to_vec();
+        m.extend_from_slice(stamp.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac(b"primary", &m));
+        let headers = h(&[("BOX-SIGNATURE-PRIMARY", &sig), ("BOX-DELIVERY-TIMESTAMP", &stamp)]);
+        assert_eq!(
+            verify(&s.signature, Some(b"primary"), &request(&headers, &[], body), now),
+            Ok(())
+        );
+        let late = now + 601;
+        assert!(matches!(
+            verify(&s.signature, Some(b"primary"), &request(&headers, &[], body), late),
+            Err(Refused::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn mailchimp_checks_with_a_get_and_posts_bracketed_forms() {
+        let s = spec("mailchimp");
+        let get = Incoming { method: "GET", ..request(&[], &[], b"") };
+        assert_eq!(unsigned_handshake(&s, &get), Some(Handshake::Empty));
+        let body = b"type=subscribe&data%5Bmerges%5D%5BEMAIL%5D=a%40b.c&data%5Blist_id%5D=L1";
+        let r = request(&[], &[], body);
+        assert_eq!(unsigned_handshake(&s, &r), None);
+        assert_eq!(
+            r.json(),
+            json!({"type": "subscribe", "data": {"merges": {"EMAIL": "a@b.c"}, "list_id": "L1"}})
+        );
+        assert_eq!(events(&s, &r)[0].kind, "subscribe");
+    }
+
+    #[test]
+    fn notions_verification_token_is_kept_not_run() {
+        let s = spec("notion");
+        let r = request(&[], &[], br#"{"verification_token":"secret_abc"}"#);
+        assert_eq!(unsigned_handshake(&s, &r), Some(Handshake::Keep));
+        let event = request(&[], &[], br#"{"verification_token":"x","type":"page.created"}"#);
+        assert_eq!(unsigned_handshake(&s, &event), None);
     }
 }

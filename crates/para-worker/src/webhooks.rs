@@ -217,8 +217,9 @@ fn listens_to(workflow: &Workflow, event: &WebhookEvent) -> bool {
     let Some(webhook) = catalog.trigger(&trigger).and_then(|t| t.webhook.as_ref()) else {
         return false;
     };
+    // Conditions that name the workflow's parameters are checked in [`parameters_match`].
     webhook.listens_to(&event.event_type)
-        && webhook.when.iter().all(|(locator, want)| {
+        && webhook.when.iter().filter(|(_, want)| !want.contains('{')).all(|(locator, want)| {
             read(event, locator).is_some_and(|v| &para_connect::webhooks::text(&v) == want)
         })
 }
@@ -249,7 +250,8 @@ fn parameters_match(
     else {
         return true;
     };
-    if webhook.filter.is_empty() {
+    let templated = webhook.when.iter().filter(|(_, want)| want.contains('{'));
+    if webhook.filter.is_empty() && templated.clone().next().is_none() {
         return true;
     }
     let configuration = SettingsKey::of(active.configuration.as_ref().map(|m| m.id.as_str()));
@@ -262,10 +264,25 @@ fn parameters_match(
         &active.workflow,
         &parameters,
     );
-    values.iter().filter(|(_, v)| !v.is_empty()).all(|(name, want)| {
-        let Some(locator) = webhook.filter.get(name) else { return true };
-        read(event, locator).is_some_and(|v| &para_connect::webhooks::text(&v) == want)
-    })
+    let matches = |locator: &str, want: &str| {
+        read(event, locator).is_some_and(|v| para_connect::webhooks::text(&v) == want)
+    };
+    let filtered = values
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .all(|(name, want)| webhook.filter.get(name).is_none_or(|locator| matches(locator, want)));
+    // `{ "body:repository.full_name" = "{workspace}/{repoSlug}" }`: filled from the
+    // parameters; skipped when one of them is unset.
+    filtered
+        && templated.into_iter().all(|(locator, template)| {
+            let unset =
+                values.iter().any(|(n, v)| v.is_empty() && template.contains(&format!("{{{n}}}")));
+            let mut want = template.clone();
+            for (name, value) in &values {
+                want = want.replace(&format!("{{{name}}}"), value);
+            }
+            unset || want.contains('{') || matches(locator, &want)
+        })
 }
 
 /// A locator read from a recorded event (`body:` in the event, `header:` in its kept headers).

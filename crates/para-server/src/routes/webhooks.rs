@@ -148,8 +148,11 @@ async fn receive_webhook(
     let url = format!("{}{path_and_query}", state.config.public_url.trim_end_matches('/'));
     let request =
         Incoming { method: method.as_str(), url: &url, headers: &header_list, query: &query, body };
-    if let Some(answer) = receive::unsigned_handshake(spec, &request) {
-        return handshake(answer);
+    let mut verification = false;
+    match receive::unsigned_handshake(spec, &request) {
+        Some(Handshake::Keep) => verification = true,
+        Some(answer) => return handshake(answer),
+        None => {}
     }
     let refuse = |refused: Refused| {
         state.count_refusal(integration, refused.reason());
@@ -160,17 +163,19 @@ async fn receive_webhook(
     if spec.level == para_catalog::WebhookLevel::User && hook.is_none() {
         return refuse(Refused::NeedsAccountUrl);
     }
-    let secret = match receive::secret(&state.connect, integration, &spec.signature, hook.as_ref())
-    {
-        Ok(s) => s,
-        Err(refused) => return refuse(refused),
-    };
-    let now = para_store::now_ms() / 1000;
-    if let Err(refused) = receive::verify(&spec.signature, secret.as_deref(), &request, now) {
-        return refuse(refused);
-    }
-    if let Some(answer) = receive::signed_handshake(spec, &request, secret.as_deref()) {
-        return handshake(answer);
+    if !verification {
+        let secret =
+            match receive::secret(&state.connect, integration, &spec.signature, hook.as_ref()) {
+                Ok(s) => s,
+                Err(refused) => return refuse(refused),
+            };
+        let now = para_store::now_ms() / 1000;
+        if let Err(refused) = receive::verify(&spec.signature, secret.as_deref(), &request, now) {
+            return refuse(refused);
+        }
+        if let Some(answer) = receive::signed_handshake(spec, &request, secret.as_deref()) {
+            return handshake(answer);
+        }
     }
     if *method == Method::GET {
         return ApiError::new(
@@ -188,7 +193,8 @@ async fn receive_webhook(
             integration: integration.to_string(),
             hook: hook_id.unwrap_or("").to_string(),
             dedupe_key: e.key,
-            event_type: e.kind,
+            // Kept for the admin to read; no trigger listens to it.
+            event_type: if verification { "verification".into() } else { e.kind },
             account: e.account,
             body: e.body,
             headers: kept.clone(),
@@ -225,6 +231,6 @@ fn handshake(answer: Handshake) -> Response {
             }
             response
         }
-        Handshake::Empty => StatusCode::OK.into_response(),
+        Handshake::Empty | Handshake::Keep => StatusCode::OK.into_response(),
     }
 }
