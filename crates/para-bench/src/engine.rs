@@ -17,6 +17,8 @@
 //!   keep-alive connections; the wall time runs from the first post until the history API
 //!   (`GET /task-history/workflow-executions?status=SUCCEEDED&includeTotal=true`, admin key)
 //!   counts every run SUCCEEDED. SQLite only.
+//! - Webhooks: as many signed Stripe deliveries to the users' per-account URLs (see
+//!   `webhooks.rs`): accepted/s, and delivery → run recorded/finished percentiles. SQLite only.
 //! - The server and the load generator share the machine's CPUs (nothing pinned): the figures
 //!   are what one machine does with both.
 
@@ -219,6 +221,29 @@ fn make_project(
         ),
     );
     fs::write(workflows.join("onBenchEvent.ts"), on_event)?;
+    // Stripe's customerCreated webhook trigger → the scaffold's function step, on by default.
+    para_command(para, &project, &["new", "integration", "stripe"])?;
+    para_command(
+        para,
+        &project,
+        &[
+            "new",
+            "workflow",
+            "--integration",
+            "stripe",
+            "--trigger",
+            "customerCreated",
+            "--name",
+            "On customer",
+        ],
+    )?;
+    let stripe = project.join("src/integrations/stripe/workflows/onCustomer.ts");
+    let text = fs::read_to_string(&stripe)?;
+    let id_line = text.lines().find(|l| l.contains("readonly id = ")).context("no workflow id")?;
+    let text = text
+        .replace(id_line, &format!("  readonly id = '{}';", crate::webhooks::WORKFLOW_ID))
+        .replace("defaultEnabled = false", "defaultEnabled = true");
+    fs::write(&stripe, text)?;
     para_command(para, &project, &["build", "--quiet"])?;
     let meta: Value =
         serde_json::from_str(&fs::read_to_string(project.join(".para/project.json"))?)?;
@@ -239,12 +264,15 @@ fn serve(
     database: &str,
     label: &str,
     admin_key: &str,
+    upstream: SocketAddr,
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = Command::new(&args.para);
     crate::proxy::serve_arguments(&mut command, project, port, database);
     command.env("PARA_ADMIN_KEY", admin_key);
+    command.env("PARA_SECRET_KEY", crate::webhooks::secret_key());
+    command.env("PARA_OAUTH_STRIPE_API_BASE_URL", format!("http://{upstream}"));
     let mut service = Service::spawn(
         &format!("para serve ({label})"),
         command,
@@ -255,6 +283,19 @@ fn serve(
 }
 
 fn connect_users(addr: SocketAddr, project_id: &str, tokens: &[String]) -> anyhow::Result<()> {
+    let basic = json!({ "username": "u", "password": "p" });
+    connect_all(addr, project_id, tokens, "Bench API", &basic)?;
+    connect_all(addr, project_id, tokens, "Stripe", &json!({ "secretKey": "sk_bench" }))
+}
+
+/// Connects every user's account of the integration named `name` with `payload`.
+fn connect_all(
+    addr: SocketAddr,
+    project_id: &str,
+    tokens: &[String],
+    name: &str,
+    payload: &Value,
+) -> anyhow::Result<()> {
     let bearer = format!("Bearer {}", tokens[0]);
     let path = format!("/projects/{project_id}/sdk/integrations");
     let r = http::request(addr, "GET", &path, &[("Authorization", &bearer)], None)?;
@@ -262,17 +303,13 @@ fn connect_users(addr: SocketAddr, project_id: &str, tokens: &[String]) -> anyho
         bail!("GET {path} answered HTTP {}: {}", r.status, http::excerpt(&r.text()));
     }
     let list = r.json()?;
-    let entry = list
-        .as_array()
-        .and_then(|l| l.iter().find(|i| i["type"] == INTEGRATION || i["name"] == "Bench API"))
-        .with_context(|| {
-            format!("GET {path} lists no Bench API: {}", http::excerpt(&list.to_string()))
+    let entry =
+        list.as_array().and_then(|l| l.iter().find(|i| i["name"] == name)).with_context(|| {
+            format!("GET {path} lists no {name}: {}", http::excerpt(&list.to_string()))
         })?;
     let integration_id = entry["id"].as_str().context("the integration has no id")?;
     let path = format!("/projects/{project_id}/sdk/credentials");
-    let body =
-        json!({ "integrationId": integration_id, "payload": { "username": "u", "password": "p" } })
-            .to_string();
+    let body = json!({ "integrationId": integration_id, "payload": payload }).to_string();
     for token in tokens {
         let bearer = format!("Bearer {token}");
         let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
@@ -381,13 +418,13 @@ fn run_wrk(
 }
 
 /// A keep-alive HTTP/1.1 connection for posting events (answers must carry Content-Length).
-struct KeepAlive {
+pub(crate) struct KeepAlive {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
 impl KeepAlive {
-    fn open(addr: SocketAddr) -> anyhow::Result<KeepAlive> {
+    pub(crate) fn open(addr: SocketAddr) -> anyhow::Result<KeepAlive> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -401,9 +438,25 @@ impl KeepAlive {
         bearer: &str,
         body: &str,
     ) -> anyhow::Result<(u16, String)> {
-        let message = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        let bearer = format!("Bearer {bearer}");
+        self.post_with(host, path, &[("Authorization", &bearer)], body)
+    }
+
+    /// POSTs a JSON `body` with `headers`; the status and the answer.
+    pub(crate) fn post_with(
+        &mut self,
+        host: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut message = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n");
+        for (name, value) in headers {
+            let _ = write!(message, "{name}: {value}\r\n");
+        }
+        let _ = write!(
+            message,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         self.writer.write_all(message.as_bytes())?;
@@ -516,6 +569,7 @@ struct Measured {
     label: String,
     load: Load,
     events: Option<Events>,
+    webhooks: Option<crate::webhooks::Deliveries>,
     /// CPUs the server process used on average during the timed request-trigger run.
     server_cpu: Option<f64>,
 }
@@ -529,6 +583,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// The bench project and its users, shared by every database measured.
 struct Setup {
+    upstream: SocketAddr,
     dir: PathBuf,
     project: PathBuf,
     project_id: String,
@@ -546,7 +601,7 @@ fn measure(
         (&setup.dir, &setup.project, &setup.project_id, &setup.tokens);
     let admin_key = format!("bench-admin-{}", std::process::id());
     eprint!("{label}: starting para serve…");
-    let server = serve(args, dir, project, database, label, &admin_key)?;
+    let server = serve(args, dir, project, database, label, &admin_key, setup.upstream)?;
     eprint!(" connecting {} users…", tokens.len());
     connect_users(server.addr, project_id, tokens)?;
     probe_sum(server.addr, project_id, &tokens[0])?;
@@ -578,9 +633,29 @@ fn measure(
     } else {
         None
     };
+    let webhooks = if with_events && args.events > 0 {
+        eprint!(" {} webhook deliveries…", args.events);
+        let users: Vec<String> = (0..tokens.len()).map(user_name).collect();
+        let hooks = crate::webhooks::add_hooks(database, project_id, &users)?;
+        Some(crate::webhooks::deliver(
+            server.addr,
+            database,
+            project_id,
+            &hooks,
+            args.events,
+            args.connections,
+        )?)
+    } else {
+        None
+    };
     eprintln!(" done");
     drop(server);
-    Ok(Measured { label: label.to_string(), load, events, server_cpu })
+    Ok(Measured { label: label.to_string(), load, events, webhooks, server_cpu })
+}
+
+/// The bench's user `i`.
+fn user_name(i: usize) -> String {
+    format!("bench-user-{i}")
 }
 
 fn thousands(v: f64) -> String {
@@ -604,14 +679,14 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     let (project, project_id) = make_project(&args.para, &dir, upstream)?;
     let tokens: Vec<String> = (0..args.users.max(1))
         .map(|i| {
-            let user = format!("bench-user-{i}");
+            let user = user_name(i);
             para_command(&args.para, &project, &["token", "--user", &user, "--ttl", "1h"])
                 .map(|t| t.trim().to_string())
         })
         .collect::<anyhow::Result<_>>()?;
 
     let sqlite = format!("sqlite://{}", dir.join("engine.db").display());
-    let setup = Setup { dir: dir.clone(), project, project_id, tokens };
+    let setup = Setup { upstream, dir: dir.clone(), project, project_id, tokens };
     let tokens = &setup.tokens;
     let mut results = vec![measure(&args, &setup, &sqlite, "SQLite", true)?];
     let mut pg_note = None;
@@ -689,6 +764,32 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
                 e.completed.as_secs_f64(),
                 thousands(args.events as f64 / e.completed.as_secs_f64()),
                 if e.failed > 0 { format!(", {} FAILED", e.failed) } else { String::new() }
+            );
+        }
+    }
+    for m in &results {
+        if let Some(w) = &m.webhooks {
+            let p = crate::webhooks::Deliveries::percentile;
+            println!(
+                "Webhooks ({}): {} signed Stripe deliveries over {} connections in {:.2}s ({} deliveries/s accepted, \
+                 each committed before its 200; {:.2}× the App Events' accepted rate); all {} runs SUCCEEDED {:.2}s after the first \
+                 delivery ({} runs/s end to end); delivery → run recorded p50 {} ms, p99 {} ms; delivery → run finished p50 {} ms, p99 {} ms",
+                m.label,
+                thousands(w.n as f64),
+                args.connections.min(w.n),
+                w.posted.as_secs_f64(),
+                thousands(w.n as f64 / w.posted.as_secs_f64()),
+                m.events.as_ref().map_or(f64::NAN, |e| {
+                    (w.n as f64 / w.posted.as_secs_f64())
+                        / (args.events as f64 / e.posted.as_secs_f64())
+                }),
+                thousands(w.n as f64),
+                w.completed.as_secs_f64(),
+                thousands(w.n as f64 / w.completed.as_secs_f64()),
+                p(&w.to_run, 0.5),
+                p(&w.to_run, 0.99),
+                p(&w.to_done, 0.5),
+                p(&w.to_done, 0.99),
             );
         }
     }

@@ -15,6 +15,7 @@ mod engine;
 mod generate;
 mod http;
 mod proxy;
+mod webhooks;
 
 use std::{
     path::{Path, PathBuf},
