@@ -57,7 +57,7 @@ impl EnvVars {
     /// `PARA_SECRET_<NAME>`: the value of environment secret `<NAME>` (wins over
     /// `.para/secrets.json`).
     pub const SECRETS_PREFIX: &str = EnvSecrets::PREFIX;
-    /// `PARA_OAUTH_<KEY>_CLIENT_ID`, `_CLIENT_SECRET`, `_AUTHORIZE_URL`, `_TOKEN_URL`,
+    /// `PARA_OAUTH_<KEY>_CLIENT_ID`, `_CLIENT_SECRET`, `_WEBHOOK_SECRET`, `_AUTHORIZE_URL`, `_TOKEN_URL`,
     /// `_API_BASE_URL`: the company's OAuth app and endpoint overrides of integration `<KEY>`.
     pub const OAUTH_PREFIX: &str = "PARA_OAUTH_";
 
