@@ -6,6 +6,7 @@
 //! answer and the routing loses nothing (the event stays pending and its lease expires); a
 //! routing repeated after a lost lease writes nothing (the mark is fenced by the lease).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,8 +56,9 @@ pub async fn dispatch(state: &Worker) -> Result<usize, para_store::StoreError> {
     let events =
         state.store.claim_webhook_events(&state.project_id, owner, BATCH, LEASE_MS).await?;
     let mut writes = Vec::new();
+    let mut seen = Batch::default();
     for event in &events {
-        match route(state, event).await {
+        match route(state, &mut seen, event).await {
             Ok(runs) => {
                 let count = runs.len() as i64;
                 let note = (count == 0).then(|| "no active workflow listens to this event".into());
@@ -86,6 +88,15 @@ pub async fn dispatch(state: &Worker) -> Result<usize, para_store::StoreError> {
     Ok(events.len())
 }
 
+/// What one batch read from the store, reused by its other events (a batch often holds many
+/// events of one URL and one user).
+#[derive(Default)]
+struct Batch {
+    hooks: HashMap<String, Option<para_store::webhooks::Hook>>,
+    /// Each user's active workflows with a webhook or custom trigger, and their data.
+    users: HashMap<String, (Vec<Active>, Arc<UserData>)>,
+}
+
 /// Whose account the event belongs to: `(user, credential, only this workflow, only this
 /// configuration)`.
 struct Target {
@@ -96,7 +107,11 @@ struct Target {
 }
 
 /// The runs one event starts; `Err` says why it can start none (kept as the event's note).
-async fn route(state: &Worker, event: &WebhookEvent) -> Result<Vec<Write>, String> {
+async fn route(
+    state: &Worker,
+    seen: &mut Batch,
+    event: &WebhookEvent,
+) -> Result<Vec<Write>, String> {
     let store_error = |e: para_store::StoreError| format!("reading the store failed: {e}");
     let targets: Vec<Target> = if let Some(credential) = event.hook.strip_prefix(CREDENTIAL_PREFIX)
     {
@@ -113,13 +128,17 @@ async fn route(state: &Worker, event: &WebhookEvent) -> Result<Vec<Write>, Strin
             configuration_id: None,
         }]
     } else if !event.hook.is_empty() {
-        let hook = state
-            .store
-            .hook(&state.project_id, &event.hook)
-            .await
-            .map_err(store_error)?
-            .filter(|h| h.status != "removed")
-            .ok_or("the URL's registration is gone")?;
+        let hook = match seen.hooks.get(&event.hook) {
+            Some(known) => known.clone(),
+            None => {
+                let read = state.store.hook(&state.project_id, &event.hook).await;
+                let read = read.map_err(store_error)?;
+                seen.hooks.insert(event.hook.clone(), read.clone());
+                read
+            }
+        };
+        let hook =
+            hook.filter(|h| h.status != "removed").ok_or("the URL's registration is gone")?;
         vec![Target {
             user_id: hook.user_id,
             credential_id: hook.credential_id,
@@ -157,7 +176,7 @@ async fn route(state: &Worker, event: &WebhookEvent) -> Result<Vec<Write>, Strin
     };
     let mut runs = Vec::new();
     for target in targets {
-        runs.extend(runs_for(state, event, &target).await.map_err(|e| e.to_string())?);
+        runs.extend(runs_for(state, seen, event, &target).await.map_err(|e| e.to_string())?);
     }
     Ok(runs)
 }
@@ -165,19 +184,32 @@ async fn route(state: &Worker, event: &WebhookEvent) -> Result<Vec<Write>, Strin
 /// The runs of one user's active workflows that listen to the event.
 async fn runs_for(
     state: &Worker,
+    seen: &mut Batch,
     event: &WebhookEvent,
     target: &Target,
 ) -> Result<Vec<Write>, crate::Error> {
-    let meta = match state.store.user(&state.project_id, &target.user_id).await? {
-        Some(u) => u.meta,
-        None => Value::Object(Map::new()),
-    };
+    if !seen.users.contains_key(&target.user_id) {
+        let meta = match state.store.user(&state.project_id, &target.user_id).await? {
+            Some(u) => u.meta,
+            None => Value::Object(Map::new()),
+        };
+        let evented = |w: &Workflow| match trigger_of(w) {
+            Trigger::Integration { .. } => true,
+            Trigger::Other => matches!(
+                w.steps.iter().find(|s| Some(&s.id) == w.trigger.as_ref()).map(|s| &s.kind),
+                Some(StepKind::CustomTrigger { .. })
+            ),
+            _ => false,
+        };
+        let (active, data, _) = active_workflows(state, &target.user_id, &meta, evented).await?;
+        seen.users.insert(target.user_id.clone(), (active, data));
+    }
+    let (active, data) = &seen.users[&target.user_id];
     let listens = |w: &Workflow| {
         target.workflow_id.as_ref().is_none_or(|id| &w.id == id) && listens_to(w, event)
     };
-    let (active, data, _) = active_workflows(state, &target.user_id, &meta, listens).await?;
     let mut out = Vec::new();
-    for a in active.iter().filter(|a| a.integration == event.integration) {
+    for a in active.iter().filter(|a| a.integration == event.integration && listens(&a.workflow)) {
         // A made configuration acts with its own account: the event must be that account's.
         let made = a.configuration.as_ref();
         if made.is_some_and(|m| m.credential_id != target.credential_id) {
@@ -188,7 +220,7 @@ async fn runs_for(
         {
             continue;
         }
-        if !parameters_match(state, &data, &target.user_id, a, event) {
+        if !parameters_match(state, data, &target.user_id, a, event) {
             continue;
         }
         let output = json!({
