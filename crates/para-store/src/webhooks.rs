@@ -194,6 +194,20 @@ impl Store {
         rows.iter().map(event_row).collect()
     }
 
+    /// Deletes the project's routed events received before `before` (Unix ms): their dedupe
+    /// keys are forgotten with them, so `before` must lie beyond the providers' retry windows.
+    /// Pending events are kept whatever their age. How many were deleted.
+    pub async fn prune_webhook_events(&self, project_id: &str, before: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_events WHERE project_id = $1 AND status = 'routed' AND received_at < $2",
+        )
+        .bind(project_id)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records a per-account webhook URL.
     pub async fn insert_hook(&self, hook: &Hook) -> Result<()> {
         sqlx::query(

@@ -1012,3 +1012,40 @@ async fn webhook_events_are_recorded_once_and_routed_once_on_sqlite() {
     let url = format!("sqlite://{}", dir.path().join("para.db").display());
     webhook_events_are_recorded_once_and_routed_once(&url).await;
 }
+
+#[tokio::test]
+async fn old_routed_webhook_events_are_forgotten_and_pending_ones_kept() {
+    use para_store::runs::Write;
+    use para_store::webhooks::NewWebhookEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let s = para_store::Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        .await
+        .unwrap();
+    let event = |key: &str| NewWebhookEvent {
+        project_id: "p".into(),
+        integration: "slack".into(),
+        hook: String::new(),
+        dedupe_key: key.into(),
+        event_type: "message".into(),
+        account: Some("T1".into()),
+        body: serde_json::json!({}),
+        headers: serde_json::json!({}),
+    };
+    s.insert_webhook_events(&[event("id:a"), event("id:b")]).await.unwrap();
+    let claimed = s.claim_webhook_events("p", "me", 1, 60_000).await.unwrap();
+    let routed = Write::EventRouted {
+        event_id: claimed[0].id.clone(),
+        owner: "me".into(),
+        runs: 0,
+        note: None,
+    };
+    s.apply(&[routed]).await.unwrap();
+    let later = para_store::now_ms() + 1_000;
+    assert_eq!(s.prune_webhook_events("q", later).await.unwrap(), 0, "another project's");
+    assert_eq!(s.prune_webhook_events("p", later).await.unwrap(), 1);
+    let left = s.webhook_events("p", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].status, "pending");
+    // Forgotten, its key may be recorded again.
+    assert_eq!(s.insert_webhook_events(&[event(&claimed[0].dedupe_key)]).await.unwrap(), [true]);
+}

@@ -24,6 +24,11 @@ use crate::triggers::{Active, Trigger, active_workflows, fired, parameter_values
 const LEASE_MS: i64 = 30_000;
 /// The most events claimed at once.
 const BATCH: i64 = 64;
+/// How long a routed event (and so its dedupe key) is kept: longer than providers retry a
+/// delivery (Stripe: 3 days; Shopify: 48 hours; Slack: minutes).
+pub const KEEP_ROUTED_MS: i64 = 14 * 24 * 3_600_000;
+/// How often old events are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The event type of a custom webhook trigger's delivery: `custom:<trigger id>`.
 pub const CUSTOM_PREFIX: &str = "custom:";
 /// The hook of an event that came to a custom trigger's URL: `credential:<id>`.
@@ -32,7 +37,15 @@ pub const CREDENTIAL_PREFIX: &str = "credential:";
 /// Routes recorded events as they come (the server wakes it) and every 250 ms (events recorded
 /// by other processes, or left by a crashed one).
 pub async fn dispatch_loop(state: Arc<Worker>) {
+    let mut pruned_at = std::time::Instant::now();
     loop {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = std::time::Instant::now();
+            let before = para_store::now_ms() - KEEP_ROUTED_MS;
+            if let Err(e) = state.store.prune_webhook_events(&state.project_id, before).await {
+                tracing::warn!(error = %e, "forgetting old webhook events failed");
+            }
+        }
         match dispatch(&state).await {
             Ok(n) if n as i64 >= BATCH => continue,
             Ok(_) => {}
