@@ -58,9 +58,10 @@ pub enum StepKind {
         intent: Option<String>,
         parameters: Vec<Entry>,
     },
-    /// `CustomTriggerStep(trigger)`: a project-defined webhook trigger.
-    #[serde(rename = "TRIGGER/CUSTOM")]
-    CustomTrigger { trigger: Source },
+    /// `CustomTriggerStep(Trigger)`: one of the integration's custom webhook triggers
+    /// (`Integration::custom_triggers`), by id.
+    #[serde(rename = "TRIGGER/CUSTOM", rename_all = "camelCase")]
+    CustomTrigger { trigger_id: String },
     /// `UnselectedStep`: a trigger not chosen yet; the workflow never runs.
     #[serde(rename = "TRIGGER/UNSELECTED")]
     Unselected {},
@@ -183,6 +184,43 @@ pub struct Condition {
     pub or: Vec<Vec<Operation>>,
 }
 
+/// Every operator a [`Condition`] may use (`Operation::operator`): what the operators of
+/// `@useparagon/core/operator` record, and what the engine evaluates (a test there checks each).
+pub const OPERATORS: &[&str] = &[
+    "$stringContains",
+    "$stringDoesNotContain",
+    "$stringExactlyMatches",
+    "$stringDoesNotExactlyMatch",
+    "$stringIsIn",
+    "$stringIsNotIn",
+    "$stringStartsWith",
+    "$stringDoesNotStartWith",
+    "$stringEndsWith",
+    "$stringDoesNotEndWith",
+    "$stringGreaterThan",
+    "$stringLessThan",
+    "$numberGreaterThan",
+    "$numberLessThan",
+    "$numberEquals",
+    "$numberDoesNotEqual",
+    "$numberGreaterThanOrEqualTo",
+    "$numberLessThanOrEqualTo",
+    "$dateTimeAfter",
+    "$dateTimeBefore",
+    "$dateTimeEquals",
+    "$booleanTrue",
+    "$booleanFalse",
+    "$isNull",
+    "$isNotNull",
+    "$exists",
+    "$doesNotExist",
+    "$arrayIsIn",
+    "$arrayIsNotIn",
+    "$arrayIsEmpty",
+    "$arrayIsNotEmpty",
+    "$none",
+];
+
 /// One comparison: `$stringContains`, `$numberGreaterThan`, `$exists`, … over its operands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
@@ -224,7 +262,7 @@ mod tests {
                 intent: None,
                 parameters: Vec::new(),
             },
-            StepKind::CustomTrigger { trigger: text() },
+            StepKind::CustomTrigger { trigger_id: "t".into() },
             StepKind::Unselected {},
             StepKind::Request(request()),
             StepKind::IntegrationRequest(request()),

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use graph::{Condition, DelayUnit, Operation, Pagination, Request, Step, StepKind, Validation};
+pub use graph::{
+    Condition, DelayUnit, OPERATORS, Operation, Pagination, Request, Step, StepKind, Validation,
+};
 pub use source::{Entry, SettingScope, Source};
 
 /// Bumped only for incompatible changes; new optional fields do not bump it.
@@ -94,7 +96,67 @@ pub struct Integration {
     /// Workflows by id.
     pub workflows: BTreeMap<String, Workflow>,
     /// Custom webhook triggers (`triggers/*.ts`) by id.
-    pub custom_triggers: BTreeMap<String, serde_json::Value>,
+    pub custom_triggers: BTreeMap<String, CustomTrigger>,
+}
+
+/// A custom webhook trigger (`src/integrations/<key>/triggers/<name>.ts`): a webhook the
+/// provider sends to a URL para serves, which starts the workflows built on it
+/// (`CustomTriggerStep`) when the request passes `filters`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomTrigger {
+    /// The class's `readonly id` (a UUID kept for the trigger's life: the webhook URLs users
+    /// paste into their apps name it).
+    pub id: String,
+    /// Display name (the SDK's `getTriggers` title).
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `triggerLevel`: one webhook per connected user, or one for the whole app.
+    #[serde(default)]
+    pub level: TriggerLevel,
+    /// How the webhook comes to exist: pasted by the user into the provider (`manual`,
+    /// `ManualWebhookTrigger`) or created through the provider's API (`api`,
+    /// `ApiEndpointWebhookTrigger`).
+    #[serde(default)]
+    pub setup: TriggerSetup,
+    /// Which requests start runs: a condition over the request (`WEBHOOK_REQUEST` sources);
+    /// absent, every request does.
+    #[serde(default)]
+    pub filters: Option<Condition>,
+    /// `mapPayload.providerId`: for an app-level trigger, the provider's account id read from
+    /// the request (`WEBHOOK_REQUEST` sources), matched against connected users' provider ids.
+    #[serde(default)]
+    pub provider_id: Option<Source>,
+    /// `samplePayload`: an example request body, for test data and the dashboard (`null` when
+    /// not written).
+    #[serde(default)]
+    pub sample_payload: serde_json::Value,
+    /// The file, relative to the project root.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// `triggerLevel` of a custom trigger (Paragon's `'USER'` / `'APP'`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerLevel {
+    /// Each connected user has their own webhook URL.
+    #[default]
+    User,
+    /// One webhook for the app; each request names its user through `providerId`.
+    App,
+}
+
+/// How a custom trigger's webhook is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerSetup {
+    /// The user (or the company) pastes the URL into the provider.
+    #[default]
+    Manual,
+    /// Created through the provider's webhook API when a workflow is enabled.
+    Api,
 }
 
 /// `config.ts`.

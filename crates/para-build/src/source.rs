@@ -42,6 +42,9 @@ pub enum Source {
     ResourceInput { key: String },
     /// The page token of a paginated request, inside its `url`, `params`, `headers` or `body`.
     PageToken {},
+    /// The request a custom webhook trigger received, `{ method, headers, query, body }`
+    /// (header names lower-case): in a custom trigger's `filters` and `mapPayload.providerId`.
+    WebhookRequest { path: Vec<String> },
 }
 
 /// Which set of User Settings a [`Source::UserSetting`] reads.

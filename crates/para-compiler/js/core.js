@@ -357,6 +357,13 @@ export class UserLevelAPIResource extends APIResource {}
 export class AppLevelAPIResource extends APIResource {}
 export class Execution {}
 
+// Custom webhook triggers (`src/integrations/<key>/triggers/*.ts`, exported again by
+// @useparagon/core/triggers/customTrigger): a class per trigger file. A workflow names one with
+// `new CustomTriggerStep(TriggerClass)`, which records the class's id.
+class CustomTrigger {}
+export class ManualWebhookTrigger extends CustomTrigger {}
+export class ApiEndpointWebhookTrigger extends CustomTrigger {}
+
 // ------------------------------------------------------------------- host side (not for projects)
 
 function isSubclassOf(value, base) {
@@ -379,7 +386,8 @@ function splitTokens(text) {
   return parts;
 }
 
-function workflowIdOf(cls) {
+// The `id` of a workflow or custom trigger class.
+function idOf(cls) {
   const instance = new cls();
   return typeof instance.id === 'string' ? instance.id : null;
 }
@@ -403,7 +411,8 @@ function lower(value, seen) {
     case 'function': {
       const ref = referenceOf(value);
       if (ref) return { '\u0000ref': ref };
-      if (isSubclassOf(value, Workflow)) return { '\u0000workflow': workflowIdOf(value) };
+      if (isSubclassOf(value, Workflow)) return { '\u0000workflow': idOf(value) };
+      if (isSubclassOf(value, CustomTrigger)) return { '\u0000customTrigger': idOf(value) };
       return { '\u0000function': { name: value.name || null, source: String(value) } };
     }
     default:
@@ -568,6 +577,37 @@ export const __para = {
       name: lower(resource.name, new Set()) ?? null,
       configs,
     });
+  },
+
+  // A custom trigger file: its class's metadata, `filters(request)` and
+  // `mapPayload.providerId(context)` called with a reference standing for the request the
+  // webhook will receive (`{ method, headers, query, body }`).
+  describeCustomTrigger(namespace) {
+    const cls = namespace.default;
+    if (cls === undefined) return JSON.stringify({ shape: 'missing' });
+    if (!isSubclassOf(cls, CustomTrigger)) {
+      return JSON.stringify({ shape: typeof cls === 'function' ? 'notTriggerClass' : typeof cls });
+    }
+    const trigger = new cls();
+    const request = reference({ kind: 'webhookRequest', path: [] });
+    const meta = {
+      shape: 'trigger',
+      setup: isSubclassOf(cls, ApiEndpointWebhookTrigger) ? 'api' : 'manual',
+      id: lower(trigger.id, new Set()) ?? null,
+      name: lower(trigger.name, new Set()) ?? null,
+      description: lower(trigger.description, new Set()) ?? null,
+      triggerLevel: lower(trigger.triggerLevel, new Set()) ?? null,
+      samplePayload: lower(trigger.samplePayload, new Set()) ?? null,
+    };
+    const filters = trigger.filters;
+    meta.filters = lower(typeof filters === 'function' ? filters.call(trigger, request) : filters, new Set()) ?? null;
+    const map = trigger.mapPayload;
+    const providerId = map !== null && typeof map === 'object' ? map.providerId : undefined;
+    meta.providerId = lower(
+      typeof providerId === 'function' ? providerId.call(map, { webhookRequest: request }) : providerId,
+      new Set(),
+    ) ?? null;
+    return JSON.stringify(meta);
   },
 
   lowerToJson,

@@ -5,3 +5,4 @@ import { __para } from '@useparagon/core';
 export const describeModule = __para.describeModule;
 export const describeWorkflow = __para.describeWorkflow;
 export const describeResource = __para.describeResource;
+export const describeCustomTrigger = __para.describeCustomTrigger;

@@ -291,6 +291,21 @@ impl<'p> Session<'p> {
         }
     }
 
+    /// The project files `file` imports itself (relative imports, resolved), in written order.
+    pub fn relative_imports(&self, file: &str) -> Vec<String> {
+        self.modules
+            .get(file)
+            .map(|module| {
+                module
+                    .imports
+                    .iter()
+                    .filter(|i| i.specifier.starts_with('.'))
+                    .filter_map(|i| para_js::resolve_relative(&self.modules, file, &i.specifier))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A project module as transpiled, by its path.
     pub fn module(&self, file: &str) -> Option<&Transpiled> {
         self.modules.get(file)

@@ -96,6 +96,10 @@ pub struct Context<'a> {
     pub shared_input_ids: &'a [String],
     /// The integration's catalog entry (none for custom integrations).
     pub catalog: Option<&'static para_catalog::Integration>,
+    /// The integration's key and its custom webhook triggers by id (`triggers/*.ts`), which
+    /// `CustomTriggerStep` may name.
+    pub integration_key: &'a str,
+    pub custom_triggers: &'a BTreeMap<String, para_build::CustomTrigger>,
 }
 
 struct Compiler<'s, 'p, 'c> {
@@ -770,6 +774,53 @@ impl Compiler<'_, '_, '_> {
         }
     }
 
+    /// The id of the custom trigger class `CustomTriggerStep` was given, if it is one of this
+    /// integration's `triggers/` files.
+    fn custom_trigger(&mut self, serial: u64, trigger: Option<&Value>) -> Option<String> {
+        let key = self.cx.integration_key;
+        let id = match trigger.and_then(lower::special) {
+            Some((lower::CUSTOM_TRIGGER, Value::String(id))) => id.clone(),
+            // A trigger file without an id was reported with the file.
+            Some((lower::CUSTOM_TRIGGER, _)) => return None,
+            _ => {
+                self.error(
+                    "invalid-custom-trigger",
+                    Some(serial),
+                    "`CustomTriggerStep` takes a custom trigger class".into(),
+                    &format!("import the class a file of src/integrations/{key}/triggers/ exports, and pass it: `new CustomTriggerStep(OrderShipped)`"),
+                );
+                return None;
+            }
+        };
+        if self.cx.custom_triggers.contains_key(&id) {
+            return Some(id);
+        }
+        // Not this integration's: name the other integration's file when this workflow imports it.
+        let own = format!("src/integrations/{key}/triggers/");
+        let foreign = self.session.relative_imports(self.cx.file).into_iter().find(|path| {
+            !path.starts_with(&own)
+                && matches!(
+                    path.split('/').collect::<Vec<_>>().as_slice(),
+                    ["src", "integrations", _, "triggers", _]
+                )
+        });
+        let message = match &foreign {
+            Some(file) => format!(
+                "`CustomTriggerStep` is given a trigger of another integration (`{file}`, id `{id}`)"
+            ),
+            None => format!(
+                "`CustomTriggerStep` is given custom trigger `{id}`, which no file of src/integrations/{key}/triggers/ declares"
+            ),
+        };
+        self.error(
+            "invalid-custom-trigger",
+            Some(serial),
+            message,
+            &format!("a workflow starts only from its own integration's custom triggers: define the trigger in src/integrations/{key}/triggers/ and import it from there"),
+        );
+        None
+    }
+
     fn condition(&mut self, serial: u64, field: &str, value: &Value) -> Option<Condition> {
         match dnf(value) {
             Ok(groups) => condition_of(groups, |operand| self.source(serial, field, operand)),
@@ -862,11 +913,7 @@ impl Compiler<'_, '_, '_> {
                 StepKind::IntegrationTrigger { trigger, intent, parameters }
             }
             "TRIGGER/CUSTOM" => StepKind::CustomTrigger {
-                trigger: self.source(
-                    serial,
-                    "trigger",
-                    options.get("trigger").unwrap_or(&Value::Null),
-                )?,
+                trigger_id: self.custom_trigger(serial, options.get("trigger"))?,
             },
             "ACTION/REQUEST" => StepKind::Request(self.request(serial, &options)?),
             "ACTION/INTEGRATION_REQUEST" => {
@@ -1132,10 +1179,10 @@ fn dedent(code: &str) -> String {
     out
 }
 
-type Group = Vec<(String, Vec<Value>)>;
+pub type Group = Vec<(String, Vec<Value>)>;
 
 /// A recorded condition tree as an OR of AND groups.
-fn dnf(value: &Value) -> Result<Vec<Group>, String> {
+pub fn dnf(value: &Value) -> Result<Vec<Group>, String> {
     let operator = value.get("operator").and_then(Value::as_str).ok_or_else(|| match value {
         Value::Null => "it is missing".to_string(),
         other => format!("got {}", short(other)),
@@ -1209,7 +1256,7 @@ pub fn permissions(session: &mut Session<'_>, file: &str, value: &Value) -> Opti
 
 /// Turns OR-of-AND groups of recorded operations into a [`Condition`], converting each operand
 /// with `operand` (which reports its own failures).
-fn condition_of(
+pub fn condition_of(
     groups: Vec<Group>,
     mut operand: impl FnMut(&Value) -> Option<Source>,
 ) -> Option<Condition> {

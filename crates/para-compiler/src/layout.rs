@@ -9,6 +9,8 @@ pub struct IntegrationFolder {
     pub path: String,
     /// `workflows/*.ts`, sorted.
     pub workflows: Vec<String>,
+    /// `triggers/*.ts` (custom webhook triggers), sorted.
+    pub triggers: Vec<String>,
 }
 
 /// The files whose meaning comes from their place.
@@ -32,6 +34,7 @@ impl Layout {
                     key: key.to_string(),
                     path: folder.clone(),
                     workflows: Vec::new(),
+                    triggers: Vec::new(),
                 });
             }
         }
@@ -43,6 +46,11 @@ impl Layout {
                 ["src", "integrations", key, "workflows", _] => {
                     if let Some(folder) = layout.integrations.iter_mut().find(|f| f.key == *key) {
                         folder.workflows.push(file.path.clone());
+                    }
+                }
+                ["src", "integrations", key, "triggers", _] => {
+                    if let Some(folder) = layout.integrations.iter_mut().find(|f| f.key == *key) {
+                        folder.triggers.push(file.path.clone());
                     }
                 }
                 ["src", "integrations", _] => findings.push(

@@ -2,7 +2,7 @@
 //!
 //! Stages: transpile every file (all syntax errors, every file) → check imports → evaluate the
 //! files whose meaning depends on their place (persona, events, integration configs, inputs,
-//! workflows, resources) in one sandboxed engine with the `@useparagon/*` modules → validate and
+//! custom triggers, workflows, resources) in one sandboxed engine with the `@useparagon/*` modules → validate and
 //! convert what they recorded → assemble a deterministic, hashed document. The compiler never
 //! panics on input: every problem becomes a [`Diagnostic`].
 
@@ -15,6 +15,7 @@ mod inputs;
 mod layout;
 mod lower;
 mod modules;
+mod triggers;
 mod workflows;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -596,7 +597,9 @@ fn integration(
             )),
         );
     }
-    // Workflows are compiled even when the config failed, so their findings show in the same run.
+    // Custom triggers before the workflows that start from them. Both are compiled even when
+    // the config failed, so their findings show in the same run.
+    let custom_triggers = triggers::compile_all(session, folder);
     let shared_ids: Vec<String> = shared_inputs.iter().map(|i| i.id.clone()).collect();
     let workflows = workflows::compile_all(
         session,
@@ -604,6 +607,7 @@ fn integration(
         &allowed_types,
         &shared_ids,
         para_catalog::lookup(&key),
+        &custom_triggers,
     );
     let (mut config, display_order) = config?;
     config.workflow_display_order =
@@ -622,7 +626,7 @@ fn integration(
         config,
         inputs: shared_inputs,
         workflows,
-        custom_triggers: BTreeMap::new(),
+        custom_triggers,
     })
 }
 

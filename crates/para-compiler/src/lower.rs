@@ -2,7 +2,8 @@
 //!
 //! Special values arrive as single-key objects whose key starts with NUL: `\0ref` (a reference
 //! descriptor), `\0template` (parts of a template string), `\0function`, `\0workflow` (a workflow
-//! class, by id) and `\0step`. Everything else is plain JSON.
+//! class, by id), `\0customTrigger` (a custom trigger class, by id) and `\0step`. Everything else
+//! is plain JSON.
 
 use para_build::{Entry, SettingScope, Source};
 use serde_json::{Map, Value};
@@ -11,6 +12,7 @@ pub const REF: &str = "\u{0}ref";
 pub const TEMPLATE: &str = "\u{0}template";
 pub const FUNCTION: &str = "\u{0}function";
 pub const WORKFLOW: &str = "\u{0}workflow";
+pub const CUSTOM_TRIGGER: &str = "\u{0}customTrigger";
 pub const STEP: &str = "\u{0}step";
 
 const TOKEN_OPEN: char = '\u{E000}';
@@ -83,6 +85,7 @@ pub fn describe_special(marker: &str) -> &'static str {
         TEMPLATE => "a template string with run-time references",
         FUNCTION => "a function",
         WORKFLOW => "a workflow class",
+        CUSTOM_TRIGGER => "a custom trigger class",
         STEP => "a workflow step",
         _ => "a value para does not understand",
     }
@@ -172,6 +175,7 @@ pub fn reference(descriptor: &Value, scope: &Scope<'_>) -> Result<Source, LowerE
         "user" => Ok(Source::ConnectUser { field: str_field(descriptor, "field"), path }),
         "persona" => Ok(Source::PersonaMetadata { path }),
         "pageToken" => Ok(Source::PageToken {}),
+        "webhookRequest" => Ok(Source::WebhookRequest { path }),
         "step" => {
             let serial = descriptor.get("step").and_then(Value::as_u64).unwrap_or(u64::MAX);
             match scope.steps {

@@ -16,6 +16,7 @@ const HOST: &str = include_str!("../js/host.js");
 const OPERATOR: &str = include_str!("../js/operator.js");
 pub const INPUTS: &str = include_str!("../js/inputs.js");
 const INTEGRATION: &str = include_str!("../js/integration.js");
+const TRIGGERS: &str = include_str!("../js/triggers.js");
 
 /// `@useparagon/core` subpaths that hold only types.
 const TYPE_ONLY_SUBPATHS: &[&str] =
@@ -37,6 +38,7 @@ pub fn virtual_module(specifier: &str) -> Option<&'static str> {
         "@useparagon/core/inputs" => return Some(INPUTS),
         "@useparagon/core/integration" => return Some(INTEGRATION),
         "@useparagon/core/operator" => return Some(OPERATOR),
+        "@useparagon/core/triggers/customTrigger" => return Some(TRIGGERS),
         HOST_MODULE => return Some(HOST),
         _ => {}
     }
@@ -59,6 +61,7 @@ fn known_specifiers() -> String {
         "@useparagon/core/inputs".into(),
         "@useparagon/core/integration".into(),
         "@useparagon/core/operator".into(),
+        "@useparagon/core/triggers/customTrigger".into(),
     ];
     list.extend(TYPE_ONLY_SUBPATHS.iter().map(|s| format!("@useparagon/core/{s}")));
     list.push("@useparagon/integrations/<key>".into());
@@ -144,6 +147,7 @@ mod tests {
     fn provides_paragon_modules() {
         assert!(virtual_module("@useparagon/core").is_some());
         assert!(virtual_module("@useparagon/core/user").is_some());
+        assert!(virtual_module("@useparagon/core/triggers/customTrigger").is_some());
         assert!(virtual_module("@useparagon/integrations/googleCalendar").is_some());
         assert!(virtual_module("@useparagon/types/salesforce").is_some());
         assert!(virtual_module("@useparagon/core/nope").is_none());

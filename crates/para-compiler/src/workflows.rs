@@ -71,12 +71,23 @@ pub fn compile_all(
     allowed_types: &[&str],
     shared_input_ids: &[String],
     catalog: Option<&'static para_catalog::Integration>,
+    custom_triggers: &BTreeMap<String, para_build::CustomTrigger>,
 ) -> Vec<Workflow> {
+    let integration = Integration { key: &folder.key, catalog, custom_triggers };
     folder
         .workflows
         .iter()
-        .filter_map(|file| compile_one(session, file, allowed_types, shared_input_ids, catalog))
+        .filter_map(|file| {
+            compile_one(session, file, allowed_types, shared_input_ids, &integration)
+        })
         .collect()
+}
+
+/// What a workflow's graph may name of its integration.
+struct Integration<'a> {
+    key: &'a str,
+    catalog: Option<&'static para_catalog::Integration>,
+    custom_triggers: &'a BTreeMap<String, para_build::CustomTrigger>,
 }
 
 fn compile_one(
@@ -84,7 +95,7 @@ fn compile_one(
     file: &str,
     allowed_types: &[&str],
     shared_input_ids: &[String],
-    catalog: Option<&'static para_catalog::Integration>,
+    integration: &Integration<'_>,
 ) -> Option<Workflow> {
     let mut described = session.describe(file, "describeWorkflow")?;
     match described.get("shape").and_then(Value::as_str) {
@@ -189,7 +200,14 @@ fn compile_one(
     let workflow_inputs = inputs::convert(session, &raw_inputs, &scope);
     let id = id?;
     session.declared.push(Declared { id: id.clone(), file: file.to_string() });
-    let cx = graph::Context { file, workflow_id: &id, shared_input_ids, catalog };
+    let cx = graph::Context {
+        file,
+        workflow_id: &id,
+        shared_input_ids,
+        catalog: integration.catalog,
+        integration_key: integration.key,
+        custom_triggers: integration.custom_triggers,
+    };
     let mut recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
     if graph::needs_sites(&recorded) {
         // A step that is not registered can only be shown where it is created: record again,

@@ -176,6 +176,7 @@ impl RunContext {
             credential: Some(&self.credential),
             config_inputs: Some(&self.config_inputs),
             page_token,
+            webhook_request: None,
         }
     }
 

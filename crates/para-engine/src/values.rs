@@ -45,6 +45,9 @@ pub struct Scope<'a> {
     pub config_inputs: Option<&'a Map<String, Value>>,
     /// The current page token of a paginated request.
     pub page_token: Option<&'a Value>,
+    /// The request a custom webhook trigger received (`{ method, headers, query, body }`), for
+    /// its `filters` and `providerId`.
+    pub webhook_request: Option<&'a Value>,
 }
 
 /// Follows `path` into `value`: object keys, array indexes, and `length` of arrays and strings.
@@ -156,6 +159,7 @@ pub fn resolve(source: &Source, scope: &Scope<'_>) -> Option<Value> {
         Source::PersonaMetadata { path } => walk(scope.meta?, path),
         Source::ResourceInput { key } => scope.config_inputs?.get(key).cloned(),
         Source::PageToken {} => scope.page_token.cloned(),
+        Source::WebhookRequest { path } => walk(scope.webhook_request?, path),
     }
 }
 

@@ -35,6 +35,7 @@ const CORE_FILES: &[(&str, &str)] = &[
         "steps/library/conditional.d.ts",
         include_str!("../assets/core/steps/library/conditional.d.ts"),
     ),
+    ("triggers/customTrigger.d.ts", include_str!("../assets/core/triggers/customTrigger.d.ts")),
 ];
 
 /// The subpaths of `@useparagon/core` (`""` is the package itself), each with its `.d.ts`.
@@ -48,6 +49,7 @@ const CORE_SUBPATHS: &[(&str, &str)] = &[
     ("persona", "persona.d.ts"),
     ("user", "user.d.ts"),
     ("steps/library/conditional", "steps/library/conditional.d.ts"),
+    ("triggers/customTrigger", "triggers/customTrigger.d.ts"),
 ];
 
 /// The version written into the generated `package.json`s (not a published package's).

@@ -11,7 +11,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -205,16 +204,16 @@ fn title_of(name: &str) -> String {
     out
 }
 
-/// A custom webhook trigger of the build (`customTriggers`, compiled by a later version: its
-/// recorded value is read for a name and description where it has them).
-fn custom_definition(id: &str, t: &Value) -> TriggerDefinition {
-    let text = |key: &str| t.get(key).and_then(Value::as_str);
+/// A custom webhook trigger of the build (`customTriggers`, a `triggers/*.ts` file): `type` is
+/// its id (what `CustomTriggerStep` and its webhook URL name), the title its `name`. Custom
+/// triggers take no parameters: what they start on is the file's `filters`.
+fn custom_definition(id: &str, t: &para_build::CustomTrigger) -> TriggerDefinition {
     TriggerDefinition {
         kind: id.to_string(),
         name: None,
         trigger_model: "WEBHOOK",
-        title: text("name").or(text("title")).unwrap_or(id).to_string(),
-        description: text("description").unwrap_or("").to_string(),
+        title: t.name.clone(),
+        description: t.description.clone().unwrap_or_default(),
         parameters: Vec::new(),
     }
 }

@@ -195,7 +195,11 @@ fn catalog(key: &str, name: &str, active: bool) -> Value {
 
 fn triggers_build() -> para_build::Build {
     let mut custom = common::custom("custom.shop", "basic", json!({ "type": "none" }), Value::Null);
-    custom["customTriggers"] = json!({ "ct-order": { "name": "Order shipped", "description": "An order left the warehouse." } });
+    custom["customTriggers"] = json!({ "ct-order": {
+        "id": "ct-order", "name": "Order shipped", "description": "An order left the warehouse.",
+        "level": "user", "setup": "manual", "filters": null, "providerId": null,
+        "samplePayload": null, "source": "src/integrations/custom.shop/triggers/orderShipped.ts",
+    } });
     common::build(
         "p-triggers",
         json!({

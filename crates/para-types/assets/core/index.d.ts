@@ -6,6 +6,7 @@
 // workflow sees at run time.
 
 import type { Condition } from './operator';
+import type { CustomTriggerClass } from './triggers/customTrigger';
 import type { DefaultInputToResultMap, InputResult, UserInput, UserInputMap } from './inputs';
 import type { IEventInit } from './event';
 import type { IConnectUser } from './user';
@@ -284,9 +285,12 @@ export declare class IntegrationEnabledStep extends StepBase {
   constructor(options?: StepOptions);
 }
 
-/** Triggers the workflow with a custom webhook trigger (a module under `triggers/`). */
+/**
+ * Triggers the workflow with one of the integration's custom webhook triggers: the class a file
+ * of the integration's `triggers/` folder exports.
+ */
 export declare class CustomTriggerStep extends StepBase {
-  constructor(trigger: unknown, options?: StepOptions);
+  constructor(trigger: CustomTriggerClass, options?: StepOptions);
 }
 
 /** A trigger not chosen yet: the workflow never runs. */
