@@ -97,9 +97,11 @@ pub struct Context<'a> {
     /// The integration's catalog entry (none for custom integrations).
     pub catalog: Option<&'static para_catalog::Integration>,
     /// The integration's key and its custom webhook triggers by id (`triggers/*.ts`), which
-    /// `CustomTriggerStep` may name.
+    /// `CustomTriggerStep` may name, and the ids of its trigger files that have errors (reported
+    /// with the file).
     pub integration_key: &'a str,
     pub custom_triggers: &'a BTreeMap<String, para_build::CustomTrigger>,
+    pub failed_custom_triggers: &'a BTreeSet<String>,
 }
 
 struct Compiler<'s, 'p, 'c> {
@@ -794,6 +796,10 @@ impl Compiler<'_, '_, '_> {
         };
         if self.cx.custom_triggers.contains_key(&id) {
             return Some(id);
+        }
+        if self.cx.failed_custom_triggers.contains(&id) {
+            self.ok = false; // the trigger's file was reported
+            return None;
         }
         // Not this integration's: name the other integration's file when this workflow imports it.
         let own = format!("src/integrations/{key}/triggers/");

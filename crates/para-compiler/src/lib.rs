@@ -599,7 +599,7 @@ fn integration(
     }
     // Custom triggers before the workflows that start from them. Both are compiled even when
     // the config failed, so their findings show in the same run.
-    let custom_triggers = triggers::compile_all(session, folder);
+    let triggers = triggers::compile_all(session, folder);
     let shared_ids: Vec<String> = shared_inputs.iter().map(|i| i.id.clone()).collect();
     let workflows = workflows::compile_all(
         session,
@@ -607,7 +607,7 @@ fn integration(
         &allowed_types,
         &shared_ids,
         para_catalog::lookup(&key),
-        &custom_triggers,
+        &triggers,
     );
     let (mut config, display_order) = config?;
     config.workflow_display_order =
@@ -626,7 +626,7 @@ fn integration(
         config,
         inputs: shared_inputs,
         workflows,
-        custom_triggers,
+        custom_triggers: triggers.compiled,
     })
 }
 

@@ -5,7 +5,7 @@
 //! webhook receives, and may read nothing else: the engine evaluates them with only the request
 //! at hand (`para_engine::custom_triggers`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use para_build::{CustomTrigger, OPERATORS, Source, TriggerLevel, TriggerSetup};
 use para_project::Diagnostic;
@@ -15,15 +15,28 @@ use crate::{eval::Session, graph, layout::IntegrationFolder, lower};
 
 const SHAPE_HELP: &str = "write `export default class extends ManualWebhookTrigger<'USER', 'default', InputResultMap> { readonly id = '…'; name = '…'; … }`, importing ManualWebhookTrigger from '@useparagon/core/triggers/customTrigger'";
 
-/// Compiles every trigger file of an integration, keyed by id. A file with an error is left
-/// out (after its findings); a workflow naming it is then reported too.
-pub fn compile_all(
-    session: &mut Session<'_>,
-    folder: &IntegrationFolder,
-) -> BTreeMap<String, CustomTrigger> {
-    let mut out: BTreeMap<String, CustomTrigger> = BTreeMap::new();
+/// An integration's custom triggers: those compiled, by id, and the ids of the files that have
+/// errors (reported with the file, so a workflow naming one is not reported again).
+#[derive(Default)]
+pub struct Triggers {
+    pub compiled: BTreeMap<String, CustomTrigger>,
+    pub failed: BTreeSet<String>,
+}
+
+/// Compiles every trigger file of an integration. A file with an error is left out, after its
+/// findings.
+pub fn compile_all(session: &mut Session<'_>, folder: &IntegrationFolder) -> Triggers {
+    let mut triggers = Triggers::default();
+    let out = &mut triggers.compiled;
     for file in &folder.triggers {
-        let Some(trigger) = compile_one(session, file) else { continue };
+        let trigger = match compile_one(session, file) {
+            Ok(trigger) => trigger,
+            Err(Some(id)) => {
+                triggers.failed.insert(id);
+                continue;
+            }
+            Err(None) => continue,
+        };
         if let Some(first) = out.get(&trigger.id) {
             let at = session.locate(file, &["id"]);
             let first_at = session.locate(&first.source, &["id"]);
@@ -43,11 +56,12 @@ pub fn compile_all(
         }
         out.insert(trigger.id.clone(), trigger);
     }
-    out
+    triggers
 }
 
-fn compile_one(session: &mut Session<'_>, file: &str) -> Option<CustomTrigger> {
-    let described = session.describe(file, "describeCustomTrigger")?;
+/// The file's trigger, or (after reporting) the id it declares, if it declares one.
+fn compile_one(session: &mut Session<'_>, file: &str) -> Result<CustomTrigger, Option<String>> {
+    let described = session.describe(file, "describeCustomTrigger").ok_or(None)?;
     match described.get("shape").and_then(Value::as_str) {
         Some("trigger") => {}
         Some("missing") => {
@@ -59,7 +73,7 @@ fn compile_one(session: &mut Session<'_>, file: &str) -> Option<CustomTrigger> {
                 .in_file(file)
                 .with_help(SHAPE_HELP),
             );
-            return None;
+            return Err(None);
         }
         _ => {
             let at = session.locate(file, &[]);
@@ -72,7 +86,7 @@ fn compile_one(session: &mut Session<'_>, file: &str) -> Option<CustomTrigger> {
                 .with_label("not a custom trigger class")
                 .with_help(SHAPE_HELP),
             );
-            return None;
+            return Err(None);
         }
     }
     let mut ok = true;
@@ -209,12 +223,10 @@ fn compile_one(session: &mut Session<'_>, file: &str) -> Option<CustomTrigger> {
             .with_help("until it does, have users paste the trigger's webhook URL (getCustomWebhookUserManualUrl) into the provider, as for a ManualWebhookTrigger"),
         );
     }
-    if !ok {
-        return None;
-    }
-    Some(CustomTrigger {
-        id: id?,
-        name: name?,
+    let (Some(id), Some(name), true) = (id.clone(), name, ok) else { return Err(id) };
+    Ok(CustomTrigger {
+        id,
+        name,
         description,
         level,
         setup,

@@ -15,6 +15,7 @@ use crate::{
     graph, inputs,
     layout::IntegrationFolder,
     lower,
+    triggers::Triggers,
 };
 
 /// Reports every workflow id declared more than once in the project; the first declaration (by
@@ -71,7 +72,7 @@ pub fn compile_all(
     allowed_types: &[&str],
     shared_input_ids: &[String],
     catalog: Option<&'static para_catalog::Integration>,
-    custom_triggers: &BTreeMap<String, para_build::CustomTrigger>,
+    custom_triggers: &Triggers,
 ) -> Vec<Workflow> {
     let integration = Integration { key: &folder.key, catalog, custom_triggers };
     folder
@@ -87,7 +88,7 @@ pub fn compile_all(
 struct Integration<'a> {
     key: &'a str,
     catalog: Option<&'static para_catalog::Integration>,
-    custom_triggers: &'a BTreeMap<String, para_build::CustomTrigger>,
+    custom_triggers: &'a Triggers,
 }
 
 fn compile_one(
@@ -206,7 +207,8 @@ fn compile_one(
         shared_input_ids,
         catalog: integration.catalog,
         integration_key: integration.key,
-        custom_triggers: integration.custom_triggers,
+        custom_triggers: &integration.custom_triggers.compiled,
+        failed_custom_triggers: &integration.custom_triggers.failed,
     };
     let mut recorded = described.get_mut("graph").map(Value::take).unwrap_or(Value::Null);
     if graph::needs_sites(&recorded) {

@@ -125,6 +125,14 @@ fn finding<'a>(
     d
 }
 
+/// The workflow starting from a trigger whose file has errors is not reported again.
+fn no_cascade(output: &Output) {
+    assert!(
+        !output.diagnostics.iter().any(|d| d.code == "invalid-custom-trigger"),
+        "a broken trigger file's workflow is reported too"
+    );
+}
+
 #[test]
 fn two_trigger_files_and_a_workflow_build() {
     let (project, output) = Variant::new(&[]).compile();
@@ -195,6 +203,7 @@ fn a_trigger_without_a_name_or_an_id_is_an_error() {
     assert!(output.build.is_none());
     let d = finding(&project, &output, "missing-field", DEAL, "export default class");
     assert!(d.message.contains("`name`"), "{}", d.message);
+    no_cascade(&output);
 
     let (project, output) = Variant::new(&[edited(
         CONTACT,
@@ -247,6 +256,7 @@ fn filters_the_engine_cannot_evaluate_are_errors() {
     .compile();
     let d = finding(&project, &output, "invalid-filters", DEAL, "filters(request");
     assert!(d.message.contains("a credential"), "{}", d.message);
+    no_cascade(&output);
 }
 
 #[test]
