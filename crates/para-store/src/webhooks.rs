@@ -276,6 +276,50 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The valid credentials of the integration (any user of the project) whose provider id is
+    /// `provider_id`, or, for credentials without one, whose account facts (the `account` of
+    /// their provider data, looked up at connect) hold it as a value: `(user_id,
+    /// credential_id)`.
+    pub async fn credentials_with_provider_id(
+        &self,
+        project_id: &str,
+        integration: &str,
+        provider_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT user_id, id, provider_id, provider_data FROM credentials
+             WHERE project_id = $1 AND integration = $2 AND status = $3
+               AND (provider_id = $4 OR (provider_id IS NULL AND provider_data LIKE $5))",
+        )
+        .bind(project_id)
+        .bind(integration)
+        .bind(crate::CredentialStatus::Valid.as_str())
+        .bind(provider_id)
+        .bind(format!("%{}%", like_escape(provider_id)))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let matches = match r.get::<Option<String>, _>(2) {
+                Some(id) => id == provider_id,
+                None => {
+                    let data = json(&r.get::<String, _>(3))?;
+                    data.get("account").and_then(Value::as_object).is_some_and(|facts| {
+                        facts.values().any(|v| match v {
+                            Value::String(s) => s == provider_id,
+                            Value::Number(n) => n.to_string() == provider_id,
+                            _ => false,
+                        })
+                    })
+                }
+            };
+            if matches {
+                out.push((r.get(0), r.get(1)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The credentials of the integration (any user of the project) whose provider data holds
     /// `value` at the dotted `path`: the accounts an app-level event belongs to. Returns
     /// `(user_id, credential_id)` of valid credentials.

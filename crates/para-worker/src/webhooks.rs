@@ -24,6 +24,11 @@ use crate::triggers::{Active, Trigger, active_workflows, fired, parameter_values
 const LEASE_MS: i64 = 30_000;
 /// The most events claimed at once.
 const BATCH: i64 = 64;
+/// A custom webhook trigger's decisions on a request (`{method, headers, query, body}`): whether
+/// it passes the trigger's `filters`, and which provider account an app-level one names. The
+/// engine's one evaluation of conditions, for the server that receives the request.
+pub use para_engine::custom_triggers::{passes_filters, provider_id};
+
 /// How long a routed event (and so its dedupe key) is kept: longer than providers retry a
 /// delivery (Stripe: 3 days; Shopify: 48 hours; Slack: minutes).
 pub const KEEP_ROUTED_MS: i64 = 14 * 24 * 3_600_000;
@@ -158,6 +163,27 @@ async fn route(
             workflow_id: Some(hook.workflow_id).filter(|w| !w.is_empty()),
             configuration_id: Some(hook.configuration_id).filter(|c| !c.is_empty()),
         }]
+    } else if event.event_type.starts_with(CUSTOM_PREFIX) {
+        // An app-level custom trigger: the account is the credential whose provider id the
+        // request named (`mapPayload.providerId`).
+        let provider_id = event.account.as_deref().ok_or("the request names no provider id")?;
+        let found = state
+            .store
+            .credentials_with_provider_id(&state.project_id, &event.integration, provider_id)
+            .await
+            .map_err(store_error)?;
+        if found.is_empty() {
+            return Err(format!("no connected account has the provider id `{provider_id}`"));
+        }
+        found
+            .into_iter()
+            .map(|(user_id, credential_id)| Target {
+                user_id,
+                credential_id,
+                workflow_id: None,
+                configuration_id: None,
+            })
+            .collect()
     } else {
         let spec = para_catalog::lookup(&event.integration)
             .and_then(|c| c.webhooks.as_ref())
@@ -236,13 +262,18 @@ async fn runs_for(
         if !parameters_match(state, data, &target.user_id, a, event) {
             continue;
         }
-        let output = json!({
-            // Read as `trigger.output.result`, like a polled item.
-            "result": event.body,
-            "event": event.event_type,
-            "headers": event.headers,
-            "receivedAt": event.received_at,
-        });
+        let output = if event.event_type.starts_with(CUSTOM_PREFIX) {
+            // A CustomTriggerStep's output: `trigger.output.request.body…`.
+            json!({ "request": event.body, "receivedAt": event.received_at })
+        } else {
+            json!({
+                // Read as `trigger.output.result`, like a polled item.
+                "result": event.body,
+                "event": event.event_type,
+                "headers": event.headers,
+                "receivedAt": event.received_at,
+            })
+        };
         out.push(fired(state, &target.user_id, a, Some(&target.credential_id), "webhook", output));
     }
     Ok(out)
@@ -254,7 +285,7 @@ fn listens_to(workflow: &Workflow, event: &WebhookEvent) -> bool {
         let step = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref());
         return matches!(
             step.map(|s| &s.kind),
-            Some(StepKind::CustomTrigger { trigger }) if custom_id(trigger) == Some(custom)
+            Some(StepKind::CustomTrigger { trigger_id }) if trigger_id == custom
         );
     }
     let Trigger::Integration { trigger, .. } = trigger_of(workflow) else { return false };
@@ -267,14 +298,6 @@ fn listens_to(workflow: &Workflow, event: &WebhookEvent) -> bool {
         && webhook.when.iter().filter(|(_, want)| !want.contains('{')).all(|(locator, want)| {
             read(event, locator).is_some_and(|v| &para_connect::webhooks::text(&v) == want)
         })
-}
-
-/// The id a `CustomTriggerStep`'s source names.
-fn custom_id(source: &para_build::Source) -> Option<&str> {
-    match source {
-        para_build::Source::Value { value: Value::String(id) } => Some(id),
-        _ => None,
-    }
 }
 
 /// Every parameter the trigger's `webhook.filter` lists and the workflow set equals the

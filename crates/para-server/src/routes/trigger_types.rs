@@ -1,14 +1,13 @@
 //! The trigger types the SDK's `getTriggers(type)` lists (`GET /projects/{id}/triggers?
 //! integrations=…`, on `API_TRIGGER_KIT_PUBLIC_URL`): each integration's catalog triggers,
 //! polling and webhook, and the project's custom webhook triggers, in the SDK's
-//! `GetTriggerTypesResponse` shape. Also the URL `getCustomWebhookUserManualUrl` forms, which
-//! answers that custom webhook triggers are not received yet.
+//! `GetTriggerTypesResponse` shape. The URL `getCustomWebhookUserManualUrl` forms is received
+//! in `webhooks.rs`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -21,7 +20,7 @@ use crate::state::AppState;
 use crate::views::find_integration;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(trigger_types)).routes(routes!(custom_webhook))
+    OpenApiRouter::new().routes(routes!(trigger_types))
 }
 
 /// The SDK's `GetTriggerTypesResponse`.
@@ -216,41 +215,6 @@ fn custom_definition(id: &str, t: &para_build::CustomTrigger) -> TriggerDefiniti
         description: t.description.clone().unwrap_or_default(),
         parameters: Vec::new(),
     }
-}
-
-/// `HERMES/triggers/connect/{project}/{integrationId}/custom-triggers/{triggerId}?id=<credential>`,
-/// the URL `getCustomWebhookUserManualUrl` gives: custom webhook triggers are not received by
-/// this version, so every method answers why, in JSON.
-#[utoipa::path(
-    method(get, post, put, patch, delete),
-    path = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}",
-    tag = "trigger-types",
-    params(
-        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
-        ("integration" = String, Path, description = "The integration's id"),
-        ("trigger" = String, Path, description = "The custom webhook trigger's id"),
-    ),
-    responses((status = 501, description = "Custom webhook triggers are not received by this version", body = crate::error::ErrorBody))
-)]
-async fn custom_webhook(
-    Path((project, _integration, trigger)): Path<(String, String, String)>,
-    State(state): State<Arc<AppState>>,
-) -> ApiError {
-    if project != state.project_id {
-        return ApiError::not_found(format!(
-            "this server serves project {}, not {project}",
-            state.project_id
-        ));
-    }
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "custom_webhooks_unsupported",
-        format!(
-            "custom webhook trigger `{trigger}`: this Paragraph server does not receive custom \
-             webhook triggers yet (a project's `triggers/*.ts` are not compiled); use a request \
-             trigger (paragon.workflow) or an App Event (paragon.event) instead"
-        ),
-    )
 }
 
 #[cfg(test)]

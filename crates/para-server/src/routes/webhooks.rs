@@ -25,7 +25,10 @@ use crate::AppState;
 use crate::error::ApiError;
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(app_level)).routes(routes!(per_account))
+    OpenApiRouter::new()
+        .routes(routes!(app_level))
+        .routes(routes!(per_account))
+        .routes(routes!(custom_trigger))
 }
 
 /// What a delivery recorded.
@@ -210,6 +213,165 @@ async fn receive_webhook(
         para_worker::webhooks::wake(&state.worker);
     }
     axum::Json(Received { accepted, duplicates: recorded.len() - accepted }).into_response()
+}
+
+/// A custom webhook trigger's URL (`getCustomWebhookUserManualUrl`):
+/// `/triggers/connect/{project}/{integration}/custom-triggers/{trigger}?id=<credential>`. A
+/// user-level trigger's requests belong to the credential `id` names; an app-level trigger's to
+/// the credentials whose provider id the request holds (`mapPayload.providerId`). A request that
+/// does not pass the trigger's `filters` is answered 200 and starts nothing. The URL is the
+/// SDK's, so it carries no secret of its own: the credential id is its only proof.
+#[utoipa::path(
+    method(get, post, put, patch, delete),
+    path = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}",
+    tag = "webhooks",
+    params(
+        ("project" = String, Path, description = "The project's id (`projectId` in `.para/project.json`)"),
+        ("integration" = String, Path, description = "The integration's id (or key)"),
+        ("trigger" = String, Path, description = "The custom webhook trigger's id"),
+        ("id" = Option<String>, Query, description = "The credential a user-level trigger's requests belong to"),
+    ),
+    request_body(content = Option<Object>, description = "Whatever the app sends (JSON, a form, or text)"),
+    responses(
+        (status = 200, description = "Recorded (or filtered out: nothing recorded)", body = Received),
+        (status = 400, description = "An app-level trigger's request names no account, or the trigger's filters cannot be evaluated", body = crate::error::ErrorBody),
+        (status = 404, description = "Another project, no such integration, trigger or credential", body = crate::error::ErrorBody),
+    )
+)]
+async fn custom_trigger(
+    State(state): State<Arc<AppState>>,
+    Path((project, integration, trigger)): Path<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match receive_custom(&state, &project, &integration, &trigger, &method, &uri, &headers, &body)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_custom(
+    state: &AppState,
+    project: &str,
+    integration: &str,
+    trigger_id: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if project != state.project_id {
+        return Err(ApiError::not_found(format!(
+            "this server serves project {}, not {project}",
+            state.project_id
+        )));
+    }
+    let build = state.build();
+    let found = crate::views::find_integration(&build, integration).ok_or_else(|| {
+        ApiError::not_found(format!("no integration `{integration}` in this project"))
+    })?;
+    let trigger = found.custom_triggers.get(trigger_id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "integration `{}` has no custom trigger `{trigger_id}`",
+            found.key
+        ))
+    })?;
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let incoming =
+        Incoming { method: method.as_str(), url: "", headers: &header_list, query: &query, body };
+    let parsed = match incoming.json() {
+        serde_json::Value::Null if !body.is_empty() => {
+            serde_json::Value::String(String::from_utf8_lossy(body).into_owned())
+        }
+        other => other,
+    };
+    let kept = serde_json::Value::Object(receive::kept_headers(&header_list));
+    let request = serde_json::json!({
+        "method": method.as_str(),
+        "headers": kept,
+        "query": query
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>(),
+        "body": parsed,
+    });
+    let credential = query.iter().find(|(n, _)| n == "id").map(|(_, v)| v.as_str());
+    let (hook, account) = match trigger.level {
+        para_build::TriggerLevel::User => {
+            let id = credential.ok_or_else(|| {
+                ApiError::not_found(
+                    "this custom trigger's URL names the credential: `?id=<credential id>`",
+                )
+            })?;
+            let owner = state.store.credential_owner(&state.project_id, id).await?;
+            let theirs = match owner {
+                Some(user) => state.store.credential(&state.project_id, &user, id).await?,
+                None => None,
+            };
+            if theirs.is_none_or(|c| c.integration != found.key) {
+                state.count_refusal(&found.key, "unknown_url");
+                return Err(ApiError::not_found(format!(
+                    "no credential `{id}` of {} in this project",
+                    found.key
+                )));
+            }
+            (format!("{}{id}", para_worker::webhooks::CREDENTIAL_PREFIX), None)
+        }
+        para_build::TriggerLevel::App => {
+            let provider = para_worker::webhooks::provider_id(trigger, &request).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "no_provider_id",
+                    format!("custom trigger `{}`: the request names no account (its mapPayload.providerId read nothing)", trigger.name),
+                )
+            })?;
+            (String::new(), Some(provider))
+        }
+    };
+    match para_worker::webhooks::passes_filters(trigger, &request) {
+        Ok(true) => {}
+        Ok(false) => return Ok(axum::Json(Received { accepted: 0, duplicates: 0 }).into_response()),
+        Err(e) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "filters", e)),
+    }
+    // The app's own idempotency key when it sends one; otherwise the request's bytes (a
+    // retried request is the same request).
+    let key = match header_list.iter().find(|(n, _)| n == "idempotency-key") {
+        Some((_, v)) if !v.is_empty() => format!("id:{v}"),
+        _ => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(body);
+            format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        }
+    };
+    let event = NewWebhookEvent {
+        project_id: state.project_id.clone(),
+        integration: found.key.clone(),
+        hook,
+        dedupe_key: key,
+        event_type: format!("{}{trigger_id}", para_worker::webhooks::CUSTOM_PREFIX),
+        account,
+        // The whole request: a CustomTriggerStep's output is `{request}`.
+        body: request.clone(),
+        headers: request["headers"].clone(),
+    };
+    let recorded = state.store.insert_webhook_events(std::slice::from_ref(&event)).await?;
+    let accepted = recorded.iter().filter(|new| **new).count();
+    if accepted > 0 {
+        para_worker::webhooks::wake(&state.worker);
+    }
+    Ok(axum::Json(Received { accepted, duplicates: recorded.len() - accepted }).into_response())
 }
 
 fn handshake(answer: Handshake) -> Response {

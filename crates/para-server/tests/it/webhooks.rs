@@ -530,3 +530,108 @@ async fn per_account_urls_check_their_own_secret_and_their_parameters() {
     let push_run = runs.iter().find(|r| r.workflow_id == "on-push").unwrap();
     assert_eq!(push_run.credential_id.as_deref(), Some(ann_github.as_str()));
 }
+
+/// The compiler's custom-trigger fixture (HubSpot: a user-level trigger with filters, an
+/// app-level one matched by portal id) with its workflow on by default, plus a workflow on the
+/// app-level trigger.
+fn custom_trigger_build() -> para_build::Build {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../para-compiler/tests/fixtures/ok/custom-triggers");
+    let (root, marker) = para_project::find_root(&dir).unwrap();
+    let project = para_project::load(&root, marker).unwrap();
+    let out = para_compiler::compile(&project, &para_compiler::Options::default());
+    let mut build = out.build.expect("the fixture builds");
+    build.project.project_id = Some(PROJECT.into());
+    let hubspot = build.integrations.get_mut("hubspot").unwrap();
+    let mut won = hubspot.workflows.values().next().unwrap().clone();
+    won.default_enabled = true;
+    let mut contact = won.clone();
+    contact.id = "contact-created".into();
+    let trigger = contact.trigger.clone().unwrap();
+    for step in &mut contact.steps {
+        if step.id == trigger {
+            step.kind = para_build::StepKind::CustomTrigger { trigger_id: CONTACT_CREATED.into() };
+        }
+    }
+    hubspot.workflows =
+        [(won.id.clone(), won), (contact.id.clone(), contact)].into_iter().collect();
+    build
+}
+
+const DEAL_STAGE_CHANGED: &str = "6f1c9a52-3d8e-4b7a-9c21-5e0f4d3b2a10";
+const CONTACT_CREATED: &str = "0b7e2d4c-8a15-4f63-b9d0-2c6a1e5f7d38";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_webhook_triggers_start_runs_for_the_url_s_account_when_their_filters_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(custom_trigger_build(), dir.path()).await;
+    let ann = connect(&s, "ann", "hubspot", "101").await;
+    let bob = connect(&s, "bob", "hubspot", "202").await;
+    let url = |trigger: &str, id: &str| {
+        format!("/triggers/connect/{PROJECT}/hubspot/custom-triggers/{trigger}?id={id}")
+    };
+    let event = [
+        ("x-hubspot-event", "deal.propertyChange".to_string()),
+        ("content-type", "application/json".into()),
+    ];
+    let closed = br#"{"objectId":7,"propertyValue":"closedwon"}"#;
+    let (status, text) = post(&s, &url(DEAL_STAGE_CHANGED, &ann), &event, closed).await;
+    assert_eq!((status, text.as_str()), (200, r#"{"accepted":1,"duplicates":0}"#));
+    // The same request again (a retry): nothing more.
+    let (_, text) = post(&s, &url(DEAL_STAGE_CHANGED, &ann), &event, closed).await;
+    assert_eq!(text, r#"{"accepted":0,"duplicates":1}"#);
+    // Filtered out: another stage, or another event header.
+    let open = br#"{"objectId":8,"propertyValue":"appointmentscheduled"}"#;
+    assert_eq!(
+        post(&s, &url(DEAL_STAGE_CHANGED, &ann), &event, open).await.1,
+        r#"{"accepted":0,"duplicates":0}"#
+    );
+    let other = [("x-hubspot-event", "deal.creation".to_string())];
+    assert_eq!(
+        post(&s, &url(DEAL_STAGE_CHANGED, &bob), &other, closed).await.1,
+        r#"{"accepted":0,"duplicates":0}"#
+    );
+    // A credential that is not of this project's HubSpot, or no trigger: 404.
+    assert_eq!(post(&s, &url(DEAL_STAGE_CHANGED, "nope"), &event, closed).await.0, 404);
+    assert_eq!(post(&s, &url("nope", &ann), &event, closed).await.0, 404);
+    assert_eq!(
+        post(
+            &s,
+            &format!("/triggers/connect/{PROJECT}/hubspot/custom-triggers/{DEAL_STAGE_CHANGED}"),
+            &event,
+            closed
+        )
+        .await
+        .0,
+        404
+    );
+    // The app-level trigger: the request's portal id names the account.
+    let app = format!("/triggers/connect/{PROJECT}/hubspot/custom-triggers/{CONTACT_CREATED}");
+    assert_eq!(post(&s, &app, &[], br#"{"portalId":202,"email":"x@y.z"}"#).await.0, 200);
+    assert_eq!(post(&s, &app, &[], br#"{"email":"no-portal@y.z"}"#).await.0, 400);
+
+    let runs = runs_when(&s, 2).await;
+    let mut got = who(&runs);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("ann".into(), "3e1d2c4b-0001-4000-8000-0000000000c1".into()),
+            ("bob".into(), "contact-created".into())
+        ]
+    );
+    let won = runs.iter().find(|r| r.user_id == "ann").unwrap();
+    assert_eq!(won.trigger_input["request"]["body"]["objectId"], 7);
+    assert_eq!(won.trigger_input["request"]["headers"]["x-hubspot-event"], "deal.propertyChange");
+    // The run read `trigger.output.request.body.objectId`.
+    for _ in 0..100 {
+        let run = s.state.store.run(PROJECT, &won.id).await.unwrap().unwrap();
+        if run.status == para_store::RunStatus::Succeeded {
+            let journal = s.state.store.run_steps(&won.id).await.unwrap();
+            assert_eq!(journal.last().unwrap().output, Some(json!({ "result": { "won": 7 } })));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the custom trigger's run did not succeed");
+}
