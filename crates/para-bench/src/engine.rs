@@ -495,8 +495,19 @@ fn count_runs(
     admin_key: &str,
     status: &str,
 ) -> anyhow::Result<u64> {
+    count_workflow_runs(addr, project_id, admin_key, EVENT_ID, status)
+}
+
+/// How many runs of `workflow` have `status`, per the history API.
+pub(crate) fn count_workflow_runs(
+    addr: SocketAddr,
+    project_id: &str,
+    admin_key: &str,
+    workflow: &str,
+    status: &str,
+) -> anyhow::Result<u64> {
     let path = format!(
-        "/projects/{project_id}/task-history/workflow-executions?workflowId={EVENT_ID}&status={status}&limit=1&includeTotal=true"
+        "/projects/{project_id}/task-history/workflow-executions?workflowId={workflow}&status={status}&limit=1&includeTotal=true"
     );
     let bearer = format!("Bearer {admin_key}");
     let r = http::request(addr, "GET", &path, &[("Authorization", &bearer)], None)?;
@@ -641,6 +652,7 @@ fn measure(
             server.addr,
             database,
             project_id,
+            &admin_key,
             &hooks,
             args.events,
             args.connections,
