@@ -188,9 +188,19 @@ pub fn deliver(
                 workflow_id: Some(WORKFLOW_ID.into()),
                 ..Default::default()
             };
-            let page = rt.block_on(store.list_runs(project_id, &filter, (n + 10) as i64, None))?;
+            let mut runs = Vec::new();
+            let mut after = None;
+            loop {
+                let page =
+                    rt.block_on(store.list_runs(project_id, &filter, 1000, after.as_ref()))?;
+                runs.extend(page.runs.into_iter().map(|l| l.run));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
             let mut index = HashMap::new();
-            for r in page.runs.iter().map(|l| &l.run) {
+            for r in &runs {
                 if let Some(id) = r.trigger_input["result"]["id"].as_str()
                     && let Some(i) =
                         id.strip_prefix("evt_bench_").and_then(|i| i.parse::<usize>().ok())
