@@ -22,3 +22,4 @@ mod proxy;
 mod sdk_settings;
 mod sdk_surface;
 mod security;
+mod triggers_api;
