@@ -19,6 +19,7 @@ use std::time::Duration;
 use para_auth::env_secrets::EnvSecrets;
 use para_server::CorsPolicy;
 use para_server::limits::{Limits, parse_duration};
+use para_worker::deliveries::TriggersApiConfig;
 use para_worker::{EngineConfig, SandboxMemoryConfig};
 
 /// The names of the environment variables `para` reads (in the spirit of uv's `EnvVars`).
@@ -83,6 +84,13 @@ impl EnvVars {
     pub const PARA_PROXY_MAX_WRAPPED_BYTES: &str = "PARA_PROXY_MAX_WRAPPED_BYTES";
     /// Origins allowed CORS with credentials (comma-separated; `*`: others without).
     pub const PARA_CORS_ORIGINS: &str = "PARA_CORS_ORIGINS";
+
+    // The Triggers API.
+    /// The company's webhook URL Triggers API events are delivered to (a subscription's
+    /// `webhookOverride.url` wins).
+    pub const PARA_TRIGGERS_WEBHOOK_URL: &str = "PARA_TRIGGERS_WEBHOOK_URL";
+    /// The key deliveries are signed with (`x-paragon-signature: v1=<hex HMAC-SHA256>`).
+    pub const PARA_TRIGGERS_SIGNING_SECRET: &str = "PARA_TRIGGERS_SIGNING_SECRET";
 
     // The engine.
     /// How long a run's lease lasts without renewal, in ms.
@@ -319,6 +327,23 @@ impl Env {
             limits.proxy_max_wrapped_bytes = n;
         }
         Ok(limits)
+    }
+
+    /// `PARA_TRIGGERS_WEBHOOK_URL` (an http(s) URL) and `PARA_TRIGGERS_SIGNING_SECRET` (as
+    /// given, not trimmed: it is a key), with the default retry schedule.
+    pub fn triggers_api(&self) -> Result<TriggersApiConfig, ConfigError> {
+        let webhook_url = self.get(EnvVars::PARA_TRIGGERS_WEBHOOK_URL).map(str::to_string);
+        if let Some(url) = &webhook_url {
+            let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+                return Err(ConfigError(format!(
+                    "PARA_TRIGGERS_WEBHOOK_URL must be an http(s) URL like https://example.com/paragon-events, not `{url}`"
+                )));
+            }
+        }
+        let signing_secret =
+            self.vars.get(EnvVars::PARA_TRIGGERS_SIGNING_SECRET).filter(|k| !k.is_empty()).cloned();
+        Ok(TriggersApiConfig { webhook_url, signing_secret, ..TriggersApiConfig::default() })
     }
 
     /// `PARA_CORS_ORIGINS`.

@@ -35,6 +35,7 @@ pub const USER_TOKEN: &str = "user_token";
         (name = "oauth", description = "The OAuth sign-in the SDK drives"),
         (name = "triggers", description = "App Events and request triggers, which start runs"),
         (name = "trigger-types", description = "The trigger types getTriggers lists"),
+        (name = "trigger-subscriptions", description = "The Triggers API: a user's subscriptions to trigger types, delivered to the company's webhook"),
         (name = "history", description = "Task history: runs and their steps"),
         (name = "resources", description = "Resources: credentials shared by several integrations"),
         (name = "meta", description = "The server itself"),

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub outgoing_proxy: bool,
     /// `PARA_SECRET_<NAME>` variables: they win over `.para/secrets.json`.
     pub env_secrets: para_auth::env_secrets::EnvSecrets,
+    /// The Triggers API's webhook URL, signing secret and retry schedule
+    /// (`PARA_TRIGGERS_WEBHOOK_URL`, `PARA_TRIGGERS_SIGNING_SECRET`).
+    pub triggers_api: para_worker::deliveries::TriggersApiConfig,
 }
 
 impl ServerConfig {
@@ -122,6 +125,7 @@ impl AppState {
                 project_root: config.project_root.clone(),
                 permissions_from_token_only: config.limits.permissions_from_token_only,
                 env_secrets: config.env_secrets.clone(),
+                triggers_api: config.triggers_api.clone(),
             },
         );
         let proxy_budget = Arc::new(crate::budget::Budget::new(

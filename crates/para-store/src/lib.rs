@@ -8,6 +8,7 @@
 pub mod history;
 pub mod runs;
 mod status;
+pub mod trigger_subscriptions;
 pub mod webhooks;
 
 pub use status::{CredentialStatus, RunStatus, StepStatus, UnknownStatus};
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_admin_sessions.sql")),
     (10, include_str!("../migrations/0010_signed_meta.sql")),
     (11, include_str!("../migrations/0011_webhooks.sql")),
+    (12, include_str!("../migrations/0012_trigger_subscriptions.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -131,6 +131,10 @@ pub enum Write {
         /// Why it started nothing, when it did not.
         note: Option<String>,
     },
+    /// An event to deliver to a Triggers API subscription (the outbox), written with the
+    /// event's routing or the poll that found it. A second delivery of the same source to the
+    /// same subscription records nothing (its answer is false).
+    Delivery(crate::trigger_subscriptions::NewDelivery),
 }
 
 /// The columns [`run_row`] reads, in order.
@@ -294,6 +298,33 @@ impl Store {
                         return Ok(vec![false; writes.len()]);
                     }
                     done.push(true);
+                }
+                Write::Delivery(d) => {
+                    let added = sqlx::query(
+                        "INSERT INTO trigger_deliveries (id, project_id, subscription_id, source, body, attempts, next_attempt_at, status, created_at)
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, 'pending', $6)
+                         ON CONFLICT (subscription_id, source) DO NOTHING",
+                    )
+                    .bind(&d.id)
+                    .bind(&d.project_id)
+                    .bind(&d.subscription_id)
+                    .bind(&d.source)
+                    .bind(&d.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if added {
+                        sqlx::query(
+                            "UPDATE trigger_subscriptions SET last_event_at = $2 WHERE id = $1",
+                        )
+                        .bind(&d.subscription_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    done.push(added);
                 }
             }
         }

@@ -1049,3 +1049,132 @@ async fn old_routed_webhook_events_are_forgotten_and_pending_ones_kept() {
     // Forgotten, its key may be recorded again.
     assert_eq!(s.insert_webhook_events(&[event(&claimed[0].dedupe_key)]).await.unwrap(), [true]);
 }
+
+/// Triggers API subscriptions and their outbox: a subscription is its user's only; a delivery
+/// is recorded once per source; one sender holds a claimed delivery; an attempt's outcome is
+/// recorded only under the lease; the last failure marks the subscription ERRORED (its other
+/// deliveries wait), and an update makes it ACTIVE again.
+async fn trigger_subscriptions_deliver_once_and_error_after_the_last_attempt(url: &str) {
+    use para_store::runs::Write;
+    use para_store::trigger_subscriptions::{
+        DeliveryOutcome, NewDelivery, SubscriptionStatus, TriggerSubscription,
+    };
+    let a = para_store::Store::open(url).await.unwrap();
+    let b = para_store::Store::open(url).await.unwrap();
+    let now = now_ms();
+    let sub = TriggerSubscription {
+        id: "s1".into(),
+        project_id: "p".into(),
+        user_id: "ann".into(),
+        integration: "slack".into(),
+        trigger_type: "SLACK_TRIGGER_CHANNEL_CREATED".into(),
+        parameters: json!({}),
+        credential_id: "c1".into(),
+        webhook_override: Some(json!({"url": "http://x", "headers": {}, "metadata": {"k": 1}})),
+        status: SubscriptionStatus::Active,
+        failures: 0,
+        error: None,
+        last_event_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    a.insert_trigger_subscription(&sub).await.unwrap();
+    assert_eq!(a.trigger_subscription("p", "ann", "s1").await.unwrap().as_ref(), Some(&sub));
+    assert!(a.trigger_subscription("p", "bob", "s1").await.unwrap().is_none(), "bob's view");
+    assert!(!a.delete_trigger_subscription("p", "bob", "s1").await.unwrap());
+    assert!(
+        a.update_trigger_subscription("p", "bob", "s1", &json!({}), None).await.unwrap().is_none()
+    );
+    assert_eq!(a.trigger_subscriptions("p", "ann", Some("slack")).await.unwrap().len(), 1);
+    assert!(a.trigger_subscriptions("p", "ann", Some("github")).await.unwrap().is_empty());
+    assert_eq!(a.active_trigger_subscriptions("p", "slack").await.unwrap().len(), 1);
+
+    let delivery = |id: &str, source: &str| {
+        Write::Delivery(NewDelivery {
+            id: id.into(),
+            project_id: "p".into(),
+            subscription_id: "s1".into(),
+            source: source.into(),
+            body: format!("{{\"eventId\":\"{id}\"}}"),
+        })
+    };
+    assert_eq!(
+        a.apply(&[delivery("d1", "webhook:e1"), delivery("d2", "webhook:e2")]).await.unwrap(),
+        [true, true]
+    );
+    assert_eq!(b.apply(&[delivery("d3", "webhook:e1")]).await.unwrap(), [false], "same source");
+    let stored = a.trigger_subscription("p", "ann", "s1").await.unwrap().unwrap();
+    assert!(stored.last_event_at.is_some());
+
+    let claimed = a.claim_trigger_deliveries("p", "A", 10, 60_000).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    assert_eq!(claimed[0].body, "{\"eventId\":\"d1\"}");
+    assert!(b.claim_trigger_deliveries("p", "B", 10, 60_000).await.unwrap().is_empty(), "leased");
+
+    // Only the holder records an outcome.
+    let retry = DeliveryOutcome::Retry { at: 0, status: Some(500), error: "HTTP 500".into() };
+    assert!(!b.finish_trigger_delivery("B", "d1", &retry).await.unwrap());
+    assert!(a.finish_trigger_delivery("A", "d1", &retry).await.unwrap());
+    let delivered = DeliveryOutcome::Delivered { status: 204 };
+    assert!(a.finish_trigger_delivery("A", "d2", &delivered).await.unwrap());
+    assert!(!a.finish_trigger_delivery("A", "d2", &delivered).await.unwrap(), "once");
+    // The retry is due at once (at 0): B may take it now.
+    let again = b.claim_trigger_deliveries("p", "B", 10, 60_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempts, again[0].last_status),
+        ("d1", 1, Some(500))
+    );
+    let failed = DeliveryOutcome::Failed { status: None, error: "timed out".into() };
+    assert!(b.finish_trigger_delivery("B", "d1", &failed).await.unwrap());
+    let errored = a.trigger_subscription("p", "ann", "s1").await.unwrap().unwrap();
+    assert_eq!(errored.status, SubscriptionStatus::Errored);
+    assert_eq!(errored.error.as_deref(), Some("timed out"));
+    // In a row: d2's success between d1's two failures reset the count.
+    assert_eq!(errored.failures, 1);
+    let all = a.trigger_deliveries("p", "s1", 10).await.unwrap();
+    let states: Vec<(&str, &str, i64)> =
+        all.iter().map(|d| (d.id.as_str(), d.status.as_str(), d.attempts)).collect();
+    assert_eq!(states, [("d1", "failed", 2), ("d2", "delivered", 1)]);
+
+    // While ERRORED, new deliveries wait; an update makes it ACTIVE and they are sent.
+    assert_eq!(a.apply(&[delivery("d4", "webhook:e4")]).await.unwrap(), [true]);
+    assert!(a.claim_trigger_deliveries("p", "A", 10, 60_000).await.unwrap().is_empty());
+    assert!(a.active_trigger_subscriptions("p", "slack").await.unwrap().is_empty());
+    let updated = a
+        .update_trigger_subscription("p", "ann", "s1", &json!({"channel": "C1"}), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.status, updated.failures, updated.error),
+        (SubscriptionStatus::Active, 0, None)
+    );
+    assert_eq!((updated.parameters, updated.webhook_override), (json!({"channel": "C1"}), None));
+    assert!(a.next_trigger_delivery_at("p").await.unwrap().is_some());
+    assert_eq!(a.claim_trigger_deliveries("p", "A", 10, 60_000).await.unwrap().len(), 1);
+
+    // Deleting removes what was not delivered.
+    assert!(a.delete_trigger_subscription("p", "ann", "s1").await.unwrap());
+    assert!(a.trigger_subscription("p", "ann", "s1").await.unwrap().is_none());
+    let left = a.trigger_deliveries("p", "s1", 10).await.unwrap();
+    assert!(left.iter().all(|d| d.status != "pending"), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_subscriptions_deliver_once_and_error_after_the_last_attempt_on_postgres() {
+    with_fresh_db(
+        "trigger_subscriptions_deliver_once_and_error_after_the_last_attempt_on_postgres",
+        |url| async move {
+            trigger_subscriptions_deliver_once_and_error_after_the_last_attempt(&url).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn trigger_subscriptions_deliver_once_and_error_after_the_last_attempt_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("para.db").display());
+    trigger_subscriptions_deliver_once_and_error_after_the_last_attempt(&url).await;
+}

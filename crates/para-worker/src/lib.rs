@@ -8,6 +8,7 @@
 //! `para-server`; errors are [`Error`], which the edge maps to statuses.
 
 pub mod actions;
+pub mod deliveries;
 pub mod engine;
 pub mod permissions;
 pub mod triggers;
@@ -34,6 +35,8 @@ pub struct WorkerConfig {
     pub permissions_from_token_only: bool,
     /// `PARA_SECRET_<NAME>` variables: they win over `.para/secrets.json`.
     pub env_secrets: para_auth::env_secrets::EnvSecrets,
+    /// Where Triggers API deliveries go and how they are retried.
+    pub triggers_api: deliveries::TriggersApiConfig,
 }
 
 /// The engine of one process over the credentials domain of its project.
@@ -43,6 +46,9 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Wakes the webhook dispatcher ([`webhooks::dispatch_loop`]) when events were recorded.
     pub webhooks_wake: tokio::sync::Notify,
+    /// Wakes the Triggers API sender ([`deliveries::delivery_loop`]) when deliveries were
+    /// recorded.
+    pub deliveries_wake: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for Worker {
@@ -62,6 +68,7 @@ impl Worker {
             engine: Engine::new(engine),
             config,
             webhooks_wake: tokio::sync::Notify::new(),
+            deliveries_wake: tokio::sync::Notify::new(),
         });
         worker.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&worker))));
         worker
@@ -69,13 +76,14 @@ impl Worker {
 }
 
 /// Starts the worker's background tasks (once per worker): the engine's committer, poller and
-/// lease renewer ([`engine::start_workers`]), the cron scheduler, the polling triggers and the
-/// webhook dispatcher.
+/// lease renewer ([`engine::start_workers`]), the cron scheduler, the polling triggers, the
+/// webhook dispatcher and the Triggers API sender.
 pub fn start(worker: &Arc<Worker>) {
     if engine::start_workers(worker) {
         tokio::spawn(triggers::cron_loop(worker.clone()));
         tokio::spawn(triggers::polling_loop(worker.clone()));
         tokio::spawn(webhooks::dispatch_loop(worker.clone()));
+        tokio::spawn(deliveries::delivery_loop(worker.clone()));
     }
 }
 

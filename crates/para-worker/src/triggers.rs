@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 use para_build::{StepKind, Workflow};
+use para_store::runs::Write;
 use para_store::{CredentialConfiguration, SettingsKey, now_ms};
 use serde_json::{Map, Value, json};
 
@@ -318,14 +319,18 @@ async fn fire(state: &Arc<Worker>, integration: &str, workflow: &Workflow, tick:
     }
 }
 
-/// Polls catalog polling triggers: for every connected user with the workflow active, once per
-/// interval (claimed in the database, so one process polls), `GET` the trigger's path with the
-/// user's credential and start a run for each item not seen by the previous poll (the first
-/// poll only records what is there). The runs and what was seen are written in one
-/// transaction. [`crate::engine::EngineConfig::trigger_poll_ms`] overrides the catalog's
-/// interval.
+/// Polls catalog polling triggers: for every connected user with the workflow active, and for
+/// every ACTIVE Triggers API subscription to a polling trigger type, once per interval (claimed
+/// in the database, so one process polls), `GET` the trigger's path with the user's credential
+/// and start a run (a workflow) or record a delivery (a subscription) for each item not seen by
+/// the previous poll (the first poll only records what is there). What it starts and what was
+/// seen are written in one transaction. [`crate::engine::EngineConfig::trigger_poll_ms`]
+/// overrides the catalog's interval.
 pub async fn polling_loop(state: Arc<Worker>) {
     let interval_override = state.engine.config.trigger_poll_ms;
+    let interval_of = |polling: &para_catalog::Polling| {
+        interval_override.unwrap_or(i64::from(polling.interval_seconds) * 1000).max(100)
+    };
     loop {
         let build = state.build();
         for integration in build.integrations.values() {
@@ -338,9 +343,7 @@ pub async fn polling_loop(state: Arc<Worker>) {
                 else {
                     continue;
                 };
-                let interval = interval_override
-                    .unwrap_or(i64::from(polling.interval_seconds) * 1000)
-                    .max(100);
+                let interval = interval_of(polling);
                 let users = state
                     .store
                     .connected_users(&state.project_id, &integration.key)
@@ -356,6 +359,33 @@ pub async fn polling_loop(state: Arc<Worker>) {
                     if let Err(e) = poll.run(&state, &user_id, interval).await {
                         tracing::warn!(workflow = %workflow.name, user_id = %user_id, error = %e, "polling a trigger failed");
                     }
+                }
+            }
+            // Triggers API subscriptions, each with its own trigger state.
+            let subscriptions = state
+                .store
+                .active_trigger_subscriptions(&state.project_id, &integration.key)
+                .await
+                .unwrap_or_default();
+            for subscription in &subscriptions {
+                let Some(polling) =
+                    catalog.trigger(&subscription.trigger_type).and_then(|t| t.polling.as_ref())
+                else {
+                    continue;
+                };
+                let polled = Polled::Subscription(subscription);
+                let user_id = &subscription.user_id;
+                let done = poll_once(
+                    &state,
+                    &integration.key,
+                    polling,
+                    user_id,
+                    interval_of(polling),
+                    &polled,
+                )
+                .await;
+                if let Err(e) = done {
+                    tracing::warn!(subscription = %subscription.id, user_id = %user_id, error = %e, "polling a trigger failed");
                 }
             }
         }
@@ -382,126 +412,185 @@ impl Poll<'_> {
                 .map_err(|e| e.to_string())?;
         // Once per configuration the workflow is on in, each with its own trigger state.
         let mut problems = Vec::new();
-        for entry in &active {
+        for entry in active {
+            let polled =
+                Polled::Workflow { active: &entry, data: &data, parameters: self.parameters };
             if let Err(e) =
-                self.poll(state, user_id, &data, entry.configuration.as_ref(), interval).await
+                poll_once(state, self.integration, self.polling, user_id, interval, &polled).await
             {
                 problems.push(e);
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }
+}
 
-    /// One poll in one configuration (`None`: the integration-level settings, acting with
-    /// the newest valid account).
-    async fn poll(
-        &self,
-        state: &Worker,
-        user_id: &str,
-        data: &UserData,
-        made: Option<&Made>,
-        interval: i64,
-    ) -> Result<(), String> {
-        let configuration = SettingsKey::of(made.map(|m| m.id.as_str()));
-        let claimed = state
-            .store
-            .claim_poll(&state.project_id, &self.workflow.id, user_id, &configuration, interval)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(previous) = claimed else { return Ok(()) };
-        let path = self.path(state, data, user_id, &configuration);
-        let request = para_engine::run::HttpRequest {
-            method: "GET".into(),
-            url: path.clone(),
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: None,
-            body_type: None,
-            authorization: None,
-        };
-        let credential_id = made.map(|m| m.credential_id.as_str());
-        let account = engine::Account {
-            user_id,
-            integration: self.integration,
-            credential_id,
-            require_valid: true,
-        };
-        let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
-        if answer.status >= 400 {
-            return Err(format!("GET {path} answered HTTP {}", answer.status));
+/// What one poll is for: a workflow in one configuration (`active.configuration` `None`: the
+/// integration-level settings, acting with the newest valid account), or a Triggers API
+/// subscription (its parameters, acting with its account).
+enum Polled<'a> {
+    Workflow { active: &'a Active, data: &'a UserData, parameters: &'a [para_build::Entry] },
+    Subscription(&'a para_store::trigger_subscriptions::TriggerSubscription),
+}
+
+impl Polled<'_> {
+    /// The `trigger_state` row its state is kept in: `(workflow_id, configuration)`.
+    fn state_key(&self) -> (String, SettingsKey) {
+        match self {
+            Polled::Workflow { active, .. } => (
+                active.workflow.id.clone(),
+                SettingsKey::of(active.configuration.as_ref().map(|m| m.id.as_str())),
+            ),
+            Polled::Subscription(s) => (
+                para_store::trigger_subscriptions::subscription_state_key(&s.id),
+                SettingsKey::Integration,
+            ),
         }
-        let items = match self.polling.items.as_str() {
-            "" => answer.body.clone(),
-            dotted => {
-                let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
-                para_engine::values::walk(&answer.body, &path).unwrap_or(Value::Null)
-            }
-        };
-        let items = items.as_array().cloned().unwrap_or_default();
-        let id_of = |item: &Value| {
-            item.get(&self.polling.id).map(|v| para_engine::values::text_of(Some(v)))
-        };
-        let seen: std::collections::HashSet<String> = previous
-            .as_ref()
-            .and_then(|p| p.get("seen"))
-            .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let mut writes = Vec::new();
-        if previous.is_some() {
-            let active = Active {
-                integration: self.integration.to_string(),
-                workflow: self.workflow.clone(),
-                configuration: made.cloned(),
-            };
-            for item in items.iter().filter(|i| id_of(i).is_some_and(|id| !seen.contains(&id))) {
-                // Read as `trigger.output.result`, as Paragon's generated workflows do.
-                let output = json!({ "result": item });
-                writes.push(fired(state, user_id, &active, None, "polling", output));
-            }
-        }
-        let now_seen: Vec<Value> =
-            items.iter().filter_map(id_of).take(10_000).map(Value::String).collect();
-        writes.push(para_store::runs::Write::TriggerState {
-            project_id: state.project_id.clone(),
-            workflow_id: self.workflow.id.clone(),
-            user_id: user_id.to_string(),
-            configuration,
-            state: json!({ "seen": now_seen }),
-        });
-        let started = writes.len() > 1;
-        state.store.apply(&writes).await.map_err(|e| e.to_string())?;
-        if started {
-            engine::wake(state);
-        }
-        Ok(())
     }
 
-    /// The trigger's path with its parameters (the configuration's settings, literals)
-    /// filled in.
-    fn path(
-        &self,
-        state: &Worker,
-        data: &UserData,
-        user_id: &str,
-        configuration: &SettingsKey,
-    ) -> String {
-        let values = parameter_values(
-            state,
-            data,
-            user_id,
-            self.integration,
-            configuration,
-            self.workflow,
-            self.parameters,
-        );
-        let mut path = self.polling.path.clone();
-        for (key, text) in values {
-            let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-            path = path.replace(&format!("{{{key}}}"), &encoded.replace('+', "%20"));
+    /// The trigger's parameters, as texts.
+    fn values(&self, state: &Worker, user_id: &str, integration: &str) -> Vec<(String, String)> {
+        match self {
+            Polled::Workflow { active, data, parameters } => {
+                let (_, configuration) = self.state_key();
+                parameter_values(
+                    state,
+                    data,
+                    user_id,
+                    integration,
+                    &configuration,
+                    &active.workflow,
+                    parameters,
+                )
+            }
+            Polled::Subscription(s) => crate::deliveries::parameter_texts(&s.parameters),
         }
-        path
     }
+
+    /// The account the poll acts with; `None`: the user's newest valid one.
+    fn credential(&self) -> Option<&str> {
+        match self {
+            Polled::Workflow { active, .. } => {
+                active.configuration.as_ref().map(|m| m.credential_id.as_str())
+            }
+            Polled::Subscription(s) => Some(&s.credential_id),
+        }
+    }
+
+    /// What a new item starts: a run, or a delivery.
+    fn fire(&self, state: &Worker, user_id: &str, item: &Value, item_id: &str) -> Write {
+        match self {
+            // Read as `trigger.output.result`, as Paragon's generated workflows do.
+            Polled::Workflow { active, .. } => {
+                fired(state, user_id, active, None, "polling", json!({ "result": item }))
+            }
+            Polled::Subscription(s) => crate::deliveries::queued(
+                state,
+                s,
+                &format!("poll:{item_id}"),
+                item.clone(),
+                now_ms(),
+            ),
+        }
+    }
+}
+
+/// The items a polling trigger's path answers now, asked with the user's account
+/// (`credential`; `None`: the newest valid one) and the parameters filled into the path.
+pub async fn poll_items(
+    state: &Worker,
+    integration: &str,
+    polling: &para_catalog::Polling,
+    user_id: &str,
+    credential: Option<&str>,
+    values: &[(String, String)],
+) -> Result<Vec<Value>, String> {
+    let mut path = polling.path.clone();
+    for (key, text) in values {
+        let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+        path = path.replace(&format!("{{{key}}}"), &encoded.replace('+', "%20"));
+    }
+    let request = para_engine::run::HttpRequest {
+        method: "GET".into(),
+        url: path.clone(),
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: None,
+        body_type: None,
+        authorization: None,
+    };
+    let account =
+        engine::Account { user_id, integration, credential_id: credential, require_valid: true };
+    let answer = engine::send(state, Some(account), request).await.map_err(|e| e.message)?;
+    if answer.status >= 400 {
+        return Err(format!("GET {path} answered HTTP {}", answer.status));
+    }
+    let items = match polling.items.as_str() {
+        "" => answer.body,
+        dotted => {
+            let path: Vec<String> = dotted.split('.').map(str::to_string).collect();
+            para_engine::values::walk(&answer.body, &path).unwrap_or(Value::Null)
+        }
+    };
+    Ok(match items {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    })
+}
+
+/// One poll: claims it (so one process polls per interval), `GET`s the trigger's path with the
+/// parameters filled in, and writes what each new item starts with what was seen.
+async fn poll_once(
+    state: &Worker,
+    integration: &str,
+    polling: &para_catalog::Polling,
+    user_id: &str,
+    interval: i64,
+    polled: &Polled<'_>,
+) -> Result<(), String> {
+    let (state_key, configuration) = polled.state_key();
+    let claimed = state
+        .store
+        .claim_poll(&state.project_id, &state_key, user_id, &configuration, interval)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(previous) = claimed else { return Ok(()) };
+    let values = polled.values(state, user_id, integration);
+    let items =
+        poll_items(state, integration, polling, user_id, polled.credential(), &values).await?;
+    let id_of = |item: &Value| item.get(&polling.id).map(|v| para_engine::values::text_of(Some(v)));
+    let seen: std::collections::HashSet<String> = previous
+        .as_ref()
+        .and_then(|p| p.get("seen"))
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut writes = Vec::new();
+    if previous.is_some() {
+        for item in &items {
+            let Some(id) = id_of(item).filter(|id| !seen.contains(id)) else { continue };
+            writes.push(polled.fire(state, user_id, item, &id));
+        }
+    }
+    let now_seen: Vec<Value> =
+        items.iter().filter_map(id_of).take(10_000).map(Value::String).collect();
+    let started = writes.iter().any(|w| matches!(w, Write::Create { .. }));
+    let delivered = writes.iter().any(|w| matches!(w, Write::Delivery(_)));
+    writes.push(Write::TriggerState {
+        project_id: state.project_id.clone(),
+        workflow_id: state_key,
+        user_id: user_id.to_string(),
+        configuration,
+        state: json!({ "seen": now_seen }),
+    });
+    state.store.apply(&writes).await.map_err(|e| e.to_string())?;
+    if started {
+        engine::wake(state);
+    }
+    if delivered {
+        crate::deliveries::wake(state);
+    }
+    Ok(())
 }
 
 /// A catalog trigger's parameters as the user's workflow set them: each entry resolved in the

@@ -78,8 +78,11 @@ pub async fn dispatch(state: &Worker) -> Result<usize, para_store::StoreError> {
     for event in &events {
         match route(state, &mut seen, event).await {
             Ok(runs) => {
-                let count = runs.len() as i64;
-                let note = (count == 0).then(|| "no active workflow listens to this event".into());
+                let count =
+                    runs.iter().filter(|w| matches!(w, Write::Create { .. })).count() as i64;
+                let note = runs.is_empty().then(|| {
+                    "no active workflow or trigger subscription listens to this event".into()
+                });
                 writes.push(Write::EventRouted {
                     event_id: event.id.clone(),
                     owner: owner.clone(),
@@ -98,9 +101,13 @@ pub async fn dispatch(state: &Worker) -> Result<usize, para_store::StoreError> {
     }
     if !writes.is_empty() {
         let started = writes.iter().any(|w| matches!(w, Write::Create { .. }));
+        let delivered = writes.iter().any(|w| matches!(w, Write::Delivery(_)));
         state.store.apply(&writes).await?;
         if started {
             engine::wake(state);
+        }
+        if delivered {
+            crate::deliveries::wake(state);
         }
     }
     Ok(events.len())
@@ -213,11 +220,26 @@ async fn route(
             })
             .collect()
     };
-    let mut runs = Vec::new();
+    let mut writes = Vec::new();
     for target in targets {
-        runs.extend(runs_for(state, seen, event, &target).await.map_err(|e| e.to_string())?);
+        writes.extend(runs_for(state, seen, event, &target).await.map_err(|e| e.to_string())?);
+        // A URL registered for one workflow serves that workflow only.
+        if target.workflow_id.is_none() {
+            let deliveries = crate::deliveries::for_event(
+                state,
+                event,
+                &target.user_id,
+                &target.credential_id,
+                |trigger, values| {
+                    catalog_trigger_matches(&event.integration, trigger, values, event)
+                },
+            )
+            .await
+            .map_err(store_error)?;
+            writes.extend(deliveries);
+        }
     }
-    Ok(runs)
+    Ok(writes)
 }
 
 /// The runs of one user's active workflows that listen to the event.
@@ -289,15 +311,65 @@ fn listens_to(workflow: &Workflow, event: &WebhookEvent) -> bool {
         );
     }
     let Trigger::Integration { trigger, .. } = trigger_of(workflow) else { return false };
-    let Some(catalog) = para_catalog::lookup(&event.integration) else { return false };
-    let Some(webhook) = catalog.trigger(&trigger).and_then(|t| t.webhook.as_ref()) else {
-        return false;
-    };
-    // Conditions that name the workflow's parameters are checked in [`parameters_match`].
-    webhook.listens_to(&event.event_type)
+    listening(&event.integration, &trigger, event).is_some()
+}
+
+/// The catalog webhook trigger `trigger` (name, intent or alias) of `integration`, when it
+/// listens to the event's type and the event meets its fixed conditions (`when`; those that
+/// name the trigger's parameters are checked in [`filter_matches`]).
+fn listening(
+    integration: &str,
+    trigger: &str,
+    event: &WebhookEvent,
+) -> Option<&'static para_catalog::Webhook> {
+    let catalog = para_catalog::lookup(integration)?;
+    let webhook = catalog.trigger(trigger).and_then(|t| t.webhook.as_ref())?;
+    let meets = webhook.listens_to(&event.event_type)
         && webhook.when.iter().filter(|(_, want)| !want.contains('{')).all(|(locator, want)| {
             read(event, locator).is_some_and(|v| &para_connect::webhooks::text(&v) == want)
+        });
+    meets.then_some(webhook)
+}
+
+/// Every parameter the trigger's `filter` lists and `values` set (not empty) equals the
+/// event's value at the filter's locator.
+fn filter_matches(
+    webhook: &para_catalog::Webhook,
+    values: &[(String, String)],
+    event: &WebhookEvent,
+) -> bool {
+    let matches = |locator: &str, want: &str| {
+        read(event, locator).is_some_and(|v| para_connect::webhooks::text(&v) == want)
+    };
+    let filtered = values
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .all(|(name, want)| webhook.filter.get(name).is_none_or(|locator| matches(locator, want)));
+    // `{ "body:repository.full_name" = "{workspace}/{repoSlug}" }`: filled from the
+    // parameters; skipped when one of them is unset.
+    filtered
+        && webhook.when.iter().filter(|(_, want)| want.contains('{')).all(|(locator, template)| {
+            let unset =
+                values.iter().any(|(n, v)| v.is_empty() && template.contains(&format!("{{{n}}}")));
+            let mut want = template.clone();
+            for (name, value) in values {
+                want = want.replace(&format!("{{{name}}}"), value);
+            }
+            unset || want.contains('{') || matches(locator, &want)
         })
+}
+
+/// The one rule of who hears a webhook event, for workflows and Triggers API subscriptions
+/// alike: the catalog trigger listens to the event's type, the event meets the trigger's fixed
+/// conditions (`when`), and every parameter the trigger filters on that is set (`values`)
+/// equals the event's value there.
+pub(crate) fn catalog_trigger_matches(
+    integration: &str,
+    trigger: &str,
+    values: &[(String, String)],
+    event: &WebhookEvent,
+) -> bool {
+    listening(integration, trigger, event).is_some_and(|w| filter_matches(w, values, event))
 }
 
 /// Every parameter the trigger's `webhook.filter` lists and the workflow set equals the
@@ -312,14 +384,11 @@ fn parameters_match(
     let Trigger::Integration { trigger, parameters } = trigger_of(&active.workflow) else {
         return true;
     };
-    let Some(webhook) = para_catalog::lookup(&event.integration)
+    let filters = para_catalog::lookup(&event.integration)
         .and_then(|c| c.trigger(&trigger))
         .and_then(|t| t.webhook.as_ref())
-    else {
-        return true;
-    };
-    let templated = webhook.when.iter().filter(|(_, want)| want.contains('{'));
-    if webhook.filter.is_empty() && templated.clone().next().is_none() {
+        .is_some_and(|w| !w.filter.is_empty() || w.when.values().any(|v| v.contains('{')));
+    if !filters {
         return true;
     }
     let configuration = SettingsKey::of(active.configuration.as_ref().map(|m| m.id.as_str()));
@@ -332,25 +401,7 @@ fn parameters_match(
         &active.workflow,
         &parameters,
     );
-    let matches = |locator: &str, want: &str| {
-        read(event, locator).is_some_and(|v| para_connect::webhooks::text(&v) == want)
-    };
-    let filtered = values
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .all(|(name, want)| webhook.filter.get(name).is_none_or(|locator| matches(locator, want)));
-    // `{ "body:repository.full_name" = "{workspace}/{repoSlug}" }`: filled from the
-    // parameters; skipped when one of them is unset.
-    filtered
-        && templated.into_iter().all(|(locator, template)| {
-            let unset =
-                values.iter().any(|(n, v)| v.is_empty() && template.contains(&format!("{{{n}}}")));
-            let mut want = template.clone();
-            for (name, value) in &values {
-                want = want.replace(&format!("{{{name}}}"), value);
-            }
-            unset || want.contains('{') || matches(locator, &want)
-        })
+    catalog_trigger_matches(&event.integration, &trigger, &values, event)
 }
 
 /// A locator read from a recorded event (`body:` in the event, `header:` in its kept headers).

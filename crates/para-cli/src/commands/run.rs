@@ -112,6 +112,8 @@ pub fn run(args: RunArgs) -> i32 {
             project_root: root,
             permissions_from_token_only: false,
             env_secrets: env.env_secrets(),
+            // `para run` starts no Triggers API sender.
+            triggers_api: Default::default(),
         };
         let state = Worker::new(connect, engine_config, worker_config);
         engine::start_workers(&state);

@@ -168,6 +168,7 @@ impl Setup {
             cors: Arc::new(env.cors().map_err(bad_setting)?),
             outgoing_proxy: env.outgoing_proxy(),
             env_secrets: env.env_secrets(),
+            triggers_api: env.triggers_api().map_err(bad_setting)?,
         };
         let engine = env.engine().map_err(bad_setting)?;
         para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);

@@ -1,6 +1,6 @@
 //! The JSON APIs `para serve` answers: the Connect API the SDK calls (`api`), configurations,
-//! OAuth, event and request triggers, trigger types, history, resources, providers' webhooks,
-//! and the proxy.
+//! OAuth, event and request triggers, trigger types, Triggers API subscriptions, history,
+//! resources, providers' webhooks, and the proxy.
 //!
 //! No module here imports `crate::pages`: a page may call a route's helpers, never the other
 //! way round (`crates/para-cli/tests/it/module_graph.rs` checks it).
@@ -21,6 +21,7 @@ pub(crate) mod options;
 pub(crate) mod proxy;
 pub(crate) mod resources;
 pub(crate) mod sdk_inputs;
+pub(crate) mod trigger_subscriptions;
 pub(crate) mod trigger_types;
 pub(crate) mod triggers;
 pub(crate) mod webhooks;
@@ -38,6 +39,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(history::routes())
         .merge(triggers::routes())
         .merge(trigger_types::routes())
+        .merge(trigger_subscriptions::routes())
         .merge(resources::routes())
         .merge(webhooks::routes())
 }

@@ -67,6 +67,7 @@ pub struct Builder {
     cors: para_server::CorsPolicy,
     project_root: Option<PathBuf>,
     secret_key: Option<para_auth::SecretKey>,
+    triggers_api: para_worker::deliveries::TriggersApiConfig,
 }
 
 enum Database {
@@ -88,6 +89,7 @@ impl TestServer {
             cors: Default::default(),
             project_root: None,
             secret_key: None,
+            triggers_api: Default::default(),
         }
     }
 }
@@ -157,6 +159,12 @@ impl Builder {
         self
     }
 
+    /// The Triggers API's webhook URL, signing secret and retry schedule.
+    pub fn triggers_api(mut self, config: para_worker::deliveries::TriggersApiConfig) -> Self {
+        self.triggers_api = config;
+        self
+    }
+
     /// The server's state as the server would have it, not served (and no engine started);
     /// its public URL points at nothing.
     pub async fn state(self) -> Arc<AppState> {
@@ -200,6 +208,7 @@ impl Builder {
             cors: std::sync::Arc::new(self.cors),
             outgoing_proxy: false,
             env_secrets: Default::default(),
+            triggers_api: self.triggers_api,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();

@@ -583,6 +583,78 @@ async fn every_json_route_is_documented_and_answers_as_documented() {
         let template = "/triggers/connect/{project}/{integration}/custom-triggers/{trigger}";
         c.check(method, template, 404, &body);
     }
+    // The Triggers API, with Ann's Gmail account (stored directly: connecting Gmail takes its
+    // OAuth flow). Deliveries go to an override URL that nothing answers; Gmail's triggers poll
+    // no sooner than the test ends.
+    let gmail = para_store::NewCredential::new(
+        PROJECT,
+        "ann",
+        "gmail",
+        para_store::CredentialStatus::Valid,
+        "sealed",
+    );
+    let gmail = s.state.store.insert_credential(&gmail).await.unwrap();
+    let subscriptions = p("/trigger-subscriptions");
+    let subscribe = json!({ "integration": "gmail", "type": "GMAIL_TRIGGER_NEW_EMAIL_MATCHING_SEARCH",
+        "parameters": { "query": "from:billing@acme.com" },
+        "webhookOverride": { "url": "http://127.0.0.1:9/events", "headers": { "x-team": "t1" },
+                             "metadata": { "tenant": "acme" } } });
+    let subscription = check!(
+        "POST",
+        "/projects/{project}/trigger-subscriptions",
+        subscriptions.clone(),
+        vec![],
+        Some(subscribe),
+        200
+    );
+    assert_eq!(subscription["credentialId"], gmail.id.as_str(), "{subscription}");
+    let sub = subscription["id"].as_str().unwrap().to_string();
+    let missing = check!(
+        "POST",
+        "/projects/{project}/trigger-subscriptions",
+        subscriptions.clone(),
+        vec![],
+        Some(json!({ "integration": "gmail", "type": "GMAIL_TRIGGER_NEW_EMAIL_MATCHING_SEARCH",
+                     "webhookOverride": { "url": "http://127.0.0.1:9/events" } })),
+        400
+    );
+    assert!(missing["message"].as_str().unwrap().contains("parameters.query"), "{missing}");
+    let listed = check!(
+        "GET",
+        "/projects/{project}/trigger-subscriptions",
+        format!("{subscriptions}?integrations=gmail&status=ACTIVE"),
+        vec![],
+        None,
+        200
+    );
+    assert_eq!(listed["triggers"]["gmail"][0]["id"], sub.as_str(), "{listed}");
+    let one = format!("{subscriptions}/{sub}");
+    check!("GET", "/projects/{project}/trigger-subscriptions/{id}", one.clone(), vec![], None, 200);
+    check!(
+        "PATCH",
+        "/projects/{project}/trigger-subscriptions/{id}",
+        one.clone(),
+        vec![],
+        Some(json!({ "parameters": { "query": "from:ceo@acme.com" } })),
+        200
+    );
+    check!(
+        "POST",
+        "/projects/{project}/triggers/examples",
+        p("/triggers/examples"),
+        vec![],
+        Some(json!({ "integration": "gmail", "type": "NO_SUCH_TRIGGER" })),
+        400
+    );
+    check!(
+        "DELETE",
+        "/projects/{project}/trigger-subscriptions/{id}",
+        one.clone(),
+        vec![],
+        None,
+        200
+    );
+    check!("GET", "/projects/{project}/trigger-subscriptions/{id}", one, vec![], None, 404);
     // Providers' webhooks (the build has no integration that receives them: 404; their
     // successes are checked in webhooks.rs).
     for method in ["GET", "POST", "PUT"] {
