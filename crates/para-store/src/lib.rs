@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_admin_sessions.sql")),
     (10, include_str!("../migrations/0010_signed_meta.sql")),
     (11, include_str!("../migrations/0011_webhooks.sql")),
+    (12, include_str!("../migrations/0012_webhook_subscriptions.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

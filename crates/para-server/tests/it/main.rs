@@ -22,4 +22,5 @@ mod proxy;
 mod sdk_settings;
 mod sdk_surface;
 mod security;
+mod subscriptions;
 mod webhooks;
