@@ -54,7 +54,10 @@ const MAX_ERROR: usize = 300;
 /// One reconcile at a time per user and integration in this process (the registration key's
 /// unique index covers other processes).
 #[derive(Default)]
-pub struct Locks(Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>);
+pub struct Locks(Mutex<HashMap<UserIntegration, Arc<tokio::sync::Mutex<()>>>>);
+
+/// `(user id, integration key)`.
+type UserIntegration = (String, String);
 
 impl Locks {
     fn of(&self, user_id: &str, integration: &str) -> Arc<tokio::sync::Mutex<()>> {
