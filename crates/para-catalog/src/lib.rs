@@ -50,6 +50,9 @@ pub struct Integration {
     /// How the provider delivers webhooks (`[webhooks]`): set when the integration has webhook
     /// triggers.
     pub webhooks: Option<Webhooks>,
+    /// How para registers, renews and removes a webhook with the provider for one user's
+    /// workflow (`[subscription]`): set when triggers have `webhook.subscribe`.
+    pub subscription: Option<Subscription>,
 }
 
 /// The integration's icon: an SVG of ours, or a monogram drawn in the accent colour.
@@ -519,6 +522,65 @@ pub enum Challenge {
     /// and into para as the webhook secret. para shows it to the company's admins (never logs
     /// it), and only while no webhook secret is set.
     Notion,
+}
+
+/// How para registers a webhook with the provider through its API, with the user's credential,
+/// when a workflow whose trigger has `webhook.subscribe` becomes active for them, and removes it
+/// when the workflow is turned off or the account disconnected (`[subscription]`).
+///
+/// Paths and bodies are templates. A string placeholder is replaced by text: `{url}` (the
+/// per-account URL para made, `<public URL>/webhooks/<project>/<integration>/<id>`), `{secret}`
+/// (the signing secret para chose for it), `{event}` (the trigger's `webhook.event`; several
+/// joined with `,`), `{id}` (the provider's id of the registration), `{expires}` (RFC 3339, now +
+/// `lifetime_seconds`) and `{<parameter>}` (the trigger's parameters as the workflow set them).
+/// In a body, a string that is exactly `{#name}` is inserted as a JSON number (Jira's webhook
+/// ids), and an array element that is exactly `{event}` becomes one element per event.
+///
+/// The answer is read with [locators](Webhooks): `body:<dotted.path>` (a number indexes an
+/// array) or `header:<Name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// The registration's method, sent to the trigger's `webhook.subscribe` path. Default
+    /// `POST`.
+    #[serde(default = "post")]
+    pub method: String,
+    /// How bodies are encoded: `json` (default) or `form` (each field `name=value`; an array
+    /// field sends its name once per element, `enabled_events[]=a&enabled_events[]=b`, as Stripe
+    /// takes them).
+    #[serde(default)]
+    pub format: BodyFormat,
+    /// The registration's body (a template, see above).
+    pub body: Option<toml::Value>,
+    /// Where the answer holds the provider's id of the registration (`body:id`).
+    pub id: String,
+    /// Where the answer holds the signing secret the provider chose (Stripe's `body:secret`).
+    /// Without it, para chooses one when `[webhooks] signature.secret = "hook"` and sends it as
+    /// `{secret}`.
+    pub secret: Option<String>,
+    /// Where an answer (registration or renewal) holds when the registration expires: RFC 3339
+    /// text, or a number of milliseconds since the epoch (seconds when below 10¹¹).
+    pub expires: Option<String>,
+    /// How long a registration lasts when the answer does not say (`expires`), in seconds.
+    pub lifetime_seconds: Option<u64>,
+    /// How an expiring registration is kept alive, before it expires.
+    pub renew: Option<SubscriptionCall>,
+    /// How a registration is removed (`{id}` names it).
+    pub remove: SubscriptionCall,
+}
+
+/// One call of a [`Subscription`] besides the registration: a method, a path below `base_url`
+/// and an optional body, all templates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionCall {
+    pub method: String,
+    pub path: String,
+    pub body: Option<toml::Value>,
+}
+
+fn post() -> String {
+    "POST".into()
 }
 
 /// A polling trigger: `GET path` every `interval_seconds`; `items` is the dotted path to the

@@ -110,6 +110,16 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
     Ok(names)
 }
 
+/// Every string in a TOML value (a `[subscription]` body template), depth first.
+fn toml_strings(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(items) => items.iter().for_each(|v| toml_strings(v, out)),
+        toml::Value::Table(t) => t.values().for_each(|v| toml_strings(v, out)),
+        _ => {}
+    }
+}
+
 /// Replaces every placeholder with a plausible value so the result can be parsed as a URL.
 fn filled(template: &str) -> String {
     let mut out = String::new();
@@ -235,6 +245,7 @@ impl Check<'_> {
         self.inputs(i);
         self.operations(i);
         self.webhooks(i);
+        self.subscription(i);
     }
 
     /// Checks `auth` and returns the placeholders API templates may use.
@@ -562,6 +573,131 @@ impl Check<'_> {
         }
     }
 
+    /// `[subscription]`: calls that can be made, templates that name only what they can be
+    /// filled with, and an expiry that is renewed.
+    fn subscription(&mut self, i: &Integration) {
+        use crate::{SecretSource, WebhookLevel};
+        let Some(s) = &i.subscription else { return };
+        let subscribing: Vec<&crate::Trigger> = i
+            .triggers
+            .iter()
+            .filter(|t| t.webhook.as_ref().is_some_and(|w| w.subscribe.is_some()))
+            .collect();
+        if subscribing.is_empty() {
+            self.problem("`[subscription]` is set but no trigger has `webhook.subscribe`");
+        }
+        let hook_secret = match &i.webhooks {
+            Some(w) if w.level == WebhookLevel::App => {
+                self.problem("`[subscription]` needs `[webhooks] level = \"user\"` (an app-level webhook is configured in the provider's console)");
+                false
+            }
+            Some(w) => w.signature.secret == SecretSource::Hook,
+            None => true,
+        };
+        for (field, method) in [
+            ("subscription.method", Some(&s.method)),
+            ("subscription.renew.method", s.renew.as_ref().map(|r| &r.method)),
+            ("subscription.remove.method", Some(&s.remove.method)),
+        ] {
+            if let Some(m) = method
+                && !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE")
+            {
+                self.problem(format_args!(
+                    "`{field}` = `{m}`: use GET, POST, PUT, PATCH or DELETE"
+                ));
+            }
+        }
+        for (field, locator) in [
+            ("subscription.id", Some(&s.id)),
+            ("subscription.secret", s.secret.as_ref()),
+            ("subscription.expires", s.expires.as_ref()),
+        ] {
+            let Some(locator) = locator else { continue };
+            let answer = locator.split('|').all(|one| match one.split_once(':') {
+                Some(("body", _)) => true,
+                Some(("header", name)) => !name.is_empty(),
+                _ => false,
+            });
+            if !answer {
+                self.problem(format_args!(
+                    "`{field}` = `{locator}`: an answer is read with `body:<dotted.path>` or `header:<Name>`"
+                ));
+            }
+        }
+        let expiring = s.expires.is_some() || s.lifetime_seconds.is_some();
+        if expiring && s.renew.is_none() {
+            self.problem(
+                "`[subscription]` expires (`expires` or `lifetime_seconds`) but has no `renew`",
+            );
+        }
+        if s.renew.is_some() && !expiring {
+            self.problem(
+                "`subscription.renew` needs `expires` or `lifetime_seconds` (when to renew)",
+            );
+        }
+        if s.secret.is_some() && !hook_secret {
+            self.problem("`subscription.secret` needs `[webhooks] signature.secret = \"hook\"`");
+        }
+        // Every template, with the placeholders it may not use.
+        let mut templates: Vec<(String, String, &[&str])> = Vec::new();
+        let strings = |field: &str, body: &Option<toml::Value>, banned: &'static [&'static str]| {
+            let mut found = Vec::new();
+            if let Some(b) = body {
+                toml_strings(b, &mut found);
+            }
+            found.into_iter().map(|t| (field.to_string(), t, banned)).collect::<Vec<_>>()
+        };
+        templates.extend(strings("subscription.body", &s.body, &["id"]));
+        templates.extend(strings("subscription.remove.body", &s.remove.body, &[]));
+        templates.push(("subscription.remove.path".into(), s.remove.path.clone(), &[]));
+        if let Some(r) = &s.renew {
+            templates.extend(strings("subscription.renew.body", &r.body, &[]));
+            templates.push(("subscription.renew.path".into(), r.path.clone(), &[]));
+            self.path("subscription.renew.path", &r.path);
+        }
+        self.path("subscription.remove.path", &s.remove.path);
+        let mut removes_by_id = false;
+        for (field, template, banned) in &templates {
+            let Ok(names) = placeholders(template) else {
+                self.problem(format_args!("`{field}`: unbalanced braces in `{template}`"));
+                continue;
+            };
+            for name in names {
+                let name = name.strip_prefix('#').unwrap_or(name);
+                if field.starts_with("subscription.remove") && name == "id" {
+                    removes_by_id = true;
+                }
+                if banned.contains(&name) {
+                    self.problem(format_args!(
+                        "`{field}` uses `{{{name}}}`, which is not known yet"
+                    ));
+                    continue;
+                }
+                if name == "secret" && (!hook_secret || s.secret.is_some()) {
+                    self.problem(format_args!(
+                        "`{field}` uses `{{secret}}`, but para chooses no secret (`[webhooks] signature.secret` is not \"hook\", or `subscription.secret` reads the provider's)"
+                    ));
+                }
+                if ["url", "secret", "event", "id", "expires"].contains(&name) {
+                    continue;
+                }
+                for t in &subscribing {
+                    if !t.parameters.iter().any(|p| p.name == name) {
+                        self.problem(format_args!(
+                            "`{field}` uses `{{{name}}}`, which is not a parameter of trigger `{}`",
+                            t.name
+                        ));
+                    }
+                }
+            }
+        }
+        if !removes_by_id {
+            self.problem(
+                "`subscription.remove` must name the registration with `{id}` (path or body)",
+            );
+        }
+    }
+
     /// `header:<Name>`, `query:<name>` or `body:<dotted.path>`, or several separated by `|`.
     fn locator(&mut self, field: &str, value: &str) {
         let ok = value.split('|').all(|one| match one.split_once(':') {
@@ -821,6 +957,65 @@ parameters = [{{ name = "repo", type = "string" }}]
             let table = untyped.replace("token.account_id", credential);
             let problems = validate_file("acme", &hooked(r#"{ event = "*" }"#, &table)).join("\n");
             assert_eq!(problems.is_empty(), fine, "{credential}: {problems}");
+        }
+    }
+
+    #[test]
+    fn subscriptions_are_checked() {
+        let base = |subscription: &str| {
+            format!(
+                r##"
+key = "acme"
+name = "Acme"
+category = "Developer Tools"
+accent_color = "#123456"
+description = "x"
+docs_url = "https://acme.example.com"
+[auth]
+type = "api_key"
+fields = [{{ key = "apiKey", label = "Key", secret = true }}]
+[api]
+base_url = "https://api.acme.example.com"
+headers = {{ "X-Key" = "{{apiKey}}" }}
+[[triggers]]
+name = "thingMade"
+intent = "THING_MADE"
+title = "Thing made"
+kind = "webhook"
+webhook = {{ event = "thing.made", subscribe = "/boards/{{board}}/hooks" }}
+parameters = [{{ name = "board", type = "string", required = true }}]
+[webhooks]
+level = "user"
+signature = {{ scheme = "hmac_sha256", from = "header:X-Sig", secret = "hook" }}
+event_type = "body:type"
+{subscription}"##
+            )
+        };
+        let good = base(
+            r#"[subscription]
+body = { url = "{url}", secret = "{secret}", events = ["{event}"] }
+id = "body:id"
+remove = { method = "DELETE", path = "/boards/{board}/hooks/{id}" }"#,
+        );
+        assert_eq!(validate_file("acme", &good), Vec::<String>::new());
+        let bad = base(
+            r#"[subscription]
+method = "SEND"
+body = { url = "{url}", id = "{id}", other = "{colour}" }
+id = "query:id"
+lifetime_seconds = 60
+remove = { method = "DELETE", path = "/boards/{board}/hooks" }"#,
+        );
+        let problems = validate_file("acme", &bad).join("\n");
+        for expected in [
+            "`subscription.method` = `SEND`",
+            "`subscription.body` uses `{id}`, which is not known yet",
+            "`subscription.body` uses `{colour}`, which is not a parameter of trigger `thingMade`",
+            "`subscription.id` = `query:id`: an answer is read with",
+            "expires (`expires` or `lifetime_seconds`) but has no `renew`",
+            "`subscription.remove` must name the registration with `{id}`",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
         }
     }
 }

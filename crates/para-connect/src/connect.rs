@@ -340,6 +340,8 @@ pub async fn disconnect(
     credential: Option<&str>,
 ) -> Result<Option<Disconnected>, para_store::StoreError> {
     let (project, store) = (&state.project_id, &state.store);
+    // Before the credential goes: what was registered at the provider with it is removed.
+    state.disconnecting(user_id, integration_key, credential).await;
     let done = match credential {
         Some(id) => store
             .uninstall_credential(project, user_id, integration_key, id)

@@ -85,6 +85,30 @@ pub trait Hooks: Send + Sync {
         integration: &'a str,
         credential_id: &'a str,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// A user's settings of `integration` were written: a workflow may have been turned on or
+    /// off, or its trigger's parameters changed (the worker registers or removes the webhooks
+    /// those workflows need). Called after the write; should not wait for providers.
+    fn settings_changed<'a>(
+        &'a self,
+        _user_id: &'a str,
+        _integration: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
+
+    /// A user's account `credential_id` of `integration` (`None`: every account of it) is
+    /// about to be disconnected: called while the credential still exists, so what was made
+    /// with it at the provider (registered webhooks) can be removed. Should give up after a
+    /// short while rather than hold the disconnect up.
+    fn disconnecting<'a>(
+        &'a self,
+        _user_id: &'a str,
+        _integration: &'a str,
+        _credential_id: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
 }
 
 /// The credentials domain of one served project.
@@ -147,6 +171,23 @@ impl Connect {
     pub(crate) async fn connected(&self, user_id: &str, integration: &str, credential_id: &str) {
         if let Some(hooks) = self.hooks.get() {
             hooks.connected(user_id, integration, credential_id).await;
+        }
+    }
+
+    pub(crate) async fn settings_changed(&self, user_id: &str, integration: &str) {
+        if let Some(hooks) = self.hooks.get() {
+            hooks.settings_changed(user_id, integration).await;
+        }
+    }
+
+    pub(crate) async fn disconnecting(
+        &self,
+        user_id: &str,
+        integration: &str,
+        credential_id: Option<&str>,
+    ) {
+        if let Some(hooks) = self.hooks.get() {
+            hooks.disconnecting(user_id, integration, credential_id).await;
         }
     }
 

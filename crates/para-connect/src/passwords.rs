@@ -63,7 +63,9 @@ pub async fn put_settings(
     let build = state.build();
     let (Some(values), Some(integration)) = (values, build.integrations.get(scope.integration))
     else {
-        return state.store.put_settings(scope, enabled, values).await;
+        state.store.put_settings(scope, enabled, values).await?;
+        state.settings_changed(scope.user_id, scope.integration).await;
+        return Ok(());
     };
     let mut values = values.clone();
     let ids = password_ids(integration);
@@ -89,7 +91,9 @@ pub async fn put_settings(
         }
         seal(state, scope.user_id, integration, &mut values);
     }
-    state.store.put_settings(scope, enabled, Some(&values)).await
+    state.store.put_settings(scope, enabled, Some(&values)).await?;
+    state.settings_changed(scope.user_id, scope.integration).await;
+    Ok(())
 }
 
 /// `values` with sealed passwords opened (for a run or a poll of `user_id`), and the opened

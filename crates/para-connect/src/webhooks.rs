@@ -424,7 +424,8 @@ pub fn seal_hook_secret_with(
     secrets.seal(secret, hook_aad(project_id, hook_id).as_bytes())
 }
 
-fn open_hook_secret(
+/// A hook's signing secret, opened ([`seal_hook_secret`] sealed it).
+pub fn open_hook_secret(
     connect: &crate::Connect,
     hook_id: &str,
     sealed: &str,

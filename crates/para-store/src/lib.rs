@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_signed_meta.sql")),
     (11, include_str!("../migrations/0011_webhooks.sql")),
     (12, include_str!("../migrations/0012_trigger_subscriptions.sql")),
+    (13, include_str!("../migrations/0013_webhook_subscriptions.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,9 @@
 //!   UPDATE SKIP LOCKED`); an expired lease (a crashed process) makes them claimable again.
 //! - [`crate::runs::Write::EventRouted`], applied with the runs the event starts, marks it
 //!   routed under its lease: the runs and the mark commit together or not at all.
+//! - [`Store::insert_subscription`] and the functions after it keep the webhooks para registers
+//!   with providers ([`Subscription`]): one unfinished registration per key, each acted on under
+//!   a lease, retried or renewed when due.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -362,4 +365,229 @@ impl Store {
 /// (any one character), which only widens the pre-filter; the exact match follows.
 fn like_escape(value: &str) -> String {
     value.replace(['%', '_', '\\'], "_")
+}
+
+/// A hook para registers with the provider through its API for one workflow of a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// `status`: `pending` (not registered yet), `active`, `failed` (registering failed; retried),
+    /// `removing` (to be removed at the provider; retried) or `removed`.
+    pub hook: Hook,
+    /// What it was registered for: `{ "trigger": …, "parameters": { name: value } }`.
+    pub registration: Value,
+    /// Failed attempts in a row (registration, renewal or removal).
+    pub attempts: i64,
+    /// When the next attempt (retry or renewal) is due; `None`: nothing to do.
+    pub next_attempt_at: Option<i64>,
+}
+
+/// What an attempt left of a [`Subscription`] ([`Store::finish_subscription`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubscriptionUpdate {
+    pub status: String,
+    pub remote_id: Option<String>,
+    /// The sealed signing secret (kept when `None`).
+    pub secret: Option<String>,
+    pub error: Option<String>,
+    pub expires_at: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "id, project_id, user_id, integration, credential_id, workflow_id, configuration_id, secret, remote_id, status, error, expires_at, created_at, updated_at, registration, attempts, next_attempt_at";
+
+fn subscription_row(r: &sqlx::any::AnyRow) -> Result<Subscription> {
+    Ok(Subscription {
+        hook: hook_row(r),
+        registration: json(&r.get::<String, _>(14))?,
+        attempts: r.get(15),
+        next_attempt_at: r.get(16),
+    })
+}
+
+/// The unfinished states: a hook in one holds its registration key.
+const UNFINISHED: &str = "'pending', 'active', 'failed'";
+
+impl Store {
+    /// Records a hook to register (status `pending`), leased to `owner` for `lease_ms`. False
+    /// when an unfinished registration with the same `key` exists (another process made it).
+    pub async fn insert_subscription(
+        &self,
+        hook: &Hook,
+        key: &str,
+        registration: &Value,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let added = sqlx::query(
+            "INSERT INTO webhook_hooks (id, project_id, user_id, integration, credential_id, workflow_id, configuration_id, secret, remote_id, status, error, expires_at, created_at, updated_at, registration, registration_key, attempts, next_attempt_at, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, 'pending', NULL, NULL, $9, $9, $10, $11, 0, $9, $12, $13)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&hook.id)
+        .bind(&hook.project_id)
+        .bind(&hook.user_id)
+        .bind(&hook.integration)
+        .bind(&hook.credential_id)
+        .bind(&hook.workflow_id)
+        .bind(&hook.configuration_id)
+        .bind(hook.secret.as_deref())
+        .bind(hook.created_at)
+        .bind(registration.to_string())
+        .bind(key)
+        .bind(owner)
+        .bind(hook.created_at + lease_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(added == 1)
+    }
+
+    /// A user's registrations of an integration that are not removed, oldest first.
+    pub async fn subscriptions_of_user(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        integration: &str,
+    ) -> Result<Vec<Subscription>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_hooks
+             WHERE project_id = $1 AND user_id = $2 AND integration = $3
+               AND registration IS NOT NULL AND status <> 'removed' ORDER BY created_at"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(integration)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subscription_row).collect()
+    }
+
+    /// A user's registrations of every integration, newest first (at most `limit`), removed
+    /// ones included: what the dashboard shows.
+    pub async fn subscriptions_of(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        limit: i64,
+    ) -> Result<Vec<Subscription>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_hooks
+             WHERE project_id = $1 AND user_id = $2 AND registration IS NOT NULL
+             ORDER BY created_at DESC LIMIT $3"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(subscription_row).collect()
+    }
+
+    /// Leases a registration to `owner` for `lease_ms` unless another holder's lease runs;
+    /// the registration as it is now, or `None` when it is leased elsewhere or gone.
+    pub async fn lease_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE webhook_hooks SET lease_owner = $1, lease_until = $2
+             WHERE project_id = $3 AND id = $4 AND registration IS NOT NULL
+               AND (lease_until IS NULL OR lease_until < $5 OR lease_owner = $1)
+             RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(project_id)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(subscription_row).transpose()
+    }
+
+    /// Leases up to `limit` registrations of the project that are due (a retry, a renewal),
+    /// most overdue first (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so processes share them out).
+    pub async fn claim_due_subscriptions(
+        &self,
+        project_id: &str,
+        owner: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Subscription>> {
+        let now = now_ms();
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE webhook_hooks SET lease_owner = $1, lease_until = $2
+             WHERE id IN (
+               SELECT id FROM webhook_hooks
+               WHERE project_id = $3 AND registration IS NOT NULL AND status <> 'removed'
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $4
+                 AND (lease_until IS NULL OR lease_until < $4)
+               ORDER BY next_attempt_at LIMIT $5{lock})
+             RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        // Built from constants only; every value is bound.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(project_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut due: Vec<Subscription> =
+            rows.iter().map(subscription_row).collect::<Result<_>>()?;
+        due.sort_by_key(|s| s.next_attempt_at);
+        Ok(due)
+    }
+
+    /// Writes what an attempt left and gives the lease up; false (nothing written) when
+    /// `owner` no longer holds it. A registration moving to `removing` or `removed` frees its
+    /// key, so the same workflow can be registered again.
+    pub async fn finish_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+        owner: &str,
+        update: &SubscriptionUpdate,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE webhook_hooks SET status = $1, remote_id = $2, secret = COALESCE($3, secret),
+                    error = $4, expires_at = $5, attempts = $6, next_attempt_at = $7,
+                    updated_at = $8, lease_owner = NULL, lease_until = NULL,
+                    registration_key = CASE WHEN $1 IN ({UNFINISHED}) THEN registration_key ELSE NULL END
+             WHERE project_id = $9 AND id = $10 AND lease_owner = $11"
+        );
+        // Built from constants only; every value is bound.
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&update.status)
+            .bind(update.remote_id.as_deref())
+            .bind(update.secret.as_deref())
+            .bind(update.error.as_deref())
+            .bind(update.expires_at)
+            .bind(update.attempts)
+            .bind(update.next_attempt_at)
+            .bind(now_ms())
+            .bind(project_id)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done == 1)
+    }
 }

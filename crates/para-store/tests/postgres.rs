@@ -1178,3 +1178,90 @@ async fn trigger_subscriptions_deliver_once_and_error_after_the_last_attempt_on_
     let url = format!("sqlite://{}", dir.path().join("para.db").display());
     trigger_subscriptions_deliver_once_and_error_after_the_last_attempt(&url).await;
 }
+
+/// Webhook registrations: one unfinished registration per key; a lease lets one holder act on
+/// it and write its outcome; due ones (a retry, a renewal) are claimed by one process; a
+/// registration being removed frees its key.
+async fn webhook_subscriptions_are_leased_and_keyed(url: &str) {
+    use para_store::webhooks::{Hook, SubscriptionUpdate};
+    let a = para_store::Store::open(url).await.unwrap();
+    let b = para_store::Store::open(url).await.unwrap();
+    let now = para_store::now_ms();
+    let hook = |id: &str| Hook {
+        id: id.into(),
+        project_id: "p".into(),
+        user_id: "u".into(),
+        integration: "github".into(),
+        credential_id: "c".into(),
+        workflow_id: "w".into(),
+        configuration_id: String::new(),
+        secret: Some("sealed".into()),
+        remote_id: None,
+        status: "pending".into(),
+        error: None,
+        expires_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let registration = serde_json::json!({ "trigger": "push", "parameters": { "repo": "site" } });
+    assert!(a.insert_subscription(&hook("h1"), "k", &registration, "A", 60_000).await.unwrap());
+    assert!(
+        !b.insert_subscription(&hook("h2"), "k", &registration, "B", 60_000).await.unwrap(),
+        "one unfinished registration per key"
+    );
+    assert!(b.lease_subscription("p", "h1", "B", 60_000).await.unwrap().is_none(), "A holds it");
+    assert!(b.claim_due_subscriptions("p", "B", 10, 60_000).await.unwrap().is_empty(), "leased");
+    let failed = SubscriptionUpdate {
+        status: "failed".into(),
+        error: Some("POST /hooks answered HTTP 500".into()),
+        attempts: 1,
+        next_attempt_at: Some(now - 1),
+        ..SubscriptionUpdate::default()
+    };
+    assert!(!b.finish_subscription("p", "h1", "B", &failed).await.unwrap(), "not B's lease");
+    assert!(a.finish_subscription("p", "h1", "A", &failed).await.unwrap());
+    let due = b.claim_due_subscriptions("p", "B", 10, 60_000).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].hook.status.as_str(), due[0].attempts), ("failed", 1));
+    assert_eq!(due[0].hook.secret.as_deref(), Some("sealed"), "a failure keeps the secret");
+    assert_eq!(due[0].registration, registration);
+    assert!(a.claim_due_subscriptions("p", "A", 10, 60_000).await.unwrap().is_empty(), "B's now");
+    let active = SubscriptionUpdate {
+        status: "active".into(),
+        remote_id: Some("42".into()),
+        expires_at: Some(now + 3_600_000),
+        next_attempt_at: Some(now + 1_800_000),
+        ..SubscriptionUpdate::default()
+    };
+    assert!(b.finish_subscription("p", "h1", "B", &active).await.unwrap());
+    assert!(a.claim_due_subscriptions("p", "A", 10, 60_000).await.unwrap().is_empty(), "not due");
+    let listed = a.subscriptions_of_user("p", "u", "github").await.unwrap();
+    assert_eq!(listed[0].hook.remote_id.as_deref(), Some("42"));
+
+    // Being removed frees the key: the workflow can be registered again meanwhile.
+    let leased = a.lease_subscription("p", "h1", "A", 60_000).await.unwrap().unwrap();
+    assert_eq!(leased.hook.status, "active");
+    let removing = SubscriptionUpdate {
+        status: "removing".into(),
+        remote_id: Some("42".into()),
+        ..SubscriptionUpdate::default()
+    };
+    assert!(a.finish_subscription("p", "h1", "A", &removing).await.unwrap());
+    assert!(b.insert_subscription(&hook("h3"), "k", &registration, "B", 60_000).await.unwrap());
+    assert_eq!(a.subscriptions_of("p", "u", 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_subscriptions_are_leased_and_keyed_on_postgres() {
+    with_fresh_db("webhook_subscriptions_are_leased_and_keyed_on_postgres", |url| async move {
+        webhook_subscriptions_are_leased_and_keyed(&url).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn webhook_subscriptions_are_leased_and_keyed_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("para.db").display());
+    webhook_subscriptions_are_leased_and_keyed(&url).await;
+}

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Poll catalog polling triggers this often instead of the catalog's interval.
     pub trigger_poll_ms: Option<i64>,
+    /// Retry a failed webhook registration or removal this soon (then five times longer each
+    /// time) instead of after 10 s.
+    pub subscription_retry_ms: Option<i64>,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +64,7 @@ impl Default for EngineConfig {
             function_limits: para_js::FunctionLimits::default(),
             request_timeout: Duration::from_secs(30),
             trigger_poll_ms: None,
+            subscription_retry_ms: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod deliveries;
 pub mod engine;
 pub mod permissions;
+pub mod subscriptions;
 pub mod triggers;
 pub mod webhooks;
 
@@ -49,6 +50,8 @@ pub struct Worker {
     /// Wakes the Triggers API sender ([`deliveries::delivery_loop`]) when deliveries were
     /// recorded.
     pub deliveries_wake: tokio::sync::Notify,
+    /// One update of a user's webhook registrations at a time ([`subscriptions::reconcile`]).
+    pub subscription_locks: subscriptions::Locks,
 }
 
 impl std::ops::Deref for Worker {
@@ -69,6 +72,7 @@ impl Worker {
             config,
             webhooks_wake: tokio::sync::Notify::new(),
             deliveries_wake: tokio::sync::Notify::new(),
+            subscription_locks: subscriptions::Locks::default(),
         });
         worker.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&worker))));
         worker
@@ -77,13 +81,15 @@ impl Worker {
 
 /// Starts the worker's background tasks (once per worker): the engine's committer, poller and
 /// lease renewer ([`engine::start_workers`]), the cron scheduler, the polling triggers, the
-/// webhook dispatcher and the Triggers API sender.
+/// webhook dispatcher, the Triggers API sender and the webhook registrations' retries and
+/// renewals.
 pub fn start(worker: &Arc<Worker>) {
     if engine::start_workers(worker) {
         tokio::spawn(triggers::cron_loop(worker.clone()));
         tokio::spawn(triggers::polling_loop(worker.clone()));
         tokio::spawn(webhooks::dispatch_loop(worker.clone()));
         tokio::spawn(deliveries::delivery_loop(worker.clone()));
+        tokio::spawn(subscriptions::maintain_loop(worker.clone()));
     }
 }
 
@@ -99,9 +105,44 @@ impl para_connect::Hooks for Hooks {
         Box::pin(async move {
             if let Some(worker) = self.0.upgrade() {
                 triggers::integration_enabled(&worker, user_id, integration, credential_id).await;
+                reconcile_later(worker, user_id, integration);
             }
         })
     }
+
+    fn settings_changed<'a>(
+        &'a self,
+        user_id: &'a str,
+        integration: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(worker) = self.0.upgrade() {
+                reconcile_later(worker, user_id, integration);
+            }
+        })
+    }
+
+    fn disconnecting<'a>(
+        &'a self,
+        user_id: &'a str,
+        integration: &'a str,
+        credential_id: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(worker) = self.0.upgrade() {
+                subscriptions::disconnecting(&worker, user_id, integration, credential_id).await;
+            }
+        })
+    }
+}
+
+/// Registers or removes the user's webhooks of `integration` in the background: the request
+/// that turned a workflow on does not wait for the provider.
+fn reconcile_later(worker: Arc<Worker>, user_id: &str, integration: &str) {
+    let (user_id, integration) = (user_id.to_string(), integration.to_string());
+    tokio::spawn(async move {
+        subscriptions::reconcile(&worker, &user_id, &integration).await;
+    });
 }
 
 /// Why a run could not be started.

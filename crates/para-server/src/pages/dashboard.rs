@@ -444,6 +444,50 @@ struct IntegrationSection {
     workflows: Vec<WorkflowRow>,
     /// Configurations made with `createConfiguration`, each with its own settings.
     configurations: Vec<ConfigurationSection>,
+    /// Webhooks para registered with the provider for this user's workflows, newest first.
+    webhooks: Vec<WebhookRow>,
+}
+
+/// One webhook registration (the URL's id is a secret and is not shown).
+#[derive(Serialize)]
+struct WebhookRow {
+    workflow: String,
+    /// `pending`, `active`, `failed`, `removing` or `removed`.
+    status: String,
+    /// The pill's class: VALID for active, INVALID for failed and removing.
+    pill: &'static str,
+    /// The provider's id of the registration.
+    remote_id: String,
+    error: Option<String>,
+    expires: String,
+    /// When a retry or renewal is due.
+    next: String,
+    updated: String,
+}
+
+fn webhook_row(build: &para_build::Build, s: &para_store::webhooks::Subscription) -> WebhookRow {
+    let h = &s.hook;
+    let workflow = build
+        .integrations
+        .get(&h.integration)
+        .and_then(|i| i.workflows.get(&h.workflow_id))
+        .map_or_else(|| format!("{} (not in this build)", h.workflow_id), |w| w.name.clone());
+    let pill = match h.status.as_str() {
+        "active" => "VALID",
+        "failed" | "removing" => "INVALID",
+        _ => "",
+    };
+    let scheduled = h.status != "removed";
+    WebhookRow {
+        workflow,
+        status: h.status.clone(),
+        pill,
+        remote_id: h.remote_id.clone().unwrap_or_default(),
+        error: h.error.clone(),
+        expires: h.expires_at.map(portal::date).unwrap_or_default(),
+        next: s.next_attempt_at.filter(|_| scheduled).map(portal::date).unwrap_or_default(),
+        updated: portal::date(h.updated_at),
+    }
 }
 
 #[derive(Serialize)]
@@ -565,10 +609,11 @@ async fn user(
         }
         Err(e) => return storage_error(e),
     };
-    let (credentials, settings, made) = match tokio::try_join!(
+    let (credentials, settings, made, webhooks) = match tokio::try_join!(
         state.store.credentials(&state.project_id, &found.user_id, None),
         state.store.settings(&state.project_id, &found.user_id),
         state.store.configurations(&state.project_id, &found.user_id),
+        state.store.subscriptions_of(&state.project_id, &found.user_id, 200),
     ) {
         Ok(all) => all,
         Err(e) => return storage_error(e),
@@ -591,7 +636,12 @@ async fn user(
                 credentials.iter().filter(|c| &c.integration == key).map(credential_view).collect();
             let rows: Vec<&para_store::Settings> =
                 settings.iter().filter(|s| &s.integration == key).collect();
-            if mine.is_empty() && rows.is_empty() {
+            let hooks: Vec<WebhookRow> = webhooks
+                .iter()
+                .filter(|w| &w.hook.integration == key)
+                .map(|w| webhook_row(&build, w))
+                .collect();
+            if mine.is_empty() && rows.is_empty() && hooks.is_empty() {
                 return None;
             }
             let of = |configuration: &SettingsKey| -> Vec<&para_store::Settings> {
@@ -630,6 +680,7 @@ async fn user(
                 settings: shared,
                 workflows,
                 configurations,
+                webhooks: hooks,
             })
         })
         .collect();

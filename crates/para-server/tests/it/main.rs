@@ -22,5 +22,6 @@ mod proxy;
 mod sdk_settings;
 mod sdk_surface;
 mod security;
+mod subscriptions;
 mod triggers_api;
 mod webhooks;
