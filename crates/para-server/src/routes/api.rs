@@ -207,6 +207,19 @@ pub struct WorkflowEntry {
     pub id: String,
     pub description: String,
     pub integration_id: String,
+    /// The custom webhook trigger the workflow starts from (`getCustomWebhookUserManualUrl`
+    /// forms its URL from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_webhook_trigger_id: Option<String>,
+}
+
+/// The custom webhook trigger a workflow starts from, if it does.
+fn custom_trigger_of(workflow: &para_build::Workflow) -> Option<String> {
+    let step = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref())?;
+    match &step.kind {
+        para_build::StepKind::CustomTrigger { trigger_id } => Some(trigger_id.clone()),
+        _ => None,
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -679,6 +692,7 @@ pub fn integration_json(
                 id: w.id.clone(),
                 description: w.name.clone(),
                 integration_id: integration_id(&i.key),
+                custom_webhook_trigger_id: custom_trigger_of(w),
             })
             .collect(),
         no_permission_workflows: workflows

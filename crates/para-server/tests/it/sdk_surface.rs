@@ -272,7 +272,8 @@ async fn trigger_types_are_served_in_the_sdks_shape() {
     assert_api_error(status, &headers, &body, 400);
 }
 
-/// The URL `getCustomWebhookUserManualUrl` forms answers why nothing is received there yet.
+/// The URL `getCustomWebhookUserManualUrl` forms, for an integration or trigger the project
+/// does not have, answers why in JSON with CORS (its successes: `webhooks.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_custom_webhook_url_answers_a_clear_error() {
     let s = TestServer::builder(triggers_build()).sqlite_file().start().await;
@@ -282,9 +283,9 @@ async fn the_custom_webhook_url_answers_a_clear_error() {
     );
     for method in ["GET", "POST"] {
         let (status, headers, body) = from_page(method, &url, None, Some("{}")).await;
-        assert_api_error(status, &headers, &body, 501);
-        assert_eq!(body["code"], "custom_webhooks_unsupported");
-        assert!(body["message"].as_str().unwrap().contains("custom webhook"), "{body}");
+        assert_api_error(status, &headers, &body, 404);
+        assert_eq!(body["code"], "not_found");
+        assert!(body["message"].as_str().unwrap().contains("no integration"), "{body}");
     }
     let other = url.replace(&format!("/connect/{}/", s.project), "/connect/other/");
     let (status, headers, body) = from_page("POST", &other, None, Some("{}")).await;
