@@ -148,18 +148,14 @@ pub(crate) fn queued(
 /// The deliveries a webhook event makes for one account's user: one per ACTIVE subscription of
 /// that account whose trigger type hears the event (`hears(trigger type, parameters)`, the
 /// same rule as workflows').
-pub(crate) async fn for_event(
+pub(crate) fn for_event(
     state: &Worker,
     event: &WebhookEvent,
-    user_id: &str,
+    subscriptions: &[para_store::trigger_subscriptions::TriggerSubscription],
     credential_id: &str,
     hears: impl Fn(&str, &[(String, String)]) -> bool,
-) -> Result<Vec<Write>, StoreError> {
-    let subscriptions = state
-        .store
-        .trigger_subscriptions(&state.project_id, user_id, Some(&event.integration))
-        .await?;
-    Ok(subscriptions
+) -> Vec<Write> {
+    subscriptions
         .iter()
         .filter(|s| s.status == SubscriptionStatus::Active && s.credential_id == credential_id)
         .filter(|s| hears(&s.trigger_type, &parameter_texts(&s.parameters)))
@@ -167,7 +163,7 @@ pub(crate) async fn for_event(
             let source = format!("webhook:{}", event.id);
             queued(state, s, &source, event.body.clone(), event.received_at)
         })
-        .collect())
+        .collect()
 }
 
 /// Tells the sender deliveries were recorded.

@@ -120,6 +120,9 @@ struct Batch {
     hooks: HashMap<String, Option<para_store::webhooks::Hook>>,
     /// Each user's active workflows with a webhook or custom trigger, and their data.
     users: HashMap<String, (Vec<Active>, Arc<UserData>)>,
+    /// Each (user, integration)'s Triggers API subscriptions.
+    subscriptions:
+        HashMap<(String, String), Vec<para_store::trigger_subscriptions::TriggerSubscription>>,
 }
 
 /// Whose account the event belongs to: `(user, credential, only this workflow, only this
@@ -225,17 +228,28 @@ async fn route(
         writes.extend(runs_for(state, seen, event, &target).await.map_err(|e| e.to_string())?);
         // A URL registered for one workflow serves that workflow only.
         if target.workflow_id.is_none() {
+            let key = (target.user_id.clone(), event.integration.clone());
+            if !seen.subscriptions.contains_key(&key) {
+                let read = state
+                    .store
+                    .trigger_subscriptions(
+                        &state.project_id,
+                        &target.user_id,
+                        Some(&event.integration),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                seen.subscriptions.insert(key.clone(), read);
+            }
             let deliveries = crate::deliveries::for_event(
                 state,
                 event,
-                &target.user_id,
+                &seen.subscriptions[&key],
                 &target.credential_id,
                 |trigger, values| {
                     catalog_trigger_matches(&event.integration, trigger, values, event)
                 },
-            )
-            .await
-            .map_err(store_error)?;
+            );
             writes.extend(deliveries);
         }
     }
