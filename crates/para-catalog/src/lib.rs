@@ -519,8 +519,8 @@ pub enum Challenge {
     /// Notion: an unsigned `{"verification_token":…}` POSTed once when the subscription is made,
     /// answered 200 without starting anything. The token is the secret later events are signed
     /// with: the company copies it into the integration's settings (to verify the subscription)
-    /// and into para as the webhook secret. para shows it to the company's admins (never logs
-    /// it), and only while no webhook secret is set.
+    /// and into para as the webhook secret. para keeps it sealed as a `verification` event
+    /// (never logs it); no page shows it yet.
     Notion,
 }
 

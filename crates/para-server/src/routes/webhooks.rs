@@ -196,10 +196,11 @@ async fn receive_webhook(
             integration: integration.to_string(),
             hook: hook_id.unwrap_or("").to_string(),
             dedupe_key: e.key,
-            // Kept for the admin to read; no trigger listens to it.
+            // Kept for the admin to read; no trigger listens to it. The token is the secret the
+            // provider will sign with: it is sealed like every secret at rest.
             event_type: if verification { "verification".into() } else { e.kind },
             account: e.account,
-            body: e.body,
+            body: if verification { sealed_verification(state, &e.body) } else { e.body },
             headers: kept.clone(),
         })
         .collect();
@@ -372,6 +373,14 @@ async fn receive_custom(
         para_worker::webhooks::wake(&state.worker);
     }
     Ok(axum::Json(Received { accepted, duplicates: recorded.len() - accepted }).into_response())
+}
+
+/// A verification request's body with its token sealed under the server's key (bound to the
+/// project), so the secret is not stored in the clear.
+fn sealed_verification(state: &AppState, body: &serde_json::Value) -> serde_json::Value {
+    let token = body.get("verification_token").and_then(serde_json::Value::as_str).unwrap_or("");
+    let aad = format!("webhook-verification\u{0}{}", state.project_id);
+    serde_json::json!({ "verification_token_sealed": state.secrets.seal(token.as_bytes(), aad.as_bytes()) })
 }
 
 fn handshake(answer: Handshake) -> Response {

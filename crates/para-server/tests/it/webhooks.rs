@@ -635,3 +635,21 @@ async fn custom_webhook_triggers_start_runs_for_the_url_s_account_when_their_fil
     }
     panic!("the custom trigger's run did not succeed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notions_verification_token_is_answered_and_kept_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(build(&[("notion", "on-page", "pageCreated", json!([]))]), dir.path()).await;
+    let body = br#"{"verification_token":"secret_tok_123"}"#;
+    let (status, _) = post(&s, &format!("/webhooks/{PROJECT}/notion"), &[], body).await;
+    assert_eq!(status, 200);
+    let events = s.state.store.webhook_events(PROJECT, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "verification");
+    let stored = events[0].body.to_string();
+    assert!(!stored.contains("secret_tok_123"), "the token is stored in the clear: {stored}");
+    let sealed = events[0].body["verification_token_sealed"].as_str().unwrap();
+    let aad = format!("webhook-verification\u{0}{PROJECT}");
+    let opened = s.state.secrets.open(sealed, aad.as_bytes()).unwrap();
+    assert_eq!(opened, b"secret_tok_123");
+}
