@@ -139,14 +139,7 @@ async fn receive_webhook(
             Err(e) => return ApiError::from(e).into_response(),
         },
     };
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let (header_list, query) = request_parts(headers, uri);
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!("{}{path_and_query}", state.config.public_url.trim_end_matches('/'));
     let request =
@@ -282,14 +275,7 @@ async fn receive_custom(
             found.key
         ))
     })?;
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let (header_list, query) = request_parts(headers, uri);
     let incoming =
         Incoming { method: method.as_str(), url: "", headers: &header_list, query: &query, body };
     let parsed = match incoming.json() {
@@ -381,6 +367,23 @@ fn sealed_verification(state: &AppState, body: &serde_json::Value) -> serde_json
     let token = body.get("verification_token").and_then(serde_json::Value::as_str).unwrap_or("");
     let aad = format!("webhook-verification\u{0}{}", state.project_id);
     serde_json::json!({ "verification_token_sealed": state.secrets.seal(token.as_bytes(), aad.as_bytes()) })
+}
+
+/// Name/value pairs in order.
+type Pairs = Vec<(String, String)>;
+
+/// A request's headers (those with text values; names lower-case, as `HeaderMap` keeps them) and
+/// query fields, as the receiving code reads them.
+fn request_parts(headers: &HeaderMap, uri: &Uri) -> (Pairs, Pairs) {
+    let headers = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let query = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    (headers, query)
 }
 
 fn handshake(answer: Handshake) -> Response {
