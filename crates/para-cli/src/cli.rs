@@ -78,11 +78,63 @@ pub enum Command {
         after_help = "Examples:\n  para runs\n  para runs --workflow \"Push new tasks\" --status failed --limit 50\n  para runs --user ann --follow          (prints new runs and status changes until Ctrl-C)\n  para runs 3f2a9c1e-…                    (the run's steps: input, output, error, timing)\n  para runs --database postgres://para:secret@db/para\n\nReads the database `para serve` writes (default .para/para.db; reading while the\nserver runs is fine). Lines: start time (UTC), status, workflow, user, duration, run id."
     )]
     Runs(RunsArgs),
+    /// Build the project and upload it to a running server as a new release, made current
+    #[command(
+        after_help = "Examples:\n  PARA_DEPLOY_KEY=… para push --server https://para.example.com --message \"Slack digest\"\n  para push --project examples/taskflow          (the server from PARA_SERVER_URL, else http://127.0.0.1:7433)\n\nBuilds exactly like `para build` (errors stop it; exit code 1), then uploads out/build.json\nwith the deploy key of PARA_DEPLOY_KEY (the server's own PARA_DEPLOY_KEY). The release records\nthe message, the author (git config user.name, else $USER) and the git commit (`-dirty`\nwith uncommitted changes). Every server on the database switches to it within a second;\nan identical build is not stored twice: its release is made current again."
+    )]
+    Push(PushArgs),
+    /// List the server's releases, newest first (`*` marks the current one)
+    #[command(
+        after_help = "Examples:\n  para releases --server https://para.example.com\n  para releases --json | jq '.releases[0]'\n\nColumns: number, current (*), created (UTC), author, commit, message. Needs PARA_DEPLOY_KEY."
+    )]
+    Releases(ReleasesArgs),
+    /// Make an earlier (or later) release current again
+    #[command(
+        after_help = "Examples:\n  para rollback 2\n  para rollback 2 --server https://para.example.com\n\nRuns already started finish on the release they started on; new runs use release NUMBER.\nRoll forward the same way (`para releases` lists the numbers). Needs PARA_DEPLOY_KEY."
+    )]
+    Rollback(RollbackArgs),
     /// Run one workflow now, locally, and print each step as it happens
     #[command(
         after_help = "Examples:\n  para run \"Push new tasks to Salesforce\" --user ann --payload '{\"title\": \"Ship\", \"priority\": 3, \"assigneeEmails\": [\"a@x.io\"]}'\n  para run 1c9e7f3d-8a52-4b06-9e1f-5d6c7b8a9f70 --user ann --payload '{\"title\": \"Ship it\"}'\n\nUses the dev database (.para/para.db) and the user's connected accounts and settings there\n(connect them with `para dev`). The payload is the trigger's output: the event's payload, or\nfor a request-triggered workflow the request body. Exit code 0 when the run succeeds."
     )]
     Run(RunArgs),
+}
+
+/// The server `para push`, `para releases` and `para rollback` talk to.
+#[derive(Debug, Args)]
+pub struct ServerArg {
+    /// The server's URL (its deploy API is under /deploy/)
+    #[arg(long, value_name = "URL", env = EnvVars::PARA_SERVER_URL, default_value = "http://127.0.0.1:7433")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// What this release changes (shown by `para releases`)
+    #[arg(long, short, value_name = "TEXT")]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArg,
+    #[command(flatten)]
+    pub project: ProjectArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// Print the server's answer as JSON (`{"current": …, "releases": […]}`) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to make current (`para releases` lists them)
+    #[arg(value_name = "NUMBER")]
+    pub number: u64,
+    #[command(flatten)]
+    pub server: ServerArg,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,8 @@ impl EnvVars {
     pub const PARA_PROJECT: &str = "PARA_PROJECT";
     /// `--log-format` of `para serve`/`dev`/`run`: `text` or `json`.
     pub const PARA_LOG_FORMAT: &str = "PARA_LOG_FORMAT";
+    /// `--server` of `para push`/`releases`/`rollback`: the server's URL.
+    pub const PARA_SERVER_URL: &str = "PARA_SERVER_URL";
 
     // Logging.
     /// Which log lines are written: a level (`info`) or `tracing` directives
@@ -55,6 +57,9 @@ impl EnvVars {
     pub const PARA_TOKEN_AUDIENCE: &str = "PARA_TOKEN_AUDIENCE";
     /// The key of the dashboard and the admin API; unset: they are off.
     pub const PARA_ADMIN_KEY: &str = "PARA_ADMIN_KEY";
+    /// The key of the deploy API (`/deploy/`): the server's, and the one `para push`,
+    /// `para releases` and `para rollback` send.
+    pub const PARA_DEPLOY_KEY: &str = "PARA_DEPLOY_KEY";
     /// `PARA_SECRET_<NAME>`: the value of environment secret `<NAME>` (wins over
     /// `.para/secrets.json`).
     pub const SECRETS_PREFIX: &str = EnvSecrets::PREFIX;
@@ -133,6 +138,8 @@ impl EnvVars {
     pub const NO_COLOR: &str = "NO_COLOR";
     /// Where `tsc` is looked for last.
     pub const PATH: &str = "PATH";
+    /// The author `para push` records when `git config user.name` has none.
+    pub const USER: &str = "USER";
     /// The outgoing proxy variables reqwest honours (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
     /// and lower case).
     pub const PROXY_VARS: [&str; 6] =
@@ -205,6 +212,16 @@ impl Env {
     /// `PARA_ADMIN_KEY` (as given, not trimmed: a key is compared byte for byte).
     pub fn admin_key(&self) -> Option<String> {
         self.vars.get(EnvVars::PARA_ADMIN_KEY).filter(|k| !k.is_empty()).cloned()
+    }
+
+    /// `PARA_DEPLOY_KEY` (as given, not trimmed: a key is compared byte for byte).
+    pub fn deploy_key(&self) -> Option<String> {
+        self.vars.get(EnvVars::PARA_DEPLOY_KEY).filter(|k| !k.is_empty()).cloned()
+    }
+
+    /// `USER`: the login name, for `para push`'s author.
+    pub fn user(&self) -> Option<&str> {
+        self.get(EnvVars::USER)
     }
 
     /// `PARA_USER_TOKEN_PUBLIC_KEY`.

@@ -46,6 +46,9 @@ fn main() {
         cli::Command::Runs(args) => commands::runs::run(args),
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Secrets(args) => commands::secrets::run(args),
+        cli::Command::Push(args) => commands::releases::push(args),
+        cli::Command::Releases(args) => commands::releases::list(args),
+        cli::Command::Rollback(args) => commands::releases::rollback(args),
     };
     std::process::exit(code);
 }

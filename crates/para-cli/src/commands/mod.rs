@@ -7,6 +7,7 @@ pub mod init;
 pub mod install;
 pub mod keys;
 pub mod new;
+pub mod releases;
 pub mod run;
 pub mod runs;
 pub mod secrets;

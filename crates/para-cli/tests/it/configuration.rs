@@ -34,7 +34,7 @@ fn sources() -> Vec<(PathBuf, String)> {
 }
 
 /// Every `PARA_[A-Z0-9_]*` word of `text`.
-fn para_words(text: &str) -> Vec<&str> {
+pub(crate) fn para_words(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
     let mut words = Vec::new();
     let mut i = 0;
@@ -60,7 +60,7 @@ fn para_words(text: &str) -> Vec<&str> {
 
 /// A name the page lists: exact (`PARA_PORT`) or a pattern with `<…>` parts
 /// (`PARA_OAUTH_<KEY>_CLIENT_ID`).
-struct Listed {
+pub(crate) struct Listed {
     name: String,
 }
 
@@ -85,7 +85,7 @@ impl Listed {
     /// Whether a source word is this name: equal, an instance of the pattern
     /// (`PARA_OAUTH_SLACK_CLIENT_ID`), or a prefix the sources build names from
     /// (`PARA_OAUTH_`, `PARA_SECRET_`, `PARA_ENGINE_`).
-    fn covers(&self, word: &str) -> bool {
+    pub(crate) fn covers(&self, word: &str) -> bool {
         if word == self.name {
             return true;
         }
@@ -109,7 +109,7 @@ impl Listed {
 }
 
 /// The names in the first column of the page's tables.
-fn listed() -> Vec<Listed> {
+pub(crate) fn listed() -> Vec<Listed> {
     let page = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
     let mut names = Vec::new();
     for line in page.lines().filter(|l| l.starts_with("| `")) {

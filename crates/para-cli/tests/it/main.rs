@@ -8,6 +8,7 @@ mod common;
 mod cli;
 mod configuration;
 mod connect_e2e;
+mod deploy;
 mod dev;
 mod doc_links;
 mod engine_crash;
