@@ -55,6 +55,8 @@ impl EnvVars {
     pub const PARA_TOKEN_AUDIENCE: &str = "PARA_TOKEN_AUDIENCE";
     /// The key of the dashboard and the admin API; unset: they are off.
     pub const PARA_ADMIN_KEY: &str = "PARA_ADMIN_KEY";
+    /// The key `para push` sends and the server takes pushes with.
+    pub const PARA_DEPLOY_KEY: &str = "PARA_DEPLOY_KEY";
     /// `PARA_SECRET_<NAME>`: the value of environment secret `<NAME>` (wins over
     /// `.para/secrets.json`).
     pub const SECRETS_PREFIX: &str = EnvSecrets::PREFIX;
@@ -205,6 +207,11 @@ impl Env {
     /// `PARA_ADMIN_KEY` (as given, not trimmed: a key is compared byte for byte).
     pub fn admin_key(&self) -> Option<String> {
         self.vars.get(EnvVars::PARA_ADMIN_KEY).filter(|k| !k.is_empty()).cloned()
+    }
+
+    /// `PARA_DEPLOY_KEY` (as given, not trimmed, like the admin key).
+    pub fn deploy_key(&self) -> Option<String> {
+        self.vars.get(EnvVars::PARA_DEPLOY_KEY).filter(|k| !k.is_empty()).cloned()
     }
 
     /// `PARA_USER_TOKEN_PUBLIC_KEY`.

@@ -198,6 +198,25 @@ impl Store {
     }
 }
 
+/// Notifications of changes of the current release (PostgreSQL only).
+pub struct ReleaseListener(sqlx::postgres::PgListener);
+
+impl ReleaseListener {
+    /// Listens on [`RELEASES_CHANNEL`] over a connection of its own.
+    pub async fn connect(url: &str) -> Result<ReleaseListener> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(RELEASES_CHANNEL).await?;
+        Ok(ReleaseListener(listener))
+    }
+
+    /// The next change: the number made current. An error: the connection is lost (the
+    /// listener reconnects on the next call, and what changed meanwhile was not heard).
+    pub async fn recv(&mut self) -> Result<i64> {
+        let note = self.0.recv().await?;
+        Ok(note.payload().parse().unwrap_or(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ mod engine_crash;
 mod logging;
 mod module_graph;
 mod portal_browser;
+mod releases;
 mod runs;
 mod scaffold;
 mod tidy;

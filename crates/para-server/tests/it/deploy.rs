@@ -1,0 +1,84 @@
+//! The deploy API's refusals (issue 22), in-process: what an attacker or a mistaken push
+//! tries. The whole flow (two processes, pushes under load, rollback) is
+//! `crates/para-cli/tests/it/releases.rs`.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, build, client, token};
+
+const KEY: &str = "a-deploy-key-of-some-length";
+
+async fn post(s: &TestServer, path: &str, key: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut r = client()
+        .post(format!("{}{path}", s.base))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn push_body(project: &str, name: &str) -> Vec<u8> {
+    let mut b = serde_json::to_value(build(project, json!({}))).unwrap();
+    b["project"]["projectName"] = json!(name);
+    serde_json::to_vec(&json!({ "build": b })).unwrap()
+}
+
+async fn current(s: &TestServer) -> Value {
+    let r =
+        client().get(format!("{}/deploy/releases", s.base)).bearer_auth(KEY).send().await.unwrap();
+    let list: Value = r.json().await.unwrap();
+    list["current"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_need_the_deploy_key_and_wrong_keys_are_throttled() {
+    let s = TestServer::builder(build("p-deploy", json!({})))
+        .serving_releases()
+        .deploy_key(KEY)
+        .start()
+        .await;
+    // No key, a user's token, the admin key's place: 401 with the reason; nothing stored.
+    let (status, e) = post(&s, "/deploy/releases", None, push_body("p-deploy", "x")).await;
+    assert_eq!((status, e["code"].as_str()), (401, Some("deploy_key")), "{e}");
+    let user = token("ann");
+    let (status, _) = post(&s, "/deploy/releases", Some(&user), push_body("p-deploy", "x")).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(&s, "/deploy/releases/1/current", Some("nope"), vec![]).await;
+    assert_eq!(status, 401);
+    assert_eq!(current(&s).await, json!(1));
+    // A build of another project, or a body past the limit, is refused.
+    let (status, e) = post(&s, "/deploy/releases", Some(KEY), push_body("p-other", "x")).await;
+    assert_eq!((status, e["code"].as_str()), (409, Some("other_project")), "{e}");
+    let huge = vec![b' '; para_server::releases::MAX_BUILD_BYTES + (128 << 10)];
+    let (status, _) = post(&s, "/deploy/releases", Some(KEY), huge).await;
+    assert_eq!(status, 413);
+    let (status, e) = post(&s, "/deploy/releases/x/current", Some(KEY), vec![]).await;
+    assert_eq!((status, e["code"].as_str()), (400, Some("bad_request")), "{e}");
+    let (status, e) = post(&s, "/deploy/releases/7/current", Some(KEY), vec![]).await;
+    assert_eq!((status, e["code"].as_str()), (404, Some("not_found")), "{e}");
+    // Past ten wrong keys a minute, even the right key waits.
+    for _ in 0..10 {
+        post(&s, "/deploy/releases", Some("guess"), vec![]).await;
+    }
+    let (status, e) = post(&s, "/deploy/releases", Some(KEY), push_body("p-deploy", "y")).await;
+    assert_eq!((status, e["code"].as_str()), (429, Some("throttled")), "{e}");
+    let stored = s.state.store.current_release().await.unwrap();
+    assert_eq!(stored, Some(1), "the current release stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_a_project_folder_refuses_pushes_and_without_a_key_the_api_is_off() {
+    let folder = TestServer::builder(build("p-folder", json!({}))).deploy_key(KEY).start().await;
+    let (status, e) =
+        post(&folder, "/deploy/releases", Some(KEY), push_body("p-folder", "x")).await;
+    assert_eq!((status, e["code"].as_str()), (409, Some("project_folder")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("without a project folder"), "{e}");
+    let off = TestServer::builder(build("p-off", json!({}))).serving_releases().start().await;
+    let (status, e) = post(&off, "/deploy/releases", Some(KEY), push_body("p-off", "x")).await;
+    assert_eq!((status, e["code"].as_str()), (404, Some("deploy_off")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("PARA_DEPLOY_KEY"), "{e}");
+}
