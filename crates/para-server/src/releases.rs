@@ -197,6 +197,7 @@ impl Releases {
         let url = database_url.to_string();
         tokio::spawn(async move {
             let mut listener = None;
+            let mut last_error: Option<String> = None;
             let mut next_connect = tokio::time::Instant::now();
             loop {
                 if postgres && listener.is_none() && tokio::time::Instant::now() >= next_connect {
@@ -215,8 +216,14 @@ impl Releases {
                     }
                     None => tokio::time::sleep(POLL).await,
                 }
-                if let Err(e) = this.catch_up().await {
-                    tracing::error!(error = %e, "cannot serve the current release");
+                match this.catch_up().await {
+                    // Said once per cause, not every second.
+                    Err(e) if last_error.as_ref() != Some(&e) => {
+                        tracing::error!(error = %e, "cannot serve the current release");
+                        last_error = Some(e);
+                    }
+                    Err(_) => {}
+                    Ok(_) => last_error = None,
                 }
             }
         });

@@ -82,3 +82,34 @@ async fn a_server_of_a_project_folder_refuses_pushes_and_without_a_key_the_api_i
     assert_eq!((status, e["code"].as_str()), (404, Some("deploy_off")), "{e}");
     assert!(e["message"].as_str().unwrap().contains("PARA_DEPLOY_KEY"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_a_server_follows_the_current_release_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("para.db").display());
+    let start = || {
+        TestServer::builder(build("p-poll", json!({})))
+            .database(&url)
+            .serving_releases()
+            .deploy_key(KEY)
+            .start()
+    };
+    let (a, b) = (start().await, start().await);
+    b.state.releases.follow(&url);
+    let serves = |s: &TestServer| s.state.releases.served().map(|r| r.number);
+    assert_eq!((serves(&a), serves(&b)), (Some(1), Some(1)));
+    let (status, pushed) = post(&a, "/deploy/releases", Some(KEY), push_body("p-poll", "2")).await;
+    assert_eq!(status, 201, "{pushed}");
+    let hash = pushed["release"]["hash"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while serves(&b) != Some(2) {
+        assert!(std::time::Instant::now() < deadline, "B did not follow the push");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // What B's handlers read is the new build.
+    assert_eq!(b.state.build().build_hash, hash);
+    assert_eq!(b.state.build().project.project_name.as_deref(), Some("2"));
+    let (status, _) = post(&b, "/deploy/releases/1/current", Some(KEY), vec![]).await;
+    assert_eq!(status, 200);
+    assert_eq!(serves(&b), Some(1), "the process that took the rollback serves it at once");
+}
