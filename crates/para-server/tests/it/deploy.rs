@@ -113,3 +113,57 @@ async fn without_notifications_a_server_follows_the_current_release_by_polling()
     assert_eq!(status, 200);
     assert_eq!(serves(&b), Some(1), "the process that took the rollback serves it at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_releases_and_rolls_back_with_the_session_s_csrf_token() {
+    const ADMIN: &str = "an-admin-key-for-releases";
+    let s = TestServer::builder(build("p-dash", json!({})))
+        .serving_releases()
+        .deploy_key(KEY)
+        .admin_key(Some(ADMIN))
+        .start()
+        .await;
+    let (status, _) = post(&s, "/deploy/releases", Some(KEY), push_body("p-dash", "two")).await;
+    assert_eq!(status, 201);
+    let http = crate::common::client_without_redirects();
+    let page = format!("{}/dashboard/releases", s.base);
+    let anonymous = http.get(&page).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let deploy_key_is_no_admin_key = http.get(&page).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(deploy_key_is_no_admin_key.status(), 401);
+
+    let login = http
+        .post(format!("{}/dashboard/login", s.base))
+        .form(&[("key", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let text =
+        http.get(&page).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("This server serves release 2"), "{text}");
+    assert!(text.contains("/dashboard/releases/1/current"), "release 1 has a button: {text}");
+    assert!(!text.contains("/dashboard/releases/2/current"), "the current one has none");
+    let csrf = text.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let rollback = format!("{}/dashboard/releases/1/current", s.base);
+    let forged = http
+        .post(&rollback)
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(s.state.store.current_release().await.unwrap(), Some(2));
+    let done = http
+        .post(&rollback)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    assert_eq!(s.state.store.current_release().await.unwrap(), Some(1));
+    assert_eq!(s.state.releases.served().map(|r| r.number), Some(1));
+}

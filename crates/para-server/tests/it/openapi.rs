@@ -31,6 +31,8 @@ const NOT_JSON: &[&str] = &[
     "/dashboard/runs",
     "/dashboard/runs/{id}",
     "/dashboard/runs/{id}/replay",
+    "/dashboard/releases",
+    "/dashboard/releases/{number}/current",
     "/projects/{project}/portal",
     "/projects/{project}/portal/{integration}",
     "/projects/{project}/portal/{integration}/connect",
