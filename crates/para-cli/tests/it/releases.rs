@@ -286,6 +286,17 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     );
 
     let token = connect_basic(&root, &a, &project, "ann", "Counter", ("u", "p")).await;
+    // Connected through A, seen through B.
+    let me: Value = http()
+        .get(b.url(&format!("/projects/{project}/sdk/me")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["integrations"]["custom.counter"]["enabled"], true, "{me}");
 
     // Bad pushes are refused with a reason; release 1 stays current.
     let (status, e) = push(&a, "wrong-key", &json!({ "build": v2 })).await;
