@@ -54,6 +54,10 @@ pub struct Releases {
     /// Wrong deploy keys per peer.
     pub(crate) throttle: crate::throttle::Throttle,
     served: watch::Sender<Option<Served>>,
+    /// Held from reading or changing the current release to serving it, so that a catch-up
+    /// that read the database before a push or rollback of this process cannot serve its
+    /// older answer after it.
+    switching: tokio::sync::Mutex<()>,
 }
 
 /// What a push carries besides the build.
@@ -72,6 +76,7 @@ impl Releases {
             deploy_key: deploy_key.filter(|k| !k.is_empty()),
             throttle: Default::default(),
             served: watch::channel(None).0,
+            switching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -93,6 +98,7 @@ impl Releases {
     /// afterwards. A stored build this version cannot read is an error (and the served one
     /// stays).
     pub async fn catch_up(&self) -> Result<Option<i64>, String> {
+        let _switching = self.switching.lock().await;
         let current = self.store.current_release().await.map_err(|e| e.to_string())?;
         let served = self.served.borrow().as_ref().map(|s| s.number);
         let Some(number) = current.filter(|n| Some(*n) != served) else { return Ok(served) };
@@ -159,6 +165,7 @@ impl Releases {
             author: info.author.as_deref(),
             commit: info.commit.as_deref(),
         };
+        let _switching = self.switching.lock().await;
         let (release, created) = self.store.push_release(&new).await?;
         self.publish(release.number, Arc::new(build));
         Ok((release, created))
@@ -181,6 +188,7 @@ impl Releases {
         };
         let build = read_stored(&text)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format_version", e))?;
+        let _switching = self.switching.lock().await;
         let release = self.store.set_current_release(number).await?.ok_or_else(|| {
             ApiError::not_found(format!("there is no release {number}: `para releases` lists them"))
         })?;
