@@ -197,8 +197,8 @@ impl Connect {
     }
 
     /// Serves a new build from now on (`para dev` after a rebuild).
-    pub fn replace_build(&self, build: Build) {
-        *self.build.write().expect("build lock") = Arc::new(build);
+    pub fn replace_build(&self, build: impl Into<Arc<Build>>) {
+        *self.build.write().expect("build lock") = build.into();
         self.connectors.lock().expect("connectors").clear();
     }
 

@@ -17,6 +17,7 @@ mod idle;
 pub mod limits;
 mod openapi;
 mod pages;
+pub mod releases;
 mod routes;
 use para_connect::passwords;
 use para_connect::refresh;
@@ -82,6 +83,28 @@ pub async fn serve_on(
     let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;
     engine::stop(&state.worker).await;
     served
+}
+
+/// Serves a server started without a project folder until it has a release to serve: only the
+/// deploy API and `/healthz` (every other path answers 503). True once a release is served (a
+/// push to this process, or another's seen in the database); false when `shutdown` came first.
+pub async fn serve_until_released(
+    releases: Arc<releases::Releases>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<bool> {
+    let mut served = releases.subscribe();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<bool>();
+    let router = routes::deploy::waiting_router(releases);
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let signal = async move {
+        tokio::select! {
+            _ = served.wait_for(Option::is_some) => { let _ = stop.send(true); }
+            () = shutdown => { let _ = stop.send(false); }
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+    Ok(stopped.await.unwrap_or(false))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

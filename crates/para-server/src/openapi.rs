@@ -15,6 +15,8 @@ use utoipa::{Modify, OpenApi};
 
 /// The name of the security scheme of routes that take a user token.
 pub const USER_TOKEN: &str = "user_token";
+/// The name of the security scheme of the deploy API (`PARA_DEPLOY_KEY`).
+pub const DEPLOY_KEY: &str = "deploy_key";
 
 /// The document's fixed parts; the paths come from the router ([`document`]).
 #[derive(OpenApi)]
@@ -39,6 +41,7 @@ pub const USER_TOKEN: &str = "user_token";
         (name = "history", description = "Task history: runs and their steps"),
         (name = "resources", description = "Resources: credentials shared by several integrations"),
         (name = "meta", description = "The server itself"),
+        (name = "deploy", description = "Releases: builds pushed with `para push`, the deploy key's"),
     )
 )]
 pub struct ApiDoc;
@@ -59,6 +62,17 @@ impl Modify for Security {
                     .description(Some(
                         "The user's token (paragon.authenticate). Task history also takes the \
                          project's admin key (PARA_ADMIN_KEY) here.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            DEPLOY_KEY,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The server's deploy key (PARA_DEPLOY_KEY), which `para push` sends.",
                     ))
                     .build(),
             ),

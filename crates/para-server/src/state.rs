@@ -10,6 +10,8 @@ use para_connect::{Connect, ConnectConfig, OAuthClient};
 use para_store::Store;
 use para_worker::{EngineConfig, Worker, WorkerConfig};
 
+use crate::releases::{Mode, Releases};
+
 /// How the server was started.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -38,6 +40,8 @@ pub struct ServerConfig {
     /// The Triggers API's webhook URL, signing secret and retry schedule
     /// (`PARA_TRIGGERS_WEBHOOK_URL`, `PARA_TRIGGERS_SIGNING_SECRET`).
     pub triggers_api: para_worker::deliveries::TriggersApiConfig,
+    /// The key `para push` must send (`PARA_DEPLOY_KEY`); none: pushing is off.
+    pub deploy_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -61,6 +65,9 @@ pub struct AppState {
     pub worker: Arc<Worker>,
     /// Wrong admin keys per peer (the dashboard's throttle).
     pub(crate) admin_throttle: crate::throttle::Throttle,
+    /// The releases pushed to the database, and the one this process serves (serving a
+    /// project folder: none, and pushes are refused).
+    pub releases: Arc<crate::releases::Releases>,
     /// Webhook requests refused, per (integration, reason), since the process started.
     pub(crate) webhook_refusals: std::sync::Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -107,6 +114,47 @@ impl AppState {
         secrets: SecretKey,
         engine: EngineConfig,
     ) -> Arc<AppState> {
+        let releases = Releases::new(store.clone(), Mode::Folder, config.deploy_key.clone());
+        AppState::assemble(config, build, store, verifier, secrets, engine, releases)
+    }
+
+    /// The state of a server started without a project folder: it serves the release
+    /// `releases` serves (one must be), and every release it serves from then on.
+    pub fn serving_releases(
+        config: ServerConfig,
+        releases: Arc<Releases>,
+        verifier: Verifier,
+        secrets: SecretKey,
+        engine: EngineConfig,
+    ) -> Option<Arc<AppState>> {
+        let first = releases.served()?;
+        let store = releases.store.clone();
+        let build = Arc::unwrap_or_clone(first.build);
+        let state =
+            AppState::assemble(config, build, store, verifier, secrets, engine, releases.clone());
+        let mut changes = releases.subscribe();
+        let weak = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(state) = weak.upgrade() else { break };
+                let served = changes.borrow_and_update().clone();
+                if let Some(served) = served {
+                    state.connect.replace_build(served.build);
+                }
+            }
+        });
+        Some(state)
+    }
+
+    fn assemble(
+        config: ServerConfig,
+        build: Build,
+        store: Store,
+        verifier: Verifier,
+        secrets: SecretKey,
+        engine: EngineConfig,
+        releases: Arc<Releases>,
+    ) -> Arc<AppState> {
         let verifier = verifier.with_max_lifetime(config.limits.max_token_lifetime);
         let connect = Arc::new(Connect::new(
             ConnectConfig {
@@ -140,6 +188,7 @@ impl AppState {
             proxy_budget,
             seen_users: crate::users::SeenUsers::default(),
             admin_throttle: Default::default(),
+            releases,
             webhook_refusals: Default::default(),
         })
     }

@@ -6,6 +6,7 @@
 //! a user's rows takes both, so one user's data is never reachable with another's identity.
 
 pub mod history;
+pub mod releases;
 pub mod runs;
 mod status;
 pub mod trigger_subscriptions;
@@ -34,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_webhooks.sql")),
     (12, include_str!("../migrations/0012_trigger_subscriptions.sql")),
     (13, include_str!("../migrations/0013_webhook_subscriptions.sql")),
+    (14, include_str!("../migrations/0014_releases.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

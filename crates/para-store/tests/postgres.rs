@@ -1265,3 +1265,52 @@ async fn webhook_subscriptions_are_leased_and_keyed_on_sqlite() {
     let url = format!("sqlite://{}", dir.path().join("para.db").display());
     webhook_subscriptions_are_leased_and_keyed(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_take_distinct_numbers_and_are_notified() {
+    with_fresh_db("concurrent_pushes_take_distinct_numbers_and_are_notified", |url| async move {
+        use para_store::releases::{NewRelease, RELEASES_CHANNEL};
+        let store = Store::open(&url).await.unwrap();
+        let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+        listener.listen(RELEASES_CHANNEL).await.unwrap();
+        let pushes = (0..8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let hash = format!("sha256:{}", i % 4);
+                let release = NewRelease {
+                    project_id: "p",
+                    hash: &hash,
+                    build: "{}",
+                    message: None,
+                    author: None,
+                    commit: None,
+                };
+                store.push_release(&release).await.unwrap()
+            })
+        });
+        let mut numbers = Vec::new();
+        let mut created = 0;
+        for push in pushes {
+            let (release, new) = push.await.unwrap();
+            numbers.push(release.number);
+            created += usize::from(new);
+        }
+        assert_eq!(created, 4, "four distinct builds are stored once each");
+        let (all, current) = store.releases().await.unwrap();
+        assert_eq!(all.iter().map(|r| r.number).collect::<Vec<_>>(), [4, 3, 2, 1]);
+        assert!(current.is_some_and(|n| numbers.contains(&n)));
+        // Every change was notified after its commit, with the number made current.
+        let mut heard = Vec::new();
+        while heard.len() < 8 {
+            let note = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+                .await
+                .expect("a notification within 5 s")
+                .unwrap();
+            heard.push(note.payload().parse::<i64>().unwrap());
+        }
+        heard.sort_unstable();
+        numbers.sort_unstable();
+        assert_eq!(heard, numbers);
+    })
+    .await;
+}

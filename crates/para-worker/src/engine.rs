@@ -88,6 +88,9 @@ pub struct Engine {
     users: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// `.para/secrets.json` opened, with the modification time it was read at.
     stored_secrets: Mutex<Option<(Option<std::time::SystemTime>, Arc<StoredSecrets>)>>,
+    /// Builds of releases runs started on, by hash, read when a run of one resumes after the
+    /// served build changed (`None`: no release has that hash, a build of a project folder).
+    releases: Mutex<HashMap<String, Option<Arc<para_build::Build>>>>,
     /// Runs this process holds and executes (their leases are renewed).
     active: Mutex<std::collections::HashSet<String>>,
     started: AtomicBool,
@@ -136,6 +139,7 @@ impl Engine {
             users: Mutex::default(),
             active: Mutex::default(),
             stored_secrets: Mutex::default(),
+            releases: Mutex::default(),
             started: AtomicBool::new(false),
             state: std::sync::OnceLock::new(),
         }
@@ -298,6 +302,48 @@ pub fn find_workflow(state: &Worker, workflow_id: &str) -> Option<(String, Workf
     build.workflow(workflow_id).map(|(i, w)| (i.key.clone(), w.clone()))
 }
 
+/// The workflow a claimed run goes on with: that of the build it started on, when that was a
+/// release and another is served now (a run finishes on the graph it started on); else the
+/// served build's (a project folder's builds are not kept).
+async fn run_workflow(state: &Worker, run: &Run) -> Option<Workflow> {
+    let served = state.build();
+    let build = if served.build_hash == run.build_hash {
+        served
+    } else {
+        release_build(state, &run.build_hash).await.unwrap_or(served)
+    };
+    build.workflow(&run.workflow_id).map(|(_, w)| w.clone())
+}
+
+/// The build of the release with this hash, read once per process.
+async fn release_build(state: &Worker, hash: &str) -> Option<Arc<para_build::Build>> {
+    /// Builds kept at most: runs of many releases at once are rare.
+    const KEPT: usize = 16;
+    if let Some(known) = state.engine.releases.lock().unwrap_or_else(|e| e.into_inner()).get(hash) {
+        return known.clone();
+    }
+    let found = match state.store.release_build_by_hash(hash).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "reading a run's release failed");
+            return None;
+        }
+    };
+    let build = found.and_then(|(release, text)| match serde_json::from_str(&text) {
+        Ok(build) => Some(Arc::new(build)),
+        Err(e) => {
+            tracing::error!(release = release.number, error = %e, "a stored release cannot be read");
+            None
+        }
+    });
+    let mut kept = state.engine.releases.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= KEPT {
+        kept.clear();
+    }
+    kept.insert(hash.to_string(), build.clone());
+    build
+}
+
 fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRecord> {
     let trigger = workflow.steps.iter().find(|s| Some(&s.id) == workflow.trigger.as_ref())?;
     Some(StepRecord {
@@ -315,7 +361,7 @@ fn trigger_entry(workflow: &Workflow, output: &Value, at: i64) -> Option<StepRec
     })
 }
 
-fn new_run(state: &Worker, start: &Start) -> NewRun {
+fn new_run(state: &Worker, start: &Start, build_hash: &str) -> NewRun {
     NewRun {
         id: uuid::Uuid::new_v4().to_string(),
         project_id: state.project_id.clone(),
@@ -324,7 +370,7 @@ fn new_run(state: &Worker, start: &Start) -> NewRun {
         workflow_id: start.workflow_id.clone(),
         trigger_kind: start.trigger_kind.clone(),
         trigger_input: start.trigger_output.clone(),
-        build_hash: state.build().build_hash.clone(),
+        build_hash: build_hash.to_string(),
         credential_id: start.credential_id.clone(),
         configuration_id: start.configuration_id.clone(),
     }
@@ -339,9 +385,13 @@ pub async fn start_run(
     let Some(owner) = state.engine.state.get().and_then(std::sync::Weak::upgrade) else {
         return Err(Error::EngineStopped);
     };
-    let (_, workflow) = find_workflow(state, &start.workflow_id)
+    // One snapshot: the run records the build whose workflow it executes.
+    let build = state.build();
+    let workflow = build
+        .workflow(&start.workflow_id)
+        .map(|(_, w)| w.clone())
         .ok_or_else(|| Error::NoWorkflow(start.workflow_id.clone()))?;
-    let run = new_run(state, &start);
+    let run = new_run(state, &start, &build.build_hash);
     let now = now_ms();
     let steps: Vec<StepRecord> =
         trigger_entry(&workflow, &start.trigger_output, now).into_iter().collect();
@@ -412,7 +462,7 @@ pub async fn enqueue(state: &Worker, start: Start) -> Result<String, Error> {
 
 /// The write of a queued run (not leased: any process may claim it).
 pub fn queued(state: &Worker, workflow: &Workflow, start: &Start) -> Write {
-    let run = new_run(state, start);
+    let run = new_run(state, start, &state.build().build_hash);
     let steps = trigger_entry(workflow, &start.trigger_output, now_ms()).into_iter().collect();
     Write::Create { run, lease: None, steps }
 }
@@ -517,9 +567,11 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
         created: tokio::sync::Mutex::new(created),
         recorded: std::sync::atomic::AtomicU8::new(0),
     };
-    let workflow = match workflow
-        .or_else(|| find_workflow(&state, &run.workflow_id).map(|(_, w)| w))
-    {
+    let workflow = match workflow {
+        Some(w) => Some(w),
+        None => run_workflow(&state, &run).await,
+    };
+    let workflow = match workflow {
         Some(w) => w,
         None => {
             let message =

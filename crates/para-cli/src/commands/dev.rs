@@ -72,7 +72,7 @@ pub fn run(args: DevArgs) -> i32 {
             return commands::FINDINGS;
         }
     };
-    let setup = match Setup::new(root.clone(), &args.serve) {
+    let setup = match Setup::new(Some(root.clone()), &args.serve) {
         Ok(setup) => setup,
         Err(code) => return code,
     };

@@ -17,8 +17,9 @@ use crate::{commands, config, output};
 pub const BUILD_FILE: &str = "out/build.json";
 
 pub fn run(args: ServeArgs) -> i32 {
-    let root = match commands::project_root(args.project.project.as_deref()) {
-        Ok(root) => root,
+    let root = match what_to_serve(&args) {
+        Ok(Some(root)) => root,
+        Ok(None) => return serve_releases(args),
         Err(code) => return code,
     };
     let build_path = root.join(BUILD_FILE);
@@ -35,7 +36,7 @@ pub fn run(args: ServeArgs) -> i32 {
         Ok(build) => build,
         Err(code) => return code,
     };
-    let setup = match Setup::new(root, &args) {
+    let setup = match Setup::new(Some(root), &args) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
@@ -54,6 +55,116 @@ pub fn run(args: ServeArgs) -> i32 {
             url = %public_url,
             connect_api = %format!("{public_url}/projects/{project_id}/sdk/"),
             "serving (a user token for testing: para token --user <id>; stop with Ctrl-C)"
+        );
+        serve(state, listener).await
+    })
+}
+
+/// The project folder to serve, or `None`: no folder (none given, none around the working
+/// directory) and a database given, whose releases are served.
+fn what_to_serve(args: &ServeArgs) -> Result<Option<PathBuf>, i32> {
+    if let Some(dir) = args.project.project.as_deref() {
+        return commands::project_root(Some(dir)).map(Some);
+    }
+    let found = std::env::current_dir()
+        .map_err(|source| para_project::ProjectError::Io { path: ".".into(), source })
+        .and_then(|cwd| para_project::find_root(&cwd));
+    match found {
+        Ok((root, _)) => Ok(Some(root)),
+        Err(_) if args.database.is_some() => Ok(None),
+        Err(e) => {
+            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
+            output::error(
+                e.to_string(),
+                Some(&format!(
+                    "{hint}or, to serve the releases `para push` uploads, pass --database \
+                     postgres://… (docs/server.md § Releases)"
+                )),
+            );
+            Err(commands::USAGE)
+        }
+    }
+}
+
+/// `para serve --database URL` without a project folder: serves the database's current
+/// release and follows it; before the first push, only the deploy API and `/healthz`.
+fn serve_releases(args: ServeArgs) -> i32 {
+    let setup = match Setup::new(None, &args) {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let store = match commands::open_store(&setup.database).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        let mode = para_server::releases::Mode::Database;
+        let releases =
+            para_server::releases::Releases::new(store, mode, setup.config.deploy_key.clone());
+        if let Err(message) = releases.catch_up().await {
+            output::error(
+                format!("cannot serve the current release: {message}"),
+                Some("push a build this version of para reads with `para push`, or `para rollback` to one"),
+            );
+            return commands::FINDINGS;
+        }
+        releases.follow(&setup.database);
+        let public_url = setup.config.public_url.clone();
+        let listener = match setup.listener.try_clone().and_then(tokio::net::TcpListener::from_std) {
+            Ok(l) => l,
+            Err(e) => {
+                output::error(format!("cannot listen: {e}"), None);
+                return commands::FINDINGS;
+            }
+        };
+        if releases.served().is_none() {
+            tracing::info!(
+                url = %public_url,
+                "no release yet: serving only the deploy API until `para push --server {public_url}`"
+            );
+            match para_server::serve_until_released(
+                releases.clone(),
+                listener,
+                para_server::shutdown_signal(),
+            )
+            .await
+            {
+                Ok(true) => {}
+                Ok(false) => return commands::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "the server stopped");
+                    return commands::FINDINGS;
+                }
+            }
+        }
+        let listener = match tokio::net::TcpListener::from_std(setup.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                output::error(format!("cannot listen: {e}"), None);
+                return commands::FINDINGS;
+            }
+        };
+        let Some(state) = AppState::serving_releases(
+            setup.config,
+            releases,
+            setup.verifier,
+            setup.secrets,
+            setup.engine,
+        ) else {
+            return commands::FINDINGS;
+        };
+        let release = state.releases.served().map_or(0, |s| s.number);
+        let project_id = &state.project_id;
+        tracing::info!(
+            project_id = %project_id,
+            release,
+            url = %public_url,
+            connect_api = %format!("{public_url}/projects/{project_id}/sdk/"),
+            "serving release {release}"
         );
         serve(state, listener).await
     })
@@ -106,17 +217,44 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, i32> {
 /// Everything a server needs besides its build, checked (and the port bound) before anything
 /// is served. Errors are printed; the `Err` is the exit code.
 pub struct Setup {
-    listener: std::net::TcpListener,
-    database: String,
-    config: ServerConfig,
-    verifier: Verifier,
-    secrets: SecretKey,
-    engine: para_worker::EngineConfig,
+    pub listener: std::net::TcpListener,
+    pub database: String,
+    pub config: ServerConfig,
+    pub verifier: Verifier,
+    pub secrets: SecretKey,
+    pub engine: para_worker::EngineConfig,
 }
 
 impl Setup {
-    pub fn new(root: PathBuf, args: &ServeArgs) -> Result<Setup, i32> {
+    /// `root`: the project folder; none for a server of pushed releases, which reads its
+    /// keys only from the environment.
+    pub fn new(root: Option<PathBuf>, args: &ServeArgs) -> Result<Setup, i32> {
         let env = config::env();
+        let folder = root.is_some();
+        let root = match root {
+            Some(root) => root,
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        if !folder {
+            if env.user_token_public_key().is_none() {
+                output::error(
+                    "a server without a project folder needs PARA_USER_TOKEN_PUBLIC_KEY",
+                    Some(
+                        "set it to the PEM public key your backend's user tokens are verified with (docs/server.md § Releases)",
+                    ),
+                );
+                return Err(commands::USAGE);
+            }
+            if env.secret_key().is_none() {
+                output::error(
+                    "a server without a project folder needs PARA_SECRET_KEY",
+                    Some(
+                        "set it to base64 of 32 random bytes (`openssl rand -base64 32`), the same on every node, and back it up: credentials are sealed with it (docs/server.md § Releases)",
+                    ),
+                );
+                return Err(commands::USAGE);
+            }
+        }
         let bad_setting = |e: config::ConfigError| {
             output::error(e.to_string(), Some(config::DOCS));
             commands::USAGE
@@ -169,6 +307,7 @@ impl Setup {
             outgoing_proxy: env.outgoing_proxy(),
             env_secrets: env.env_secrets(),
             triggers_api: env.triggers_api().map_err(bad_setting)?,
+            deploy_key: env.deploy_key(),
         };
         let engine = env.engine().map_err(bad_setting)?;
         para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);

@@ -77,6 +77,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard_user.html", include_str!("../../templates/dashboard_user.html")),
     ("dashboard_runs.html", include_str!("../../templates/dashboard_runs.html")),
     ("dashboard_run.html", include_str!("../../templates/dashboard_run.html")),
+    ("dashboard_releases.html", include_str!("../../templates/dashboard_releases.html")),
     ("portal_switch.html", include_str!("../../templates/portal_switch.html")),
 ];
 

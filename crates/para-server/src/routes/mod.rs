@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 pub(crate) mod api;
 pub(crate) mod configurations;
+pub(crate) mod deploy;
 pub(crate) mod history;
 pub mod oauth;
 pub(crate) mod options;
@@ -42,6 +43,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(trigger_subscriptions::routes())
         .merge(resources::routes())
         .merge(webhooks::routes())
+        .merge(deploy::routes())
 }
 
 /// The whole document: the fixed parts, every route of [`routes`], the shared

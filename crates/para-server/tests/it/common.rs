@@ -68,6 +68,8 @@ pub struct Builder {
     project_root: Option<PathBuf>,
     secret_key: Option<para_auth::SecretKey>,
     triggers_api: para_worker::deliveries::TriggersApiConfig,
+    deploy_key: Option<String>,
+    releases: bool,
 }
 
 enum Database {
@@ -90,6 +92,8 @@ impl TestServer {
             project_root: None,
             secret_key: None,
             triggers_api: Default::default(),
+            deploy_key: None,
+            releases: false,
         }
     }
 }
@@ -160,6 +164,19 @@ impl Builder {
     }
 
     /// The Triggers API's webhook URL, signing secret and retry schedule.
+    /// The deploy key the deploy API takes (`PARA_DEPLOY_KEY`).
+    pub fn deploy_key(mut self, key: &str) -> Self {
+        self.deploy_key = Some(key.to_string());
+        self
+    }
+
+    /// Serves releases like `para serve` without a project folder: the build is pushed as
+    /// the first release of the database, and pushes are taken.
+    pub fn serving_releases(mut self) -> Self {
+        self.releases = true;
+        self
+    }
+
     pub fn triggers_api(mut self, config: para_worker::deliveries::TriggersApiConfig) -> Self {
         self.triggers_api = config;
         self
@@ -209,9 +226,18 @@ impl Builder {
             outgoing_proxy: false,
             env_secrets: Default::default(),
             triggers_api: self.triggers_api,
+            deploy_key: self.deploy_key,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();
+        if self.releases {
+            use para_server::releases::{Mode, PushInfo, Releases};
+            let releases = Releases::new(store, Mode::Database, config.deploy_key.clone());
+            let build = serde_json::to_value(&self.build).unwrap();
+            releases.push(build, PushInfo::default()).await.map_err(|e| e.message).unwrap();
+            let state = AppState::serving_releases(config, releases, verifier, secrets, engine);
+            return (state.expect("a release is served"), dir);
+        }
         (AppState::with_engine(config, self.build, store, verifier, secrets, engine), dir)
     }
 }

@@ -12,6 +12,7 @@ mod common;
 mod connect_flows;
 mod connections;
 mod cors;
+mod deploy;
 mod engine;
 mod history;
 mod install_flow;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::common::{self, TestServer, token};
 
 const PROJECT: &str = "p-openapi";
+const DEPLOY_KEY: &str = "openapi-deploy-key";
 const KEYS: &str = "custom.keys";
 const ORDERS: &str = "0a6b2c3d-0000-4000-8000-0000000000e1";
 const INBOUND: &str = "0a6b2c3d-0000-4000-8000-0000000000e2";
@@ -30,6 +31,8 @@ const NOT_JSON: &[&str] = &[
     "/dashboard/runs",
     "/dashboard/runs/{id}",
     "/dashboard/runs/{id}/replay",
+    "/dashboard/releases",
+    "/dashboard/releases/{number}/current",
     "/projects/{project}/portal",
     "/projects/{project}/portal/{integration}",
     "/projects/{project}/portal/{integration}/connect",
@@ -254,7 +257,12 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_json_route_is_documented_and_answers_as_documented() {
     let api = api().await;
-    let s = TestServer::builder(build(&api)).sqlite_file().start().await;
+    let s = TestServer::builder(build(&api))
+        .sqlite_file()
+        .serving_releases()
+        .deploy_key(DEPLOY_KEY)
+        .start()
+        .await;
     let ann = token("ann");
     let http = common::client();
 
@@ -729,6 +737,33 @@ async fn every_json_route_is_documented_and_answers_as_documented() {
         None,
         200
     );
+
+    // Releases (the deploy key, not a user token).
+    let deploy = |method: &'static str, path: &'static str, body: Option<Value>| {
+        call(method, path.to_string(), Some(DEPLOY_KEY), vec![], body)
+    };
+    let (status, list) = deploy("GET", "/deploy/releases", None).await;
+    assert_eq!((status, &list["current"]), (200, &json!(1)), "{list}");
+    c.check("GET", "/deploy/releases", status, &list);
+    let mut second = serde_json::to_value(build(&api)).unwrap();
+    second["project"]["projectName"] = json!("second");
+    let push = json!({ "build": second, "message": "second", "commit": "abc" });
+    let (status, pushed) = deploy("POST", "/deploy/releases", Some(push.clone())).await;
+    assert_eq!((status, &pushed["release"]["number"]), (201, &json!(2)), "{pushed}");
+    c.check("POST", "/deploy/releases", status, &pushed);
+    let (status, again) = deploy("POST", "/deploy/releases", Some(push)).await;
+    assert_eq!((status, &again["created"]), (200, &json!(false)), "{again}");
+    c.check("POST", "/deploy/releases", status, &again);
+    let (status, current) = deploy("POST", "/deploy/releases/1/current", None).await;
+    assert_eq!((status, &current["release"]["current"]), (200, &json!(true)), "{current}");
+    c.check("POST", "/deploy/releases/{number}/current", status, &current);
+    let (status, refused) = call("GET", "/deploy/releases".into(), Some(&ann), vec![], None).await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (401, &json!("deploy_key")),
+        "a user token is no deploy key"
+    );
+    c.check("GET", "/deploy/releases", status, &refused);
 
     // Every documented operation was called above.
     for (path, methods) in &documented {
