@@ -99,7 +99,7 @@ fn nginx_accepts_the_balancer_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let conf = loopback_nginx_conf(&read("deploy/nginx.conf"), &[17433, 17434], 18080);
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let out = nginx(dir.path(), &["-t"]);
+    let out = nginx(dir.path(), "").arg("-t").output().unwrap();
     assert!(out.status.success(), "nginx -t:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -114,20 +114,18 @@ pub(crate) fn loopback_nginx_conf(conf: &str, ports: &[u16; 2], listen: u16) -> 
     conf
 }
 
-/// `nginx <args>` with `dir` as its prefix (its temporary files, pid and error log there).
-pub(crate) fn nginx(dir: &Path, args: &[&str]) -> std::process::Output {
-    let global = format!("pid {0}/nginx.pid; error_log {0}/error.log;", dir.display());
-    Command::new("nginx")
+/// `nginx` with `dir` as its prefix (`dir/nginx.conf`; its temporary files, pid and error
+/// log there) and `global` directives besides those.
+pub(crate) fn nginx(dir: &Path, global: &str) -> Command {
+    let mut command = Command::new("nginx");
+    command
+        .args(["-p", &dir.display().to_string()])
+        .args(["-c", &dir.join("nginx.conf").display().to_string()])
         .args([
-            "-p",
-            &dir.display().to_string(),
-            "-c",
-            &dir.join("nginx.conf").display().to_string(),
-        ])
-        .args(["-g", &global])
-        .args(args)
-        .output()
-        .expect("nginx runs")
+            "-g",
+            &format!("pid {0}/nginx.pid; error_log {0}/error.log; {global}", dir.display()),
+        ]);
+    command
 }
 
 #[test]

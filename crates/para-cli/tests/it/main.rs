@@ -15,6 +15,7 @@ mod engine_crash;
 mod logging;
 mod module_graph;
 mod portal_browser;
+mod push;
 mod releases;
 mod runs;
 mod scaffold;

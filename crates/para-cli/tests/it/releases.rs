@@ -89,7 +89,7 @@ async fn api() -> String {
 
 /// A fresh database on `PARA_TEST_POSTGRES`'s server (one database serves one project's
 /// releases); `None` after saying so when the test is skipped.
-async fn fresh_database() -> Option<String> {
+pub(crate) async fn fresh_database() -> Option<String> {
     let Ok(admin) = std::env::var("PARA_TEST_POSTGRES") else {
         assert!(
             std::env::var("PARA_TEST_REQUIRE_POSTGRES").is_err(),
