@@ -12,7 +12,7 @@
 # stage uses, so the binary links against the same glibc.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 # The registry and the target folder are cache mounts: a rebuild after a change compiles only
 # what changed. The binary is copied out of the mount, which the next stage cannot see.
