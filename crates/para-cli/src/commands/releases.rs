@@ -38,6 +38,10 @@ pub fn push(args: PushArgs) -> i32 {
         Ok(root) => root,
         Err(code) => return code,
     };
+    // Read before building, so the build's own output (out/, when a project does not ignore
+    // it) never makes the commit look changed.
+    let author = author(&root, config::env().user());
+    let commit = git_commit(&root);
     let build_args = BuildArgs {
         project: Some(root.clone()),
         out: BUILD_FILE.into(),
@@ -61,8 +65,6 @@ pub fn push(args: PushArgs) -> i32 {
         }
     };
     let message = args.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
-    let author = author(&root, config::env().user());
-    let commit = git_commit(&root);
     let body = push_body(&document, message, author.as_deref(), commit.as_deref());
     drop(document);
     let answer = server.call(reqwest::Method::POST, "/deploy/releases", Some(body));
