@@ -78,7 +78,7 @@ fn what_to_serve(args: &ServeArgs) -> Result<Option<PathBuf>, i32> {
                 e.to_string(),
                 Some(&format!(
                     "{hint}or, to serve the releases `para push` uploads, pass --database \
-                     postgres://… (docs/server.md § Releases)"
+                     postgres://… (docs/deploy.md § Keys)"
                 )),
             );
             Err(commands::USAGE)
@@ -240,7 +240,7 @@ impl Setup {
                 output::error(
                     "a server without a project folder needs PARA_USER_TOKEN_PUBLIC_KEY",
                     Some(
-                        "set it to the PEM public key your backend's user tokens are verified with (docs/server.md § Releases)",
+                        "set it to the PEM public key your backend's user tokens are verified with (docs/deploy.md § Keys)",
                     ),
                 );
                 return Err(commands::USAGE);
@@ -249,7 +249,7 @@ impl Setup {
                 output::error(
                     "a server without a project folder needs PARA_SECRET_KEY",
                     Some(
-                        "set it to base64 of 32 random bytes (`openssl rand -base64 32`), the same on every node, and back it up: credentials are sealed with it (docs/server.md § Releases)",
+                        "set it to base64 of 32 random bytes (`openssl rand -base64 32`), the same on every node, and back it up: credentials are sealed with it (docs/deploy.md § Keys)",
                     ),
                 );
                 return Err(commands::USAGE);

@@ -20,6 +20,21 @@ fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
 }
 
+/// Whether a deployment test must be skipped because `program` does not run here (after
+/// saying so); with `PARA_DEPLOY_REQUIRE=1` (`scripts/test` once `scripts/deploy-deps`
+/// installed them) it fails instead.
+pub(crate) fn missing(program: &str, args: &[&str], what: &str) -> bool {
+    if runs(program, args) {
+        return false;
+    }
+    assert!(
+        std::env::var("PARA_DEPLOY_REQUIRE").as_deref() != Ok("1"),
+        "PARA_DEPLOY_REQUIRE=1 but {what} does not run here (scripts/deploy-deps installs it)"
+    );
+    eprintln!("skipped: {what} does not run here (scripts/deploy-deps installs it)");
+    true
+}
+
 #[test]
 fn the_image_is_built_with_the_workspace_toolchain_and_runs_serve_unprivileged() {
     let dockerfile = read("Dockerfile");
@@ -80,8 +95,7 @@ fn every_variable_the_deploy_files_name_is_documented() {
 
 #[test]
 fn the_compose_file_holds_together() {
-    if !runs("python3", &["-c", "import yaml"]) {
-        eprintln!("skipped: deploy/check needs python3 with PyYAML");
+    if missing("python3", &["-c", "import yaml"], "python3 with PyYAML") {
         return;
     }
     let out = Command::new("python3").arg(repo().join("deploy/check")).output().unwrap();
@@ -92,8 +106,7 @@ fn the_compose_file_holds_together() {
 /// compose services exist only inside compose's network).
 #[test]
 fn nginx_accepts_the_balancer_configuration() {
-    if !runs("nginx", &["-v"]) {
-        eprintln!("skipped: nginx is not installed");
+    if missing("nginx", &["-v"], "nginx") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

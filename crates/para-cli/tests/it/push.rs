@@ -230,8 +230,7 @@ fn balancer(dir: &Path, ports: [u16; 2], listen: u16) -> Killed {
 /// serve the release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_smoke_passes_through_nginx_in_front_of_two_servers() {
-    if Command::new("nginx").arg("-v").output().is_err() {
-        eprintln!("skipped: nginx is not installed");
+    if crate::deploy::missing("nginx", &["-v"], "nginx") {
         return;
     }
     let Some(database) = crate::releases::fresh_database().await else { return };

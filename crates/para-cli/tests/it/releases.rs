@@ -1,8 +1,8 @@
 //! Releases with the real `para` binary (issue 22): two `para serve` processes on one fresh
 //! PostgreSQL database and no project folder. They start with nothing to serve (only the
-//! deploy API and `/healthz`); release 1 is pushed; under a steady load of request-triggered
-//! runs through both, release 2 (a changed workflow) is pushed to one and then release 1 made
-//! current again through the other. No request fails; each run finishes on the graph of the
+//! deploy API and `/healthz`); release 1 is pushed with `para push`; under a steady load of
+//! request-triggered runs through both, release 2 (a changed workflow) is pushed to one and
+//! then release 1 made current again through the other with `para rollback`. No request fails; each run finishes on the graph of the
 //! release it started on, also when its second half runs after the switch (on either
 //! process); runs started once the switch is through use the new release. Bad pushes (wrong
 //! key, malformed build, unknown format version, another project) are refused and the current
@@ -126,22 +126,45 @@ async fn serve(cwd: &Path, database: &str, api: &str, public_key: &str) -> Serve
         .await
 }
 
+/// `para <args>` in the project with the deploy key (on a blocking thread: the servers' test
+/// upstream keeps running); its stderr, after checking it succeeded.
+async fn para_deploy(root: &Path, args: &[&str]) -> String {
+    let (root, args): (PathBuf, Vec<String>) =
+        (root.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || {
+        let out = crate::common::para_command()
+            .args(&args)
+            .current_dir(&root)
+            .env("PARA_DEPLOY_KEY", DEPLOY_KEY)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "para {args:?} failed:\n{stderr}");
+        stderr
+    })
+    .await
+    .unwrap()
+}
+
+/// The releases a server lists (`GET /deploy/releases`).
+async fn releases(server: &Server) -> Value {
+    http()
+        .get(server.url("/deploy/releases"))
+        .bearer_auth(DEPLOY_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `POST /deploy/releases` with `key`: the status and the answer.
 async fn push(server: &Server, key: &str, body: &Value) -> (u16, Value) {
     let r = http()
         .post(server.url("/deploy/releases"))
         .bearer_auth(key)
         .json(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn make_current(server: &Server, number: i64) -> (u16, Value) {
-    let r = http()
-        .post(server.url(&format!("/deploy/releases/{number}/current")))
-        .bearer_auth(DEPLOY_KEY)
         .send()
         .await
         .unwrap();
@@ -262,22 +285,17 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     let b = serve(&empty, &database, &api, &public_key).await;
     let r = http().get(b.url(&format!("/projects/{project}/sdk/me"))).send().await.unwrap();
     assert_eq!(r.status(), 503, "no release yet");
-    let listed: Value = http()
-        .get(a.url("/deploy/releases"))
-        .bearer_auth(DEPLOY_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed, json!({ "current": null, "releases": [] }));
+    assert_eq!(releases(&a).await, json!({ "current": null, "releases": [] }));
 
-    // Release 1, pushed to A: both serve it (B hears of it from the database).
-    let (status, pushed) = push(&a, DEPLOY_KEY, &json!({ "build": v1, "message": "first" })).await;
-    assert_eq!(status, 201, "{pushed}\n{}", a.output());
-    assert_eq!(pushed["release"]["number"], 1);
-    let hash1 = pushed["release"]["hash"].as_str().unwrap().to_string();
+    // Release 1, pushed to A with `para push`: both serve it (B hears of it from the database).
+    let file = root.join("src/integrations/custom.counter/workflows/versioned.ts");
+    std::fs::write(&file, workflow_ts("v1")).unwrap();
+    let said = para_deploy(&root, &["push", "--server", &a.base, "--message", "first"]).await;
+    assert!(said.contains("pushed release 1"), "{said}");
+    let listed = releases(&b).await;
+    assert_eq!(listed["current"], 1, "{listed}");
+    let hash1 = listed["releases"][0]["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash1, v1["buildHash"].as_str().unwrap(), "the pushed build is the one built");
     both_serve(&a, &b, &hash1).await;
     let (status, again) = push(&b, DEPLOY_KEY, &json!({ "build": v1 })).await;
     assert_eq!(
@@ -324,20 +342,20 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     assert_eq!((serving(&a).await, serving(&b).await), (hash1.clone(), hash1.clone()));
 
     // Steady load through both; release 2 pushed to A, then release 1 made current on B.
+    std::fs::write(&file, workflow_ts("v2")).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = load(vec![a.base.clone(), b.base.clone()], &project, &token, stop.clone());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let push_started = Instant::now();
-    let (status, pushed) = push(&a, DEPLOY_KEY, &json!({ "build": v2, "message": "second" })).await;
-    assert_eq!(status, 201, "{pushed}");
-    assert_eq!(pushed["release"]["number"], 2);
-    let hash2 = pushed["release"]["hash"].as_str().unwrap().to_string();
+    let said = para_deploy(&root, &["push", "--server", &a.base, "--message", "second"]).await;
+    assert!(said.contains("pushed release 2"), "{said}");
+    let hash2 = releases(&a).await["releases"][0]["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash2, v2["buildHash"].as_str().unwrap());
     let switched = both_serve(&a, &b, &hash2).await;
     let push_done = Instant::now();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let rollback_started = Instant::now();
-    let (status, rolled) = make_current(&b, 1).await;
-    assert_eq!((status, &rolled["release"]["number"]), (200, &json!(1)), "{rolled}");
+    para_deploy(&root, &["rollback", "1", "--server", &b.base]).await;
     let switched_back = both_serve(&a, &b, &hash1).await;
     let rollback_done = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -407,15 +425,7 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     }
     assert!(spanning > 0, "some runs of release 1 finished after release 2 was pushed");
 
-    let listed: Value = http()
-        .get(b.url("/deploy/releases"))
-        .bearer_auth(DEPLOY_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = releases(&b).await;
     assert_eq!(listed["current"], 1);
     let numbers: Vec<_> =
         listed["releases"].as_array().unwrap().iter().map(|r| r["number"].clone()).collect();
