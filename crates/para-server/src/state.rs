@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// The Triggers API's webhook URL, signing secret and retry schedule
     /// (`PARA_TRIGGERS_WEBHOOK_URL`, `PARA_TRIGGERS_SIGNING_SECRET`).
     pub triggers_api: para_worker::deliveries::TriggersApiConfig,
+    /// `/metrics`' key and address, and where runs' traces go.
+    pub telemetry: crate::health::TelemetryConfig,
 }
 
 impl ServerConfig {
@@ -113,6 +115,7 @@ impl AppState {
                 public_url: config.public_url.clone(),
                 oauth_clients: config.oauth_clients.clone(),
                 outgoing_proxy: config.outgoing_proxy,
+                traces: config.telemetry.traces.clone(),
             },
             build,
             store,

@@ -134,6 +134,7 @@ fn our_crates_depend_on_each_other_one_way() {
                 "para-project",
                 "para-server",
                 "para-store",
+                "para-telemetry",
                 "para-types",
                 "para-worker",
             ],
@@ -163,6 +164,7 @@ fn our_crates_depend_on_each_other_one_way() {
                 "para-catalog",
                 "para-connect",
                 "para-store",
+                "para-telemetry",
                 "para-worker",
             ],
         ),
@@ -181,6 +183,7 @@ fn our_crates_depend_on_each_other_one_way() {
                 "para-engine",
                 "para-js",
                 "para-store",
+                "para-telemetry",
             ],
         ),
     ];

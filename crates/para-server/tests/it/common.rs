@@ -68,6 +68,7 @@ pub struct Builder {
     project_root: Option<PathBuf>,
     secret_key: Option<para_auth::SecretKey>,
     triggers_api: para_worker::deliveries::TriggersApiConfig,
+    telemetry: para_server::TelemetryConfig,
 }
 
 enum Database {
@@ -90,6 +91,7 @@ impl TestServer {
             project_root: None,
             secret_key: None,
             triggers_api: Default::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -165,6 +167,12 @@ impl Builder {
         self
     }
 
+    /// `/metrics`' key and address, and where runs' traces go; else metrics off, no traces.
+    pub fn telemetry(mut self, config: para_server::TelemetryConfig) -> Self {
+        self.telemetry = config;
+        self
+    }
+
     /// The server's state as the server would have it, not served (and no engine started);
     /// its public URL points at nothing.
     pub async fn state(self) -> Arc<AppState> {
@@ -209,6 +217,7 @@ impl Builder {
             outgoing_proxy: false,
             env_secrets: Default::default(),
             triggers_api: self.triggers_api,
+            telemetry: self.telemetry,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();
