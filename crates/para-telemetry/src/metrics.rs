@@ -117,8 +117,11 @@ pub struct Family<M> {
     make: fn() -> M,
     /// Keyed by the label values joined with NUL (one value: the value itself, so that a
     /// lookup of a known value allocates nothing).
-    items: Mutex<HashMap<String, (Box<[String]>, Arc<M>)>>,
+    items: Mutex<HashMap<String, Labelled<M>>>,
 }
+
+/// A family's metric with its label values.
+type Labelled<M> = (Box<[String]>, Arc<M>);
 
 impl<M> Family<M> {
     pub fn new(labels: &'static [&'static str], make: fn() -> M) -> Family<M> {
@@ -143,7 +146,7 @@ impl<M> Family<M> {
     }
 
     /// Every labelled metric, sorted by its label values.
-    pub fn sorted(&self) -> Vec<(Box<[String]>, Arc<M>)> {
+    pub fn sorted(&self) -> Vec<Labelled<M>> {
         let items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = items.values().map(|(l, m)| (l.clone(), m.clone())).collect();
         drop(items);

@@ -550,7 +550,7 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
     } else {
         Vec::new()
     };
-    let context = match run_context(&state, &run, &workflow, user).await {
+    let context = match run_context(&state, &run, workflow, user).await {
         Ok(c) => c,
         Err(message) => return host.finish(Outcome::Failed(message)).await,
     };
