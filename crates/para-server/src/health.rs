@@ -8,7 +8,6 @@
 //! metrics address (`PARA_METRICS_ADDR`, a private network) it needs none; with neither set it
 //! answers 404 saying how to turn it on.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,18 +22,6 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// How metrics are reached and where traces go (`PARA_METRICS_KEY`, `PARA_METRICS_ADDR`,
-/// `OTEL_*`, read by `para-cli`).
-#[derive(Debug, Clone, Default)]
-pub struct TelemetryConfig {
-    /// Set: `/metrics` on the main listener answers `Authorization: Bearer <key>`.
-    pub metrics_key: Option<String>,
-    /// Set: `/metrics` is also served, without a key, on this address.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Set: runs' traces are sent to an OTLP/HTTP collector.
-    pub traces: Option<para_telemetry::traces::OtlpConfig>,
-}
 
 /// How long readiness waits for the database.
 const DATABASE_WAIT: Duration = Duration::from_secs(2);

@@ -35,10 +35,10 @@ use axum::Router;
 
 pub use cors::CorsPolicy;
 pub use error::ApiError;
-pub use health::{TelemetryConfig, readiness};
+pub use health::readiness;
 pub use para_connect::{OAuthClient, env_key};
 pub use routes::oauth;
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ServerConfig, TelemetryConfig};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
 ///

@@ -39,7 +39,19 @@ pub struct ServerConfig {
     /// (`PARA_TRIGGERS_WEBHOOK_URL`, `PARA_TRIGGERS_SIGNING_SECRET`).
     pub triggers_api: para_worker::deliveries::TriggersApiConfig,
     /// `/metrics`' key and address, and where runs' traces go.
-    pub telemetry: crate::health::TelemetryConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// How metrics are reached and where traces go (`PARA_METRICS_KEY`, `PARA_METRICS_ADDR`,
+/// `OTEL_*`, read by `para-cli`).
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// Set: `/metrics` on the main listener answers `Authorization: Bearer <key>`.
+    pub metrics_key: Option<String>,
+    /// Set: `/metrics` is also served, without a key, on this address.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Set: runs' traces are sent to an OTLP/HTTP collector.
+    pub traces: Option<para_telemetry::traces::OtlpConfig>,
 }
 
 impl ServerConfig {

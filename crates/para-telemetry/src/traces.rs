@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Counter;
 
 /// Where and how spans are exported (from `OTEL_*`, read by `para-cli`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct OtlpConfig {
     /// The full URL spans are POSTed to (`…/v1/traces`).
     pub traces_url: String,
@@ -36,6 +36,23 @@ pub struct OtlpConfig {
     pub delay: Duration,
     /// One export request's timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub timeout: Duration,
+}
+
+/// The headers' names only: a header's value is often the collector's API key.
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("OtlpConfig")
+            .field("traces_url", &self.traces_url)
+            .field("headers", &headers)
+            .field("service_name", &self.service_name)
+            .field("resource", &self.resource)
+            .field("queue", &self.queue)
+            .field("batch", &self.batch)
+            .field("delay", &self.delay)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl OtlpConfig {
@@ -341,6 +358,16 @@ mod tests {
         assert_eq!(span["endTimeUnixNano"], "1700000000250000000");
         assert_eq!(span["status"]["code"], 2);
         assert_eq!(span["attributes"][0]["value"]["intValue"], "2");
+    }
+
+    #[test]
+    fn debug_output_leaves_header_values_out() {
+        let config = OtlpConfig {
+            headers: vec![("x-api-key".into(), "s3cret".into())],
+            ..OtlpConfig::new("http://x/v1/traces")
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("x-api-key") && !shown.contains("s3cret"), "{shown}");
     }
 
     /// A full queue drops spans instead of waiting (no runtime here: the exporter never starts).
