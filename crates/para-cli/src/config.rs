@@ -17,8 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use para_auth::env_secrets::EnvSecrets;
-use para_server::CorsPolicy;
 use para_server::limits::{Limits, parse_duration};
+use para_server::{CorsPolicy, TelemetryConfig};
+use para_telemetry::traces::OtlpConfig;
 use para_worker::deliveries::TriggersApiConfig;
 use para_worker::{EngineConfig, SandboxMemoryConfig};
 
@@ -96,6 +97,34 @@ impl EnvVars {
     pub const PARA_TRIGGERS_WEBHOOK_URL: &str = "PARA_TRIGGERS_WEBHOOK_URL";
     /// The key deliveries are signed with (`x-paragon-signature: v1=<hex HMAC-SHA256>`).
     pub const PARA_TRIGGERS_SIGNING_SECRET: &str = "PARA_TRIGGERS_SIGNING_SECRET";
+
+    // Metrics and traces.
+    /// The key `/metrics` on the main listener answers (`Authorization: Bearer <key>`).
+    pub const PARA_METRICS_KEY: &str = "PARA_METRICS_KEY";
+    /// An `IP:port` to serve `/metrics` on without a key (a private network).
+    pub const PARA_METRICS_ADDR: &str = "PARA_METRICS_ADDR";
+    /// The OTLP/HTTP collector's base URL (traces are POSTed to `<url>/v1/traces`).
+    pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    /// The full URL traces are POSTed to (wins over the base URL).
+    pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    /// Headers of every export request (`key=value,…`, values percent-encoded).
+    pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+    /// Headers of trace export requests (added after the general ones).
+    pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+    /// `http/json` only (the default here); anything else is an error.
+    pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    /// The traces' protocol (wins over the general one).
+    pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    /// An export request's timeout, in ms.
+    pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+    /// The resource's `service.name` (default `para`).
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    /// Further resource attributes (`key=value,…`).
+    pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    /// `otlp` (the default) or `none`.
+    pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+    /// `true`: no traces.
+    pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 
     // The engine.
     /// How long a run's lease lasts without renewal, in ms.
@@ -363,6 +392,95 @@ impl Env {
         Ok(TriggersApiConfig { webhook_url, signing_secret, ..TriggersApiConfig::default() })
     }
 
+    /// `PARA_METRICS_KEY` (as given: a key), `PARA_METRICS_ADDR` and the traces' `OTEL_*`.
+    pub fn telemetry(&self) -> Result<TelemetryConfig, ConfigError> {
+        let metrics_key =
+            self.vars.get(EnvVars::PARA_METRICS_KEY).filter(|k| !k.is_empty()).cloned();
+        let metrics_addr = self
+            .get(EnvVars::PARA_METRICS_ADDR)
+            .map(|v| {
+                v.parse::<std::net::SocketAddr>().map_err(|_| {
+                    ConfigError(format!(
+                        "PARA_METRICS_ADDR must be an IP address and port like 10.0.0.5:9464 or 0.0.0.0:9464, not `{v}`"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(TelemetryConfig { metrics_key, metrics_addr, traces: self.traces()? })
+    }
+
+    /// Where runs' traces go: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; `None` when neither is set, or
+    /// `OTEL_TRACES_EXPORTER=none` / `OTEL_SDK_DISABLED=true`.
+    pub fn traces(&self) -> Result<Option<OtlpConfig>, ConfigError> {
+        if self.get(EnvVars::OTEL_SDK_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        match self.get(EnvVars::OTEL_TRACES_EXPORTER) {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "OTEL_TRACES_EXPORTER must be `otlp` or `none` (para sends traces over OTLP/HTTP only), not `{other}`"
+                )));
+            }
+        }
+        let url = match (
+            self.get(EnvVars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
+            self.get(EnvVars::OTEL_EXPORTER_OTLP_ENDPOINT),
+        ) {
+            (Some(full), _) => (EnvVars::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, full.to_string()),
+            (None, Some(base)) => (
+                EnvVars::OTEL_EXPORTER_OTLP_ENDPOINT,
+                format!("{}/v1/traces", base.trim_end_matches('/')),
+            ),
+            (None, None) => return Ok(None),
+        };
+        let (name, url) = url;
+        let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        if host
+            .is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace))
+        {
+            return Err(ConfigError(format!(
+                "{name} must be an http(s) URL like http://collector:4318, not `{url}`"
+            )));
+        }
+        for name in
+            [EnvVars::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, EnvVars::OTEL_EXPORTER_OTLP_PROTOCOL]
+        {
+            match self.get(name) {
+                None | Some("http/json") => {}
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "{name} must be `http/json` (para sends OTLP over HTTP as JSON, which collectors accept on port 4318), not `{other}`"
+                    )));
+                }
+            }
+        }
+        let mut config = OtlpConfig::new(url);
+        for name in
+            [EnvVars::OTEL_EXPORTER_OTLP_HEADERS, EnvVars::OTEL_EXPORTER_OTLP_TRACES_HEADERS]
+        {
+            if let Some(list) = self.vars.get(name) {
+                config.headers.extend(key_values(name, list)?);
+            }
+        }
+        if let Some(list) = self.vars.get(EnvVars::OTEL_RESOURCE_ATTRIBUTES) {
+            config.resource = key_values(EnvVars::OTEL_RESOURCE_ATTRIBUTES, list)?;
+        }
+        if let Some(name) = self.get(EnvVars::OTEL_SERVICE_NAME) {
+            config.service_name = name.to_string();
+        } else if let Some((_, name)) = config.resource.iter().find(|(k, _)| k == "service.name") {
+            config.service_name = name.clone();
+        }
+        if let Some(ms) = self
+            .number::<u64>(EnvVars::OTEL_EXPORTER_OTLP_TIMEOUT, "a whole number of milliseconds")?
+        {
+            config.timeout = Duration::from_millis(ms.max(1));
+        }
+        Ok(Some(config))
+    }
+
     /// `PARA_CORS_ORIGINS`.
     pub fn cors(&self) -> Result<CorsPolicy, ConfigError> {
         CorsPolicy::parse(self.get(EnvVars::PARA_CORS_ORIGINS))
@@ -449,6 +567,47 @@ impl Env {
     }
 }
 
+/// `key=value,…` as the OpenTelemetry variables write it (values percent-encoded), or an error
+/// naming the variable (never quoting the value: a header may hold an API key).
+fn key_values(name: &str, list: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut pairs = Vec::new();
+    for (i, item) in list.split(',').enumerate().filter(|(_, item)| !item.trim().is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(ConfigError(format!(
+                "{name} must be key=value pairs separated by commas; entry {} has no `=`",
+                i + 1
+            )));
+        };
+        let (key, value) = (percent_decoded(key.trim()), percent_decoded(value.trim()));
+        if key.is_empty() {
+            return Err(ConfigError(format!("{name}: entry {} has an empty key", i + 1)));
+        }
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// `%XX` escapes decoded (an invalid one is kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +624,44 @@ mod tests {
             assert_eq!(e.function_memory().unwrap(), SandboxMemoryConfig::default());
             assert_eq!(e.compiler().unwrap(), (true, false));
         }
+    }
+
+    #[test]
+    fn metrics_and_traces_are_read() {
+        assert_eq!(env(&[]).telemetry().unwrap().traces, None);
+        let e = env(&[
+            ("PARA_METRICS_KEY", "k 1"),
+            ("PARA_METRICS_ADDR", "0.0.0.0:9464"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db, x-team = ops"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+        ]);
+        let t = e.telemetry().unwrap();
+        assert_eq!(t.metrics_key.as_deref(), Some("k 1"));
+        assert_eq!(t.metrics_addr, Some("0.0.0.0:9464".parse().unwrap()));
+        let traces = t.traces.unwrap();
+        assert_eq!(traces.traces_url, "http://collector:4318/v1/traces");
+        assert_eq!(
+            traces.headers,
+            [("x-api-key".to_string(), "a=b".to_string()), ("x-team".into(), "ops".into())]
+        );
+        assert_eq!(traces.service_name, "para");
+        assert_eq!(traces.resource, [("deployment.environment".into(), "prod".into())]);
+        assert_eq!(traces.timeout, Duration::from_millis(500));
+        let full = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://c.example/otlp/traces"),
+            ("OTEL_SERVICE_NAME", "para-eu"),
+        ]);
+        let traces = full.traces().unwrap().unwrap();
+        assert_eq!(
+            (traces.traces_url.as_str(), traces.service_name.as_str()),
+            ("https://c.example/otlp/traces", "para-eu")
+        );
+        let off =
+            env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_SDK_DISABLED", "true")]);
+        assert_eq!(off.traces().unwrap(), None);
     }
 
     #[test]
@@ -498,7 +695,12 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         type Read = fn(&Env) -> Option<ConfigError>;
-        let cases: [(&str, &str, Read); 8] = [
+        let cases: [(&str, &str, Read); 13] = [
+            ("PARA_METRICS_ADDR", "metrics.internal", |e| e.telemetry().err()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", |e| e.traces().err()),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc", |e| e.traces().err()),
+            ("OTEL_TRACES_EXPORTER", "zipkin", |e| e.traces().err()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", |e| e.traces().err()),
             ("PARA_ENGINE_POLL_MS", "fast", |e| e.engine().err()),
             ("PARA_ENGINE_RETRY_DELAYS_MS", "10,x", |e| e.engine().err()),
             ("PARA_ENGINE_CONCURRENCY", "0", |e| e.engine().err()),
@@ -509,7 +711,9 @@ mod tests {
             ("PARA_DIRECT", "no", |e| e.compiler().err()),
         ];
         for (name, value, read) in cases {
-            let err = read(&env(&[(name, value)])).unwrap_or_else(|| panic!("{name}={value}"));
+            // With a collector set, so that the trace settings are read at all.
+            let vars = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), (name, value)];
+            let err = read(&env(&vars)).unwrap_or_else(|| panic!("{name}={value}"));
             assert!(err.0.contains(name), "{name}: {err}");
         }
     }

@@ -73,6 +73,8 @@ pub struct ConnectConfig {
     /// reqwest honours): then authorised requests go through reqwest instead of the
     /// keep-alive client, which does not speak to proxies.
     pub outgoing_proxy: bool,
+    /// Where runs' traces are sent (OTLP/HTTP); `None`: nowhere.
+    pub traces: Option<para_telemetry::traces::OtlpConfig>,
 }
 
 /// What the domain tells the layers above it about (the worker starts the workflows a new
@@ -131,6 +133,8 @@ pub struct Connect {
     /// request, and only the build's integrations are ever inserted.)
     connectors: Mutex<foldhash::HashMap<String, Arc<connector::Connector>>>,
     hooks: OnceLock<Arc<dyn Hooks>>,
+    /// The process's metrics and trace exporter, shared by every layer above.
+    pub telemetry: para_telemetry::Telemetry,
 }
 
 impl Connect {
@@ -148,6 +152,7 @@ impl Connect {
             .build()
             .expect("the HTTP client builds");
         let via_proxy = config.outgoing_proxy.then(|| http.clone());
+        let telemetry = para_telemetry::Telemetry::new(config.traces.clone());
         Connect {
             config,
             project_id,
@@ -160,6 +165,7 @@ impl Connect {
             credential_cache: send::Cache::default(),
             connectors: Mutex::default(),
             hooks: OnceLock::new(),
+            telemetry,
         }
     }
 

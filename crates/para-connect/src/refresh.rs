@@ -170,6 +170,11 @@ async fn renew(
         }
         if state.store.try_lease_refresh(&c.id, now_ms() + LEASE_MS).await? {
             let result = refresh_now(state, connector, &fresh).await;
+            let metrics = &state.telemetry.metrics;
+            metrics.refreshes.inc(&[&c.integration]);
+            if result.is_err() {
+                metrics.refresh_failures.inc(&[&c.integration]);
+            }
             state.store.release_refresh(&c.id).await?;
             return result;
         }

@@ -13,6 +13,7 @@ mod cors;
 /// The engine's host, its own crate.
 pub use para_worker::engine;
 mod error;
+mod health;
 mod idle;
 pub mod limits;
 mod openapi;
@@ -35,9 +36,10 @@ use axum::Router;
 
 pub use cors::CorsPolicy;
 pub use error::ApiError;
+pub use health::readiness;
 pub use para_connect::{OAuthClient, env_key};
 pub use routes::oauth;
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ServerConfig, TelemetryConfig};
 
 /// The whole application: every route, CORS for the SDK running in the company's pages.
 ///
@@ -55,8 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_rejections))
         .layer(cors::CorsLayer(state.config.cors.clone()))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(pages)
+        .merge(health::routes().with_state(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state, health::track))
 }
 
 /// Binds and serves until Ctrl-C / SIGTERM, then finishes in-flight requests.
@@ -79,8 +83,25 @@ pub async fn serve_on(
         ),
         Err(e) => tracing::error!(error = %e, "sealing stored password settings failed"),
     }
+    // The metrics address, when set: a plain axum server beside the main one, stopped with it.
+    let metrics_server = match state.config.telemetry.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} (PARA_METRICS_ADDR): {e}"),
+                )
+            })?;
+            let app = health::private_routes(state.clone());
+            Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+        }
+        None => None,
+    };
     para_worker::start(&state.worker);
     let served = server::run(state.clone(), router(state.clone()), listener, shutdown).await;
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     engine::stop(&state.worker).await;
     served
 }

@@ -42,6 +42,20 @@ pub struct ServerConfig {
     pub triggers_api: para_worker::deliveries::TriggersApiConfig,
     /// The key `para push` must send (`PARA_DEPLOY_KEY`); none: pushing is off.
     pub deploy_key: Option<String>,
+    /// `/metrics`' key and address, and where runs' traces go.
+    pub telemetry: TelemetryConfig,
+}
+
+/// How metrics are reached and where traces go (`PARA_METRICS_KEY`, `PARA_METRICS_ADDR`,
+/// `OTEL_*`, read by `para-cli`).
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// Set: `/metrics` on the main listener answers `Authorization: Bearer <key>`.
+    pub metrics_key: Option<String>,
+    /// Set: `/metrics` is also served, without a key, on this address.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Set: runs' traces are sent to an OTLP/HTTP collector.
+    pub traces: Option<para_telemetry::traces::OtlpConfig>,
 }
 
 impl ServerConfig {
@@ -161,6 +175,7 @@ impl AppState {
                 public_url: config.public_url.clone(),
                 oauth_clients: config.oauth_clients.clone(),
                 outgoing_proxy: config.outgoing_proxy,
+                traces: config.telemetry.traces.clone(),
             },
             build,
             store,

@@ -356,6 +356,20 @@ impl Store {
         self.backend
     }
 
+    /// Asks the database a trivial question (`SELECT 1`) on a read connection: whether it
+    /// answers at all (a server's readiness). The caller bounds how long it waits.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes the connections: every later call fails at once (a server's shutdown; tests of
+    /// what a server does without its database).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.pool.close().await;
+    }
+
     async fn migrate(&self, last_version: i64) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {

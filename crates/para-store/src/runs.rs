@@ -138,6 +138,14 @@ pub enum Write {
 }
 
 /// The columns [`run_row`] reads, in order.
+/// The runs waiting for a process to claim them ([`Store::due_runs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRuns {
+    pub count: i64,
+    /// Unix ms since which the longest-waiting one has been due; `None`: none is due.
+    pub oldest_due_at: Option<i64>,
+}
+
 pub(crate) const RUN_COLUMNS: &str = "id, project_id, user_id, integration, workflow_id, trigger_kind, trigger_input, build_hash, status, error, response, created_at, updated_at, finished_at, not_before, claims, credential_id, configuration_id";
 
 /// How many columns [`RUN_COLUMNS`] names: a query selecting more after them reads those from
@@ -388,6 +396,27 @@ impl Store {
             .fetch_optional(&self.reader)
             .await?;
         Ok(row.is_some())
+    }
+
+    /// The project's runs due for a claim (what [`Store::runs_due`] asks about): how many, and
+    /// since when the one waiting longest has been due (its creation, or the end of its wait).
+    /// Asked on a read connection, at a metrics scrape.
+    pub async fn due_runs(&self, project_id: &str) -> Result<DueRuns> {
+        let sql = format!(
+            "SELECT COUNT(*), MIN(CASE WHEN not_before > created_at THEN not_before ELSE created_at END)
+               FROM runs WHERE project_id = $1 AND status IN ('{queued}', '{running}', '{waiting}')
+               AND not_before <= $2 AND (lease_until IS NULL OR lease_until < $2)",
+            running = RunStatus::Running,
+            queued = RunStatus::Queued,
+            waiting = RunStatus::Waiting,
+        );
+        // Built from constants only; every value is bound.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id)
+            .bind(now_ms())
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(DueRuns { count: row.get(0), oldest_due_at: row.get(1) })
     }
 
     /// Extends `owner`'s leases on these runs (the ones it is executing); returns how many
@@ -693,6 +722,31 @@ mod tests {
             state,
             response: None,
         }
+    }
+
+    /// The queue a scrape reports: queued and over-due runs nobody holds, and since when the
+    /// oldest has waited; a leased run is not waiting.
+    #[tokio::test]
+    async fn due_runs_are_counted_with_the_oldest() {
+        let (_dir, s) = store().await;
+        assert_eq!(s.due_runs("p").await.unwrap(), DueRuns { count: 0, oldest_due_at: None });
+        let before = now_ms();
+        let queued = |id: &str| Write::Create { run: new_run(id), lease: None, steps: vec![] };
+        s.apply(&[queued("r1"), queued("r2")]).await.unwrap();
+        let leased =
+            Write::Create { run: new_run("r3"), lease: Some(lease("w", 30_000)), steps: vec![] };
+        s.apply(&[leased]).await.unwrap();
+        let due = s.due_runs("p").await.unwrap();
+        assert_eq!(due.count, 2);
+        let oldest = due.oldest_due_at.unwrap();
+        assert!(oldest >= before && oldest <= now_ms(), "{oldest}");
+        assert_eq!(s.due_runs("other").await.unwrap().count, 0, "per project");
+        s.claim_runs("p", "w", 1, 30_000).await.unwrap();
+        assert_eq!(s.due_runs("p").await.unwrap().count, 1);
+
+        s.ping().await.unwrap();
+        s.close().await;
+        assert!(s.ping().await.is_err(), "a closed store does not answer");
     }
 
     #[tokio::test]

@@ -1314,3 +1314,41 @@ async fn concurrent_pushes_take_distinct_numbers_and_are_notified() {
     })
     .await;
 }
+
+/// The queue a scrape reports, and the readiness question, on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_runs_and_ping_on_postgres() {
+    use para_store::runs::{Lease, NewRun, Write};
+    with_fresh_db("due_runs_and_ping_on_postgres", |url| async move {
+        let s = Store::open(&url).await.unwrap();
+        s.ping().await.unwrap();
+        assert_eq!(s.due_runs("p").await.unwrap().count, 0);
+        assert_eq!(s.due_runs("p").await.unwrap().oldest_due_at, None);
+        let run = |id: &str| NewRun {
+            id: id.into(),
+            project_id: "p".into(),
+            user_id: "ann".into(),
+            integration: "slack".into(),
+            workflow_id: "wf".into(),
+            trigger_kind: "cron".into(),
+            trigger_input: json!({}),
+            build_hash: "sha256:x".into(),
+            credential_id: None,
+            configuration_id: None,
+        };
+        let before = now_ms();
+        let lease = Lease { owner: "w".into(), until: now_ms() + 30_000 };
+        s.apply(&[
+            Write::Create { run: run("r1"), lease: None, steps: vec![] },
+            Write::Create { run: run("r2"), lease: Some(lease), steps: vec![] },
+        ])
+        .await
+        .unwrap();
+        let due = s.due_runs("p").await.unwrap();
+        assert_eq!(due.count, 1);
+        assert!(due.oldest_due_at.is_some_and(|t| t >= before && t <= now_ms()));
+        s.close().await;
+        assert!(s.ping().await.is_err());
+    })
+    .await;
+}

@@ -206,6 +206,8 @@ pub async fn deliver_due(state: &Arc<Worker>) -> Result<usize, StoreError> {
 async fn attempt(state: &Worker, delivery: Delivery) {
     let config = &state.config.triggers_api;
     let sent = send(state, &delivery).await;
+    let counted = if sent.is_ok() { "sent" } else { "failed" };
+    state.telemetry.metrics.trigger_deliveries.inc(&[counted]);
     let made = delivery.attempts + 1;
     let outcome = match sent {
         Ok(status) => DeliveryOutcome::Delivered { status },

@@ -555,9 +555,19 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
     let Ok(_user_slot) = engine.user_slots(&run.user_id).acquire_owned().await else {
         return false;
     };
+    // Counted once per run: a run claimed again (after a wait, or from a process that died)
+    // has been claimed before.
+    if run.claims <= 1 {
+        let metrics = &state.telemetry.metrics;
+        metrics.runs_started.inc(&[&run.workflow_id, &run.trigger_kind]);
+    }
     let host = ServerHost {
         state: state.clone(),
         run_id: run.id.clone(),
+        workflow_id: run.workflow_id.clone(),
+        trigger_kind: run.trigger_kind.clone(),
+        created_at: run.created_at,
+        workflow: std::sync::OnceLock::new(),
         user_id: run.user_id.clone(),
         integration: run.integration.clone(),
         credential_id: run.credential_id.clone(),
@@ -572,7 +582,8 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
         None => run_workflow(&state, &run).await,
     };
     let workflow = match workflow {
-        Some(w) => w,
+        // Kept in the host, which names the kinds of the steps it records.
+        Some(w) => host.workflow.get_or_init(|| w),
         None => {
             let message =
                 format!("the workflow `{}` is not in the served build any more", run.workflow_id);
@@ -591,13 +602,13 @@ async fn execute_held(state: Arc<Worker>, run: Run, fresh: Option<Fresh>) -> boo
     } else {
         Vec::new()
     };
-    let context = match run_context(&state, &run, &workflow, user).await {
+    let context = match run_context(&state, &run, workflow, user).await {
         Ok(c) => c,
         Err(message) => return host.finish(Outcome::Failed(message)).await,
     };
     let outcome = run::execute(
         &host,
-        &workflow,
+        workflow,
         &context,
         run.trigger_input.clone(),
         journal,
@@ -752,6 +763,12 @@ fn stored_secrets(state: &Worker) -> Arc<StoredSecrets> {
 struct ServerHost {
     state: Arc<Worker>,
     run_id: String,
+    workflow_id: String,
+    trigger_kind: String,
+    /// When the run was written: its trace's root span starts there.
+    created_at: i64,
+    /// The workflow executed, once found (the kinds of the steps recorded).
+    workflow: std::sync::OnceLock<Workflow>,
     user_id: String,
     integration: String,
     /// The account the run acts with (see [`Start::credential_id`]).
@@ -856,6 +873,7 @@ impl ServerHost {
             self.forget_waiter();
             return false;
         }
+        self.count_end(&outcome);
         if let Outcome::Waiting(at) = outcome {
             // Wake the poller when the wait is over (it polls anyway).
             let state = self.state.clone();
@@ -881,6 +899,76 @@ impl ServerHost {
         };
         self.deliver(answer);
         true
+    }
+
+    /// Counts a recorded end of the run and sends its trace's root span (a wait is no end: the
+    /// run resumes, maybe in another process, which ends the same trace).
+    fn count_end(&self, outcome: &Outcome) {
+        let metrics = &self.state.telemetry.metrics;
+        let failed = match outcome {
+            Outcome::Succeeded => false,
+            Outcome::Failed(_) => true,
+            Outcome::Waiting(_) | Outcome::LeaseLost => return,
+        };
+        let ended = if failed { &metrics.runs_failed } else { &metrics.runs_succeeded };
+        ended.inc(&[&self.workflow_id]);
+        if let Some(tracer) = &self.state.telemetry.tracer {
+            use para_telemetry::traces::{Attr, Span, run_span_id, run_trace_id};
+            // Names and ids only: no user id, no input or output, no failure message (it may
+            // quote what a step saw).
+            tracer.record(Span {
+                trace_id: run_trace_id(&self.run_id),
+                span_id: run_span_id(&self.run_id),
+                parent: None,
+                name: format!("run {}", self.workflow_id),
+                start_ms: self.created_at,
+                end_ms: now_ms(),
+                attributes: vec![
+                    ("para.run.id", Attr::Str(self.run_id.clone())),
+                    ("para.workflow.id", Attr::Str(self.workflow_id.clone())),
+                    ("para.integration", Attr::Str(self.integration.clone())),
+                    ("para.trigger.kind", Attr::Str(self.trigger_kind.clone())),
+                    ("para.project.id", Attr::Str(self.state.project_id.clone())),
+                ],
+                error: failed,
+            });
+        }
+    }
+
+    /// Counts a step that ended (done or failed; not a wait before a retry) and sends its span,
+    /// a child of the run's root span.
+    fn count_step(&self, entry: &JournalEntry) {
+        let Some(finished_at) = entry.finished_at else { return };
+        if entry.status == EntryStatus::Waiting {
+            return;
+        }
+        let kind = self
+            .workflow
+            .get()
+            .and_then(|w| w.steps.iter().find(|s| s.id == entry.step_id))
+            .map_or("unknown", |s| s.kind.type_name());
+        let metrics = &self.state.telemetry.metrics;
+        let failed = entry.status == EntryStatus::Failed;
+        metrics.step_duration.get(&[kind]).observe_ms(finished_at - entry.started_at);
+        if failed {
+            metrics.steps_failed.inc(&[kind]);
+        }
+        if let Some(tracer) = &self.state.telemetry.tracer {
+            use para_telemetry::traces::{Attr, Span, run_span_id, run_trace_id, step_span_id};
+            tracer.record(Span {
+                trace_id: run_trace_id(&self.run_id),
+                span_id: step_span_id(&self.run_id, &entry.key, entry.seq),
+                parent: Some(run_span_id(&self.run_id)),
+                name: entry.key.clone(),
+                start_ms: entry.started_at,
+                end_ms: finished_at,
+                attributes: vec![
+                    ("para.step.kind", Attr::Str(kind.to_string())),
+                    ("para.step.attempts", Attr::Int(entry.attempts)),
+                ],
+                error: failed,
+            });
+        }
     }
 
     /// Sends a request once the run is recorded (see [`send`]).
@@ -1162,6 +1250,7 @@ impl Host for ServerHost {
     fn record(&self, entry: JournalEntry) {
         // Never the step's input, output or error: they may hold secrets.
         tracing::debug!(step = %entry.key, status = ?entry.status, attempts = entry.attempts, "step recorded");
+        self.count_step(&entry);
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 

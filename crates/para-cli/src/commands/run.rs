@@ -105,6 +105,9 @@ pub fn run(args: RunArgs) -> i32 {
             public_url: String::new(),
             oauth_clients,
             outgoing_proxy: env.outgoing_proxy(),
+            // A one-shot run exits before a batch of spans would be sent: traces are
+            // `para serve`'s.
+            traces: None,
         };
         let connect = Arc::new(Connect::new(config, build, store, secrets));
         // A run started by hand is not subject to workflows' permissions.

@@ -308,6 +308,7 @@ impl Setup {
             env_secrets: env.env_secrets(),
             triggers_api: env.triggers_api().map_err(bad_setting)?,
             deploy_key: env.deploy_key(),
+            telemetry: env.telemetry().map_err(bad_setting)?,
         };
         let engine = env.engine().map_err(bad_setting)?;
         para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);

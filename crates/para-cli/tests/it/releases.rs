@@ -25,6 +25,7 @@ use crate::common::{Server, connect_basic, http_client as http, para_stdout as r
 
 const WORKFLOW: &str = "7c2e9d41-5a3b-4c6d-8e7f-9a0b1c2d3e4f";
 const DEPLOY_KEY: &str = "deploy-key-for-the-releases-test";
+const METRICS_KEY: &str = "metrics-key-for-the-releases-test";
 
 fn workflow_ts(version: &str) -> String {
     format!(
@@ -119,6 +120,7 @@ async fn serve(cwd: &Path, database: &str, api: &str, public_key: &str) -> Serve
         .env("PARA_SECRET_KEY", "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")
         .env("PARA_USER_TOKEN_PUBLIC_KEY", public_key)
         .env("PARA_DEPLOY_KEY", DEPLOY_KEY)
+        .env("PARA_METRICS_KEY", METRICS_KEY)
         .env("PARA_OAUTH_CUSTOM_COUNTER_API_BASE_URL", api)
         .env("PARA_ENGINE_LEASE_MS", "2000")
         .env("PARA_ENGINE_POLL_MS", "100")
@@ -169,6 +171,38 @@ async fn push(server: &Server, key: &str, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A server's `/metrics`: each sample's name with its labels, and its value.
+async fn scrape(server: &Server) -> BTreeMap<String, f64> {
+    let text = http()
+        .get(server.url("/metrics"))
+        .bearer_auth(METRICS_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("a sample: {l}"));
+            (name.to_string(), value.parse().unwrap_or_else(|_| panic!("a value: {l}")))
+        })
+        .collect()
+}
+
+/// The sum of the samples named `name` whose labels include every one of `labels`.
+fn total(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+    samples
+        .iter()
+        .filter(|(k, _)| {
+            (k.as_str() == name || k.starts_with(&format!("{name}{{")))
+                && labels.iter().all(|l| k.contains(l))
+        })
+        .map(|(_, v)| v)
+        .sum()
 }
 
 /// The build hash a server serves (`/healthz`).
@@ -285,6 +319,8 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     let b = serve(&empty, &database, &api, &public_key).await;
     let r = http().get(b.url(&format!("/projects/{project}/sdk/me"))).send().await.unwrap();
     assert_eq!(r.status(), 503, "no release yet");
+    let r = http().get(a.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "not ready without a release");
     assert_eq!(releases(&a).await, json!({ "current": null, "releases": [] }));
 
     // Release 1, pushed to A with `para push`: both serve it (B hears of it from the database).
@@ -297,6 +333,10 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
     let hash1 = listed["releases"][0]["hash"].as_str().unwrap().to_string();
     assert_eq!(hash1, v1["buildHash"].as_str().unwrap(), "the pushed build is the one built");
     both_serve(&a, &b, &hash1).await;
+    for server in [&a, &b] {
+        let r = http().get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "ready once a release is served");
+    }
     let (status, again) = push(&b, DEPLOY_KEY, &json!({ "build": v1 })).await;
     assert_eq!(
         (status, &again["created"], &again["release"]["number"]),
@@ -424,6 +464,27 @@ async fn pushes_and_rollbacks_switch_every_server_without_failing_a_request_or_a
         }
     }
     assert!(spanning > 0, "some runs of release 1 finished after release 2 was pushed");
+
+    // Both servers' metrics show the runs they started and their latencies.
+    let workflow = format!("workflow=\"{WORKFLOW}\"");
+    let route = "route=\"/projects/{project}/sdk/triggers/{workflow}\"".to_string();
+    let (mut started, mut succeeded, mut answered) = (0.0, 0.0, 0.0);
+    for server in [&a, &b] {
+        let m = scrape(server).await;
+        let here = total(&m, "para_runs_started_total", &[&workflow, "trigger=\"request\""]);
+        assert!(here > 0.0, "each server started runs: {m:?}");
+        started += here;
+        succeeded += total(&m, "para_runs_succeeded_total", &[&workflow]);
+        answered += total(&m, "para_http_requests_total", &[&route, "status=\"200\""]);
+        let steps = total(&m, "para_step_duration_seconds_count", &["ACTION/FUNCTION"]);
+        assert!(steps > 0.0, "step latencies are recorded: {m:?}");
+        let latencies = total(&m, "para_http_request_duration_seconds_count", &[&route]);
+        assert!(latencies > 0.0, "request latencies are recorded: {m:?}");
+    }
+    // A run resumed after its delay is counted again where it resumes; every run succeeded.
+    assert!(started >= runs.len() as f64, "{started} runs started for {}", runs.len());
+    assert_eq!(succeeded, runs.len() as f64);
+    assert_eq!(answered, sent.len() as f64, "every request answered 200, on either server");
 
     let listed = releases(&b).await;
     assert_eq!(listed["current"], 1);

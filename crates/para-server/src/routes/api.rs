@@ -46,6 +46,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
+    /// `ok` (what load balancers' health checks commonly look for).
+    pub status: String,
     pub ok: bool,
     pub project_id: String,
     /// The hash of the served build (`out/build.json`).
@@ -339,6 +341,7 @@ async fn action_kit(
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let build = state.build();
     Json(Health {
+        status: "ok".into(),
         ok: true,
         project_id: state.project_id.clone(),
         build_hash: build.build_hash.clone(),

@@ -246,7 +246,7 @@ async fn make_current(
 pub fn waiting_router(releases: Arc<Releases>) -> axum::Router {
     use axum::routing::{get, post};
     async fn alive() -> Json<serde_json::Value> {
-        Json(serde_json::json!({ "ok": true, "release": null }))
+        Json(serde_json::json!({ "ok": true, "status": "ok" }))
     }
     async fn nothing_yet() -> ApiError {
         ApiError::new(
@@ -264,11 +264,19 @@ pub fn waiting_router(releases: Arc<Releases>) -> axum::Router {
         request.extensions_mut().insert(crate::server::Peer(peer));
         next.run(request).await
     }
+    async fn not_ready() -> (StatusCode, Json<serde_json::Value>) {
+        let reason = crate::health::NO_RELEASE;
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "reason": reason })),
+        )
+    }
     axum::Router::new()
         .route("/deploy/releases", post(push).get(list))
         .route("/deploy/releases/{number}/current", post(make_current))
         .layer(DefaultBodyLimit::max(MAX_BUILD_BYTES + (64 << 10)))
         .route("/healthz", get(alive))
+        .route("/readyz", get(not_ready))
         .fallback(nothing_yet)
         .layer(axum::middleware::map_response(crate::error::json_rejections))
         .layer(axum::middleware::from_fn(with_peer))

@@ -127,6 +127,10 @@ async fn receive_webhook(
         ))
         .into_response();
     };
+    // Counted once the integration is known to be served: a path naming anything else would
+    // make a label of a stranger's choosing.
+    let metrics = &state.telemetry.metrics;
+    metrics.webhook_requests.inc(&[integration]);
     let hook = match hook_id {
         None => None,
         Some(id) => match state.store.hook(&state.project_id, id).await {
@@ -203,6 +207,8 @@ async fn receive_webhook(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let accepted = recorded.iter().filter(|new| **new).count();
+    metrics.webhook_events_accepted.get(&[integration]).add(accepted as u64);
+    metrics.webhook_events_duplicate.get(&[integration]).add((recorded.len() - accepted) as u64);
     if accepted > 0 {
         para_worker::webhooks::wake(&state.worker);
     }

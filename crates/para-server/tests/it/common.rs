@@ -70,6 +70,7 @@ pub struct Builder {
     triggers_api: para_worker::deliveries::TriggersApiConfig,
     deploy_key: Option<String>,
     releases: bool,
+    telemetry: para_server::TelemetryConfig,
 }
 
 enum Database {
@@ -94,6 +95,7 @@ impl TestServer {
             triggers_api: Default::default(),
             deploy_key: None,
             releases: false,
+            telemetry: Default::default(),
         }
     }
 }
@@ -182,6 +184,12 @@ impl Builder {
         self
     }
 
+    /// `/metrics`' key and address, and where runs' traces go; else metrics off, no traces.
+    pub fn telemetry(mut self, config: para_server::TelemetryConfig) -> Self {
+        self.telemetry = config;
+        self
+    }
+
     /// The server's state as the server would have it, not served (and no engine started);
     /// its public URL points at nothing.
     pub async fn state(self) -> Arc<AppState> {
@@ -227,6 +235,7 @@ impl Builder {
             env_secrets: Default::default(),
             triggers_api: self.triggers_api,
             deploy_key: self.deploy_key,
+            telemetry: self.telemetry,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();

@@ -24,5 +24,6 @@ mod sdk_settings;
 mod sdk_surface;
 mod security;
 mod subscriptions;
+mod telemetry;
 mod triggers_api;
 mod webhooks;

@@ -18,8 +18,8 @@ const ORDERS: &str = "0a6b2c3d-0000-4000-8000-0000000000e1";
 const INBOUND: &str = "0a6b2c3d-0000-4000-8000-0000000000e2";
 const CRM: &str = "f00dbabe-0000-4000-8000-0000000000c1";
 
-/// The routes of the router that are pages, scripts or the OAuth popup's steps, not JSON
-/// APIs: the document leaves them out on purpose.
+/// The routes of the router that are pages, scripts, the OAuth popup's steps or operators'
+/// routes, not JSON APIs: the document leaves them out on purpose.
 const NOT_JSON: &[&str] = &[
     "/_para/style.css",
     "/_para/portal-ui.js",
@@ -43,6 +43,10 @@ const NOT_JSON: &[&str] = &[
     "/projects/{project}/sdk/actions/oauth-nonce",
     "/oauth/callback",
     "/oauth/callback/values",
+    // Operators' routes, not the product's API (`health.rs`): Prometheus text, and readiness
+    // for load balancers.
+    "/metrics",
+    "/readyz",
 ];
 
 /// A loopback API: every `GET /api/me` answers 200 (the integration's and the resource's
