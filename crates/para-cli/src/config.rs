@@ -19,6 +19,7 @@ use std::time::Duration;
 use para_auth::env_secrets::EnvSecrets;
 use para_server::CorsPolicy;
 use para_server::limits::{Limits, parse_duration};
+use para_worker::alerts::AlertsConfig;
 use para_worker::deliveries::TriggersApiConfig;
 use para_worker::{EngineConfig, SandboxMemoryConfig};
 
@@ -91,6 +92,14 @@ impl EnvVars {
     pub const PARA_TRIGGERS_WEBHOOK_URL: &str = "PARA_TRIGGERS_WEBHOOK_URL";
     /// The key deliveries are signed with (`x-paragon-signature: v1=<hex HMAC-SHA256>`).
     pub const PARA_TRIGGERS_SIGNING_SECRET: &str = "PARA_TRIGGERS_SIGNING_SECRET";
+
+    // Alerts to the company (docs/alerts.md).
+    /// The company's URL alerts are POSTed to (besides the dashboard's destinations).
+    pub const PARA_ALERTS_WEBHOOK_URL: &str = "PARA_ALERTS_WEBHOOK_URL";
+    /// The key alerts to that URL are signed with (`x-para-signature: t=…,v1=…`).
+    pub const PARA_ALERTS_SIGNING_SECRET: &str = "PARA_ALERTS_SIGNING_SECRET";
+    /// The event types sent to that URL, comma-separated; unset: all.
+    pub const PARA_ALERTS_EVENTS: &str = "PARA_ALERTS_EVENTS";
 
     // The engine.
     /// How long a run's lease lasts without renewal, in ms.
@@ -344,6 +353,38 @@ impl Env {
         let signing_secret =
             self.vars.get(EnvVars::PARA_TRIGGERS_SIGNING_SECRET).filter(|k| !k.is_empty()).cloned();
         Ok(TriggersApiConfig { webhook_url, signing_secret, ..TriggersApiConfig::default() })
+    }
+
+    /// `PARA_ALERTS_WEBHOOK_URL` (an http(s) URL), `PARA_ALERTS_SIGNING_SECRET` (required
+    /// with it; as given, not trimmed: it is a key) and `PARA_ALERTS_EVENTS` (known types,
+    /// comma-separated), with the default retry schedule.
+    pub fn alerts(&self) -> Result<AlertsConfig, ConfigError> {
+        let webhook_url = self.get(EnvVars::PARA_ALERTS_WEBHOOK_URL).map(str::to_string);
+        let signing_secret =
+            self.vars.get(EnvVars::PARA_ALERTS_SIGNING_SECRET).filter(|k| !k.is_empty()).cloned();
+        let events_text = self.get(EnvVars::PARA_ALERTS_EVENTS).unwrap_or("");
+        let events = match &webhook_url {
+            Some(url) => para_worker::alerts::parse_destination(url, events_text).map_err(|e| {
+                let name = if e.starts_with("the URL") {
+                    EnvVars::PARA_ALERTS_WEBHOOK_URL
+                } else {
+                    EnvVars::PARA_ALERTS_EVENTS
+                };
+                ConfigError(format!("{name}: {e}"))
+            })?,
+            None if !events_text.is_empty() => {
+                return Err(ConfigError(
+                    "PARA_ALERTS_EVENTS is set but PARA_ALERTS_WEBHOOK_URL is not: set the URL the events go to".into(),
+                ));
+            }
+            None => Vec::new(),
+        };
+        if webhook_url.is_some() && signing_secret.is_none() {
+            return Err(ConfigError(
+                "PARA_ALERTS_WEBHOOK_URL is set but PARA_ALERTS_SIGNING_SECRET is not: every alert is signed; set a long random secret and give it to the receiver".into(),
+            ));
+        }
+        Ok(AlertsConfig { webhook_url, signing_secret, events, ..AlertsConfig::default() })
     }
 
     /// `PARA_CORS_ORIGINS`.

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// The Triggers API's webhook URL, signing secret and retry schedule
     /// (`PARA_TRIGGERS_WEBHOOK_URL`, `PARA_TRIGGERS_SIGNING_SECRET`).
     pub triggers_api: para_worker::deliveries::TriggersApiConfig,
+    /// The deployment's alert destination and the alerts' retry schedule
+    /// (`PARA_ALERTS_WEBHOOK_URL`, `PARA_ALERTS_SIGNING_SECRET`, `PARA_ALERTS_EVENTS`).
+    pub alerts: para_worker::alerts::AlertsConfig,
 }
 
 impl ServerConfig {
@@ -126,6 +129,7 @@ impl AppState {
                 permissions_from_token_only: config.limits.permissions_from_token_only,
                 env_secrets: config.env_secrets.clone(),
                 triggers_api: config.triggers_api.clone(),
+                alerts: config.alerts.clone(),
             },
         );
         let proxy_budget = Arc::new(crate::budget::Budget::new(

@@ -169,6 +169,7 @@ impl Setup {
             outgoing_proxy: env.outgoing_proxy(),
             env_secrets: env.env_secrets(),
             triggers_api: env.triggers_api().map_err(bad_setting)?,
+            alerts: env.alerts().map_err(bad_setting)?,
         };
         let engine = env.engine().map_err(bad_setting)?;
         para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);

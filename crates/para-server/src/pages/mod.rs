@@ -9,6 +9,7 @@ use crate::state::AppState;
 
 pub(crate) mod connect_form;
 pub(crate) mod dashboard;
+pub(crate) mod dashboard_alerts;
 pub(crate) mod dashboard_runs;
 pub(crate) mod portal;
 pub(crate) mod portal_ui;
@@ -20,4 +21,5 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(connect_form::routes())
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
+        .merge(dashboard_alerts::routes())
 }

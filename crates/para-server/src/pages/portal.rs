@@ -77,6 +77,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard_user.html", include_str!("../../templates/dashboard_user.html")),
     ("dashboard_runs.html", include_str!("../../templates/dashboard_runs.html")),
     ("dashboard_run.html", include_str!("../../templates/dashboard_run.html")),
+    ("dashboard_alerts.html", include_str!("../../templates/dashboard_alerts.html")),
     ("portal_switch.html", include_str!("../../templates/portal_switch.html")),
 ];
 
@@ -267,7 +268,7 @@ impl Form {
     }
 
     /// Every value of a repeated field, in order.
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 

@@ -68,6 +68,7 @@ pub struct Builder {
     project_root: Option<PathBuf>,
     secret_key: Option<para_auth::SecretKey>,
     triggers_api: para_worker::deliveries::TriggersApiConfig,
+    alerts: para_worker::alerts::AlertsConfig,
 }
 
 enum Database {
@@ -90,6 +91,7 @@ impl TestServer {
             project_root: None,
             secret_key: None,
             triggers_api: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -165,6 +167,12 @@ impl Builder {
         self
     }
 
+    /// The deployment's alert destination and the alerts' retry schedule.
+    pub fn alerts(mut self, config: para_worker::alerts::AlertsConfig) -> Self {
+        self.alerts = config;
+        self
+    }
+
     /// The server's state as the server would have it, not served (and no engine started);
     /// its public URL points at nothing.
     pub async fn state(self) -> Arc<AppState> {
@@ -209,6 +217,7 @@ impl Builder {
             outgoing_proxy: false,
             env_secrets: Default::default(),
             triggers_api: self.triggers_api,
+            alerts: self.alerts,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();

@@ -30,6 +30,8 @@ const NOT_JSON: &[&str] = &[
     "/dashboard/runs",
     "/dashboard/runs/{id}",
     "/dashboard/runs/{id}/replay",
+    "/dashboard/alerts",
+    "/dashboard/alerts/delete",
     "/projects/{project}/portal",
     "/projects/{project}/portal/{integration}",
     "/projects/{project}/portal/{integration}/connect",
