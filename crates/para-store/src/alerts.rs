@@ -342,17 +342,6 @@ impl Store {
         Ok(out)
     }
 
-    /// When the project's next delivery is due (Unix ms), if any is pending.
-    pub async fn next_alert_delivery_at(&self, project_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) FROM alert_deliveries WHERE project_id = $1 AND status = 'pending'",
-        )
-        .bind(project_id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(row.get::<Option<i64>, _>(0))
-    }
-
     /// Records one attempt's outcome and the attempt, if `owner` still holds the delivery's
     /// lease (false otherwise: nothing is written).
     pub async fn finish_alert_delivery(
@@ -363,15 +352,7 @@ impl Store {
         outcome: &DeliveryOutcome,
     ) -> Result<bool> {
         let now = now_ms();
-        let (status, next, code, error) = match outcome {
-            DeliveryOutcome::Delivered { status } => ("delivered", None, Some(*status), None),
-            DeliveryOutcome::Retry { at, status, error } => {
-                ("pending", Some(*at), *status, Some(error.as_str()))
-            }
-            DeliveryOutcome::Failed { status, error } => {
-                ("failed", None, *status, Some(error.as_str()))
-            }
-        };
+        let (status, next, code, error) = outcome.columns();
         let finished = (status != "pending").then_some(now);
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(

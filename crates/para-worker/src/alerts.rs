@@ -23,7 +23,7 @@ use para_store::runs::Write;
 use serde_json::json;
 
 use crate::Worker;
-use crate::deliveries::{hmac_hex, outcome_of, post};
+use crate::deliveries::{attempt_all, hmac_hex, outcome_of, post};
 
 /// The header that carries an alert's signature.
 pub const SIGNATURE_HEADER: &str = "x-para-signature";
@@ -253,14 +253,12 @@ pub async fn deliver_due(state: &Arc<Worker>) -> Result<usize, StoreError> {
     let owner = &state.engine.worker;
     let claimed =
         state.store.claim_alert_deliveries(&state.project_id, owner, BATCH, LEASE_MS).await?;
-    let count = claimed.len();
-    let mut sending = tokio::task::JoinSet::new();
-    for delivery in claimed {
-        let state = state.clone();
-        sending.spawn(async move { attempt(&state, delivery).await });
-    }
-    while sending.join_next().await.is_some() {}
-    Ok(count)
+    Ok(attempt_all(
+        state,
+        claimed,
+        |state, delivery| async move { attempt(&state, delivery).await },
+    )
+    .await)
 }
 
 /// One attempt of one delivery, and its outcome recorded.

@@ -255,14 +255,33 @@ pub async fn deliver_due(state: &Arc<Worker>) -> Result<usize, StoreError> {
     let owner = &state.engine.worker;
     let claimed =
         state.store.claim_trigger_deliveries(&state.project_id, owner, BATCH, LEASE_MS).await?;
+    Ok(attempt_all(
+        state,
+        claimed,
+        |state, delivery| async move { attempt(&state, delivery).await },
+    )
+    .await)
+}
+
+/// Makes one attempt of each claimed delivery, concurrently, and waits for them all; how many
+/// there were (the Triggers API's sender and the alerts').
+pub(crate) async fn attempt_all<T, F, Fut>(
+    state: &Arc<Worker>,
+    claimed: Vec<T>,
+    attempt: F,
+) -> usize
+where
+    T: Send + 'static,
+    F: Fn(Arc<Worker>, T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let count = claimed.len();
     let mut sending = tokio::task::JoinSet::new();
     for delivery in claimed {
-        let state = state.clone();
-        sending.spawn(async move { attempt(&state, delivery).await });
+        sending.spawn(attempt(state.clone(), delivery));
     }
     while sending.join_next().await.is_some() {}
-    Ok(count)
+    count
 }
 
 /// One attempt of one delivery, and its outcome recorded.
