@@ -690,13 +690,8 @@ impl Store {
         secret: &str,
         expires_at: Option<i64>,
     ) -> Result<Option<Credential>> {
-        let sql = format!(
-            "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
-             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
-            Self::CREDENTIAL_COLUMNS
-        );
-        // Built from constants only; every value is bound.
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = credential_update(false);
+        let update = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(project_id)
             .bind(user_id)
             .bind(id)
@@ -704,9 +699,8 @@ impl Store {
             .bind(status_reason)
             .bind(secret)
             .bind(expires_at)
-            .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
+            .bind(now_ms());
+        let row = update.fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::credential_row).transpose()
     }
 
@@ -729,14 +723,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let update = |only_changed: bool| {
-            let sql = format!(
-                "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
-                 WHERE project_id = $1 AND user_id = $2 AND id = $3{} RETURNING {}",
-                if only_changed { " AND status <> $4" } else { "" },
-                Self::CREDENTIAL_COLUMNS
-            );
-            // Built from constants only; every value is bound.
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            sqlx::query(sqlx::AssertSqlSafe(credential_update(only_changed)))
                 .bind(project_id)
                 .bind(user_id)
                 .bind(id)
@@ -1374,6 +1361,18 @@ fn statements(sql: &str) -> Vec<String> {
     let code: String =
         sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     code.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// The statement that replaces a credential's status, reason, secret and expiry (`$1`–`$8`:
+/// project, user, id, status, reason, secret, expiry, now), returning it; with `only_changed`,
+/// only if its status is another. Built from constants only; every value is bound.
+fn credential_update(only_changed: bool) -> String {
+    format!(
+        "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
+         WHERE project_id = $1 AND user_id = $2 AND id = $3{} RETURNING {}",
+        if only_changed { " AND status <> $4" } else { "" },
+        Store::CREDENTIAL_COLUMNS
+    )
 }
 
 /// Deletes a deleted credential's configurations and their settings, inside its transaction.

@@ -296,15 +296,7 @@ async fn a_failed_run_and_connections_give_their_events() {
     let ann = token("ann");
 
     // Connected, then disconnected.
-    let (status, c) = server
-        .call(
-            "POST",
-            "/sdk/credentials",
-            &ann,
-            Some(json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": "pw" } })),
-        )
-        .await;
-    assert_eq!(status, 200, "{c}");
+    let c = connect_basic(&server, &ann).await;
     let credential = c["id"].as_str().unwrap().to_string();
     let (status, answer) =
         server.call("DELETE", &format!("/sdk/integrations/{BASIC}"), &ann, None).await;
@@ -356,6 +348,15 @@ async fn a_failed_run_and_connections_give_their_events() {
     // Each once, also after the sender looked again.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(receiver.seen().len(), 3, "{:?}", receiver.seen());
+}
+
+/// Connects the basic-auth integration for the token's user; the credential.
+async fn connect_basic(server: &TestServer, user_token: &str) -> Value {
+    let payload =
+        json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": "pw" } });
+    let (status, c) = server.call("POST", "/sdk/credentials", user_token, Some(payload)).await;
+    assert_eq!(status, 200, "{c}");
+    c
 }
 
 /// A dashboard form's CSRF token, read from its page.
@@ -434,15 +435,7 @@ async fn a_destination_added_in_the_dashboard_receives_signed_events() {
 
     // An event it takes: delivered (after one 500), signed with its secret.
     let ann = token("ann");
-    let (status, c) = server
-        .call(
-            "POST",
-            "/sdk/credentials",
-            &ann,
-            Some(json!({ "integrationId": BASIC, "payload": { "username": "ann", "password": "pw" } })),
-        )
-        .await;
-    assert_eq!(status, 200, "{c}");
+    let c = connect_basic(&server, &ann).await;
     let seen = receiver.until_delivered().await;
     assert_eq!(seen.len(), 2);
     for (signature, body, _) in &seen {
@@ -450,6 +443,7 @@ async fn a_destination_added_in_the_dashboard_receives_signed_events() {
     }
     let event: Value = serde_json::from_str(&seen[0].1).unwrap();
     assert_eq!(event["type"], alerts::CONNECTED);
+    assert_eq!(event["data"]["credentialId"], c["id"]);
 
     // Deleted with the page's token; a bearer key needs none.
     let id = destinations[0].id.clone();
