@@ -517,6 +517,30 @@ mod tests {
         assert!(!env(&[("HTTPS_PROXY", "")]).outgoing_proxy());
     }
 
+    #[test]
+    fn alerts_need_a_url_with_a_secret_and_known_event_types() {
+        assert_eq!(env(&[]).alerts().unwrap().webhook_url, None);
+        let url = ("PARA_ALERTS_WEBHOOK_URL", "https://example.com/alerts");
+        let secret = ("PARA_ALERTS_SIGNING_SECRET", " key ");
+        let events = ("PARA_ALERTS_EVENTS", "credential.invalid, workflow.run.failed");
+        let config = env(&[url, secret, events]).alerts().unwrap();
+        assert_eq!(config.webhook_url.as_deref(), Some("https://example.com/alerts"));
+        assert_eq!(config.signing_secret.as_deref(), Some(" key "), "a key is taken as given");
+        assert_eq!(config.events, ["credential.invalid", "workflow.run.failed"]);
+        for (vars, says) in [
+            (vec![url], "PARA_ALERTS_SIGNING_SECRET is not"),
+            (vec![("PARA_ALERTS_WEBHOOK_URL", "example.com"), secret], "PARA_ALERTS_WEBHOOK_URL:"),
+            (
+                vec![url, secret, ("PARA_ALERTS_EVENTS", "run.failed")],
+                "PARA_ALERTS_EVENTS: `run.failed`",
+            ),
+            (vec![events], "PARA_ALERTS_WEBHOOK_URL is not"),
+        ] {
+            let error = env(&vars).alerts().unwrap_err().0;
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
     /// A value a setting cannot take is an error naming the variable and what it expects,
     /// never silently the default.
     #[test]
