@@ -20,6 +20,7 @@ use para_auth::env_secrets::EnvSecrets;
 use para_server::limits::{Limits, parse_duration};
 use para_server::{CorsPolicy, TelemetryConfig};
 use para_telemetry::traces::OtlpConfig;
+use para_worker::alerts::AlertsConfig;
 use para_worker::deliveries::TriggersApiConfig;
 use para_worker::{EngineConfig, SandboxMemoryConfig};
 
@@ -125,6 +126,14 @@ impl EnvVars {
     pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
     /// `true`: no traces.
     pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+
+    // Alerts to the company (docs/alerts.md).
+    /// The company's URL alerts are POSTed to (besides the dashboard's destinations).
+    pub const PARA_ALERTS_WEBHOOK_URL: &str = "PARA_ALERTS_WEBHOOK_URL";
+    /// The key alerts to that URL are signed with (`x-para-signature: t=…,v1=…`).
+    pub const PARA_ALERTS_SIGNING_SECRET: &str = "PARA_ALERTS_SIGNING_SECRET";
+    /// The event types sent to that URL, comma-separated; unset: all.
+    pub const PARA_ALERTS_EVENTS: &str = "PARA_ALERTS_EVENTS";
 
     // The engine.
     /// How long a run's lease lasts without renewal, in ms.
@@ -481,6 +490,38 @@ impl Env {
         Ok(Some(config))
     }
 
+    /// `PARA_ALERTS_WEBHOOK_URL` (an http(s) URL), `PARA_ALERTS_SIGNING_SECRET` (required
+    /// with it; as given, not trimmed: it is a key) and `PARA_ALERTS_EVENTS` (known types,
+    /// comma-separated), with the default retry schedule.
+    pub fn alerts(&self) -> Result<AlertsConfig, ConfigError> {
+        let webhook_url = self.get(EnvVars::PARA_ALERTS_WEBHOOK_URL).map(str::to_string);
+        let signing_secret =
+            self.vars.get(EnvVars::PARA_ALERTS_SIGNING_SECRET).filter(|k| !k.is_empty()).cloned();
+        let events_text = self.get(EnvVars::PARA_ALERTS_EVENTS).unwrap_or("");
+        let events = match &webhook_url {
+            Some(url) => para_worker::alerts::parse_destination(url, events_text).map_err(|e| {
+                let name = if e.starts_with("the URL") {
+                    EnvVars::PARA_ALERTS_WEBHOOK_URL
+                } else {
+                    EnvVars::PARA_ALERTS_EVENTS
+                };
+                ConfigError(format!("{name}: {e}"))
+            })?,
+            None if !events_text.is_empty() => {
+                return Err(ConfigError(
+                    "PARA_ALERTS_EVENTS is set but PARA_ALERTS_WEBHOOK_URL is not: set the URL the events go to".into(),
+                ));
+            }
+            None => Vec::new(),
+        };
+        if webhook_url.is_some() && signing_secret.is_none() {
+            return Err(ConfigError(
+                "PARA_ALERTS_WEBHOOK_URL is set but PARA_ALERTS_SIGNING_SECRET is not: every alert is signed; set a long random secret and give it to the receiver".into(),
+            ));
+        }
+        Ok(AlertsConfig { webhook_url, signing_secret, events, ..AlertsConfig::default() })
+    }
+
     /// `PARA_CORS_ORIGINS`.
     pub fn cors(&self) -> Result<CorsPolicy, ConfigError> {
         CorsPolicy::parse(self.get(EnvVars::PARA_CORS_ORIGINS))
@@ -688,6 +729,30 @@ mod tests {
         assert_eq!(e.oauth_vars(), [("PARA_OAUTH_SLACK_CLIENT_ID".into(), "id".into())]);
         assert!(e.outgoing_proxy());
         assert!(!env(&[("HTTPS_PROXY", "")]).outgoing_proxy());
+    }
+
+    #[test]
+    fn alerts_need_a_url_with_a_secret_and_known_event_types() {
+        assert_eq!(env(&[]).alerts().unwrap().webhook_url, None);
+        let url = ("PARA_ALERTS_WEBHOOK_URL", "https://example.com/alerts");
+        let secret = ("PARA_ALERTS_SIGNING_SECRET", " key ");
+        let events = ("PARA_ALERTS_EVENTS", "credential.invalid, workflow.run.failed");
+        let config = env(&[url, secret, events]).alerts().unwrap();
+        assert_eq!(config.webhook_url.as_deref(), Some("https://example.com/alerts"));
+        assert_eq!(config.signing_secret.as_deref(), Some(" key "), "a key is taken as given");
+        assert_eq!(config.events, ["credential.invalid", "workflow.run.failed"]);
+        for (vars, says) in [
+            (vec![url], "PARA_ALERTS_SIGNING_SECRET is not"),
+            (vec![("PARA_ALERTS_WEBHOOK_URL", "example.com"), secret], "PARA_ALERTS_WEBHOOK_URL:"),
+            (
+                vec![url, secret, ("PARA_ALERTS_EVENTS", "run.failed")],
+                "PARA_ALERTS_EVENTS: `run.failed`",
+            ),
+            (vec![events], "PARA_ALERTS_WEBHOOK_URL is not"),
+        ] {
+            let error = env(&vars).alerts().unwrap_err().0;
+            assert!(error.contains(says), "{error}");
+        }
     }
 
     /// A value a setting cannot take is an error naming the variable and what it expects,

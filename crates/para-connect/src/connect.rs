@@ -309,8 +309,25 @@ async fn store_setup(
         if problem.is_some() { CredentialStatus::Invalid } else { CredentialStatus::Valid };
     provider_data.insert("account".into(), Value::Object(material.account.clone()));
     let gone = || Error::not_found("no such credential for this user");
+    let alert = state.invalid_alert(
+        user_id,
+        &connector.key,
+        id,
+        "test_failed",
+        problem.as_deref().unwrap_or_default(),
+    );
+    let reason = problem.as_deref();
     store
-        .update_credential(p, user_id, id, status, problem.as_deref(), &sealed, fresh.expires_at)
+        .update_credential_alerting(
+            p,
+            user_id,
+            id,
+            status,
+            reason,
+            &sealed,
+            fresh.expires_at,
+            &alert,
+        )
         .await?
         .ok_or_else(gone)?;
     let updated = store
@@ -342,6 +359,11 @@ pub async fn disconnect(
     let (project, store) = (&state.project_id, &state.store);
     // Before the credential goes: what was registered at the provider with it is removed.
     state.disconnecting(user_id, integration_key, credential).await;
+    // The accounts a disconnection of every account removes, to announce each.
+    let every = match credential {
+        Some(_) => Vec::new(),
+        None => store.credentials(project, user_id, Some(integration_key)).await?,
+    };
     let done = match credential {
         Some(id) => store
             .uninstall_credential(project, user_id, integration_key, id)
@@ -353,6 +375,19 @@ pub async fn disconnect(
         }
     };
     state.credential_cache.forget(user_id, integration_key);
+    if done.as_ref().is_some_and(|d| d.removed > 0) {
+        match credential {
+            Some(id) => state.disconnected(user_id, integration_key, Some(id)).await,
+            None => {
+                for c in &every {
+                    state.disconnected(user_id, integration_key, Some(&c.id)).await;
+                }
+                if every.is_empty() {
+                    state.disconnected(user_id, integration_key, None).await;
+                }
+            }
+        }
+    }
     Ok(done)
 }
 
@@ -391,12 +426,18 @@ pub async fn store_connection(
     {
         provider_data["token"] = serde_json::json!({ field: value });
     }
+    let id = uuid::Uuid::new_v4().to_string();
+    let alert = problem
+        .as_deref()
+        .map(|p| state.invalid_alert(user_id, &connector.key, &id, "test_failed", p));
     let credential = state
         .store
         .insert_credential(&para_store::NewCredential {
             status_reason: problem.as_deref(),
             provider_data,
             expires_at,
+            id: Some(&id),
+            invalid_alert: alert.as_ref(),
             ..para_store::NewCredential::new(
                 &state.project_id,
                 user_id,

@@ -111,6 +111,17 @@ pub trait Hooks: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async {})
     }
+
+    /// A user's account `credential_id` of `integration` (`None`: every account of it, when
+    /// there were none to name) was disconnected: called after the removal.
+    fn disconnected<'a>(
+        &'a self,
+        _user_id: &'a str,
+        _integration: &'a str,
+        _credential_id: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async {})
+    }
 }
 
 /// The credentials domain of one served project.
@@ -195,6 +206,44 @@ impl Connect {
         if let Some(hooks) = self.hooks.get() {
             hooks.disconnecting(user_id, integration, credential_id).await;
         }
+    }
+
+    pub(crate) async fn disconnected(
+        &self,
+        user_id: &str,
+        integration: &str,
+        credential_id: Option<&str>,
+    ) {
+        if let Some(hooks) = self.hooks.get() {
+            hooks.disconnected(user_id, integration, credential_id).await;
+        }
+    }
+
+    /// A `credential.invalid` event ([`para_store::alerts`]) for the user's account
+    /// `credential_id` of `integration`: `reason` a stable code (`refresh_refused`,
+    /// `no_refresh_token`, `test_failed`), `message` what the user is told. The store records
+    /// it with the credential's change to INVALID, once per change.
+    pub fn invalid_alert(
+        &self,
+        user_id: &str,
+        integration: &str,
+        credential_id: &str,
+        reason: &str,
+        message: &str,
+    ) -> para_store::alerts::NewAlert {
+        let data = serde_json::json!({
+            "userId": user_id,
+            "integration": integration,
+            "credentialId": credential_id,
+            "reason": reason,
+            "message": message,
+        });
+        para_store::alerts::NewAlert::new(
+            &self.project_id,
+            para_store::alerts::CREDENTIAL_INVALID,
+            None,
+            data,
+        )
     }
 
     /// The build being served (a snapshot: a reload swaps it for later requests).

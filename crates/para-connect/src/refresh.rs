@@ -194,7 +194,7 @@ async fn refresh_now(
     let mut m = open(state, c)?;
     let Some(refresh_token) = m.refresh_token().map(str::to_string) else {
         let reason = "the access token expired and the provider gave no refresh token: reconnect";
-        return mark_invalid(state, c, m, reason).await;
+        return mark_invalid(state, c, m, "no_refresh_token", reason).await;
     };
     let form = vec![
         ("grant_type".to_string(), "refresh_token".to_string()),
@@ -226,7 +226,8 @@ async fn refresh_now(
             Ok((fresh, m))
         }
         Err(oauth::TokenFailure::Refused(reason)) => {
-            mark_invalid(state, c, m, &format!("refreshing the token failed: {reason}")).await
+            let reason = format!("refreshing the token failed: {reason}");
+            mark_invalid(state, c, m, "refresh_refused", &reason).await
         }
         Err(oauth::TokenFailure::Unreachable(reason)) => Err(Error::new(
             crate::Kind::Upstream,
@@ -236,16 +237,20 @@ async fn refresh_now(
     }
 }
 
+/// Marks the credential INVALID for `reason` (announced once, with the change: `code` is
+/// the `credential.invalid` event's reason) and fails with it.
 async fn mark_invalid(
     state: &Connect,
     c: &Credential,
     m: Material,
+    code: &str,
     reason: &str,
 ) -> Result<(Credential, Material), Error> {
     state.credential_cache.forget(&c.user_id, &c.integration);
+    let alert = state.invalid_alert(&c.user_id, &c.integration, &c.id, code, reason);
     state
         .store
-        .update_credential(
+        .update_credential_alerting(
             &state.project_id,
             &c.user_id,
             &c.id,
@@ -253,6 +258,7 @@ async fn mark_invalid(
             Some(reason),
             &c.secret,
             c.expires_at,
+            &alert,
         )
         .await?;
     let _ = m;

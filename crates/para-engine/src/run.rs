@@ -289,7 +289,12 @@ pub async fn execute<H: Host>(
     outputs.local.insert(trigger.id.clone(), trigger_output);
     match exec.chain(trigger.next.as_deref(), String::new(), &mut outputs).await {
         Flow::Next => Outcome::Succeeded,
-        Flow::Fail(message) => Outcome::Failed(message),
+        // The message quotes a step's error, which the journal holds redacted: so does the run.
+        Flow::Fail(message) => {
+            let mut message = Value::String(message);
+            redact(&mut message, &exec.secrets);
+            Outcome::Failed(message.as_str().unwrap_or_default().to_string())
+        }
         Flow::Wait(at) => Outcome::Waiting(at),
         Flow::Lost => Outcome::LeaseLost,
     }

@@ -566,3 +566,21 @@ async fn an_error_no_retry_can_mend_is_not_retried() {
     assert!(message.ends_with("connect it first"), "{message}");
     assert_eq!((host.request_count(), host.entry("call").attempts), (1, 1));
 }
+
+/// A run's failure message quotes its step's error: it is redacted as the journal is (it is
+/// stored with the run and sent in `workflow.run.failed` alerts).
+#[tokio::test]
+async fn a_failure_message_holds_no_secret() {
+    let wf = workflow(vec![request("call", json!({ "type": "VALUE", "value": "/x" }), None)]);
+    let host = FakeHost::new(Box::new(|_, _| {
+        Err(StepError::permanent("the upstream refused key s3cret-value"))
+    }));
+    let context = RunContext {
+        secrets: [("K".to_string(), json!("s3cret-value"))].into_iter().collect(),
+        ..RunContext::default()
+    };
+    let outcome = execute(&host, &wf, &context, json!({}), vec![], &options()).await;
+    let Outcome::Failed(message) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(message, "step `call` failed: the upstream refused key [redacted]");
+    assert_eq!(host.entry("call").error.as_deref(), Some("the upstream refused key [redacted]"));
+}

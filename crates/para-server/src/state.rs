@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub deploy_key: Option<String>,
     /// `/metrics`' key and address, and where runs' traces go.
     pub telemetry: TelemetryConfig,
+    /// The deployment's alert destination and the alerts' retry schedule
+    /// (`PARA_ALERTS_WEBHOOK_URL`, `PARA_ALERTS_SIGNING_SECRET`, `PARA_ALERTS_EVENTS`).
+    pub alerts: para_worker::alerts::AlertsConfig,
 }
 
 /// How metrics are reached and where traces go (`PARA_METRICS_KEY`, `PARA_METRICS_ADDR`,
@@ -189,6 +192,7 @@ impl AppState {
                 permissions_from_token_only: config.limits.permissions_from_token_only,
                 env_secrets: config.env_secrets.clone(),
                 triggers_api: config.triggers_api.clone(),
+                alerts: config.alerts.clone(),
             },
         );
         let proxy_budget = Arc::new(crate::budget::Budget::new(

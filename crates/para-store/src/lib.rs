@@ -5,6 +5,7 @@
 //! Every query of user data is keyed by `(project_id, user_id)`: a function that reads or writes
 //! a user's rows takes both, so one user's data is never reachable with another's identity.
 
+pub mod alerts;
 pub mod history;
 pub mod releases;
 pub mod runs;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/0012_trigger_subscriptions.sql")),
     (13, include_str!("../migrations/0013_webhook_subscriptions.sql")),
     (14, include_str!("../migrations/0014_releases.sql")),
+    (15, include_str!("../migrations/0015_alerts.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +150,11 @@ pub struct NewCredential<'a> {
     /// The caller's sealed text.
     pub secret: &'a str,
     pub expires_at: Option<i64>,
+    /// The credential's id; `None`: a fresh UUID.
+    pub id: Option<&'a str>,
+    /// Recorded with the credential, in its transaction, when it is stored INVALID (the
+    /// caller's `credential.invalid` event, naming `id`).
+    pub invalid_alert: Option<&'a alerts::NewAlert>,
 }
 
 impl<'a> NewCredential<'a> {
@@ -169,6 +176,8 @@ impl<'a> NewCredential<'a> {
             provider_data: Value::Object(Default::default()),
             secret,
             expires_at: None,
+            id: None,
+            invalid_alert: None,
         }
     }
 }
@@ -600,8 +609,9 @@ impl Store {
 
     /// Stores a new credential and returns it as written (with a fresh id).
     pub async fn insert_credential(&self, new: &NewCredential<'_>) -> Result<Credential> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new.id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO credentials (id, project_id, user_id, integration, status, status_reason, provider_id, provider_data, secret, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
@@ -617,8 +627,14 @@ impl Store {
         .bind(new.secret)
         .bind(new.expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if new.status == CredentialStatus::Invalid
+            && let Some(alert) = new.invalid_alert
+        {
+            alerts::record(&mut tx, alert, now).await?;
+        }
+        tx.commit().await?;
         Ok(Credential {
             id,
             user_id: new.user_id.to_string(),
@@ -690,13 +706,8 @@ impl Store {
         secret: &str,
         expires_at: Option<i64>,
     ) -> Result<Option<Credential>> {
-        let sql = format!(
-            "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
-             WHERE project_id = $1 AND user_id = $2 AND id = $3 RETURNING {}",
-            Self::CREDENTIAL_COLUMNS
-        );
-        // Built from constants only; every value is bound.
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = credential_update(false);
+        let update = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(project_id)
             .bind(user_id)
             .bind(id)
@@ -704,10 +715,56 @@ impl Store {
             .bind(status_reason)
             .bind(secret)
             .bind(expires_at)
-            .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
+            .bind(now_ms());
+        let row = update.fetch_optional(&self.pool).await?;
         row.as_ref().map(Self::credential_row).transpose()
+    }
+
+    /// [`Store::update_credential`], and when it changes the credential to INVALID from
+    /// another status (not when it was INVALID already), records `invalid_alert` in the same
+    /// transaction: a credential's change to INVALID is announced exactly once. The answer
+    /// says whether it was; `None` when the user has no such credential.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_credential_alerting(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        id: &str,
+        status: CredentialStatus,
+        status_reason: Option<&str>,
+        secret: &str,
+        expires_at: Option<i64>,
+        invalid_alert: &alerts::NewAlert,
+    ) -> Result<Option<(Credential, bool)>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let update = |only_changed: bool| {
+            sqlx::query(sqlx::AssertSqlSafe(credential_update(only_changed)))
+                .bind(project_id)
+                .bind(user_id)
+                .bind(id)
+                .bind(status.as_str())
+                .bind(status_reason)
+                .bind(secret)
+                .bind(expires_at)
+                .bind(now)
+        };
+        // The first statement writes (SQLite takes the write lock at once; PostgreSQL locks
+        // the row): a concurrent change to INVALID waits, then finds it INVALID.
+        let changed = if status == CredentialStatus::Invalid {
+            update(true).fetch_optional(&mut *tx).await?
+        } else {
+            None
+        };
+        let (row, announced) = match changed {
+            Some(row) => {
+                alerts::record(&mut tx, invalid_alert, now).await?;
+                (Some(row), true)
+            }
+            None => (update(false).fetch_optional(&mut *tx).await?, false),
+        };
+        tx.commit().await?;
+        row.as_ref().map(|r| Ok((Self::credential_row(r)?, announced))).transpose()
     }
 
     /// Replaces a credential's `provider_data` (the account facts shown to the app). Returns
@@ -1320,6 +1377,18 @@ fn statements(sql: &str) -> Vec<String> {
     let code: String =
         sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
     code.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// The statement that replaces a credential's status, reason, secret and expiry (`$1`–`$8`:
+/// project, user, id, status, reason, secret, expiry, now), returning it; with `only_changed`,
+/// only if its status is another. Built from constants only; every value is bound.
+fn credential_update(only_changed: bool) -> String {
+    format!(
+        "UPDATE credentials SET status = $4, status_reason = $5, secret = $6, expires_at = $7, updated_at = $8
+         WHERE project_id = $1 AND user_id = $2 AND id = $3{} RETURNING {}",
+        if only_changed { " AND status <> $4" } else { "" },
+        Store::CREDENTIAL_COLUMNS
+    )
 }
 
 /// Deletes a deleted credential's configurations and their settings, inside its transaction.

@@ -135,6 +135,11 @@ pub enum Write {
     /// event's routing or the poll that found it. A second delivery of the same source to the
     /// same subscription records nothing (its answer is false).
     Delivery(crate::trigger_subscriptions::NewDelivery),
+    /// An event to the company's alert destinations ([`crate::alerts`]). With `after_run`,
+    /// it is recorded only when that run's [`Write::Progress`] earlier in the same
+    /// [`Store::apply`] was (a run's failure is announced with its final write, fenced by the
+    /// same lease). Its answer is false when it was not recorded, or its source was before.
+    Alert { alert: crate::alerts::NewAlert, after_run: Option<String> },
 }
 
 /// The columns [`run_row`] reads, in order.
@@ -199,6 +204,8 @@ impl Store {
         let mut done = Vec::with_capacity(writes.len());
         // Journal entries of every write, upserted together at the end.
         let mut entries: Vec<(String, &StepRecord)> = Vec::new();
+        // Runs whose Progress write was recorded in this transaction.
+        let mut held_runs: Vec<&str> = Vec::new();
         for write in writes {
             match write {
                 Write::Create { run, lease, steps } => {
@@ -267,6 +274,7 @@ impl Store {
                         == 1;
                     if held {
                         entries.extend(steps.iter().map(|step| (run_id.clone(), step)));
+                        held_runs.push(run_id);
                     }
                     done.push(held);
                 }
@@ -332,6 +340,11 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    done.push(added);
+                }
+                Write::Alert { alert, after_run } => {
+                    let fenced = after_run.as_deref().is_none_or(|r| held_runs.contains(&r));
+                    let added = fenced && crate::alerts::record(&mut tx, alert, now).await?;
                     done.push(added);
                 }
             }

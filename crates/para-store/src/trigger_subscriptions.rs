@@ -158,6 +158,23 @@ pub enum DeliveryOutcome {
     Failed { status: Option<u16>, error: String },
 }
 
+impl DeliveryOutcome {
+    /// What an outbox row stores of it (the Triggers API's and the alerts'): its status
+    /// (`delivered`, `pending`, `failed`), when it is tried next, the answer's status and the
+    /// error.
+    pub(crate) fn columns(&self) -> (&'static str, Option<i64>, Option<u16>, Option<&str>) {
+        match self {
+            DeliveryOutcome::Delivered { status } => ("delivered", None, Some(*status), None),
+            DeliveryOutcome::Retry { at, status, error } => {
+                ("pending", Some(*at), *status, Some(error.as_str()))
+            }
+            DeliveryOutcome::Failed { status, error } => {
+                ("failed", None, *status, Some(error.as_str()))
+            }
+        }
+    }
+}
+
 impl Store {
     /// Records a new subscription.
     pub async fn insert_trigger_subscription(&self, s: &TriggerSubscription) -> Result<()> {
@@ -394,15 +411,7 @@ impl Store {
         outcome: &DeliveryOutcome,
     ) -> Result<bool> {
         let now = now_ms();
-        let (status, next, code, error) = match outcome {
-            DeliveryOutcome::Delivered { status } => ("delivered", None, Some(*status), None),
-            DeliveryOutcome::Retry { at, status, error } => {
-                ("pending", Some(*at), *status, Some(error.as_str()))
-            }
-            DeliveryOutcome::Failed { status, error } => {
-                ("failed", None, *status, Some(error.as_str()))
-            }
-        };
+        let (status, next, code, error) = outcome.columns();
         let finished = (status != "pending").then_some(now);
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(

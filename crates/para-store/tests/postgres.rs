@@ -1352,3 +1352,219 @@ async fn due_runs_and_ping_on_postgres() {
     })
     .await;
 }
+
+/// Alerts (issue 22): an event is recorded once per source with one delivery per destination
+/// that takes its type; a run's failure only with its held final write; a credential's change
+/// to INVALID once however often it is marked; two senders claim each delivery once; outcomes
+/// and attempts are recorded under the lease; deleting a destination drops its pending
+/// deliveries; finished ones are pruned.
+async fn alerts_are_recorded_once_and_delivered_under_a_lease(url: &str) {
+    use para_store::alerts::{self, Destination, NewAlert};
+    use para_store::runs::{Lease, NewRun, RunState, Write};
+    use para_store::trigger_subscriptions::DeliveryOutcome;
+
+    let a = Store::open(url).await.unwrap();
+    let b = Store::open(url).await.unwrap();
+    a.set_env_alert_destination("p", Some("https://env.example/a"), &[]).await.unwrap();
+    a.set_env_alert_destination("p", Some("https://env.example/b"), &[]).await.unwrap();
+    let dash = Destination {
+        id: "d1".into(),
+        project_id: "p".into(),
+        url: "https://dash.example".into(),
+        events: vec![alerts::CREDENTIAL_INVALID.into()],
+        secret: Some("v1:sealed".into()),
+        created_at: now_ms(),
+    };
+    a.insert_alert_destination(&dash).await.unwrap();
+    let listed = a.alert_destinations("p").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        (listed[0].url.as_str(), listed[0].secret.as_deref()),
+        ("https://env.example/b", None)
+    );
+    assert_eq!(listed[1], dash);
+    assert!(a.alert_destinations("q").await.unwrap().is_empty(), "per project");
+
+    // Connected: only the env destination takes it. Recorded once per source.
+    let connected = NewAlert::new("p", alerts::CONNECTED, Some("c:1".into()), json!({}));
+    assert!(a.record_alert(&connected).await.unwrap());
+    let again = NewAlert::new("p", alerts::CONNECTED, Some("c:1".into()), json!({}));
+    assert!(!a.record_alert(&again).await.unwrap(), "a source is recorded once");
+
+    // A run's failure: recorded only with its held final write.
+    let run = |id: &str| Write::Create {
+        run: NewRun {
+            id: id.into(),
+            project_id: "p".into(),
+            user_id: "ann".into(),
+            integration: "slack".into(),
+            workflow_id: "w".into(),
+            trigger_kind: "event".into(),
+            trigger_input: json!({}),
+            build_hash: "h".into(),
+            credential_id: None,
+            configuration_id: None,
+        },
+        lease: Some(Lease { owner: "w1".into(), until: now_ms() + 60_000 }),
+        steps: vec![],
+    };
+    a.apply(&[run("r1"), run("r2")]).await.unwrap();
+    let fail = |id: &str, owner: &str| {
+        let alert = NewAlert::new("p", alerts::RUN_FAILED, Some(format!("run:{id}")), json!({}));
+        [
+            Write::Progress {
+                run_id: id.into(),
+                lease: Lease { owner: owner.into(), until: now_ms() + 60_000 },
+                steps: vec![],
+                state: RunState::Failed("boom".into()),
+                response: None,
+            },
+            Write::Alert { alert, after_run: Some(id.into()) },
+        ]
+    };
+    assert_eq!(a.apply(&fail("r1", "not-the-owner")).await.unwrap(), [false, false]);
+    assert_eq!(a.apply(&fail("r1", "w1")).await.unwrap(), [true, true]);
+
+    // A credential marked INVALID twice (two processes' refreshes): announced once.
+    a.touch_user("p", "ann", None).await.unwrap();
+    let c = a
+        .insert_credential(&para_store::NewCredential::new(
+            "p",
+            "ann",
+            "slack",
+            CredentialStatus::Valid,
+            "v1:s",
+        ))
+        .await
+        .unwrap();
+    let invalid = |s: &Store| {
+        let alert = NewAlert::new("p", alerts::CREDENTIAL_INVALID, None, json!({"id": c.id}));
+        let s = s.clone();
+        let id = c.id.clone();
+        async move {
+            s.update_credential_alerting(
+                "p",
+                "ann",
+                &id,
+                CredentialStatus::Invalid,
+                Some("refused"),
+                "v1:s",
+                None,
+                &alert,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let (one, two) = tokio::join!(invalid(&a), invalid(&b));
+    assert_eq!(u8::from(one.1) + u8::from(two.1), 1, "exactly one change is announced");
+    assert_eq!(one.0.status, CredentialStatus::Invalid);
+    let (_, third) = invalid(&a).await;
+    assert!(!third, "already INVALID: nothing more");
+    // Stored INVALID at once (a failed connection test): announced with the insert.
+    let alert = NewAlert::new("p", alerts::CREDENTIAL_INVALID, None, json!({"id": "c2"}));
+    a.insert_credential(&para_store::NewCredential {
+        id: Some("c2"),
+        invalid_alert: Some(&alert),
+        ..para_store::NewCredential::new("p", "ann", "slack", CredentialStatus::Invalid, "v1:s")
+    })
+    .await
+    .unwrap();
+
+    let events = a.alert_events("p", 100).await.unwrap();
+    // Ordered by time, and several may share a millisecond: compared as a set.
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    kinds.sort_unstable();
+    let mut expected = [
+        alerts::CONNECTED,
+        alerts::RUN_FAILED,
+        alerts::CREDENTIAL_INVALID,
+        alerts::CREDENTIAL_INVALID,
+    ];
+    expected.sort_unstable();
+    assert_eq!(kinds, expected);
+    // Env takes all four; the dashboard's the two `credential.invalid`.
+    let deliveries = a.alert_deliveries("p", None, 100).await.unwrap();
+    assert_eq!(deliveries.len(), 6, "{deliveries:?}");
+    assert_eq!(a.alert_deliveries("p", Some("d1"), 100).await.unwrap().len(), 2);
+
+    // Two senders claim each delivery once.
+    let (x, y) = tokio::join!(
+        a.claim_alert_deliveries("p", "s-a", 100, 60_000),
+        b.claim_alert_deliveries("p", "s-b", 100, 60_000)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 6, "{x:?} {y:?}");
+    let mut keys: Vec<_> = x.iter().chain(&y).map(|d| (&d.event_id, &d.destination_id)).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 6);
+    assert!(a.claim_alert_deliveries("p", "s-c", 100, 60_000).await.unwrap().is_empty());
+    let mine = x.iter().map(|d| (d, "s-a")).chain(y.iter().map(|d| (d, "s-b")));
+    let to_dash: Vec<_> = mine.clone().filter(|(d, _)| d.destination_id == "d1").collect();
+    assert_eq!(to_dash[0].0.secret.as_deref(), Some("v1:sealed"));
+    let env_one = mine.clone().find(|(d, _)| d.destination_id != "d1").unwrap();
+    assert_eq!(env_one.0.url, "https://env.example/b");
+    assert_eq!(env_one.0.secret, None);
+
+    // Outcomes under the lease, each attempt recorded.
+    let (d, owner) = env_one;
+    let retry = DeliveryOutcome::Retry { at: now_ms() - 1, status: Some(500), error: "500".into() };
+    assert!(
+        !a.finish_alert_delivery("intruder", &d.event_id, &d.destination_id, &retry).await.unwrap()
+    );
+    assert!(a.finish_alert_delivery(owner, &d.event_id, &d.destination_id, &retry).await.unwrap());
+    let again = a.claim_alert_deliveries("p", "s-a", 100, 60_000).await.unwrap();
+    assert_eq!(again.len(), 1, "due again");
+    assert_eq!(again[0].attempts, 1);
+    let delivered = DeliveryOutcome::Delivered { status: 204 };
+    assert!(
+        a.finish_alert_delivery("s-a", &d.event_id, &d.destination_id, &delivered).await.unwrap()
+    );
+    let attempts = a.alert_attempts(&d.event_id, &d.destination_id).await.unwrap();
+    let seen: Vec<_> = attempts.iter().map(|t| (t.attempt, t.status)).collect();
+    assert_eq!(seen, [(1, Some(500)), (2, Some(204))]);
+    let failed = DeliveryOutcome::Failed { status: None, error: "gave up".into() };
+    let (f, f_owner) =
+        mine.clone().find(|(x, _)| x.event_id != d.event_id && x.destination_id != "d1").unwrap();
+    assert!(
+        a.finish_alert_delivery(f_owner, &f.event_id, &f.destination_id, &failed).await.unwrap()
+    );
+
+    // Deleting the dashboard's destination drops its pending deliveries; the env one stays.
+    assert!(!a.delete_alert_destination("p", &alerts::env_id("p")).await.unwrap());
+    assert!(a.delete_alert_destination("p", "d1").await.unwrap());
+    assert!(a.alert_deliveries("p", Some("d1"), 100).await.unwrap().is_empty());
+    assert_eq!(a.alert_destinations("p").await.unwrap().len(), 1);
+
+    // Pruning: the delivered and the failed one go (both finished before now + 1).
+    let later = now_ms() + 1;
+    assert_eq!(a.prune_alerts("p", later, later).await.unwrap(), 2);
+    assert!(a.alert_attempts(&d.event_id, &d.destination_id).await.unwrap().is_empty());
+    assert_eq!(a.alert_deliveries("p", None, 100).await.unwrap().len(), 2);
+    let left = a.alert_events("p", 100).await.unwrap();
+    assert_eq!(left.len(), 2, "events with deliveries left stay: {left:?}");
+    // Unsetting the variable removes the deployment's destination and its pending deliveries.
+    a.set_env_alert_destination("p", None, &[]).await.unwrap();
+    assert!(a.alert_destinations("p").await.unwrap().is_empty());
+    assert!(a.alert_deliveries("p", None, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_recorded_once_and_delivered_under_a_lease_on_postgres() {
+    with_fresh_db(
+        "alerts_are_recorded_once_and_delivered_under_a_lease_on_postgres",
+        |url| async move {
+            alerts_are_recorded_once_and_delivered_under_a_lease(&url).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alerts_are_recorded_once_and_delivered_under_a_lease_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("para.db").display());
+    alerts_are_recorded_once_and_delivered_under_a_lease(&url).await;
+}

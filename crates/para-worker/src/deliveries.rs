@@ -79,14 +79,77 @@ impl std::fmt::Debug for TriggersApiConfig {
 
 /// `v1=<lowercase hex of HMAC-SHA256(secret, body)>`: the `x-paragon-signature` of `body`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, body);
-    let mut out = String::with_capacity(3 + 64);
-    out.push_str("v1=");
+    format!("v1={}", hmac_hex(secret.as_bytes(), body))
+}
+
+/// The lowercase hex of HMAC-SHA256(`key`, `message`) (the Triggers API's and the alerts'
+/// signatures).
+pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, message);
+    let mut out = String::with_capacity(64);
     for b in tag.as_ref() {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// The outcome of an attempt made after `earlier` ones, by the schedule of waits `delays_ms`
+/// (`len + 1` attempts in all): delivered on a 2xx; else tried again after the next wait, or,
+/// after the last, failed.
+pub(crate) fn outcome_of(
+    sent: Result<u16, (Option<u16>, String)>,
+    earlier: i64,
+    delays_ms: &[u64],
+) -> DeliveryOutcome {
+    match sent {
+        Ok(status) => DeliveryOutcome::Delivered { status },
+        Err((status, error)) => match delays_ms.get(earlier as usize) {
+            Some(wait) => {
+                DeliveryOutcome::Retry { at: para_store::now_ms() + *wait as i64, status, error }
+            }
+            None => DeliveryOutcome::Failed {
+                status,
+                error: format!(
+                    "webhook delivery failed {} times in a row; last: {error}",
+                    earlier + 1
+                ),
+            },
+        },
+    }
+}
+
+/// POSTs `body` as JSON to `url` with `headers` (later ones win), within `timeout_ms`: the
+/// answer's 2xx status, or the status (if an answer came) and why it failed. No redirect is
+/// followed (the client's policy), and the URL is not in the reason (it may carry a token).
+pub(crate) async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: String,
+    timeout_ms: u64,
+) -> Result<u16, (Option<u16>, String)> {
+    let mut request = http
+        .post(url)
+        .timeout(Duration::from_millis(timeout_ms))
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let answer = request.body(body).send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            format!("no answer within {timeout_ms} ms")
+        } else {
+            format!("the request failed: {}", without_url(&e))
+        };
+        (None, why)
+    })?;
+    let status = answer.status().as_u16();
+    if answer.status().is_success() {
+        Ok(status)
+    } else {
+        Err((Some(status), format!("the webhook answered HTTP {status}")))
+    }
 }
 
 /// A subscription's parameters as `(name, text)` pairs (what a trigger's `filter` and a
@@ -192,14 +255,33 @@ pub async fn deliver_due(state: &Arc<Worker>) -> Result<usize, StoreError> {
     let owner = &state.engine.worker;
     let claimed =
         state.store.claim_trigger_deliveries(&state.project_id, owner, BATCH, LEASE_MS).await?;
+    Ok(attempt_all(
+        state,
+        claimed,
+        |state, delivery| async move { attempt(&state, delivery).await },
+    )
+    .await)
+}
+
+/// Makes one attempt of each claimed delivery, concurrently, and waits for them all; how many
+/// there were (the Triggers API's sender and the alerts').
+pub(crate) async fn attempt_all<T, F, Fut>(
+    state: &Arc<Worker>,
+    claimed: Vec<T>,
+    attempt: F,
+) -> usize
+where
+    T: Send + 'static,
+    F: Fn(Arc<Worker>, T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let count = claimed.len();
     let mut sending = tokio::task::JoinSet::new();
     for delivery in claimed {
-        let state = state.clone();
-        sending.spawn(async move { attempt(&state, delivery).await });
+        sending.spawn(attempt(state.clone(), delivery));
     }
     while sending.join_next().await.is_some() {}
-    Ok(count)
+    count
 }
 
 /// One attempt of one delivery, and its outcome recorded.
@@ -209,18 +291,7 @@ async fn attempt(state: &Worker, delivery: Delivery) {
     let counted = if sent.is_ok() { "sent" } else { "failed" };
     state.telemetry.metrics.trigger_deliveries.inc(&[counted]);
     let made = delivery.attempts + 1;
-    let outcome = match sent {
-        Ok(status) => DeliveryOutcome::Delivered { status },
-        Err((status, error)) => match config.retry_delays_ms.get(delivery.attempts as usize) {
-            Some(wait) => {
-                DeliveryOutcome::Retry { at: para_store::now_ms() + *wait as i64, status, error }
-            }
-            None => DeliveryOutcome::Failed {
-                status,
-                error: format!("webhook delivery failed {made} times in a row; last: {error}"),
-            },
-        },
-    };
+    let outcome = outcome_of(sent, delivery.attempts, &config.retry_delays_ms);
     match &outcome {
         DeliveryOutcome::Delivered { status } => tracing::debug!(
             delivery = %delivery.id, subscription = %delivery.subscription_id, status, "trigger event delivered"
@@ -271,40 +342,21 @@ async fn send(state: &Worker, delivery: &Delivery) -> Result<u16, (Option<u16>, 
                 .into(),
         )
     })?;
-    let mut request = state
-        .http
-        .post(url)
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some(headers) =
+    let mut headers = Vec::new();
+    if let Some(extra) =
         override_.as_ref().and_then(|o| o.get("headers")).and_then(Value::as_object)
     {
-        for (name, value) in headers {
+        for (name, value) in extra {
             let value = match value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            request = request.header(name.as_str(), value);
+            headers.push((name.clone(), value));
         }
     }
     // Last, so that no override header can replace the signature.
-    let request = request
-        .header(SIGNATURE_HEADER, sign(secret, delivery.body.as_bytes()))
-        .body(delivery.body.clone());
-    let answer = request.send().await.map_err(|e| {
-        let why = if e.is_timeout() {
-            format!("no answer within {} ms", config.timeout_ms)
-        } else {
-            format!("the request failed: {}", without_url(&e))
-        };
-        fail(why)
-    })?;
-    let status = answer.status().as_u16();
-    if answer.status().is_success() {
-        Ok(status)
-    } else {
-        Err((Some(status), format!("the webhook answered HTTP {status}")))
-    }
+    headers.push((SIGNATURE_HEADER.into(), sign(secret, delivery.body.as_bytes())));
+    post(&state.http, url, headers, delivery.body.clone(), config.timeout_ms).await
 }
 
 /// A reqwest error's text without the URL (an override URL may carry a token in its query).

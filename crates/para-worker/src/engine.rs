@@ -69,8 +69,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// Writes committed together (in one transaction, in order); the answer is the first's.
 struct Commit {
-    write: Write,
+    writes: Vec<Write>,
     done: oneshot::Sender<bool>,
 }
 
@@ -154,8 +155,14 @@ impl Engine {
     /// Queues a write for the committer; the answer comes when it is committed. Writes are
     /// committed in the order they are queued.
     fn send(&self, write: Write) -> oneshot::Receiver<bool> {
+        self.send_all(vec![write])
+    }
+
+    /// [`Engine::send`] of writes that commit in the same transaction; the answer is the
+    /// first's.
+    fn send_all(&self, writes: Vec<Write>) -> oneshot::Receiver<bool> {
         let (done, answer) = oneshot::channel();
-        let _ = self.commits.send(Commit { write, done });
+        let _ = self.commits.send(Commit { writes, done });
         answer
     }
 
@@ -232,10 +239,13 @@ async fn committer(state: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<Commit>) 
                 Err(_) => break,
             }
         }
-        let writes: Vec<Write> = batch.iter().map(|c| c.write.clone()).collect();
+        let writes: Vec<Write> = batch.iter().flat_map(|c| c.writes.iter().cloned()).collect();
         match state.store.apply(&writes).await {
             Ok(results) => {
-                for (commit, ok) in batch.drain(..).zip(results) {
+                let mut results = results.into_iter();
+                for commit in batch.drain(..) {
+                    let ok = results.next().unwrap_or(false);
+                    results.by_ref().take(commit.writes.len().saturating_sub(1)).for_each(drop);
                     let _ = commit.done.send(ok);
                 }
             }
@@ -869,11 +879,27 @@ impl ServerHost {
             state,
             response: response.clone(),
         };
-        if !self.state.engine.commit(write).await {
+        let mut writes = vec![write];
+        // Announced with the final write, under its lease: once per run, and only if recorded.
+        if let Outcome::Failed(message) = &outcome {
+            writes.push(crate::alerts::run_failed(
+                &self.state,
+                &self.run_id,
+                &self.workflow_id,
+                &self.user_id,
+                &self.integration,
+                message,
+            ));
+        }
+        let failed = writes.len() > 1;
+        if !self.state.engine.send_all(writes).await.unwrap_or(false) {
             self.forget_waiter();
             return false;
         }
         self.count_end(&outcome);
+        if failed {
+            crate::alerts::wake(&self.state);
+        }
         if let Outcome::Waiting(at) = outcome {
             // Wake the poller when the wait is over (it polls anyway).
             let state = self.state.clone();

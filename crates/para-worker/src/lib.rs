@@ -8,6 +8,7 @@
 //! `para-server`; errors are [`Error`], which the edge maps to statuses.
 
 pub mod actions;
+pub mod alerts;
 pub mod deliveries;
 pub mod engine;
 pub mod permissions;
@@ -38,6 +39,8 @@ pub struct WorkerConfig {
     pub env_secrets: para_auth::env_secrets::EnvSecrets,
     /// Where Triggers API deliveries go and how they are retried.
     pub triggers_api: deliveries::TriggersApiConfig,
+    /// The deployment's alert destination and how alerts are retried.
+    pub alerts: alerts::AlertsConfig,
 }
 
 /// The engine of one process over the credentials domain of its project.
@@ -50,6 +53,8 @@ pub struct Worker {
     /// Wakes the Triggers API sender ([`deliveries::delivery_loop`]) when deliveries were
     /// recorded.
     pub deliveries_wake: tokio::sync::Notify,
+    /// Wakes the alerts' sender ([`alerts::alert_loop`]) when events were recorded.
+    pub alerts_wake: tokio::sync::Notify,
     /// One update of a user's webhook registrations at a time ([`subscriptions::reconcile`]).
     pub subscription_locks: subscriptions::Locks,
 }
@@ -72,6 +77,7 @@ impl Worker {
             config,
             webhooks_wake: tokio::sync::Notify::new(),
             deliveries_wake: tokio::sync::Notify::new(),
+            alerts_wake: tokio::sync::Notify::new(),
             subscription_locks: subscriptions::Locks::default(),
         });
         worker.connect.set_hooks(Arc::new(Hooks(Arc::downgrade(&worker))));
@@ -81,7 +87,7 @@ impl Worker {
 
 /// Starts the worker's background tasks (once per worker): the engine's committer, poller and
 /// lease renewer ([`engine::start_workers`]), the cron scheduler, the polling triggers, the
-/// webhook dispatcher, the Triggers API sender and the webhook registrations' retries and
+/// webhook dispatcher, the Triggers API sender, the alerts' sender and the webhook registrations' retries and
 /// renewals.
 pub fn start(worker: &Arc<Worker>) {
     if engine::start_workers(worker) {
@@ -89,6 +95,7 @@ pub fn start(worker: &Arc<Worker>) {
         tokio::spawn(triggers::polling_loop(worker.clone()));
         tokio::spawn(webhooks::dispatch_loop(worker.clone()));
         tokio::spawn(deliveries::delivery_loop(worker.clone()));
+        tokio::spawn(alerts::alert_loop(worker.clone()));
         tokio::spawn(subscriptions::maintain_loop(worker.clone()));
     }
 }
@@ -104,6 +111,9 @@ impl para_connect::Hooks for Hooks {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             if let Some(worker) = self.0.upgrade() {
+                let connected = para_store::alerts::CONNECTED;
+                alerts::connection(&worker, connected, user_id, integration, Some(credential_id))
+                    .await;
                 triggers::integration_enabled(&worker, user_id, integration, credential_id).await;
                 reconcile_later(worker, user_id, integration);
             }
@@ -131,6 +141,20 @@ impl para_connect::Hooks for Hooks {
         Box::pin(async move {
             if let Some(worker) = self.0.upgrade() {
                 subscriptions::disconnecting(&worker, user_id, integration, credential_id).await;
+            }
+        })
+    }
+
+    fn disconnected<'a>(
+        &'a self,
+        user_id: &'a str,
+        integration: &'a str,
+        credential_id: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(worker) = self.0.upgrade() {
+                let kind = para_store::alerts::DISCONNECTED;
+                alerts::connection(&worker, kind, user_id, integration, credential_id).await;
             }
         })
     }

@@ -117,6 +117,8 @@ pub fn run(args: RunArgs) -> i32 {
             env_secrets: env.env_secrets(),
             // `para run` starts no Triggers API sender.
             triggers_api: Default::default(),
+            // Nor an alerts' sender: a server sends what this run records.
+            alerts: Default::default(),
         };
         let state = Worker::new(connect, engine_config, worker_config);
         engine::start_workers(&state);

@@ -309,6 +309,7 @@ impl Setup {
             triggers_api: env.triggers_api().map_err(bad_setting)?,
             deploy_key: env.deploy_key(),
             telemetry: env.telemetry().map_err(bad_setting)?,
+            alerts: env.alerts().map_err(bad_setting)?,
         };
         let engine = env.engine().map_err(bad_setting)?;
         para_worker::set_sandbox_memory_config(env.function_memory().map_err(bad_setting)?);

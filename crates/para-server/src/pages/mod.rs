@@ -9,6 +9,7 @@ use crate::state::AppState;
 
 pub(crate) mod connect_form;
 pub(crate) mod dashboard;
+pub(crate) mod dashboard_alerts;
 pub(crate) mod dashboard_releases;
 pub(crate) mod dashboard_runs;
 pub(crate) mod portal;
@@ -22,4 +23,5 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(dashboard::routes())
         .merge(dashboard_runs::routes())
         .merge(dashboard_releases::routes())
+        .merge(dashboard_alerts::routes())
 }

@@ -78,6 +78,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard_runs.html", include_str!("../../templates/dashboard_runs.html")),
     ("dashboard_run.html", include_str!("../../templates/dashboard_run.html")),
     ("dashboard_releases.html", include_str!("../../templates/dashboard_releases.html")),
+    ("dashboard_alerts.html", include_str!("../../templates/dashboard_alerts.html")),
     ("portal_switch.html", include_str!("../../templates/portal_switch.html")),
 ];
 
@@ -268,7 +269,7 @@ impl Form {
     }
 
     /// Every value of a repeated field, in order.
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 

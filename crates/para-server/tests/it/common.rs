@@ -71,6 +71,7 @@ pub struct Builder {
     deploy_key: Option<String>,
     releases: bool,
     telemetry: para_server::TelemetryConfig,
+    alerts: para_worker::alerts::AlertsConfig,
 }
 
 enum Database {
@@ -96,6 +97,7 @@ impl TestServer {
             deploy_key: None,
             releases: false,
             telemetry: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -190,6 +192,12 @@ impl Builder {
         self
     }
 
+    /// The deployment's alert destination and the alerts' retry schedule.
+    pub fn alerts(mut self, config: para_worker::alerts::AlertsConfig) -> Self {
+        self.alerts = config;
+        self
+    }
+
     /// The server's state as the server would have it, not served (and no engine started);
     /// its public URL points at nothing.
     pub async fn state(self) -> Arc<AppState> {
@@ -236,6 +244,7 @@ impl Builder {
             triggers_api: self.triggers_api,
             deploy_key: self.deploy_key,
             telemetry: self.telemetry,
+            alerts: self.alerts,
         };
         let secrets = self.secret_key.unwrap_or_else(secret_key);
         let engine = self.engine.unwrap_or_default();

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod alerts;
 mod connect_flows;
 mod connections;
 mod cors;

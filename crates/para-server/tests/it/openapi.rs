@@ -33,6 +33,8 @@ const NOT_JSON: &[&str] = &[
     "/dashboard/runs/{id}/replay",
     "/dashboard/releases",
     "/dashboard/releases/{number}/current",
+    "/dashboard/alerts",
+    "/dashboard/alerts/delete",
     "/projects/{project}/portal",
     "/projects/{project}/portal/{integration}",
     "/projects/{project}/portal/{integration}/connect",
