@@ -103,6 +103,12 @@ pub async fn serve_on(
         task.abort();
     }
     engine::stop(&state.worker).await;
+    // The last runs' spans, which would otherwise wait for a batch that never comes.
+    if let Some(tracer) = &state.telemetry.tracer
+        && !tracer.flush(std::time::Duration::from_secs(5)).await
+    {
+        tracing::warn!("stopping with trace spans not yet sent to the collector");
+    }
     served
 }
 

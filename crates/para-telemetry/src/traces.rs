@@ -217,6 +217,10 @@ pub struct Tracer {
     /// the runtime).
     rx: Mutex<Option<mpsc::Receiver<Span>>>,
     started: AtomicBool,
+    /// Spans queued or in a batch being sent: [`Tracer::flush`] waits for none.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tells the exporter to send the batch it is filling now, not after its delay.
+    send_now: Arc<tokio::sync::Notify>,
     pub counts: Arc<ExportCounts>,
 }
 
@@ -228,6 +232,8 @@ impl Tracer {
             tx,
             rx: Mutex::new(Some(rx)),
             started: AtomicBool::new(false),
+            pending: Arc::default(),
+            send_now: Arc::default(),
             counts: Arc::default(),
         }
     }
@@ -239,9 +245,25 @@ impl Tracer {
     /// Queues a finished span; never waits (a full queue drops it and counts the drop).
     pub fn record(&self, span: Span) {
         self.start();
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if self.tx.try_send(span).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             self.counts.dropped.inc();
         }
+    }
+
+    /// Waits until every span recorded so far was sent (or given up on), for at most `within`:
+    /// a server stopping gracefully sends its last runs' spans. True when nothing is left.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline || !self.started.load(Ordering::SeqCst) {
+                return false;
+            }
+            self.send_now.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Starts the exporter task once, on the current tokio runtime (none: spans wait in the
@@ -255,7 +277,9 @@ impl Tracer {
             return;
         }
         if let Some(rx) = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            runtime.spawn(export_loop(self.config.clone(), rx, self.counts.clone()));
+            let (config, counts) = (self.config.clone(), self.counts.clone());
+            let (pending, send_now) = (self.pending.clone(), self.send_now.clone());
+            runtime.spawn(export_loop(config, rx, counts, pending, send_now));
         }
     }
 }
@@ -265,6 +289,8 @@ async fn export_loop(
     config: Arc<OtlpConfig>,
     mut rx: mpsc::Receiver<Span>,
     counts: Arc<ExportCounts>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    send_now: Arc<tokio::sync::Notify>,
 ) {
     let client = match reqwest::Client::builder()
         .timeout(config.timeout)
@@ -283,9 +309,21 @@ async fn export_loop(
         batch.push(first);
         let deadline = tokio::time::Instant::now() + config.delay;
         while batch.len() < config.batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+            tokio::select! {
+                more = tokio::time::timeout_at(deadline, rx.recv()) => match more {
+                    Ok(Some(span)) => batch.push(span),
+                    Ok(None) | Err(_) => break,
+                },
+                () = send_now.notified() => {
+                    // A flush: what is queued now goes in this batch, at once.
+                    while batch.len() < config.batch {
+                        match rx.try_recv() {
+                            Ok(span) => batch.push(span),
+                            Err(_) => break,
+                        }
+                    }
+                    break;
+                }
             }
         }
         let body = export_body(&config, &batch).to_string();
@@ -312,6 +350,7 @@ async fn export_loop(
                 }
             }
         }
+        pending.fetch_sub(batch.len(), Ordering::SeqCst);
         batch.clear();
     }
 }

@@ -476,3 +476,35 @@ async fn healthz_and_readyz_answer_and_readiness_follows_the_database() {
     assert!(body["reason"].as_str().unwrap().contains("database"), "{body}");
     assert_eq!(get("/healthz").await.unwrap().status(), 200, "alive all the same");
 }
+
+/// A server stopping gracefully sends the spans still waiting for their batch: here a batch
+/// would wait a minute for more spans, and the run's spans arrive as the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_sends_the_spans_still_queued() {
+    let (otlp, received) = collector().await;
+    let traces = OtlpConfig {
+        service_name: "para-test".into(),
+        headers: vec![("x-collector-key".into(), "k1".into())],
+        delay: Duration::from_secs(60),
+        ..OtlpConfig::new(format!("{otlp}/v1/traces"))
+    };
+    let telemetry = TelemetryConfig { metrics_key: None, metrics_addr: None, traces: Some(traces) };
+    let s = TestServer::builder(build()).telemetry(telemetry).start().await;
+    let run = start_run(&s, FINE).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = s.state.store.run(PROJECT, &run).await.unwrap().unwrap();
+        if stored.status == para_store::RunStatus::Succeeded {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(received.lock().unwrap().is_empty(), "the batch is still waiting for more spans");
+    s.shut_down().await.unwrap();
+    let trace = para_telemetry::traces::run_trace_id(&run);
+    let id: String = trace.iter().map(|b| format!("{b:02x}")).collect();
+    let sent = spans(&received);
+    assert!(sent.get(&id).is_some_and(|spans| spans.len() >= 2), "the run's spans: {sent:?}");
+}
