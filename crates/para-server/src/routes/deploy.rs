@@ -5,7 +5,7 @@
 //! `crate::releases`'.
 //!
 //! The handlers take only [`Releases`], so a server started without a project folder and
-//! before any push (`crate::releases::waiting_router`) serves them too.
+//! before any push ([`waiting_router`]) serves them too.
 
 use std::sync::Arc;
 
