@@ -78,6 +78,17 @@ pub async fn bound_user(state: &AppState, headers: &HeaderMap) -> Option<String>
 }
 
 /// Constant-time equality of two secrets of any length (their SHA-256 digests are compared).
+/// The token of an `Authorization: Bearer <token>` header (the scheme in either case the
+/// clients send, spaces around trimmed); none without one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
 pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     Sha256::digest(a.as_bytes()).ct_eq(&Sha256::digest(b.as_bytes())).into()

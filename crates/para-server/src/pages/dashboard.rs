@@ -149,13 +149,11 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         state: &Arc<AppState>,
     ) -> Result<Self, Response> {
         let Some(admin_key) = admin_key(state) else { return Err(off()) };
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if parts.headers.get(header::AUTHORIZATION).is_some_and(|v| v.to_str().is_ok()) {
             let peer = peer_of(parts);
             state.admin_throttle.check(peer).map_err(throttled)?;
-            let sent = auth.trim();
-            let sent =
-                sent.strip_prefix("Bearer ").or_else(|| sent.strip_prefix("bearer ")).unwrap_or("");
-            if same_secret(sent.trim(), admin_key) {
+            let sent = crate::web::bearer(&parts.headers).unwrap_or("");
+            if same_secret(sent, admin_key) {
                 return Ok(Admin { session: None });
             }
             state.admin_throttle.failed(peer);

@@ -163,13 +163,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
                 state.project_id
             )));
         }
-        let sent = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+        let sent = crate::web::bearer(&parts.headers);
         if let (Some(sent), Some(admin_key)) =
             (sent, state.config.admin_key.as_deref().filter(|k| !k.is_empty()))
             && crate::web::same_secret(sent, admin_key)
